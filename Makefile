@@ -1,0 +1,49 @@
+# debchunk: `make demo` maps an embedded sample, `make test` runs every check.
+# Both install what they need (Debian packages, a venv) by themselves.
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+APT_STAMP := $(VENV)/.apt
+# Debian packages the tests and benches drive for real (DESIGN.md).
+APT_PACKAGES := ostree gir1.2-ostree-1.0 python3-gi python3-apt python3-venv \
+	skopeo umoci docker-registry podman mmdebstrap
+
+.PHONY: all demo test lint typecheck pytest bench clean
+
+all: test
+
+$(APT_STAMP):
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+$(STAMP): pyproject.toml $(APT_STAMP)
+	/usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+demo: $(STAMP)
+	$(PY) -m tests.sample demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check mapping chunker encapsulate benches tests
+	$(VENV)/bin/ruff format --check mapping chunker encapsulate benches tests
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP)
+	$(PY) -m pytest
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(PY) -m benches.mapping_speed
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

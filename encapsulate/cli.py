@@ -1,0 +1,178 @@
+"""The ``debchunk`` and ``container-encapsulate`` commands: argparse, then one
+library call per subcommand; errors become one line and exit status 1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from mapping import Mapping, MappingError, build_mapping
+
+# Usage errors exit 2 (argparse's convention), failures 1 (DESIGN.md, "Interfaces").
+EXIT_FAILURE = 1
+
+
+class _OneLine(logging.Formatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__()
+        self.prog = prog
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{self.prog}: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def _setup_logging(prog: str, quiet: bool, debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine(prog))
+    root = logging.getLogger("debchunk")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING)
+    root.propagate = False
+
+
+def human_size(n: float) -> str:
+    """Bytes as a short human-readable size (binary units)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def format_mapping(mapping: Mapping) -> str:
+    """The mapping as a table, components by size, largest first."""
+    rows = [("COMPONENT", "KIND", "PACKAGES", "SIZE", "FILES", "P(WEEK)")]
+    for c in mapping.components:
+        packages = ", ".join(c.packages[:3]) + (f" +{len(c.packages) - 3}" if len(c.packages) > 3 else "")
+        rows.append(
+            (c.name, c.kind, packages or "-", human_size(c.size), str(c.files), f"{c.change_probability:.3f}")
+        )
+    widths = [min(48, max(len(r[i]) for r in rows)) for i in range(len(rows[0]))]
+    lines = []
+    for r in rows:
+        cells = [(r[i] if len(r[i]) <= widths[i] else r[i][: widths[i] - 1] + "…") for i in range(len(r))]
+        lines.append(
+            "  ".join(
+                cell.rjust(w) if i in (3, 4, 5) else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
+            ).rstrip()
+        )
+    total = sum(c.size for c in mapping.components)
+    by_kind: dict[str, int] = {}
+    for c in mapping.components:
+        by_kind[c.kind] = by_kind.get(c.kind, 0) + c.size
+    summary = ", ".join(
+        f"{k} {100 * v / total:.1f}%" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])
+    )
+    lines.append("")
+    lines.append(
+        f"{len(mapping.components)} components, {human_size(total)} of unique content "
+        f"({summary}); dpkg database: {mapping.admindir or 'none'}"
+    )
+    if mapping.reference_date:
+        lines.append(f"change probabilities relative to {mapping.reference_date.date().isoformat()}")
+    return "\n".join(lines)
+
+
+def _add_source_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("ref", nargs="?", metavar="REF", help="OSTree ref or commit checksum (with --repo)")
+    parser.add_argument("--repo", metavar="REPO", help="OSTree repository holding REF")
+    parser.add_argument("--rootfs", metavar="DIR", help="map a root directory instead of a commit")
+
+
+def _mapping(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Mapping:
+    if args.rootfs is not None:
+        if args.repo is not None or args.ref is not None:
+            parser.error("--rootfs DIR takes no --repo or REF")
+        return build_mapping(rootfs=args.rootfs)
+    if args.repo is None or args.ref is None:
+        parser.error("give --repo REPO REF, or --rootfs DIR")
+    return build_mapping(repo=args.repo, ref=args.ref)
+
+
+def _cmd_map(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    mapping = _mapping(args, parser)
+    if args.json:
+        json.dump(mapping.to_json(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(format_mapping(mapping))
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", "-q", action="store_true", help="print errors only")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug messages")
+
+
+def _run(
+    prog: str,
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    dispatch: Callable[[argparse.Namespace], int],
+) -> int:
+    args = parser.parse_args(argv)
+    _setup_logging(prog, getattr(args, "quiet", False), getattr(args, "debug", False))
+    try:
+        return dispatch(args)
+    except MappingError as e:
+        if args.debug:
+            raise
+        print(f"{prog}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{prog}: error: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILURE
+    return EXIT_FAILURE
+
+
+def debchunk_parser() -> argparse.ArgumentParser:
+    """The ``debchunk`` command's parser."""
+    parser = argparse.ArgumentParser(
+        prog="debchunk", description="Chunked, reproducible OCI images of Debian OSTree systems."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser(
+        "map",
+        help="show who owns every file of a tree and how often it changes",
+        description="Map a commit or root tree to components.",
+    )
+    _add_source_args(p)
+    p.add_argument("--json", action="store_true", help="print the mapping as JSON")
+    _common(p)
+    p.set_defaults(handler=_cmd_map, parser=p)
+    return parser
+
+
+def debchunk_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``debchunk``."""
+    parser = debchunk_parser()
+    return _run("debchunk", parser, argv, lambda a: int(a.handler(a, a.parser)))
+
+
+def container_encapsulate_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``container-encapsulate``."""
+    parser = argparse.ArgumentParser(
+        prog="container-encapsulate",
+        description="Write an OSTree commit or root tree as a chunked OCI image.",
+    )
+    parser.add_argument("args", nargs="*")
+    _common(parser)
+
+    def refuse(_: argparse.Namespace) -> int:
+        print(
+            "container-encapsulate: error: writing images is not available in this version "
+            "of debchunk; use 'debchunk map' to see how a tree would be split",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+
+    return _run("container-encapsulate", parser, argv, refuse)
+
+
+if __name__ == "__main__":
+    sys.exit(debchunk_main())

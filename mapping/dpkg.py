@@ -1,0 +1,172 @@
+"""Read the dpkg database inside a tree.
+
+In: a ``Tree``.  Out: the admindir found by the probe order of DESIGN.md, the
+installed binary packages (with their source package and version), the paths
+each one lists, the diversions and the alternatives links, all read through the
+tree (never from the host).  Parsing streams with python-debian.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from debian.deb822 import Deb822
+
+from .errors import show, warn
+from .tree import EntryType, Tree
+
+# Where image builders put the dpkg database, most specific first (DESIGN.md).
+ADMINDIR_PROBES = (
+    "usr/lib/sysimage/dpkg",
+    "usr/share/dpkg/database",
+    "usr/rootdirs/var/lib/dpkg",
+    "usr/share/factory/var/lib/dpkg",
+    "var/lib/dpkg",
+)
+
+# dpkg states whose files are on disk (dpkg(1), "Package states").
+INSTALLED_STATES = frozenset({"installed", "triggers-awaiting", "triggers-pending"})
+
+
+@dataclass(frozen=True, slots=True)
+class Package:
+    """One installed binary package."""
+
+    name: str
+    architecture: str
+    version: str
+    source: str
+    source_version: str
+    multi_arch_same: bool
+
+    @property
+    def id(self) -> str:
+        """The name dpkg-query's ``${binary:Package}`` shows: ``name:arch`` for
+        Multi-Arch: same packages, else ``name``."""
+        return f"{self.name}:{self.architecture}" if self.multi_arch_same else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Diversion:
+    """``original`` of every package but ``package`` lives at ``diverted_to``;
+    ``package`` is None for a local diversion, which applies to all packages."""
+
+    original: str
+    diverted_to: str
+    package: str | None
+
+
+class Database:
+    """The dpkg database of a tree, located by ``find``."""
+
+    def __init__(self, tree: Tree, admindir: str) -> None:
+        self.tree = tree
+        self.admindir = admindir
+
+    @classmethod
+    def find(cls, tree: Tree) -> Database | None:
+        """The first admindir of the probe order holding a ``status`` file."""
+        for probe in ADMINDIR_PROBES:
+            resolved = tree.resolve(probe)
+            if resolved is None:
+                continue
+            entry = tree.get(resolved)
+            if entry is not None and entry.type is EntryType.DIR:
+                status = tree.get(f"{resolved}/status")
+                if status is not None and status.type is EntryType.FILE:
+                    return cls(tree, resolved)
+        return None
+
+    def _read(self, name: str) -> bytes | None:
+        return self.tree.read_bytes(f"{self.admindir}/{name}")
+
+    def packages(self) -> list[Package]:
+        """Installed packages from ``status``, sorted by (name, architecture)."""
+        data = self._read("status") or b""
+        found: list[Package] = []
+        where = f"{show(self.admindir)}/status"
+        for number, para in enumerate(
+            Deb822.iter_paragraphs(io.BytesIO(data), use_apt_pkg=False, encoding="utf-8"), 1
+        ):
+            name = para.get("Package", "")
+            status = para.get("Status", "").split()
+            missing = [f for f in ("Package", "Status", "Version", "Architecture") if not para.get(f)]
+            if missing or len(status) != 3:
+                label = f"package {name}" if name else f"paragraph {number}"
+                warn(
+                    f"{where}: {label} has no valid {', '.join(missing) or 'Status'} field "
+                    "(truncated or corrupt database); its files are treated as unpackaged"
+                )
+                continue
+            if status[2] not in INSTALLED_STATES:
+                continue
+            version = para["Version"]
+            source, _, rest = para.get("Source", name).partition(" ")
+            source_version = rest.strip().strip("()") or version
+            found.append(
+                Package(
+                    name,
+                    para["Architecture"],
+                    version,
+                    source or name,
+                    source_version,
+                    para.get("Multi-Arch", "") == "same",
+                )
+            )
+        found.sort(key=lambda p: (p.name, p.architecture))
+        return found
+
+    def listed_paths(self, package: Package) -> Iterator[str]:
+        """Absolute paths a package lists in ``info/<pkg>[:<arch>].list``."""
+        data = self._read(f"info/{package.name}:{package.architecture}.list")
+        if data is None:
+            data = self._read(f"info/{package.name}.list")
+        if data is None:
+            warn(
+                f"{show(self.admindir)}/info: no file list for installed package {package.id}; "
+                "its files are treated as unpackaged"
+            )
+            return
+        for line in data.decode("utf-8", "surrogateescape").splitlines():
+            if line and line != "/.":
+                yield line
+
+    def diversions(self) -> list[Diversion]:
+        """Entries of ``diversions``: three lines each (original, diverted-to, package or ``:``)."""
+        lines = (self._read("diversions") or b"").decode("utf-8", "surrogateescape").splitlines()
+        if len(lines) % 3:
+            warn(
+                f"{show(self.admindir)}/diversions: {len(lines)} lines is not a multiple of 3 "
+                "(truncated); the incomplete last entry is ignored"
+            )
+        return [
+            Diversion(lines[i], lines[i + 1], None if lines[i + 2] == ":" else lines[i + 2])
+            for i in range(0, len(lines) - 2, 3)
+        ]
+
+    def alternative_links(self) -> set[str]:
+        """Absolute paths of every link managed by update-alternatives: each
+        group's master and slave links, and their ``/etc/alternatives/`` names."""
+        links: set[str] = set()
+        directory = self.tree.resolve(f"{self.admindir}/alternatives")
+        if directory is None:
+            return links
+        for entry in self.tree.children(directory):
+            if entry.type is not EntryType.FILE:
+                continue
+            with entry.open() as f:
+                lines = f.read().decode("utf-8", "surrogateescape").splitlines()
+            # update-alternatives(1) "FILES": status line, master link, then
+            # (slave name, slave link) pairs up to a blank line.
+            if len(lines) < 2:
+                continue
+            links.add(lines[1])
+            links.add(f"/etc/alternatives/{entry.path.rpartition('/')[2]}")
+            i = 2
+            while i + 1 < len(lines) and lines[i]:
+                links.add(f"/etc/alternatives/{lines[i]}")
+                links.add(lines[i + 1])
+                i += 2
+        return links

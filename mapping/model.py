@@ -1,0 +1,141 @@
+"""The mapping's value types: ``Component`` and ``Mapping``, with their JSON form."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import MappingError
+from .tree import Entry, Tree
+
+Kind = Literal["package", "component", "bigfile", "volatile", "unpackaged"]
+KINDS: tuple[Kind, ...] = ("package", "component", "bigfile", "volatile", "unpackaged")
+
+# Component names of the catch-all kinds.
+VOLATILE = "volatile"
+UNPACKAGED = "unpackaged"
+BIGFILE_PREFIX = "bigfile:"
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """A set of files that change together.
+
+    ``size`` counts each distinct content once; ``files`` counts non-directory
+    entries; ``change_probability`` is the chance it changes in a week.
+    """
+
+    name: str
+    kind: Kind
+    packages: tuple[str, ...] = ()
+    version: str | None = None
+    size: int = 0
+    files: int = 0
+    change_probability: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The component as in ``debchunk map --json``."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "packages": list(self.packages),
+            "version": self.version,
+            "size": self.size,
+            "files": self.files,
+            "change_probability": round(self.change_probability, 6),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Component:
+        """Read one component of ``debchunk map --json``."""
+        try:
+            kind = data["kind"]
+            if kind not in KINDS:
+                raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+            p = float(data["change_probability"])
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"change_probability {p} is not within [0, 1]")
+            return cls(
+                str(data["name"]),
+                kind,
+                tuple(str(x) for x in data.get("packages", ())),
+                data.get("version"),
+                int(data["size"]),
+                int(data.get("files", 0)),
+                p,
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise MappingError(f"component {data.get('name', '?')!r}: {e}") from None
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """Who owns every file of a tree, and how stable each owner is.
+
+    ``owners[i]`` is the index in ``components`` of the owner of
+    ``tree.entries[i]``, or -1 for directories, which belong to no component.
+    A mapping read back from JSON has no tree.
+    """
+
+    source: str
+    admindir: str | None
+    reference_date: dt.datetime | None
+    components: tuple[Component, ...]
+    tree: Tree | None = field(default=None, repr=False, compare=False)
+    owners: Sequence[int] = field(default=(), repr=False, compare=False)
+
+    def component(self, name: str) -> Component:
+        """The component called ``name``."""
+        for c in self.components:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def owner(self, path: str) -> Component | None:
+        """The component owning the entry at ``path`` (None for directories)."""
+        if self.tree is None or path not in self.tree.index:
+            raise KeyError(path)
+        i = self.owners[self.tree.index[path]]
+        return None if i < 0 else self.components[i]
+
+    def files_of(self, name: str) -> list[Entry]:
+        """Entries owned by the component called ``name``."""
+        if self.tree is None:
+            return []
+        want = next(i for i, c in enumerate(self.components) if c.name == name)
+        return [e for e, o in zip(self.tree.entries, self.owners, strict=True) if o == want]
+
+    def content_owners(self) -> dict[str, str]:
+        """Content id -> owning component name; identical content owned by
+        several components goes to the first entry's owner in tree order."""
+        result: dict[str, str] = {}
+        if self.tree is None:
+            return result
+        for e, o in zip(self.tree.entries, self.owners, strict=True):
+            if o >= 0 and e.content_id is not None:
+                result.setdefault(e.content_id, self.components[o].name)
+        return result
+
+    def to_json(self) -> dict[str, Any]:
+        """The shape of ``debchunk map --json`` (DESIGN.md)."""
+        return {
+            "source": self.source,
+            "admindir": self.admindir,
+            "reference_date": self.reference_date.isoformat() if self.reference_date else None,
+            "components": [c.to_json() for c in self.components],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Mapping:
+        """Read ``debchunk map --json`` output back (components only, no tree)."""
+        if not isinstance(data, dict) or not isinstance(data.get("components"), list):
+            raise MappingError("not a debchunk mapping: it needs a 'components' list")
+        ref = data.get("reference_date")
+        return cls(
+            str(data.get("source", "")),
+            data.get("admindir"),
+            dt.datetime.fromisoformat(ref) if ref else None,
+            tuple(Component.from_json(c) for c in data["components"]),
+        )
