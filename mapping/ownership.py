@@ -310,8 +310,8 @@ def _newest(versions: set[str]) -> str | None:
 
 def _change_probabilities(
     tree: Tree, owners: dict[str, _Owner], reference: dt.datetime | None
-) -> dict[str, float | dt.datetime]:
-    """Weekly change probability per owner; key "" holds the reference date used."""
+) -> tuple[dict[str, float], dt.datetime | None]:
+    """Weekly change probability per owner, and the reference date used."""
     dates: dict[str, list[dt.datetime]] = {}
     for owner in owners.values():
         for path in owner.changelogs:
