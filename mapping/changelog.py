@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import io
 import math
 import re
 import zlib
@@ -55,13 +56,12 @@ def read_dates(tree: Tree, path: str) -> list[dt.datetime] | None:
     at the first entry more than a window older than the newest one (the
     reference can only be newer, so older entries never count).  None when the
     file is missing or unreadable."""
-    resolved = tree.resolve(path)
-    entry = None if resolved is None else tree.get(resolved)
-    if entry is None or entry.content_id is None:
+    data = tree.read_bytes(path)
+    if data is None:
         return None
     dates: list[dt.datetime] = []
     try:
-        with entry.open() as raw, gzip.open(raw) as f:
+        with gzip.open(io.BytesIO(data)) as f:
             for line in f:
                 match = _TRAILER.match(line)
                 if not match:

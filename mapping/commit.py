@@ -9,6 +9,7 @@ the GIL around libostree calls).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import stat
@@ -27,6 +28,12 @@ from .errors import MappingError  # noqa: E402
 from .tree import Entry, EntryType, Tree  # noqa: E402
 
 _BLOCK = 1 << 20
+
+_KIND_NAMES = {
+    OSTree.ObjectType.COMMIT: "commit",
+    OSTree.ObjectType.DIR_TREE: "dirtree",
+    OSTree.ObjectType.DIR_META: "dirmeta",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +96,14 @@ class CommitTree(Tree):
             ) from None
         try:
             _, self.checksum = self.repo.resolve_rev(rev, False)
-            _, commit = self.repo.load_variant(OSTree.ObjectType.COMMIT, self.checksum)
+            self.repo.load_commit(self.checksum)
         except GLib.Error as e:
             raise MappingError(
                 f"{repo_path}: no ref or commit {rev!r} ({e.message}); "
                 f"list refs with 'ostree refs --repo={repo_path}'"
             ) from None
         self.rev = rev
+        commit = self._load_variant(OSTree.ObjectType.COMMIT, self.checksum)
         self.metadata: dict[str, Any] = commit.get_child_value(0).unpack()
         self.timestamp = OSTree.commit_get_timestamp(commit)
         self._dirmeta: dict[str, tuple[int, int, int, tuple[tuple[bytes, bytes], ...]]] = {}
@@ -108,10 +116,16 @@ class CommitTree(Tree):
         super().__init__(f"{repo_path}:{rev}", entries)
 
     def _load_variant(self, kind: OSTree.ObjectType, checksum: str) -> GLib.Variant:
+        """Load a metadata object and check it against its checksum (libostree
+        does not, and GVariant reads short data as default values)."""
         try:
             _, variant = self.repo.load_variant(kind, checksum)
         except GLib.Error as e:
-            raise MappingError(self._corrupt(checksum, kind.value_nick, e)) from None
+            raise MappingError(self._corrupt(checksum, _KIND_NAMES[kind], e)) from None
+        # A metadata object's checksum is the sha256 of its serialized variant.
+        data = variant.get_data_as_bytes().get_data() or b""
+        if hashlib.sha256(data).hexdigest() != checksum:
+            raise MappingError(self._corrupt(checksum, _KIND_NAMES[kind], GLib.Error("checksum mismatch")))
         return variant
 
     def _corrupt(self, checksum: str, kind: str, error: GLib.Error) -> str:
@@ -216,6 +230,26 @@ class CommitTree(Tree):
             cached = (mode, uid, gid, _xattr_pairs(variant.get_child_value(3)))
             self._dirmeta[checksum] = cached
         return cached
+
+    def read_bytes(self, path: str, limit: int | None = None) -> bytes | None:
+        """A small file's content, checked against its content checksum."""
+        resolved = self.resolve(path)
+        entry = None if resolved is None else self.get(resolved)
+        if entry is None or entry.type is not EntryType.FILE or entry.content_id is None:
+            return None
+        try:
+            _, stream, info, xattrs = self.repo.load_file(entry.content_id, None)
+            data = b""
+            while chunk := stream.read_bytes(_BLOCK, None).get_data():
+                data += chunk
+            stream.close(None)
+            memory = Gio.MemoryInputStream.new_from_bytes(GLib.Bytes.new(data))
+            _, actual = OSTree.checksum_file_from_input(info, xattrs, memory, OSTree.ObjectType.FILE, None)
+        except GLib.Error as e:
+            raise MappingError(self._corrupt(entry.content_id, "file", e)) from None
+        if bytes(actual).hex() != entry.content_id:
+            raise MappingError(self._corrupt(entry.content_id, "file", GLib.Error("checksum mismatch")))
+        return data if limit is None else data[:limit]
 
     def open(self, entry: Entry) -> BinaryIO:
         """Open a file object's content through libostree."""

@@ -156,8 +156,7 @@ class Database:
         for entry in self.tree.children(directory):
             if entry.type is not EntryType.FILE:
                 continue
-            with entry.open() as f:
-                lines = f.read().decode("utf-8", "surrogateescape").splitlines()
+            lines = (self.tree.read_bytes(entry.path) or b"").decode("utf-8", "surrogateescape").splitlines()
             # update-alternatives(1) "FILES": status line, master link, then
             # (slave name, slave link) pairs up to a blank line.
             if len(lines) < 2:

@@ -1,0 +1,72 @@
+"""Shared fixtures: generated sample trees, their commits, and a CLI runner."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.sample import build_sample, commit
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, int, str]]:
+    """Everything about a directory tree that a reader could damage: each path's
+    mode, size, mtime and content hash (symlinks by target)."""
+    state: dict[str, tuple[int, int, int, str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if os.path.islink(path):
+                digest = os.readlink(path)
+            elif os.path.isfile(path):
+                try:
+                    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+                except PermissionError:
+                    digest = "unreadable"
+            else:
+                digest = ""
+            state[os.path.relpath(path, root)] = (st.st_mode, st.st_size, st.st_mtime_ns, digest)
+    return state
+
+
+@pytest.fixture(scope="session")
+def sample_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded sample tree (read-only: copy it before changing it)."""
+    return build_sample(tmp_path_factory.mktemp("sample") / "tree")
+
+
+@pytest.fixture(scope="session")
+def sample_repos(tmp_path_factory: pytest.TempPathFactory, sample_tree: Path) -> dict[str, Path]:
+    """The sample committed as ``sample`` into a repo of each mode."""
+    repos = {}
+    for mode in ("bare-user", "bare", "archive"):
+        repo = tmp_path_factory.mktemp(f"repo-{mode}")
+        commit(sample_tree, repo, "sample", mode)
+        repos[mode] = repo
+    return repos
+
+
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def run_cli() -> RunCli:
+    """Run ``debchunk`` in a child process; returns the completed process."""
+
+    def run(*args: str, prefix: tuple[str, ...] = (), env: dict[str, str] | None = None,
+            program: str = "debchunk") -> subprocess.CompletedProcess[str]:
+        entry = "debchunk_main" if program == "debchunk" else "container_encapsulate_main"
+        code = f"import sys; from encapsulate.cli import {entry}; sys.exit({entry}())"
+        return subprocess.run(
+            [*prefix, sys.executable, "-c", code, *args],
+            capture_output=True, text=True, env={**os.environ, **(env or {})},
+            cwd=Path(__file__).resolve().parent.parent, stdin=subprocess.DEVNULL,
+        )
+
+    return run

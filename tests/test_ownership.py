@@ -1,0 +1,223 @@
+"""Every ownership rule of DESIGN.md, on generated trees, through both readers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from mapping import Mapping, build_mapping, map_tree, read_tree
+from mapping.changelog import CHANGES_PRIOR, DEFAULT_CHANGE_PROBABILITY
+from tests.sample import KVER, Pkg, SampleTree, blob, commit, day
+
+
+@pytest.fixture(scope="module", params=["commit", "rootfs"])
+def sample_mapping(request: pytest.FixtureRequest, sample_tree: Path,
+                   sample_repos: dict[str, Path]) -> Mapping:
+    if request.param == "commit":
+        return build_mapping(repo=str(sample_repos["bare-user"]), ref="sample")
+    return build_mapping(rootfs=str(sample_tree))
+
+
+def owner(m: Mapping, path: str) -> str:
+    c = m.owner(path)
+    assert c is not None, path
+    return c.name
+
+
+def test_binaries_group_by_source_package(sample_mapping: Mapping) -> None:
+    glibc = sample_mapping.component("glibc")
+    assert glibc.kind == "package"
+    assert glibc.packages == ("libc-bin", "libc6:amd64", "locales")
+    assert glibc.version == "2.41-12"
+    # usrmerge: /lib/... and /sbin/... are listed, the files are under usr/.
+    assert owner(sample_mapping, "usr/lib/x86_64-linux-gnu/libc.so.6") == "glibc"
+    assert owner(sample_mapping, "usr/sbin/ldconfig") == "glibc"
+    # /etc is usr/etc in a commit.
+    assert owner(sample_mapping, "usr/etc/ld.so.conf") == "glibc"
+    assert sample_mapping.component("systemd").packages == ("libsystemd0:amd64", "systemd")
+
+
+def test_kernel_is_one_component_and_initramfs_is_volatile(sample_mapping: Mapping) -> None:
+    kernel = sample_mapping.component("linux-signed-amd64")
+    assert kernel.packages == (f"linux-image-{KVER}",)
+    assert kernel.version == "6.1.8+1"
+    moddir = f"usr/lib/modules/{KVER}"
+    assert owner(sample_mapping, f"{moddir}/vmlinuz") == "linux-signed-amd64"  # listed as /boot/vmlinuz-K
+    assert owner(sample_mapping, f"{moddir}/kernel/fs/ext4.ko") == "linux-signed-amd64"
+    # depmod output sits in a directory only the kernel lists: it is the kernel's.
+    assert owner(sample_mapping, f"{moddir}/modules.alias") == "linux-signed-amd64"
+    assert owner(sample_mapping, f"{moddir}/initramfs.img") == "volatile"
+
+
+def test_volatile_state(sample_mapping: Mapping) -> None:
+    for path in ("usr/etc/ld.so.cache", "usr/etc/machine-id", "usr/etc/ssh/ssh_host_ed25519_key",
+                 "usr/share/dpkg/database/status", "usr/share/dpkg/database/info/libc6:amd64.list",
+                 "var/lib/dpkg", "usr/bin/editor", "usr/etc/alternatives/editor"):
+        assert owner(sample_mapping, path) == "volatile", path
+    assert sample_mapping.component("volatile").change_probability == 1.0
+
+
+def test_bigfile_and_unpackaged(sample_mapping: Mapping) -> None:
+    big = sample_mapping.component("bigfile:usr/lib/firmware/blob.bin")
+    assert (big.kind, big.size, big.files) == ("bigfile", 1_500_000, 1)
+    assert owner(sample_mapping, "usr/etc/hostname") == "unpackaged"
+    assert sample_mapping.component("unpackaged").files == 1
+
+
+def test_user_component_is_recursive_with_overrides(sample_mapping: Mapping) -> None:
+    assert owner(sample_mapping, "opt/app/bin/app") == "app"
+    assert owner(sample_mapping, "opt/app/plugins/extra.so") == "app-extra"
+    # Symlinks cannot carry user.* xattrs: they take their directory's.
+    assert owner(sample_mapping, "opt/app/current") == "app"
+    app = sample_mapping.component("app")
+    assert (app.kind, app.files, app.size) == ("component", 2, 600_000)
+
+
+def test_directories_belong_to_no_component(sample_mapping: Mapping) -> None:
+    assert sample_mapping.owner("usr/lib") is None
+
+
+def test_every_file_has_exactly_one_owner(sample_mapping: Mapping) -> None:
+    assert sample_mapping.tree is not None
+    files = [e for e in sample_mapping.tree if e.type.value != "dir"]
+    assert sum(c.files for c in sample_mapping.components) == len(files)
+
+
+def test_commit_and_rootfs_give_the_same_components(sample_tree: Path, sample_repos: dict[str, Path]) -> None:
+    by_commit = build_mapping(repo=str(sample_repos["archive"]), ref="sample").to_json()
+    by_rootfs = build_mapping(rootfs=str(sample_tree)).to_json()
+    assert by_commit["components"] == by_rootfs["components"]
+    assert by_commit["admindir"] == by_rootfs["admindir"] == "usr/share/dpkg/database"
+
+
+def test_change_probability_relative_to_newest_changelog(sample_mapping: Mapping) -> None:
+    assert sample_mapping.reference_date == day(0)
+    # glibc: changes on day 0, 30, 60 and 200 are within the year, day 400 is not.
+    expected = 1 - math.exp(-7 * (4 + CHANGES_PRIOR) / 365)
+    assert sample_mapping.component("glibc").change_probability == pytest.approx(expected)
+    # coreutils' only change is 500 days old: the prior alone.
+    assert sample_mapping.component("coreutils").change_probability == pytest.approx(
+        1 - math.exp(-7 * CHANGES_PRIOR / 365))
+    # A native package's changelog is changelog.gz.
+    assert sample_mapping.component("base-files").change_probability == pytest.approx(
+        1 - math.exp(-7 * (3 + CHANGES_PRIOR) / 365))
+    assert sample_mapping.component("bigfile:usr/lib/firmware/blob.bin").change_probability == (
+        DEFAULT_CHANGE_PROBABILITY)
+
+
+def test_source_date_epoch_pins_the_reference(sample_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pinned = day(0) + dt.timedelta(days=100)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(int(pinned.timestamp())))
+    m = build_mapping(rootfs=str(sample_tree))
+    assert m.reference_date == pinned
+    # Window (day 0 + 100 - 365, day 0 + 100]: day 0, 30, 60, 200 -> day 200 is 265 days before
+    # the reference, within it; day 400 is not.
+    assert m.component("glibc").change_probability == pytest.approx(1 - math.exp(-7 * 4.5 / 365))
+    # The systemd changes (day 5, 90) are both inside; kernel's 4 too.
+    assert m.component("systemd").change_probability == pytest.approx(1 - math.exp(-7 * 2.5 / 365))
+
+
+def _tree(tmp_path: Path, **kw: object) -> SampleTree:
+    return SampleTree(tmp_path / "t", **kw)  # type: ignore[arg-type]
+
+
+def test_diversion_puts_the_diverted_file_with_its_package(tmp_path: Path) -> None:
+    t = _tree(tmp_path)
+    # dash ships /usr/bin/foo; bash diverts it to foo.distrib and ships its own /usr/bin/foo.
+    t.add(Pkg("dash", files={"/usr/bin/foo": b"dash's foo"}))
+    os.rename(t.where("/usr/bin/foo"), t.where("/usr/bin/foo.distrib"))
+    t.add(Pkg("bash", files={"/usr/bin/foo": b"bash's foo"}))
+    t.divert("/usr/bin/foo", "/usr/bin/foo.distrib", "bash")
+    # A local diversion (":") applies to every package.
+    t.add(Pkg("grep", files={"/usr/bin/grep": b"grep"}))
+    os.rename(t.where("/usr/bin/grep"), t.where("/usr/bin/grep.orig"))
+    t.divert("/usr/bin/grep", "/usr/bin/grep.orig", ":")
+    m = build_mapping(rootfs=str(t.finish()))
+    assert owner(m, "usr/bin/foo.distrib") == "dash"
+    assert owner(m, "usr/bin/foo") == "bash"
+    assert owner(m, "usr/bin/grep.orig") == "grep"
+
+
+def test_multi_arch_same_package_installed_twice(tmp_path: Path) -> None:
+    t = _tree(tmp_path)
+    for arch, triplet in (("amd64", "x86_64-linux-gnu"), ("i386", "i386-linux-gnu")):
+        t.add(Pkg("libfoo1", "2.0-1", source="foo", arch=arch, multi_arch="same",
+                  files={f"/usr/lib/{triplet}/libfoo.so.1": blob(arch, 1000),
+                         "/usr/share/doc/libfoo1/copyright": b"same file in both"}))
+    m = build_mapping(rootfs=str(t.finish()))
+    foo = m.component("foo")
+    assert foo.packages == ("libfoo1:amd64", "libfoo1:i386")
+    assert owner(m, "usr/lib/i386-linux-gnu/libfoo.so.1") == "foo"
+    assert owner(m, "usr/lib/x86_64-linux-gnu/libfoo.so.1") == "foo"
+    assert foo.files == 3
+
+
+def test_identical_content_keeps_each_owner(tmp_path: Path) -> None:
+    t = _tree(tmp_path)
+    same = blob("shared", 5000)
+    t.add(Pkg("alpha", files={"/usr/share/alpha/data": same}))
+    t.add(Pkg("beta", files={"/usr/share/beta/data": same}))
+    t.write("/usr/share/gamma/data", same)
+    m = build_mapping(rootfs=str(t.finish()))
+    assert owner(m, "usr/share/alpha/data") == "alpha"
+    assert owner(m, "usr/share/beta/data") == "beta"
+    assert owner(m, "usr/share/gamma/data") == "unpackaged"
+    assert m.component("alpha").size == m.component("beta").size == 5000
+    assert m.content_owners()[m.tree.get("usr/share/beta/data").content_id] == "alpha"  # type: ignore[union-attr]
+
+
+def test_only_installed_states_own_files(tmp_path: Path) -> None:
+    t = _tree(tmp_path)
+    t.add(Pkg("kept", files={"/usr/bin/kept": b"1"}, status="install ok triggers-pending"))
+    t.add(Pkg("awaiting", files={"/usr/bin/awaiting": b"2"}, status="install ok triggers-awaiting"))
+    t.add(Pkg("gone", files={"/usr/bin/gone": b"3"}, status="deinstall ok config-files"))
+    t.add(Pkg("half", files={"/usr/bin/half": b"4"}, status="install reinstreq half-installed"))
+    m = build_mapping(rootfs=str(t.finish()))
+    assert owner(m, "usr/bin/kept") == "kept"
+    assert owner(m, "usr/bin/awaiting") == "awaiting"
+    assert owner(m, "usr/bin/gone") == "unpackaged"
+    assert owner(m, "usr/bin/half") == "unpackaged"
+
+
+def test_admindir_probe_order(tmp_path: Path) -> None:
+    t = _tree(tmp_path, admindir="usr/lib/sysimage/dpkg")
+    t.add(Pkg("right", files={"/usr/bin/x": b"x"}))
+    t.finish()
+    # A stale second database lower in the probe order is not read.
+    stale = tmp_path / "t/usr/share/factory/var/lib/dpkg"
+    (stale / "info").mkdir(parents=True)
+    (stale / "status").write_text("Package: wrong\nStatus: install ok installed\nVersion: 1\nArchitecture: all\n")
+    (stale / "info/wrong.list").write_text("/usr/bin/x\n")
+    m = build_mapping(rootfs=str(tmp_path / "t"))
+    assert m.admindir == "usr/lib/sysimage/dpkg"
+    assert owner(m, "usr/bin/x") == "right"
+
+
+def test_admindir_through_symlink_and_plain_etc(tmp_path: Path) -> None:
+    t = _tree(tmp_path, admindir="var/lib/dpkg", ostree_layout=False)
+    t.add(Pkg("cfg", files={"/etc/cfg.conf": b"c"}))
+    m = build_mapping(rootfs=str(t.finish()))
+    assert m.admindir == "var/lib/dpkg"
+    assert owner(m, "etc/cfg.conf") == "cfg"
+
+
+def test_doc_dir_symlinked_to_a_sibling_gives_the_changelog(tmp_path: Path) -> None:
+    t = _tree(tmp_path)
+    t.add(Pkg("bar-common", source="bar", changelog=[day(0), day(10), day(20)],
+              files={"/usr/share/bar/data": b"d"}))
+    t.add(Pkg("bar", source="bar", files={"/usr/bin/bar": b"b"},
+              symlinks={"/usr/share/doc/bar": "bar-common"}))
+    t.add(Pkg("other", changelog=[day(0)], files={"/usr/bin/other": b"o"}))
+    m = build_mapping(rootfs=str(t.finish()))
+    assert m.component("bar").change_probability == pytest.approx(1 - math.exp(-7 * 3.5 / 365))
+
+
+def test_reading_does_not_depend_on_input_order(tmp_path: Path, sample_tree: Path) -> None:
+    a = map_tree(read_tree(rootfs=str(sample_tree)))
+    b = map_tree(read_tree(rootfs=str(sample_tree), threads=1))
+    assert a.to_json() == b.to_json()
+    assert list(a.owners) == list(b.owners)
