@@ -1,0 +1,92 @@
+"""Acceptance on a real Debian tree: mmdebstrap trixie minbase + systemd + kernel,
+laid out as an OSTree image builder does and committed with ``ostree commit``."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from benches.debtrees import TreeSpec, build_tree, ostree_commit, ostreeify
+from mapping import Mapping, build_mapping
+
+pytestmark = pytest.mark.realtree
+
+
+@pytest.fixture(scope="module")
+def real_commit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(laid-out tree, repo holding it as ``debian/trixie``)."""
+    work = tmp_path_factory.mktemp("real")
+    tree = ostreeify(build_tree(TreeSpec("trixie")), work / "tree")
+    repo = work / "repo"
+    ostree_commit(tree, repo, "debian/trixie")
+    return tree, repo
+
+
+@pytest.fixture(scope="module")
+def real_mapping(real_commit: tuple[Path, Path]) -> Mapping:
+    return build_mapping(repo=str(real_commit[1]), ref="debian/trixie")
+
+
+def _bytes(m: Mapping, *kinds: str) -> int:
+    return sum(c.size for c in m.components if c.kind in kinds)
+
+
+def test_packages_own_the_bytes(real_mapping: Mapping) -> None:
+    total = _bytes(real_mapping, "package", "component", "bigfile", "volatile", "unpackaged")
+    packaged = _bytes(real_mapping, "package")
+    volatile = _bytes(real_mapping, "volatile")
+    # Everything that is not rewritten by every build belongs to a package.
+    assert packaged / (total - volatile) >= 0.99
+    # What is volatile is the initramfs and the dpkg database, not package content.
+    assert volatile / total < 0.2
+    print(f"\npackage bytes: {packaged / (total - volatile):.4%} of non-volatile, {packaged / total:.2%} of all")
+
+
+def test_glibc_is_one_component(real_mapping: Mapping) -> None:
+    glibc = real_mapping.component("glibc")
+    assert {"libc6:amd64", "libc-bin", "locales"} <= set(glibc.packages)
+    assert real_mapping.owner("usr/lib/x86_64-linux-gnu/libc.so.6") == glibc
+    assert real_mapping.owner("usr/sbin/ldconfig") == glibc
+    assert real_mapping.owner("usr/etc/locale.alias") == glibc
+    assert not any(c.kind == "package" and c.name != "glibc" and set(c.packages) & set(glibc.packages)
+                   for c in real_mapping.components)
+
+
+def test_kernel_image_is_one_component(real_mapping: Mapping) -> None:
+    assert real_mapping.tree is not None
+    kernels = [c for c in real_mapping.components if any(p.startswith("linux-image-") for p in c.packages)]
+    assert len(kernels) == 1
+    kernel = kernels[0]
+    (moddir,) = [e.path for e in real_mapping.tree if e.path.startswith("usr/lib/modules/") and e.path.count("/") == 3]
+    assert real_mapping.owner(f"{moddir}/vmlinuz") == kernel
+    modules = [e for e in real_mapping.tree if e.path.startswith(f"{moddir}/kernel/") and e.type.value == "file"]
+    assert len(modules) > 1000
+    assert all(real_mapping.owner(e.path) == kernel for e in modules)
+    assert kernel.size > 50_000_000
+
+
+def test_initramfs_and_dpkg_database_are_volatile(real_mapping: Mapping) -> None:
+    assert real_mapping.tree is not None
+    assert real_mapping.admindir == "usr/share/dpkg/database"
+    (initramfs,) = [e.path for e in real_mapping.tree if e.path.endswith("/initramfs.img")]
+    volatile = real_mapping.component("volatile")
+    assert real_mapping.owner(initramfs) == volatile
+    db = [e.path for e in real_mapping.tree if e.path.startswith("usr/share/dpkg/database/")
+          and e.type.value == "file"]
+    assert len(db) > 100 and all(real_mapping.owner(p) == volatile for p in db)
+    assert real_mapping.owner("usr/etc/ld.so.cache") == volatile
+
+
+def test_rootfs_gives_the_same_components(real_commit: tuple[Path, Path], real_mapping: Mapping) -> None:
+    by_rootfs = build_mapping(rootfs=str(real_commit[0]))
+    assert by_rootfs.to_json()["components"] == real_mapping.to_json()["components"]
+
+
+def test_commit_passes_fsck_and_reads_back(real_commit: tuple[Path, Path], real_mapping: Mapping) -> None:
+    subprocess.run(["ostree", "fsck", f"--repo={real_commit[1]}"], check=True, capture_output=True)
+    listing = subprocess.run(["ostree", "ls", "-R", f"--repo={real_commit[1]}", "debian/trixie"],
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+    assert real_mapping.tree is not None
+    assert len(listing) == len(real_mapping.tree)
