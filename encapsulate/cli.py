@@ -155,23 +155,18 @@ def debchunk_main(argv: Sequence[str] | None = None) -> int:
 
 
 def container_encapsulate_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``container-encapsulate``."""
-    parser = argparse.ArgumentParser(
-        prog="container-encapsulate",
-        description="Write an OSTree commit or root tree as a chunked OCI image.",
+    """Entry point of ``container-encapsulate``: image writing is not in this
+    version, so every invocation but ``--help`` fails with one clear line."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in args or "--help" in args:
+        print("usage: container-encapsulate [--repo REPO] REF IMGREF | --rootfs DIR IMGREF [options]")
+        return 0
+    print(
+        "container-encapsulate: error: writing images is not available in this version "
+        "of debchunk; use 'debchunk map' to see how a tree would be split",
+        file=sys.stderr,
     )
-    parser.add_argument("args", nargs="*")
-    _common(parser)
-
-    def refuse(_: argparse.Namespace) -> int:
-        print(
-            "container-encapsulate: error: writing images is not available in this version "
-            "of debchunk; use 'debchunk map' to see how a tree would be split",
-            file=sys.stderr,
-        )
-        return EXIT_FAILURE
-
-    return _run("container-encapsulate", parser, argv, refuse)
+    return EXIT_FAILURE
 
 
 if __name__ == "__main__":

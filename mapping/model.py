@@ -44,7 +44,7 @@ class Component:
             "version": self.version,
             "size": self.size,
             "files": self.files,
-            "change_probability": round(self.change_probability, 6),
+            "change_probability": self.change_probability,
         }
 
     @classmethod

@@ -59,14 +59,18 @@ RunCli = Callable[..., subprocess.CompletedProcess[str]]
 def run_cli() -> RunCli:
     """Run ``debchunk`` in a child process; returns the completed process."""
 
-    def run(*args: str, prefix: tuple[str, ...] = (), env: dict[str, str] | None = None,
-            program: str = "debchunk") -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, prefix: tuple[str, ...] = (), env: dict[str, str] | None = None, program: str = "debchunk"
+    ) -> subprocess.CompletedProcess[str]:
         entry = "debchunk_main" if program == "debchunk" else "container_encapsulate_main"
         code = f"import sys; from encapsulate.cli import {entry}; sys.exit({entry}())"
         return subprocess.run(
             [*prefix, sys.executable, "-c", code, *args],
-            capture_output=True, text=True, env={**os.environ, **(env or {})},
-            cwd=Path(__file__).resolve().parent.parent, stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            cwd=Path(__file__).resolve().parent.parent,
+            stdin=subprocess.DEVNULL,
         )
 
     return run

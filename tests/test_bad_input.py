@@ -67,7 +67,9 @@ def test_truncated_metadata_object(run_cli: RunCli, repo_copy: Path, kind: str) 
     victim = _objects(repo_copy, kind)[0]
     os.truncate(victim, victim.stat().st_size // 2)
     before = snapshot(repo_copy)
-    line = one_error(run_cli("map", "--repo", str(repo_copy), "sample"), kind, victim.parent.name, "ostree fsck")
+    line = one_error(
+        run_cli("map", "--repo", str(repo_copy), "sample"), kind, victim.parent.name, "ostree fsck"
+    )
     assert "damaged" in line
     assert snapshot(repo_copy) == before
 
@@ -76,7 +78,10 @@ def test_truncated_file_object_read_by_the_mapping(run_cli: RunCli, repo_copy: P
     # The dpkg status file is read by the mapping: its object is checked.
     checksum = subprocess.run(
         ["ostree", "ls", f"--repo={repo_copy}", "-C", "sample", "/usr/share/dpkg/database/status"],
-        capture_output=True, text=True, check=True).stdout.split()[4]
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[4]
     victim = repo_copy / "objects" / checksum[:2] / f"{checksum[2:]}.file"
     os.truncate(victim, 10)
     one_error(run_cli("map", "--repo", str(repo_copy), "sample"), checksum, "ostree fsck")
@@ -141,8 +146,12 @@ def test_unreadable_file(run_cli: RunCli, tmp_path: Path) -> None:
     secret.chmod(0)
     before = snapshot(root)
     # Root reads anything: drop the capabilities that let it, as an unprivileged user would be.
-    proc = run_cli("map", "--rootfs", str(root),
-                   prefix=("setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"))
+    proc = run_cli(
+        "map",
+        "--rootfs",
+        str(root),
+        prefix=("setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"),
+    )
     one_error(proc, str(secret), "cannot read", "permissions")
     assert snapshot(root) == before
 
@@ -154,8 +163,10 @@ def test_rootfs_not_a_directory(run_cli: RunCli, tmp_path: Path) -> None:
 
 
 def test_bad_source_date_epoch(run_cli: RunCli, sample_tree: Path) -> None:
-    one_error(run_cli("map", "--rootfs", str(sample_tree), env={"SOURCE_DATE_EPOCH": "yesterday"}),
-              "SOURCE_DATE_EPOCH")
+    one_error(
+        run_cli("map", "--rootfs", str(sample_tree), env={"SOURCE_DATE_EPOCH": "yesterday"}),
+        "SOURCE_DATE_EPOCH",
+    )
 
 
 def test_usage_errors_exit_2(run_cli: RunCli, sample_tree: Path) -> None:

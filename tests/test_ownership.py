@@ -11,12 +11,13 @@ import pytest
 
 from mapping import Mapping, build_mapping, map_tree, read_tree
 from mapping.changelog import CHANGES_PRIOR, DEFAULT_CHANGE_PROBABILITY
-from tests.sample import KVER, Pkg, SampleTree, blob, commit, day
+from tests.sample import KVER, Pkg, SampleTree, blob, day
 
 
 @pytest.fixture(scope="module", params=["commit", "rootfs"])
-def sample_mapping(request: pytest.FixtureRequest, sample_tree: Path,
-                   sample_repos: dict[str, Path]) -> Mapping:
+def sample_mapping(
+    request: pytest.FixtureRequest, sample_tree: Path, sample_repos: dict[str, Path]
+) -> Mapping:
     if request.param == "commit":
         return build_mapping(repo=str(sample_repos["bare-user"]), ref="sample")
     return build_mapping(rootfs=str(sample_tree))
@@ -54,9 +55,16 @@ def test_kernel_is_one_component_and_initramfs_is_volatile(sample_mapping: Mappi
 
 
 def test_volatile_state(sample_mapping: Mapping) -> None:
-    for path in ("usr/etc/ld.so.cache", "usr/etc/machine-id", "usr/etc/ssh/ssh_host_ed25519_key",
-                 "usr/share/dpkg/database/status", "usr/share/dpkg/database/info/libc6:amd64.list",
-                 "var/lib/dpkg", "usr/bin/editor", "usr/etc/alternatives/editor"):
+    for path in (
+        "usr/etc/ld.so.cache",
+        "usr/etc/machine-id",
+        "usr/etc/ssh/ssh_host_ed25519_key",
+        "usr/share/dpkg/database/status",
+        "usr/share/dpkg/database/info/libc6:amd64.list",
+        "var/lib/dpkg",
+        "usr/bin/editor",
+        "usr/etc/alternatives/editor",
+    ):
         assert owner(sample_mapping, path) == "volatile", path
     assert sample_mapping.component("volatile").change_probability == 1.0
 
@@ -101,12 +109,15 @@ def test_change_probability_relative_to_newest_changelog(sample_mapping: Mapping
     assert sample_mapping.component("glibc").change_probability == pytest.approx(expected)
     # coreutils' only change is 500 days old: the prior alone.
     assert sample_mapping.component("coreutils").change_probability == pytest.approx(
-        1 - math.exp(-7 * CHANGES_PRIOR / 365))
+        1 - math.exp(-7 * CHANGES_PRIOR / 365)
+    )
     # A native package's changelog is changelog.gz.
     assert sample_mapping.component("base-files").change_probability == pytest.approx(
-        1 - math.exp(-7 * (3 + CHANGES_PRIOR) / 365))
+        1 - math.exp(-7 * (3 + CHANGES_PRIOR) / 365)
+    )
     assert sample_mapping.component("bigfile:usr/lib/firmware/blob.bin").change_probability == (
-        DEFAULT_CHANGE_PROBABILITY)
+        DEFAULT_CHANGE_PROBABILITY
+    )
 
 
 def test_source_date_epoch_pins_the_reference(sample_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -145,9 +156,19 @@ def test_diversion_puts_the_diverted_file_with_its_package(tmp_path: Path) -> No
 def test_multi_arch_same_package_installed_twice(tmp_path: Path) -> None:
     t = _tree(tmp_path)
     for arch, triplet in (("amd64", "x86_64-linux-gnu"), ("i386", "i386-linux-gnu")):
-        t.add(Pkg("libfoo1", "2.0-1", source="foo", arch=arch, multi_arch="same",
-                  files={f"/usr/lib/{triplet}/libfoo.so.1": blob(arch, 1000),
-                         "/usr/share/doc/libfoo1/copyright": b"same file in both"}))
+        t.add(
+            Pkg(
+                "libfoo1",
+                "2.0-1",
+                source="foo",
+                arch=arch,
+                multi_arch="same",
+                files={
+                    f"/usr/lib/{triplet}/libfoo.so.1": blob(arch, 1000),
+                    "/usr/share/doc/libfoo1/copyright": b"same file in both",
+                },
+            )
+        )
     m = build_mapping(rootfs=str(t.finish()))
     foo = m.component("foo")
     assert foo.packages == ("libfoo1:amd64", "libfoo1:i386")
@@ -167,7 +188,10 @@ def test_identical_content_keeps_each_owner(tmp_path: Path) -> None:
     assert owner(m, "usr/share/beta/data") == "beta"
     assert owner(m, "usr/share/gamma/data") == "unpackaged"
     assert m.component("alpha").size == m.component("beta").size == 5000
-    assert m.content_owners()[m.tree.get("usr/share/beta/data").content_id] == "alpha"  # type: ignore[union-attr]
+    assert m.tree is not None
+    beta = m.tree.get("usr/share/beta/data")
+    assert beta is not None and beta.content_id is not None
+    assert m.content_owners()[beta.content_id] == "alpha"
 
 
 def test_only_installed_states_own_files(tmp_path: Path) -> None:
@@ -190,7 +214,9 @@ def test_admindir_probe_order(tmp_path: Path) -> None:
     # A stale second database lower in the probe order is not read.
     stale = tmp_path / "t/usr/share/factory/var/lib/dpkg"
     (stale / "info").mkdir(parents=True)
-    (stale / "status").write_text("Package: wrong\nStatus: install ok installed\nVersion: 1\nArchitecture: all\n")
+    (stale / "status").write_text(
+        "Package: wrong\nStatus: install ok installed\nVersion: 1\nArchitecture: all\n"
+    )
     (stale / "info/wrong.list").write_text("/usr/bin/x\n")
     m = build_mapping(rootfs=str(tmp_path / "t"))
     assert m.admindir == "usr/lib/sysimage/dpkg"
@@ -207,10 +233,17 @@ def test_admindir_through_symlink_and_plain_etc(tmp_path: Path) -> None:
 
 def test_doc_dir_symlinked_to_a_sibling_gives_the_changelog(tmp_path: Path) -> None:
     t = _tree(tmp_path)
-    t.add(Pkg("bar-common", source="bar", changelog=[day(0), day(10), day(20)],
-              files={"/usr/share/bar/data": b"d"}))
-    t.add(Pkg("bar", source="bar", files={"/usr/bin/bar": b"b"},
-              symlinks={"/usr/share/doc/bar": "bar-common"}))
+    t.add(
+        Pkg(
+            "bar-common",
+            source="bar",
+            changelog=[day(0), day(10), day(20)],
+            files={"/usr/share/bar/data": b"d"},
+        )
+    )
+    t.add(
+        Pkg("bar", source="bar", files={"/usr/bin/bar": b"b"}, symlinks={"/usr/share/doc/bar": "bar-common"})
+    )
     t.add(Pkg("other", changelog=[day(0)], files={"/usr/bin/other": b"o"}))
     m = build_mapping(rootfs=str(t.finish()))
     assert m.component("bar").change_probability == pytest.approx(1 - math.exp(-7 * 3.5 / 365))

@@ -41,7 +41,9 @@ def test_packages_own_the_bytes(real_mapping: Mapping) -> None:
     assert packaged / (total - volatile) >= 0.99
     # What is volatile is the initramfs and the dpkg database, not package content.
     assert volatile / total < 0.2
-    print(f"\npackage bytes: {packaged / (total - volatile):.4%} of non-volatile, {packaged / total:.2%} of all")
+    print(
+        f"\npackage bytes: {packaged / (total - volatile):.4%} of non-volatile, {packaged / total:.2%} of all"
+    )
 
 
 def test_glibc_is_one_component(real_mapping: Mapping) -> None:
@@ -50,8 +52,10 @@ def test_glibc_is_one_component(real_mapping: Mapping) -> None:
     assert real_mapping.owner("usr/lib/x86_64-linux-gnu/libc.so.6") == glibc
     assert real_mapping.owner("usr/sbin/ldconfig") == glibc
     assert real_mapping.owner("usr/etc/locale.alias") == glibc
-    assert not any(c.kind == "package" and c.name != "glibc" and set(c.packages) & set(glibc.packages)
-                   for c in real_mapping.components)
+    assert not any(
+        c.kind == "package" and c.name != "glibc" and set(c.packages) & set(glibc.packages)
+        for c in real_mapping.components
+    )
 
 
 def test_kernel_image_is_one_component(real_mapping: Mapping) -> None:
@@ -59,9 +63,13 @@ def test_kernel_image_is_one_component(real_mapping: Mapping) -> None:
     kernels = [c for c in real_mapping.components if any(p.startswith("linux-image-") for p in c.packages)]
     assert len(kernels) == 1
     kernel = kernels[0]
-    (moddir,) = [e.path for e in real_mapping.tree if e.path.startswith("usr/lib/modules/") and e.path.count("/") == 3]
+    (moddir,) = [
+        e.path for e in real_mapping.tree if e.path.startswith("usr/lib/modules/") and e.path.count("/") == 3
+    ]
     assert real_mapping.owner(f"{moddir}/vmlinuz") == kernel
-    modules = [e for e in real_mapping.tree if e.path.startswith(f"{moddir}/kernel/") and e.type.value == "file"]
+    modules = [
+        e for e in real_mapping.tree if e.path.startswith(f"{moddir}/kernel/") and e.type.value == "file"
+    ]
     assert len(modules) > 1000
     assert all(real_mapping.owner(e.path) == kernel for e in modules)
     assert kernel.size > 50_000_000
@@ -73,8 +81,11 @@ def test_initramfs_and_dpkg_database_are_volatile(real_mapping: Mapping) -> None
     (initramfs,) = [e.path for e in real_mapping.tree if e.path.endswith("/initramfs.img")]
     volatile = real_mapping.component("volatile")
     assert real_mapping.owner(initramfs) == volatile
-    db = [e.path for e in real_mapping.tree if e.path.startswith("usr/share/dpkg/database/")
-          and e.type.value == "file"]
+    db = [
+        e.path
+        for e in real_mapping.tree
+        if e.path.startswith("usr/share/dpkg/database/") and e.type.value == "file"
+    ]
     assert len(db) > 100 and all(real_mapping.owner(p) == volatile for p in db)
     assert real_mapping.owner("usr/etc/ld.so.cache") == volatile
 
@@ -86,7 +97,11 @@ def test_rootfs_gives_the_same_components(real_commit: tuple[Path, Path], real_m
 
 def test_commit_passes_fsck_and_reads_back(real_commit: tuple[Path, Path], real_mapping: Mapping) -> None:
     subprocess.run(["ostree", "fsck", f"--repo={real_commit[1]}"], check=True, capture_output=True)
-    listing = subprocess.run(["ostree", "ls", "-R", f"--repo={real_commit[1]}", "debian/trixie"],
-                             capture_output=True, text=True, check=True).stdout.splitlines()
+    listing = subprocess.run(
+        ["ostree", "ls", "-R", f"--repo={real_commit[1]}", "debian/trixie"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     assert real_mapping.tree is not None
     assert len(listing) == len(real_mapping.tree)

@@ -19,8 +19,9 @@ def _meta(e: Entry) -> tuple[object, ...]:
 
 
 @pytest.mark.parametrize("mode", ["bare-user", "bare", "archive"])
-def test_commit_and_rootfs_read_the_same_tree(sample_tree: Path, sample_repos: dict[str, Path],
-                                              mode: str) -> None:
+def test_commit_and_rootfs_read_the_same_tree(
+    sample_tree: Path, sample_repos: dict[str, Path], mode: str
+) -> None:
     commit = read_tree(repo=str(sample_repos[mode]), ref="sample")
     rootfs = read_tree(rootfs=str(sample_tree))
     assert [e.path for e in commit] == [e.path for e in rootfs]
@@ -35,8 +36,9 @@ def test_commit_and_rootfs_read_the_same_tree(sample_tree: Path, sample_repos: d
 
 def test_commit_checksum_accepted_as_ref(sample_repos: dict[str, Path]) -> None:
     repo = sample_repos["bare-user"]
-    checksum = subprocess.run(["ostree", "rev-parse", f"--repo={repo}", "sample"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+    checksum = subprocess.run(
+        ["ostree", "rev-parse", f"--repo={repo}", "sample"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     by_ref = read_tree(repo=str(repo), ref="sample")
     by_checksum = read_tree(repo=str(repo), ref=checksum)
     assert [(_meta(e), e.content_id) for e in by_ref] == [(_meta(e), e.content_id) for e in by_checksum]
