@@ -43,7 +43,8 @@ pytest: $(STAMP)
 test: lint typecheck pytest
 
 bench: $(STAMP)
-	$(PY) -m benches.mapping_speed
+	$(PY) -m pytest -q benches/test_mapping_bench.py
+	$(PY) -m benches.mapping_speed --profile full --json bench-results.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -49,6 +49,30 @@ GEN_REF = "gen"
 VENV_BIN = Path(sys.executable).parent
 
 
+def note(message: str) -> None:
+    """A progress message on stderr, after whatever the report has printed so far."""
+    sys.stdout.flush()
+    print(message, file=sys.stderr, flush=True)
+
+
+def source_revision() -> str | None:
+    """The git commit of the code measured, with ``-dirty`` if it has local changes."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--", "mapping", "encapsulate"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("-dirty" if dirty else "")
+
+
 def bench_root() -> Path:
     """The cache directory shared with ``benches.debtrees`` (its parent)."""
     return cache_dir().parent
@@ -151,10 +175,7 @@ def gen_repo(files: int) -> tuple[Path, int]:
             stdout=subprocess.DEVNULL,
         )
         t2 = time.perf_counter()
-        print(
-            f"  generated {files} files in {t1 - t0:.1f} s, committed in {t2 - t1:.1f} s",
-            file=sys.stderr,
-        )
+        note(f"  generated {files} files in {t1 - t0:.1f} s, committed in {t2 - t1:.1f} s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     (partial / "debchunk-entries").write_text(f"{entries}\n")
@@ -382,7 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="write every figure to FILE as JSON")
     args = parser.parse_args(argv)
 
-    print(f"debchunk mapping speed, profile {args.profile}, cache {bench_root()}", file=sys.stderr)
+    revision = source_revision()
+    note(f"debchunk mapping speed, profile {args.profile}, code {revision}, cache {bench_root()}")
     real = bench_real_tree(args.runs)
     report_real(real)
     print()
@@ -393,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         data = {
             "profile": args.profile,
+            "revision": revision,
             "host": {
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),

@@ -14,7 +14,6 @@ import io
 import os
 import stat
 import struct
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -23,6 +22,7 @@ import gi
 gi.require_version("OSTree", "1.0")
 from gi.repository import Gio, GLib, OSTree  # noqa: E402
 
+from ._gvariant import VariantFormatError, decode_dirtree  # noqa: E402
 from ._threads import map_in_threads  # noqa: E402
 from .errors import MappingError  # noqa: E402
 from .tree import Entry, EntryType, Tree  # noqa: E402
@@ -111,7 +111,9 @@ class CommitTree(Tree):
         root_tree = OSTree.checksum_from_bytes_v(commit.get_child_value(6))
         root_meta = OSTree.checksum_from_bytes_v(commit.get_child_value(7))
         self._walk(root_tree, root_meta, records)
-        files = self._load_files({c for _, c, kind in records if kind is None}, threads)
+        # Loading a file object is mostly libostree time with the GIL released.
+        unique = sorted({c for _, c, meta in records if meta is None})
+        files = dict(map_in_threads(self._load_file, unique, threads))
         entries = [self._entry(path, csum, meta, files) for path, csum, meta in records]
         super().__init__(f"{repo_path}:{rev}", entries)
 
@@ -138,60 +140,48 @@ class CommitTree(Tree):
         """Append (path, checksum, dirmeta checksum or None) in depth-first order,
         children by name (bytes), like the root directory reader."""
         stack: list[tuple[str, str, str | None]] = [("", tree, meta)]
-        checksum_v = OSTree.checksum_from_bytes_v
         while stack:
             path, csum, dirmeta = stack.pop()
             records.append((path, csum, dirmeta))
             if dirmeta is None:
                 continue
-            variant = self._load_variant(OSTree.ObjectType.DIR_TREE, csum)
-            if variant.get_type_string() != "(a(say)a(sayay))":
-                raise MappingError(self._corrupt(csum, "dirtree", GLib.Error("wrong variant type")))
+            data = self._load_variant(OSTree.ObjectType.DIR_TREE, csum).get_data_as_bytes().get_data()
+            try:
+                files, dirs = decode_dirtree(data or b"")
+            except (VariantFormatError, UnicodeDecodeError) as e:
+                raise MappingError(self._corrupt(csum, "dirtree", GLib.Error(str(e)))) from None
             prefix = f"{path}/" if path else ""
-            children: list[tuple[bytes, str, str, str | None]] = []
-            files = variant.get_child_value(0)
-            for i in range(files.n_children()):
-                child = files.get_child_value(i)
-                name = child.get_child_value(0).get_string()
-                children.append((name.encode(), prefix + name, checksum_v(child.get_child_value(1)), None))
-            dirs = variant.get_child_value(1)
-            for i in range(dirs.n_children()):
-                child = dirs.get_child_value(i)
-                name = child.get_child_value(0).get_string()
-                children.append(
-                    (
-                        name.encode(),
-                        prefix + name,
-                        checksum_v(child.get_child_value(1)),
-                        checksum_v(child.get_child_value(2)),
-                    )
-                )
+            children: list[tuple[bytes, str, str, str | None]] = [
+                (name.encode(), prefix + name, checksum.hex(), None) for name, checksum in files
+            ]
+            children.extend(
+                (name.encode(), prefix + name, tree_checksum.hex(), meta_checksum.hex())
+                for name, tree_checksum, meta_checksum in dirs
+            )
             children.sort(reverse=True)
             stack.extend(
                 (child_path, child_csum, child_meta) for _, child_path, child_csum, child_meta in children
             )
 
-    def _load_files(self, checksums: Iterable[str], threads: int | None) -> dict[str, _FileMeta]:
-        def one(checksum: str) -> tuple[str, _FileMeta]:
-            try:
-                _, stream, info, xattrs = self.repo.load_file(checksum, None)
-            except GLib.Error as e:
-                raise MappingError(self._corrupt(checksum, "file", e)) from None
-            if stream is not None:
-                stream.close(None)
-            mode = info.get_attribute_uint32("unix::mode")
-            is_link = stat.S_ISLNK(mode)
-            return checksum, _FileMeta(
-                mode,
-                info.get_attribute_uint32("unix::uid"),
-                info.get_attribute_uint32("unix::gid"),
-                info.get_size() if stat.S_ISREG(mode) else 0,
-                info.get_symlink_target() if is_link else None,
-                _xattr_pairs(xattrs),
-                info.get_attribute_uint32("unix::rdev") if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else 0,
-            )
-
-        return dict(map_in_threads(one, sorted(checksums), threads))
+    def _load_file(self, checksum: str) -> tuple[str, _FileMeta]:
+        """Metadata of a file object: mode, owner, size, symlink target, xattrs."""
+        try:
+            _, stream, info, xattrs = self.repo.load_file(checksum, None)
+        except GLib.Error as e:
+            raise MappingError(self._corrupt(checksum, "file", e)) from None
+        # The content stream is closed when its last reference goes.
+        del stream
+        mode = info.get_attribute_uint32("unix::mode")
+        is_device = stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        return checksum, _FileMeta(
+            mode,
+            info.get_attribute_uint32("unix::uid"),
+            info.get_attribute_uint32("unix::gid"),
+            info.get_size() if stat.S_ISREG(mode) else 0,
+            info.get_symlink_target() if stat.S_ISLNK(mode) else None,
+            _xattr_pairs(xattrs),
+            info.get_attribute_uint32("unix::rdev") if is_device else 0,
+        )
 
     def _entry(self, path: str, checksum: str, meta: str | None, files: dict[str, _FileMeta]) -> Entry:
         if meta is not None:
