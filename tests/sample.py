@@ -12,6 +12,7 @@ import datetime as dt
 import email.utils
 import gzip
 import os
+import struct
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 KVER = "6.1.0-1-amd64"
+# vfs_cap_data revision 2, effective, permitted = CAP_NET_RAW (13) (capability.h).
+CAP_NET_RAW_EP = struct.pack("<5I", 0x02000001, 1 << 13, 0, 0, 0)
 ADMINDIR = "usr/share/dpkg/database"
 
 
@@ -36,6 +39,7 @@ class Pkg:
     status: str = "install ok installed"
     files: dict[str, bytes] = field(default_factory=dict)
     symlinks: dict[str, str] = field(default_factory=dict)
+    hardlinks: dict[str, str] = field(default_factory=dict)  # new path -> path in files
     changelog: Sequence[dt.datetime] = ()
     native: bool = False
 
@@ -120,6 +124,9 @@ class SampleTree:
         listed: set[str] = set()
         for path, data in pkg.files.items():
             self.write(path, data, 0o755 if "/bin/" in path else 0o644)
+            listed.add(path)
+        for path, existing in pkg.hardlinks.items():
+            os.link(self.where(existing), self.where(path))
             listed.add(path)
         for path, target in pkg.symlinks.items():
             link = self.where(path)
@@ -291,6 +298,27 @@ def build_sample(root: Path) -> Path:
             "5.2.37-2",
             files={"/bin/bash": blob("bash", 1_200_000), "/etc/bash.bashrc": b"# bash\n"},
             changelog=[day(100), day(300)],
+        )
+    )
+    # setuid root, a file capability (binary xattr, as Debian's ping has), hardlinks.
+    t.add(
+        Pkg(
+            "login",
+            "1:4.17-1",
+            source="shadow",
+            files={"/bin/su": blob("su", 60_000), "/bin/ping": blob("ping", 90_000)},
+            changelog=[day(3)],
+        )
+    )
+    os.chmod(t.where("/bin/su"), 0o4755)
+    os.setxattr(t.where("/bin/ping"), "security.capability", CAP_NET_RAW_EP)
+    t.add(
+        Pkg(
+            "gzip",
+            "1.13-1",
+            files={"/bin/gzip": blob("gzip", 80_000)},
+            hardlinks={"/bin/gunzip": "/bin/gzip"},
+            changelog=[day(9)],
         )
     )
     t.add(Pkg("nano", "8.4-1", files={"/bin/nano": blob("nano", 300_000)}, changelog=[day(20)]))

@@ -12,6 +12,7 @@ import pytest
 
 from mapping import EntryType, read_tree
 from mapping.tree import Entry, Tree
+from tests.sample import CAP_NET_RAW_EP
 
 
 def _meta(e: Entry) -> tuple[object, ...]:
@@ -44,10 +45,17 @@ def test_commit_checksum_accepted_as_ref(sample_repos: dict[str, Path]) -> None:
     assert [(_meta(e), e.content_id) for e in by_ref] == [(_meta(e), e.content_id) for e in by_checksum]
 
 
-def test_user_xattrs_survive_the_commit(sample_repos: dict[str, Path]) -> None:
-    tree = read_tree(repo=str(sample_repos["bare-user"]), ref="sample")
+@pytest.mark.parametrize("mode", ["bare-user", "bare", "archive"])
+def test_xattrs_setuid_and_hardlinks_survive_the_commit(sample_repos: dict[str, Path], mode: str) -> None:
+    tree = read_tree(repo=str(sample_repos[mode]), ref="sample")
     app = tree.get("opt/app")
     assert app is not None and app.xattr(b"user.component") == b"app"
+    ping, su = tree.get("usr/bin/ping"), tree.get("usr/bin/su")
+    assert ping is not None and ping.xattr(b"security.capability") == CAP_NET_RAW_EP
+    assert su is not None and su.mode == 0o4755
+    gzip, gunzip = tree.get("usr/bin/gzip"), tree.get("usr/bin/gunzip")
+    assert gzip is not None and gunzip is not None
+    assert gzip.hardlink is not None and gzip.hardlink == gunzip.hardlink
 
 
 @pytest.fixture
