@@ -165,7 +165,11 @@ def map_tree(
             dir_component[e.path] = name
         elif name:
             owner_name[i] = name
-            owners.setdefault(name, _Owner(name, "component"))
+            # Naming a catch-all component puts the file in it, with its meaning.
+            kind: Kind = (
+                "volatile" if name == VOLATILE else "unpackaged" if name == UNPACKAGED else "component"
+            )
+            owners.setdefault(name, _Owner(name, kind))
 
     # 2. dpkg, by source package.
     db = Database.find(tree)
@@ -192,7 +196,6 @@ def map_tree(
             continue
         parent = e.path.rpartition("/")[0]
         dir_owner = dir_sources.get(parent, ()) if parent.count("/") >= 2 else ()
-        kind: Kind
         if e.path in volatile_paths or is_volatile_path(e.path):
             name, kind = VOLATILE, "volatile"
         elif len(dir_owner) == 1:

@@ -254,3 +254,20 @@ def test_reading_does_not_depend_on_input_order(tmp_path: Path, sample_tree: Pat
     b = map_tree(read_tree(rootfs=str(sample_tree), threads=1))
     assert a.to_json() == b.to_json()
     assert list(a.owners) == list(b.owners)
+
+
+def test_user_component_can_name_a_catch_all(tmp_path: Path) -> None:
+    t = _tree(tmp_path)
+    t.add(Pkg("tool", files={"/usr/bin/tool": b"t"}, changelog=[day(0)]))
+    state = t.write("/usr/lib/app/state.db", b"rewritten every build")
+    os.setxattr(state, "user.component", b"volatile")
+    mine = t.write("/usr/lib/app/mine.dat", b"mine")
+    os.setxattr(mine, "user.component", b"tool")
+    m = build_mapping(rootfs=str(t.finish()))
+    assert owner(m, "usr/lib/app/state.db") == "volatile"
+    assert m.component("volatile").change_probability == 1.0
+    # A component named like a source package holds both; the changelog still counts.
+    tool = m.component("tool")
+    assert owner(m, "usr/lib/app/mine.dat") == owner(m, "usr/bin/tool") == "tool"
+    assert tool.packages == ("tool",) and tool.files == 3
+    assert tool.change_probability == pytest.approx(1 - math.exp(-7 * 1.5 / 365))
