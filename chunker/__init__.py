@@ -1,0 +1,13 @@
+"""Stage 2: components -> at most N layers that minimise what an update downloads.
+
+In: ``mapping.Component`` values (size, weekly change probability, kind), the
+layer budget and, optionally, the previous image's plan.  Out: a ``Plan``, an
+ordered list of layers of component names, stable from build to build.
+"""
+
+from __future__ import annotations
+
+from .cost import expected_bytes, floor_bytes, make_plan
+from .plan import ChunkerError, Layer, Plan
+
+__all__ = ["ChunkerError", "Layer", "Plan", "expected_bytes", "floor_bytes", "make_plan"]
