@@ -40,16 +40,44 @@ MINIMAL_PACKAGES = ("systemd", "systemd-sysv", "linux-image-amd64", "initramfs-t
 
 @dataclass(frozen=True)
 class TreeSpec:
-    """What mmdebstrap is asked to build."""
+    """What mmdebstrap is asked to build.
+
+    ``extra_sources`` are further sources.list lines (``deb URL SUITE main``),
+    passed to mmdebstrap after the mirror.  ``build_id`` tells apart two builds
+    of the same spec (a rebuild): it changes the cache key and nothing else.
+    """
 
     suite: str
     variant: str = "minbase"
     include: tuple[str, ...] = MINIMAL_PACKAGES
+    extra_sources: tuple[str, ...] = ()
+    build_id: str = ""
 
     @property
     def key(self) -> str:
-        text = "\n".join([self.suite, self.variant, *sorted(self.include), MIRROR])
+        fields = [self.suite, self.variant, *sorted(self.include), MIRROR]
+        # Only added when set, so that the keys of existing caches stay the same.
+        if self.extra_sources:
+            fields += ["sources:", *self.extra_sources]
+        if self.build_id:
+            fields += [f"build-id:{self.build_id}"]
+        text = "\n".join(fields)
         return f"{self.suite}-{self.variant}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+    def mmdebstrap_args(self, target: Path) -> list[str]:
+        """The mmdebstrap command line that builds this spec into ``target``."""
+        return [
+            "mmdebstrap",
+            "--quiet",
+            f"--variant={self.variant}",
+            "--mode=root",
+            f"--aptopt={_APTOPT}",
+            f"--include={','.join(self.include)}",
+            self.suite,
+            str(target),
+            MIRROR,
+            *self.extra_sources,
+        ]
 
 
 def cache_dir() -> Path:
@@ -69,21 +97,7 @@ def build_tree(spec: TreeSpec) -> Path:
     partial = final.with_name(final.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
-    subprocess.run(
-        [
-            "mmdebstrap",
-            "--quiet",
-            f"--variant={spec.variant}",
-            "--mode=root",
-            f"--aptopt={_APTOPT}",
-            f"--include={','.join(spec.include)}",
-            spec.suite,
-            str(partial),
-            MIRROR,
-        ],
-        check=True,
-        stdin=subprocess.DEVNULL,
-    )
+    subprocess.run(spec.mmdebstrap_args(partial), check=True, stdin=subprocess.DEVNULL)
     partial.rename(final)
     return final
 
@@ -96,11 +110,18 @@ def _empty_dir(path: Path) -> None:
             child.unlink()
 
 
-def ostreeify(src: Path, dst: Path, admindir: str = "usr/share/dpkg/database") -> Path:
-    """Copy ``src`` to ``dst`` and lay it out as an OSTree image builder does."""
+def ostreeify(src: Path, dst: Path, admindir: str = "usr/share/dpkg/database", *, move: bool = False) -> Path:
+    """Copy ``src`` to ``dst`` and lay it out as an OSTree image builder does.
+
+    With ``move``, ``src`` is renamed to ``dst`` instead of copied (same
+    filesystem; ``src`` is gone afterwards), which saves a copy of a large tree.
+    """
     if dst.exists():
         shutil.rmtree(dst)
-    subprocess.run(["cp", "-a", "--", str(src), str(dst)], check=True)
+    if move:
+        src.rename(dst)
+    else:
+        subprocess.run(["cp", "-a", "--", str(src), str(dst)], check=True)
     # 1. API filesystems and scratch space hold nothing in a commit.
     for name in ("dev", "proc", "sys", "run", "tmp"):
         (dst / name).mkdir(exist_ok=True)

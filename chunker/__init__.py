@@ -8,6 +8,7 @@ ordered list of layers of component names, stable from build to build.
 from __future__ import annotations
 
 from .cost import expected_bytes, floor_bytes, make_plan
+from .pack import pack
 from .plan import ChunkerError, Layer, Plan
 
-__all__ = ["ChunkerError", "Layer", "Plan", "expected_bytes", "floor_bytes", "make_plan"]
+__all__ = ["ChunkerError", "Layer", "Plan", "expected_bytes", "floor_bytes", "make_plan", "pack"]

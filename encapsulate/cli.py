@@ -9,6 +9,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from chunker import ChunkerError, Plan, pack
 from mapping import Mapping, MappingError, build_mapping
 
 # Usage errors exit 2 (argparse's convention), failures 1 (DESIGN.md, "Interfaces").
@@ -103,6 +104,85 @@ def _cmd_map(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def format_plan(plan: Plan) -> str:
+    """The plan as a table, one row per layer, and its expected update bytes."""
+    rows = [("LAYER", "COMPONENTS", "SIZE", "P(WEEK)", "E(BYTES)")]
+    for i, layer in enumerate(plan.layers, 1):
+        shown = ", ".join(layer.components[:4]) + (
+            f" +{len(layer.components) - 4}" if len(layer.components) > 4 else ""
+        )
+        rows.append(
+            (
+                str(i),
+                shown,
+                human_size(layer.size),
+                f"{layer.change_probability:.3f}",
+                human_size(layer.size * layer.change_probability),
+            )
+        )
+    widths = [min(60, max(len(r[i]) for r in rows)) for i in range(len(rows[0]))]
+    lines = []
+    for r in rows:
+        cells = [c if len(c) <= w else c[: w - 1] + "…" for c, w in zip(r, widths, strict=True)]
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 1 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            ).rstrip()
+        )
+    total = len(plan.layers) + plan.reserved_layers
+    lines.append("")
+    lines.append(
+        f"{len(plan.layers)} content layers + {plan.reserved_layers} metadata = {total} of at most "
+        f"{plan.max_layers}; expected update {human_size(plan.expected_update_bytes)} per week "
+        f"(floor {human_size(plan.floor_bytes)}, "
+        f"{plan.expected_update_bytes / plan.floor_bytes if plan.floor_bytes else 1.0:.2f}x)"
+    )
+    return "\n".join(lines)
+
+
+def _read_json(path: str, what: str) -> dict[str, object]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise ChunkerError(f"{path}: cannot read {what}: {e.strerror}") from None
+    except ValueError as e:
+        raise ChunkerError(
+            f"{path}: not JSON ({e}); pass the output of 'debchunk {what.split()[0]} --json'"
+        ) from None
+    if not isinstance(data, dict):
+        raise ChunkerError(f"{path}: not a {what}; pass the output of 'debchunk {what.split()[0]} --json'")
+    return data
+
+
+def _cmd_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.mapping is not None:
+        if args.repo or args.ref or args.rootfs:
+            parser.error("--mapping FILE takes no --repo, REF or --rootfs")
+        try:
+            mapping = Mapping.from_json(_read_json(args.mapping, "map output"))
+        except MappingError as e:
+            raise ChunkerError(f"{args.mapping}: {e}") from None
+    else:
+        mapping = _mapping(args, parser)
+    prior = None
+    if args.prior_plan is not None:
+        try:
+            prior = Plan.from_json(_read_json(args.prior_plan, "plan output"))
+        except ChunkerError as e:
+            raise ChunkerError(f"{args.prior_plan}: {e}") from None
+    if args.max_layers < 2:
+        parser.error(f"--max-layers {args.max_layers}: an image needs at least 2 layers (metadata + content)")
+    plan = pack(mapping.components, args.max_layers, prior)
+    if args.json:
+        json.dump(plan.to_json(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(format_plan(plan))
+    return 0
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="print errors only")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug messages")
@@ -118,7 +198,7 @@ def _run(
     _setup_logging(prog, getattr(args, "quiet", False), getattr(args, "debug", False))
     try:
         return dispatch(args)
-    except MappingError as e:
+    except (MappingError, ChunkerError) as e:
         if args.debug:
             raise
         print(f"{prog}: error: {e}", file=sys.stderr)
@@ -145,6 +225,20 @@ def debchunk_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the mapping as JSON")
     _common(p)
     p.set_defaults(handler=_cmd_map, parser=p)
+    p = sub.add_parser(
+        "plan",
+        help="group a tree's components into layers",
+        description="Plan the layers of a commit, a root tree or a saved mapping.",
+    )
+    _add_source_args(p)
+    p.add_argument("--mapping", metavar="FILE", help="plan from 'debchunk map --json' output")
+    p.add_argument(
+        "--max-layers", type=int, default=64, metavar="N", help="layers in the image, at most (64)"
+    )
+    p.add_argument("--prior-plan", metavar="FILE", help="the previous build's plan ('debchunk plan --json')")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    _common(p)
+    p.set_defaults(handler=_cmd_plan, parser=p)
     return parser
 
 

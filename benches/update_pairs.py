@@ -1,0 +1,620 @@
+"""Real Debian update pairs for the update-cost experiment, and what an update costs.
+
+Provides:
+
+- two package sets, ``server`` (minbase + a small server) and ``desktop``
+  (apt + GNOME core), each built five times with mmdebstrap: ``trixie``,
+  ``trixie-updated`` (trixie + trixie-updates + trixie-security),
+  ``trixie-rebuild`` (trixie again, a separate build), ``forky`` and ``sid``;
+  ``spec_for(set, build)`` gives the ``TreeSpec`` of each;
+- ``build(set, build)``: a cached tree laid out for OSTree
+  (``benches.debtrees.ostreeify``), built atomically under
+  ``benches.debtrees.cache_dir()`` as ``<key>.ostree``, and its *tree index*
+  ``<key>.ostree.index.json.gz`` beside it: the mapping's components, every
+  non-directory entry (path, content id, size, mode, owning component), every
+  installed binary package (version, source) and the mapping's reference date;
+- ``load_index(set, build) -> TreeIndex`` and ``pairs(set)``: the update pairs
+  (trixie -> trixie-updated, forky -> sid, trixie -> trixie-rebuild);
+- the cost of an update for a client that holds the old image:
+  ``download_bytes`` (layers whose identity is new), ``ideal_bytes`` (content
+  not anywhere in the old tree) and ``single_layer_bytes`` (one layer holding
+  everything), plus ``changed_sources``;
+- a CLI: ``python -m benches.update_pairs build [--set server|desktop|all]``
+  builds and indexes everything; ``... show [--json]`` prints, for each pair,
+  files, total bytes, ideal bytes, single-layer bytes and changed source packages.
+
+A layer's identity is the sha256 of its rows (path, content id, mode) sorted by
+path: here the sha256 of the concatenated per-row sha256 digests in path order,
+which identifies the same set of rows.  Sizes are uncompressed file sizes; a
+symlink's content id is ``symlink:TARGET`` and its size 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from debian import deb822
+from numpy.typing import NDArray
+
+from benches.debtrees import MIRROR, SERVER_PACKAGES, TreeSpec, cache_dir, ostreeify
+from mapping import Component, EntryType, build_mapping
+
+SECURITY_MIRROR = os.environ.get("DEBCHUNK_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
+ADMINDIR = "usr/share/dpkg/database"
+INDEX_FORMAT = 1
+# Stop before a build when less than this is free where the trees are kept.
+MIN_FREE_BYTES = 8 * 10**9
+
+SETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "server": ("minbase", (*SERVER_PACKAGES, "initramfs-tools")),
+    "desktop": (
+        "apt",
+        (
+            "systemd",
+            "systemd-sysv",
+            "linux-image-amd64",
+            "initramfs-tools",
+            "gnome-core",
+            "network-manager",
+            "openssh-server",
+        ),
+    ),
+}
+# Build name -> (suite, extra sources.list lines, build id).
+BUILDS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "trixie": ("trixie", (), ""),
+    "trixie-updated": (
+        "trixie",
+        (f"deb {MIRROR} trixie-updates main", f"deb {SECURITY_MIRROR} trixie-security main"),
+        "",
+    ),
+    "trixie-rebuild": ("trixie", (), "rebuild"),
+    "forky": ("forky", (), ""),
+    "sid": ("sid", (), ""),
+}
+# Pair name, old build, new build.
+PAIRS: tuple[tuple[str, str, str], ...] = (
+    ("point-update", "trixie", "trixie-updated"),
+    ("testing-to-unstable", "forky", "sid"),
+    ("rebuild", "trixie", "trixie-rebuild"),
+)
+_INSTALLED = ("installed", "triggers-awaiting", "triggers-pending")
+
+
+def spec_for(set_name: str, build_name: str) -> TreeSpec:
+    """The mmdebstrap spec of one build of one package set."""
+    if set_name not in SETS:
+        raise KeyError(f"unknown set {set_name!r}; one of {', '.join(SETS)}")
+    if build_name not in BUILDS:
+        raise KeyError(f"unknown build {build_name!r}; one of {', '.join(BUILDS)}")
+    variant, include = SETS[set_name]
+    suite, sources, build_id = BUILDS[build_name]
+    return TreeSpec(suite, variant, include, sources, build_id)
+
+
+def pairs(set_name: str) -> list[tuple[str, str, str]]:
+    """The update pairs of a set: (pair name, old build, new build)."""
+    if set_name not in SETS:
+        raise KeyError(f"unknown set {set_name!r}; one of {', '.join(SETS)}")
+    return list(PAIRS)
+
+
+def tree_path(set_name: str, build_name: str) -> Path:
+    """Where the laid-out tree of a build is cached."""
+    return cache_dir() / f"{spec_for(set_name, build_name).key}.ostree"
+
+
+def index_path(set_name: str, build_name: str) -> Path:
+    """Where the tree index of a build is cached (beside its tree)."""
+    tree = tree_path(set_name, build_name)
+    return tree.with_name(tree.name + ".index.json.gz")
+
+
+def _info_path(tree: Path) -> Path:
+    return tree.with_name(tree.name + ".build.json")
+
+
+def _log_path(tree: Path) -> Path:
+    return tree.with_name(tree.name + ".log")
+
+
+def note(message: str) -> None:
+    """A progress line on stderr."""
+    sys.stdout.flush()
+    print(message, file=sys.stderr, flush=True)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _existing(path: Path) -> Path:
+    """``path`` or its nearest existing ancestor."""
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def _check_free(where: Path) -> None:
+    free = shutil.disk_usage(_existing(where)).free
+    if free < MIN_FREE_BYTES:
+        raise RuntimeError(
+            f"{where}: only {free / 1e9:.1f} GB free, {MIN_FREE_BYTES / 1e9:.0f} GB needed; "
+            "remove old trees from the cache or point DEBCHUNK_CACHE elsewhere"
+        )
+
+
+class BuildError(RuntimeError):
+    """mmdebstrap failed; the message holds the end of its output."""
+
+
+def build_tree(set_name: str, build_name: str) -> Path:
+    """The cached laid-out tree of a build, built with mmdebstrap if missing.
+
+    mmdebstrap writes into ``<key>.partial``; the tree is then laid out in place
+    (moved to ``<key>.ostree.partial``) and renamed to ``<key>.ostree``, so an
+    interrupted build never looks finished.  A raw tree already cached by
+    ``benches.debtrees.build_tree`` is copied rather than rebuilt.
+    """
+    spec = spec_for(set_name, build_name)
+    final = tree_path(set_name, build_name)
+    if (final / "usr").is_dir():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _check_free(final.parent)
+    laid = final.with_name(final.name + ".partial")
+    if laid.exists():
+        shutil.rmtree(laid)
+    raw_cached = cache_dir() / spec.key
+    started = time.monotonic()
+    if (raw_cached / "usr").is_dir():
+        ostreeify(raw_cached, laid, ADMINDIR)
+    else:
+        raw = cache_dir() / f"{spec.key}.partial"
+        if raw.exists():
+            shutil.rmtree(raw)
+        log = _log_path(final)
+        with log.open("wb") as out:
+            proc = subprocess.run(
+                spec.mmdebstrap_args(raw), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+            )
+        if proc.returncode != 0:
+            tail = log.read_text(errors="replace").strip().splitlines()[-15:]
+            if raw.exists():
+                shutil.rmtree(raw)
+            raise BuildError(
+                f"mmdebstrap exited with {proc.returncode} for {set_name}/{build_name} "
+                f"(log {log}):\n" + "\n".join(tail)
+            )
+        ostreeify(raw, laid, ADMINDIR, move=True)
+    seconds = time.monotonic() - started
+    info = {
+        "set": set_name,
+        "build": build_name,
+        "seconds": round(seconds, 1),
+        "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": spec.mmdebstrap_args(Path("TARGET")),
+    }
+    _write_atomic(_info_path(final), json.dumps(info, indent=1).encode())
+    laid.rename(final)
+    return final
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledPackage:
+    """One installed binary package, as the tree's dpkg status says."""
+
+    package: str
+    architecture: str
+    version: str
+    source: str
+    source_version: str
+
+
+def read_packages(tree: Path) -> list[InstalledPackage]:
+    """Installed binary packages of a laid-out tree, sorted by name and architecture."""
+    result = []
+    with (tree / ADMINDIR / "status").open(encoding="utf-8") as f:
+        for para in deb822.Packages.iter_paragraphs(f, use_apt_pkg=False):
+            status = para.get("Status", "").split()
+            if len(status) != 3 or status[2] not in _INSTALLED:
+                continue
+            result.append(
+                InstalledPackage(
+                    para["Package"],
+                    para.get("Architecture", ""),
+                    para["Version"],
+                    para.source or para["Package"],
+                    str(para.source_version or para["Version"]),
+                )
+            )
+    result.sort(key=lambda p: (p.package, p.architecture))
+    return result
+
+
+def _content_id(entry_type: EntryType, content_id: str | None, target: str | None, rdev: int) -> str:
+    if content_id is not None:
+        return content_id
+    if entry_type is EntryType.SYMLINK:
+        return f"symlink:{target}"
+    if entry_type in (EntryType.CHAR, EntryType.BLOCK):
+        return f"{entry_type.value}:{os.major(rdev)}:{os.minor(rdev)}"
+    return str(entry_type.value)
+
+
+def make_index(set_name: str, build_name: str, tree: Path) -> dict[str, Any]:
+    """The tree index of a laid-out tree (the JSON object written to disk)."""
+    started = time.monotonic()
+    m = build_mapping(rootfs=str(tree))
+    assert m.tree is not None
+    rows = []
+    for entry, owner in zip(m.tree.entries, m.owners, strict=True):
+        if entry.type is EntryType.DIR:
+            continue
+        if owner < 0:
+            raise RuntimeError(f"{tree}: {entry.path} has no owner in the mapping")
+        cid = _content_id(entry.type, entry.content_id, entry.target, entry.rdev)
+        rows.append((entry.path, cid, entry.size, entry.mode, m.components[owner].name))
+    rows.sort()
+    spec = spec_for(set_name, build_name)
+    info_file = _info_path(tree)
+    build_info = json.loads(info_file.read_text()) if info_file.exists() else None
+    return {
+        "format": INDEX_FORMAT,
+        "set": set_name,
+        "build": build_name,
+        "spec": {**asdict(spec), "key": spec.key, "mirror": MIRROR},
+        "reference_date": m.reference_date.isoformat() if m.reference_date else None,
+        "build_info": build_info,
+        "index_seconds": round(time.monotonic() - started, 1),
+        "components": [c.to_json() for c in m.components],
+        "files": {
+            "path": [r[0] for r in rows],
+            "content_id": [r[1] for r in rows],
+            "size": [r[2] for r in rows],
+            "mode": [r[3] for r in rows],
+            "component": [r[4] for r in rows],
+        },
+        "packages": [asdict(p) for p in read_packages(tree)],
+    }
+
+
+def build(set_name: str, build_name: str) -> Path:
+    """Build (if needed) the tree of a build and its index; return the index path."""
+    path = index_path(set_name, build_name)
+    if path.exists():
+        return path
+    tree = build_tree(set_name, build_name)
+    data = make_index(set_name, build_name, tree)
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    _write_atomic(path, gzip.compress(raw, compresslevel=6, mtime=0))
+    return path
+
+
+@dataclass(frozen=True, eq=False)
+class TreeIndex:
+    """A loaded tree index.  File rows are parallel arrays sorted by path.
+
+    ``owners[i]`` is the index in ``components`` of the component owning
+    ``paths[i]``; ``row_digests[i]`` is the sha256 of that row's
+    (path, content id, mode), the unit of layer identity.
+    """
+
+    set_name: str
+    build_name: str
+    spec: dict[str, Any]
+    reference_date: str | None
+    build_info: dict[str, Any] | None
+    components: tuple[Component, ...]
+    component_index: dict[str, int]
+    paths: tuple[str, ...]
+    content_ids: tuple[str, ...]
+    sizes: NDArray[np.int64]
+    modes: NDArray[np.int64]
+    owners: NDArray[np.int64]
+    row_digests: NDArray[np.uint8]
+    packages: tuple[InstalledPackage, ...]
+
+    @property
+    def file_count(self) -> int:
+        """Non-directory entries."""
+        return len(self.paths)
+
+    @property
+    def total_bytes(self) -> int:
+        """Sum of the sizes of all non-directory entries."""
+        return int(self.sizes.sum())
+
+    def component_of(self, i: int) -> str:
+        """Name of the component owning row ``i``."""
+        return self.components[int(self.owners[i])].name
+
+    def source_versions(self) -> dict[str, str]:
+        """Source package -> its version(s) installed (``,``-joined when several)."""
+        found: dict[str, set[str]] = {}
+        for p in self.packages:
+            found.setdefault(p.source, set()).add(p.source_version)
+        return {s: ",".join(sorted(v)) for s, v in found.items()}
+
+    def tree_digest(self) -> bytes:
+        """Identity of the whole tree as one layer."""
+        return hashlib.sha256(self.row_digests.tobytes()).digest()
+
+
+def _row_digests(paths: Sequence[str], content_ids: Sequence[str], modes: Sequence[int]) -> NDArray[np.uint8]:
+    joined = b"".join(
+        hashlib.sha256(f"{p}\0{c}\0{m:o}".encode("utf-8", "surrogateescape")).digest()
+        for p, c, m in zip(paths, content_ids, modes, strict=True)
+    )
+    return np.frombuffer(joined, dtype=np.uint8).reshape(-1, 32)
+
+
+def load_index(set_name: str, build_name: str) -> TreeIndex:
+    """Load the cached tree index of a build (run ``build`` first)."""
+    path = index_path(set_name, build_name)
+    try:
+        data = json.loads(gzip.decompress(path.read_bytes()))
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path}: no index for {set_name}/{build_name}; run "
+            f"`python -m benches.update_pairs build --set {set_name}`"
+        ) from None
+    if data.get("format") != INDEX_FORMAT:
+        raise ValueError(f"{path}: index format {data.get('format')!r}, expected {INDEX_FORMAT}; rebuild it")
+    components = tuple(Component.from_json(c) for c in data["components"])
+    component_index = {c.name: i for i, c in enumerate(components)}
+    files = data["files"]
+    paths = tuple(files["path"])
+    content_ids = tuple(files["content_id"])
+    modes = files["mode"]
+    if any(a >= b for a, b in itertools.pairwise(paths)):
+        raise ValueError(f"{path}: file rows are not sorted by path; rebuild the index")
+    return TreeIndex(
+        set_name=set_name,
+        build_name=build_name,
+        spec=data["spec"],
+        reference_date=data["reference_date"],
+        build_info=data.get("build_info"),
+        components=components,
+        component_index=component_index,
+        paths=paths,
+        content_ids=content_ids,
+        sizes=np.asarray(files["size"], dtype=np.int64),
+        modes=np.asarray(modes, dtype=np.int64),
+        owners=np.asarray([component_index[n] for n in files["component"]], dtype=np.int64),
+        row_digests=_row_digests(paths, content_ids, modes),
+        packages=tuple(InstalledPackage(**p) for p in data["packages"]),
+    )
+
+
+def _layer_of_component(index: TreeIndex, groups: Sequence[Sequence[str]]) -> NDArray[np.int64]:
+    """For each component of ``index``, the group holding it (-1: none)."""
+    layer = np.full(len(index.components), -1, dtype=np.int64)
+    for g, group in enumerate(groups):
+        for name in group:
+            i = index.component_index.get(name)
+            if i is None:
+                raise ValueError(f"{index.set_name}/{index.build_name}: no component {name!r}")
+            if layer[i] >= 0:
+                raise ValueError(f"{index.set_name}/{index.build_name}: {name!r} is in two groups")
+            layer[i] = g
+    with_files = np.bincount(index.owners, minlength=len(index.components)) > 0
+    missing = [index.components[i].name for i in np.flatnonzero(with_files & (layer < 0))]
+    if missing:
+        raise ValueError(
+            f"{index.set_name}/{index.build_name}: {len(missing)} components with files are in no "
+            f"group: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}"
+        )
+    return layer
+
+
+def layers(index: TreeIndex, groups: Sequence[Sequence[str]]) -> list[tuple[bytes, int]]:
+    """(identity, size in bytes) of each layer made of ``groups`` of ``index``'s components."""
+    of_row = _layer_of_component(index, groups)[index.owners]
+    order = np.argsort(of_row, kind="stable")  # stable: path order within each layer
+    counts = np.bincount(of_row, minlength=len(groups))
+    sizes = np.bincount(of_row, weights=index.sizes, minlength=len(groups))
+    result = []
+    start = 0
+    for g in range(len(groups)):
+        rows = order[start : start + counts[g]]
+        start += int(counts[g])
+        result.append((hashlib.sha256(index.row_digests[rows].tobytes()).digest(), int(sizes[g])))
+    return result
+
+
+def download_bytes(
+    old_index: TreeIndex,
+    old_groups: Sequence[Sequence[str]],
+    new_index: TreeIndex,
+    new_groups: Sequence[Sequence[str]],
+) -> int:
+    """Bytes a client holding the old image downloads to get the new one: the
+    sizes of the new layers whose identity is not among the old layers'."""
+    have = {identity for identity, _ in layers(old_index, old_groups)}
+    return sum(size for identity, size in layers(new_index, new_groups) if identity not in have)
+
+
+def ideal_bytes(old_index: TreeIndex, new_index: TreeIndex) -> int:
+    """The floor: sizes of the new tree's contents found nowhere in the old tree,
+    each distinct content counted once."""
+    have = set(old_index.content_ids)
+    new: dict[str, int] = {}
+    for cid, size in zip(new_index.content_ids, new_index.sizes.tolist(), strict=True):
+        if cid not in have:
+            new.setdefault(cid, size)
+    return sum(new.values())
+
+
+def single_layer_bytes(old_index: TreeIndex, new_index: TreeIndex) -> int:
+    """Cost with one layer holding everything: the whole new tree if anything changed."""
+    return 0 if old_index.tree_digest() == new_index.tree_digest() else new_index.total_bytes
+
+
+def changed_sources(old_index: TreeIndex, new_index: TreeIndex) -> dict[str, tuple[str | None, str | None]]:
+    """Source packages whose installed binaries changed (version, added or
+    removed binaries): source -> (old source version(s), new source version(s))."""
+
+    def by_source(index: TreeIndex) -> dict[str, set[tuple[str, str, str]]]:
+        found: dict[str, set[tuple[str, str, str]]] = {}
+        for p in index.packages:
+            found.setdefault(p.source, set()).add((p.package, p.architecture, p.version))
+        return found
+
+    old, new = by_source(old_index), by_source(new_index)
+    old_v, new_v = old_index.source_versions(), new_index.source_versions()
+    return {
+        s: (old_v.get(s), new_v.get(s)) for s in sorted(old.keys() | new.keys()) if old.get(s) != new.get(s)
+    }
+
+
+@dataclass(frozen=True)
+class PairSummary:
+    """The layering-independent figures of one update pair."""
+
+    set_name: str
+    pair: str
+    old_build: str
+    new_build: str
+    files: int
+    total_bytes: int
+    ideal_bytes: int
+    single_layer_bytes: int
+    changed_sources: int
+    old_packages: int
+    new_packages: int
+
+
+def summarize(set_name: str, pair: str, old_build: str, new_build: str) -> PairSummary:
+    """Figures of one pair, from the cached indexes."""
+    old, new = load_index(set_name, old_build), load_index(set_name, new_build)
+    return PairSummary(
+        set_name,
+        pair,
+        old_build,
+        new_build,
+        new.file_count,
+        new.total_bytes,
+        ideal_bytes(old, new),
+        single_layer_bytes(old, new),
+        len(changed_sources(old, new)),
+        len(old.packages),
+        len(new.packages),
+    )
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f}"
+
+
+def _sets(choice: str) -> list[str]:
+    return list(SETS) if choice == "all" else [choice]
+
+
+def cmd_build(set_names: Iterable[str]) -> int:
+    """Build and index every build of the sets; print each pair's figures."""
+    failed: list[str] = []
+    for set_name in set_names:
+        for build_name in BUILDS:
+            label = f"{set_name}/{build_name}"
+            if index_path(set_name, build_name).exists():
+                note(f"{label}: cached ({index_path(set_name, build_name)})")
+                continue
+            free = shutil.disk_usage(_existing(cache_dir())).free
+            note(f"{label}: building ({free / 1e9:.1f} GB free)")
+            started = time.monotonic()
+            try:
+                build(set_name, build_name)
+            except (BuildError, RuntimeError, OSError, subprocess.CalledProcessError) as e:
+                note(f"{label}: FAILED: {e}")
+                failed.append(label)
+                continue
+            note(f"{label}: done in {time.monotonic() - started:.0f} s -> {index_path(set_name, build_name)}")
+        for pair, old_build, new_build in pairs(set_name):
+            if not (index_path(set_name, old_build).exists() and index_path(set_name, new_build).exists()):
+                note(f"{set_name} {pair}: skipped, a build is missing")
+                continue
+            s = summarize(set_name, pair, old_build, new_build)
+            print(
+                f"{set_name} {pair} ({old_build} -> {new_build}): {s.changed_sources} source packages "
+                f"changed; ideal {_mb(s.ideal_bytes)} MB, single layer {_mb(s.single_layer_bytes)} MB "
+                f"of {_mb(s.total_bytes)} MB",
+                flush=True,
+            )
+    if failed:
+        note(f"failed: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+def cmd_show(set_names: Iterable[str], as_json: bool) -> int:
+    """Print each pair's layering-independent figures."""
+    rows = []
+    for set_name in set_names:
+        for pair, old_build, new_build in pairs(set_name):
+            try:
+                rows.append(summarize(set_name, pair, old_build, new_build))
+            except FileNotFoundError as e:
+                note(f"{set_name} {pair}: {e}")
+    if as_json:
+        print(json.dumps([asdict(r) for r in rows], indent=1))
+        return 0
+    head = ("set", "pair", "old -> new", "files", "total MB", "ideal MB", "single MB", "src changed")
+    table = [head] + [
+        (
+            r.set_name,
+            r.pair,
+            f"{r.old_build} -> {r.new_build}",
+            f"{r.files:,}",
+            _mb(r.total_bytes),
+            _mb(r.ideal_bytes),
+            _mb(r.single_layer_bytes),
+            str(r.changed_sources),
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    for row in table:
+        cells = [
+            c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``build`` or ``show``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benches.update_pairs", description=__doc__.split("\n")[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_build = sub.add_parser("build", help="build and index every tree of the set(s)")
+    p_build.add_argument("--set", choices=[*SETS, "all"], default="all")
+    p_show = sub.add_parser("show", help="print each update pair's figures")
+    p_show.add_argument("--set", choices=[*SETS, "all"], default="all")
+    p_show.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        return cmd_build(_sets(args.set))
+    return cmd_show(_sets(args.set), args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""Group components into at most N layers, minimising the expected update bytes.
+
+Merging two layers A and B (sizes S, probabilities of not changing q = 1 - P)
+raises ``E`` by exactly ``S_A q_A P_B + S_B q_B P_A``: both layers' bytes are now
+also downloaded when only the other one changes.  ``pack`` starts from one layer
+per component and repeatedly makes the cheapest merge (agglomerative, over a
+numpy matrix of pairwise merge costs with per-row minima), then moves single
+components between layers while that lowers ``E``.  Volatile components never
+share a layer with anything else.
+
+With a prior plan (the previous image's), components that still exist stay in
+their layers; new components go where they cost least, counting the one-time
+download of any existing layer they would change; removed components just
+leave.  A move of an existing component is made only when its expected saving
+over ``horizon`` updates exceeds the bytes it makes every client download once.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from mapping import Component
+
+from .cost import make_plan
+from .plan import ChunkerError, Plan
+
+FloatArray = npt.NDArray[np.float64]
+
+# Above this many clusters the pairwise matrix is too large: the smallest
+# components are first bucketed by change probability (their merges are the
+# cheapest anyway, so the greedy would make them first).
+MAX_MATRIX = 1500
+# Updates over which a move of an existing component must pay for itself.
+DEFAULT_HORIZON = 26
+_P_CAP = 1.0 - 1e-12
+
+
+def pack(
+    components: Sequence[Component],
+    max_layers: int,
+    prior: Plan | None = None,
+    *,
+    reserved_layers: int = 1,
+    horizon: int = DEFAULT_HORIZON,
+) -> Plan:
+    """Plan at most ``max_layers`` image layers (``reserved_layers`` of them kept
+    for the commit/metadata) for ``components``; deterministic for any input order."""
+    if max_layers < reserved_layers + 1:
+        raise ChunkerError(
+            f"max layers {max_layers} leaves no layer for content ({reserved_layers} reserved); use at least "
+            f"{reserved_layers + 1}"
+        )
+    comps = sorted(components, key=lambda c: c.name)
+    for a, b in itertools.pairwise(comps):
+        if a.name == b.name:
+            raise ChunkerError(f"component {a.name!r} is given twice")
+    budget = max_layers - reserved_layers
+    if not comps:
+        return make_plan(comps, [], max_layers, reserved_layers)
+    sizes = np.array([float(c.size) for c in comps])
+    probs = np.clip(np.array([c.change_probability for c in comps]), 0.0, _P_CAP)
+    volatile = np.array([c.kind == "volatile" for c in comps])
+    names = [c.name for c in comps]
+    if prior is not None and any(n in prior.layer_index() for n in names):
+        groups = _pack_with_prior(names, sizes, probs, volatile, budget, prior, horizon)
+    else:
+        groups = _order(_pack_fresh(sizes, probs, volatile, budget), sizes, probs)
+    return make_plan(comps, [[names[i] for i in g] for g in groups], max_layers, reserved_layers)
+
+
+def _order(groups: list[list[int]], sizes: FloatArray, probs: FloatArray) -> list[list[int]]:
+    """Layers from the most stable to the most volatile, then by size: an order
+    that depends only on the content (content-addressed layers don't need more)."""
+
+    def key(g: list[int]) -> tuple[float, float, int]:
+        return (1.0 - float(np.prod(1.0 - probs[g])), -float(sizes[g].sum()), min(g))
+
+    return sorted((sorted(g) for g in groups), key=key)
+
+
+def _pack_fresh(
+    sizes: FloatArray, probs: FloatArray, volatile: npt.NDArray[np.bool_], budget: int
+) -> list[list[int]]:
+    n = len(sizes)
+    if n <= budget:
+        return [[i] for i in range(n)]
+    pinned = [int(i) for i in np.flatnonzero(volatile)]
+    free = [int(i) for i in np.flatnonzero(~volatile)]
+    if budget == 1:
+        return [list(range(n))]
+    # Volatile content alone; if there is not room for every volatile component
+    # and something else, the volatile ones share one layer.
+    pinned_groups = [[i] for i in pinned] if len(pinned) < budget else []
+    if not pinned_groups and pinned:
+        pinned_groups = [pinned]
+    room = budget - len(pinned_groups)
+    if room <= 0 or not free:
+        return pinned_groups + ([free] if free else [])
+    groups = _agglomerate(free, sizes, probs, room)
+    groups = _refine(groups, sizes, probs)
+    return pinned_groups + groups
+
+
+def _bucket_small(members: list[int], sizes: FloatArray, probs: FloatArray, target: int) -> list[list[int]]:
+    """Reduce ``members`` to about ``target`` starting clusters: the largest stay
+    alone, the smallest are grouped in runs of similar change probability."""
+    by_size = sorted(members, key=lambda i: (-sizes[i], i))
+    keep = by_size[: target // 2]
+    small = sorted(by_size[target // 2 :], key=lambda i: (probs[i], i))
+    runs = max(1, target - len(keep))
+    step = -(-len(small) // runs)
+    return [[i] for i in keep] + [small[k : k + step] for k in range(0, len(small), step)]
+
+
+def _agglomerate(members: list[int], sizes: FloatArray, probs: FloatArray, target: int) -> list[list[int]]:
+    """Merge clusters, cheapest first, until ``target`` remain."""
+    clusters = (
+        _bucket_small(members, sizes, probs, MAX_MATRIX)
+        if len(members) > MAX_MATRIX
+        else [[i] for i in members]
+    )
+    m = len(clusters)
+    if m <= target:
+        return clusters
+    s = np.array([sizes[c].sum() for c in clusters])
+    q = np.array([np.prod(1.0 - probs[c]) for c in clusters])
+    alive = np.ones(m, dtype=bool)
+
+    def row(i: int) -> FloatArray:
+        a = s * q
+        r: FloatArray = a[i] * (1.0 - q) + a * (1.0 - q[i])
+        r[~alive] = np.inf
+        r[i] = np.inf
+        return r
+
+    cost = np.empty((m, m))
+    a = s * q
+    np.multiply.outer(a, 1.0 - q, out=cost)
+    cost += cost.T
+    np.fill_diagonal(cost, np.inf)
+    best = cost.argmin(axis=1)
+    best_cost = cost[np.arange(m), best]
+    for _ in range(m - target):
+        i = int(best_cost.argmin())
+        j = int(best[i])
+        if j < i:
+            i, j = j, i
+        # Merge j into i.
+        clusters[i].extend(clusters[j])
+        clusters[j] = []
+        s[i] += s[j]
+        q[i] *= q[j]
+        alive[j] = False
+        cost[j, :] = np.inf
+        cost[:, j] = np.inf
+        best_cost[j] = np.inf
+        r = row(i)
+        cost[i, :] = r
+        cost[:, i] = r
+        best[i] = int(r.argmin())
+        best_cost[i] = r[best[i]]
+        # Rows whose best partner was i or j: look again; others may now prefer i.
+        stale = np.flatnonzero(alive & ((best == i) | (best == j)))
+        for k in stale:
+            if k != i:
+                best[k] = int(cost[k].argmin())
+                best_cost[k] = cost[k, best[k]]
+        better = alive & (r < best_cost)
+        better[i] = False
+        best[better] = i
+        best_cost[better] = r[better]
+    return [c for c in clusters if c]
+
+
+def _refine(
+    groups: list[list[int]], sizes: FloatArray, probs: FloatArray, rounds: int = 8
+) -> list[list[int]]:
+    """Move single components to another layer while that lowers ``E``.
+
+    Each round finds every component's best move at once (a components x layers
+    matrix), then applies the improving ones, best first, checking each again
+    against the layers as they are by then."""
+    if len(groups) < 2:
+        return groups
+    members = np.array([c for g in groups for c in g], dtype=np.intp)
+    owner = np.array([k for k, g in enumerate(groups) for _ in g], dtype=np.intp)
+    size = sizes[members]
+    log_keep = np.log1p(-probs[members])
+    n_groups = len(groups)
+    gs = np.bincount(owner, weights=size, minlength=n_groups)
+    gl = np.bincount(owner, weights=log_keep, minlength=n_groups)
+    counts = np.bincount(owner, minlength=n_groups)
+
+    def cost(total: npt.ArrayLike, log_k: npt.ArrayLike) -> FloatArray:
+        return np.asarray(np.asarray(total, dtype=np.float64) * -np.expm1(log_k), dtype=np.float64)
+
+    for _ in range(rounds):
+        base = cost(gs, gl)
+        src = cost(gs[owner] - size, gl[owner] - log_keep) - base[owner]
+        tgt = cost(gs[None, :] + size[:, None], gl[None, :] + log_keep[:, None]) - base[None, :]
+        delta = src[:, None] + tgt
+        delta[np.arange(len(members)), owner] = np.inf
+        delta[counts[owner] == 1, :] = np.inf
+        target = delta.argmin(axis=1)
+        gain = delta[np.arange(len(members)), target]
+        moved = False
+        for c in np.flatnonzero(gain < 0)[np.argsort(gain[gain < 0], kind="stable")]:
+            g, t = owner[c], target[c]
+            if counts[g] == 1:
+                continue
+            now = (
+                cost(gs[g] - size[c], gl[g] - log_keep[c])
+                - cost(gs[g], gl[g])
+                + cost(gs[t] + size[c], gl[t] + log_keep[c])
+                - cost(gs[t], gl[t])
+            )
+            if now >= -1e-9 * max(1.0, float(size[c])):
+                continue
+            gs[g] -= size[c]
+            gl[g] -= log_keep[c]
+            counts[g] -= 1
+            gs[t] += size[c]
+            gl[t] += log_keep[c]
+            counts[t] += 1
+            owner[c] = t
+            moved = True
+        if not moved:
+            break
+    out: list[list[int]] = [[] for _ in groups]
+    for c, g in zip(members, owner, strict=True):
+        out[g].append(int(c))
+    return [g for g in out if g]
+
+
+def _pack_with_prior(
+    names: list[str],
+    sizes: FloatArray,
+    probs: FloatArray,
+    volatile: npt.NDArray[np.bool_],
+    budget: int,
+    prior: Plan,
+    horizon: int,
+) -> list[list[int]]:
+    index = {n: i for i, n in enumerate(names)}
+    # Prior layers with the components that still exist, in prior order.
+    groups: list[list[int]] = []
+    for layer in prior.layers:
+        kept = [index[n] for n in layer.components if n in index]
+        if kept:
+            groups.append(sorted(kept))
+    # Over budget (max layers lowered): merge the cheapest pairs of old layers.
+    if len(groups) > budget:
+        groups = _merge_groups(groups, sizes, probs, budget)
+    placed = {i for g in groups for i in g}
+    new = [i for i in range(len(names)) if i not in placed]
+    # New components, largest first: a fresh layer while the budget allows, else
+    # the layer where E plus the one-time download of a changed layer is least.
+    changed = set[int]()
+    for i in sorted(new, key=lambda i: (-sizes[i], i)):
+        if len(groups) < budget:
+            groups.append([i])
+            changed.add(len(groups) - 1)
+            continue
+        best, best_cost = -1, np.inf
+        for g, members in enumerate(groups):
+            if volatile[i] != any(volatile[m] for m in members) and len(groups) > 1:
+                continue
+            s_g, q_g = sizes[members].sum(), np.prod(1.0 - probs[members])
+            added = (s_g + sizes[i]) * (1.0 - q_g * (1.0 - probs[i])) - s_g * (1.0 - q_g)
+            once = 0.0 if g in changed else s_g / horizon
+            if added + once < best_cost:
+                best, best_cost = g, added + once
+        if best < 0:
+            best = len(groups) - 1
+        groups[best].append(i)
+        changed.add(best)
+    return [sorted(g) for g in groups]
+
+
+def _merge_groups(
+    groups: list[list[int]], sizes: FloatArray, probs: FloatArray, budget: int
+) -> list[list[int]]:
+    """Merge whole groups, cheapest first, down to ``budget``."""
+    groups = [list(g) for g in groups]
+    while len(groups) > budget:
+        s = np.array([sizes[g].sum() for g in groups])
+        q = np.array([np.prod(1.0 - probs[g]) for g in groups])
+        a = s * q
+        cost = np.multiply.outer(a, 1.0 - q)
+        cost += cost.T
+        np.fill_diagonal(cost, np.inf)
+        a_idx, b_idx = np.unravel_index(int(cost.argmin()), cost.shape)
+        i, j = min(int(a_idx), int(b_idx)), max(int(a_idx), int(b_idx))
+        groups[i] = sorted(groups[i] + groups[j])
+        del groups[j]
+    return groups
