@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 
 from chunker import ChunkerError, Plan, expected_bytes, floor_bytes, make_plan, pack
 from mapping import Component
+from mapping.model import Kind
 from tests.conftest import RunCli
 
-KINDS = ("package", "package", "package", "component", "bigfile", "unpackaged")
+KINDS: tuple[Kind, ...] = ("package", "package", "package", "component", "bigfile", "unpackaged")
 
 
 @st.composite
@@ -63,7 +64,7 @@ def test_hard_rules_and_determinism(comps: list[Component], max_layers: int, see
     plan = pack(comps, max_layers)
     check_hard_rules(plan, comps, max_layers)
     shuffled = list(comps)
-    np.random.default_rng(seed).shuffle(shuffled)  # type: ignore[arg-type]
+    np.random.default_rng(seed).shuffle(shuffled)
     assert pack(shuffled, max_layers) == plan
 
 
