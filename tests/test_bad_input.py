@@ -114,7 +114,7 @@ def test_list_naming_absent_files(run_cli: RunCli, tmp_path: Path) -> None:
     proc = run_cli("map", "--rootfs", str(root), "--json")
     (warning,) = warnings_of(proc)
     assert "2 file(s)" in warning and "ghost" in warning and "absent" in warning
-    assert json.loads(proc.stdout)["components"][0]["name"] == "volatile"
+    assert json.loads(proc.stdout)["components"][0]["name"] == "volatile:dpkg"
 
 
 def test_symlinks_pointing_outside_are_never_followed(run_cli: RunCli, tmp_path: Path) -> None:

@@ -31,10 +31,10 @@ def test_map_table(run_cli: RunCli, sample_tree: Path) -> None:
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["COMPONENT", "KIND", "PACKAGES", "SIZE", "FILES", "P(WEEK)"]
     rows = [line.split()[0] for line in lines[1 : lines.index("")]]
-    assert rows[:3] == ["linux-signed-amd64", "volatile", "glibc"]
+    assert rows[:3] == ["linux-signed-amd64", "volatile:initramfs", "glibc"]
     glibc = next(line for line in lines if line.startswith("glibc "))
     assert "libc-bin, libc6:amd64, locales" in glibc and "3.2 MiB" in glibc and " 10 " in glibc
-    assert any(line.startswith("14 components") for line in lines)
+    assert any(line.startswith("16 components") for line in lines)
 
 
 def test_container_encapsulate_says_it_cannot_write_yet(run_cli: RunCli) -> None:

@@ -51,22 +51,40 @@ def test_kernel_is_one_component_and_initramfs_is_volatile(sample_mapping: Mappi
     assert owner(sample_mapping, f"{moddir}/kernel/fs/ext4.ko") == "linux-signed-amd64"
     # depmod output sits in a directory only the kernel lists: it is the kernel's.
     assert owner(sample_mapping, f"{moddir}/modules.alias") == "linux-signed-amd64"
-    assert owner(sample_mapping, f"{moddir}/initramfs.img") == "volatile"
+    assert owner(sample_mapping, f"{moddir}/initramfs.img") == "volatile:initramfs"
 
 
 def test_volatile_state(sample_mapping: Mapping) -> None:
+    # Three volatile components: they change on different occasions.
+    for path in (
+        "usr/share/dpkg/database/status",
+        "usr/share/dpkg/database/info/libc6:amd64.list",
+        "var/lib/dpkg",
+    ):
+        assert owner(sample_mapping, path) == "volatile:dpkg", path
     for path in (
         "usr/etc/ld.so.cache",
         "usr/etc/machine-id",
         "usr/etc/ssh/ssh_host_ed25519_key",
-        "usr/share/dpkg/database/status",
-        "usr/share/dpkg/database/info/libc6:amd64.list",
-        "var/lib/dpkg",
         "usr/bin/editor",
         "usr/etc/alternatives/editor",
     ):
         assert owner(sample_mapping, path) == "volatile", path
-    assert sample_mapping.component("volatile").change_probability == 1.0
+    for name in ("volatile", "volatile:dpkg", "volatile:initramfs"):
+        assert sample_mapping.component(name).kind == "volatile"
+        assert sample_mapping.component(name).change_probability == 1.0
+
+
+def test_bytecode_goes_with_its_source(tmp_path: Path) -> None:
+    t = _tree(tmp_path)
+    t.add(Pkg("python3.13", source="python3.13", files={"/usr/lib/python3.13/json/decoder.py": b"pass"}))
+    t.write("/usr/lib/python3.13/json/__pycache__/decoder.cpython-313.pyc", b"compiled")
+    t.write("/usr/lib/python3.13/json/__pycache__/decoder.cpython-313.opt-1.pyc", b"optimised")
+    t.write("/usr/lib/python3.13/json/__pycache__/orphan.cpython-313.pyc", b"no source")
+    m = build_mapping(rootfs=str(t.finish()))
+    assert owner(m, "usr/lib/python3.13/json/__pycache__/decoder.cpython-313.pyc") == "python3.13"
+    assert owner(m, "usr/lib/python3.13/json/__pycache__/decoder.cpython-313.opt-1.pyc") == "python3.13"
+    assert owner(m, "usr/lib/python3.13/json/__pycache__/orphan.cpython-313.pyc") == "unpackaged"
 
 
 def test_bigfile_and_unpackaged(sample_mapping: Mapping) -> None:
