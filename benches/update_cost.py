@@ -1,0 +1,291 @@
+"""Bytes a client downloads per update, debchunk's packing against the baselines.
+
+For every update pair of real Debian trees (``benches.update_pairs``: server and
+desktop package sets; trixie -> trixie + updates + security, forky -> sid, and a
+back-to-back rebuild of trixie) and every strategy: plan the old tree, plan the
+new tree with the old plan as prior (strategies that take one), and count the
+bytes of new layers whose content is not already in an old layer.  Against that:
+the ideal (file content found nowhere in the old tree) and a single layer;
+waste = (download - ideal) / (single - ideal).
+
+Then a 52-week simulation on the desktop tree's components: each week every
+component changes with its own weekly probability (and its size by a few
+percent), plans are remade with the previous week's as prior, and a layer is
+downloaded when any component in it changed.
+
+``python -m benches.update_cost [--sets server,desktop] [--layers 64,128] [--json FILE]``
+prints one table per case, strategies as rows, and the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from benches import baselines
+from benches.update_pairs import TreeIndex, download_bytes, ideal_bytes, load_index, pairs, single_layer_bytes
+from chunker import Plan, pack
+from mapping import Component
+
+Strategy = Callable[[Sequence[Component], int, Plan | None], Plan]
+
+
+def _debchunk(components: Sequence[Component], max_layers: int, prior: Plan | None) -> Plan:
+    return pack(components, max_layers, prior)
+
+
+def _no_prior(fn: Callable[..., Plan]) -> Strategy:
+    return lambda components, max_layers, prior: fn(components, max_layers, None)
+
+
+def _with_prior(fn: Callable[..., Plan]) -> Strategy:
+    return lambda components, max_layers, prior: fn(components, max_layers, prior)
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "single layer": _no_prior(baselines.single_layer),
+    "one per layer + catch-all": _no_prior(baselines.one_per_layer),
+    "ostree-ext (no prior)": _no_prior(baselines.ostree_ext_basic_packing),
+    "ostree-ext (prior)": _with_prior(baselines.ostree_ext_basic_packing),
+    "chunkah": _with_prior(baselines.chunkah_packing),
+    "rechunk (prior)": _with_prior(baselines.rechunk_greedy),
+    "debchunk": _debchunk,
+}
+OURS = "debchunk"
+BASELINES = (
+    "ostree-ext (no prior)",
+    "ostree-ext (prior)",
+    "chunkah",
+    "rechunk (prior)",
+    "one per layer + catch-all",
+)
+
+
+@dataclass
+class Row:
+    """One strategy on one case."""
+
+    strategy: str
+    layers_old: int
+    layers_new: int
+    download: int
+    waste: float | None
+    seconds: float
+
+
+@dataclass
+class Case:
+    """One update pair at one layer budget."""
+
+    set_name: str
+    pair: str
+    old_build: str
+    new_build: str
+    max_layers: int
+    ideal: int
+    single: int
+    changed_sources: int
+    rows: list[Row] = field(default_factory=list)
+
+    def row(self, strategy: str) -> Row:
+        return next(r for r in self.rows if r.strategy == strategy)
+
+
+def run_pair(old: TreeIndex, new: TreeIndex, set_name: str, pair: str, max_layers: int) -> Case:
+    """Every strategy on one update pair."""
+    ideal, single = ideal_bytes(old, new), single_layer_bytes(old, new)
+    old_v, new_v = old.source_versions(), new.source_versions()
+    changed = sum(1 for s in set(old_v) | set(new_v) if old_v.get(s) != new_v.get(s))
+    case = Case(set_name, pair, old.build_name, new.build_name, max_layers, ideal, single, changed)
+    for name, strategy in STRATEGIES.items():
+        t0 = time.perf_counter()
+        before = strategy(old.components, max_layers, None)
+        after = strategy(new.components, max_layers, before)
+        seconds = time.perf_counter() - t0
+        got = download_bytes(old, before.groups(), new, after.groups())
+        waste = (got - ideal) / (single - ideal) if single > ideal else None
+        reserved = before.reserved_layers
+        case.rows.append(
+            Row(name, len(before.layers) + reserved, len(after.layers) + reserved, got, waste, seconds)
+        )
+    return case
+
+
+@dataclass
+class Simulation:
+    """Mean weekly download of each strategy over simulated weeks."""
+
+    weeks: int
+    max_layers: int
+    floor: float
+    mean: dict[str, float]
+
+
+def simulate(
+    components: Sequence[Component], max_layers: int, weeks: int = 52, seed: int = 2026
+) -> Simulation:
+    """Each week each component changes with its weekly probability; a changed
+    component's size moves by up to 5%.  Plans are remade weekly with the prior."""
+    rng = np.random.default_rng(seed)
+    base = sorted(components, key=lambda c: c.name)
+    p = np.array([c.change_probability for c in base])
+    sizes0 = np.array([float(c.size) for c in base])
+    draws = rng.random((weeks, len(base))) < p  # the same weeks for every strategy
+    jitter = 1.0 + rng.uniform(-0.05, 0.05, (weeks, len(base)))
+    floor = float(np.mean([(sizes0 * d).sum() for d in draws]))
+    mean: dict[str, float] = {}
+    for name, strategy in STRATEGIES.items():
+        sizes = sizes0.copy()
+        comps = list(base)
+        plan = strategy(comps, max_layers, None)
+        total = 0.0
+        for week in range(weeks):
+            changed = draws[week]
+            sizes = np.where(changed, sizes * jitter[week], sizes)
+            comps = [
+                Component(c.name, c.kind, c.packages, c.version, int(s), c.files, c.change_probability)
+                for c, s in zip(base, sizes, strict=True)
+            ]
+            new_plan = strategy(comps, max_layers, plan)
+            position = {n: i for i, n in enumerate(c.name for c in comps)}
+            old_groups = {frozenset(layer.components) for layer in plan.layers}
+            for layer in new_plan.layers:
+                members = [position[n] for n in layer.components]
+                # Downloaded when a member changed or the layer's set of components is new.
+                if changed[members].any() or frozenset(layer.components) not in old_groups:
+                    total += float(sizes[members].sum())
+            plan = new_plan
+        mean[name] = total / weeks
+    return Simulation(weeks, max_layers, floor, mean)
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:9.1f}"
+
+
+def print_case(case: Case) -> None:
+    """One table: strategies as rows."""
+    print(
+        f"\n{case.set_name}: {case.pair} ({case.old_build} -> {case.new_build}), N={case.max_layers}: "
+        f"{case.changed_sources} source packages changed; ideal {case.ideal / 1e6:.1f} MB, "
+        f"single layer {case.single / 1e6:.1f} MB"
+    )
+    print(f"  {'strategy':28} {'layers':>7} {'MB':>9} {'waste':>7} {'x ideal':>8} {'secs':>6}")
+    for r in case.rows:
+        waste = "-" if r.waste is None else f"{100 * r.waste:6.1f}%"
+        ratio = f"{r.download / case.ideal:8.2f}" if case.ideal else "       -"
+        layers = f"{r.layers_old}/{r.layers_new}"
+        print(f"  {r.strategy:28} {layers:>7} {_mb(r.download)} {waste:>7} {ratio} {r.seconds:6.2f}")
+
+
+def print_simulation(sim: Simulation) -> None:
+    """The simulation's table."""
+    print(
+        f"\n52-week simulation, desktop components, N={sim.max_layers}: floor {sim.floor / 1e6:.1f} MB/week"
+    )
+    print(f"  {'strategy':28} {'MB/week':>9} {'x floor':>8} {'x ours':>7}")
+    ours = sim.mean[OURS]
+    for name, value in sim.mean.items():
+        print(f"  {name:28} {_mb(value)} {value / sim.floor:8.2f} {value / ours:7.2f}")
+
+
+def check_targets(cases: list[Case], sims: list[Simulation]) -> list[tuple[str, bool, str]]:
+    """The acceptance targets of the experiment, each with the figure seen."""
+    out: list[tuple[str, bool, str]] = []
+    limits = {("desktop", "point-update"): 0.10, ("desktop", "testing-to-unstable"): 0.22}
+    for c in cases:
+        ours = c.row(OURS)
+        best = min((c.row(b) for b in BASELINES), key=lambda r: r.download)
+        label = f"{c.set_name} {c.pair} N={c.max_layers}"
+        if c.pair == "rebuild":
+            ok = ours.download <= 1.1 * c.ideal
+            out.append((f"{label}: download <= 1.1x floor", ok, f"{ours.download / max(c.ideal, 1):.2f}x"))
+            continue
+        if c.max_layers != 64:
+            continue
+        if c.set_name == "desktop" and ours.waste is not None and best.waste is not None:
+            limit = limits.get((c.set_name, c.pair))
+            if limit is not None:
+                out.append((f"{label}: waste <= {limit:.0%}", ours.waste <= limit, f"{ours.waste:.1%}"))
+            out.append(
+                (
+                    f"{label}: waste <= 0.6x best baseline ({best.strategy})",
+                    ours.waste <= 0.6 * best.waste,
+                    f"{ours.waste / best.waste if best.waste else 0:.2f}x",
+                )
+            )
+        if c.set_name == "server":
+            out.append(
+                (
+                    f"{label}: no baseline downloads less",
+                    ours.download <= best.download,
+                    f"ours {ours.download / 1e6:.1f} MB, best baseline {best.download / 1e6:.1f} MB",
+                )
+            )
+    for s in sims:
+        if s.max_layers != 64:
+            continue
+        weekly = s.mean[OURS]
+        for name, limit in (("ostree-ext (prior)", 0.75), ("chunkah", 0.85)):
+            ok = weekly <= limit * s.mean[name]
+            out.append((f"simulation: <= {limit}x {name}", ok, f"{weekly / s.mean[name]:.2f}x"))
+        out.append(("simulation: <= 1.5x floor", weekly <= 1.5 * s.floor, f"{weekly / s.floor:.2f}x"))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the experiment; exit 1 when a target is missed."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benches.update_cost", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--sets", default="server,desktop", help="package sets (server,desktop)")
+    parser.add_argument("--layers", default="64,128", help="layer budgets (64,128)")
+    parser.add_argument("--weeks", type=int, default=52, help="weeks to simulate (52)")
+    parser.add_argument("--json", metavar="FILE", help="also write every figure and package version as JSON")
+    args = parser.parse_args(argv)
+    budgets = [int(x) for x in args.layers.split(",")]
+    cases: list[Case] = []
+    versions: dict[str, dict[str, dict[str, str]]] = {}
+    desktop: TreeIndex | None = None
+    for set_name in args.sets.split(","):
+        for pair, old_build, new_build in pairs(set_name):
+            old, new = load_index(set_name, old_build), load_index(set_name, new_build)
+            versions.setdefault(set_name, {})[old_build] = old.source_versions()
+            versions[set_name][new_build] = new.source_versions()
+            if set_name == "desktop" and old_build == "trixie":
+                desktop = old
+            for n in budgets:
+                case = run_pair(old, new, set_name, pair, n)
+                print_case(case)
+                cases.append(case)
+    sims = []
+    if desktop is not None:
+        for n in budgets:
+            sim = simulate(desktop.components, n, args.weeks)
+            print_simulation(sim)
+            sims.append(sim)
+    targets = check_targets(cases, sims)
+    print("\ntargets:")
+    for label, ok, figure in targets:
+        print(f"  {'PASS' if ok else 'FAIL'}  {label}: {figure}")
+    if args.json:
+        result: dict[str, Any] = {
+            "cases": [asdict(c) for c in cases],
+            "simulations": [asdict(s) for s in sims],
+            "targets": [{"target": t, "ok": ok, "figure": f} for t, ok, f in targets],
+            "source_versions": versions,
+        }
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=1)
+    return 0 if all(ok for _, ok, _ in targets) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
