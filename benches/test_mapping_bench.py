@@ -43,7 +43,7 @@ def check_sample_mapping(m: Mapping) -> None:
         f"usr/lib/modules/{KVER}/vmlinuz": "linux-signed-amd64",
         "usr/lib/x86_64-linux-gnu/libsystemd.so.0": "systemd",
         "usr/etc/machine-id": "volatile",
-        f"usr/lib/modules/{KVER}/initramfs.img": "volatile",
+        f"usr/lib/modules/{KVER}/initramfs.img": "volatile:initramfs",
         "usr/lib/firmware/blob.bin": "bigfile:usr/lib/firmware/blob.bin",
         "opt/app/bin/app": "app",
         "opt/app/plugins/extra.so": "app-extra",
