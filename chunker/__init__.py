@@ -9,6 +9,15 @@ from __future__ import annotations
 
 from .cost import expected_bytes, floor_bytes, make_plan
 from .pack import pack
-from .plan import ChunkerError, Layer, Plan
+from .plan import ChunkerError, Layer, Plan, layer_of_entries
 
-__all__ = ["ChunkerError", "Layer", "Plan", "expected_bytes", "floor_bytes", "make_plan", "pack"]
+__all__ = [
+    "ChunkerError",
+    "Layer",
+    "Plan",
+    "expected_bytes",
+    "floor_bytes",
+    "layer_of_entries",
+    "make_plan",
+    "pack",
+]

@@ -18,6 +18,7 @@ over ``horizon`` updates exceeds the bytes it makes every client download once.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -208,26 +209,31 @@ def _refine(
         target = delta.argmin(axis=1)
         gain = delta[np.arange(len(members)), target]
         moved = False
-        for c in np.flatnonzero(gain < 0)[np.argsort(gain[gain < 0], kind="stable")]:
-            g, t = owner[c], target[c]
-            if counts[g] == 1:
+        # Scalar bookkeeping in plain floats: cheaper than numpy scalars.
+        gs_l, gl_l, counts_l = gs.tolist(), gl.tolist(), counts.tolist()
+        size_l, keep_l = size.tolist(), log_keep.tolist()
+        for c in np.flatnonzero(gain < 0)[np.argsort(gain[gain < 0], kind="stable")].tolist():
+            g, t = int(owner[c]), int(target[c])
+            if counts_l[g] == 1:
                 continue
+            sc, kc = size_l[c], keep_l[c]
             now = (
-                cost(gs[g] - size[c], gl[g] - log_keep[c])
-                - cost(gs[g], gl[g])
-                + cost(gs[t] + size[c], gl[t] + log_keep[c])
-                - cost(gs[t], gl[t])
+                (gs_l[g] - sc) * -math.expm1(gl_l[g] - kc)
+                - gs_l[g] * -math.expm1(gl_l[g])
+                + (gs_l[t] + sc) * -math.expm1(gl_l[t] + kc)
+                - gs_l[t] * -math.expm1(gl_l[t])
             )
-            if now >= -1e-9 * max(1.0, float(size[c])):
+            if now >= -1e-9 * max(1.0, sc):
                 continue
-            gs[g] -= size[c]
-            gl[g] -= log_keep[c]
-            counts[g] -= 1
-            gs[t] += size[c]
-            gl[t] += log_keep[c]
-            counts[t] += 1
+            gs_l[g] -= sc
+            gl_l[g] -= kc
+            counts_l[g] -= 1
+            gs_l[t] += sc
+            gl_l[t] += kc
+            counts_l[t] += 1
             owner[c] = t
             moved = True
+        gs, gl, counts = np.array(gs_l), np.array(gl_l), np.array(counts_l)
         if not moved:
             break
     out: list[list[int]] = [[] for _ in groups]

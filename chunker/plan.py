@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 
 class ChunkerError(Exception):
@@ -105,3 +108,22 @@ class Plan:
         read back from ``ostree.components`` annotations."""
         layers = tuple(Layer(tuple(sorted(g)), 0, 0.0) for g in groups)
         return cls(max_layers or len(layers) + 1, layers, 0.0)
+
+
+def layer_of_entries(
+    plan: Plan, component_names: Sequence[str], owners: npt.ArrayLike
+) -> npt.NDArray[np.int64]:
+    """For each entry, the index of its layer in ``plan`` (-1: no component,
+    as for directories).  ``owners[i]`` indexes ``component_names`` (as
+    ``Mapping.owners`` indexes ``Mapping.components``); vectorised, so a
+    million-file tree takes milliseconds."""
+    where = plan.layer_index()
+    try:
+        table = np.array([where[n] for n in component_names] + [-1], dtype=np.int64)
+    except KeyError as e:
+        raise ChunkerError(
+            f"component {e.args[0]!r} is in no layer of the plan; plan this tree again"
+        ) from None
+    index = np.asarray(owners, dtype=np.int64)
+    # -1 owners pick the trailing -1 of the table.
+    return table[np.where(index < 0, len(component_names), index)]
