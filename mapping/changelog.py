@@ -17,6 +17,7 @@ import math
 import re
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from .errors import show, warn
 from .tree import Tree
@@ -51,34 +52,62 @@ def _parse_date(text: bytes) -> dt.datetime | None:
     return when
 
 
-def read_dates(tree: Tree, path: str) -> list[dt.datetime] | None:
-    """Change dates of the changelog at ``path``, newest part only: reading stops
-    at the first entry more than a window older than the newest one (the
-    reference can only be newer, so older entries never count).  None when the
-    file is missing or unreadable."""
+# A changelog entry's first line (deb-changelog(5)): "source (version) distributions; ...".
+_HEADER = re.compile(rb"^[a-z0-9][a-z0-9+.-]* \(([^)\s]+)\)")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One changelog entry: when, and whether it changed the upstream version
+    (an entry that only bumps the Debian revision, like a security fix
+    ``2.41-12`` -> ``2.41-12+deb13u1``, does not)."""
+
+    date: dt.datetime
+    upstream: bool
+
+
+def upstream_version(version: str) -> str:
+    """The upstream part of a Debian version: no epoch, no Debian revision
+    (deb-version(7))."""
+    version = version.partition(":")[2] or version if ":" in version else version
+    return version.rpartition("-")[0] if "-" in version else version
+
+
+def read_history(tree: Tree, path: str) -> list[Change] | None:
+    """The changes recorded in the changelog at ``path``, newest first, newest
+    part only: reading stops at the first entry more than a window older than
+    the newest one (the reference can only be newer, so older entries never
+    count; that entry's version is still read, to tell whether the last one in
+    the window changed the upstream version).  None when the file is missing."""
     data = tree.read_bytes(path)
     if data is None:
         return None
-    dates: list[dt.datetime] = []
+    entries: list[tuple[dt.datetime, str]] = []
+    version: str | None = None
+    older: str | None = None
     try:
         with gzip.open(io.BytesIO(data)) as f:
             for line in f:
+                header = _HEADER.match(line)
+                if header:
+                    version = header.group(1).decode("ascii", "replace")
+                    if entries and entries[0][0] - entries[-1][0] > dt.timedelta(days=WINDOW_DAYS):
+                        older = version
+                        break
+                    continue
                 match = _TRAILER.match(line)
-                if not match:
+                if not match or version is None:
                     continue
                 when = _parse_date(match.group(1))
-                if when is None:
-                    continue
-                if dates and when < dates[0] - dt.timedelta(days=WINDOW_DAYS):
-                    break
-                if not dates or when > dates[0]:
-                    dates.insert(0, when)
-                else:
-                    dates.append(when)
+                if when is not None:
+                    entries.append((when, version))
+                version = None
     except (OSError, EOFError, zlib.error) as e:
         warn(f"{show(path)}: unreadable changelog ({e}); default change rate used")
         return None
-    return dates
+    entries.sort(key=lambda e: e[0], reverse=True)
+    versions = [upstream_version(v) for _, v in entries] + [upstream_version(older) if older else ""]
+    return [Change(when, versions[k] != versions[k + 1]) for k, (when, _) in enumerate(entries)]
 
 
 # Added to every observed count: a year without a change does not mean a package

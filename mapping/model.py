@@ -24,7 +24,10 @@ class Component:
     """A set of files that change together.
 
     ``size`` counts each distinct content once; ``files`` counts non-directory
-    entries; ``change_probability`` is the chance it changes in a week.
+    entries; ``change_probability`` is the chance it changes in a week, and
+    ``upstream_change_probability`` (packages with a changelog) the chance its
+    upstream version changes in a week, which is when its architecture-neutral
+    data (``usr/share``, translations) tends to change too.
     """
 
     name: str
@@ -34,6 +37,7 @@ class Component:
     size: int = 0
     files: int = 0
     change_probability: float = 0.0
+    upstream_change_probability: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The component as in ``debchunk map --json``."""
@@ -45,6 +49,7 @@ class Component:
             "size": self.size,
             "files": self.files,
             "change_probability": self.change_probability,
+            "upstream_change_probability": self.upstream_change_probability,
         }
 
     @classmethod
@@ -57,6 +62,8 @@ class Component:
             p = float(data["change_probability"])
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"change_probability {p} is not within [0, 1]")
+            upstream = data.get("upstream_change_probability")
+            upstream = data.get("upstream_change_probability")
             return cls(
                 str(data["name"]),
                 kind,
@@ -65,6 +72,7 @@ class Component:
                 int(data["size"]),
                 int(data.get("files", 0)),
                 p,
+                None if upstream is None else float(upstream),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise MappingError(f"component {data.get('name', '?')!r}: {e}") from None

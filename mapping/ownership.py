@@ -234,7 +234,7 @@ def map_tree(
                 _newest(o.versions),
                 sizes[o.name],
                 counts[o.name],
-                probabilities[o.name],
+                *probabilities[o.name],
             )
             for o in owners.values()
         ),
@@ -344,26 +344,32 @@ def _newest(versions: set[str]) -> str | None:
 
 def _change_probabilities(
     tree: Tree, owners: dict[str, _Owner], reference: dt.datetime | None
-) -> tuple[dict[str, float], dt.datetime | None]:
-    """Weekly change probability per owner, and the reference date used."""
-    dates: dict[str, list[dt.datetime]] = {}
+) -> tuple[dict[str, tuple[float, float | None]], dt.datetime | None]:
+    """Weekly probabilities of any change and of an upstream version change, per
+    owner, and the reference date used."""
+    histories: dict[str, list[changelog.Change]] = {}
     for owner in owners.values():
         for path in owner.changelogs:
-            found = changelog.read_dates(tree, path)
+            found = changelog.read_history(tree, path)
             if found:
-                dates[owner.name] = found
+                histories[owner.name] = found
                 break
-    if reference is None and dates:
-        reference = max(d[0] for d in dates.values())
-    result: dict[str, float] = {}
+    if reference is None and histories:
+        reference = max(h[0].date for h in histories.values())
+    result: dict[str, tuple[float, float | None]] = {}
     for owner in owners.values():
+        upstream: float | None = None
         if owner.kind == "volatile":
             p = VOLATILE_CHANGE_PROBABILITY
         elif owner.kind == "unpackaged":
             p = UNPACKAGED_CHANGE_PROBABILITY
-        elif owner.name in dates and reference is not None:
-            p = changelog.probability(changelog.changes_per_year(dates[owner.name], reference))
+        elif owner.name in histories and reference is not None:
+            history = histories[owner.name]
+            p = changelog.probability(changelog.changes_per_year((c.date for c in history), reference))
+            upstream = changelog.probability(
+                changelog.changes_per_year((c.date for c in history if c.upstream), reference)
+            )
         else:
             p = changelog.DEFAULT_CHANGE_PROBABILITY
-        result[owner.name] = p
+        result[owner.name] = (p, upstream)
     return result, reference

@@ -41,6 +41,7 @@ class Pkg:
     symlinks: dict[str, str] = field(default_factory=dict)
     hardlinks: dict[str, str] = field(default_factory=dict)  # new path -> path in files
     changelog: Sequence[dt.datetime] = ()
+    changelog_versions: Sequence[str] = ()  # one per date; default: all of one upstream version
     native: bool = False
 
 
@@ -115,11 +116,11 @@ class SampleTree:
         doc = f"/usr/share/doc/{pkg.name}"
         if pkg.changelog:
             name = "changelog.gz" if pkg.native else "changelog.Debian.gz"
+            versions = pkg.changelog_versions or [
+                f"{pkg.source_version or pkg.version}~{i}" for i in range(len(pkg.changelog))
+            ]
             pkg.files[f"{doc}/{name}"] = _gzip(
-                changelog_text(
-                    source,
-                    ((f"{pkg.source_version or pkg.version}~{i}", d) for i, d in enumerate(pkg.changelog)),
-                )
+                changelog_text(source, zip(versions, pkg.changelog, strict=True))
             )
         listed: set[str] = set()
         for path, data in pkg.files.items():

@@ -15,7 +15,16 @@ def test_map_json_matches_the_library_and_reads_back(run_cli: RunCli, sample_rep
     data = json.loads(proc.stdout)
     assert data["admindir"] == "usr/share/dpkg/database"
     glibc = next(c for c in data["components"] if c["name"] == "glibc")
-    assert set(glibc) == {"name", "kind", "packages", "version", "size", "files", "change_probability"}
+    assert set(glibc) == {
+        "name",
+        "kind",
+        "packages",
+        "version",
+        "size",
+        "files",
+        "change_probability",
+        "upstream_change_probability",
+    }
     assert glibc["packages"] == ["libc-bin", "libc6:amd64", "locales"]
     assert glibc["kind"] == "package" and glibc["version"] == "2.41-12"
     library = build_mapping(repo=str(sample_repos["bare-user"]), ref="sample")

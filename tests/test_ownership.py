@@ -289,3 +289,22 @@ def test_user_component_can_name_a_catch_all(tmp_path: Path) -> None:
     assert owner(m, "usr/lib/app/mine.dat") == owner(m, "usr/bin/tool") == "tool"
     assert tool.packages == ("tool",) and tool.files == 3
     assert tool.change_probability == pytest.approx(1 - math.exp(-7 * 1.5 / 365))
+
+
+def test_upstream_change_probability_ignores_debian_revisions(tmp_path: Path) -> None:
+    t = _tree(tmp_path)
+    t.add(
+        Pkg(
+            "foo",
+            "2.0-1",
+            files={"/usr/bin/foo": b"f"},
+            changelog=[day(0), day(30), day(60), day(400)],
+            # An upstream release, a Debian revision, a security fix, then out of the window.
+            changelog_versions=["1:2.0-1", "1:1.9-3", "1:1.9-2+deb13u1", "1:1.9-2"],
+        )
+    )
+    m = build_mapping(rootfs=str(t.finish()))
+    foo = m.component("foo")
+    assert foo.change_probability == pytest.approx(1 - math.exp(-7 * 3.5 / 365))
+    assert foo.upstream_change_probability == pytest.approx(1 - math.exp(-7 * 1.5 / 365))
+    assert m.component("unpackaged").upstream_change_probability is None
