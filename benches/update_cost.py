@@ -24,7 +24,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ import numpy as np
 from benches import baselines
 from benches.update_pairs import TreeIndex, download_bytes, ideal_bytes, load_index, pairs, single_layer_bytes
 from chunker import Plan, pack
+from chunker.split import split_components
 from mapping import Component
 
 Strategy = Callable[[Sequence[Component], int, Plan | None], Plan]
@@ -59,6 +60,23 @@ STRATEGIES: dict[str, Strategy] = {
     "debchunk": _debchunk,
 }
 OURS = "debchunk"
+# Strategies that plan on components split below package level (chunker.split).
+SPLITS = {OURS}
+
+
+def split_index(index: TreeIndex) -> TreeIndex:
+    """The index with its package components split as debchunk splits them."""
+    components, owners = split_components(
+        index.components, index.paths, index.sizes, index.content_ids, index.owners
+    )
+    return replace(
+        index,
+        components=components,
+        component_index={c.name: i for i, c in enumerate(components)},
+        owners=owners,
+    )
+
+
 BASELINES = (
     "ostree-ext (no prior)",
     "ostree-ext (prior)",
@@ -104,12 +122,14 @@ def run_pair(old: TreeIndex, new: TreeIndex, set_name: str, pair: str, max_layer
     old_v, new_v = old.source_versions(), new.source_versions()
     changed = sum(1 for s in set(old_v) | set(new_v) if old_v.get(s) != new_v.get(s))
     case = Case(set_name, pair, old.build_name, new.build_name, max_layers, ideal, single, changed)
+    views = {False: (old, new), True: (split_index(old), split_index(new))}
     for name, strategy in STRATEGIES.items():
+        old_view, new_view = views[name in SPLITS]
         t0 = time.perf_counter()
-        before = strategy(old.components, max_layers, None)
-        after = strategy(new.components, max_layers, before)
+        before = strategy(old_view.components, max_layers, None)
+        after = strategy(new_view.components, max_layers, before)
         seconds = time.perf_counter() - t0
-        got = download_bytes(old, before.groups(), new, after.groups())
+        got = download_bytes(old_view, before.groups(), new_view, after.groups())
         waste = (got - ideal) / (single - ideal) if single > ideal else None
         reserved = before.reserved_layers
         case.rows.append(

@@ -93,11 +93,13 @@ def _pack_fresh(
     free = [int(i) for i in np.flatnonzero(~volatile)]
     if budget == 1:
         return [list(range(n))]
-    # Volatile content alone; if there is not room for every volatile component
-    # and something else, the volatile ones share one layer.
-    pinned_groups = [[i] for i in pinned] if len(pinned) < budget else []
-    if not pinned_groups and pinned:
-        pinned_groups = [pinned]
+    # Volatile content alone.  Volatile components that change with every build
+    # share a layer (that costs nothing); if there is not room for every
+    # volatile layer and something else, the volatile ones share one layer.
+    always = [i for i in pinned if probs[i] >= _P_CAP]
+    pinned_groups = ([always] if always else []) + [[i] for i in pinned if probs[i] < _P_CAP]
+    if len(pinned_groups) >= budget:
+        pinned_groups = [pinned] if pinned else []
     room = budget - len(pinned_groups)
     if room <= 0 or not free:
         return pinned_groups + ([free] if free else [])

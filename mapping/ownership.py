@@ -19,6 +19,7 @@ In: a ``Tree``.  Out: a ``Mapping``.  Rules, first claim wins for a file:
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
 from collections import defaultdict
@@ -372,4 +373,9 @@ def _change_probabilities(
         else:
             p = changelog.DEFAULT_CHANGE_PROBABILITY
         result[owner.name] = (p, upstream)
+    # The dpkg database changes when any package does, and only then.
+    dpkg = VOLATILE + ":dpkg"
+    if dpkg in result:
+        keep = math.prod(1.0 - p for name, (p, _) in result.items() if owners[name].kind == "package")
+        result[dpkg] = (1.0 - keep, None)
     return result, reference
