@@ -64,10 +64,15 @@ OURS = "debchunk"
 SPLITS = {OURS}
 
 
-def split_index(index: TreeIndex) -> TreeIndex:
+def split_index(index: TreeIndex, prior: Plan | None = None) -> TreeIndex:
     """The index with its package components split as debchunk splits them."""
     components, owners = split_components(
-        index.components, index.paths, index.sizes, index.content_ids, index.owners
+        index.components,
+        index.paths,
+        index.sizes,
+        index.content_ids,
+        index.owners,
+        prior=None if prior is None else prior.layer_index().keys(),
     )
     return replace(
         index,
@@ -122,11 +127,11 @@ def run_pair(old: TreeIndex, new: TreeIndex, set_name: str, pair: str, max_layer
     old_v, new_v = old.source_versions(), new.source_versions()
     changed = sum(1 for s in set(old_v) | set(new_v) if old_v.get(s) != new_v.get(s))
     case = Case(set_name, pair, old.build_name, new.build_name, max_layers, ideal, single, changed)
-    views = {False: (old, new), True: (split_index(old), split_index(new))}
     for name, strategy in STRATEGIES.items():
-        old_view, new_view = views[name in SPLITS]
         t0 = time.perf_counter()
+        old_view = split_index(old) if name in SPLITS else old
         before = strategy(old_view.components, max_layers, None)
+        new_view = split_index(new, before) if name in SPLITS else new
         after = strategy(new_view.components, max_layers, before)
         seconds = time.perf_counter() - t0
         got = download_bytes(old_view, before.groups(), new_view, after.groups())
@@ -267,6 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--sets", default="server,desktop", help="package sets (server,desktop)")
     parser.add_argument("--layers", default="64,128", help="layer budgets (64,128)")
+    parser.add_argument("--pairs", help="only these update pairs (default: all)")
     parser.add_argument("--weeks", type=int, default=52, help="weeks to simulate (52)")
     parser.add_argument("--json", metavar="FILE", help="also write every figure and package version as JSON")
     args = parser.parse_args(argv)
@@ -276,6 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     desktop: TreeIndex | None = None
     for set_name in args.sets.split(","):
         for pair, old_build, new_build in pairs(set_name):
+            if args.pairs and pair not in args.pairs.split(","):
+                continue
             old, new = load_index(set_name, old_build), load_index(set_name, new_build)
             versions.setdefault(set_name, {})[old_build] = old.source_versions()
             versions[set_name][new_build] = new.source_versions()
@@ -286,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print_case(case)
                 cases.append(case)
     sims = []
-    if desktop is not None:
+    if desktop is not None and args.weeks > 0:
         for n in budgets:
             sim = simulate(desktop.components, n, args.weeks)
             print_simulation(sim)

@@ -19,7 +19,8 @@ the path, so the encapsulator applies exactly the split the plan was made with.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -47,68 +48,118 @@ def split_components(
     content_ids: Sequence[str | None],
     owners: npt.ArrayLike,
     min_data_bytes: int = MIN_DATA_BYTES,
+    prior: Collection[str] | None = None,
 ) -> tuple[tuple[Component, ...], npt.NDArray[np.int64]]:
     """Split package components (see the module docstring).
 
     ``owners[i]`` is the index in ``components`` of the owner of ``paths[i]``
-    (-1 for none).  Returns the new components (each package's data part right
-    after it) and the new owners array.
+    (-1 for none).  With ``prior`` (the component names of the previous plan),
+    a package is split exactly when it was split before, so that a small shift
+    in its change rates does not move its files between layers; packages new
+    since then are decided afresh.  Returns the new components (each package's
+    data part right after it), with sizes and file counts of what they now
+    hold, and the new owners array.
     """
-    owner = np.asarray(owners, dtype=np.int64)
+    owner = np.array(owners, dtype=np.int64)
     size = np.asarray(sizes, dtype=np.int64)
+    _attach_package_records(components, paths, owner)
+    n = len(components)
     data = np.fromiter((is_data_path(p) for p in paths), dtype=bool, count=len(paths))
+    was_split = {name.removesuffix(DATA_SUFFIX) for name in prior or () if name.endswith(DATA_SUFFIX)}
     splittable = np.array(
         [
             c.kind == "package"
             and c.upstream_change_probability is not None
-            and c.upstream_change_probability < c.change_probability
+            and (c.upstream_change_probability < c.change_probability or c.name in was_split)
             for c in components
         ]
         + [False],
         dtype=bool,
     )
-    candidate = data & splittable[np.where(owner < 0, len(components), owner)]
-    # Unique content per (component, part), as the mapping counts it.
-    data_bytes = np.zeros(len(components), dtype=np.int64)
+    safe_owner = np.where(owner < 0, n, owner)
+    candidate = data & splittable[safe_owner]
+    data_bytes = _unique_bytes(np.where(candidate, owner, -1), size, content_ids, paths, n)
+    split = data_bytes >= min_data_bytes
+    if prior is not None:
+        before = set(prior)
+        for k, c in enumerate(components):
+            if c.name in before and data_bytes[k] > 0:
+                split[k] = c.name + DATA_SUFFIX in before
+    parts: list[Component] = []
+    new_index = np.empty(n + 1, dtype=np.int64)
+    new_index[n] = -1
+    data_index = np.full(n + 1, -1, dtype=np.int64)
+    for k, c in enumerate(components):
+        new_index[k] = len(parts)
+        parts.append(c)
+        if split[k]:
+            data_index[k] = len(parts)
+            upstream = min(c.upstream_change_probability or 0.0, c.change_probability)
+            parts.append(replace(c, name=c.name + DATA_SUFFIX, change_probability=upstream))
+    result = new_index[safe_owner]
+    moved = candidate & (data_index[safe_owner] >= 0)
+    result[moved] = data_index[safe_owner[moved]]
+    # Sizes and counts of what each component now holds, as the mapping counts them.
+    unique = _unique_bytes(result, size, content_ids, paths, len(parts))
+    files = np.bincount(result[result >= 0], minlength=len(parts))
+    final = tuple(
+        replace(c, size=int(unique[k]), files=int(files[k]))
+        if c.size != unique[k] or c.files != files[k]
+        else c
+        for k, c in enumerate(parts)
+    )
+    return final, result
+
+
+def _unique_bytes(
+    owner: npt.NDArray[np.int64],
+    size: npt.NDArray[np.int64],
+    content_ids: Sequence[str | None],
+    paths: Sequence[str],
+    n: int,
+) -> npt.NDArray[np.int64]:
+    """Bytes of distinct content per owner (each content counted once per owner)."""
+    total = np.zeros(n, dtype=np.int64)
     seen: set[tuple[int, str]] = set()
-    for i in np.flatnonzero(candidate).tolist():
+    for i in np.flatnonzero(owner >= 0).tolist():
         key = (int(owner[i]), content_ids[i] or paths[i])
         if key not in seen:
             seen.add(key)
-            data_bytes[owner[i]] += size[i]
-    split = data_bytes >= min_data_bytes
-    if not split.any():
-        return tuple(components), owner
-    new: list[Component] = []
-    new_index = np.empty(len(components), dtype=np.int64)
-    data_index = np.full(len(components), -1, dtype=np.int64)
-    moved = candidate & split[np.where(owner < 0, 0, owner)] & (owner >= 0)
-    files = np.bincount(owner[moved], minlength=len(components))
+            total[owner[i]] += size[i]
+    return total
+
+
+# dpkg's per-package records: <admindir>/info/NAME[:ARCH].{list,md5sums,...}.
+_INFO = re.compile(r"^(.*)/info/([^/:]+)(?::[^/.]+)?\.[^/.]+$")
+
+
+def _attach_package_records(
+    components: Sequence[Component], paths: Sequence[str], owner: npt.NDArray[np.int64]
+) -> None:
+    """Give a package's own dpkg records (file list, checksums, maintainer
+    scripts) to the package's component, in place: they change exactly when the
+    package does, while the rest of the database (``status``) changes whenever
+    any package does."""
+    dpkg = next((k for k, c in enumerate(components) if c.name == "volatile:dpkg"), None)
+    if dpkg is None:
+        return
+    by_package: dict[str, int] = {}
     for k, c in enumerate(components):
-        new_index[k] = len(new)
-        if not split[k]:
-            new.append(c)
-            continue
-        upstream = c.upstream_change_probability
-        assert upstream is not None
-        new.append(replace(c, size=c.size - int(data_bytes[k]), files=c.files - int(files[k])))
-        data_index[k] = len(new)
-        new.append(
-            replace(
-                c,
-                name=c.name + DATA_SUFFIX,
-                size=int(data_bytes[k]),
-                files=int(files[k]),
-                change_probability=upstream,
-            )
-        )
-    result = np.where(owner < 0, -1, new_index[np.where(owner < 0, 0, owner)])
-    result[moved] = data_index[owner[moved]]
-    return tuple(new), result
+        if c.kind == "package":
+            for binary in c.packages:
+                by_package.setdefault(binary.partition(":")[0], k)
+    for i in np.flatnonzero(owner == dpkg).tolist():
+        match = _INFO.match(paths[i])
+        found = by_package.get(match.group(2)) if match else None
+        if found is not None:
+            owner[i] = found
 
 
-def split_mapping(mapping: Mapping, min_data_bytes: int = MIN_DATA_BYTES) -> Mapping:
-    """The mapping with its package components split (needs the tree)."""
+def split_mapping(
+    mapping: Mapping, min_data_bytes: int = MIN_DATA_BYTES, prior: Collection[str] | None = None
+) -> Mapping:
+    """The mapping with its package components split (needs the tree); see
+    ``split_components`` for ``prior``."""
     if mapping.tree is None:
         return mapping
     entries = mapping.tree.entries
@@ -119,5 +170,6 @@ def split_mapping(mapping: Mapping, min_data_bytes: int = MIN_DATA_BYTES) -> Map
         [e.content_id for e in entries],
         mapping.owners,
         min_data_bytes,
+        prior,
     )
     return replace(mapping, components=components, owners=owners.tolist())

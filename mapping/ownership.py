@@ -61,6 +61,9 @@ _VOLATILE_GLOBS = (
     "etc/ld.so.cache",
     "etc/machine-id",
     "etc/ssh/ssh_host_*",
+    # ssl-cert's postinst makes a new snakeoil key pair on every install.
+    "etc/ssl/private/ssl-cert-snakeoil.key",
+    "etc/ssl/certs/ssl-cert-snakeoil.pem",
     "etc/alternatives/**",
     "etc/passwd-",
     "etc/group-",
