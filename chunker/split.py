@@ -62,7 +62,7 @@ def split_components(
     """
     owner = np.array(owners, dtype=np.int64)
     size = np.asarray(sizes, dtype=np.int64)
-    _attach_package_records(components, paths, owner)
+    records = _attach_package_records(components, paths, owner)
     n = len(components)
     data = np.fromiter((is_data_path(p) for p in paths), dtype=bool, count=len(paths))
     was_split = {name.removesuffix(DATA_SUFFIX) for name in prior or () if name.endswith(DATA_SUFFIX)}
@@ -77,7 +77,7 @@ def split_components(
         dtype=bool,
     )
     safe_owner = np.where(owner < 0, n, owner)
-    candidate = data & splittable[safe_owner]
+    candidate = data & ~records & splittable[safe_owner]
     data_bytes = _unique_bytes(np.where(candidate, owner, -1), size, content_ids, paths, n)
     split = data_bytes >= min_data_bytes
     if prior is not None:
@@ -135,14 +135,15 @@ _INFO = re.compile(r"^(.*)/info/([^/:]+)(?::[^/.]+)?\.[^/.]+$")
 
 def _attach_package_records(
     components: Sequence[Component], paths: Sequence[str], owner: npt.NDArray[np.int64]
-) -> None:
+) -> npt.NDArray[np.bool_]:
     """Give a package's own dpkg records (file list, checksums, maintainer
     scripts) to the package's component, in place: they change exactly when the
     package does, while the rest of the database (``status``) changes whenever
-    any package does."""
+    any package does.  Returns which rows moved."""
+    moved = np.zeros(len(paths), dtype=bool)
     dpkg = next((k for k, c in enumerate(components) if c.name == "volatile:dpkg"), None)
     if dpkg is None:
-        return
+        return moved
     by_package: dict[str, int] = {}
     for k, c in enumerate(components):
         if c.kind == "package":
@@ -153,6 +154,8 @@ def _attach_package_records(
         found = by_package.get(match.group(2)) if match else None
         if found is not None:
             owner[i] = found
+            moved[i] = True
+    return moved
 
 
 def split_mapping(
