@@ -45,6 +45,9 @@ test: lint typecheck pytest
 bench: $(STAMP)
 	$(PY) -m pytest -q benches/test_mapping_bench.py
 	$(PY) -m benches.mapping_speed --profile full --json bench-results.json
+	$(PY) -m benches.chunker_speed
+	$(PY) -m benches.update_pairs build --set all
+	$(PY) -m benches.update_cost --json update-cost.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -28,11 +28,12 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from benches import baselines
 from benches.update_pairs import TreeIndex, download_bytes, ideal_bytes, load_index, pairs, single_layer_bytes
 from chunker import Plan, pack
-from chunker.split import split_components
+from chunker.split import DATA_SUFFIX, split_components
 from mapping import Component
 
 Strategy = Callable[[Sequence[Component], int, Plan | None], Plan]
@@ -153,37 +154,60 @@ class Simulation:
     mean: dict[str, float]
 
 
-def simulate(
-    components: Sequence[Component], max_layers: int, weeks: int = 52, seed: int = 2026
-) -> Simulation:
-    """Each week each component changes with its weekly probability; a changed
-    component's size moves by up to 5%.  Plans are remade weekly with the prior."""
+def simulate(index: TreeIndex, max_layers: int, weeks: int = 52, seed: int = 2026) -> Simulation:
+    """Weekly updates of one tree's packages, the same draws for every strategy.
+
+    Each week every package changes with its weekly probability, and its
+    upstream version with its upstream probability (an upstream change is a
+    change); other components change with their own probability, and the dpkg
+    database whenever any package changed.  A package's ``:data`` part (debchunk
+    splits packages, the baselines do not) changes only with its upstream
+    version.  Changed components' sizes move by up to 5%.  Plans are remade
+    each week with the previous week's as prior; a layer is downloaded when a
+    member changed or its set of components is new.  The floor is the size of
+    the changed components (whole packages) each week."""
     rng = np.random.default_rng(seed)
-    base = sorted(components, key=lambda c: c.name)
+    base = sorted(index.components, key=lambda c: c.name)
+    names = [c.name for c in base]
     p = np.array([c.change_probability for c in base])
-    sizes0 = np.array([float(c.size) for c in base])
-    draws = rng.random((weeks, len(base))) < p  # the same weeks for every strategy
+    up = np.array([min(c.upstream_change_probability or 0.0, c.change_probability) for c in base])
+    # P(any) = P(up) + (1 - P(up)) * P(other change), so other = (p - up) / (1 - up).
+    other = np.where(up < 1.0, (p - up) / np.maximum(1.0 - up, 1e-12), 0.0)
+    upstream_draw = rng.random((weeks, len(base))) < up
+    any_draw = upstream_draw | (rng.random((weeks, len(base))) < other)
+    packages = np.array([c.kind == "package" for c in base])
+    dpkg = [k for k, n in enumerate(names) if n == "volatile:dpkg"]
+    for k in dpkg:
+        any_draw[:, k] = any_draw[:, packages].any(axis=1)
     jitter = 1.0 + rng.uniform(-0.05, 0.05, (weeks, len(base)))
-    floor = float(np.mean([(sizes0 * d).sum() for d in draws]))
+    sizes0 = np.array([float(c.size) for c in base])
+    floor = float(np.mean([(sizes0 * d).sum() for d in any_draw]))
+    split = split_index(index)
+    position = {n: k for k, n in enumerate(names)}
+
+    def changes(view: Sequence[Component]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
+        # For each component of a view: its package's column, and whether only
+        # upstream changes count for it.
+        column = np.array([position[c.name.removesuffix(DATA_SUFFIX)] for c in view], dtype=np.intp)
+        data = np.array([c.name.endswith(DATA_SUFFIX) for c in view])
+        return column, data
+
     mean: dict[str, float] = {}
     for name, strategy in STRATEGIES.items():
-        sizes = sizes0.copy()
-        comps = list(base)
-        plan = strategy(comps, max_layers, None)
+        view = list(split.components if name in SPLITS else index.components)
+        column, data_part = changes(view)
+        sizes = np.array([float(c.size) for c in view])
+        plan = strategy(view, max_layers, None)
         total = 0.0
         for week in range(weeks):
-            changed = draws[week]
-            sizes = np.where(changed, sizes * jitter[week], sizes)
-            comps = [
-                Component(c.name, c.kind, c.packages, c.version, int(s), c.files, c.change_probability)
-                for c, s in zip(base, sizes, strict=True)
-            ]
-            new_plan = strategy(comps, max_layers, plan)
-            position = {n: i for i, n in enumerate(c.name for c in comps)}
+            changed = np.where(data_part, upstream_draw[week, column], any_draw[week, column])
+            sizes = np.where(changed, sizes * jitter[week, column], sizes)
+            view = [replace(c, size=int(z)) for c, z in zip(view, sizes, strict=True)]
+            new_plan = strategy(view, max_layers, plan)
+            where = {c.name: k for k, c in enumerate(view)}
             old_groups = {frozenset(layer.components) for layer in plan.layers}
             for layer in new_plan.layers:
-                members = [position[n] for n in layer.components]
-                # Downloaded when a member changed or the layer's set of components is new.
+                members = [where[n] for n in layer.components]
                 if changed[members].any() or frozenset(layer.components) not in old_groups:
                     total += float(sizes[members].sum())
             plan = new_plan
@@ -296,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sims = []
     if desktop is not None and args.weeks > 0:
         for n in budgets:
-            sim = simulate(desktop.components, n, args.weeks)
+            sim = simulate(desktop, n, args.weeks)
             print_simulation(sim)
             sims.append(sim)
     targets = check_targets(cases, sims)
