@@ -13,6 +13,7 @@ Provides:
   ``<key>.ostree.index.json.gz`` beside it: the mapping's components, every
   non-directory entry (path, content id, size, mode, owning component), every
   installed binary package (version, source) and the mapping's reference date;
+  an index made by other ``mapping`` code is made again (seconds), the tree kept;
 - ``load_index(set, build) -> TreeIndex`` and ``pairs(set)``: the update pairs
   (trixie -> trixie-updated, forky -> sid, trixie -> trixie-rebuild);
 - the cost of an update for a client that holds the old image:
@@ -51,6 +52,7 @@ import numpy as np
 from debian import deb822
 from numpy.typing import NDArray
 
+import mapping
 from benches.debtrees import MIRROR, SERVER_PACKAGES, TreeSpec, cache_dir, ostreeify
 from mapping import Component, EntryType, build_mapping
 
@@ -140,7 +142,7 @@ def note(message: str) -> None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".partial")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
@@ -203,6 +205,8 @@ def build_tree(set_name: str, build_name: str) -> Path:
                 f"mmdebstrap exited with {proc.returncode} for {set_name}/{build_name} "
                 f"(log {log}):\n" + "\n".join(tail)
             )
+        if log.stat().st_size == 0:
+            log.unlink()
         ostreeify(raw, laid, ADMINDIR, move=True)
     seconds = time.monotonic() - started
     info = {
@@ -259,9 +263,31 @@ def _content_id(entry_type: EntryType, content_id: str | None, target: str | Non
     return str(entry_type.value)
 
 
+def mapping_digest() -> str:
+    """sha256 of the ``mapping`` package's source: an index made by other
+    mapping code is stale and ``build`` makes it again (the tree is kept)."""
+    h = hashlib.sha256()
+    root = Path(mapping.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(f"{path.relative_to(root)}\0{path.stat().st_size}\0".encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def stored_mapping_digest(set_name: str, build_name: str) -> str | None:
+    """The mapping digest an index was made with (None: no index, or an old one)."""
+    try:
+        data = json.loads(gzip.decompress(index_path(set_name, build_name).read_bytes()))
+    except FileNotFoundError:
+        return None
+    digest = data.get("mapping_digest")
+    return digest if isinstance(digest, str) else None
+
+
 def make_index(set_name: str, build_name: str, tree: Path) -> dict[str, Any]:
     """The tree index of a laid-out tree (the JSON object written to disk)."""
     started = time.monotonic()
+    digest = mapping_digest()
     m = build_mapping(rootfs=str(tree))
     assert m.tree is not None
     rows = []
@@ -282,6 +308,7 @@ def make_index(set_name: str, build_name: str, tree: Path) -> dict[str, Any]:
         "build": build_name,
         "spec": {**asdict(spec), "key": spec.key, "mirror": MIRROR},
         "reference_date": m.reference_date.isoformat() if m.reference_date else None,
+        "mapping_digest": digest,
         "build_info": build_info,
         "index_seconds": round(time.monotonic() - started, 1),
         "components": [c.to_json() for c in m.components],
@@ -296,10 +323,19 @@ def make_index(set_name: str, build_name: str, tree: Path) -> dict[str, Any]:
     }
 
 
-def build(set_name: str, build_name: str) -> Path:
-    """Build (if needed) the tree of a build and its index; return the index path."""
+def index_is_current(set_name: str, build_name: str) -> bool:
+    """Whether the index exists and was made by the current mapping code."""
+    return stored_mapping_digest(set_name, build_name) == mapping_digest()
+
+
+def build(set_name: str, build_name: str, *, reindex: bool = False) -> Path:
+    """Build (if needed) the tree of a build and its index; return the index path.
+
+    The index is made again when ``reindex`` or when the mapping code changed
+    since it was made; the tree is only ever built once.
+    """
     path = index_path(set_name, build_name)
-    if path.exists():
+    if not reindex and index_is_current(set_name, build_name):
         return path
     tree = build_tree(set_name, build_name)
     data = make_index(set_name, build_name, tree)
@@ -331,6 +367,7 @@ class TreeIndex:
     owners: NDArray[np.int64]
     row_digests: NDArray[np.uint8]
     packages: tuple[InstalledPackage, ...]
+    mapping_digest: str | None = None
 
     @property
     def file_count(self) -> int:
@@ -401,6 +438,7 @@ def load_index(set_name: str, build_name: str) -> TreeIndex:
         owners=np.asarray([component_index[n] for n in files["component"]], dtype=np.int64),
         row_digests=_row_digests(paths, content_ids, modes),
         packages=tuple(InstalledPackage(**p) for p in data["packages"]),
+        mapping_digest=data.get("mapping_digest"),
     )
 
 
@@ -528,20 +566,26 @@ def _sets(choice: str) -> list[str]:
     return list(SETS) if choice == "all" else [choice]
 
 
-def cmd_build(set_names: Iterable[str]) -> int:
+def cmd_build(set_names: Iterable[str], reindex: bool = False) -> int:
     """Build and index every build of the sets; print each pair's figures."""
     failed: list[str] = []
+    current = mapping_digest()
     for set_name in set_names:
         for build_name in BUILDS:
             label = f"{set_name}/{build_name}"
-            if index_path(set_name, build_name).exists():
+            has_index = index_path(set_name, build_name).exists()
+            if not reindex and stored_mapping_digest(set_name, build_name) == current:
                 note(f"{label}: cached ({index_path(set_name, build_name)})")
                 continue
             free = shutil.disk_usage(_existing(cache_dir())).free
-            note(f"{label}: building ({free / 1e9:.1f} GB free)")
+            if (tree_path(set_name, build_name) / "usr").is_dir():
+                why = "forced" if reindex else "made by other mapping code" if has_index else "no index"
+                note(f"{label}: indexing the cached tree ({why})")
+            else:
+                note(f"{label}: building ({free / 1e9:.1f} GB free)")
             started = time.monotonic()
             try:
-                build(set_name, build_name)
+                build(set_name, build_name, reindex=reindex)
             except (BuildError, RuntimeError, OSError, subprocess.CalledProcessError) as e:
                 note(f"{label}: FAILED: {e}")
                 failed.append(label)
@@ -567,7 +611,12 @@ def cmd_build(set_names: Iterable[str]) -> int:
 def cmd_show(set_names: Iterable[str], as_json: bool) -> int:
     """Print each pair's layering-independent figures."""
     rows = []
+    current = mapping_digest()
     for set_name in set_names:
+        for build_name in BUILDS:
+            has_index = index_path(set_name, build_name).exists()
+            if has_index and stored_mapping_digest(set_name, build_name) != current:
+                note(f"{set_name}/{build_name}: index made by other mapping code; run `build` to refresh it")
         for pair, old_build, new_build in pairs(set_name):
             try:
                 rows.append(summarize(set_name, pair, old_build, new_build))
@@ -607,12 +656,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_build = sub.add_parser("build", help="build and index every tree of the set(s)")
     p_build.add_argument("--set", choices=[*SETS, "all"], default="all")
+    p_build.add_argument("--reindex", action="store_true", help="make every index again (trees are kept)")
     p_show = sub.add_parser("show", help="print each update pair's figures")
     p_show.add_argument("--set", choices=[*SETS, "all"], default="all")
     p_show.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.command == "build":
-        return cmd_build(_sets(args.set))
+        return cmd_build(_sets(args.set), args.reindex)
     return cmd_show(_sets(args.set), args.json)
 
 
