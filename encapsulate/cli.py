@@ -6,11 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from chunker import ChunkerError, Plan, pack
+from chunker.split import split_mapping
 from mapping import Mapping, MappingError, build_mapping
+
+from .errors import EncapsulateError
+from .image import write_image
 
 # Usage errors exit 2 (argparse's convention), failures 1 (DESIGN.md, "Interfaces").
 EXIT_FAILURE = 1
@@ -174,7 +179,10 @@ def _cmd_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             raise ChunkerError(f"{args.prior_plan}: {e}") from None
     if args.max_layers < 2:
         parser.error(f"--max-layers {args.max_layers}: an image needs at least 2 layers (metadata + content)")
-    plan = pack(mapping.components, args.max_layers, prior)
+    # Plan what 'encapsulate' writes: packages split below package level where
+    # that pays (needs the tree; a mapping read from JSON is planned as is).
+    split = split_mapping(mapping, prior=None if prior is None else prior.layer_index().keys())
+    plan = pack(split.components, args.max_layers, prior)
     if args.json:
         json.dump(plan.to_json(), sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -198,7 +206,7 @@ def _run(
     _setup_logging(prog, getattr(args, "quiet", False), getattr(args, "debug", False))
     try:
         return dispatch(args)
-    except (MappingError, ChunkerError) as e:
+    except (MappingError, ChunkerError, EncapsulateError) as e:
         if args.debug:
             raise
         print(f"{prog}: error: {e}", file=sys.stderr)
@@ -239,6 +247,10 @@ def debchunk_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     _common(p)
     p.set_defaults(handler=_cmd_plan, parser=p)
+    p = sub.add_parser(
+        "encapsulate", help="write a commit or root tree as an OCI image (as container-encapsulate)"
+    )
+    _fill_encapsulate_parser(p)
     return parser
 
 
@@ -248,19 +260,142 @@ def debchunk_main(argv: Sequence[str] | None = None) -> int:
     return _run("debchunk", parser, argv, lambda a: int(a.handler(a, a.parser)))
 
 
-def container_encapsulate_main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``container-encapsulate``: image writing is not in this
-    version, so every invocation but ``--help`` fails with one clear line."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if "-h" in args or "--help" in args:
-        print("usage: container-encapsulate [--repo REPO] REF IMGREF | --rootfs DIR IMGREF [options]")
-        return 0
-    print(
-        "container-encapsulate: error: writing images is not available in this version "
-        "of debchunk; use 'debchunk map' to see how a tree would be split",
-        file=sys.stderr,
+def encapsulate_parser(prog: str = "container-encapsulate") -> argparse.ArgumentParser:
+    """The parser of ``container-encapsulate`` and ``debchunk encapsulate``."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Write an OSTree commit or a root tree as a chunked, reproducible OCI image."
     )
-    return EXIT_FAILURE
+    _fill_encapsulate_parser(parser)
+    return parser
+
+
+def _fill_encapsulate_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="REF", nargs="?", help="OSTree ref or commit (with --repo)")
+    p.add_argument("imgref", metavar="IMGREF", help="destination, oci:DIR[:TAG]")
+    p.add_argument("--repo", metavar="REPO", help="OSTree repository holding REF")
+    p.add_argument("--rootfs", metavar="DIR", help="encapsulate a root directory instead of a commit")
+    p.add_argument(
+        "--max-layers", type=int, default=64, metavar="N", help="layers in the image, at most (64)"
+    )
+    p.add_argument(
+        "--format", choices=("ostree", "plain"), help="layer format (ostree for commits, else plain)"
+    )
+    p.add_argument("--compression", choices=("gzip", "zstd"), default="gzip", help="layer compression (gzip)")
+    p.add_argument(
+        "--label", "-l", action="append", default=[], metavar="K=V", help="config label (repeatable)"
+    )
+    p.add_argument("--arch", default="amd64", help="image architecture (amd64)")
+    p.add_argument("--prior-plan", metavar="FILE", help="the previous build's plan ('debchunk plan --json')")
+    p.add_argument("--plan-json", metavar="FILE", help="also write the plan used, as JSON")
+    p.add_argument("--json", action="store_true", help="print the digests and layer sizes as JSON")
+    _common(p)
+    p.set_defaults(handler=_cmd_encapsulate, parser=p)
+
+
+def _parse_imgref(imgref: str, parser: argparse.ArgumentParser) -> tuple[str, str]:
+    transport, _, rest = imgref.partition(":")
+    if transport != "oci" or not rest:
+        if transport in ("oci-archive", "docker-archive", "registry", "docker", "containers-storage"):
+            raise EncapsulateError(
+                f"{imgref}: the {transport} transport is not available in this version; write oci:DIR[:TAG] "
+                "and copy it with skopeo"
+            )
+        parser.error(f"{imgref}: give the destination as oci:DIR[:TAG]")
+    path, _, tag = rest.partition(":")
+    return path, tag or "latest"
+
+
+def _source_epoch(mapping: Mapping, commit_timestamp: int | None) -> int:
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if value:
+        try:
+            return int(value)
+        except ValueError:
+            raise EncapsulateError(
+                f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds; fix or unset it"
+            ) from None
+    if commit_timestamp is not None:
+        return commit_timestamp
+    if mapping.reference_date is not None:
+        return int(mapping.reference_date.timestamp())
+    raise EncapsulateError("no timestamp for the image: the tree has no changelogs; set SOURCE_DATE_EPOCH")
+
+
+def _cmd_encapsulate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.rootfs is None and (args.repo is None or args.source is None):
+        parser.error("give --repo REPO REF IMGREF, or --rootfs DIR IMGREF")
+    if args.rootfs is not None and args.source is not None:
+        parser.error("--rootfs DIR takes no REF")
+    if args.max_layers < 2:
+        parser.error(f"--max-layers {args.max_layers}: an image needs at least 2 layers")
+    labels = {}
+    for item in args.label:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            parser.error(f"--label {item!r}: give KEY=VALUE")
+        labels[key] = value
+    layout_path, tag = _parse_imgref(args.imgref, parser)
+    fmt = args.format or ("plain" if args.rootfs else "ostree")
+    if fmt == "ostree":
+        raise EncapsulateError(
+            "the ostree layer format is not available in this version; pass --format plain"
+        )
+    prior = None
+    if args.prior_plan is not None:
+        try:
+            prior = Plan.from_json(_read_json(args.prior_plan, "plan output"))
+        except ChunkerError as e:
+            raise ChunkerError(f"{args.prior_plan}: {e}") from None
+    mapping = (
+        build_mapping(rootfs=args.rootfs) if args.rootfs else build_mapping(repo=args.repo, ref=args.source)
+    )
+    timestamp = getattr(mapping.tree, "timestamp", None)
+    epoch = _source_epoch(mapping, timestamp)
+    split = split_mapping(mapping, prior=None if prior is None else prior.layer_index().keys())
+    plan = pack(split.components, args.max_layers, prior)
+    result = write_image(
+        mapping,
+        plan,
+        layout_path,
+        tag,
+        epoch=epoch,
+        labels=labels,
+        architecture=args.arch,
+        compression=args.compression,
+    )
+    if args.plan_json:
+        with open(args.plan_json, "w", encoding="utf-8") as f:
+            json.dump(plan.to_json(), f, indent=1)
+    if args.json:
+        json.dump(
+            {
+                "manifest": result.manifest.digest,
+                "config": result.config.digest,
+                "layers": [
+                    {
+                        "digest": b.descriptor.digest,
+                        "size": b.descriptor.size,
+                        "diff_id": b.diff_id,
+                        "uncompressed_size": b.tar_size,
+                        "components": list(c),
+                    }
+                    for b, c in zip(result.layers, result.layer_components, strict=True)
+                ],
+            },
+            sys.stdout,
+            indent=1,
+        )
+        sys.stdout.write("\n")
+    elif not args.quiet:
+        total = sum(b.descriptor.size for b in result.layers)
+        print(f"{args.imgref}: {result.manifest.digest}, {len(result.layers)} layers, {human_size(total)}")
+    return 0
+
+
+def container_encapsulate_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``container-encapsulate``."""
+    parser = encapsulate_parser()
+    return _run("container-encapsulate", parser, argv, lambda a: int(a.handler(a, a.parser)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,140 @@
+"""Write a mapping and its plan as an OCI image (``plain`` layer format).
+
+In: a ``Mapping`` (with its tree) and a ``Plan``.  Out: an image in an OCI
+layout: a first layer holding every directory (the tree's skeleton), then one
+layer per plan layer holding its components' files, each with the parent
+directories it needs.  The plan (its groups of component names) is stored in
+the config label ``PLAN_LABEL`` and, per layer, in the ``ostree.components``
+annotation and the history, so the next build can use it as its prior.
+Everything that could differ between machines or runs is fixed: entry order,
+headers, one timestamp, compression, JSON encoding.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from chunker import Plan, layer_of_entries
+from chunker.split import split_mapping
+from mapping import Entry, EntryType, Mapping
+
+from .errors import EncapsulateError
+from .oci import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, Layout, canonical_json
+from .tarlayer import LayerBlob, write_layer
+
+PLAN_LABEL = "org.debchunk.plan"
+COMPONENTS_ANNOTATION = "ostree.components"
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """What was written."""
+
+    manifest: Descriptor
+    config: Descriptor
+    layers: tuple[LayerBlob, ...]
+    layer_components: tuple[tuple[str, ...], ...]
+
+
+def plain_layers(mapping: Mapping, plan: Plan) -> list[list[int]]:
+    """Entry indices of each layer: layer 0 every directory, then one per plan
+    layer with its files and their parent directories.  All paths of an inode
+    go with the first one, so hardlinks stay within a layer."""
+    if mapping.tree is None:
+        raise EncapsulateError("the mapping has no tree to write; map the tree again")
+    entries = mapping.tree.entries
+    split = split_mapping(mapping, prior=plan.layer_index().keys())
+    layer = layer_of_entries(plan, [c.name for c in split.components], split.owners).tolist()
+    first_layer: dict[str, int] = {}
+    for i, e in enumerate(entries):
+        if e.hardlink is not None and e.type is EntryType.FILE:
+            layer[i] = first_layer.setdefault(e.hardlink, layer[i])
+    index = mapping.tree.index
+    out: list[list[int]] = [[] for _ in range(len(plan.layers) + 1)]
+    with_parents: list[set[int]] = [set() for _ in plan.layers]
+    for i, e in enumerate(entries):
+        if e.type is EntryType.DIR or layer[i] < 0:
+            if e.path:
+                out[0].append(i)
+            continue
+        k = layer[i]
+        have = with_parents[k]
+        parent = e.path.rpartition("/")[0]
+        while parent and index[parent] not in have:
+            have.add(index[parent])
+            parent = parent.rpartition("/")[0]
+        have.add(i)
+    for k, have in enumerate(with_parents):
+        out[k + 1] = sorted(have)
+    return out
+
+
+def _created(epoch: int) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_image(
+    mapping: Mapping,
+    plan: Plan,
+    layout_path: str,
+    tag: str,
+    *,
+    epoch: int,
+    labels: dict[str, str] | None = None,
+    architecture: str = "amd64",
+    compression: str = "gzip",
+    threads: int | None = None,
+) -> ImageResult:
+    """Write the image and tag it ``tag`` in the OCI layout at ``layout_path``
+    (created if needed; other tags are kept)."""
+    layout = Layout(layout_path)
+    assert mapping.tree is not None
+    entries: Sequence[Entry] = mapping.tree.entries
+    groups = plain_layers(mapping, plan)
+    components = [(), *(layer.components for layer in plan.layers)]
+
+    def one(k: int) -> LayerBlob:
+        annotations = {COMPONENTS_ANNOTATION: ",".join(components[k])} if components[k] else {}
+        with layout.blob() as blob:
+            try:
+                return write_layer(
+                    blob, ((entries[i].path, entries[i]) for i in groups[k]), epoch, compression, annotations
+                )
+            except OSError as e:
+                raise EncapsulateError(f"{layout_path}: writing layer {k + 1}: {e.strerror}") from None
+
+    workers = max(1, min(threads or os.cpu_count() or 1, len(groups)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        blobs = tuple(pool.map(one, range(len(groups))))
+
+    created = _created(epoch)
+    plan_label = canonical_json([list(c) for c in components[1:]]).decode()
+    config = {
+        "architecture": architecture,
+        "os": "linux",
+        "created": created,
+        "config": {"Labels": {**(labels or {}), PLAN_LABEL: plan_label}},
+        "rootfs": {"type": "layers", "diff_ids": [b.diff_id for b in blobs]},
+        "history": [
+            {
+                "created": created,
+                "created_by": "debchunk",
+                "comment": ("directories" if not c else "components: " + ", ".join(c))[:4096],
+            }
+            for c in components
+        ],
+    }
+    config_descriptor = layout.add_bytes(canonical_json(config), MEDIA_CONFIG)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "config": config_descriptor.to_json(),
+        "layers": [b.descriptor.to_json() for b in blobs],
+    }
+    manifest_descriptor = layout.add_bytes(canonical_json(manifest), MEDIA_MANIFEST)
+    layout.tag(manifest_descriptor, tag)
+    return ImageResult(manifest_descriptor, config_descriptor, blobs, tuple(components))

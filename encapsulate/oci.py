@@ -1,0 +1,242 @@
+"""OCI image layouts on disk: content-addressed blobs and a tagged index.
+
+In: blobs (streamed) and manifests.  Out: a directory following the OCI image
+layout specification (``oci-layout``, ``index.json``, ``blobs/sha256/``).
+Blobs are written to a temporary file in the layout and renamed into place
+under their digest; ``index.json`` is replaced last, by rename, so an
+interrupted run leaves the layout as it was (plus, at worst, unreferenced
+blobs with correct content).  Other tags and their blobs are kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from .errors import EncapsulateError
+
+# Media types (OCI image-spec v1.1, "Media Types").
+MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
+MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MEDIA_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+MEDIA_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+# The tag of a manifest in index.json (image-spec, "Pre-Defined Annotation Keys").
+REF_NAME = "org.opencontainers.image.ref.name"
+LAYOUT_VERSION = "1.0.0"
+
+
+def canonical_json(value: Any) -> bytes:
+    """JSON bytes that depend only on the value: sorted keys, no spaces."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """An OCI content descriptor."""
+
+    media_type: str
+    digest: str
+    size: int
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The descriptor as OCI JSON."""
+        out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        if self.annotations:
+            out["annotations"] = dict(sorted(self.annotations.items()))
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Descriptor:
+        """Read a descriptor."""
+        try:
+            return cls(
+                str(data["mediaType"]),
+                str(data["digest"]),
+                int(data["size"]),
+                {str(k): str(v) for k, v in (data.get("annotations") or {}).items()},
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise EncapsulateError(f"bad descriptor {data!r:.80}: {e}") from None
+
+
+class BlobWriter:
+    """A blob being written: bytes go to a temporary file and into sha256."""
+
+    def __init__(self, layout: Layout) -> None:
+        self._layout = layout
+        fd, self.path = tempfile.mkstemp(prefix=".tmp-blob-", dir=layout.blobs)
+        self._file = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        """Append ``data``."""
+        self._file.write(data)
+        self._hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def commit(self, media_type: str, annotations: dict[str, str] | None = None) -> Descriptor:
+        """Move the blob into place under its digest."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        digest = "sha256:" + self._hash.hexdigest()
+        os.chmod(self.path, 0o644)
+        os.replace(self.path, os.path.join(self._layout.blobs, digest.removeprefix("sha256:")))
+        return Descriptor(media_type, digest, self.size, annotations or {})
+
+    def discard(self) -> None:
+        """Forget the blob."""
+        if not self._file.closed:
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+class Layout:
+    """An OCI image layout directory."""
+
+    def __init__(self, path: str, create: bool = True) -> None:
+        self.path = path
+        self.blobs = os.path.join(path, "blobs", "sha256")
+        marker = os.path.join(path, "oci-layout")
+        try:
+            if os.path.exists(path) and not os.path.isdir(path):
+                raise EncapsulateError(f"{path}: exists and is not a directory; give an OCI layout directory")
+            if not os.path.exists(marker):
+                if not create:
+                    raise EncapsulateError(f"{path}: not an OCI image layout (no oci-layout file)")
+                if os.path.isdir(path) and os.listdir(path):
+                    raise EncapsulateError(
+                        f"{path}: a non-empty directory that is not an OCI layout; "
+                        "choose a new or empty directory"
+                    )
+                os.makedirs(self.blobs, exist_ok=True)
+                self._replace("oci-layout", canonical_json({"imageLayoutVersion": LAYOUT_VERSION}))
+                if not os.path.exists(os.path.join(path, "index.json")):
+                    self._replace("index.json", canonical_json(self._empty_index()))
+            os.makedirs(self.blobs, exist_ok=True)
+        except OSError as e:
+            raise _os_error(path, e) from None
+
+    @staticmethod
+    def _empty_index() -> dict[str, Any]:
+        return {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": []}
+
+    def _replace(self, name: str, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{name}-", dir=self.path)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, os.path.join(self.path, name))
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    @contextlib.contextmanager
+    def blob(self) -> Iterator[BlobWriter]:
+        """A new blob; discarded unless committed inside the block."""
+        try:
+            writer = BlobWriter(self)
+        except OSError as e:
+            raise _os_error(self.path, e) from None
+        try:
+            yield writer
+        finally:
+            writer.discard()
+
+    def add_bytes(
+        self, data: bytes, media_type: str, annotations: dict[str, str] | None = None
+    ) -> Descriptor:
+        """Store a small blob (a manifest or config)."""
+        with self.blob() as w:
+            w.write(data)
+            return w.commit(media_type, annotations)
+
+    def read_blob(self, digest: str) -> bytes:
+        """The content of a blob."""
+        try:
+            with open(self.blob_path(digest), "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise EncapsulateError(f"{self.path}: blob {digest}: {e.strerror}") from None
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        """A blob opened for streaming."""
+        try:
+            return open(self.blob_path(digest), "rb")
+        except OSError as e:
+            raise EncapsulateError(f"{self.path}: blob {digest}: {e.strerror}") from None
+
+    def blob_path(self, digest: str) -> str:
+        """Where a blob lives."""
+        algorithm, _, hexdigest = digest.partition(":")
+        if (
+            algorithm != "sha256"
+            or len(hexdigest) != 64
+            or not all(c in "0123456789abcdef" for c in hexdigest)
+        ):
+            raise EncapsulateError(f"{self.path}: unsupported or malformed digest {digest!r}")
+        return os.path.join(self.blobs, hexdigest)
+
+    def index(self) -> dict[str, Any]:
+        """The parsed index.json."""
+        try:
+            with open(os.path.join(self.path, "index.json"), "rb") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return self._empty_index()
+        except (OSError, ValueError) as e:
+            raise EncapsulateError(
+                f"{self.path}/index.json: unreadable ({e}); repair or remove the layout"
+            ) from None
+        if not isinstance(data, dict) or not isinstance(data.get("manifests"), list):
+            raise EncapsulateError(f"{self.path}/index.json: not an OCI index")
+        return data
+
+    def manifest_for(self, tag: str | None) -> Descriptor:
+        """The manifest descriptor tagged ``tag`` (or the only one, without a tag)."""
+        manifests = [Descriptor.from_json(m) for m in self.index()["manifests"]]
+        if tag is None:
+            if len(manifests) == 1:
+                return manifests[0]
+            raise EncapsulateError(f"{self.path}: {len(manifests)} images in the layout; name one with :TAG")
+        for m in manifests:
+            if m.annotations.get(REF_NAME) == tag:
+                return m
+        raise EncapsulateError(f"{self.path}: no image tagged {tag!r}")
+
+    def tag(self, manifest: Descriptor, tag: str) -> None:
+        """Point ``tag`` at ``manifest``, keeping every other entry (atomic)."""
+        index = self.index()
+        kept = [m for m in index["manifests"] if (m.get("annotations") or {}).get(REF_NAME) != tag]
+        entry = Descriptor(manifest.media_type, manifest.digest, manifest.size, {REF_NAME: tag})
+        index["manifests"] = [*kept, entry.to_json()]
+        index.setdefault("schemaVersion", 2)
+        try:
+            self._replace("index.json", canonical_json(index))
+        except OSError as e:
+            raise _os_error(self.path, e) from None
+
+
+def _os_error(path: str, e: OSError) -> EncapsulateError:
+    if e.errno == errno.ENOSPC:
+        return EncapsulateError(f"{path}: no space left on device; free some space and run again")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return EncapsulateError(f"{path}: cannot write ({e.strerror}); choose a writable destination")
+    return EncapsulateError(f"{path}: {e.strerror}")

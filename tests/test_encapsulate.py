@@ -1,0 +1,245 @@
+"""container-encapsulate, plain format: real umoci and skopeo read what we write."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mapping import read_tree
+from mapping.tree import Entry
+from tests.conftest import RunCli, snapshot
+from tests.sample import Pkg, SampleTree, blob, build_sample, day
+
+EPOCH = "1767225600"  # 2026-01-01
+
+
+def _key(e: Entry) -> tuple[object, ...]:
+    xattrs = tuple(x for x in e.xattrs if not x[0].startswith(b"user.rootlesscontainers"))
+    return (e.type, e.mode, e.uid, e.gid, e.size, e.target, e.content_id, e.rdev, xattrs)
+
+
+def assert_same_tree(source: Path, unpacked: Path) -> None:
+    a = {e.path: e for e in read_tree(rootfs=str(source)) if e.path}
+    b = {e.path: e for e in read_tree(rootfs=str(unpacked)) if e.path}
+    assert sorted(a) == sorted(b)
+    for path, e in a.items():
+        assert _key(e) == _key(b[path]), path
+
+    def hardlinks(t: dict[str, Entry]) -> list[list[str]]:
+        groups: dict[str, list[str]] = {}
+        for e in t.values():
+            if e.hardlink:
+                groups.setdefault(e.hardlink, []).append(e.path)
+        return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+    assert hardlinks(a) == hardlinks(b)
+
+
+def umoci_unpack(layout: Path, tag: str, dest: Path) -> Path:
+    subprocess.run(
+        ["umoci", "unpack", "--image", f"{layout}:{tag}", str(dest)], check=True, capture_output=True
+    )
+    return dest / "rootfs"
+
+
+def manifest(layout: Path, tag: str) -> dict[str, object]:
+    index = json.loads((layout / "index.json").read_text())
+    (entry,) = [m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == tag]
+    data: dict[str, object] = json.loads((layout / "blobs/sha256" / entry["digest"][7:]).read_text())
+    return data
+
+
+def encapsulate(run_cli: RunCli, *args: str) -> dict[str, object]:
+    proc = run_cli(*args, "--json", program="container-encapsulate", env={"SOURCE_DATE_EPOCH": EPOCH})
+    assert proc.returncode == 0, proc.stderr
+    data: dict[str, object] = json.loads(proc.stdout)
+    return data
+
+
+@pytest.fixture(scope="module")
+def odd_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = build_sample(tmp_path_factory.mktemp("odd") / "tree")
+    d = root / "usr/share/odd"
+    d.mkdir(parents=True)
+    os.mknod(d / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    os.mknod(d / "sda", stat.S_IFBLK | 0o660, os.makedev(8, 0))
+    os.mkfifo(d / "fifo", 0o600)
+    long_dir = d / ("x" * 120) / ("y" * 120)
+    long_dir.mkdir(parents=True)
+    (long_dir / ("z" * 200)).write_bytes(b"deep")
+    os.symlink("t" * 300, d / "long-link")
+    with open(os.fsencode(str(d)) + b"/caf\xe9", "wb") as f:
+        f.write(b"latin-1 name")
+    sticky = d / "sticky"
+    sticky.mkdir(mode=0o1777)
+    os.chmod(sticky, 0o1777)
+    (d / "setgid").write_bytes(b"g")
+    os.chmod(d / "setgid", 0o2755)
+    return root
+
+
+def test_plain_image_round_trips_through_umoci(run_cli: RunCli, odd_sample: Path, tmp_path: Path) -> None:
+    out = encapsulate(run_cli, "--rootfs", str(odd_sample), f"oci:{tmp_path}/img:v1", "--max-layers", "8")
+    m = manifest(tmp_path / "img", "v1")
+    layers = m["layers"]
+    assert isinstance(layers, list) and len(layers) <= 8 and len(layers) == len(out["layers"])  # type: ignore[arg-type]
+    inspect = json.loads(
+        subprocess.run(
+            ["skopeo", "inspect", f"oci:{tmp_path}/img:v1"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert inspect["Digest"] == out["manifest"]
+    assert json.loads(inspect["Labels"]["org.debchunk.plan"])
+    assert_same_tree(odd_sample, umoci_unpack(tmp_path / "img", "v1", tmp_path / "unpacked"))
+
+
+def test_layer_count_never_exceeds_max_layers(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -> None:
+    for n in (2, 3, 5, 64):
+        encapsulate(run_cli, "--rootfs", str(sample_tree), f"oci:{tmp_path}/img:n{n}", "--max-layers", str(n))
+        layers = manifest(tmp_path / "img", f"n{n}")["layers"]
+        assert isinstance(layers, list) and 2 <= len(layers) <= n
+
+
+def _reordered_copy(src: Path, dst: Path) -> None:
+    """The same tree created in another order, with other mtimes."""
+    rng = random.Random(5)
+    subprocess.run(["cp", "-a", "--", str(src), str(dst)], check=True)
+    paths = sorted(dst.rglob("*"), key=lambda p: rng.random())
+    for p in paths:
+        if not p.is_symlink():
+            t = rng.randint(10**8, 2 * 10**9)
+            os.utime(p, (t, t))
+    # Recreate files in shuffled order so directories list them differently.
+    for p in [p for p in paths if p.is_file() and not p.is_symlink() and os.stat(p).st_nlink == 1]:
+        data, st = p.read_bytes(), p.stat()
+        xattrs = {n: os.getxattr(p, n) for n in os.listxattr(p)}
+        p.unlink()
+        p.write_bytes(data)
+        os.chmod(p, stat.S_IMODE(st.st_mode))
+        for n, v in xattrs.items():
+            os.setxattr(p, n, v)
+
+
+def test_reproducible(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -> None:
+    a = encapsulate(run_cli, "--rootfs", str(sample_tree), f"oci:{tmp_path}/a")
+    b = encapsulate(run_cli, "--rootfs", str(sample_tree), f"oci:{tmp_path}/b")
+    copy = tmp_path / "copy"
+    _reordered_copy(sample_tree, copy)
+    c = encapsulate(run_cli, "--rootfs", str(copy), f"oci:{tmp_path}/c")
+    assert a["manifest"] == b["manifest"] == c["manifest"]
+    # Byte-identical blobs, not just equal digests in JSON.
+    for layer in a["layers"]:  # type: ignore[attr-defined]
+        digest = layer["digest"][7:]
+        assert (tmp_path / "a/blobs/sha256" / digest).read_bytes() == (
+            tmp_path / "c/blobs/sha256" / digest
+        ).read_bytes()
+
+
+def test_prior_keeps_unchanged_layers(run_cli: RunCli, tmp_path: Path) -> None:
+    t = SampleTree(tmp_path / "t")
+    for i in range(12):
+        t.add(
+            Pkg(
+                f"pkg{i:02d}",
+                files={f"/usr/lib/pkg{i:02d}/data": blob(f"p{i}", 50_000 * (i + 1))},
+                changelog=[day(i * 10)],
+            )
+        )
+    root = t.finish()
+    plan = tmp_path / "plan.json"
+    first = encapsulate(
+        run_cli, "--rootfs", str(root), f"oci:{tmp_path}/img:1", "--max-layers", "8", "--plan-json", str(plan)
+    )
+    # One package changes: new content and a new version in the dpkg database.
+    (root / "usr/lib/pkg05/data").write_bytes(blob("changed", 123_456))
+    status = root / "usr/share/dpkg/database/status"
+    status.write_text(status.read_text().replace("Package: pkg05\n", "Package: pkg05\n", 1))
+    second = encapsulate(
+        run_cli,
+        "--rootfs",
+        str(root),
+        f"oci:{tmp_path}/img:2",
+        "--max-layers",
+        "8",
+        "--prior-plan",
+        str(plan),
+    )
+    old = {layer["digest"] for layer in first["layers"]}  # type: ignore[attr-defined]
+    changed = [layer for layer in second["layers"] if layer["digest"] not in old]  # type: ignore[attr-defined]
+    assert len(changed) == 1 and "pkg05" in changed[0]["components"]
+    # Both images stay in the layout.
+    tags = [
+        m["annotations"]["org.opencontainers.image.ref.name"]
+        for m in json.loads((tmp_path / "img/index.json").read_text())["manifests"]
+    ]
+    assert tags == ["1", "2"]
+
+
+def test_existing_layout_keeps_other_tags(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -> None:
+    encapsulate(run_cli, "--rootfs", str(sample_tree), f"oci:{tmp_path}/img:keep", "--max-layers", "4")
+    encapsulate(run_cli, "--rootfs", str(sample_tree), f"oci:{tmp_path}/img:other", "--max-layers", "6")
+    encapsulate(run_cli, "--rootfs", str(sample_tree), f"oci:{tmp_path}/img:other", "--max-layers", "5")
+    index = json.loads((tmp_path / "img/index.json").read_text())
+    assert sorted(m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]) == [
+        "keep",
+        "other",
+    ]
+    subprocess.run(["skopeo", "inspect", f"oci:{tmp_path}/img:keep"], check=True, capture_output=True)
+
+
+def _one_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("container-encapsulate: error: "), proc.stderr
+    for w in words:
+        assert w in lines[0]
+
+
+def test_bad_destinations_leave_things_as_they_were(
+    run_cli: RunCli, sample_tree: Path, tmp_path: Path
+) -> None:
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("mine")
+    before = snapshot(junk)
+    _one_error(
+        run_cli("--rootfs", str(sample_tree), f"oci:{junk}", program="container-encapsulate"),
+        str(junk),
+        "not an OCI layout",
+    )
+    assert snapshot(junk) == before
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    _one_error(
+        run_cli("--rootfs", str(sample_tree), f"oci:{afile}", program="container-encapsulate"),
+        "not a directory",
+    )
+    assert afile.read_text() == "x"
+    _one_error(
+        run_cli("--rootfs", str(tmp_path / "nope"), f"oci:{tmp_path}/out", program="container-encapsulate"),
+        "nope",
+    )
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out/blobs/sha256").iterdir())
+    _one_error(
+        run_cli("--rootfs", str(sample_tree), "docker-archive:/tmp/x.tar", program="container-encapsulate"),
+        "docker-archive",
+        "oci:",
+    )
+    assert run_cli("--rootfs", str(sample_tree), "nowhere", program="container-encapsulate").returncode == 2
+
+
+def test_no_temporary_files_left(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -> None:
+    encapsulate(run_cli, "--rootfs", str(sample_tree), f"oci:{tmp_path}/img")
+    leftovers = [p for p in (tmp_path / "img").rglob("*") if p.name.startswith(".tmp")]
+    assert leftovers == []
+    # Every blob is named by its content.
+    import hashlib
+
+    for p in (tmp_path / "img/blobs/sha256").iterdir():
+        assert hashlib.sha256(p.read_bytes()).hexdigest() == p.name
