@@ -16,6 +16,7 @@ from mapping import Mapping, MappingError, build_mapping
 
 from .errors import EncapsulateError
 from .image import write_image
+from .prior import prior_from_manifest_file, prior_plan
 
 # Usage errors exit 2 (argparse's convention), failures 1 (DESIGN.md, "Interfaces").
 EXIT_FAILURE = 1
@@ -161,6 +162,24 @@ def _read_json(path: str, what: str) -> dict[str, object]:
     return data
 
 
+def _prior(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan | None:
+    """The previous build's plan from --prior-plan, --prior or --previous-build-manifest."""
+    options = ("prior_plan", "prior", "previous_build_manifest")
+    given = [name for name in options if getattr(args, name, None) is not None]
+    if len(given) > 1:
+        parser.error("give only one of --prior-plan, --prior and --previous-build-manifest")
+    if args.prior_plan is not None:
+        try:
+            return Plan.from_json(_read_json(args.prior_plan, "plan output"))
+        except ChunkerError as e:
+            raise ChunkerError(f"{args.prior_plan}: {e}") from None
+    if getattr(args, "prior", None) is not None:
+        return prior_plan(args.prior)
+    if getattr(args, "previous_build_manifest", None) is not None:
+        return prior_from_manifest_file(args.previous_build_manifest)
+    return None
+
+
 def _cmd_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.mapping is not None:
         if args.repo or args.ref or args.rootfs:
@@ -171,12 +190,7 @@ def _cmd_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             raise ChunkerError(f"{args.mapping}: {e}") from None
     else:
         mapping = _mapping(args, parser)
-    prior = None
-    if args.prior_plan is not None:
-        try:
-            prior = Plan.from_json(_read_json(args.prior_plan, "plan output"))
-        except ChunkerError as e:
-            raise ChunkerError(f"{args.prior_plan}: {e}") from None
+    prior = _prior(args, parser)
     if args.max_layers < 2:
         parser.error(f"--max-layers {args.max_layers}: an image needs at least 2 layers (metadata + content)")
     # Plan what 'encapsulate' writes: packages split below package level where
@@ -244,6 +258,7 @@ def debchunk_parser() -> argparse.ArgumentParser:
         "--max-layers", type=int, default=64, metavar="N", help="layers in the image, at most (64)"
     )
     p.add_argument("--prior-plan", metavar="FILE", help="the previous build's plan ('debchunk plan --json')")
+    p.add_argument("--prior", metavar="IMGREF", help="the previous build's image (its plan label)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     _common(p)
     p.set_defaults(handler=_cmd_plan, parser=p)
@@ -286,6 +301,10 @@ def _fill_encapsulate_parser(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--arch", default="amd64", help="image architecture (amd64)")
     p.add_argument("--prior-plan", metavar="FILE", help="the previous build's plan ('debchunk plan --json')")
+    p.add_argument("--prior", metavar="IMGREF", help="the previous build's image: keep its layers")
+    p.add_argument(
+        "--previous-build-manifest", metavar="FILE", help="the previous build's raw OCI manifest (JSON)"
+    )
     p.add_argument("--plan-json", metavar="FILE", help="also write the plan used, as JSON")
     p.add_argument("--json", action="store_true", help="print the digests and layer sizes as JSON")
     _common(p)
@@ -340,12 +359,7 @@ def _cmd_encapsulate(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         raise EncapsulateError(
             "the ostree layer format is not available in this version; pass --format plain"
         )
-    prior = None
-    if args.prior_plan is not None:
-        try:
-            prior = Plan.from_json(_read_json(args.prior_plan, "plan output"))
-        except ChunkerError as e:
-            raise ChunkerError(f"{args.prior_plan}: {e}") from None
+    prior = _prior(args, parser)
     mapping = (
         build_mapping(rootfs=args.rootfs) if args.rootfs else build_mapping(repo=args.repo, ref=args.source)
     )

@@ -243,3 +243,45 @@ def test_no_temporary_files_left(run_cli: RunCli, sample_tree: Path, tmp_path: P
 
     for p in (tmp_path / "img/blobs/sha256").iterdir():
         assert hashlib.sha256(p.read_bytes()).hexdigest() == p.name
+
+
+def test_prior_from_image_label_archive_and_manifest(run_cli: RunCli, tmp_path: Path) -> None:
+    t = SampleTree(tmp_path / "t")
+    for i in range(10):
+        t.add(
+            Pkg(
+                f"pkg{i:02d}",
+                files={f"/usr/lib/pkg{i:02d}/data": blob(f"p{i}", 40_000 * (i + 1))},
+                changelog=[day(i * 7)],
+            )
+        )
+    root = t.finish()
+    first = encapsulate(run_cli, "--rootfs", str(root), f"oci:{tmp_path}/img:1", "--max-layers", "6")
+    old = {layer["digest"] for layer in first["layers"]}  # type: ignore[attr-defined]
+    (root / "usr/lib/pkg03/data").write_bytes(blob("new", 99_999))
+    subprocess.run(
+        ["skopeo", "copy", "-q", f"oci:{tmp_path}/img:1", f"oci-archive:{tmp_path}/img.tar"], check=True
+    )
+    m = manifest(tmp_path / "img", "1")
+    (tmp_path / "manifest.json").write_text(json.dumps(m))
+    results = []
+    for option in (
+        ("--prior", f"oci:{tmp_path}/img:1"),
+        ("--prior", f"oci-archive:{tmp_path}/img.tar"),
+        ("--previous-build-manifest", str(tmp_path / "manifest.json")),
+    ):
+        out = encapsulate(run_cli, "--rootfs", str(root), f"oci:{tmp_path}/out", "--max-layers", "6", *option)
+        changed = [layer for layer in out["layers"] if layer["digest"] not in old]  # type: ignore[attr-defined]
+        assert len(changed) == 1 and "pkg03" in changed[0]["components"], option
+        results.append(out["manifest"])
+    # The label and the annotations carry the same plan.
+    assert len(set(results)) == 1
+    bad = run_cli(
+        "--rootfs",
+        str(root),
+        f"oci:{tmp_path}/out",
+        "--prior",
+        f"oci:{tmp_path}/missing",
+        program="container-encapsulate",
+    )
+    _one_error(bad, "missing", "not an OCI image layout")

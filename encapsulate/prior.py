@@ -1,0 +1,100 @@
+"""The plan of a previous build, read back from its image.
+
+In: an image reference (``oci:DIR[:TAG]`` read directly; any other transport
+through ``skopeo inspect``) or a raw manifest file.  Out: a ``Plan`` holding
+the previous grouping: from the config label ``org.debchunk.plan`` when it is
+there, else from the layers' ``ostree.components`` annotations (podman and
+skopeo may drop annotations, which is why the label comes first).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from typing import Any
+
+from chunker import Plan
+
+from .errors import EncapsulateError
+from .image import COMPONENTS_ANNOTATION, PLAN_LABEL
+from .oci import Layout
+
+SKOPEO_TRANSPORTS = ("oci-archive", "docker-archive", "docker", "containers-storage", "dir")
+
+
+def plan_from_image(manifest: dict[str, Any], config: dict[str, Any] | None, where: str) -> Plan:
+    """The grouping recorded in an image's config label or layer annotations."""
+    labels = ((config or {}).get("config") or {}).get("Labels") or {}
+    label = labels.get(PLAN_LABEL)
+    if label:
+        try:
+            groups = json.loads(label)
+            if isinstance(groups, list) and all(isinstance(g, list) for g in groups):
+                return Plan.from_groups([str(n) for n in g] for g in groups)
+        except ValueError:
+            pass
+        raise EncapsulateError(f"{where}: label {PLAN_LABEL} is not a plan; build without --prior once")
+    groups = [
+        [n for n in (layer.get("annotations") or {}).get(COMPONENTS_ANNOTATION, "").split(",") if n]
+        for layer in manifest.get("layers") or []
+    ]
+    groups = [g for g in groups if g]
+    if not groups:
+        raise EncapsulateError(
+            f"{where}: the image records no plan (no {PLAN_LABEL} label, no {COMPONENTS_ANNOTATION} "
+            "annotations); build without --prior once"
+        )
+    return Plan.from_groups(groups)
+
+
+def _skopeo(args: list[str], where: str) -> dict[str, Any]:
+    if shutil.which("skopeo") is None:
+        raise EncapsulateError(
+            f"{where}: reading this transport needs skopeo; install it (apt-get install skopeo)"
+        )
+    proc = subprocess.run(["skopeo", *args], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        reason = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        raise EncapsulateError(f"{where}: skopeo could not read it: {reason}")
+    try:
+        data: dict[str, Any] = json.loads(proc.stdout)
+    except ValueError:
+        raise EncapsulateError(f"{where}: skopeo returned no JSON") from None
+    return data
+
+
+def prior_plan(imgref: str) -> Plan:
+    """The previous build's plan, from an image reference."""
+    transport, _, rest = imgref.partition(":")
+    if transport == "oci":
+        path, _, tag = rest.partition(":")
+        layout = Layout(path, create=False)
+        descriptor = layout.manifest_for(tag or None)
+        manifest = json.loads(layout.read_blob(descriptor.digest))
+        config = json.loads(layout.read_blob(manifest["config"]["digest"]))
+        return plan_from_image(manifest, config, imgref)
+    if transport == "registry":
+        imgref = "docker://" + rest
+    elif transport not in SKOPEO_TRANSPORTS:
+        raise EncapsulateError(
+            f"{imgref}: unknown transport {transport!r}; use oci:DIR[:TAG] or a skopeo transport"
+        )
+    manifest = _skopeo(["inspect", "--raw", imgref], imgref)
+    config = _skopeo(["inspect", "--config", imgref], imgref)
+    return plan_from_image(manifest, config, imgref)
+
+
+def prior_from_manifest_file(path: str) -> Plan:
+    """The previous build's plan from a raw OCI manifest JSON file
+    (``--previous-build-manifest``): its layers' annotations."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except OSError as e:
+        raise EncapsulateError(f"{path}: cannot read the previous manifest: {e.strerror}") from None
+    except ValueError as e:
+        raise EncapsulateError(f"{path}: not a JSON manifest ({e})") from None
+    if not isinstance(manifest, dict):
+        raise EncapsulateError(f"{path}: not an OCI manifest")
+    return plan_from_image(manifest, None, path)
