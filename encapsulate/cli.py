@@ -15,8 +15,9 @@ from chunker.split import split_mapping
 from mapping import Mapping, MappingError, build_mapping
 
 from .errors import EncapsulateError
-from .image import write_image
+from .image import ImageResult, write_image
 from .prior import prior_from_manifest_file, prior_plan
+from .transport import deliver, parse_imgref
 
 # Usage errors exit 2 (argparse's convention), failures 1 (DESIGN.md, "Interfaces").
 EXIT_FAILURE = 1
@@ -306,22 +307,16 @@ def _fill_encapsulate_parser(p: argparse.ArgumentParser) -> None:
         "--previous-build-manifest", metavar="FILE", help="the previous build's raw OCI manifest (JSON)"
     )
     p.add_argument("--plan-json", metavar="FILE", help="also write the plan used, as JSON")
+    p.add_argument("--authfile", metavar="FILE", help="registry credentials, passed to skopeo")
+    p.add_argument(
+        "--dest-tls-verify",
+        type=lambda v: v.lower() in ("1", "true", "yes"),
+        metavar="BOOL",
+        help="verify the registry's TLS certificate (passed to skopeo; default true)",
+    )
     p.add_argument("--json", action="store_true", help="print the digests and layer sizes as JSON")
     _common(p)
     p.set_defaults(handler=_cmd_encapsulate, parser=p)
-
-
-def _parse_imgref(imgref: str, parser: argparse.ArgumentParser) -> tuple[str, str]:
-    transport, _, rest = imgref.partition(":")
-    if transport != "oci" or not rest:
-        if transport in ("oci-archive", "docker-archive", "registry", "docker", "containers-storage"):
-            raise EncapsulateError(
-                f"{imgref}: the {transport} transport is not available in this version; write oci:DIR[:TAG] "
-                "and copy it with skopeo"
-            )
-        parser.error(f"{imgref}: give the destination as oci:DIR[:TAG]")
-    path, _, tag = rest.partition(":")
-    return path, tag or "latest"
 
 
 def _source_epoch(mapping: Mapping, commit_timestamp: int | None) -> int:
@@ -353,7 +348,10 @@ def _cmd_encapsulate(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         if not eq or not key:
             parser.error(f"--label {item!r}: give KEY=VALUE")
         labels[key] = value
-    layout_path, tag = _parse_imgref(args.imgref, parser)
+    try:
+        ref = parse_imgref(args.imgref)
+    except EncapsulateError as e:
+        parser.error(str(e))
     fmt = args.format or ("plain" if args.rootfs else "ostree")
     if fmt == "ostree":
         raise EncapsulateError(
@@ -367,16 +365,24 @@ def _cmd_encapsulate(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     epoch = _source_epoch(mapping, timestamp)
     split = split_mapping(mapping, prior=None if prior is None else prior.layer_index().keys())
     plan = pack(split.components, args.max_layers, prior)
-    result = write_image(
-        mapping,
-        plan,
-        layout_path,
-        tag,
-        epoch=epoch,
-        labels=labels,
-        architecture=args.arch,
-        compression=args.compression,
-    )
+    written: list[ImageResult] = []
+
+    def write(layout_path: str, tag: str) -> None:
+        written.append(
+            write_image(
+                mapping,
+                plan,
+                layout_path,
+                tag,
+                epoch=epoch,
+                labels=labels,
+                architecture=args.arch,
+                compression=args.compression,
+            )
+        )
+
+    deliver(ref, write, authfile=args.authfile, tls_verify=args.dest_tls_verify)
+    result = written[0]
     if args.plan_json:
         with open(args.plan_json, "w", encoding="utf-8") as f:
             json.dump(plan.to_json(), f, indent=1)

@@ -226,11 +226,7 @@ def test_bad_destinations_leave_things_as_they_were(
         "nope",
     )
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out/blobs/sha256").iterdir())
-    _one_error(
-        run_cli("--rootfs", str(sample_tree), "docker-archive:/tmp/x.tar", program="container-encapsulate"),
-        "docker-archive",
-        "oci:",
-    )
+    assert run_cli("--rootfs", str(sample_tree), "ftp:x", program="container-encapsulate").returncode == 2
     assert run_cli("--rootfs", str(sample_tree), "nowhere", program="container-encapsulate").returncode == 2
 
 
@@ -285,3 +281,54 @@ def test_prior_from_image_label_archive_and_manifest(run_cli: RunCli, tmp_path: 
         program="container-encapsulate",
     )
     _one_error(bad, "missing", "not an OCI image layout")
+
+
+def test_transports(run_cli: RunCli, sample_tree: Path, tmp_path: Path, registry: str) -> None:
+    local = encapsulate(run_cli, "--rootfs", str(sample_tree), f"oci:{tmp_path}/img:v1")
+    digest = local["manifest"]
+    # oci-archive: written here, reproducible byte for byte, readable by skopeo.
+    encapsulate(run_cli, "--rootfs", str(sample_tree), f"oci-archive:{tmp_path}/a.tar:v1")
+    encapsulate(run_cli, "--rootfs", str(sample_tree), f"oci-archive:{tmp_path}/b.tar:v1")
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+    inspect = subprocess.run(
+        ["skopeo", "inspect", f"oci-archive:{tmp_path}/a.tar:v1"], capture_output=True, text=True, check=True
+    )
+    assert json.loads(inspect.stdout)["Digest"] == digest
+    # A real registry: push, pull back, same manifest digest.
+    target = f"{registry}/debchunk/sample:v1"
+    encapsulate(run_cli, "--rootfs", str(sample_tree), f"registry:{target}", "--dest-tls-verify", "false")
+    remote = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", f"docker://{target}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(remote.stdout)["Digest"] == digest
+    subprocess.run(
+        ["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{target}", f"oci:{tmp_path}/back:v1"],
+        check=True,
+    )
+    assert manifest(tmp_path / "back", "v1") == manifest(tmp_path / "img", "v1")
+    # docker-archive through skopeo.
+    encapsulate(run_cli, "--rootfs", str(sample_tree), f"docker-archive:{tmp_path}/d.tar:debchunk/sample:v1")
+    subprocess.run(["skopeo", "inspect", f"docker-archive:{tmp_path}/d.tar"], check=True, capture_output=True)
+    # Nothing temporary is left beside the archives.
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_registry_down_is_one_line(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = run_cli(
+        "--rootfs",
+        str(sample_tree),
+        f"docker://127.0.0.1:{port}/x:y",
+        "--dest-tls-verify",
+        "false",
+        program="container-encapsulate",
+    )
+    _one_error(proc, f"127.0.0.1:{port}", "connection refused")
+    assert "level=fatal" not in proc.stderr
