@@ -24,7 +24,7 @@ from mapping import Entry, EntryType, Mapping
 
 from .errors import EncapsulateError
 from .oci import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, Layout, canonical_json
-from .tarlayer import LayerBlob, write_layer
+from .tarlayer import LayerBlob, entry_items, write_layer
 
 PLAN_LABEL = "org.debchunk.plan"
 COMPONENTS_ANNOTATION = "ostree.components"
@@ -102,7 +102,10 @@ def write_image(
         with layout.blob() as blob:
             try:
                 return write_layer(
-                    blob, ((entries[i].path, entries[i]) for i in groups[k]), epoch, compression, annotations
+                    blob,
+                    entry_items(((entries[i].path, entries[i]) for i in groups[k]), epoch),
+                    compression,
+                    annotations,
                 )
             except OSError as e:
                 raise EncapsulateError(f"{layout_path}: writing layer {k + 1}: {e.strerror}") from None

@@ -12,10 +12,12 @@ are the same on every machine.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import zstandard
 from zlib_ng import zlib_ng
@@ -114,16 +116,34 @@ def tar_info(entry: Entry, name: str, mtime: int, link_to: str | None = None) ->
     return info
 
 
+# What goes after a tar header: nothing, bytes, or a way to open the content.
+Content = bytes | Callable[[], BinaryIO] | None
+
+
+def entry_items(
+    entries: Iterable[tuple[str, Entry]], mtime: int
+) -> Iterator[tuple[tarfile.TarInfo, Content]]:
+    """Tar items of tree entries at the given names; later paths of an inode
+    become hardlinks to its first path."""
+    first_of: dict[str, str] = {}
+    for name, entry in entries:
+        link = None
+        if entry.type is EntryType.FILE and entry.hardlink is not None:
+            link = first_of.get(entry.hardlink)
+            if link is None:
+                first_of[entry.hardlink] = name
+        info = tar_info(entry, name, mtime, link)
+        yield info, (entry.open if info.type == tarfile.REGTYPE else None)
+
+
 def write_layer(
     blob: BlobWriter,
-    entries: Iterable[tuple[str, Entry]],
-    mtime: int,
+    items: Iterable[tuple[tarfile.TarInfo, Content]],
     compression: str = "gzip",
     annotations: dict[str, str] | None = None,
 ) -> LayerBlob:
-    """Write ``(tar name, entry)`` pairs as one layer into ``blob`` and commit it."""
+    """Write tar items as one layer into ``blob`` and commit it."""
     sink = _Sink(blob, compression)
-    first_of: dict[str, str] = {}
     files = 0
     with tarfile.open(
         fileobj=sink,
@@ -134,19 +154,15 @@ def write_layer(
         bufsize=_COPY_BLOCK,
     ) as tar:  # type: ignore[call-overload]
         tar.copybufsize = _COPY_BLOCK
-        for name, entry in entries:
-            link = None
-            if entry.type is EntryType.FILE and entry.hardlink is not None:
-                link = first_of.get(entry.hardlink)
-                if link is None:
-                    first_of[entry.hardlink] = name
-            info = tar_info(entry, name, mtime, link)
-            if info.type == tarfile.REGTYPE:
-                with entry.open() as content:
-                    tar.addfile(info, content)
+        for info, content in items:
+            if isinstance(content, bytes):
+                tar.addfile(info, io.BytesIO(content))
+            elif content is not None:
+                with content() as f:
+                    tar.addfile(info, f)
             else:
                 tar.addfile(info)
-            files += entry.type is not EntryType.DIR
+            files += info.type != tarfile.DIRTYPE
     sink.finish()
     descriptor = blob.commit(MEDIA_TYPES[compression], annotations)
     return LayerBlob(descriptor, "sha256:" + sink.diff.hexdigest(), sink.size, files)
