@@ -230,6 +230,13 @@ def _run(
         return 130
     except BrokenPipeError:
         return EXIT_FAILURE
+    except Exception as e:  # anything unforeseen still gets one line
+        if args.debug:
+            raise
+        print(
+            f"{prog}: error: internal error: {type(e).__name__}: {e}; rerun with --debug and report it",
+            file=sys.stderr,
+        )
     return EXIT_FAILURE
 
 
@@ -353,9 +360,9 @@ def _cmd_encapsulate(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     except EncapsulateError as e:
         parser.error(str(e))
     fmt = args.format or ("plain" if args.rootfs else "ostree")
-    if fmt == "ostree":
-        raise EncapsulateError(
-            "the ostree layer format is not available in this version; pass --format plain"
+    if fmt == "ostree" and args.rootfs is not None:
+        parser.error(
+            "--format ostree needs an OSTree commit (--repo REPO REF); a --rootfs tree is written plain"
         )
     prior = _prior(args, parser)
     mapping = (
@@ -378,6 +385,7 @@ def _cmd_encapsulate(args: argparse.Namespace, parser: argparse.ArgumentParser) 
                 labels=labels,
                 architecture=args.arch,
                 compression=args.compression,
+                layer_format=fmt,
             )
         )
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
+import tarfile
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -24,7 +25,8 @@ from mapping import Entry, EntryType, Mapping
 
 from .errors import EncapsulateError
 from .oci import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, Layout, canonical_json
-from .tarlayer import LayerBlob, entry_items, write_layer
+from .ostree_format import OstreeLayers
+from .tarlayer import Content, LayerBlob, entry_items, write_layer
 
 PLAN_LABEL = "org.debchunk.plan"
 COMPONENTS_ANNOTATION = "ostree.components"
@@ -87,46 +89,57 @@ def write_image(
     labels: dict[str, str] | None = None,
     architecture: str = "amd64",
     compression: str = "gzip",
+    layer_format: str = "plain",
     threads: int | None = None,
 ) -> ImageResult:
     """Write the image and tag it ``tag`` in the OCI layout at ``layout_path``
-    (created if needed; other tags are kept)."""
-    layout = Layout(layout_path)
-    assert mapping.tree is not None
-    entries: Sequence[Entry] = mapping.tree.entries
-    groups = plain_layers(mapping, plan)
+    (created if needed; other tags are kept).  ``layer_format`` is ``plain``
+    (rootfs layers) or ``ostree`` (ostree-ext chunked layers, commits only)."""
+    if mapping.tree is None:
+        raise EncapsulateError("the mapping has no tree to write; map the tree again")
     components = [(), *(layer.components for layer in plan.layers)]
+    ostree_layers = None
+    if layer_format == "ostree":
+        ostree_layers = OstreeLayers(mapping, plan, epoch)
+        makers = [ostree_layers.layer(k) for k in range(len(components))]
+    else:
+        entries: Sequence[Entry] = mapping.tree.entries
+        groups = plain_layers(mapping, plan)
+
+        def plain(k: int) -> Callable[[], Iterator[tuple[tarfile.TarInfo, Content]]]:
+            return lambda: entry_items(((entries[i].path, entries[i]) for i in groups[k]), epoch)
+
+        makers = [plain(k) for k in range(len(components))]
+    layout = Layout(layout_path)
 
     def one(k: int) -> LayerBlob:
         annotations = {COMPONENTS_ANNOTATION: ",".join(components[k])} if components[k] else {}
         with layout.blob() as blob:
             try:
-                return write_layer(
-                    blob,
-                    entry_items(((entries[i].path, entries[i]) for i in groups[k]), epoch),
-                    compression,
-                    annotations,
-                )
+                return write_layer(blob, makers[k](), compression, annotations)
             except OSError as e:
                 raise EncapsulateError(f"{layout_path}: writing layer {k + 1}: {e.strerror}") from None
 
-    workers = max(1, min(threads or os.cpu_count() or 1, len(groups)))
+    workers = max(1, min(threads or os.cpu_count() or 1, len(makers)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        blobs = tuple(pool.map(one, range(len(groups))))
+        blobs = tuple(pool.map(one, range(len(makers))))
 
+    format_labels = ostree_layers.labels(blobs[-1].diff_id) if ostree_layers is not None else {}
     created = _created(epoch)
     plan_label = canonical_json([list(c) for c in components[1:]]).decode()
     config = {
         "architecture": architecture,
         "os": "linux",
         "created": created,
-        "config": {"Labels": {**(labels or {}), PLAN_LABEL: plan_label}},
+        "config": {"Labels": {**(labels or {}), **format_labels, PLAN_LABEL: plan_label}},
         "rootfs": {"type": "layers", "diff_ids": [b.diff_id for b in blobs]},
         "history": [
             {
                 "created": created,
                 "created_by": "debchunk",
-                "comment": ("directories" if not c else "components: " + ", ".join(c))[:4096],
+                "comment": ("ostree commit and metadata" if ostree_layers else "directories")
+                if not c
+                else ("components: " + ", ".join(c))[:4096],
             }
             for c in components
         ],

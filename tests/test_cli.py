@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 from mapping import Mapping, build_mapping
@@ -46,14 +47,23 @@ def test_map_table(run_cli: RunCli, sample_tree: Path) -> None:
     assert any(line.startswith("16 components") for line in lines)
 
 
-def test_container_encapsulate_refuses_what_it_cannot_do(
-    run_cli: RunCli, sample_repos: dict[str, Path]
+def test_container_encapsulate_defaults_and_refusals(
+    run_cli: RunCli, sample_repos: dict[str, Path], tmp_path: Path
 ) -> None:
     repo = str(sample_repos["bare-user"])
-    # Commits default to the ostree layer format, which this version cannot write yet.
-    proc = run_cli("--repo", repo, "sample", "oci:/nonexistent/out", program="container-encapsulate")
+    # A commit is written in the ostree layer format unless told otherwise.
+    proc = run_cli("--repo", repo, "sample", f"oci:{tmp_path}/img", "--json", program="container-encapsulate")
+    assert proc.returncode == 0, proc.stderr
+    inspect = subprocess.run(
+        ["skopeo", "inspect", f"oci:{tmp_path}/img"], capture_output=True, text=True, check=True
+    )
+    assert "ostree.commit" in json.loads(inspect.stdout)["Labels"]
+    # A destination that cannot be created: one line, exit 1, nothing left behind.
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = run_cli("--repo", repo, "sample", f"oci:{blocker}/out", program="container-encapsulate")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("container-encapsulate: error: ") and "--format plain" in proc.stderr
-    assert not Path("/nonexistent/out").exists()
+    assert proc.stderr.startswith("container-encapsulate: error: ") and str(blocker) in proc.stderr
+    assert blocker.read_text() == "x"
     assert run_cli("--repo", repo, program="container-encapsulate").returncode == 2
     assert run_cli("--help", program="container-encapsulate").returncode == 0

@@ -24,21 +24,24 @@ def _key(e: Entry) -> tuple[object, ...]:
     return (e.type, e.mode, e.uid, e.gid, e.size, e.target, e.content_id, e.rdev, xattrs)
 
 
-def assert_same_tree(source: Path, unpacked: Path) -> None:
+def hardlink_groups(tree: Path) -> list[list[str]]:
+    """Paths sharing an inode, in groups."""
+    groups: dict[str, list[str]] = {}
+    for e in read_tree(rootfs=str(tree)):
+        if e.hardlink:
+            groups.setdefault(e.hardlink, []).append(e.path)
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+
+def assert_same_tree(source: Path, unpacked: Path, hardlinks: bool = True) -> None:
     a = {e.path: e for e in read_tree(rootfs=str(source)) if e.path}
     b = {e.path: e for e in read_tree(rootfs=str(unpacked)) if e.path}
     assert sorted(a) == sorted(b)
     for path, e in a.items():
         assert _key(e) == _key(b[path]), path
 
-    def hardlinks(t: dict[str, Entry]) -> list[list[str]]:
-        groups: dict[str, list[str]] = {}
-        for e in t.values():
-            if e.hardlink:
-                groups.setdefault(e.hardlink, []).append(e.path)
-        return sorted(sorted(g) for g in groups.values() if len(g) > 1)
-
-    assert hardlinks(a) == hardlinks(b)
+    if hardlinks:
+        assert hardlink_groups(source) == hardlink_groups(unpacked)
 
 
 def umoci_unpack(layout: Path, tag: str, dest: Path) -> Path:
@@ -332,3 +335,63 @@ def test_registry_down_is_one_line(run_cli: RunCli, sample_tree: Path, tmp_path:
     )
     _one_error(proc, f"127.0.0.1:{port}", "connection refused")
     assert "level=fatal" not in proc.stderr
+
+
+def _config(layout: Path, tag: str) -> dict[str, object]:
+    m = manifest(layout, tag)
+    digest = m["config"]["digest"]  # type: ignore[index]
+    data: dict[str, object] = json.loads((layout / "blobs/sha256" / digest[7:]).read_text())
+    return data
+
+
+def check_ostree_image(layout: Path, tag: str, repo: Path, checksum: str, work: Path) -> None:
+    """umoci unpacks it; the repository merged from its layers passes ostree fsck,
+    holds the same commit, and checks out to the same tree as the source."""
+    rootfs = umoci_unpack(layout, tag, work / "unpacked")
+    merged = rootfs / "sysroot/ostree/repo"
+    assert "mode=bare-split-xattrs" in (merged / "config").read_text()
+    fsck = subprocess.run(["ostree", "fsck", f"--repo={merged}"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    assert (merged / "objects" / checksum[:2] / f"{checksum[2:]}.commit").is_file()
+    for where, source in ((work / "from-image", merged), (work / "from-source", repo)):
+        subprocess.run(["ostree", f"--repo={source}", "checkout", checksum, str(where)], check=True)
+    assert_same_tree(work / "from-source", work / "from-image")
+    config = _config(layout, tag)
+    labels = config["config"]["Labels"]  # type: ignore[index]
+    diff_ids = config["rootfs"]["diff_ids"]  # type: ignore[index]
+    assert labels["ostree.commit"] == checksum and labels["ostree.final-diffid"] == diff_ids[-1]
+    layers = manifest(layout, tag)["layers"]
+    assert isinstance(layers, list)
+    assert "annotations" not in layers[0] and all(
+        layer["annotations"]["ostree.components"] for layer in layers[1:]
+    )
+
+
+def test_ostree_format(run_cli: RunCli, sample_repos: dict[str, Path], tmp_path: Path) -> None:
+    repo = sample_repos["bare-user"]
+    checksum = subprocess.run(
+        ["ostree", "rev-parse", f"--repo={repo}", "sample"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    first = encapsulate(
+        run_cli, "--repo", str(repo), "sample", f"oci:{tmp_path}/img:v1", "--max-layers", "10"
+    )
+    again = encapsulate(
+        run_cli, "--repo", str(repo), "sample", f"oci:{tmp_path}/again:v1", "--max-layers", "10"
+    )
+    assert first["manifest"] == again["manifest"]
+    layers = manifest(tmp_path / "img", "v1")["layers"]
+    assert isinstance(layers, list) and len(layers) <= 10
+    check_ostree_image(tmp_path / "img", "v1", repo, checksum, tmp_path)
+    # Every content object is in exactly one layer.
+    import tarfile
+
+    seen: list[str] = []
+    for layer in layers:
+        with tarfile.open(tmp_path / "img/blobs/sha256" / layer["digest"][7:]) as tar:
+            seen += [n for n in tar.getnames() if n.endswith(".file")]
+    assert len(seen) == len(set(seen)) > 10
+    # A --rootfs tree cannot be written in the ostree format.
+    bad = run_cli(
+        "--rootfs", str(tmp_path), f"oci:{tmp_path}/x", "--format", "ostree", program="container-encapsulate"
+    )
+    assert bad.returncode == 2 and "--format ostree" in bad.stderr

@@ -3,7 +3,9 @@ laid out as an OSTree image builder does and committed with ``ostree commit``.""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,9 @@ from benches.debtrees import TreeSpec, build_tree, ostree_commit, ostreeify
 from mapping import Mapping, build_mapping
 
 pytestmark = pytest.mark.realtree
+
+# The console script installed beside the interpreter running the tests.
+ENCAPSULATE = str(Path(sys.executable).parent / "container-encapsulate")
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +111,59 @@ def test_commit_passes_fsck_and_reads_back(real_commit: tuple[Path, Path], real_
     ).stdout.splitlines()
     assert real_mapping.tree is not None
     assert len(listing) == len(real_mapping.tree)
+
+
+def test_encapsulated_real_commit(real_commit: tuple[Path, Path], tmp_path: Path) -> None:
+    """Both layer formats of the real commit at --max-layers 64: the plain image
+    unpacks to the source tree, the ostree image to the same commit."""
+    from tests.test_encapsulate import (
+        assert_same_tree,
+        check_ostree_image,
+        hardlink_groups,
+        manifest,
+        umoci_unpack,
+    )
+
+    tree, repo = real_commit
+    (tmp_path / "o").mkdir()
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1767225600"}
+    checksum = subprocess.run(
+        ["ostree", "rev-parse", f"--repo={repo}", "debian/trixie"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    for fmt in ("ostree", "plain"):
+        subprocess.run(
+            [
+                ENCAPSULATE,
+                "--repo",
+                str(repo),
+                "debian/trixie",
+                f"oci:{tmp_path}/img:{fmt}",
+                "--max-layers",
+                "64",
+                "--format",
+                fmt,
+                "-q",
+            ],
+            check=True,
+            env=env,
+        )
+        layers = manifest(tmp_path / "img", fmt)["layers"]
+        assert isinstance(layers, list) and 32 < len(layers) <= 64
+        subprocess.run(["skopeo", "inspect", f"oci:{tmp_path}/img:{fmt}"], check=True, capture_output=True)
+    check_ostree_image(tmp_path / "img", "ostree", repo, checksum, tmp_path / "o")
+    # The plain image of a commit is its checkout, with identical objects as one
+    # inode, as in an OSTree deployment.
+    plain = umoci_unpack(tmp_path / "img", "plain", tmp_path / "p")
+    assert_same_tree(tmp_path / "o/from-source", plain, hardlinks=False)
+    objects: dict[str, list[str]] = {}
+    for e in build_mapping(repo=str(repo), ref="debian/trixie").tree or ():
+        if e.type.value == "file" and e.content_id:
+            objects.setdefault(e.content_id, []).append(e.path)
+    assert hardlink_groups(plain) == sorted(sorted(g) for g in objects.values() if len(g) > 1)
+    # And the laid-out directory itself, encapsulated with --rootfs, comes back as it was.
+    subprocess.run(
+        [ENCAPSULATE, "--rootfs", str(tree), f"oci:{tmp_path}/img:rootfs", "-q"],
+        check=True,
+        env=env,
+    )
+    assert_same_tree(tree, umoci_unpack(tmp_path / "img", "rootfs", tmp_path / "r"))
