@@ -6,17 +6,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 from chunker import ChunkerError, Plan, pack
 from chunker.split import split_mapping
-from mapping import Mapping, MappingError, build_mapping
+from mapping import Component, Mapping, MappingError, build_mapping
 
 from .errors import EncapsulateError
 from .image import ImageResult, write_image
-from .prior import prior_from_manifest_file, prior_plan
+from .prior import image_manifest, prior_from_manifest_file, prior_plan
 from .transport import deliver, parse_imgref
 
 # Usage errors exit 2 (argparse's convention), failures 1 (DESIGN.md, "Interfaces").
@@ -308,6 +309,32 @@ def _fill_encapsulate_parser(p: argparse.ArgumentParser) -> None:
         "--label", "-l", action="append", default=[], metavar="K=V", help="config label (repeatable)"
     )
     p.add_argument("--arch", default="amd64", help="image architecture (amd64)")
+    p.add_argument("--image-config", metavar="FILE", help="an OCI image config (JSON) to merge in")
+    p.add_argument("--cmd", action="append", metavar="ARG", help="the image's Cmd (repeat for each argument)")
+    p.add_argument(
+        "--copymeta",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="copy this commit metadata key to a label (it must exist)",
+    )
+    p.add_argument(
+        "--copymeta-opt",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="copy this commit metadata key to a label if it exists",
+    )
+    p.add_argument(
+        "--format-version", choices=("1", "2"), default="1", help="ostree-ext chunked format version (1)"
+    )
+    p.add_argument(
+        "--write-contentmeta-json",
+        metavar="FILE",
+        help="write the components as rpm-ostree's content metadata (JSON array)",
+    )
+    p.add_argument("--compare-with-build", metavar="IMGREF", help="print what changed against this image")
+    p.add_argument("--dry-run", action="store_true", help="plan and print the layers; write nothing")
     p.add_argument("--prior-plan", metavar="FILE", help="the previous build's plan ('debchunk plan --json')")
     p.add_argument("--prior", metavar="IMGREF", help="the previous build's image: keep its layers")
     p.add_argument(
@@ -342,6 +369,60 @@ def _source_epoch(mapping: Mapping, commit_timestamp: int | None) -> int:
     raise EncapsulateError("no timestamp for the image: the tree has no changelogs; set SOURCE_DATE_EPOCH")
 
 
+def _progress(done: int, total: int) -> None:
+    sys.stderr.write(f"\rwriting layers: {done}/{total}")
+    sys.stderr.flush()
+
+
+def _copied_metadata(mapping: Mapping, required: Sequence[str], optional: Sequence[str]) -> dict[str, str]:
+    """Commit metadata keys copied to labels (--copymeta, --copymeta-opt)."""
+    metadata = getattr(mapping.tree, "metadata", {}) or {}
+    out = {}
+    for key in [*required, *optional]:
+        if key not in metadata:
+            if key in required:
+                raise EncapsulateError(
+                    f"--copymeta {key}: the commit has no such metadata key; "
+                    "use --copymeta-opt to make it optional"
+                )
+            continue
+        value = metadata[key]
+        out[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return out
+
+
+def _write_contentmeta(path: str, components: Sequence[Component]) -> None:
+    """rpm-ostree's content metadata: one object per component."""
+    entries = [
+        {
+            "identifier": c.name,
+            "name": c.name,
+            "srcid": c.name,
+            "change_time_offset": 0,
+            # Expected changes per year, from the weekly probability.
+            "change_frequency": round(-52.0 * math.log1p(-min(c.change_probability, 0.999999))),
+        }
+        for c in sorted(components, key=lambda c: c.name)
+    ]
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(entries, f, indent=1)
+    except OSError as e:
+        raise EncapsulateError(f"{path}: cannot write content metadata: {e.strerror}") from None
+
+
+def _compare(imgref: str, result: ImageResult) -> str:
+    """Which layers a client holding ``imgref`` would download for the new image."""
+    have = {layer.get("digest") for layer in image_manifest(imgref).get("layers") or []}
+    fresh = [b for b in result.layers if b.descriptor.digest not in have]
+    total = sum(b.descriptor.size for b in result.layers)
+    download = sum(b.descriptor.size for b in fresh)
+    return (
+        f"compared with {imgref}: {len(result.layers) - len(fresh)} of {len(result.layers)} layers reused, "
+        f"download {human_size(download)} of {human_size(total)}"
+    )
+
+
 def _cmd_encapsulate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.rootfs is None and (args.repo is None or args.source is None):
         parser.error("give --repo REPO REF IMGREF, or --rootfs DIR IMGREF")
@@ -364,14 +445,31 @@ def _cmd_encapsulate(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         parser.error(
             "--format ostree needs an OSTree commit (--repo REPO REF); a --rootfs tree is written plain"
         )
+    if args.format_version != "1":
+        raise EncapsulateError(f"--format-version {args.format_version}: only version 1 is written; use 1")
+    if (args.copymeta or args.copymeta_opt) and args.rootfs is not None:
+        parser.error("--copymeta needs an OSTree commit; a --rootfs tree has no commit metadata")
+    image_config = _read_json(args.image_config, "image config") if args.image_config else {}
+    if args.cmd:
+        image_config.setdefault("config", {})
+        if not isinstance(image_config["config"], dict):
+            raise EncapsulateError(f"{args.image_config}: 'config' is not an object")
+        image_config["config"]["Cmd"] = list(args.cmd)
     prior = _prior(args, parser)
     mapping = (
         build_mapping(rootfs=args.rootfs) if args.rootfs else build_mapping(repo=args.repo, ref=args.source)
     )
+    labels.update(_copied_metadata(mapping, args.copymeta, args.copymeta_opt))
     timestamp = getattr(mapping.tree, "timestamp", None)
     epoch = _source_epoch(mapping, timestamp)
     split = split_mapping(mapping, prior=None if prior is None else prior.layer_index().keys())
     plan = pack(split.components, args.max_layers, prior)
+    if args.write_contentmeta_json:
+        _write_contentmeta(args.write_contentmeta_json, split.components)
+    if args.dry_run:
+        print(format_plan(plan))
+        return 0
+    progress = _progress if sys.stderr.isatty() and not args.quiet and not args.json else None
     written: list[ImageResult] = []
 
     def write(layout_path: str, tag: str) -> None:
@@ -386,11 +484,17 @@ def _cmd_encapsulate(args: argparse.Namespace, parser: argparse.ArgumentParser) 
                 architecture=args.arch,
                 compression=args.compression,
                 layer_format=fmt,
+                image_config=image_config,
+                progress=progress,
             )
         )
 
     deliver(ref, write, authfile=args.authfile, tls_verify=args.dest_tls_verify)
     result = written[0]
+    if progress is not None:
+        sys.stderr.write("\n")
+    if args.compare_with_build:
+        print(_compare(args.compare_with_build, result))
     if args.plan_json:
         with open(args.plan_json, "w", encoding="utf-8") as f:
             json.dump(plan.to_json(), f, indent=1)

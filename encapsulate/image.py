@@ -15,9 +15,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tarfile
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from chunker import Plan, layer_of_entries
 from chunker.split import split_mapping
@@ -29,6 +31,12 @@ from .ostree_format import OstreeLayers
 from .tarlayer import Content, LayerBlob, entry_items, write_layer
 
 PLAN_LABEL = "org.debchunk.plan"
+
+
+class _Stopped(Exception):
+    """Another layer failed or the run was interrupted."""
+
+
 COMPONENTS_ANNOTATION = "ostree.components"
 
 
@@ -91,10 +99,15 @@ def write_image(
     compression: str = "gzip",
     layer_format: str = "plain",
     threads: int | None = None,
+    image_config: dict[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImageResult:
     """Write the image and tag it ``tag`` in the OCI layout at ``layout_path``
     (created if needed; other tags are kept).  ``layer_format`` is ``plain``
-    (rootfs layers) or ``ostree`` (ostree-ext chunked layers, commits only)."""
+    (rootfs layers) or ``ostree`` (ostree-ext chunked layers, commits only).
+    ``image_config`` (an OCI image config) is merged under what debchunk sets;
+    ``progress(done, total)`` is called as layers complete.  On any failure,
+    or Ctrl-C, the layers still being written stop and nothing is tagged."""
     if mapping.tree is None:
         raise EncapsulateError("the mapping has no tree to write; map the tree again")
     components = [(), *(layer.components for layer in plan.layers)]
@@ -112,26 +125,61 @@ def write_image(
         makers = [plain(k) for k in range(len(components))]
     layout = Layout(layout_path)
 
+    stop = threading.Event()
+    done = [0]
+    lock = threading.Lock()
+
+    def checked(
+        items: Iterable[tuple[tarfile.TarInfo, Content]],
+    ) -> Iterator[tuple[tarfile.TarInfo, Content]]:
+        for item in items:
+            if stop.is_set():
+                raise _Stopped
+            yield item
+
     def one(k: int) -> LayerBlob:
         annotations = {COMPONENTS_ANNOTATION: ",".join(components[k])} if components[k] else {}
         with layout.blob() as blob:
             try:
-                return write_layer(blob, makers[k](), compression, annotations)
+                written = write_layer(blob, checked(makers[k]()), compression, annotations)
             except OSError as e:
                 raise EncapsulateError(f"{layout_path}: writing layer {k + 1}: {e.strerror}") from None
+        if progress is not None:
+            with lock:
+                done[0] += 1
+                progress(done[0], len(makers))
+        return written
 
     workers = max(1, min(threads or os.cpu_count() or 1, len(makers)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
         blobs = tuple(pool.map(one, range(len(makers))))
+    except BaseException:
+        # Stop the other layers at their next entry; their temporary blobs go,
+        # and so do the blobs this run added: the layout is as it was.
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        layout.forget_created()
+        raise
+    pool.shutdown()
 
     format_labels = ostree_layers.labels(blobs[-1].diff_id) if ostree_layers is not None else {}
     created = _created(epoch)
     plan_label = canonical_json([list(c) for c in components[1:]]).decode()
+    base = dict(image_config or {})
+    runtime = dict(base.get("config") or {})
+    runtime["Labels"] = {
+        **(runtime.get("Labels") or {}),
+        **(labels or {}),
+        **format_labels,
+        PLAN_LABEL: plan_label,
+    }
     config = {
+        **{k: v for k, v in base.items() if k not in ("rootfs", "history", "config")},
         "architecture": architecture,
         "os": "linux",
         "created": created,
-        "config": {"Labels": {**(labels or {}), **format_labels, PLAN_LABEL: plan_label}},
+        "config": runtime,
         "rootfs": {"type": "layers", "diff_ids": [b.diff_id for b in blobs]},
         "history": [
             {

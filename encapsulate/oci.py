@@ -92,8 +92,14 @@ class BlobWriter:
         os.fsync(self._file.fileno())
         self._file.close()
         digest = "sha256:" + self._hash.hexdigest()
-        os.chmod(self.path, 0o644)
-        os.replace(self.path, os.path.join(self._layout.blobs, digest.removeprefix("sha256:")))
+        final = os.path.join(self._layout.blobs, digest.removeprefix("sha256:"))
+        if os.path.exists(final):
+            # Same digest, same bytes: leave the existing blob untouched.
+            os.unlink(self.path)
+        else:
+            os.chmod(self.path, 0o644)
+            os.replace(self.path, final)
+            self._layout.created.append(final)
         return Descriptor(media_type, digest, self.size, annotations or {})
 
     def discard(self) -> None:
@@ -110,6 +116,8 @@ class Layout:
     def __init__(self, path: str, create: bool = True) -> None:
         self.path = path
         self.blobs = os.path.join(path, "blobs", "sha256")
+        # Blobs this process added, so a failed run can take them away again.
+        self.created: list[str] = []
         marker = os.path.join(path, "oci-layout")
         try:
             if os.path.exists(path) and not os.path.isdir(path):
@@ -220,6 +228,14 @@ class Layout:
             if m.annotations.get(REF_NAME) == tag:
                 return m
         raise EncapsulateError(f"{self.path}: no image tagged {tag!r}")
+
+    def forget_created(self) -> None:
+        """Remove the blobs this process added (after a failure, before any tag
+        points at them)."""
+        for path in self.created:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        self.created.clear()
 
     def tag(self, manifest: Descriptor, tag: str) -> None:
         """Point ``tag`` at ``manifest``, keeping every other entry (atomic)."""

@@ -64,24 +64,31 @@ def _skopeo(args: list[str], where: str) -> dict[str, Any]:
     return data
 
 
-def prior_plan(imgref: str) -> Plan:
-    """The previous build's plan, from an image reference."""
+def _read(imgref: str, config: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
     transport, _, rest = imgref.partition(":")
     if transport == "oci":
         path, _, tag = rest.partition(":")
         layout = Layout(path, create=False)
         descriptor = layout.manifest_for(tag or None)
         manifest = json.loads(layout.read_blob(descriptor.digest))
-        config = json.loads(layout.read_blob(manifest["config"]["digest"]))
-        return plan_from_image(manifest, config, imgref)
-    if transport == "registry":
-        imgref = "docker://" + rest
-    elif transport not in SKOPEO_TRANSPORTS:
+        return manifest, json.loads(layout.read_blob(manifest["config"]["digest"])) if config else None
+    if transport != "registry" and transport not in SKOPEO_TRANSPORTS:
         raise EncapsulateError(
             f"{imgref}: unknown transport {transport!r}; use oci:DIR[:TAG] or a skopeo transport"
         )
-    manifest = _skopeo(["inspect", "--raw", imgref], imgref)
-    config = _skopeo(["inspect", "--config", imgref], imgref)
+    source = "docker://" + rest if transport == "registry" else imgref
+    manifest = _skopeo(["inspect", "--raw", source], imgref)
+    return manifest, _skopeo(["inspect", "--config", source], imgref) if config else None
+
+
+def image_manifest(imgref: str) -> dict[str, Any]:
+    """The manifest of an image (any transport)."""
+    return _read(imgref, False)[0]
+
+
+def prior_plan(imgref: str) -> Plan:
+    """The previous build's plan, from an image reference."""
+    manifest, config = _read(imgref, True)
     return plan_from_image(manifest, config, imgref)
 
 

@@ -14,9 +14,11 @@ import pytest
 from tests.sample import build_sample, commit
 
 
-def snapshot(root: Path) -> dict[str, tuple[int, int, int, str]]:
+def snapshot(root: Path, dir_mtimes: bool = True) -> dict[str, tuple[int, int, int, str]]:
     """Everything about a directory tree that a reader could damage: each path's
-    mode, size, mtime and content hash (symlinks by target)."""
+    mode, size, mtime and content hash (symlinks by target).  Without
+    ``dir_mtimes``, a directory's mtime (changed by adding and removing a
+    temporary file in it) is left out."""
     state: dict[str, tuple[int, int, int, str]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
@@ -31,7 +33,10 @@ def snapshot(root: Path) -> dict[str, tuple[int, int, int, str]]:
                     digest = "unreadable"
             else:
                 digest = ""
-            state[os.path.relpath(path, root)] = (st.st_mode, st.st_size, st.st_mtime_ns, digest)
+            mtime = (
+                0 if os.path.isdir(path) and not os.path.islink(path) and not dir_mtimes else st.st_mtime_ns
+            )
+            state[os.path.relpath(path, root)] = (st.st_mode, st.st_size, mtime, digest)
     return state
 
 
