@@ -395,3 +395,32 @@ def test_ostree_format(run_cli: RunCli, sample_repos: dict[str, Path], tmp_path:
         "--rootfs", str(tmp_path), f"oci:{tmp_path}/x", "--format", "ostree", program="container-encapsulate"
     )
     assert bad.returncode == 2 and "--format ostree" in bad.stderr
+
+
+def test_podman_pulls_both_formats(run_cli: RunCli, sample_repos: dict[str, Path], tmp_path: Path) -> None:
+    import tempfile
+
+    repo = str(sample_repos["bare-user"])
+    # podman wants a short runroot path; a private store keeps the machine's untouched.
+    run = tempfile.mkdtemp(prefix="podrun-", dir="/tmp")
+    store = ["podman", "--root", str(tmp_path / "root"), "--runroot", run, "--storage-driver", "vfs"]
+    try:
+        for fmt in ("ostree", "plain"):
+            encapsulate(run_cli, "--repo", repo, "sample", f"oci:{tmp_path}/img:{fmt}", "--format", fmt)
+            proc = subprocess.run(
+                [*store, "pull", "-q", f"oci:{tmp_path}/img:{fmt}"],
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                timeout=300,
+            )
+            assert proc.returncode == 0, proc.stderr
+            image_id = proc.stdout.strip().splitlines()[-1]
+            inspect = subprocess.run(
+                [*store, "image", "inspect", image_id], capture_output=True, text=True, check=True
+            )
+            labels = json.loads(inspect.stdout)[0]["Labels"]
+            assert ("ostree.commit" in labels) == (fmt == "ostree")
+    finally:
+        subprocess.run([*store, "system", "reset", "-f"], capture_output=True, stdin=subprocess.DEVNULL)
+        subprocess.run(["rm", "-rf", run])
