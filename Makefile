@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) -m pytest -q benches/test_mapping_bench.py
 	$(PY) -m benches.mapping_speed --profile full --json bench-results.json
 	$(PY) -m benches.chunker_speed
+	$(PY) -m benches.encapsulate_speed
 	$(PY) -m benches.update_pairs build --set all
 	$(PY) -m benches.update_cost --json update-cost.json
 

@@ -151,9 +151,13 @@ def write_image(
         return written
 
     workers = max(1, min(threads or os.cpu_count() or 1, len(makers)))
+    # Largest layers first: the last layer to start should be a small one.
+    sizes = [0, *(layer.size for layer in plan.layers)]
+    order = sorted(range(len(makers)), key=lambda k: (-sizes[k], k))
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        blobs = tuple(pool.map(one, range(len(makers))))
+        futures = {k: pool.submit(one, k) for k in order}
+        blobs = tuple(futures[k].result() for k in range(len(makers)))
     except BaseException:
         # Stop the other layers at their next entry; their temporary blobs go,
         # and so do the blobs this run added: the layout is as it was.
