@@ -424,3 +424,42 @@ def test_podman_pulls_both_formats(run_cli: RunCli, sample_repos: dict[str, Path
     finally:
         subprocess.run([*store, "system", "reset", "-f"], capture_output=True, stdin=subprocess.DEVNULL)
         subprocess.run(["rm", "-rf", run])
+
+
+def test_file_over_8_gib_and_sparse(run_cli: RunCli, tmp_path: Path) -> None:
+    """A 9 GiB sparse file with data at its end: the layer's PAX size record
+    carries it and its content comes back byte for byte."""
+    import hashlib
+    import tarfile
+
+    root = tmp_path / "tree"
+    (root / "data").mkdir(parents=True)
+    big = root / "data/big.img"
+    size = 9 * (1 << 30) + 12345
+    with open(big, "wb") as f:
+        f.truncate(size)
+        f.seek(size - 5)
+        f.write(b"tail!")
+    assert os.stat(big).st_blocks * 512 < 1 << 20  # sparse on disk
+    out = encapsulate(run_cli, "--rootfs", str(root), f"oci:{tmp_path}/img", "--max-layers", "3")
+    zeros = bytes(1 << 20)
+    want = hashlib.sha256()
+    remaining = size - 5
+    while remaining:
+        chunk = min(remaining, len(zeros))
+        want.update(zeros[:chunk])
+        remaining -= chunk
+    want.update(b"tail!")
+    for layer in out["layers"]:  # type: ignore[attr-defined]
+        with tarfile.open(tmp_path / "img/blobs/sha256" / layer["digest"][7:], mode="r|gz") as tar:
+            for member in tar:
+                if member.name == "data/big.img":
+                    assert member.size == size
+                    got = hashlib.sha256()
+                    content = tar.extractfile(member)
+                    assert content is not None
+                    while block := content.read(1 << 22):
+                        got.update(block)
+                    assert got.hexdigest() == want.hexdigest()
+                    return
+    raise AssertionError("data/big.img is in no layer")
