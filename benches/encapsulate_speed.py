@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from benches.debtrees import TreeSpec, build_tree, cache_dir, ostreeify
+from benches.mapping_speed import note, source_revision
 
 MAX_LAYERS = 64
 SOURCE_DATE_EPOCH = "1767225600"  # 2026-01-01T00:00:00Z
@@ -59,29 +60,6 @@ SIZE_RATIO_TARGET = 1.06
 RSS_TARGET_BYTES = 500_000_000
 VENV_BIN = Path(sys.executable).parent
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def note(message: str) -> None:
-    """A progress message on stderr, after whatever the report has printed so far."""
-    sys.stdout.flush()
-    print(message, file=sys.stderr, flush=True)
-
-
-def source_revision() -> str | None:
-    """The git commit of the code measured, with ``-dirty`` if it has local changes."""
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "mapping", "chunker", "encapsulate"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("-dirty" if dirty else "")
 
 
 def laid_out_tree(spec: TreeSpec) -> Path:

@@ -63,7 +63,7 @@ def source_revision() -> str | None:
             ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain", "--", "mapping", "encapsulate"],
+            ["git", "-C", str(here), "status", "--porcelain", "--", "mapping", "chunker", "encapsulate"],
             capture_output=True,
             text=True,
             check=True,

@@ -29,12 +29,12 @@ def plan_from_image(manifest: dict[str, Any], config: dict[str, Any] | None, whe
     label = labels.get(PLAN_LABEL)
     if label:
         try:
-            groups = json.loads(label)
-            if isinstance(groups, list) and all(isinstance(g, list) for g in groups):
-                return Plan.from_groups([str(n) for n in g] for g in groups)
+            recorded = json.loads(label)
         except ValueError:
-            pass
-        raise EncapsulateError(f"{where}: label {PLAN_LABEL} is not a plan; build without --prior once")
+            recorded = None
+        if not isinstance(recorded, list) or not all(isinstance(g, list) for g in recorded):
+            raise EncapsulateError(f"{where}: label {PLAN_LABEL} is not a plan; build without --prior once")
+        return Plan.from_groups([str(n) for n in g] for g in recorded)
     groups = [
         [n for n in (layer.get("annotations") or {}).get(COMPONENTS_ANNOTATION, "").split(",") if n]
         for layer in manifest.get("layers") or []

@@ -144,17 +144,22 @@ def test_reproducible(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -> Non
         ).read_bytes()
 
 
-def test_prior_keeps_unchanged_layers(run_cli: RunCli, tmp_path: Path) -> None:
-    t = SampleTree(tmp_path / "t")
-    for i in range(12):
+def packages_tree(root: Path, count: int, size_step: int, days_apart: int) -> Path:
+    """A tree of ``count`` packages of growing sizes and staggered changelogs."""
+    t = SampleTree(root)
+    for i in range(count):
         t.add(
             Pkg(
                 f"pkg{i:02d}",
-                files={f"/usr/lib/pkg{i:02d}/data": blob(f"p{i}", 50_000 * (i + 1))},
-                changelog=[day(i * 10)],
+                files={f"/usr/lib/pkg{i:02d}/data": blob(f"p{i}", size_step * (i + 1))},
+                changelog=[day(i * days_apart)],
             )
         )
-    root = t.finish()
+    return t.finish()
+
+
+def test_prior_keeps_unchanged_layers(run_cli: RunCli, tmp_path: Path) -> None:
+    root = packages_tree(tmp_path / "t", 12, 50_000, 10)
     plan = tmp_path / "plan.json"
     first = encapsulate(
         run_cli, "--rootfs", str(root), f"oci:{tmp_path}/img:1", "--max-layers", "8", "--plan-json", str(plan)
@@ -245,16 +250,7 @@ def test_no_temporary_files_left(run_cli: RunCli, sample_tree: Path, tmp_path: P
 
 
 def test_prior_from_image_label_archive_and_manifest(run_cli: RunCli, tmp_path: Path) -> None:
-    t = SampleTree(tmp_path / "t")
-    for i in range(10):
-        t.add(
-            Pkg(
-                f"pkg{i:02d}",
-                files={f"/usr/lib/pkg{i:02d}/data": blob(f"p{i}", 40_000 * (i + 1))},
-                changelog=[day(i * 7)],
-            )
-        )
-    root = t.finish()
+    root = packages_tree(tmp_path / "t", 10, 40_000, 7)
     first = encapsulate(run_cli, "--rootfs", str(root), f"oci:{tmp_path}/img:1", "--max-layers", "6")
     old = {layer["digest"] for layer in first["layers"]}  # type: ignore[attr-defined]
     (root / "usr/lib/pkg03/data").write_bytes(blob("new", 99_999))
