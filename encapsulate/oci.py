@@ -103,9 +103,11 @@ class BlobWriter:
         return Descriptor(media_type, digest, self.size, annotations or {})
 
     def discard(self) -> None:
-        """Forget the blob."""
+        """Forget the blob (also after a failed write: closing a file whose
+        buffer cannot be flushed fails, the temporary file still goes)."""
         if not self._file.closed:
-            self._file.close()
+            with contextlib.suppress(OSError):
+                self._file.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
 

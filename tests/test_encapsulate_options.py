@@ -194,3 +194,31 @@ def test_ctrl_c_leaves_the_layout_as_it_was(run_cli: RunCli, sample_tree: Path, 
     assert proc.returncode == 130, err
     assert err.strip().splitlines() == ["container-encapsulate: error: interrupted; nothing was written"]
     assert snapshot(layout, dir_mtimes=False) == before
+
+
+def test_disk_full_leaves_the_layout_as_it_was(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -> None:
+    """A 3 MiB filesystem holds a small image; writing the sample there runs out
+    of space: one line, exit 1, the small image and its layout untouched."""
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(tiny)], check=True)
+    try:
+        small = tmp_path / "small"
+        (small / "etc").mkdir(parents=True)
+        (small / "etc/hostname").write_text("small\n")
+        encapsulate(run_cli, "--rootfs", str(small), f"oci:{tiny}/img:small")
+        before = snapshot(tiny, dir_mtimes=False)
+        proc = run_cli(
+            "--rootfs",
+            str(sample_tree),
+            f"oci:{tiny}/img:big",
+            program="container-encapsulate",
+            env={"SOURCE_DATE_EPOCH": "1767225600"},
+        )
+        assert proc.returncode == 1, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "no space left" in lines[0].lower(), lines
+        assert snapshot(tiny, dir_mtimes=False) == before
+        subprocess.run(["skopeo", "inspect", f"oci:{tiny}/img:small"], check=True, capture_output=True)
+    finally:
+        subprocess.run(["umount", str(tiny)], check=True)
