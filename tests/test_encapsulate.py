@@ -459,3 +459,26 @@ def test_file_over_8_gib_and_sparse(run_cli: RunCli, tmp_path: Path) -> None:
                     assert got.hexdigest() == want.hexdigest()
                     return
     raise AssertionError("data/big.img is in no layer")
+
+
+def test_containers_storage(run_cli: RunCli, sample_tree: Path) -> None:
+    """Written through skopeo into a private containers-storage, where podman lists it."""
+    import tempfile
+
+    root, run = tempfile.mkdtemp(prefix="csroot-", dir="/tmp"), tempfile.mkdtemp(prefix="csrun-", dir="/tmp")
+    store = ["podman", "--root", root, "--runroot", run, "--storage-driver", "vfs"]
+    try:
+        encapsulate(
+            run_cli, "--rootfs", str(sample_tree), f"containers-storage:[vfs@{root}+{run}]localhost/dc/s:v1"
+        )
+        images = subprocess.run(
+            [*store, "images", "--format", "{{.Repository}}:{{.Tag}}"],
+            capture_output=True,
+            text=True,
+            check=True,
+            stdin=subprocess.DEVNULL,
+        )
+        assert "localhost/dc/s:v1" in images.stdout
+    finally:
+        subprocess.run([*store, "system", "reset", "-f"], capture_output=True, stdin=subprocess.DEVNULL)
+        subprocess.run(["rm", "-rf", root, run])
