@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -50,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from benches.debtrees import TreeSpec, build_tree, cache_dir, ostreeify
-from benches.mapping_speed import note, source_revision
+from benches.mapping_speed import host_info, note, source_revision
 
 MAX_LAYERS = 64
 SOURCE_DATE_EPOCH = "1767225600"  # 2026-01-01T00:00:00Z
@@ -470,11 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         data = {
             "revision": revision,
-            "host": {
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
-                "machine": platform.machine(),
-            },
+            "host": host_info(),
             "targets": {
                 "ours_over_umoci_insert": UMOCI_RATIO_TARGET,
                 "ours_over_tar_read": TAR_RATIO_TARGET,

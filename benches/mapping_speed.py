@@ -73,6 +73,11 @@ def source_revision() -> str | None:
     return head + ("-dirty" if dirty else "")
 
 
+def host_info() -> dict[str, object]:
+    """What a result was measured on."""
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
+
+
 def bench_root() -> Path:
     """The cache directory shared with ``benches.debtrees`` (its parent)."""
     return cache_dir().parent
@@ -416,11 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = {
             "profile": args.profile,
             "revision": revision,
-            "host": {
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
-                "machine": platform.machine(),
-            },
+            "host": host_info(),
             "targets": {
                 "ratio_build_mapping_over_ostree_ls": RATIO_TARGET,
                 "generated_wall_s": GEN_TIME_TARGET_S,

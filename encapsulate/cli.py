@@ -17,6 +17,7 @@ from mapping import Component, Mapping, MappingError, build_mapping
 
 from .errors import EncapsulateError
 from .image import ImageResult, write_image
+from .oci import read_json_object
 from .prior import image_manifest, prior_from_manifest_file, prior_plan
 from .transport import deliver, parse_imgref
 
@@ -149,21 +150,6 @@ def format_plan(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def _read_json(path: str, what: str) -> dict[str, object]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except OSError as e:
-        raise ChunkerError(f"{path}: cannot read {what}: {e.strerror}") from None
-    except ValueError as e:
-        raise ChunkerError(
-            f"{path}: not JSON ({e}); pass the output of 'debchunk {what.split()[0]} --json'"
-        ) from None
-    if not isinstance(data, dict):
-        raise ChunkerError(f"{path}: not a {what}; pass the output of 'debchunk {what.split()[0]} --json'")
-    return data
-
-
 def _prior(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan | None:
     """The previous build's plan from --prior-plan, --prior or --previous-build-manifest."""
     options = ("prior_plan", "prior", "previous_build_manifest")
@@ -172,7 +158,9 @@ def _prior(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Plan | 
         parser.error("give only one of --prior-plan, --prior and --previous-build-manifest")
     if args.prior_plan is not None:
         try:
-            return Plan.from_json(_read_json(args.prior_plan, "plan output"))
+            return Plan.from_json(
+                read_json_object(args.prior_plan, "plan", "pass the output of 'debchunk plan --json'")
+            )
         except ChunkerError as e:
             raise ChunkerError(f"{args.prior_plan}: {e}") from None
     if getattr(args, "prior", None) is not None:
@@ -187,7 +175,9 @@ def _cmd_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if args.repo or args.ref or args.rootfs:
             parser.error("--mapping FILE takes no --repo, REF or --rootfs")
         try:
-            mapping = Mapping.from_json(_read_json(args.mapping, "map output"))
+            mapping = Mapping.from_json(
+                read_json_object(args.mapping, "mapping", "pass the output of 'debchunk map --json'")
+            )
         except MappingError as e:
             raise ChunkerError(f"{args.mapping}: {e}") from None
     else:
@@ -449,7 +439,11 @@ def _cmd_encapsulate(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         raise EncapsulateError(f"--format-version {args.format_version}: only version 1 is written; use 1")
     if (args.copymeta or args.copymeta_opt) and args.rootfs is not None:
         parser.error("--copymeta needs an OSTree commit; a --rootfs tree has no commit metadata")
-    image_config = _read_json(args.image_config, "image config") if args.image_config else {}
+    image_config = (
+        read_json_object(args.image_config, "image config", "pass an OCI image config (JSON object)")
+        if args.image_config
+        else {}
+    )
     if args.cmd:
         image_config.setdefault("config", {})
         if not isinstance(image_config["config"], dict):

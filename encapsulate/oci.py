@@ -39,6 +39,22 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def read_json_object(path: str, what: str, hint: str = "") -> dict[str, Any]:
+    """A JSON object from a file; errors name the file, say what was expected
+    and, with ``hint``, what to pass instead."""
+    advice = f"; {hint}" if hint else ""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise EncapsulateError(f"{path}: cannot read the {what}: {e.strerror}") from None
+    except ValueError as e:
+        raise EncapsulateError(f"{path}: not JSON ({e}){advice}") from None
+    if not isinstance(data, dict):
+        raise EncapsulateError(f"{path}: not a {what}{advice}")
+    return data
+
+
 @dataclass(frozen=True)
 class Descriptor:
     """An OCI content descriptor."""

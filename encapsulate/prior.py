@@ -18,7 +18,7 @@ from chunker import Plan
 
 from .errors import EncapsulateError
 from .image import COMPONENTS_ANNOTATION, PLAN_LABEL
-from .oci import Layout
+from .oci import Layout, read_json_object
 
 SKOPEO_TRANSPORTS = ("oci-archive", "docker-archive", "docker", "containers-storage", "dir")
 
@@ -95,13 +95,5 @@ def prior_plan(imgref: str) -> Plan:
 def prior_from_manifest_file(path: str) -> Plan:
     """The previous build's plan from a raw OCI manifest JSON file
     (``--previous-build-manifest``): its layers' annotations."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except OSError as e:
-        raise EncapsulateError(f"{path}: cannot read the previous manifest: {e.strerror}") from None
-    except ValueError as e:
-        raise EncapsulateError(f"{path}: not a JSON manifest ({e})") from None
-    if not isinstance(manifest, dict):
-        raise EncapsulateError(f"{path}: not an OCI manifest")
+    manifest = read_json_object(path, "OCI manifest", "pass the raw manifest JSON of the previous build")
     return plan_from_image(manifest, None, path)
