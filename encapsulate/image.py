@@ -13,6 +13,7 @@ headers, one timestamp, compression, JSON encoding.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import tarfile
 import threading
@@ -31,6 +32,10 @@ from .ostree_format import OstreeLayers
 from .tarlayer import Content, LayerBlob, entry_items, write_layer
 
 PLAN_LABEL = "org.debchunk.plan"
+# name -> {size, change_probability, version, digest} of every planned
+# component; the digest covers the component's paths, metadata and contents, so
+# two images tell which components changed without reading their layers.
+COMPONENTS_LABEL = "org.debchunk.components"
 
 
 class _Stopped(Exception):
@@ -81,6 +86,29 @@ def plain_layers(mapping: Mapping, plan: Plan) -> list[list[int]]:
     for k, have in enumerate(with_parents):
         out[k + 1] = sorted(have)
     return out
+
+
+def components_label(mapping: Mapping, plan: Plan) -> str:
+    """The ``COMPONENTS_LABEL`` value of an image of ``mapping`` planned as ``plan``."""
+    if mapping.tree is None:
+        raise EncapsulateError("the mapping has no tree to write; map the tree again")
+    split = split_mapping(mapping, prior=plan.layer_index().keys())
+    digests = [hashlib.sha256() for _ in split.components]
+    for owner, e in zip(split.owners, mapping.tree.entries, strict=True):
+        if owner >= 0:
+            record = (e.path, e.type.name, e.mode, e.uid, e.gid, e.target, e.content_id, e.rdev, e.xattrs)
+            digests[owner].update(repr(record).encode("utf-8", "surrogateescape") + b"\n")
+    return canonical_json(
+        {
+            c.name: {
+                "size": c.size,
+                "change_probability": round(c.change_probability, 6),
+                "version": c.version,
+                "digest": "sha256:" + d.hexdigest(),
+            }
+            for c, d in zip(split.components, digests, strict=True)
+        }
+    ).decode()
 
 
 def _created(epoch: int) -> str:
@@ -177,6 +205,7 @@ def write_image(
         **(labels or {}),
         **format_labels,
         PLAN_LABEL: plan_label,
+        COMPONENTS_LABEL: components_label(mapping, plan),
     }
     config = {
         **{k: v for k, v in base.items() if k not in ("rootfs", "history", "config")},

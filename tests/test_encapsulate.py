@@ -187,6 +187,24 @@ def test_prior_keeps_unchanged_layers(run_cli: RunCli, tmp_path: Path) -> None:
         for m in json.loads((tmp_path / "img/index.json").read_text())["manifests"]
     ]
     assert tags == ["1", "2"]
+    # The components label tells which component changed, without the layers.
+    labels = [image_labels(tmp_path / "img", tag) for tag in tags]
+    before, after = (json.loads(lab["org.debchunk.components"]) for lab in labels)
+    assert before.keys() == after.keys()
+    assert [n for n in after if after[n]["digest"] != before[n]["digest"]] == ["pkg05"]
+    assert after["pkg05"]["size"] - before["pkg05"]["size"] == 123_456 - 6 * 50_000
+
+
+def image_labels(layout: Path, tag: str) -> dict[str, str]:
+    """The config labels of image ``tag`` in an OCI layout."""
+    index = json.loads((layout / "index.json").read_text())
+    (manifest,) = [
+        m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == tag
+    ]
+    blobs = layout / "blobs/sha256"
+    body = json.loads((blobs / manifest["digest"].split(":")[1]).read_text())
+    config = json.loads((blobs / body["config"]["digest"].split(":")[1]).read_text())
+    return dict(config["config"]["Labels"])
 
 
 def test_existing_layout_keeps_other_tags(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -> None:
