@@ -95,7 +95,7 @@ class BlobWriter:
         self._hash = hashlib.sha256()
         self.size = 0
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | bytearray | memoryview) -> int:
         """Append ``data``."""
         self._file.write(data)
         self._hash.update(data)

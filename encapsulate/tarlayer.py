@@ -11,14 +11,16 @@ are the same on every machine.
 
 from __future__ import annotations
 
+import errno
 import hashlib
-import io
 import os
+import struct
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import numpy as np
 import zstandard
 from zlib_ng import zlib_ng
 
@@ -28,9 +30,87 @@ from .oci import MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR, MEDIA_LAYER_ZSTD, BlobWriter
 
 GZIP_LEVEL = 6
 ZSTD_LEVEL = 3
-_COPY_BLOCK = 1 << 20
+_BLOCK = 1 << 20
+# Content chunks at least this long whose bytes look random (already compressed:
+# .xz modules, the kernel, images) are stored in the deflate stream as they are.
+_STORED_MIN = 1 << 16
+_STORED_ENTROPY = 7.9  # bits per byte, estimated from _SAMPLE bytes of the chunk
+_SAMPLE = 4096  # bytes taken at 4 places of the chunk
+_GZIP_HEADER = bytes((0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 3))  # RFC 1952: deflate, mtime 0, unix
+_STORED_BLOCK = 65535  # RFC 1951 3.2.4: LEN is 16 bits
 
 MEDIA_TYPES = {"gzip": MEDIA_LAYER_GZIP, "zstd": MEDIA_LAYER_ZSTD, "none": MEDIA_LAYER_TAR}
+
+
+def looks_random(chunk: bytes | bytearray | memoryview) -> bool:
+    """Whether a chunk's bytes look already compressed: the order-0 entropy of
+    samples from four places in it is close to 8 bits per byte."""
+    n = len(chunk)
+    step = (n - _SAMPLE) // 3
+    sample = np.concatenate([np.frombuffer(chunk, np.uint8, _SAMPLE, k * step) for k in range(4)])
+    counts = np.bincount(sample, minlength=256)
+    p = counts[counts > 0] / sample.size
+    return float(-(p * np.log2(p)).sum()) > _STORED_ENTROPY
+
+
+class _Gzip:
+    """One gzip member whose deflate stream compresses what compresses and
+    stores what does not.  Before stored blocks the compressor is fully flushed
+    (Z_FULL_FLUSH: byte aligned, no later match reaches back past that point),
+    so stored bytes can go between its outputs; everything stays one standard
+    stream any gzip reader takes.  Input goes to the compressor in fixed blocks,
+    so the bytes do not depend on how files happen to be read."""
+
+    def __init__(self, blob: BlobWriter) -> None:
+        self.blob = blob
+        self.crc = 0
+        self.size = 0
+        self._deflate = zlib_ng.compressobj(GZIP_LEVEL, zlib_ng.DEFLATED, -15)
+        self._pending = bytearray()
+        self._aligned = True  # nothing fed to the compressor since its last full flush
+        blob.write(_GZIP_HEADER)
+
+    def _feed(self, data: bytes | bytearray | memoryview) -> None:
+        out = self._deflate.compress(data)
+        if out:
+            self.blob.write(out)
+        self._aligned = False
+
+    def compressed(self, data: bytes | bytearray | memoryview) -> None:
+        self.crc = zlib_ng.crc32(data, self.crc)
+        self.size += len(data)
+        pending = self._pending
+        pending += data
+        if len(pending) > _BLOCK:
+            n = (len(pending) - 1) // _BLOCK * _BLOCK
+            with memoryview(pending) as view:
+                for i in range(0, n, _BLOCK):
+                    self._feed(view[i : i + _BLOCK])
+            del pending[:n]
+
+    def stored(self, data: bytes | bytearray | memoryview) -> None:
+        self.crc = zlib_ng.crc32(data, self.crc)
+        self.size += len(data)
+        if self._pending:
+            self._feed(self._pending)
+            self._pending.clear()
+        if not self._aligned:
+            self.blob.write(self._deflate.flush(zlib_ng.Z_FULL_FLUSH))
+            self._aligned = True
+        with memoryview(data) as view:
+            for i in range(0, len(view), _STORED_BLOCK):
+                piece = view[i : i + _STORED_BLOCK]
+                n = len(piece)
+                # BFINAL 0, BTYPE 00, padding, LEN, NLEN (RFC 1951 3.2.4).
+                self.blob.write(struct.pack("<BHH", 0, n, n ^ 0xFFFF))
+                self.blob.write(piece)
+
+    def finish(self) -> None:
+        if self._pending:
+            self._feed(self._pending)
+            self._pending.clear()
+        self.blob.write(self._deflate.flush())
+        self.blob.write(struct.pack("<II", self.crc, self.size & 0xFFFFFFFF))
 
 
 class _Sink:
@@ -40,27 +120,28 @@ class _Sink:
         self.blob = blob
         self.diff = hashlib.sha256()
         self.size = 0
-        self._gzip = zlib_ng.compressobj(GZIP_LEVEL, zlib_ng.DEFLATED, 31) if compression == "gzip" else None
+        self._gzip = _Gzip(blob) if compression == "gzip" else None
         self._zstd = (
             zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj() if compression == "zstd" else None
         )
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | bytearray | memoryview, content: bool = False) -> None:
+        """Add tar bytes; ``content`` marks a chunk of a file's content."""
         self.diff.update(data)
         self.size += len(data)
         if self._gzip is not None:
-            out = self._gzip.compress(data)
-        elif self._zstd is not None:
-            out = self._zstd.compress(data)
-        else:
-            out = bytes(data)
+            if content and len(data) >= _STORED_MIN and looks_random(data):
+                self._gzip.stored(data)
+            else:
+                self._gzip.compressed(data)
+            return
+        out = self._zstd.compress(data) if self._zstd is not None else data
         if out:
             self.blob.write(out)
-        return len(data)
 
     def finish(self) -> None:
         if self._gzip is not None:
-            self.blob.write(self._gzip.flush())
+            self._gzip.finish()
         elif self._zstd is not None:
             self.blob.write(self._zstd.flush())
 
@@ -136,6 +217,52 @@ def entry_items(
         yield info, (entry.open if info.type == tarfile.REGTYPE else None)
 
 
+_USTAR = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s12x")
+_LIMIT_ID, _LIMIT_SIZE = 8**7, 8**11  # what 7 and 11 octal digits hold
+
+
+def tar_header(info: tarfile.TarInfo) -> bytes:
+    """The header bytes of ``info`` as ``tarfile`` writes them in PAX format.
+    Plain entries (ASCII names up to 100 bytes, small numbers, no PAX records)
+    take a direct path; every other entry goes through ``TarInfo.tobuf``."""
+    name, link = info.name, info.linkname
+    if info.type == tarfile.DIRTYPE and not name.endswith("/"):
+        name += "/"
+    uid, gid, size, mtime = info.uid, info.gid, info.size, info.mtime
+    if (
+        info.pax_headers
+        or info.type in (tarfile.CHRTYPE, tarfile.BLKTYPE)
+        or info.uname
+        or info.gname
+        or not (name.isascii() and len(name) <= 100 and link.isascii() and len(link) <= 100)
+        or type(mtime) is not int
+        or not (0 <= uid < _LIMIT_ID and 0 <= gid < _LIMIT_ID and 0 <= size < _LIMIT_SIZE)
+        or not 0 <= mtime < _LIMIT_SIZE
+    ):
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    buf = bytearray(
+        _USTAR.pack(
+            name.encode("ascii"),
+            b"%07o\0" % (info.mode & 0o7777),
+            b"%07o\0" % uid,
+            b"%07o\0" % gid,
+            b"%011o\0" % size,
+            b"%011o\0" % mtime,
+            b"        ",
+            info.type,
+            link.encode("ascii"),
+            tarfile.POSIX_MAGIC,
+            b"",
+            b"",
+            b"",
+            b"",
+            b"",
+        )
+    )
+    buf[148:155] = b"%06o\0" % sum(buf)
+    return bytes(buf)
+
+
 def write_layer(
     blob: BlobWriter,
     items: Iterable[tuple[tarfile.TarInfo, Content]],
@@ -145,24 +272,31 @@ def write_layer(
     """Write tar items as one layer into ``blob`` and commit it."""
     sink = _Sink(blob, compression)
     files = 0
-    with tarfile.open(
-        fileobj=sink,
-        mode="w|",
-        format=tarfile.PAX_FORMAT,
-        encoding="utf-8",
-        errors="surrogateescape",
-        bufsize=_COPY_BLOCK,
-    ) as tar:  # type: ignore[call-overload]
-        tar.copybufsize = _COPY_BLOCK
-        for info, content in items:
+    for info, content in items:
+        sink.write(tar_header(info))
+        if content is not None and info.type in tarfile.REGULAR_TYPES:
+            size = info.size
             if isinstance(content, bytes):
-                tar.addfile(info, io.BytesIO(content))
-            elif content is not None:
-                with content() as f:
-                    tar.addfile(info, f)
+                if len(content) != size:
+                    raise OSError(errno.EIO, f"{info.name}: {len(content)} bytes, not {size}")
+                with memoryview(content) as view:
+                    for i in range(0, size, _BLOCK):
+                        sink.write(view[i : i + _BLOCK], content=True)
             else:
-                tar.addfile(info)
-            files += info.type != tarfile.DIRTYPE
+                with content() as f:
+                    left = size
+                    while left:
+                        chunk = f.read(min(left, _BLOCK))
+                        if not chunk:
+                            raise OSError(errno.EIO, f"{info.name}: shorter than its {size} bytes")
+                        sink.write(chunk, content=True)
+                        left -= len(chunk)
+            if size % tarfile.BLOCKSIZE:
+                sink.write(bytes(tarfile.BLOCKSIZE - size % tarfile.BLOCKSIZE))
+        files += info.type != tarfile.DIRTYPE
+    # Two zero blocks end the archive, padded to a whole record (as tarfile does).
+    end = sink.size + 2 * tarfile.BLOCKSIZE
+    sink.write(bytes(2 * tarfile.BLOCKSIZE + -end % tarfile.RECORDSIZE))
     sink.finish()
     descriptor = blob.commit(MEDIA_TYPES[compression], annotations)
     return LayerBlob(descriptor, "sha256:" + sink.diff.hexdigest(), sink.size, files)

@@ -1,0 +1,163 @@
+"""The layer writer's tar and gzip bytes: the same tar as Python's tarfile
+writes, one gzip member any reader takes, already-compressed content stored."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import random
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from encapsulate.oci import Layout
+from encapsulate.tarlayer import Content, looks_random, tar_header, write_layer
+
+MTIME = 1_767_225_600
+
+
+def noise(n: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(n)
+
+
+def text(n: int) -> bytes:
+    words = [b"package", b"debian", b"layer", b"ostree", b"component", b"changelog", b"\n"]
+    rng = random.Random(n)
+    out = bytearray()
+    while len(out) < n:
+        out += rng.choice(words) + b" "
+    return bytes(out[:n])
+
+
+def info(name: str, kind: bytes = tarfile.REGTYPE, size: int = 0, **fields: object) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.type, ti.size, ti.mtime, ti.mode = kind, size, MTIME, 0o644
+    ti.uname = ti.gname = ""
+    for key, value in fields.items():
+        setattr(ti, key, value)
+    return ti
+
+
+def reference_tar(items: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    """The same items written by tarfile in PAX format."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, errors="surrogateescape") as tar:
+        for ti, data in items:
+            tar.addfile(ti, io.BytesIO(data) if data is not None else None)
+    return out.getvalue()
+
+
+def write(tmp_path: Path, items: list[tuple[tarfile.TarInfo, bytes | None]], compression: str) -> bytes:
+    layout = Layout(str(tmp_path / f"layout-{compression}"))
+    contents: list[tuple[tarfile.TarInfo, Content]] = list(items)
+    with layout.blob() as blob:
+        written = write_layer(blob, contents, compression)
+    assert written.files == sum(ti.type != tarfile.DIRTYPE for ti, _ in items)
+    return layout.read_blob(written.descriptor.digest)
+
+
+MIXED = [
+    (info("usr", tarfile.DIRTYPE, mode=0o755), None),
+    (info("usr/lib/modules/x.ko.xz", size=3 << 20), noise(3 << 20, 1)),
+    (info("usr/share/doc/copyright", size=200_000), text(200_000)),
+    (info("usr/lib/firmware/exact", size=1 << 16), noise(1 << 16, 2)),
+    (info("usr/lib/firmware/short", size=(1 << 16) - 1), noise((1 << 16) - 1, 3)),
+    (info("usr/lib/mixed", size=5 << 20), noise(2 << 20, 4) + text(1 << 20) + noise(2 << 20, 5)),
+    (info("usr/lib/empty"), b""),
+    (info("usr/bin/sh", tarfile.SYMTYPE, linkname="dash"), None),
+]
+
+
+def test_same_tar_as_tarfile_one_gzip_member_and_random_content_stored(tmp_path: Path) -> None:
+    expected = reference_tar(MIXED)
+    plain = write(tmp_path, MIXED, "none")
+    assert plain == expected
+    blob = write(tmp_path, MIXED, "gzip")
+    assert gzip.decompress(blob) == expected
+    # GNU gzip reads it too, and it is one member (gzip -l reports its size).
+    path = tmp_path / "layer.gz"
+    path.write_bytes(blob)
+    subprocess.run(["gzip", "-t", str(path)], check=True)
+    assert subprocess.run(["zcat", str(path)], capture_output=True, check=True).stdout == expected
+    # The 7 MiB of noise costs its own size plus a few bytes per 64 KiB block; the
+    # 1.2 MiB of text and the headers compress.
+    stored = (3 << 20) + (1 << 16) + (4 << 20)
+    assert stored < len(blob) < stored + stored // 1000 + 200_000
+    assert len(blob) < len(gzip.compress(expected, 6)) * 1.01
+
+
+def test_reproducible_and_zstd(tmp_path: Path) -> None:
+    expected = reference_tar(MIXED)
+    first = write(tmp_path / "a", MIXED, "gzip")
+    assert write(tmp_path / "b", MIXED, "gzip") == first
+    import zstandard
+
+    blob = write(tmp_path, MIXED, "zstd")
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(blob) == expected
+
+
+def test_looks_random() -> None:
+    assert looks_random(noise(1 << 16, 7))
+    assert looks_random(gzip.compress(text(1 << 20), 9) + noise(1 << 16, 8))
+    assert not looks_random(text(1 << 16))
+    assert not looks_random(bytes(1 << 20))
+    elf = Path("/usr/bin/python3").resolve().read_bytes()[: 1 << 20]
+    assert not looks_random(elf)
+
+
+names = st.text(
+    st.characters(codec="utf-8", exclude_characters="\0/", categories=("L", "N", "P", "S", "Zs")),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    parts=st.lists(names, min_size=1, max_size=8),
+    kind=st.sampled_from(
+        [
+            tarfile.REGTYPE,
+            tarfile.DIRTYPE,
+            tarfile.SYMTYPE,
+            tarfile.LNKTYPE,
+            tarfile.CHRTYPE,
+            tarfile.FIFOTYPE,
+        ]
+    ),
+    link=names,
+    uid=st.sampled_from([0, 1000, 8**7 - 1, 8**7, 2**32 - 1]),
+    size=st.sampled_from([0, 1, 8**11 - 1, 8**11, 9 << 30]),
+    mode=st.integers(0, 0o7777),
+    xattr=st.booleans(),
+    raw=st.booleans(),
+)
+def test_header_bytes_match_tarfile(
+    parts: list[str], kind: bytes, link: str, uid: int, size: int, mode: int, xattr: bool, raw: bool
+) -> None:
+    name = "/".join(parts) + ("\udcff" if raw else "")
+    ti = info(name, kind, size if kind == tarfile.REGTYPE else 0, uid=uid, gid=uid, mode=mode)
+    if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+        ti.linkname = link
+    if kind == tarfile.CHRTYPE:
+        ti.devmajor, ti.devminor = 1, 3
+    if xattr:
+        ti.pax_headers = {"SCHILY.xattr.user.component": "glibc"}
+    assert tar_header(ti) == ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def test_short_content_is_an_error(tmp_path: Path) -> None:
+    layout = Layout(str(tmp_path / "layout"))
+    source = tmp_path / "file"
+    source.write_bytes(b"12345")
+    ti = info("f", size=10)
+    with layout.blob() as blob, pytest.raises(OSError, match="shorter than its 10 bytes"):
+        write_layer(blob, [(ti, lambda: source.open("rb"))])
+    assert os.listdir(layout.blobs) == []
+    assert hashlib.sha256(source.read_bytes()).hexdigest()  # the source is untouched
