@@ -7,7 +7,11 @@ directories it needs.  The plan (its groups of component names) is stored in
 the config label ``PLAN_LABEL`` and, per layer, in the ``ostree.components``
 annotation and the history, so the next build can use it as its prior.
 Everything that could differ between machines or runs is fixed: entry order,
-headers, one timestamp, compression, JSON encoding.
+headers, timestamps, compression, JSON encoding.  The image's time (from
+``SOURCE_DATE_EPOCH`` or the commit) is on the config and the first layer only;
+entries of component layers have mtime 0 (``CONTENT_MTIME``, as OSTree keeps
+content), so a layer whose components did not change is the same blob in the
+next build, whatever its date.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from mapping import Entry, EntryType, Mapping
 
 from .errors import EncapsulateError
 from .oci import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, Layout, canonical_json
-from .ostree_format import OstreeLayers
+from .ostree_format import CONTENT_MTIME, OstreeLayers
 from .tarlayer import Content, LayerBlob, entry_items, write_layer
 
 PLAN_LABEL = "org.debchunk.plan"
@@ -148,7 +152,8 @@ def write_image(
         groups = plain_layers(mapping, plan)
 
         def plain(k: int) -> Callable[[], Iterator[tuple[tarfile.TarInfo, Content]]]:
-            return lambda: entry_items(((entries[i].path, entries[i]) for i in groups[k]), epoch)
+            mtime = epoch if k == 0 else CONTENT_MTIME
+            return lambda: entry_items(((entries[i].path, entries[i]) for i in groups[k]), mtime)
 
         makers = [plain(k) for k in range(len(components))]
     layout = Layout(layout_path)

@@ -72,6 +72,14 @@ def _info(name: str, kind: bytes, mode: int, uid: int = 0, gid: int = 0, size: i
     return info
 
 
+# Content objects and the component layers' skeleton carry mtime 0, as in
+# ostree-ext's export (its tar headers never set one) and as OSTree itself keeps
+# objects: the bytes of a component layer then depend on its content alone, and
+# a layer whose components did not change is the same blob in the next build.
+# Only the ostree layer (commit, metadata, directories) has the image's time.
+CONTENT_MTIME = 0
+
+
 class OstreeLayers:
     """Tar items of every layer of a commit's image, given a plan."""
 
@@ -116,32 +124,32 @@ class OstreeLayers:
         if k == 0:
             yield from self._commit_layer()
         else:
-            yield from self._skeleton()
+            yield from self._skeleton(CONTENT_MTIME)
         for checksum in sorted(
             c for c, where in self.object_layer.items() if where == k or (k == 0 and where < 1)
         ):
             yield from self._content(checksum)
 
     def _dir(
-        self, name: str, mode: int = 0o755, uid: int = 0, gid: int = 0
+        self, name: str, mode: int = 0o755, uid: int = 0, gid: int = 0, mtime: int | None = None
     ) -> tuple[tarfile.TarInfo, Content]:
         info = _info(name, tarfile.DIRTYPE, mode, uid, gid)
-        info.mtime = self.mtime
+        info.mtime = self.mtime if mtime is None else mtime
         return info, None
 
-    def _data(self, name: str, data: bytes) -> tuple[tarfile.TarInfo, Content]:
+    def _data(self, name: str, data: bytes, mtime: int | None = None) -> tuple[tarfile.TarInfo, Content]:
         info = _info(name, tarfile.REGTYPE, 0o644, size=len(data))
-        info.mtime = self.mtime
+        info.mtime = self.mtime if mtime is None else mtime
         return info, data
 
-    def _skeleton(self) -> Items:
+    def _skeleton(self, mtime: int) -> Items:
         for name in ("sysroot", "sysroot/ostree", REPO, f"{REPO}/objects"):
-            yield self._dir(name)
+            yield self._dir(name, mtime=mtime)
         for d in range(256):
-            yield self._dir(f"{REPO}/objects/{d:02x}")
+            yield self._dir(f"{REPO}/objects/{d:02x}", mtime=mtime)
         for sub in _SUBDIRS:
-            yield self._dir(f"{REPO}/{sub}")
-        yield self._data(f"{REPO}/config", REPO_CONFIG)
+            yield self._dir(f"{REPO}/{sub}", mtime=mtime)
+        yield self._data(f"{REPO}/config", REPO_CONFIG, mtime)
 
     def _variant_bytes(self, kind: OSTree.ObjectType, checksum: str) -> bytes:
         try:
@@ -154,7 +162,7 @@ class OstreeLayers:
         tree, checksum = self.tree, self.tree.checksum
         root = tree.entries[0]
         yield self._dir(".", root.mode, root.uid, root.gid)
-        yield from self._skeleton()
+        yield from self._skeleton(self.mtime)
         yield self._data(
             object_path(checksum, "commit"), self._variant_bytes(OSTree.ObjectType.COMMIT, checksum)
         )
@@ -221,7 +229,7 @@ class OstreeLayers:
         if stream is not None:
             stream.close(None)
         raw_xattrs = bytes(xattrs.get_data_as_bytes().get_data() or b"") if xattrs is not None else b""
-        yield self._data(object_path(checksum, "file-xattrs-link"), raw_xattrs)
+        yield self._data(object_path(checksum, "file-xattrs-link"), raw_xattrs, CONTENT_MTIME)
         mode = info.get_attribute_uint32("unix::mode")
         uid, gid = info.get_attribute_uint32("unix::uid"), info.get_attribute_uint32("unix::gid")
         path = object_path(checksum, "file")
@@ -244,7 +252,7 @@ class OstreeLayers:
             entry = self.tree.get(self.paths_of[checksum][0])
             assert entry is not None
             content = entry.open
-        obj.mtime = self.mtime
+        obj.mtime = CONTENT_MTIME
         obj.pax_headers = pax
         yield obj, content
         empty_file = obj.type == tarfile.REGTYPE and obj.size == 0
@@ -252,7 +260,7 @@ class OstreeLayers:
             link = _info(
                 checkout_name(checkout), tarfile.REGTYPE if empty_file else tarfile.LNKTYPE, mode, uid, gid
             )
-            link.mtime = self.mtime
+            link.mtime = CONTENT_MTIME
             if not empty_file:
                 link.linkname = path
             yield link, (b"" if empty_file else None)

@@ -411,6 +411,38 @@ def test_ostree_format(run_cli: RunCli, sample_repos: dict[str, Path], tmp_path:
     assert bad.returncode == 2 and "--format ostree" in bad.stderr
 
 
+@pytest.mark.parametrize("layer_format", ["plain", "ostree"])
+def test_a_new_date_changes_only_the_first_layer(
+    run_cli: RunCli, sample_repos: dict[str, Path], sample_tree: Path, tmp_path: Path, layer_format: str
+) -> None:
+    # Two builds of the same content a day apart (SOURCE_DATE_EPOCH or, for a
+    # commit, its timestamp): the component layers are the same blobs, so a
+    # client holding the first image downloads only the first layer.
+    source = (
+        ["--rootfs", str(sample_tree)]
+        if layer_format == "plain"
+        else ["--repo", str(sample_repos["bare-user"]), "sample"]
+    )
+    digests = []
+    for build, epoch in enumerate(("1767225600", "1767312000")):
+        proc = run_cli(
+            *source,
+            f"oci:{tmp_path}/img:{build}",
+            "--max-layers",
+            "8",
+            "--format",
+            layer_format,
+            "--json",
+            program="container-encapsulate",
+            env={"SOURCE_DATE_EPOCH": epoch},
+        )
+        assert proc.returncode == 0, proc.stderr
+        digests.append([layer["digest"] for layer in json.loads(proc.stdout)["layers"]])
+    before, after = digests
+    assert len(before) == len(after) > 2
+    assert before[0] != after[0] and before[1:] == after[1:]
+
+
 def test_podman_pulls_both_formats(run_cli: RunCli, sample_repos: dict[str, Path], tmp_path: Path) -> None:
     import tempfile
 
