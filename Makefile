@@ -7,13 +7,14 @@ STAMP   := $(VENV)/.installed
 APT_STAMP := $(VENV)/.apt
 # Debian packages the tests and benches drive for real (DESIGN.md).
 APT_PACKAGES := ostree gir1.2-ostree-1.0 python3-gi python3-apt python3-venv \
-	skopeo umoci docker-registry podman mmdebstrap
+	skopeo umoci docker-registry podman mmdebstrap chromium
 
 .PHONY: all demo test lint typecheck pytest bench clean
 
 all: test
 
-$(APT_STAMP):
+# Re-checked whenever this list changes.
+$(APT_STAMP): Makefile
 	@missing=$$(for p in $(APT_PACKAGES); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

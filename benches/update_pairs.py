@@ -26,8 +26,11 @@ Provides:
 
 A layer's identity is the sha256 of its rows (path, content id, mode) sorted by
 path: here the sha256 of the concatenated per-row sha256 digests in path order,
-which identifies the same set of rows.  Sizes are uncompressed file sizes; a
-symlink's content id is ``symlink:TARGET`` and its size 0.
+which identifies the same set of rows.  A layer's size is the sum of its
+components' sizes (each component's distinct content once): the unit the
+planner minimises and that images record in their ``org.debchunk.components``
+label, so ``debchunk diff``'s ``download_content_bytes`` is ``download_bytes``
+for the same plan.  A symlink's content id is ``symlink:TARGET`` and its size 0.
 """
 
 from __future__ import annotations
@@ -379,6 +382,11 @@ class TreeIndex:
         """Sum of the sizes of all non-directory entries."""
         return int(self.sizes.sum())
 
+    @property
+    def content_bytes(self) -> int:
+        """Sum of the components' sizes: the tree as one layer."""
+        return sum(c.size for c in self.components)
+
     def component_of(self, i: int) -> str:
         """Name of the component owning row ``i``."""
         return self.components[int(self.owners[i])].name
@@ -464,11 +472,15 @@ def _layer_of_component(index: TreeIndex, groups: Sequence[Sequence[str]]) -> ND
 
 
 def layers(index: TreeIndex, groups: Sequence[Sequence[str]]) -> list[tuple[bytes, int]]:
-    """(identity, size in bytes) of each layer made of ``groups`` of ``index``'s components."""
-    of_row = _layer_of_component(index, groups)[index.owners]
+    """(identity, size in bytes) of each layer made of ``groups`` of ``index``'s
+    components; a layer's size is the sum of its components' sizes."""
+    of_component = _layer_of_component(index, groups)
+    of_row = of_component[index.owners]
     order = np.argsort(of_row, kind="stable")  # stable: path order within each layer
     counts = np.bincount(of_row, minlength=len(groups))
-    sizes = np.bincount(of_row, weights=index.sizes, minlength=len(groups))
+    grouped = of_component >= 0
+    component_sizes = np.array([float(c.size) for c in index.components])
+    sizes = np.bincount(of_component[grouped], weights=component_sizes[grouped], minlength=len(groups))
     result = []
     start = 0
     for g in range(len(groups)):
@@ -503,7 +515,7 @@ def ideal_bytes(old_index: TreeIndex, new_index: TreeIndex) -> int:
 
 def single_layer_bytes(old_index: TreeIndex, new_index: TreeIndex) -> int:
     """Cost with one layer holding everything: the whole new tree if anything changed."""
-    return 0 if old_index.tree_digest() == new_index.tree_digest() else new_index.total_bytes
+    return 0 if old_index.tree_digest() == new_index.tree_digest() else new_index.content_bytes
 
 
 def changed_sources(old_index: TreeIndex, new_index: TreeIndex) -> dict[str, tuple[str | None, str | None]]:

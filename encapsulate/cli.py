@@ -17,9 +17,12 @@ from mapping import Component, Mapping, MappingError, build_mapping
 
 from .errors import EncapsulateError
 from .image import ImageResult, write_image
+from .inspect import register as register_inspect
 from .oci import read_json_object
 from .prior import image_manifest, prior_from_manifest_file, prior_plan
+from .report import register as register_report
 from .transport import deliver, parse_imgref
+from .validate import register as register_validate
 
 # Usage errors exit 2 (argparse's convention), failures 1 (DESIGN.md, "Interfaces").
 EXIT_FAILURE = 1
@@ -265,6 +268,9 @@ def debchunk_parser() -> argparse.ArgumentParser:
         "encapsulate", help="write a commit or root tree as an OCI image (as container-encapsulate)"
     )
     _fill_encapsulate_parser(p)
+    register_inspect(sub)
+    register_report(sub)
+    register_validate(sub)
     return parser
 
 

@@ -133,20 +133,24 @@ def _split(ref: str) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def open_image(ref: str, blobs: bool = True) -> Iterator[SourceImage]:
-    """The image at ``ref``; with ``blobs``, its blobs readable through ``open_blob``."""
+def open_image(ref: str, blobs: bool = True, tls_verify: bool | None = None) -> Iterator[SourceImage]:
+    """The image at ``ref``; with ``blobs``, its blobs readable through ``open_blob``.
+    ``tls_verify=False`` lets skopeo read a registry over plain HTTP or with an
+    unverified certificate."""
     transport, rest = _split(ref)
+    insecure = tls_verify is False and transport in ("registry", "docker")
     if transport == "oci":
         path, _, tag = rest.partition(":")
         yield _from_layout(ref, path, tag or None)
         return
     skopeo_ref = "docker://" + rest if transport == "registry" else ref
     if transport != "oci-archive" and not blobs:
-        raw = _skopeo(["inspect", "--raw", skopeo_ref], ref)
+        tls = ["--tls-verify=false"] if insecure else []
+        raw = _skopeo(["inspect", *tls, "--raw", skopeo_ref], ref)
         manifest = _json(raw, f"{ref}: manifest")
         if manifest.get("mediaType") in OCI_INDEX_TYPES:
-            raw = _skopeo(["inspect", "--raw", "--override-arch", "amd64", skopeo_ref], ref)
-        config = _json(_skopeo(["inspect", "--config", skopeo_ref], ref), f"{ref}: config")
+            raw = _skopeo(["inspect", *tls, "--raw", "--override-arch", "amd64", skopeo_ref], ref)
+        config = _json(_skopeo(["inspect", *tls, "--config", skopeo_ref], ref), f"{ref}: config")
         yield SourceImage(
             ref,
             _json(raw, f"{ref}: manifest"),
@@ -163,7 +167,8 @@ def open_image(ref: str, blobs: bool = True) -> Iterator[SourceImage]:
             _unpack_archive(path, tmp, ref)
             yield _from_layout(ref, tmp, tag or None)
         else:
-            _skopeo(["copy", "--quiet", skopeo_ref, f"oci:{tmp}:image"], ref)
+            tls = ["--src-tls-verify=false"] if insecure else []
+            _skopeo(["copy", "--quiet", *tls, skopeo_ref, f"oci:{tmp}:image"], ref)
             yield _from_layout(ref, tmp, "image")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

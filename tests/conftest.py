@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import subprocess
 import sys
@@ -12,6 +13,17 @@ from pathlib import Path
 import pytest
 
 from tests.sample import build_sample, commit
+
+
+@pytest.fixture(autouse=True)
+def _default_logging() -> None:
+    """A command run in this process (here or in a fixture) sets up the
+    "debchunk" logger for a terminal; each test starts from the default again,
+    so its records reach pytest's capture."""
+    logger = logging.getLogger("debchunk")
+    logger.handlers.clear()
+    logger.setLevel(logging.NOTSET)
+    logger.propagate = True
 
 
 def snapshot(root: Path, dir_mtimes: bool = True) -> dict[str, tuple[int, int, int, str]]:

@@ -1,0 +1,703 @@
+"""An image as one self-contained HTML page (``debchunk report``).
+
+In: an image reference (its manifest and config are enough, so every
+transport works) and, optionally, the prior image a client already holds.
+Out: an HTML page with no external resources (inline CSS and SVG): a chart of
+the layers, each bar as long as the layer's compressed size and coloured by
+its weekly change probability ``p_L = 1 - prod(1 - p_c)`` over its components,
+the summary (total size, layer count, expected update bytes ``sum size * p_L``)
+and, with a prior, which layers a client must download, at what cost, and
+which components changed (from the ``org.debchunk.components`` labels).
+Images without debchunk's labels get layers and sizes only.  The page depends
+only on the images: the same input gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import html
+import itertools
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import EncapsulateError
+from .image import COMPONENTS_ANNOTATION, COMPONENTS_LABEL, PLAN_LABEL
+from .source import SourceImage, open_image
+
+log = logging.getLogger("debchunk.report")
+
+# How many components a bar's label names, and a tooltip lists.
+LABEL_COMPONENTS = 3
+TOOLTIP_COMPONENTS = 40
+
+
+@dataclass(frozen=True)
+class ComponentInfo:
+    """One entry of the ``org.debchunk.components`` label."""
+
+    name: str
+    size: int
+    change_probability: float
+    version: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One layer of the image.  ``components`` are largest first;
+    ``change_probability`` is None when unknown; ``download`` is None without
+    a prior; ``changed`` names the components that differ from the prior."""
+
+    index: int
+    digest: str
+    size: int
+    components: tuple[str, ...]
+    change_probability: float | None
+    download: bool | None
+    changed: tuple[str, ...]
+
+    @property
+    def expected_bytes(self) -> float:
+        """Bytes this layer costs per update, on average."""
+        return self.size * (self.change_probability or 0.0)
+
+
+@dataclass(frozen=True)
+class Change:
+    """A component that differs between the prior image and this one."""
+
+    name: str
+    status: str  # "changed", "added" or "removed"
+    old: ComponentInfo | None
+    new: ComponentInfo | None
+    layer: int | None  # 1-based, in the new image
+
+
+@dataclass(frozen=True)
+class Report:
+    """What the page shows."""
+
+    ref: str
+    manifest_digest: str
+    created: str
+    architecture: str
+    layers: tuple[LayerInfo, ...]
+    components: dict[str, ComponentInfo]
+    prior_ref: str | None = None
+    prior_digest: str | None = None
+    # None when unknown: no prior, or an image without the components label.
+    changes: tuple[Change, ...] | None = None
+
+    @property
+    def has_components(self) -> bool:
+        """Whether the image records which components each layer holds."""
+        return any(layer.components for layer in self.layers)
+
+    @property
+    def total_bytes(self) -> int:
+        """Compressed size of all layers."""
+        return sum(layer.size for layer in self.layers)
+
+    @property
+    def expected_update_bytes(self) -> float | None:
+        """``sum size(L) * p_L``; None when some layer's probability is unknown."""
+        if not self.components:
+            return None
+        if any(layer.components and layer.change_probability is None for layer in self.layers):
+            return None
+        return sum(layer.expected_bytes for layer in self.layers)
+
+    @property
+    def download_bytes(self) -> int | None:
+        """What a client holding the prior image downloads; None without a prior."""
+        if self.prior_ref is None:
+            return None
+        return sum(layer.size for layer in self.layers if layer.download)
+
+
+def _labels(image: SourceImage) -> dict[str, Any]:
+    labels = (image.config.get("config") or {}).get("Labels") or {}
+    return labels if isinstance(labels, dict) else {}
+
+
+def _json_label(image: SourceImage, key: str) -> Any:
+    value = _labels(image).get(key)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        log.warning(f"{image.ref}: label {key} is not JSON; it is left out of the report")
+        return None
+
+
+def read_components(image: SourceImage) -> dict[str, ComponentInfo]:
+    """The image's ``org.debchunk.components`` label (empty when absent or malformed)."""
+    data = _json_label(image, COMPONENTS_LABEL)
+    if not isinstance(data, dict):
+        return {}
+    out = {}
+    for name, entry in data.items():
+        if not isinstance(entry, dict):
+            continue
+        try:
+            out[str(name)] = ComponentInfo(
+                str(name),
+                int(entry.get("size", 0)),
+                min(1.0, max(0.0, float(entry.get("change_probability", 0.0)))),
+                str(entry.get("version") or ""),
+                str(entry.get("digest") or ""),
+            )
+        except (TypeError, ValueError):
+            log.warning(f"{image.ref}: component {name!r} has a malformed entry in {COMPONENTS_LABEL}")
+    return out
+
+
+def layer_components(image: SourceImage) -> list[list[str]]:
+    """Component names of each layer: from the plan label when it matches the
+    layers (the first one holds none), else from the layer annotations."""
+    layers = image.layers
+    plan = _json_label(image, PLAN_LABEL)
+    if isinstance(plan, list) and len(plan) == len(layers) - 1 and all(isinstance(g, list) for g in plan):
+        return [[], *([str(n) for n in g] for g in plan)]
+    return [
+        [n for n in str((layer.get("annotations") or {}).get(COMPONENTS_ANNOTATION, "")).split(",") if n]
+        for layer in layers
+    ]
+
+
+def _layer_probability(names: Sequence[str], components: dict[str, ComponentInfo]) -> float | None:
+    if not names:
+        return 0.0 if components else None
+    if any(n not in components for n in names):
+        return None
+    keep = 1.0
+    for n in names:
+        keep *= 1.0 - components[n].change_probability
+    return 1.0 - keep
+
+
+def _changes(
+    old: dict[str, ComponentInfo], new: dict[str, ComponentInfo], layer_of: dict[str, int]
+) -> tuple[Change, ...]:
+    out = []
+    for name in sorted(old.keys() | new.keys()):
+        a, b = old.get(name), new.get(name)
+        if a is None:
+            out.append(Change(name, "added", None, b, layer_of.get(name)))
+        elif b is None:
+            out.append(Change(name, "removed", a, None, None))
+        elif a.digest != b.digest:
+            out.append(Change(name, "changed", a, b, layer_of.get(name)))
+    return tuple(out)
+
+
+def build_report(image: SourceImage, prior: SourceImage | None = None) -> Report:
+    """The report of ``image``, compared with ``prior`` when given."""
+    for source in (image, prior):
+        if source is not None and not all(isinstance(d, dict) for d in source.layers):
+            raise EncapsulateError(f"{source.ref}: a layer descriptor is not an object; the image is damaged")
+    components = read_components(image)
+    groups = layer_components(image)
+    layer_of = {n: k + 1 for k, g in enumerate(groups) for n in g}
+    changes = None
+    have: set[str] = set()
+    if prior is not None:
+        have = {str(layer.get("digest")) for layer in prior.layers}
+        old = read_components(prior)
+        if old and components:
+            changes = _changes(old, components, layer_of)
+    changed_names = {c.name for c in changes or () if c.status != "removed"}
+    layers = []
+    for k, (descriptor, names) in enumerate(zip(image.layers, groups, strict=True)):
+        ordered = sorted(names, key=lambda n: (-(components[n].size if n in components else 0), n))
+        digest = str(descriptor.get("digest", ""))
+        try:
+            size = int(descriptor.get("size", 0))
+        except (TypeError, ValueError):
+            raise EncapsulateError(
+                f"{image.ref}: layer {k + 1} has no valid size; the image is damaged"
+            ) from None
+        layers.append(
+            LayerInfo(
+                k + 1,
+                digest,
+                size,
+                tuple(ordered),
+                _layer_probability(ordered, components),
+                None if prior is None else digest not in have,
+                tuple(n for n in ordered if n in changed_names),
+            )
+        )
+    return Report(
+        image.ref,
+        image.manifest_digest,
+        str(image.config.get("created") or ""),
+        str(image.config.get("architecture") or ""),
+        tuple(layers),
+        components,
+        None if prior is None else prior.ref,
+        None if prior is None else prior.manifest_digest,
+        changes,
+    )
+
+
+def _check_ref(ref: str) -> None:
+    transport, _, rest = ref.partition(":")
+    if transport == "oci":
+        path = rest.partition(":")[0]
+        if not os.path.exists(path):
+            raise EncapsulateError(f"{ref}: no such directory; give an OCI layout as oci:DIR[:TAG]")
+
+
+def read_report(imgref: str, prior: str | None = None) -> Report:
+    """Read ``imgref`` (and ``prior``) and build their report."""
+    _check_ref(imgref)
+    if prior is not None:
+        _check_ref(prior)
+    with open_image(imgref, blobs=False) as image:
+        if prior is None:
+            return build_report(image)
+        with open_image(prior, blobs=False) as before:
+            return build_report(image, before)
+
+
+# --- rendering ---------------------------------------------------------------
+
+
+def size_text(n: float) -> str:
+    """Bytes in binary units, one decimal."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _clean(text: str) -> str:
+    """Text from the image, printable: control characters and lone surrogates
+    become U+FFFD (newlines are kept for tooltips)."""
+    return "".join(ch if ch.isprintable() or ch in " \n" else "\ufffd" for ch in text)
+
+
+def _e(text: object) -> str:
+    return html.escape(_clean(str(text)), quote=True)
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# Colour ramp for the weekly change probability, on a log scale from P_MIN to
+# 1 so that the usual range of packages (0.01 to 0.3) is told apart.
+_RAMP = (
+    (0.0, (43, 108, 176)),
+    (0.35, (56, 161, 105)),
+    (0.6, (214, 158, 46)),
+    (0.8, (221, 107, 32)),
+    (1.0, (197, 48, 48)),
+)
+P_MIN = 0.002
+UNKNOWN_COLOUR = "#b8b8b8"
+LEGEND_TICKS = (0.002, 0.01, 0.05, 0.2, 1.0)
+
+
+def _scale(p: float) -> float:
+    """Where ``p`` sits on the colour scale, 0 to 1."""
+    if p <= P_MIN:
+        return 0.0
+    return min(1.0, math.log(p / P_MIN) / math.log(1 / P_MIN))
+
+
+def _hex(rgb: Sequence[float]) -> str:
+    return "#" + "".join(f"{round(v):02x}" for v in rgb)
+
+
+def probability_colour(p: float | None) -> str:
+    """The fill of a bar whose layer changes with probability ``p`` per week."""
+    if p is None:
+        return UNKNOWN_COLOUR
+    t = _scale(p)
+    for (t0, c0), (t1, c1) in itertools.pairwise(_RAMP):
+        if t <= t1:
+            f = (t - t0) / (t1 - t0)
+            return _hex([a + (z - a) * f for a, z in zip(c0, c1, strict=True)])
+    return _hex(_RAMP[-1][1])
+
+
+def _p_text(p: float | None) -> str:
+    return "–" if p is None else f"{p:.3f}"
+
+
+def _component_line(c: str, report: Report, changed: Iterable[str]) -> str:
+    info = report.components.get(c)
+    mark = " [changed]" if c in changed else ""
+    if info is None:
+        return f"{c}{mark}"
+    version = f" {info.version}" if info.version else ""
+    return f"{c}{version}: {size_text(info.size)}, p={info.change_probability:.3f}{mark}"
+
+
+def _tooltip(layer: LayerInfo, report: Report) -> str:
+    lines = [f"Layer {layer.index}: {size_text(layer.size)} compressed ({layer.size:,} bytes)"]
+    if layer.change_probability is not None:
+        lines.append(
+            f"changes with p={layer.change_probability:.3f} per week; "
+            f"expected {size_text(layer.expected_bytes)} per update"
+        )
+    if layer.download is not None:
+        lines.append("downloaded by a client holding the prior" if layer.download else "already held")
+    lines.append(layer.digest)
+    if layer.components:
+        lines.append(f"{len(layer.components)} components (uncompressed size):")
+        lines.extend(
+            "  " + _component_line(c, report, layer.changed) for c in layer.components[:TOOLTIP_COMPONENTS]
+        )
+        if len(layer.components) > TOOLTIP_COMPONENTS:
+            lines.append(f"  … and {len(layer.components) - TOOLTIP_COMPONENTS} more")
+    elif report.components:
+        lines.append("no components: directories, or the commit and its metadata")
+    return "\n".join(lines)
+
+
+def _label_names(layer: LayerInfo) -> list[str]:
+    """The components a bar names: changed ones first, then the largest."""
+    first = list(layer.changed[:LABEL_COMPONENTS])
+    rest = [c for c in layer.components if c not in first]
+    return first + rest[: max(0, LABEL_COMPONENTS - len(first))]
+
+
+# Chart geometry (SVG user units, 1 unit = 1 CSS px at full width).
+WIDTH = 1120
+ROW = 22
+BAR_HEIGHT = 15
+TOP = 26
+X_INDEX = 34
+X_MARK = 48
+X_BAR = 62
+BAR_MAX = 470
+X_SIZE = X_BAR + BAR_MAX + 78
+X_P = X_SIZE + 14
+X_NAMES = X_P + 56
+
+
+def render_chart(report: Report) -> str:
+    """The layers chart as inline SVG: one ``rect.layer-bar`` per layer."""
+    largest = max((layer.size for layer in report.layers), default=0) or 1
+    height = TOP + ROW * len(report.layers) + 8
+    out = [
+        f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}"'
+        f' aria-label="layers of {_e(report.ref)}">',
+        f'<text class="head" x="{X_INDEX}" y="16" text-anchor="end">#</text>',
+        f'<text class="head" x="{X_BAR}" y="16">compressed size</text>',
+        f'<text class="head" x="{X_SIZE}" y="16" text-anchor="end">size</text>',
+    ]
+    if report.components:
+        out.append(f'<text class="head" x="{X_P}" y="16">p/week</text>')
+    if report.has_components:
+        out.append(f'<text class="head" x="{X_NAMES}" y="16">components (largest first)</text>')
+    for row, layer in enumerate(report.layers):
+        y = TOP + row * ROW
+        mid = y + BAR_HEIGHT / 2 + 4
+        length = max(2.0, layer.size / largest * BAR_MAX)
+        download = "" if layer.download is None else f' data-download="{int(layer.download)}"'
+        classes = "layer" + (" download" if layer.download else "")
+        out.append(f'<g class="{classes}" data-layer="{layer.index}"{download}>')
+        out.append(f"<title>{_e(_tooltip(layer, report))}</title>")
+        if row % 2:
+            out.append(f'<rect class="stripe" x="0" y="{y - 3}" width="{WIDTH}" height="{ROW}"/>')
+        out.append(f'<text x="{X_INDEX}" y="{mid:.1f}" text-anchor="end">{layer.index}</text>')
+        if layer.download:
+            out.append(f'<text class="mark" x="{X_MARK}" y="{mid:.1f}" text-anchor="middle">↓</text>')
+        p = "" if layer.change_probability is None else f' data-p="{layer.change_probability:.6f}"'
+        out.append(
+            f'<rect class="layer-bar" data-layer="{layer.index}" data-size="{layer.size}"{p}{download}'
+            f' x="{X_BAR}" y="{y}" width="{length:.1f}" height="{BAR_HEIGHT}" rx="2"'
+            f' fill="{probability_colour(layer.change_probability)}"/>'
+        )
+        out.append(f'<text x="{X_SIZE}" y="{mid:.1f}" text-anchor="end">{_e(size_text(layer.size))}</text>')
+        if report.components:
+            out.append(f'<text x="{X_P}" y="{mid:.1f}">{_p_text(layer.change_probability)}</text>')
+        shown = _label_names(layer)
+        parts = []
+        for name in shown:
+            text = _e(_short(name, 30))
+            if name in layer.changed:
+                parts.append(f'<tspan class="changed" data-component="{_e(name)}">Δ {text}</tspan>')
+            else:
+                parts.append(f'<tspan data-component="{_e(name)}">{text}</tspan>')
+        names = ", ".join(parts)
+        if len(layer.components) > len(shown):
+            names += f'<tspan class="more"> +{len(layer.components) - len(shown)} more</tspan>'
+        if not layer.components and report.components:
+            names = '<tspan class="more">no components</tspan>'
+        out.append(f'<text class="names" x="{X_NAMES}" y="{mid:.1f}">{names}</text>')
+        out.append("</g>")
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def render_legend(report: Report) -> str:
+    """The colour scale (and the download mark, with a prior) as inline SVG."""
+    width, x0, bar = 760, 24, 300
+    stops = "".join(f'<stop offset="{t:.2f}" stop-color="{_hex(c)}"/>' for t, c in _RAMP)
+    ticks = []
+    for p in LEGEND_TICKS:
+        x = x0 + _scale(p) * bar
+        label = f"≤{p:g}" if p == P_MIN else f"{p:g}"
+        ticks.append(
+            f'<line x1="{x:.1f}" y1="22" x2="{x:.1f}" y2="27"/>'
+            f'<text x="{x:.1f}" y="39" text-anchor="middle">{label}</text>'
+        )
+    extra = (
+        f'<rect x="{x0 + bar + 30}" y="8" width="14" height="14" fill="{UNKNOWN_COLOUR}"/>'
+        f'<text x="{x0 + bar + 50}" y="19">unknown</text>'
+    )
+    if report.prior_ref is not None:
+        extra += (
+            f'<text class="mark" x="{x0 + bar + 130}" y="20" text-anchor="middle">↓</text>'
+            f'<text x="{x0 + bar + 142}" y="19">download; <tspan class="changed">Δ</tspan> changed</text>'
+        )
+    return (
+        f'<svg class="legend" viewBox="0 0 {width} 44" width="{width}" height="44" role="img"'
+        ' aria-label="colour scale: change probability per week">'
+        f'<defs><linearGradient id="ramp">{stops}</linearGradient></defs>'
+        f'<rect x="{x0}" y="8" width="{bar}" height="14" fill="url(#ramp)"/>{"".join(ticks)}{extra}</svg>'
+    )
+
+
+CSS = """
+body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1b1b1b;
+       background: #fff; margin: 16px 24px; max-width: 1140px; }
+h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 22px 0 6px; }
+.ref { font-family: ui-monospace, monospace; font-size: 13px; color: #444; word-break: break-all; }
+.summary { display: flex; flex-wrap: wrap; gap: 10px; margin: 12px 0; padding: 0; }
+.summary div { border: 1px solid #ddd; border-radius: 6px; padding: 6px 12px; min-width: 130px; }
+.summary dt { font-size: 12px; color: #555; } .summary dd { margin: 0; font-size: 18px; font-weight: 600; }
+svg text { font: 12px system-ui, sans-serif; fill: #1b1b1b; }
+svg text.head { font-weight: 600; fill: #555; }
+svg .stripe { fill: #f4f5f7; }
+svg.legend line { stroke: #555; }
+svg .mark { font-weight: 700; font-size: 15px; fill: #c0392b; }
+svg .layer.download .layer-bar { stroke: #1b1b1b; stroke-width: 1.5; }
+svg .layer:hover .layer-bar { stroke: #000; stroke-width: 2; }
+svg .more { fill: #777; }
+.changed { font-weight: 700; fill: #c0392b; color: #c0392b; }
+table { border-collapse: collapse; font-size: 13px; margin-top: 4px; }
+th, td { border-bottom: 1px solid #e2e2e2; padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #f4f5f7; }
+td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+code { font-size: 12px; } .note { color: #555; font-size: 13px; }
+"""
+
+
+def _summary(report: Report) -> str:
+    items = [
+        ("total size (compressed)", size_text(report.total_bytes), f"{report.total_bytes:,} bytes"),
+        ("layers", str(len(report.layers)), ""),
+    ]
+    e = report.expected_update_bytes
+    if e is not None:
+        share = f"{100 * e / report.total_bytes:.1f}% of the image" if report.total_bytes else ""
+        items.append(("expected update, per week", size_text(e), share))
+    if report.components:
+        items.append(("components", str(len(report.components)), ""))
+    if report.download_bytes is not None:
+        count = sum(1 for layer in report.layers if layer.download)
+        share = f"{100 * report.download_bytes / report.total_bytes:.1f}%" if report.total_bytes else "0%"
+        items.append(
+            (
+                "download from the prior",
+                size_text(report.download_bytes),
+                f"{count} of {len(report.layers)} layers, {share}",
+            )
+        )
+    if report.changes is not None:
+        counts = {s: sum(1 for c in report.changes if c.status == s) for s in ("changed", "added", "removed")}
+        items.append(
+            (
+                "components changed",
+                str(counts["changed"]),
+                f"{counts['added']} added, {counts['removed']} removed",
+            )
+        )
+    cells = "".join(
+        f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd>{f'<small>{_e(note)}</small>' if note else ''}</div>"
+        for k, v, note in items
+    )
+    return f'<dl class="summary">{cells}</dl>'
+
+
+def _changes_table(report: Report) -> str:
+    if report.prior_ref is None:
+        return ""
+    if report.changes is None:
+        return (
+            '<h2>Changed components</h2><p class="note">Unknown: the image or the prior has no '
+            f"<code>{_e(COMPONENTS_LABEL)}</code> label: one of them was not written by debchunk.</p>"
+        )
+    if not report.changes:
+        return '<h2>Changed components</h2><p class="note">None: every component is as in the prior.</p>'
+    rows = []
+    for c in report.changes:
+        old_v = c.old.version if c.old else ""
+        new_v = c.new.version if c.new else ""
+        versions = f"{_e(old_v)} → {_e(new_v)}" if old_v or new_v else "–"
+        old_s = size_text(c.old.size) if c.old else "–"
+        new_s = size_text(c.new.size) if c.new else "–"
+        rows.append(
+            f'<tr class="change {c.status}" data-component="{_e(c.name)}">'
+            f'<td class="changed">{_e(c.name)}</td>'
+            f"<td>{c.status}</td><td>{versions}</td>"
+            f'<td class="num">{old_s} → {new_s}</td><td class="num">{c.layer or "–"}</td></tr>'
+        )
+    return (
+        "<h2>Changed components</h2><table><thead><tr><th>component</th><th>change</th><th>version</th>"
+        f"<th>size (uncompressed)</th><th>layer</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _layers_table(report: Report) -> str:
+    prior = report.prior_ref is not None
+    head = ["#", "size"]
+    head += ["p/week", "expected/week"] if report.components else []
+    head += ["download"] if prior else []
+    head += ["digest"]
+    head += ["components"] if report.has_components else []
+    rows = []
+    for layer in report.layers:
+        cells = [f'<td class="num">{layer.index}</td><td class="num">{size_text(layer.size)}</td>']
+        if report.components:
+            expected = size_text(layer.expected_bytes) if layer.change_probability is not None else "–"
+            cells.append(
+                f'<td class="num">{_p_text(layer.change_probability)}</td><td class="num">{expected}</td>'
+            )
+        if prior:
+            cells.append(f"<td>{'yes' if layer.download else 'no'}</td>")
+        cells.append(f'<td><code title="{_e(layer.digest)}">{_e(layer.digest[7:19])}</code></td>')
+        if report.has_components:
+            names = [
+                f'<span class="changed">{_e(n)}</span>' if n in layer.changed else _e(n)
+                for n in layer.components
+            ]
+            listed = ", ".join(names) or "–"
+            if len(names) > 8:
+                listed = f"<details><summary>{len(names)} components</summary>{listed}</details>"
+            cells.append(f"<td>{listed}</td>")
+        rows.append(f'<tr data-layer="{layer.index}">{"".join(cells)}</tr>')
+    heads = "".join(f"<th>{h}</th>" for h in head)
+    return f"<table><thead><tr>{heads}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def render_html(report: Report) -> str:
+    """The whole page."""
+    facts = [f"manifest <code>{_e(report.manifest_digest)}</code>"]
+    if report.created:
+        facts.append(f"created {_e(report.created)}")
+    if report.architecture:
+        facts.append(_e(report.architecture))
+    prior = ""
+    if report.prior_ref is not None:
+        prior = (
+            f'<p class="ref">compared with {_e(report.prior_ref)} '
+            f"(<code>{_e(report.prior_digest or '')}</code>)</p>"
+        )
+    if report.components:
+        explain = (
+            "Bar length: compressed size. Colour: the layer's chance to change in a week, "
+            "1 − ∏(1 − p) over its components. Hover over a layer for all its components."
+        )
+    elif report.has_components:
+        explain = (
+            "Bar length: compressed size. The image names each layer's components but not how often "
+            f"they change (no {COMPONENTS_LABEL} label)."
+        )
+    else:
+        explain = (
+            "This image has no debchunk labels: layers and sizes only. Hover over a layer for its digest."
+        )
+    return "".join(
+        [
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n',
+            '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+            "style-src 'unsafe-inline'\">\n",
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
+            f"<title>debchunk report: {_e(report.ref)}</title>\n<style>{CSS}</style></head>\n<body>\n",
+            f'<h1>Image layers</h1><p class="ref">{_e(report.ref)}</p>\n',
+            f'<p class="note">{" · ".join(facts)}</p>\n{prior}\n',
+            _summary(report),
+            f'\n<h2>Layers</h2><p class="note">{_e(explain)}</p>\n',
+            render_legend(report) if report.components else "",
+            "\n",
+            render_chart(report),
+            "\n",
+            _changes_table(report),
+            "\n<h2>Layer details</h2>\n",
+            _layers_table(report),
+            "\n</body></html>\n",
+        ]
+    )
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write ``path`` through a temporary file beside it and a rename: on any
+    failure an existing file is left as it was."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-report-", suffix=".html", dir=directory)
+    except OSError as e:
+        raise EncapsulateError(f"{path}: cannot write the report: {e.strerror}; choose another -o") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise EncapsulateError(f"{path}: cannot write the report: {e.strerror}; choose another -o") from None
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_report(imgref: str, output: str, prior: str | None = None) -> Report:
+    """Read the images and write the page to ``output``."""
+    report = read_report(imgref, prior)
+    write_text_atomic(output, render_html(report))
+    return report
+
+
+def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    report = write_report(args.imgref, args.output, args.prior)
+    if not args.quiet:
+        line = f"{args.output}: {len(report.layers)} layers, {size_text(report.total_bytes)}"
+        if report.download_bytes is not None:
+            line += f"; download from the prior {size_text(report.download_bytes)}"
+        print(line)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``report`` subcommand to ``debchunk``'s subparsers."""
+    p = sub.add_parser(
+        "report",
+        help="write an image's layers as a self-contained HTML page",
+        description="Chart an image's layers (size, change probability, components) as one HTML file; "
+        "with --prior, what a client holding the prior image downloads.",
+    )
+    p.add_argument("imgref", metavar="IMGREF", help="the image, e.g. oci:DIR[:TAG]")
+    p.add_argument("--prior", metavar="IMGREF", help="the image a client already holds")
+    p.add_argument("--output", "-o", metavar="FILE", required=True, help="the HTML file to write")
+    p.add_argument("--quiet", "-q", action="store_true", help="print errors only")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug messages")
+    p.set_defaults(handler=_cmd_report, parser=p)
