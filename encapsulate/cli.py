@@ -19,6 +19,7 @@ from .errors import EncapsulateError
 from .image import ImageResult, write_image
 from .inspect import register as register_inspect
 from .oci import read_json_object
+from .options import common_options, print_json, tls_verify_option
 from .prior import image_manifest, prior_from_manifest_file, prior_plan
 from .report import register as register_report
 from .transport import deliver, parse_imgref
@@ -109,8 +110,7 @@ def _mapping(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Mappi
 def _cmd_map(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     mapping = _mapping(args, parser)
     if args.json:
-        json.dump(mapping.to_json(), sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        print_json(mapping.to_json())
     else:
         print(format_mapping(mapping))
     return 0
@@ -193,16 +193,10 @@ def _cmd_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     split = split_mapping(mapping, prior=None if prior is None else prior.layer_index().keys())
     plan = pack(split.components, args.max_layers, prior)
     if args.json:
-        json.dump(plan.to_json(), sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        print_json(plan.to_json())
     else:
         print(format_plan(plan))
     return 0
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quiet", "-q", action="store_true", help="print errors only")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug messages")
 
 
 def _run(
@@ -247,7 +241,7 @@ def debchunk_parser() -> argparse.ArgumentParser:
     )
     _add_source_args(p)
     p.add_argument("--json", action="store_true", help="print the mapping as JSON")
-    _common(p)
+    common_options(p)
     p.set_defaults(handler=_cmd_map, parser=p)
     p = sub.add_parser(
         "plan",
@@ -262,7 +256,7 @@ def debchunk_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior-plan", metavar="FILE", help="the previous build's plan ('debchunk plan --json')")
     p.add_argument("--prior", metavar="IMGREF", help="the previous build's image (its plan label)")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
-    _common(p)
+    common_options(p)
     p.set_defaults(handler=_cmd_plan, parser=p)
     p = sub.add_parser(
         "encapsulate", help="write a commit or root tree as an OCI image (as container-encapsulate)"
@@ -338,14 +332,9 @@ def _fill_encapsulate_parser(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--plan-json", metavar="FILE", help="also write the plan used, as JSON")
     p.add_argument("--authfile", metavar="FILE", help="registry credentials, passed to skopeo")
-    p.add_argument(
-        "--dest-tls-verify",
-        type=lambda v: v.lower() in ("1", "true", "yes"),
-        metavar="BOOL",
-        help="verify the registry's TLS certificate (passed to skopeo; default true)",
-    )
+    tls_verify_option(p, "--dest-tls-verify")
     p.add_argument("--json", action="store_true", help="print the digests and layer sizes as JSON")
-    _common(p)
+    common_options(p)
     p.set_defaults(handler=_cmd_encapsulate, parser=p)
 
 
@@ -499,7 +488,7 @@ def _cmd_encapsulate(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         with open(args.plan_json, "w", encoding="utf-8") as f:
             json.dump(plan.to_json(), f, indent=1)
     if args.json:
-        json.dump(
+        print_json(
             {
                 "manifest": result.manifest.digest,
                 "config": result.config.digest,
@@ -513,11 +502,8 @@ def _cmd_encapsulate(args: argparse.Namespace, parser: argparse.ArgumentParser) 
                     }
                     for b, c in zip(result.layers, result.layer_components, strict=True)
                 ],
-            },
-            sys.stdout,
-            indent=1,
+            }
         )
-        sys.stdout.write("\n")
     elif not args.quiet:
         total = sum(b.descriptor.size for b in result.layers)
         print(f"{args.imgref}: {result.manifest.digest}, {len(result.layers)} layers, {human_size(total)}")

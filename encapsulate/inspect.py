@@ -10,11 +10,11 @@ commands.
 Components come from the labels debchunk writes (``org.debchunk.plan``: the
 components of each layer after the first; ``org.debchunk.components``: each
 component's size, change probability, version and digest), else from the
-layers' ``ostree.components`` annotations.  Any other image is described by
-its manifest and, when its blobs are at hand (``oci:``, ``oci-archive:``, or
-fetched), by its layers: each is streamed once through gzip or zstd and tar,
-never unpacked to disk, and its compressed bytes are checked against the
-manifest's digest and size.  Sizes of components are bytes of distinct content
+layers' ``ostree.components`` annotations, all read by ``encapsulate.labels``.
+Any other image is described by its manifest and, when its blobs are at hand
+(``oci:``, ``oci-archive:``, or fetched), by its layers: each is streamed once
+through gzip or zstd and tar, never unpacked to disk, and its compressed bytes
+are checked against the manifest's digest and size.  Sizes of components are bytes of distinct content
 (``mapping.Component.size``), the unit of the planner and of
 ``benches.update_cost``.
 """
@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
-import json
 import os
-import sys
 import tarfile
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -37,8 +34,20 @@ import zstandard
 from zlib_ng import gzip_ng, zlib_ng
 
 from .errors import EncapsulateError
-from .image import COMPONENTS_ANNOTATION, COMPONENTS_LABEL, PLAN_LABEL
-from .source import SourceImage, open_image
+from .image import COMPONENTS_LABEL, PLAN_LABEL
+from .labels import (
+    ComponentChange,
+    ComponentInfo,
+    component_changes,
+    components_from_label,
+    config_labels,
+    groups_per_layer,
+    json_label,
+    layer_change_probability,
+    plan_groups,
+)
+from .options import common_options, print_json, tls_verify_option
+from .source import HashingReader, SourceImage, open_image
 
 # Transports whose blobs are on this machine; the others are read through skopeo.
 LOCAL_TRANSPORTS = ("oci", "oci-archive")
@@ -49,27 +58,6 @@ _BLOCK = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _DECOMPRESSION_ERRORS = (OSError, zlib.error, zstandard.ZstdError, cast(type[Exception], zlib_ng.error))
-
-
-@dataclass(frozen=True)
-class ComponentInfo:
-    """One entry of the ``org.debchunk.components`` label."""
-
-    name: str
-    size: int
-    change_probability: float
-    version: str | None
-    digest: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        """The entry as in the label, with its name."""
-        return {
-            "name": self.name,
-            "size": self.size,
-            "change_probability": self.change_probability,
-            "version": self.version,
-            "digest": self.digest,
-        }
 
 
 @dataclass(frozen=True)
@@ -176,18 +164,9 @@ def _layer_json(layer: LayerInfo, components: dict[str, ComponentInfo]) -> dict[
 # Reading labels and manifests
 
 
-def _labels(image: SourceImage) -> dict[str, Any]:
-    runtime = image.config.get("config")
-    labels = runtime.get("Labels") if isinstance(runtime, dict) else None
-    return labels if isinstance(labels, dict) else {}
-
-
 def _json_label(image: SourceImage, key: str) -> Any:
-    value = _labels(image).get(key)
-    if value is None:
-        return None
     try:
-        return json.loads(str(value))
+        return json_label(config_labels(image.config), key)
     except ValueError:
         raise EncapsulateError(
             f"{image.ref}: label {key} is not JSON; the image is damaged: build it again"
@@ -204,45 +183,27 @@ def read_components(image: SourceImage) -> dict[str, ComponentInfo]:
             f"{image.ref}: label {COMPONENTS_LABEL} is not a JSON object; "
             "the image is damaged: build it again"
         )
-    out = {}
-    for name, entry in data.items():
-        try:
-            version, digest = entry.get("version"), entry.get("digest")
-            out[str(name)] = ComponentInfo(
-                str(name),
-                int(entry["size"]),
-                float(entry["change_probability"]),
-                None if version is None else str(version),
-                None if digest is None else str(digest),
-            )
-        except (AttributeError, KeyError, TypeError, ValueError):
-            raise EncapsulateError(
-                f"{image.ref}: label {COMPONENTS_LABEL}: component {name!r} has no valid size and "
-                "change_probability; the image is damaged: build it again"
-            ) from None
-    return out
+    components, bad = components_from_label(data)
+    if bad:
+        raise EncapsulateError(
+            f"{image.ref}: label {COMPONENTS_LABEL}: component {bad[0]!r} has no valid size and "
+            "change_probability; the image is damaged: build it again"
+        )
+    return components
 
 
 def layer_groups(image: SourceImage) -> list[tuple[str, ...]]:
     """Component names of each layer: from the plan label (the first layer holds
     none; layers added on top of the image, as by a derived build, hold none),
     else from the layers' ``ostree.components`` annotations."""
-    count = len(image.layers)
-    plan = _json_label(image, PLAN_LABEL)
-    if plan is not None:
-        if not isinstance(plan, list) or not all(
-            isinstance(g, list) and all(isinstance(n, str) for n in g) for g in plan
-        ):
-            raise EncapsulateError(
-                f"{image.ref}: label {PLAN_LABEL} is not a list of lists of names; "
-                "the image is damaged: build it again"
-            )
-        if len(plan) < count:
-            return [(), *(tuple(g) for g in plan), *([()] * (count - 1 - len(plan)))]
-    return [
-        tuple(n for n in str(annotations.get(COMPONENTS_ANNOTATION, "")).split(",") if n)
-        for annotations in (d.get("annotations") or {} for d in image.layers)
-    ]
+    value = _json_label(image, PLAN_LABEL)
+    plan = None if value is None else plan_groups(value, names_only=True)
+    if value is not None and plan is None:
+        raise EncapsulateError(
+            f"{image.ref}: label {PLAN_LABEL} is not a list of lists of names; "
+            "the image is damaged: build it again"
+        )
+    return groups_per_layer(plan, image.layers)
 
 
 def _descriptors(image: SourceImage) -> list[tuple[str, str, int]]:
@@ -268,42 +229,7 @@ def _diff_ids(image: SourceImage) -> list[str | None]:
     return [str(ids[k]) if k < len(ids) else None for k in range(len(image.layers))]
 
 
-def _probability(names: Sequence[str], components: dict[str, ComponentInfo]) -> float | None:
-    if not names or any(n not in components for n in names):
-        return None
-    keep = 1.0
-    for n in names:
-        keep *= 1.0 - components[n].change_probability
-    return 1.0 - keep
-
-
 # Streaming layers
-
-
-class _Counted(io.RawIOBase):
-    """A blob read through once, counting and hashing its bytes."""
-
-    def __init__(self, source: BinaryIO) -> None:
-        super().__init__()
-        self._source = source
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._source.read(len(buffer))
-        n = len(data)
-        buffer[:n] = data
-        self.size += n
-        self.hash.update(data)
-        return n
-
-    def drain(self) -> None:
-        """Read what is left."""
-        while self.read(_BLOCK):
-            pass
 
 
 class _Tar:
@@ -334,7 +260,7 @@ class _Tar:
             self.size += len(data)
 
 
-def _decompressor(head: bytes, raw: _Counted) -> Any:
+def _decompressor(head: bytes, raw: HashingReader) -> Any:
     """A reader of the layer's tar: compression told by its first bytes, as
     container runtimes do (media types of Docker images do not say)."""
     if head.startswith(_GZIP_MAGIC):
@@ -378,7 +304,7 @@ def scan_layer(
         with image.open_blob(digest) as blob:
             head = blob.read(4)
             blob.seek(0)
-            raw = _Counted(blob)
+            raw = HashingReader(blob)
             tar_stream = _Tar(_decompressor(head, raw))
             with tarfile.open(
                 fileobj=cast(BinaryIO, tar_stream), mode="r|", encoding="utf-8", errors="surrogateescape"
@@ -434,6 +360,7 @@ def describe(image: SourceImage, read_layers: bool = True) -> ImageInfo:
     """The layers of an opened image; with ``read_layers`` (and its blobs at
     hand) each layer is streamed to count its files and uncompressed size."""
     descriptors = _descriptors(image)
+    labels = config_labels(image.config)
     components = read_components(image)
     groups = layer_groups(image)
     diff_ids = _diff_ids(image)
@@ -454,7 +381,7 @@ def describe(image: SourceImage, read_layers: bool = True) -> ImageInfo:
                 diff_ids[k],
                 tuple(names),
                 sum(components[n].size for n in names) if known else None,
-                _probability(names, components),
+                layer_change_probability(names, components) if names else None,
                 scans.get(digest),
             )
         )
@@ -462,7 +389,7 @@ def describe(image: SourceImage, read_layers: bool = True) -> ImageInfo:
         image.ref,
         image.manifest_digest,
         str((image.manifest.get("config") or {}).get("digest", "")),
-        PLAN_LABEL in _labels(image) or COMPONENTS_LABEL in _labels(image),
+        PLAN_LABEL in labels or COMPONENTS_LABEL in labels,
         tuple(layers),
         components,
         read,
@@ -482,27 +409,6 @@ def inspect_image(
 
 
 # diff
-
-
-@dataclass(frozen=True)
-class ComponentChange:
-    """A component added, removed or changed (its digest differs) from OLD to NEW."""
-
-    name: str
-    status: str
-    old: ComponentInfo | None
-    new: ComponentInfo | None
-
-    def to_json(self) -> dict[str, Any]:
-        """Name, status, and each side's version and size."""
-        return {
-            "name": self.name,
-            "status": self.status,
-            "old_version": self.old.version if self.old else None,
-            "new_version": self.new.version if self.new else None,
-            "old_size": self.old.size if self.old else None,
-            "new_size": self.new.size if self.new else None,
-        }
 
 
 @dataclass(frozen=True)
@@ -556,22 +462,6 @@ class ImageDiff:
             "ideal_bytes": self.ideal_bytes,
             "components": changes,
         }
-
-
-def component_changes(
-    old: dict[str, ComponentInfo], new: dict[str, ComponentInfo]
-) -> tuple[ComponentChange, ...]:
-    """Components added, removed, or whose digest differs, by name."""
-    out = []
-    for name in sorted(old.keys() | new.keys()):
-        a, b = old.get(name), new.get(name)
-        if a is None:
-            out.append(ComponentChange(name, "added", None, b))
-        elif b is None:
-            out.append(ComponentChange(name, "removed", a, None))
-        elif a.digest != b.digest:
-            out.append(ComponentChange(name, "changed", a, b))
-    return tuple(out)
 
 
 def ideal_bytes(old: SourceImage, old_info: ImageInfo, new: SourceImage, new_info: ImageInfo) -> int:
@@ -779,17 +669,12 @@ def format_diff(d: ImageDiff) -> str:
 # Command line
 
 
-def _dump(value: dict[str, Any]) -> None:
-    json.dump(value, sys.stdout, indent=1)
-    sys.stdout.write("\n")
-
-
 def _cmd_inspect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     info = inspect_image(
         args.imgref, fetch=args.fetch, read_layers=not args.no_layers, tls_verify=args.tls_verify
     )
     if args.json:
-        _dump(info.to_json())
+        print_json(info.to_json())
     else:
         print(format_inspect(info))
     return 0
@@ -800,7 +685,7 @@ def _cmd_diff(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         args.old, args.new, fetch=args.fetch, read_layers=not args.no_layers, tls_verify=args.tls_verify
     )
     if args.json:
-        _dump(result.to_json())
+        print_json(result.to_json())
     else:
         print(format_diff(result))
     return 0
@@ -814,19 +699,12 @@ def _layer_options(p: argparse.ArgumentParser, what: str) -> None:
         f"containers-storage:) to a temporary directory, to {what}",
     )
     p.add_argument("--no-layers", action="store_true", help=f"read manifests and configs only: do not {what}")
-    p.add_argument(
-        "--tls-verify",
-        type=lambda v: v.lower() in ("1", "true", "yes"),
-        metavar="BOOL",
-        help="verify the registry's TLS certificate (passed to skopeo; default true)",
-    )
+    tls_verify_option(p)
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def register(sub: Any) -> None:
     """Add ``inspect`` and ``diff`` to the ``debchunk`` subcommands."""
-    from .cli import _common
-
     p = sub.add_parser(
         "inspect",
         help="show an image's layers, sizes, components and expected update bytes",
@@ -838,7 +716,7 @@ def register(sub: Any) -> None:
         "imgref", metavar="IMGREF", help="the image: oci:DIR[:TAG], oci-archive:FILE, registry:..."
     )
     _layer_options(p, "count files and uncompressed sizes")
-    _common(p)
+    common_options(p)
     p.set_defaults(handler=_cmd_inspect, parser=p)
     p = sub.add_parser(
         "diff",
@@ -850,5 +728,5 @@ def register(sub: Any) -> None:
     p.add_argument("old", metavar="OLD", help="the image the client holds")
     p.add_argument("new", metavar="NEW", help="the image it updates to")
     _layer_options(p, "compute ideal_bytes")
-    _common(p)
+    common_options(p)
     p.set_defaults(handler=_cmd_diff, parser=p)

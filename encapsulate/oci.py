@@ -55,6 +55,27 @@ def read_json_object(path: str, what: str, hint: str = "") -> dict[str, Any]:
     return data
 
 
+@contextlib.contextmanager
+def atomic_write(path: str, prefix: str, suffix: str = "", fsync: bool = False) -> Iterator[BinaryIO]:
+    """A file to write ``path`` through: a temporary file beside it (named
+    ``prefix``...``suffix``), made mode 0644 and renamed over ``path`` when the
+    block ends (with ``fsync``, on disk first).  On any failure it is removed
+    and an existing ``path`` is left as it was."""
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 @dataclass(frozen=True)
 class Descriptor:
     """An OCI content descriptor."""
@@ -161,18 +182,8 @@ class Layout:
         return {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": []}
 
     def _replace(self, name: str, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{name}-", dir=self.path)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, os.path.join(self.path, name))
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        with atomic_write(os.path.join(self.path, name), f".tmp-{name}-", fsync=True) as f:
+            f.write(data)
 
     @contextlib.contextmanager
     def blob(self) -> Iterator[BlobWriter]:

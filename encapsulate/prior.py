@@ -18,6 +18,7 @@ from chunker import Plan
 
 from .errors import EncapsulateError
 from .image import COMPONENTS_ANNOTATION, PLAN_LABEL
+from .labels import annotation_groups, config_labels, json_label, plan_groups
 from .oci import Layout, read_json_object
 
 SKOPEO_TRANSPORTS = ("oci-archive", "docker-archive", "docker", "containers-storage", "dir")
@@ -25,21 +26,17 @@ SKOPEO_TRANSPORTS = ("oci-archive", "docker-archive", "docker", "containers-stor
 
 def plan_from_image(manifest: dict[str, Any], config: dict[str, Any] | None, where: str) -> Plan:
     """The grouping recorded in an image's config label or layer annotations."""
-    labels = ((config or {}).get("config") or {}).get("Labels") or {}
-    label = labels.get(PLAN_LABEL)
-    if label:
+    labels = config_labels(config or {})
+    if labels.get(PLAN_LABEL):
         try:
-            recorded = json.loads(label)
+            recorded = plan_groups(json_label(labels, PLAN_LABEL))
         except ValueError:
             recorded = None
-        if not isinstance(recorded, list) or not all(isinstance(g, list) for g in recorded):
+        if recorded is None:
             raise EncapsulateError(f"{where}: label {PLAN_LABEL} is not a plan; build without --prior once")
-        return Plan.from_groups([str(n) for n in g] for g in recorded)
-    groups = [
-        [n for n in (layer.get("annotations") or {}).get(COMPONENTS_ANNOTATION, "").split(",") if n]
-        for layer in manifest.get("layers") or []
-    ]
-    groups = [g for g in groups if g]
+        return Plan.from_groups(recorded)
+    layers = manifest.get("layers")
+    groups = [list(g) for g in annotation_groups(layers if isinstance(layers, list) else []) if g]
     if not groups:
         raise EncapsulateError(
             f"{where}: the image records no plan (no {PLAN_LABEL} label, no {COMPONENTS_ANNOTATION} "

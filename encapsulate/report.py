@@ -15,20 +15,30 @@ only on the images: the same input gives the same bytes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import html
 import itertools
-import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import EncapsulateError
-from .image import COMPONENTS_ANNOTATION, COMPONENTS_LABEL, PLAN_LABEL
+from .image import COMPONENTS_LABEL, PLAN_LABEL
+from .labels import (
+    ComponentChange,
+    ComponentInfo,
+    component_changes,
+    components_from_label,
+    config_labels,
+    groups_per_layer,
+    json_label,
+    layer_change_probability,
+    plan_groups,
+)
+from .oci import atomic_write
+from .options import common_options
 from .source import SourceImage, open_image
 
 log = logging.getLogger("debchunk.report")
@@ -36,17 +46,6 @@ log = logging.getLogger("debchunk.report")
 # How many components a bar's label names, and a tooltip lists.
 LABEL_COMPONENTS = 3
 TOOLTIP_COMPONENTS = 40
-
-
-@dataclass(frozen=True)
-class ComponentInfo:
-    """One entry of the ``org.debchunk.components`` label."""
-
-    name: str
-    size: int
-    change_probability: float
-    version: str
-    digest: str
 
 
 @dataclass(frozen=True)
@@ -70,17 +69,6 @@ class LayerInfo:
 
 
 @dataclass(frozen=True)
-class Change:
-    """A component that differs between the prior image and this one."""
-
-    name: str
-    status: str  # "changed", "added" or "removed"
-    old: ComponentInfo | None
-    new: ComponentInfo | None
-    layer: int | None  # 1-based, in the new image
-
-
-@dataclass(frozen=True)
 class Report:
     """What the page shows."""
 
@@ -93,7 +81,8 @@ class Report:
     prior_ref: str | None = None
     prior_digest: str | None = None
     # None when unknown: no prior, or an image without the components label.
-    changes: tuple[Change, ...] | None = None
+    # Each added or changed component's ``layer`` is its layer in this image.
+    changes: tuple[ComponentChange, ...] | None = None
 
     @property
     def has_components(self) -> bool:
@@ -122,17 +111,13 @@ class Report:
         return sum(layer.size for layer in self.layers if layer.download)
 
 
-def _labels(image: SourceImage) -> dict[str, Any]:
-    labels = (image.config.get("config") or {}).get("Labels") or {}
-    return labels if isinstance(labels, dict) else {}
-
-
 def _json_label(image: SourceImage, key: str) -> Any:
-    value = _labels(image).get(key)
+    labels = config_labels(image.config)
+    value = labels.get(key)
     if not isinstance(value, str) or not value:
         return None
     try:
-        return json.loads(value)
+        return json_label(labels, key)
     except ValueError:
         log.warning(f"{image.ref}: label {key} is not JSON; it is left out of the report")
         return None
@@ -143,60 +128,17 @@ def read_components(image: SourceImage) -> dict[str, ComponentInfo]:
     data = _json_label(image, COMPONENTS_LABEL)
     if not isinstance(data, dict):
         return {}
-    out = {}
-    for name, entry in data.items():
-        if not isinstance(entry, dict):
-            continue
-        try:
-            out[str(name)] = ComponentInfo(
-                str(name),
-                int(entry.get("size", 0)),
-                min(1.0, max(0.0, float(entry.get("change_probability", 0.0)))),
-                str(entry.get("version") or ""),
-                str(entry.get("digest") or ""),
-            )
-        except (TypeError, ValueError):
-            log.warning(f"{image.ref}: component {name!r} has a malformed entry in {COMPONENTS_LABEL}")
-    return out
+    components, bad = components_from_label(data, lenient=True)
+    for name in bad:
+        log.warning(f"{image.ref}: component {name!r} has a malformed entry in {COMPONENTS_LABEL}")
+    return components
 
 
-def layer_components(image: SourceImage) -> list[list[str]]:
+def layer_components(image: SourceImage) -> list[tuple[str, ...]]:
     """Component names of each layer: from the plan label when it matches the
     layers (the first one holds none), else from the layer annotations."""
-    layers = image.layers
-    plan = _json_label(image, PLAN_LABEL)
-    if isinstance(plan, list) and len(plan) == len(layers) - 1 and all(isinstance(g, list) for g in plan):
-        return [[], *([str(n) for n in g] for g in plan)]
-    return [
-        [n for n in str((layer.get("annotations") or {}).get(COMPONENTS_ANNOTATION, "")).split(",") if n]
-        for layer in layers
-    ]
-
-
-def _layer_probability(names: Sequence[str], components: dict[str, ComponentInfo]) -> float | None:
-    if not names:
-        return 0.0 if components else None
-    if any(n not in components for n in names):
-        return None
-    keep = 1.0
-    for n in names:
-        keep *= 1.0 - components[n].change_probability
-    return 1.0 - keep
-
-
-def _changes(
-    old: dict[str, ComponentInfo], new: dict[str, ComponentInfo], layer_of: dict[str, int]
-) -> tuple[Change, ...]:
-    out = []
-    for name in sorted(old.keys() | new.keys()):
-        a, b = old.get(name), new.get(name)
-        if a is None:
-            out.append(Change(name, "added", None, b, layer_of.get(name)))
-        elif b is None:
-            out.append(Change(name, "removed", a, None, None))
-        elif a.digest != b.digest:
-            out.append(Change(name, "changed", a, b, layer_of.get(name)))
-    return tuple(out)
+    plan = plan_groups(_json_label(image, PLAN_LABEL))
+    return groups_per_layer(plan, image.layers, layers_on_top=False)
 
 
 def build_report(image: SourceImage, prior: SourceImage | None = None) -> Report:
@@ -213,7 +155,7 @@ def build_report(image: SourceImage, prior: SourceImage | None = None) -> Report
         have = {str(layer.get("digest")) for layer in prior.layers}
         old = read_components(prior)
         if old and components:
-            changes = _changes(old, components, layer_of)
+            changes = component_changes(old, components, layer_of)
     changed_names = {c.name for c in changes or () if c.status != "removed"}
     layers = []
     for k, (descriptor, names) in enumerate(zip(image.layers, groups, strict=True)):
@@ -231,7 +173,7 @@ def build_report(image: SourceImage, prior: SourceImage | None = None) -> Report
                 digest,
                 size,
                 tuple(ordered),
-                _layer_probability(ordered, components),
+                layer_change_probability(ordered, components) if components else None,
                 None if prior is None else digest not in have,
                 tuple(n for n in ordered if n in changed_names),
             )
@@ -548,8 +490,8 @@ def _changes_table(report: Report) -> str:
         return '<h2>Changed components</h2><p class="note">None: every component is as in the prior.</p>'
     rows = []
     for c in report.changes:
-        old_v = c.old.version if c.old else ""
-        new_v = c.new.version if c.new else ""
+        old_v = (c.old.version if c.old else None) or ""
+        new_v = (c.new.version if c.new else None) or ""
         versions = f"{_e(old_v)} → {_e(new_v)}" if old_v or new_v else "–"
         old_s = size_text(c.old.size) if c.old else "–"
         new_s = size_text(c.new.size) if c.new else "–"
@@ -650,24 +592,11 @@ def render_html(report: Report) -> str:
 def write_text_atomic(path: str, text: str) -> None:
     """Write ``path`` through a temporary file beside it and a rename: on any
     failure an existing file is left as it was."""
-    directory = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-report-", suffix=".html", dir=directory)
+        with atomic_write(path, ".tmp-report-", ".html") as f:
+            f.write(text.encode("utf-8"))
     except OSError as e:
         raise EncapsulateError(f"{path}: cannot write the report: {e.strerror}; choose another -o") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise EncapsulateError(f"{path}: cannot write the report: {e.strerror}; choose another -o") from None
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def write_report(imgref: str, output: str, prior: str | None = None) -> Report:
@@ -698,6 +627,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("imgref", metavar="IMGREF", help="the image, e.g. oci:DIR[:TAG]")
     p.add_argument("--prior", metavar="IMGREF", help="the image a client already holds")
     p.add_argument("--output", "-o", metavar="FILE", required=True, help="the HTML file to write")
-    p.add_argument("--quiet", "-q", action="store_true", help="print errors only")
-    p.add_argument("--debug", action="store_true", help="show tracebacks and debug messages")
+    common_options(p)
     p.set_defaults(handler=_cmd_report, parser=p)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ from .oci import MEDIA_INDEX, Layout
 
 SKOPEO_SOURCES = ("docker-archive", "docker", "registry", "containers-storage", "dir")
 OCI_INDEX_TYPES = (MEDIA_INDEX, "application/vnd.docker.distribution.manifest.list.v2+json")
+_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,43 @@ class SourceImage:
         return self.layout.open_blob(digest)
 
 
+class HashingReader(io.RawIOBase):
+    """A blob read through once: its bytes go through a hash and a counter as they are read."""
+
+    def __init__(self, source: BinaryIO, algorithm: str = "sha256") -> None:
+        super().__init__()
+        self._source = source
+        self.hash = hashlib.new(algorithm)
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._source.read(len(view))
+        view[: len(data)] = data
+        self.hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def drain(self) -> None:
+        """Read what is left (what a decompressor did not need)."""
+        while data := self._source.read(_BLOCK):
+            self.hash.update(data)
+            self.size += len(data)
+
+
+def chosen_manifest(index: dict[str, Any]) -> Any:
+    """The entry of an image index that is read: linux/amd64, else the first
+    (None when it lists none)."""
+    entries = [m for m in index.get("manifests") or [] if isinstance(m, dict)]
+    return next(
+        (m for m in entries if (m.get("platform") or {}).get("architecture") == "amd64"),
+        entries[0] if entries else None,
+    )
+
+
 def _json(data: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(data)
@@ -71,12 +110,9 @@ def _from_layout(ref: str, path: str, tag: str | None) -> SourceImage:
     manifest = _json(raw, f"{ref}: manifest {descriptor.digest}")
     if manifest.get("mediaType") in OCI_INDEX_TYPES or descriptor.media_type in OCI_INDEX_TYPES:
         # A multi-platform index: the linux/amd64 image, else the first one.
-        entries = [m for m in manifest.get("manifests") or [] if isinstance(m, dict)]
-        if not entries:
+        chosen = chosen_manifest(manifest)
+        if chosen is None:
             raise EncapsulateError(f"{ref}: the image index lists no manifests")
-        chosen = next(
-            (m for m in entries if (m.get("platform") or {}).get("architecture") == "amd64"), entries[0]
-        )
         raw = layout.read_blob(str(chosen.get("digest")))
         manifest = _json(raw, f"{ref}: manifest {chosen.get('digest')}")
     config_digest = str((manifest.get("config") or {}).get("digest", ""))

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .errors import EncapsulateError
+from .oci import atomic_write
 
 SKOPEO_DESTINATIONS = ("docker-archive", "docker", "registry", "containers-storage", "dir")
 
@@ -77,12 +78,9 @@ def _temporary_dir(near: str) -> Iterator[str]:
 
 def _archive(layout: str, destination: str) -> None:
     """Tar the layout (sorted, fixed metadata) and put it at ``destination``."""
-    fd, tmp = tempfile.mkstemp(
-        prefix=".tmp-archive-", dir=os.path.dirname(os.path.abspath(destination)) or "."
-    )
     try:
         with (
-            os.fdopen(fd, "wb") as raw,
+            atomic_write(destination, ".tmp-archive-") as raw,
             tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar,
         ):
             for dirpath, dirnames, filenames in os.walk(layout):
@@ -97,11 +95,7 @@ def _archive(layout: str, destination: str) -> None:
                             tar.addfile(info, f)
                     else:
                         tar.addfile(info)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, destination)
     except OSError as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
         raise EncapsulateError(f"{destination}: cannot write the archive ({e.strerror})") from None
 
 

@@ -17,20 +17,20 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
-import io
 import json
 import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeGuard, cast
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 
 import zstandard
 from zlib_ng import gzip_ng, zlib_ng
 
 from .errors import EncapsulateError
 from .image import COMPONENTS_ANNOTATION, PLAN_LABEL
+from .labels import component_annotation, config_labels, json_label, plan_groups
 from .oci import (
     MEDIA_CONFIG,
     MEDIA_INDEX,
@@ -40,7 +40,8 @@ from .oci import (
     MEDIA_MANIFEST,
     Layout,
 )
-from .source import open_image
+from .options import common_options, tls_verify_option
+from .source import HashingReader, chosen_manifest, open_image
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -134,34 +135,7 @@ def _short(digest: object) -> str:
     return text[:19] + "…" if len(text) > 19 else text
 
 
-class _Counting(io.RawIOBase):
-    """A blob file whose bytes go through a hash and a counter as they are read."""
-
-    def __init__(self, f: BinaryIO, algorithm: str) -> None:
-        super().__init__()
-        self._f = f
-        self.hash = hashlib.new(algorithm)
-        self.size = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        view = memoryview(b).cast("B")
-        data = self._f.read(len(view))
-        view[: len(data)] = data
-        self.hash.update(data)
-        self.size += len(data)
-        return len(data)
-
-    def drain(self) -> None:
-        """Read what the decompressor left."""
-        while data := self._f.read(CHUNK):
-            self.hash.update(data)
-            self.size += len(data)
-
-
-def _uncompressed(raw: _Counting, compression: str) -> Iterator[bytes]:
+def _uncompressed(raw: HashingReader, compression: str) -> Iterator[bytes]:
     """The uncompressed bytes of a layer, in chunks of bounded size."""
     if compression == "gzip":
         with gzip_ng.GzipFile(fileobj=raw, mode="rb") as gz:  # type: ignore[no-untyped-call]
@@ -231,7 +205,7 @@ class _Check:
         broken = None
         try:
             with open(path, "rb") as f:
-                raw = _Counting(f, algorithm)
+                raw = HashingReader(f, algorithm)
                 try:
                     for chunk in _uncompressed(raw, compression or "none"):
                         diff.update(chunk)
@@ -295,15 +269,6 @@ def _layout_file(check: _Check, name: str) -> Any:
         return None
 
 
-def _chosen(index: dict[str, Any]) -> Any:
-    """The entry of an image index ``open_image`` reads: linux/amd64, else the first."""
-    entries = [m for m in index.get("manifests") or [] if isinstance(m, dict)]
-    for m in entries:
-        if (m.get("platform") or {}).get("architecture") == "amd64":
-            return m
-    return entries[0] if entries else None
-
-
 def validate_image(ref: str, tls_verify: bool | None = None) -> Validation:
     """Validate the image at ``ref`` (``tls_verify=False``: read a registry over
     plain HTTP).  Raises ``EncapsulateError`` only when it cannot be read at
@@ -334,7 +299,7 @@ def _check_image(check: _Check, top: dict[str, Any], config: dict[str, Any]) -> 
         if nested is None:
             return
         check.out.problems += schema_problems("index", nested, what)
-        descriptor = _chosen(nested) if isinstance(nested, dict) else None
+        descriptor = chosen_manifest(nested) if isinstance(nested, dict) else None
         what = f"manifest {_short((descriptor or {}).get('digest'))}"
         if not check.descriptor(descriptor, what, MANIFEST_TYPES, "manifest"):
             return
@@ -395,10 +360,7 @@ def _check_diff_ids(check: _Check, config: dict[str, Any], diffs: list[str | Non
 
 def _check_ostree(check: _Check, config: dict[str, Any], layers: list[Any]) -> None:
     """ostree-ext's invariants, and debchunk's plan label against the annotations."""
-    runtime = config.get("config")
-    labels = (runtime.get("Labels") if isinstance(runtime, dict) else None) or {}
-    if not isinstance(labels, dict):
-        return  # reported by the schema
+    labels = config_labels(config)  # labels that are not an object: reported by the schema
     ostree = "ostree.commit" in labels
     rootfs = config.get("rootfs")
     diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
@@ -412,15 +374,14 @@ def _check_ostree(check: _Check, config: dict[str, Any], layers: list[Any]) -> N
             check.problem("config: no ostree.final-diffid label in an ostree image (ostree.commit is set)")
         elif final != last:
             check.problem(f"config label ostree.final-diffid: {final}, but the last diff_id is {last}")
-    plan: Any = None
+    plan: list[list[str]] | None = None
     if PLAN_LABEL in labels:
         try:
-            plan = json.loads(labels[PLAN_LABEL])
+            plan = plan_groups(json_label(labels, PLAN_LABEL))
         except ValueError:
             plan = None
-        if not (isinstance(plan, list) and all(isinstance(g, list) for g in plan)):
+        if plan is None:
             check.problem(f"config label {PLAN_LABEL}: not a JSON list of component lists")
-            plan = None
         elif len(plan) != len(layers) - 1:
             check.problem(
                 f"config label {PLAN_LABEL}: {len(plan)} component layers, the manifest has "
@@ -430,17 +391,16 @@ def _check_ostree(check: _Check, config: dict[str, Any], layers: list[Any]) -> N
     for i, d in enumerate(layers[1:], 1):
         if not isinstance(d, dict):
             continue
-        annotations = d.get("annotations")
-        value = annotations.get(COMPONENTS_ANNOTATION) if isinstance(annotations, dict) else None
+        value = component_annotation(d)
         what = _layer_name(i, layers)
         if value is None:
             if ostree:
                 check.problem(f"{what}: no {COMPONENTS_ANNOTATION} annotation in an ostree image")
             continue
-        if plan is not None and sorted(str(value).split(",")) != sorted(map(str, plan[i - 1])):
+        if plan is not None and sorted(str(value).split(",")) != sorted(plan[i - 1]):
             check.problem(
                 f"{what}: annotation {COMPONENTS_ANNOTATION}={value!r:.80} disagrees with the "
-                f"{PLAN_LABEL} label ({','.join(map(str, plan[i - 1]))!r:.80})"
+                f"{PLAN_LABEL} label ({','.join(plan[i - 1])!r:.80})"
             )
 
 
@@ -473,8 +433,6 @@ def _cmd_validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 def register(sub: Any) -> None:
     """Add ``validate`` to the ``debchunk`` subcommands (``sub``: argparse's subparsers)."""
-    from .cli import _common
-
     p = sub.add_parser(
         "validate",
         help="check an image's blobs, media types, JSON schemas and layer digests",
@@ -483,11 +441,6 @@ def register(sub: Any) -> None:
         "uncompressed layers, and the ostree-ext labels and annotations. Exit 1 when a problem is found.",
     )
     p.add_argument("imgref", metavar="IMGREF", help="the image: oci:DIR[:TAG], oci-archive:FILE[:TAG], ...")
-    p.add_argument(
-        "--tls-verify",
-        type=lambda v: v.lower() in ("1", "true", "yes"),
-        metavar="BOOL",
-        help="verify the registry's TLS certificate (passed to skopeo; default true)",
-    )
-    _common(p)
+    tls_verify_option(p)
+    common_options(p)
     p.set_defaults(handler=_cmd_validate, parser=p)

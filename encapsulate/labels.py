@@ -1,0 +1,184 @@
+"""debchunk's metadata in an image, read back: the one reading of its labels
+and annotations that ``inspect``, ``diff``, ``report``, ``validate`` and
+``--prior`` share.
+
+In: an image's config (its labels) and its manifest's layer descriptors.
+Out: the ``org.debchunk.components`` label as ``ComponentInfo`` by name, the
+``org.debchunk.plan`` label as groups of component names, each layer's
+components (from the plan, else from the layers' ``ostree.components``
+annotations), a layer's weekly change probability ``p_L = 1 - prod(1 - p_c)``,
+and the components that differ between two images (by digest).
+
+What to do with a damaged label differs between the commands (``inspect``
+fails, ``report`` warns and leaves it out, ``validate`` lists a problem,
+``--prior`` fails with advice), so these functions say what is wrong (a
+``ValueError``, None, or the names of bad entries) and leave the words to them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .image import COMPONENTS_ANNOTATION
+
+
+@dataclass(frozen=True)
+class ComponentInfo:
+    """One entry of the ``org.debchunk.components`` label."""
+
+    name: str
+    size: int
+    change_probability: float
+    version: str | None
+    digest: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as in the label, with its name."""
+        return {
+            "name": self.name,
+            "size": self.size,
+            "change_probability": self.change_probability,
+            "version": self.version,
+            "digest": self.digest,
+        }
+
+
+@dataclass(frozen=True)
+class ComponentChange:
+    """A component added, removed or changed (its digest differs) from OLD to
+    NEW.  ``layer``: the 1-based layer of NEW holding it, when asked for and known."""
+
+    name: str
+    status: str  # "added", "removed" or "changed"
+    old: ComponentInfo | None
+    new: ComponentInfo | None
+    layer: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Name, status, and each side's version and size."""
+        return {
+            "name": self.name,
+            "status": self.status,
+            "old_version": self.old.version if self.old else None,
+            "new_version": self.new.version if self.new else None,
+            "old_size": self.old.size if self.old else None,
+            "new_size": self.new.size if self.new else None,
+        }
+
+
+def config_labels(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The labels of an image config (empty when it has none, or they are not an object)."""
+    runtime = config.get("config")
+    labels = runtime.get("Labels") if isinstance(runtime, dict) else None
+    return labels if isinstance(labels, dict) else {}
+
+
+def json_label(labels: Mapping[str, Any], key: str) -> Any:
+    """The label ``key`` parsed as JSON; None when there is no such label.
+    Raises ``ValueError`` (``json.JSONDecodeError``) when it is not JSON."""
+    value = labels.get(key)
+    return None if value is None else json.loads(str(value))
+
+
+def plan_groups(value: Any, *, names_only: bool = False) -> list[list[str]] | None:
+    """A parsed plan label as its groups of component names, one per layer
+    after the first; None when it is not a list of lists (with ``names_only``,
+    of strings)."""
+    if not isinstance(value, list) or not all(
+        isinstance(g, list) and (not names_only or all(isinstance(n, str) for n in g)) for g in value
+    ):
+        return None
+    return [[str(n) for n in g] for g in value]
+
+
+def components_from_label(
+    data: Mapping[str, Any], *, lenient: bool = False
+) -> tuple[dict[str, ComponentInfo], list[str]]:
+    """The entries of a parsed components label by name, and the names of the
+    entries left out because they have no valid size and change probability.
+    ``lenient``: entries that are not objects are skipped without a word, a
+    missing size or probability reads as 0, the probability is clamped to
+    [0, 1], and an empty version or digest reads as None."""
+    out: dict[str, ComponentInfo] = {}
+    bad: list[str] = []
+    for name, entry in data.items():
+        if lenient and not isinstance(entry, dict):
+            continue
+        try:
+            version, digest = entry.get("version"), entry.get("digest")
+            if lenient:
+                size = int(entry.get("size", 0))
+                probability = min(1.0, max(0.0, float(entry.get("change_probability", 0.0))))
+                version, digest = version or None, digest or None
+            else:
+                size, probability = int(entry["size"]), float(entry["change_probability"])
+        except (AttributeError, KeyError, TypeError, ValueError):
+            bad.append(str(name))
+            continue
+        out[str(name)] = ComponentInfo(
+            str(name),
+            size,
+            probability,
+            None if version is None else str(version),
+            None if digest is None else str(digest),
+        )
+    return out, bad
+
+
+def component_annotation(descriptor: Any) -> Any:
+    """A layer descriptor's ``ostree.components`` annotation as written (None without one)."""
+    annotations = descriptor.get("annotations") if isinstance(descriptor, dict) else None
+    return annotations.get(COMPONENTS_ANNOTATION) if isinstance(annotations, dict) else None
+
+
+def annotation_groups(layers: Sequence[Any]) -> list[tuple[str, ...]]:
+    """Component names of each layer, from its ``ostree.components`` annotation."""
+    values = (component_annotation(d) for d in layers)
+    return [tuple(n for n in ("" if v is None else str(v)).split(",") if n) for v in values]
+
+
+def groups_per_layer(
+    plan: Sequence[Sequence[str]] | None, layers: Sequence[Any], *, layers_on_top: bool = True
+) -> list[tuple[str, ...]]:
+    """Component names of each layer: from the plan (``plan_groups``; the first
+    layer holds none) when it has one group per layer after the first, or,
+    with ``layers_on_top``, fewer (layers added on top of the image, as by a
+    derived build, hold none); else from the layers' annotations."""
+    count = len(layers)
+    if plan is not None and (len(plan) == count - 1 or (layers_on_top and len(plan) < count)):
+        return [(), *(tuple(g) for g in plan), *([()] * (count - 1 - len(plan)))]
+    return annotation_groups(layers)
+
+
+def layer_change_probability(names: Sequence[str], components: Mapping[str, ComponentInfo]) -> float | None:
+    """A layer's weekly change probability ``1 - prod(1 - p_c)`` over its
+    components (0 for none); None when one of them is not in ``components``."""
+    if any(n not in components for n in names):
+        return None
+    keep = 1.0
+    for n in names:
+        keep *= 1.0 - components[n].change_probability
+    return 1.0 - keep
+
+
+def component_changes(
+    old: Mapping[str, ComponentInfo],
+    new: Mapping[str, ComponentInfo],
+    layer_of: Mapping[str, int] | None = None,
+) -> tuple[ComponentChange, ...]:
+    """Components added, removed, or whose digest differs, by name; with
+    ``layer_of`` (name -> layer of NEW), each added or changed one's layer."""
+    where = layer_of or {}
+    out = []
+    for name in sorted(old.keys() | new.keys()):
+        a, b = old.get(name), new.get(name)
+        if a is None:
+            out.append(ComponentChange(name, "added", None, b, where.get(name)))
+        elif b is None:
+            out.append(ComponentChange(name, "removed", a, None))
+        elif a.digest != b.digest:
+            out.append(ComponentChange(name, "changed", a, b, where.get(name)))
+    return tuple(out)
