@@ -9,7 +9,7 @@ APT_STAMP := $(VENV)/.apt
 APT_PACKAGES := ostree gir1.2-ostree-1.0 python3-gi python3-apt python3-venv \
 	skopeo umoci docker-registry podman mmdebstrap chromium
 
-.PHONY: all demo test lint typecheck pytest bench clean
+.PHONY: all demo test lint typecheck pytest bench bench-short clean
 
 all: test
 
@@ -41,15 +41,16 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(PY) -m pytest
 
-test: lint typecheck pytest
+# The short benchmark profile: ratios against peers measured in the same run;
+# fails only on a clear regression (benches/suite.py).
+bench-short: $(STAMP)
+	$(PY) -m benches.suite --profile short --json bench-results.json
+
+test: lint typecheck pytest bench-short
 
 bench: $(STAMP)
 	$(PY) -m pytest -q benches/test_mapping_bench.py
-	$(PY) -m benches.mapping_speed --profile full --json bench-results.json
-	$(PY) -m benches.chunker_speed
-	$(PY) -m benches.encapsulate_speed
-	$(PY) -m benches.update_pairs build --set all
-	$(PY) -m benches.update_cost --json update-cost.json
+	$(PY) -m benches.suite --profile full --json bench-results.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -299,6 +299,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pairs", help="only these update pairs (default: all)")
     parser.add_argument("--weeks", type=int, default=52, help="weeks to simulate (52)")
     parser.add_argument("--json", metavar="FILE", help="also write every figure and package version as JSON")
+    parser.add_argument(
+        "--frozen",
+        action="store_true",
+        help="use the trees' indexes stored in the repository (benches/data), not the cached builds",
+    )
     args = parser.parse_args(argv)
     budgets = [int(x) for x in args.layers.split(",")]
     cases: list[Case] = []
@@ -308,7 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for pair, old_build, new_build in pairs(set_name):
             if args.pairs and pair not in args.pairs.split(","):
                 continue
-            old, new = load_index(set_name, old_build), load_index(set_name, new_build)
+            old = load_index(set_name, old_build, args.frozen)
+            new = load_index(set_name, new_build, args.frozen)
             versions.setdefault(set_name, {})[old_build] = old.source_versions()
             versions[set_name][new_build] = new.source_versions()
             if set_name == "desktop" and old_build == "trixie":

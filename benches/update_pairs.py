@@ -22,7 +22,12 @@ Provides:
   everything), plus ``changed_sources``;
 - a CLI: ``python -m benches.update_pairs build [--set server|desktop|all]``
   builds and indexes everything; ``... show [--json]`` prints, for each pair,
-  files, total bytes, ideal bytes, single-layer bytes and changed source packages.
+  files, total bytes, ideal bytes, single-layer bytes and changed source packages;
+  ``... freeze`` stores the indexes of every build of a set in one file in the
+  repository (``benches/data/<set>.pairs.json.xz``, content ids cut to 64 bits),
+  and ``load_index(..., frozen=True)`` reads them back: the same trees on every
+  machine, so update-cost figures measured on them are exact and comparable from
+  run to run, while the mirror moves on (the CI benchmark profile uses them).
 
 A layer's identity is the sha256 of its rows (path, content id, mode) sorted by
 path: here the sha256 of the concatenated per-row sha256 digests in path order,
@@ -41,13 +46,16 @@ import gzip
 import hashlib
 import itertools
 import json
+import lzma
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -411,11 +419,55 @@ def _row_digests(paths: Sequence[str], content_ids: Sequence[str], modes: Sequen
     return np.frombuffer(joined, dtype=np.uint8).reshape(-1, 32)
 
 
-def load_index(set_name: str, build_name: str) -> TreeIndex:
-    """Load the cached tree index of a build (run ``build`` first)."""
-    path = index_path(set_name, build_name)
-    try:
+FROZEN_DIR = Path(__file__).resolve().parent / "data"
+FROZEN_ID_HEX = 16  # 64 bits: no collision among a few hundred thousand contents
+_HEX_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def frozen_path(set_name: str) -> Path:
+    """The repository's frozen indexes of every build of a set."""
+    return FROZEN_DIR / f"{set_name}.pairs.json.xz"
+
+
+def freeze(set_name: str) -> Path:
+    """Store the cached indexes of every build of ``set_name`` in the repository."""
+    builds: dict[str, Any] = {}
+    for build_name in BUILDS:
+        path = index_path(set_name, build_name)
         data = json.loads(gzip.decompress(path.read_bytes()))
+        ids = data["files"]["content_id"]
+        data["files"]["content_id"] = [c[:FROZEN_ID_HEX] if _HEX_ID.fullmatch(c) else c for c in ids]
+        builds[build_name] = data
+    raw = json.dumps({"format": INDEX_FORMAT, "builds": builds}, sort_keys=True, separators=(",", ":"))
+    target = frozen_path(set_name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # One xz stream with a 64 MiB window: the five builds share most rows.
+    _write_atomic(target, lzma.compress(raw.encode(), preset=9 | lzma.PRESET_EXTREME))
+    return target
+
+
+@cache
+def _frozen(set_name: str) -> dict[str, Any]:
+    path = frozen_path(set_name)
+    try:
+        data: dict[str, Any] = json.loads(lzma.decompress(path.read_bytes()))
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path}: no frozen indexes of {set_name}; "
+            f"run `python -m benches.update_pairs freeze --set {set_name}`"
+        ) from None
+    return data
+
+
+def load_index(set_name: str, build_name: str, frozen: bool = False) -> TreeIndex:
+    """Load the cached tree index of a build (run ``build`` first), or with
+    ``frozen`` the one stored in the repository."""
+    path = frozen_path(set_name) if frozen else index_path(set_name, build_name)
+    try:
+        if frozen:
+            data = _frozen(set_name)["builds"][build_name]
+        else:
+            data = json.loads(gzip.decompress(path.read_bytes()))
     except FileNotFoundError:
         raise FileNotFoundError(
             f"{path}: no index for {set_name}/{build_name}; run "
@@ -672,9 +724,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_show = sub.add_parser("show", help="print each update pair's figures")
     p_show.add_argument("--set", choices=[*SETS, "all"], default="all")
     p_show.add_argument("--json", action="store_true")
+    p_freeze = sub.add_parser("freeze", help="store the set(s)' indexes in the repository (benches/data)")
+    p_freeze.add_argument("--set", choices=[*SETS, "all"], default="all")
     args = parser.parse_args(argv)
     if args.command == "build":
         return cmd_build(_sets(args.set), args.reindex)
+    if args.command == "freeze":
+        for set_name in _sets(args.set):
+            note(f"{set_name}: frozen into {freeze(set_name)}")
+        return 0
     return cmd_show(_sets(args.set), args.json)
 
 
