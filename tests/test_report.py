@@ -233,3 +233,22 @@ def test_errors(run_cli: RunCli, images: tuple[str, str], tmp_path: Path) -> Non
     report(run_cli, new, "--prior", prior, "-o", str(page), "--quiet")
     assert "layer-bar" in page.read_text()
     assert sorted(p.name for p in page.parent.iterdir()) == ["report.html"]
+
+
+@pytest.mark.parametrize("blob", ["config", "manifest"])
+def test_truncated_blob(run_cli: RunCli, images: tuple[str, str], tmp_path: Path, blob: str) -> None:
+    _, new = images
+    path, tag = new.removeprefix("oci:").rsplit(":", 1)
+    layout = tmp_path / "copy"
+    shutil.copytree(path, layout)
+    blobs = layout / "blobs/sha256"
+    index = json.loads((layout / "index.json").read_text())
+    (entry,) = [m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == tag]
+    digest = entry["digest"]
+    if blob == "config":
+        digest = json.loads((blobs / digest[7:]).read_text())["config"]["digest"]
+    data = (blobs / digest[7:]).read_bytes()
+    (blobs / digest[7:]).write_bytes(data[: len(data) // 2])
+    page = tmp_path / "report.html"
+    _one_error_line(run_cli("report", f"oci:{layout}:{tag}", "-o", str(page)), digest)
+    assert not page.exists()
