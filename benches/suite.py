@@ -185,6 +185,9 @@ def encapsulate_figures(data: dict[str, Any]) -> list[Figure]:
             "gzip -6",
         ),
         Figure("encapsulate", "wall / tar | pigz -6", r["ratio_pigz"], "x", None, "pigz"),
+        Figure(
+            "encapsulate", "again, layers reused / umoci insert", r["ratio_again_umoci"], "x", None, "umoci"
+        ),
         Figure("encapsulate", "peak RSS", rss / 1e6, "MB", encapsulate_speed.RSS_TARGET_BYTES / 1e6),
     ]
 

@@ -499,6 +499,7 @@ def _cmd_encapsulate(args: argparse.Namespace, parser: argparse.ArgumentParser) 
                         "diff_id": b.diff_id,
                         "uncompressed_size": b.tar_size,
                         "components": list(c),
+                        "reused": b.reused,
                     }
                     for b, c in zip(result.layers, result.layer_components, strict=True)
                 ],
@@ -506,7 +507,11 @@ def _cmd_encapsulate(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         )
     elif not args.quiet:
         total = sum(b.descriptor.size for b in result.layers)
-        print(f"{args.imgref}: {result.manifest.digest}, {len(result.layers)} layers, {human_size(total)}")
+        reused = sum(b.reused for b in result.layers)
+        print(
+            f"{args.imgref}: {result.manifest.digest}, {len(result.layers)} layers, {human_size(total)}"
+            + (f" ({reused} already in the layout)" if reused else "")
+        )
     return 0
 
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 import tarfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from chunker import Plan, layer_of_entries
@@ -33,7 +34,7 @@ from mapping import Entry, EntryType, Mapping
 from .errors import EncapsulateError
 from .oci import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, Layout, canonical_json
 from .ostree_format import CONTENT_MTIME, OstreeLayers
-from .tarlayer import Content, LayerBlob, entry_items, write_layer
+from .tarlayer import LAYER_ANNOTATION, Content, LayerBlob, entry_items, layer_key, write_layer
 
 PLAN_LABEL = "org.debchunk.plan"
 # name -> {size, change_probability, version, digest} of every planned
@@ -115,6 +116,28 @@ def components_label(mapping: Mapping, plan: Plan) -> str:
     ).decode()
 
 
+def reusable_layers(layout: Layout) -> dict[str, LayerBlob]:
+    """The layers of the images already in ``layout`` that debchunk wrote, by
+    key (``LAYER_ANNOTATION``), whose blob is there with its size."""
+    found: dict[str, LayerBlob] = {}
+    for entry in layout.index()["manifests"]:
+        try:
+            manifest = json.loads(layout.read_blob(str(entry.get("digest"))))
+            layers = manifest.get("layers") or []
+        except (EncapsulateError, ValueError, AttributeError):
+            continue
+        for d in layers if isinstance(layers, list) else []:
+            try:
+                key, diff_id, tar_size, files = d["annotations"][LAYER_ANNOTATION].split(" ")
+                descriptor = Descriptor(str(d["mediaType"]), str(d["digest"]), int(d["size"]))
+                if os.stat(layout.blob_path(descriptor.digest)).st_size != descriptor.size:
+                    continue
+            except (KeyError, TypeError, ValueError, OSError, EncapsulateError):
+                continue
+            found[key] = LayerBlob(descriptor, diff_id, int(tar_size), int(files))
+    return found
+
+
 def _created(epoch: int) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -157,6 +180,7 @@ def write_image(
 
         makers = [plain(k) for k in range(len(components))]
     layout = Layout(layout_path)
+    reusable = reusable_layers(layout)
 
     stop = threading.Event()
     done = [0]
@@ -172,11 +196,18 @@ def write_image(
 
     def one(k: int) -> LayerBlob:
         annotations = {COMPONENTS_ANNOTATION: ",".join(components[k])} if components[k] else {}
-        with layout.blob() as blob:
-            try:
-                written = write_layer(blob, checked(makers[k]()), compression, annotations)
-            except OSError as e:
-                raise EncapsulateError(f"{layout_path}: writing layer {k + 1}: {e.strerror}") from None
+        try:
+            key = layer_key(checked(makers[k]()), compression)
+            if key is not None and key in reusable:
+                found = reusable[key]
+                annotations[LAYER_ANNOTATION] = found.record(key)
+                descriptor = replace(found.descriptor, annotations=annotations)
+                written = replace(found, descriptor=descriptor, reused=True)
+            else:
+                with layout.blob() as blob:
+                    written = write_layer(blob, checked(makers[k]()), compression, annotations, key)
+        except OSError as e:
+            raise EncapsulateError(f"{layout_path}: writing layer {k + 1}: {e.strerror}") from None
         if progress is not None:
             with lock:
                 done[0] += 1

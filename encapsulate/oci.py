@@ -130,13 +130,16 @@ class BlobWriter:
         self._file.close()
         digest = "sha256:" + self._hash.hexdigest()
         final = os.path.join(self._layout.blobs, digest.removeprefix("sha256:"))
-        if os.path.exists(final):
-            # Same digest, same bytes: leave the existing blob untouched.
+        existing = _size(final)
+        if existing == self.size:
+            # Same digest and size, same bytes: leave the existing blob untouched
+            # (one of another size is damaged, and replaced).
             os.unlink(self.path)
         else:
             os.chmod(self.path, 0o644)
             os.replace(self.path, final)
-            self._layout.created.append(final)
+            if existing is None:
+                self._layout.created.append(final)
         return Descriptor(media_type, digest, self.size, annotations or {})
 
     def discard(self) -> None:
@@ -277,6 +280,13 @@ class Layout:
             self._replace("index.json", canonical_json(index))
         except OSError as e:
             raise _os_error(self.path, e) from None
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return None
 
 
 def _os_error(path: str, e: OSError) -> EncapsulateError:

@@ -41,7 +41,7 @@ from mapping import EntryType, Mapping  # noqa: E402
 from mapping.commit import CommitTree  # noqa: E402
 
 from .errors import EncapsulateError  # noqa: E402
-from .tarlayer import Content  # noqa: E402
+from .tarlayer import Content, Opener  # noqa: E402
 
 REPO = "sysroot/ostree/repo"
 REPO_CONFIG = b"[core]\nrepo_version=1\nmode=bare-split-xattrs\n"
@@ -251,7 +251,7 @@ class OstreeLayers:
             obj = _info(path, tarfile.REGTYPE, mode, uid, gid, size)
             entry = self.tree.get(self.paths_of[checksum][0])
             assert entry is not None
-            content = entry.open
+            content = Opener(entry.open, checksum)
         obj.mtime = CONTENT_MTIME
         obj.pax_headers = pax
         yield obj, content

@@ -148,12 +148,24 @@ class _Sink:
 
 @dataclass(frozen=True)
 class LayerBlob:
-    """A written layer: its descriptor, diff_id and uncompressed size."""
+    """A written layer: its descriptor, diff_id and uncompressed size;
+    ``reused`` when an identical blob was already in the layout."""
 
     descriptor: Descriptor
     diff_id: str
     tar_size: int
     files: int
+    reused: bool = False
+
+    def record(self, key: str) -> str:
+        """The ``LAYER_ANNOTATION`` value of this layer, whose key is ``key``."""
+        return f"{key} {self.diff_id} {self.tar_size} {self.files}"
+
+
+# On each layer debchunk writes: "KEY DIFF_ID TAR_SIZE FILES" (see layer_key),
+# so the next build into the same layout can take the blob instead of writing
+# the same bytes again.
+LAYER_ANNOTATION = "org.debchunk.layer"
 
 
 def _xattr_headers(entry: Entry) -> dict[str, str]:
@@ -197,8 +209,44 @@ def tar_info(entry: Entry, name: str, mtime: int, link_to: str | None = None) ->
     return info
 
 
+@dataclass(frozen=True)
+class Opener:
+    """A file's content, opened when written; ``identity`` names that content
+    (an OSTree content checksum or a sha256), so a layer's key can be computed
+    without reading it."""
+
+    open: Callable[[], BinaryIO]
+    identity: str | None
+
+    def __call__(self) -> BinaryIO:
+        return self.open()
+
+
 # What goes after a tar header: nothing, bytes, or a way to open the content.
-Content = bytes | Callable[[], BinaryIO] | None
+Content = bytes | Opener | Callable[[], BinaryIO] | None
+
+# Bumped whenever the bytes written for the same items change.
+WRITER_VERSION = (
+    f"1 zlib-ng {zlib_ng.ZLIBNG_VERSION} gzip {GZIP_LEVEL} zstd {zstandard.ZSTD_VERSION} {ZSTD_LEVEL}"
+)
+
+
+def layer_key(items: Iterable[tuple[tarfile.TarInfo, Content]], compression: str) -> str | None:
+    """What decides a layer's bytes, hashed: the writer and its settings, every
+    header and every content's identity.  Two layers with the same key are the
+    same blob.  None when some content has no identity."""
+    h = hashlib.sha256(f"{WRITER_VERSION} {compression}\n".encode())
+    for info, content in items:
+        h.update(tar_header(info))
+        if isinstance(content, bytes):
+            h.update(hashlib.sha256(content).digest())
+        elif isinstance(content, Opener):
+            if content.identity is None:
+                return None
+            h.update(content.identity.encode() + b"\n")
+        elif content is not None:
+            return None
+    return "sha256:" + h.hexdigest()
 
 
 def entry_items(
@@ -214,7 +262,7 @@ def entry_items(
             if link is None:
                 first_of[entry.hardlink] = name
         info = tar_info(entry, name, mtime, link)
-        yield info, (entry.open if info.type == tarfile.REGTYPE else None)
+        yield info, (Opener(entry.open, entry.content_id) if info.type == tarfile.REGTYPE else None)
 
 
 _USTAR = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s12x")
@@ -268,8 +316,10 @@ def write_layer(
     items: Iterable[tuple[tarfile.TarInfo, Content]],
     compression: str = "gzip",
     annotations: dict[str, str] | None = None,
+    key: str | None = None,
 ) -> LayerBlob:
-    """Write tar items as one layer into ``blob`` and commit it."""
+    """Write tar items as one layer into ``blob`` and commit it; with its
+    ``key``, the layer's ``LAYER_ANNOTATION`` is added to ``annotations``."""
     sink = _Sink(blob, compression)
     files = 0
     for info, content in items:
@@ -298,5 +348,11 @@ def write_layer(
     end = sink.size + 2 * tarfile.BLOCKSIZE
     sink.write(bytes(2 * tarfile.BLOCKSIZE + -end % tarfile.RECORDSIZE))
     sink.finish()
+    diff_id = "sha256:" + sink.diff.hexdigest()
+    annotations = dict(annotations or {})
+    if key is not None:
+        annotations[LAYER_ANNOTATION] = LayerBlob(Descriptor("", "", 0), diff_id, sink.size, files).record(
+            key
+        )
     descriptor = blob.commit(MEDIA_TYPES[compression], annotations)
-    return LayerBlob(descriptor, "sha256:" + sink.diff.hexdigest(), sink.size, files)
+    return LayerBlob(descriptor, diff_id, sink.size, files)

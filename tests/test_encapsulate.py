@@ -8,6 +8,7 @@ import random
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -195,6 +196,37 @@ def test_prior_keeps_unchanged_layers(run_cli: RunCli, tmp_path: Path) -> None:
     assert after["pkg05"]["size"] - before["pkg05"]["size"] == 123_456 - 6 * 50_000
 
 
+def test_layers_already_in_the_layout_are_reused(run_cli: RunCli, tmp_path: Path) -> None:
+    root = packages_tree(tmp_path / "t", 12, 50_000, 10)
+    first = encapsulate(run_cli, "--rootfs", str(root), f"oci:{tmp_path}/img:1", "--max-layers", "8")
+    assert not any(layer["reused"] for layer in first["layers"])  # type: ignore[attr-defined]
+    again = encapsulate(run_cli, "--rootfs", str(root), f"oci:{tmp_path}/img:again", "--max-layers", "8")
+    assert again["manifest"] == first["manifest"]
+    assert all(layer["reused"] for layer in again["layers"])  # type: ignore[attr-defined]
+    # One package changes: its layer is written, the others are taken from the
+    # layout, and the image is the one a build into an empty layout makes.
+    (root / "usr/lib/pkg05/data").write_bytes(blob("changed", 123_456))
+    # A damaged blob is not taken: its layer is written again, and repaired.
+    old = {layer["digest"]: layer for layer in first["layers"]}  # type: ignore[attr-defined]
+    damaged = next(
+        d for d, layer in old.items() if "pkg05" not in layer["components"] and layer["components"]
+    )
+    damaged_path = tmp_path / "img/blobs/sha256" / damaged[7:]
+    damaged_path.write_bytes(damaged_path.read_bytes()[:100])
+    args = ["--rootfs", str(root), "--max-layers", "8", "--prior", f"oci:{tmp_path}/img:1"]
+    second = encapsulate(run_cli, *args[:2], f"oci:{tmp_path}/img:2", *args[2:])
+    fresh = encapsulate(run_cli, *args[:2], f"oci:{tmp_path}/fresh:2", *args[2:])
+    assert second["manifest"] == fresh["manifest"]
+    layers: list[dict[str, Any]] = second["layers"]  # type: ignore[assignment]
+    written = [layer for layer in layers if not layer["reused"]]
+    new = {layer["digest"] for layer in layers if layer["digest"] not in old}
+    assert {layer["digest"] for layer in written} == {damaged} | new
+    assert any("pkg05" in layer["components"] for layer in written)
+    assert damaged_path.stat().st_size == old[damaged]["size"]
+    validate = run_cli("validate", f"oci:{tmp_path}/img:2")
+    assert validate.returncode == 0, validate.stderr
+
+
 def image_labels(layout: Path, tag: str) -> dict[str, str]:
     """The config labels of image ``tag`` in an OCI layout."""
     index = json.loads((layout / "index.json").read_text())
@@ -376,7 +408,7 @@ def check_ostree_image(layout: Path, tag: str, repo: Path, checksum: str, work: 
     assert labels["ostree.commit"] == checksum and labels["ostree.final-diffid"] == diff_ids[-1]
     layers = manifest(layout, tag)["layers"]
     assert isinstance(layers, list)
-    assert "annotations" not in layers[0] and all(
+    assert "ostree.components" not in layers[0].get("annotations", {}) and all(
         layer["annotations"]["ostree.components"] for layer in layers[1:]
     )
 
