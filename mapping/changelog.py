@@ -110,6 +110,46 @@ def read_history(tree: Tree, path: str) -> list[Change] | None:
     return [Change(when, versions[k] != versions[k + 1]) for k, (when, _) in enumerate(entries)]
 
 
+# A CVE identifier (cve.org: "CVE-YYYY-NNNN", four or more digits).
+_CVE = re.compile(rb"CVE-\d{4}-\d{4,}")
+
+# How much a package's security history raises its change rate in a stable
+# release, where updates are security and bug fixes only: the rate is
+# multiplied by 1 + CVE_WEIGHT * ln(1 + distinct CVEs named in its changelog),
+# divided by that factor's mean over the tree's packages.
+# Measured on the update pairs (benches/update_cost.py): a stable point update's
+# changed packages are told from the others with an AUC of 0.86 this way, 0.81
+# by the change dates alone.
+CVE_WEIGHT = 2.0
+
+
+def count_cves(tree: Tree, path: str) -> int:
+    """Distinct CVE identifiers named anywhere in the changelog at ``path``
+    (0 when it is missing or unreadable)."""
+    data = tree.read_bytes(path)
+    if data is None:
+        return 0
+    try:
+        text = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error):
+        return 0
+    return len(set(_CVE.findall(text)))
+
+
+def security_factor(cves: int) -> float:
+    """How much ``cves`` CVEs raise a stable package's change rate (``CVE_WEIGHT``)."""
+    return 1.0 + CVE_WEIGHT * math.log1p(cves)
+
+
+def security_weighted(probability_: float, cves: int, mean_factor: float = 1.0) -> float:
+    """A weekly change probability with its rate scaled by ``security_factor``
+    over ``mean_factor`` (the tree's average, so that the rates are shared out
+    differently but add up as before): ``1 - (1 - p) ** factor``, the same
+    Poisson model."""
+    factor = security_factor(cves) / mean_factor
+    return 1.0 - float((1.0 - probability_) ** factor)
+
+
 # Added to every observed count: a year without a change does not mean a package
 # never changes (the usual half-count prior for a Poisson rate).
 CHANGES_PRIOR = 0.5

@@ -346,21 +346,38 @@ def _newest(versions: set[str]) -> str | None:
     return best
 
 
+def stable_release(tree: Tree) -> bool:
+    """Whether the tree is a stable release (os-release(5) gives a VERSION_ID:
+    Debian 13, Ubuntu 24.04; Debian testing and unstable have none), whose
+    packages change by security and bug-fix updates only."""
+    for path in ("etc/os-release", "usr/lib/os-release", "usr/etc/os-release"):
+        data = tree.read_bytes(path)  # follows symlinks inside the tree
+        if data is not None:
+            return any(line.startswith(b"VERSION_ID=") for line in data.splitlines())
+    return False
+
+
 def _change_probabilities(
     tree: Tree, owners: dict[str, _Owner], reference: dt.datetime | None
 ) -> tuple[dict[str, tuple[float, float | None]], dt.datetime | None]:
     """Weekly probabilities of any change and of an upstream version change, per
     owner, and the reference date used."""
     histories: dict[str, list[changelog.Change]] = {}
+    cves: dict[str, int] = {}
+    stable = stable_release(tree)
     for owner in owners.values():
         for path in owner.changelogs:
             found = changelog.read_history(tree, path)
             if found:
                 histories[owner.name] = found
+                if stable:
+                    cves[owner.name] = changelog.count_cves(tree, path)
                 break
     if reference is None and histories:
         reference = max(h[0].date for h in histories.values())
     result: dict[str, tuple[float, float | None]] = {}
+    factors = [changelog.security_factor(n) for n in cves.values()]
+    mean_factor = sum(factors) / len(factors) if factors else 1.0
     for owner in owners.values():
         upstream: float | None = None
         if owner.kind == "volatile":
@@ -373,6 +390,9 @@ def _change_probabilities(
             upstream = changelog.probability(
                 changelog.changes_per_year((c.date for c in history if c.upstream), reference)
             )
+            if owner.name in cves:
+                p = changelog.security_weighted(p, cves[owner.name], mean_factor)
+                upstream = changelog.security_weighted(upstream, cves[owner.name], mean_factor)
         else:
             p = changelog.DEFAULT_CHANGE_PROBABILITY
         result[owner.name] = (p, upstream)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import math
 import os
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mapping import Mapping, build_mapping, map_tree, read_tree
-from mapping.changelog import CHANGES_PRIOR, DEFAULT_CHANGE_PROBABILITY
+from mapping.changelog import CHANGES_PRIOR, CVE_WEIGHT, DEFAULT_CHANGE_PROBABILITY
 from tests.sample import KVER, Pkg, SampleTree, blob, day
 
 
@@ -312,3 +313,39 @@ def test_upstream_change_probability_ignores_debian_revisions(tmp_path: Path) ->
     assert foo.change_probability == pytest.approx(1 - math.exp(-7 * 3.5 / 365))
     assert foo.upstream_change_probability == pytest.approx(1 - math.exp(-7 * 1.5 / 365))
     assert m.component("unpackaged").upstream_change_probability is None
+
+
+@pytest.mark.parametrize(
+    "os_release", [None, b'PRETTY_NAME="Debian GNU/Linux forky/sid"\n', b'VERSION_ID="13"\n']
+)
+def test_security_history_raises_change_rate_in_stable_releases(
+    tmp_path: Path, os_release: bytes | None
+) -> None:
+    t = _tree(tmp_path)
+    dates = [day(0), day(40), day(90)]
+    for name in ("foo", "bar"):
+        t.add(Pkg(name, "1.0-1", files={f"/usr/bin/{name}": name.encode()}, changelog=dates))
+    root = t.finish()
+    # foo's changelog names three CVEs (one twice); bar's none.
+    path = root / "usr/share/doc/foo/changelog.Debian.gz"
+    text = gzip.decompress(path.read_bytes()).replace(
+        b"  * Change.", b"  * Fix CVE-2025-1234, CVE-2025-12345.\n  * Fix CVE-2026-0001 (CVE-2025-1234)", 1
+    )
+    path.write_bytes(gzip.compress(text, mtime=0))
+    if os_release is not None:
+        (root / "usr/lib/os-release").write_bytes(os_release)
+    m = build_mapping(rootfs=str(root))
+    foo, bar = m.component("foo"), m.component("bar")
+    base = 1 - math.exp(-7 * (3 + CHANGES_PRIOR) / 365)
+    if os_release is not None and b"VERSION_ID" in os_release:
+        # Stable: each rate is scaled by 1 + CVE_WEIGHT * ln(1 + CVEs), over
+        # that factor's mean, so the two rates still add up as before.
+        factors = {"foo": 1 + CVE_WEIGHT * math.log(4), "bar": 1.0}
+        mean = sum(factors.values()) / 2
+        for c in (foo, bar):
+            assert c.change_probability == pytest.approx(1 - (1 - base) ** (factors[c.name] / mean))
+        assert foo.change_probability > 3 * bar.change_probability
+        rates = [-math.log(1 - c.change_probability) for c in (foo, bar)]
+        assert sum(rates) == pytest.approx(-2 * math.log(1 - base))
+    else:
+        assert foo.change_probability == pytest.approx(base) == bar.change_probability
