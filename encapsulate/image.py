@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from chunker import Plan, layer_of_entries
@@ -60,20 +61,27 @@ class ImageResult:
     layer_components: tuple[tuple[str, ...], ...]
 
 
-def plain_layers(mapping: Mapping, plan: Plan) -> list[list[int]]:
-    """Entry indices of each layer: layer 0 every directory, then one per plan
-    layer with its files and their parent directories.  All paths of an inode
-    go with the first one, so hardlinks stay within a layer."""
+def planned_split(mapping: Mapping, plan: Plan) -> Mapping:
+    """The mapping with its components split as ``plan`` has them (what
+    ``plain_layers``, ``components_label`` and ``OstreeLayers`` take)."""
     if mapping.tree is None:
         raise EncapsulateError("the mapping has no tree to write; map the tree again")
-    entries = mapping.tree.entries
-    split = split_mapping(mapping, prior=plan.layer_index().keys())
+    return split_mapping(mapping, prior=plan.layer_index().keys())
+
+
+def plain_layers(split: Mapping, plan: Plan) -> list[list[int]]:
+    """Entry indices of each layer of the ``planned_split`` mapping: layer 0
+    every directory, then one per plan layer with its files and their parent
+    directories.  All paths of an inode go with the first one, so hardlinks
+    stay within a layer."""
+    assert split.tree is not None
+    entries = split.tree.entries
     layer = layer_of_entries(plan, [c.name for c in split.components], split.owners).tolist()
     first_layer: dict[str, int] = {}
     for i, e in enumerate(entries):
         if e.hardlink is not None and e.type is EntryType.FILE:
             layer[i] = first_layer.setdefault(e.hardlink, layer[i])
-    index = mapping.tree.index
+    index = split.tree.index
     out: list[list[int]] = [[] for _ in range(len(plan.layers) + 1)]
     with_parents: list[set[int]] = [set() for _ in plan.layers]
     for i, e in enumerate(entries):
@@ -93,13 +101,11 @@ def plain_layers(mapping: Mapping, plan: Plan) -> list[list[int]]:
     return out
 
 
-def components_label(mapping: Mapping, plan: Plan) -> str:
-    """The ``COMPONENTS_LABEL`` value of an image of ``mapping`` planned as ``plan``."""
-    if mapping.tree is None:
-        raise EncapsulateError("the mapping has no tree to write; map the tree again")
-    split = split_mapping(mapping, prior=plan.layer_index().keys())
+def components_label(split: Mapping) -> str:
+    """The ``COMPONENTS_LABEL`` value of an image of the ``planned_split`` mapping."""
+    assert split.tree is not None
     digests = [hashlib.sha256() for _ in split.components]
-    for owner, e in zip(split.owners, mapping.tree.entries, strict=True):
+    for owner, e in zip(split.owners, split.tree.entries, strict=True):
         if owner >= 0:
             record = (e.path, e.type.name, e.mode, e.uid, e.gid, e.target, e.content_id, e.rdev, e.xattrs)
             digests[owner].update(repr(record).encode("utf-8", "surrogateescape") + b"\n")
@@ -166,19 +172,29 @@ def write_image(
     if mapping.tree is None:
         raise EncapsulateError("the mapping has no tree to write; map the tree again")
     components = [(), *(layer.components for layer in plan.layers)]
+    split = planned_split(mapping, plan)
     ostree_layers = None
     if layer_format == "ostree":
-        ostree_layers = OstreeLayers(mapping, plan, epoch)
+        ostree_layers = OstreeLayers(split, plan, epoch)
         makers = [ostree_layers.layer(k) for k in range(len(components))]
+        # From object checksums and paths: no object is read to know a layer.
+        keys: list[Callable[[], str | None]] = [
+            partial(ostree_layers.key, k, compression) for k in range(len(components))
+        ]
     else:
         entries: Sequence[Entry] = mapping.tree.entries
-        groups = plain_layers(mapping, plan)
+        groups = plain_layers(split, plan)
 
         def plain(k: int) -> Callable[[], Iterator[tuple[tarfile.TarInfo, Content]]]:
             mtime = epoch if k == 0 else CONTENT_MTIME
             return lambda: entry_items(((entries[i].path, entries[i]) for i in groups[k]), mtime)
 
         makers = [plain(k) for k in range(len(components))]
+
+        def plain_key(k: int) -> Callable[[], str | None]:
+            return lambda: layer_key(makers[k](), compression)
+
+        keys = [plain_key(k) for k in range(len(components))]
     layout = Layout(layout_path)
     reusable = reusable_layers(layout)
 
@@ -197,7 +213,7 @@ def write_image(
     def one(k: int) -> LayerBlob:
         annotations = {COMPONENTS_ANNOTATION: ",".join(components[k])} if components[k] else {}
         try:
-            key = layer_key(checked(makers[k]()), compression)
+            key = keys[k]()
             if key is not None and key in reusable:
                 found = reusable[key]
                 annotations[LAYER_ANNOTATION] = found.record(key)
@@ -241,7 +257,7 @@ def write_image(
         **(labels or {}),
         **format_labels,
         PLAN_LABEL: plan_label,
-        COMPONENTS_LABEL: components_label(mapping, plan),
+        COMPONENTS_LABEL: components_label(split),
     }
     config = {
         **{k: v for k, v in base.items() if k not in ("rootfs", "history", "config")},

@@ -25,6 +25,7 @@ commit's ``version``.
 
 from __future__ import annotations
 
+import hashlib
 import stat
 import tarfile
 from collections.abc import Callable, Iterator
@@ -36,12 +37,11 @@ gi.require_version("OSTree", "1.0")
 from gi.repository import GLib, OSTree  # noqa: E402
 
 from chunker import Plan, layer_of_entries  # noqa: E402
-from chunker.split import split_mapping  # noqa: E402
 from mapping import EntryType, Mapping  # noqa: E402
 from mapping.commit import CommitTree  # noqa: E402
 
 from .errors import EncapsulateError  # noqa: E402
-from .tarlayer import Content, Opener  # noqa: E402
+from .tarlayer import WRITER_VERSION, Content, Opener  # noqa: E402
 
 REPO = "sysroot/ostree/repo"
 REPO_CONFIG = b"[core]\nrepo_version=1\nmode=bare-split-xattrs\n"
@@ -79,12 +79,16 @@ def _info(name: str, kind: bytes, mode: int, uid: int = 0, gid: int = 0, size: i
 # Only the ostree layer (commit, metadata, directories) has the image's time.
 CONTENT_MTIME = 0
 
+# Bumped whenever the items this module writes for the same commit and plan change.
+LAYOUT_VERSION = 1
+
 
 class OstreeLayers:
     """Tar items of every layer of a commit's image, given a plan."""
 
-    def __init__(self, mapping: Mapping, plan: Plan, mtime: int) -> None:
-        tree = mapping.tree
+    def __init__(self, split: Mapping, plan: Plan, mtime: int) -> None:
+        """``split``: the mapping with its components split as ``plan`` has them."""
+        tree = split.tree
         if not isinstance(tree, CommitTree):
             raise EncapsulateError(
                 "the ostree layer format needs an OSTree commit; use --format plain for --rootfs"
@@ -92,7 +96,6 @@ class OstreeLayers:
         self.tree = tree
         self.repo = tree.repo
         self.mtime = mtime
-        split = split_mapping(mapping, prior=plan.layer_index().keys())
         layer = layer_of_entries(plan, [c.name for c in split.components], split.owners).tolist()
         # Each content object goes where its first path's owner is; all its paths follow it.
         self.object_layer: dict[str, int] = {}
@@ -102,6 +105,25 @@ class OstreeLayers:
                 self.object_layer.setdefault(e.content_id, layer[i] + 1)
                 self.paths_of.setdefault(e.content_id, []).append(e.path)
         self.layer_count = len(plan.layers) + 1
+        # The objects of each layer, in the order written (unplanned ones in the ostree layer).
+        self.objects_of: list[list[str]] = [[] for _ in range(self.layer_count)]
+        for checksum, where in self.object_layer.items():
+            self.objects_of[max(where, 0)].append(checksum)
+        for objects in self.objects_of:
+            objects.sort()
+
+    def key(self, k: int, compression: str) -> str:
+        """Layer ``k``'s key (``tarlayer.layer_key``'s role) from what decides its
+        bytes without reading any object: an object's checksum covers its content,
+        mode, owner and xattrs, the commit's covers every dirtree and dirmeta, and
+        the rest of a layer is fixed by this module (``LAYOUT_VERSION``)."""
+        h = hashlib.sha256(f"{WRITER_VERSION} {compression} ostree {LAYOUT_VERSION}\n".encode())
+        if k == 0:
+            h.update(f"commit {self.tree.checksum} {self.mtime}\n".encode())
+        for checksum in self.objects_of[k]:
+            paths = "\0".join(self.paths_of[checksum])
+            h.update(f"{checksum}\0{paths}\n".encode("utf-8", "surrogateescape"))
+        return "sha256:" + h.hexdigest()
 
     def labels(self, final_diff_id: str) -> dict[str, str]:
         """The config labels ostree-ext sets."""
@@ -125,9 +147,7 @@ class OstreeLayers:
             yield from self._commit_layer()
         else:
             yield from self._skeleton(CONTENT_MTIME)
-        for checksum in sorted(
-            c for c, where in self.object_layer.items() if where == k or (k == 0 and where < 1)
-        ):
+        for checksum in self.objects_of[k]:
             yield from self._content(checksum)
 
     def _dir(

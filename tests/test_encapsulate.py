@@ -425,6 +425,12 @@ def test_ostree_format(run_cli: RunCli, sample_repos: dict[str, Path], tmp_path:
         run_cli, "--repo", str(repo), "sample", f"oci:{tmp_path}/again:v1", "--max-layers", "10"
     )
     assert first["manifest"] == again["manifest"]
+    # Into the layout holding it, every layer is taken, none written again.
+    reused = encapsulate(
+        run_cli, "--repo", str(repo), "sample", f"oci:{tmp_path}/img:v2", "--max-layers", "10"
+    )
+    assert reused["manifest"] == first["manifest"]
+    assert all(layer["reused"] for layer in reused["layers"])  # type: ignore[attr-defined]
     layers = manifest(tmp_path / "img", "v1")["layers"]
     assert isinstance(layers, list) and len(layers) <= 10
     check_ostree_image(tmp_path / "img", "v1", repo, checksum, tmp_path)
