@@ -159,7 +159,12 @@ class LayerBlob:
 
     def record(self, key: str) -> str:
         """The ``LAYER_ANNOTATION`` value of this layer, whose key is ``key``."""
-        return f"{key} {self.diff_id} {self.tar_size} {self.files}"
+        return layer_record(key, self.diff_id, self.tar_size, self.files)
+
+
+def layer_record(key: str, diff_id: str, tar_size: int, files: int) -> str:
+    """A ``LAYER_ANNOTATION`` value."""
+    return f"{key} {diff_id} {tar_size} {files}"
 
 
 # On each layer debchunk writes: "KEY DIFF_ID TAR_SIZE FILES" (see layer_key),
@@ -351,8 +356,6 @@ def write_layer(
     diff_id = "sha256:" + sink.diff.hexdigest()
     annotations = dict(annotations or {})
     if key is not None:
-        annotations[LAYER_ANNOTATION] = LayerBlob(Descriptor("", "", 0), diff_id, sink.size, files).record(
-            key
-        )
+        annotations[LAYER_ANNOTATION] = layer_record(key, diff_id, sink.size, files)
     descriptor = blob.commit(MEDIA_TYPES[compression], annotations)
     return LayerBlob(descriptor, diff_id, sink.size, files)
