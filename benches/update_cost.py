@@ -20,6 +20,7 @@ prints one table per case, strategies as rows, and the targets.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -102,6 +103,10 @@ class Row:
     download: int
     waste: float | None
     seconds: float
+    # Waste with every change probability moved by up to +-PERTURBATION, over
+    # the draws: how much of the figure is luck of the exact values.
+    perturbed_mean: float | None = None
+    perturbed_sd: float | None = None
 
 
 @dataclass
@@ -122,25 +127,69 @@ class Case:
         return next(r for r in self.rows if r.strategy == strategy)
 
 
-def run_pair(old: TreeIndex, new: TreeIndex, set_name: str, pair: str, max_layers: int) -> Case:
-    """Every strategy on one update pair."""
+def _plan_pair(
+    name: str, strategy: Strategy, old: TreeIndex, new: TreeIndex, max_layers: int
+) -> tuple[Plan, Plan, int]:
+    """Plan the old tree, then the new one with the old plan as prior; the bytes
+    downloaded."""
+    old_view = split_index(old) if name in SPLITS else old
+    before = strategy(old_view.components, max_layers, None)
+    new_view = split_index(new, before) if name in SPLITS else new
+    after = strategy(new_view.components, max_layers, before)
+    return before, after, download_bytes(old_view, before.groups(), new_view, after.groups())
+
+
+# Perturbation of the change probabilities for the sensitivity figures: each
+# probability times a factor drawn uniformly in [1 - x, 1 + x], per component
+# name and draw, the same for both trees of a pair and for every strategy.
+PERTURBATION = 0.02
+PERTURBATION_DRAWS = 8
+
+
+def _factor(name: str, draw: int) -> float:
+    seed = int.from_bytes(hashlib.sha256(f"{draw}\0{name}".encode()).digest()[:8], "little")
+    return 1.0 + PERTURBATION * (2.0 * np.random.default_rng(seed).random() - 1.0)
+
+
+def perturbed(index: TreeIndex, draw: int) -> TreeIndex:
+    """``index`` with every component's change probabilities moved (``PERTURBATION``)."""
+
+    def move(c: Component) -> Component:
+        f = _factor(c.name, draw)
+        up = c.upstream_change_probability
+        return replace(
+            c,
+            change_probability=min(1.0, c.change_probability * f),
+            upstream_change_probability=None if up is None else min(1.0, up * f),
+        )
+
+    return replace(index, components=tuple(move(c) for c in index.components))
+
+
+def run_pair(
+    old: TreeIndex, new: TreeIndex, set_name: str, pair: str, max_layers: int, draws: int = 0
+) -> Case:
+    """Every strategy on one update pair; with ``draws``, also each strategy's
+    waste over that many perturbations of the change probabilities."""
     ideal, single = ideal_bytes(old, new), single_layer_bytes(old, new)
     old_v, new_v = old.source_versions(), new.source_versions()
     changed = sum(1 for s in set(old_v) | set(new_v) if old_v.get(s) != new_v.get(s))
     case = Case(set_name, pair, old.build_name, new.build_name, max_layers, ideal, single, changed)
+
+    def waste(got: int) -> float | None:
+        return (got - ideal) / (single - ideal) if single > ideal else None
+
+    views = [(perturbed(old, d), perturbed(new, d)) for d in range(draws)] if single > ideal else []
     for name, strategy in STRATEGIES.items():
         t0 = time.perf_counter()
-        old_view = split_index(old) if name in SPLITS else old
-        before = strategy(old_view.components, max_layers, None)
-        new_view = split_index(new, before) if name in SPLITS else new
-        after = strategy(new_view.components, max_layers, before)
+        before, after, got = _plan_pair(name, strategy, old, new, max_layers)
         seconds = time.perf_counter() - t0
-        got = download_bytes(old_view, before.groups(), new_view, after.groups())
-        waste = (got - ideal) / (single - ideal) if single > ideal else None
         reserved = before.reserved_layers
-        case.rows.append(
-            Row(name, len(before.layers) + reserved, len(after.layers) + reserved, got, waste, seconds)
-        )
+        row = Row(name, len(before.layers) + reserved, len(after.layers) + reserved, got, waste(got), seconds)
+        if views:
+            wastes = [waste(_plan_pair(name, strategy, o, n, max_layers)[2]) or 0.0 for o, n in views]
+            row.perturbed_mean, row.perturbed_sd = float(np.mean(wastes)), float(np.std(wastes))
+        case.rows.append(row)
     return case
 
 
@@ -154,8 +203,22 @@ class Simulation:
     mean: dict[str, float]
 
 
-def simulate(index: TreeIndex, max_layers: int, weeks: int = 52, seed: int = 2026) -> Simulation:
-    """Weekly updates of one tree's packages, the same draws for every strategy.
+def _streams(names: Sequence[str], run: int, weeks: int) -> npt.NDArray[np.float64]:
+    """Uniform draws (weeks x components x 3) from one stream per component name
+    and run: a component's draws do not depend on which others exist."""
+    out = np.empty((weeks, len(names), 3))
+    for k, name in enumerate(names):
+        seed = int.from_bytes(hashlib.sha256(f"{run}\0{name}".encode()).digest()[:8], "little")
+        out[:, k, :] = np.random.default_rng(seed).random((weeks, 3))
+    return out
+
+
+SIMULATION_RUNS = 4
+
+
+def simulate(index: TreeIndex, max_layers: int, weeks: int = 52, runs: int = SIMULATION_RUNS) -> Simulation:
+    """Weekly updates of one tree's packages, the same draws for every strategy,
+    averaged over ``runs`` independent runs of ``weeks`` weeks.
 
     Each week every package changes with its weekly probability, and its
     upstream version with its upstream probability (an upstream change is a
@@ -166,22 +229,15 @@ def simulate(index: TreeIndex, max_layers: int, weeks: int = 52, seed: int = 202
     each week with the previous week's as prior; a layer is downloaded when a
     member changed or its set of components is new.  The floor is the size of
     the changed components (whole packages) each week."""
-    rng = np.random.default_rng(seed)
     base = sorted(index.components, key=lambda c: c.name)
     names = [c.name for c in base]
     p = np.array([c.change_probability for c in base])
     up = np.array([min(c.upstream_change_probability or 0.0, c.change_probability) for c in base])
     # P(any) = P(up) + (1 - P(up)) * P(other change), so other = (p - up) / (1 - up).
     other = np.where(up < 1.0, (p - up) / np.maximum(1.0 - up, 1e-12), 0.0)
-    upstream_draw = rng.random((weeks, len(base))) < up
-    any_draw = upstream_draw | (rng.random((weeks, len(base))) < other)
     packages = np.array([c.kind == "package" for c in base])
     dpkg = [k for k, n in enumerate(names) if n == "volatile:dpkg"]
-    for k in dpkg:
-        any_draw[:, k] = any_draw[:, packages].any(axis=1)
-    jitter = 1.0 + rng.uniform(-0.05, 0.05, (weeks, len(base)))
     sizes0 = np.array([float(c.size) for c in base])
-    floor = float(np.mean([(sizes0 * d).sum() for d in any_draw]))
     split = split_index(index)
     position = {n: k for k, n in enumerate(names)}
 
@@ -192,27 +248,37 @@ def simulate(index: TreeIndex, max_layers: int, weeks: int = 52, seed: int = 202
         data = np.array([c.name.endswith(DATA_SUFFIX) for c in view])
         return column, data
 
-    mean: dict[str, float] = {}
-    for name, strategy in STRATEGIES.items():
-        view = list(split.components if name in SPLITS else index.components)
-        column, data_part = changes(view)
-        sizes = np.array([float(c.size) for c in view])
-        plan = strategy(view, max_layers, None)
-        total = 0.0
-        for week in range(weeks):
-            changed = np.where(data_part, upstream_draw[week, column], any_draw[week, column])
-            sizes = np.where(changed, sizes * jitter[week, column], sizes)
-            view = [replace(c, size=int(z)) for c, z in zip(view, sizes, strict=True)]
-            new_plan = strategy(view, max_layers, plan)
-            where = {c.name: k for k, c in enumerate(view)}
-            old_groups = {frozenset(layer.components) for layer in plan.layers}
-            for layer in new_plan.layers:
-                members = [where[n] for n in layer.components]
-                if changed[members].any() or frozenset(layer.components) not in old_groups:
-                    total += float(sizes[members].sum())
-            plan = new_plan
-        mean[name] = total / weeks
-    return Simulation(weeks, max_layers, floor, mean)
+    floors: list[float] = []
+    totals: dict[str, list[float]] = {name: [] for name in STRATEGIES}
+    for run in range(runs):
+        draws = _streams(names, run, weeks)
+        upstream_draw = draws[:, :, 0] < up
+        any_draw = upstream_draw | (draws[:, :, 1] < other)
+        for k in dpkg:
+            any_draw[:, k] = any_draw[:, packages].any(axis=1)
+        jitter = 1.0 + 0.1 * (draws[:, :, 2] - 0.5)
+        floors.append(float(np.mean([(sizes0 * d).sum() for d in any_draw])))
+        for name, strategy in STRATEGIES.items():
+            view = list(split.components if name in SPLITS else index.components)
+            column, data_part = changes(view)
+            sizes = np.array([float(c.size) for c in view])
+            plan = strategy(view, max_layers, None)
+            total = 0.0
+            for week in range(weeks):
+                changed = np.where(data_part, upstream_draw[week, column], any_draw[week, column])
+                sizes = np.where(changed, sizes * jitter[week, column], sizes)
+                view = [replace(c, size=int(z)) for c, z in zip(view, sizes, strict=True)]
+                new_plan = strategy(view, max_layers, plan)
+                where = {c.name: k for k, c in enumerate(view)}
+                old_groups = {frozenset(layer.components) for layer in plan.layers}
+                for layer in new_plan.layers:
+                    members = [where[n] for n in layer.components]
+                    if changed[members].any() or frozenset(layer.components) not in old_groups:
+                        total += float(sizes[members].sum())
+                plan = new_plan
+            totals[name].append(total / weeks)
+    mean = {name: float(np.mean(v)) for name, v in totals.items()}
+    return Simulation(weeks, max_layers, float(np.mean(floors)), mean)
 
 
 def _mb(n: float) -> str:
@@ -226,18 +292,28 @@ def print_case(case: Case) -> None:
         f"{case.changed_sources} source packages changed; ideal {case.ideal / 1e6:.1f} MB, "
         f"single layer {case.single / 1e6:.1f} MB"
     )
-    print(f"  {'strategy':28} {'layers':>7} {'MB':>9} {'waste':>7} {'x ideal':>8} {'secs':>6}")
+    perturbed = any(r.perturbed_mean is not None for r in case.rows)
+    spread = f" {'perturbed':>14}" if perturbed else ""
+    print(f"  {'strategy':28} {'layers':>7} {'MB':>9} {'waste':>7} {'x ideal':>8} {'secs':>6}{spread}")
     for r in case.rows:
         waste = "-" if r.waste is None else f"{100 * r.waste:6.1f}%"
         ratio = f"{r.download / case.ideal:8.2f}" if case.ideal else "       -"
         layers = f"{r.layers_old}/{r.layers_new}"
-        print(f"  {r.strategy:28} {layers:>7} {_mb(r.download)} {waste:>7} {ratio} {r.seconds:6.2f}")
+        if r.perturbed_mean is not None and r.perturbed_sd is not None:
+            spread = f" {100 * r.perturbed_mean:6.1f}% +-{100 * r.perturbed_sd:4.1f}"
+        print(f"  {r.strategy:28} {layers:>7} {_mb(r.download)} {waste:>7} {ratio} {r.seconds:6.2f}{spread}")
+    if perturbed:
+        print(
+            f"  perturbed: waste over {PERTURBATION_DRAWS} draws with every change probability moved by up "
+            f"to +-{PERTURBATION:.0%} (mean +- sd)"
+        )
 
 
 def print_simulation(sim: Simulation) -> None:
     """The simulation's table."""
     print(
-        f"\n52-week simulation, desktop components, N={sim.max_layers}: floor {sim.floor / 1e6:.1f} MB/week"
+        f"\n52-week simulation, desktop components, N={sim.max_layers}, mean of {SIMULATION_RUNS} runs: "
+        f"floor {sim.floor / 1e6:.1f} MB/week"
     )
     print(f"  {'strategy':28} {'MB/week':>9} {'x floor':>8} {'x ours':>7}")
     ours = sim.mean[OURS]
@@ -298,6 +374,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--layers", default="64,128", help="layer budgets (64,128)")
     parser.add_argument("--pairs", help="only these update pairs (default: all)")
     parser.add_argument("--weeks", type=int, default=52, help="weeks to simulate (52)")
+    parser.add_argument(
+        "--draws",
+        type=int,
+        default=PERTURBATION_DRAWS,
+        help=f"perturbed draws per update pair at N=64 ({PERTURBATION_DRAWS}; 0: none)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write every figure and package version as JSON")
     parser.add_argument(
         "--frozen",
@@ -320,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if set_name == "desktop" and old_build == "trixie":
                 desktop = old
             for n in budgets:
-                case = run_pair(old, new, set_name, pair, n)
+                case = run_pair(old, new, set_name, pair, n, args.draws if n == 64 else 0)
                 print_case(case)
                 cases.append(case)
     sims = []

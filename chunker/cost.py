@@ -5,11 +5,21 @@ change probabilities ``p_c`` (independent), layer ``L`` costs
 ``size(L) * (1 - prod_{c in L} (1 - p_c))`` and the whole image
 ``E = sum_L size(L) * (1 - prod(1 - p_c))``.  Its floor, reached with one
 component per layer, is ``sum_c size(c) * p_c``.
+
+One dependence is known and modelled: a package split in two by
+``chunker.split`` has a data part that changes only with the upstream version,
+and then the binaries change too.  Its changes are a subset of the other part's,
+so the two parts together change exactly as often as the binaries do, not more.
+``Events`` writes every component's changes as a union of independent events,
+the two parts of a package sharing the upstream one; a layer is kept when none of
+the distinct events behind its components happens.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -17,8 +27,79 @@ import numpy.typing as npt
 from mapping import Component
 
 from .plan import Layer, Plan
+from .split import DATA_SUFFIX
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+
+_P_CAP = 1.0 - 1e-15  # log(1 - p) stays finite
+
+
+@dataclass(frozen=True)
+class Events:
+    """The independent change events behind components' change probabilities.
+
+    Every shared event belongs to exactly two components (the two parts of a
+    package): ``pairs[e]`` holds their indices and ``shared_log[e]`` the
+    ``log(1 - p)`` of the event.
+    ``own[i]`` is ``log(1 - p)`` of the events only component ``i`` has, so that
+    ``own[i]`` plus its shared events' logs is ``log(1 - p_i)``."""
+
+    own: FloatArray
+    pairs: IntArray
+    shared_log: FloatArray
+
+    @classmethod
+    def of(cls, names: Sequence[str], probabilities: FloatArray) -> Events:
+        """Events for components ``names`` with these change probabilities:
+        ``NAME:data`` shares its (upstream) changes with ``NAME``."""
+        logs = np.log1p(-np.clip(probabilities, 0.0, _P_CAP))
+        own = logs.copy()
+        index = {n: i for i, n in enumerate(names)}
+        pairs: list[tuple[int, int]] = []
+        shared_log: list[float] = []
+        for d, name in enumerate(names):
+            base = index.get(name.removesuffix(DATA_SUFFIX)) if name.endswith(DATA_SUFFIX) else None
+            if base is None:
+                continue
+            upstream = float(max(logs[d], logs[base]))  # the rarer change: log(1 - p) nearer 0
+            if upstream >= 0.0:
+                continue
+            own[d] -= upstream
+            own[base] -= upstream
+            pairs.append((base, d))
+            shared_log.append(upstream)
+        return cls(own, np.array(pairs, dtype=np.intp).reshape(-1, 2), np.array(shared_log, dtype=np.float64))
+
+    @classmethod
+    def independent(cls, probabilities: FloatArray) -> Events:
+        """Every component changing on its own."""
+        logs = np.log1p(-np.clip(probabilities, 0.0, _P_CAP))
+        return cls(logs, np.zeros((0, 2), dtype=np.intp), np.zeros(0))
+
+    def log_keeps(self, groups: Sequence[Sequence[int]]) -> FloatArray:
+        """``log_keep`` of each of ``groups`` (disjoint), at once."""
+        of = np.full(len(self.own), -1, dtype=np.intp)
+        for k, g in enumerate(groups):
+            of[np.asarray(g, dtype=np.intp)] = k
+        inside = of >= 0
+        out = np.bincount(of[inside], weights=self.own[inside], minlength=len(groups)).astype(np.float64)
+        if len(self.shared_log):
+            held = of[self.pairs]
+            first = held[:, 0] >= 0
+            second = (held[:, 1] >= 0) & (held[:, 1] != held[:, 0])
+            out += np.bincount(held[first, 0], weights=self.shared_log[first], minlength=len(groups))
+            out += np.bincount(held[second, 1], weights=self.shared_log[second], minlength=len(groups))
+        return out
+
+    def log_keep(self, members: Iterable[int]) -> float:
+        """``log`` of the probability that no component of ``members`` changes."""
+        idx = np.fromiter(members, dtype=np.intp)
+        total = float(self.own[idx].sum())
+        if len(self.shared_log):
+            held = np.isin(self.pairs, idx).any(axis=1)
+            total += float(self.shared_log[held].sum())
+        return total
 
 
 def layer_cost(sizes: FloatArray, probabilities: FloatArray) -> float:
@@ -28,15 +109,21 @@ def layer_cost(sizes: FloatArray, probabilities: FloatArray) -> float:
     return float(sizes.sum()) * (1.0 - keep)
 
 
-def expected_bytes(groups: Iterable[Sequence[int]], sizes: FloatArray, probabilities: FloatArray) -> float:
-    """``E`` for a grouping given as index lists into ``sizes``/``probabilities``."""
+def expected_bytes(
+    groups: Iterable[Sequence[int]],
+    sizes: FloatArray,
+    probabilities: FloatArray,
+    events: Events | None = None,
+) -> float:
+    """``E`` for a grouping given as index lists into ``sizes``/``probabilities``
+    (components independent unless ``events`` says otherwise)."""
     # log(1 - p) sums are the stable way to multiply many (1 - p) terms.
-    log_keep = np.log1p(-np.minimum(probabilities, 1.0 - 1e-15))
+    model = Events.independent(probabilities) if events is None else events
     total = 0.0
     for g in groups:
         idx = np.fromiter(g, dtype=np.intp)
         if idx.size:
-            total += float(sizes[idx].sum()) * -float(np.expm1(log_keep[idx].sum()))
+            total += float(sizes[idx].sum()) * -math.expm1(model.log_keep(idx))
     return total
 
 
@@ -56,6 +143,7 @@ def make_plan(
     index = {c.name: i for i, c in enumerate(components)}
     sizes = np.array([c.size for c in components], dtype=np.float64)
     probabilities = np.array([c.change_probability for c in components], dtype=np.float64)
+    events = Events.of([c.name for c in components], probabilities)
     layers = []
     index_groups = []
     for g in groups:
@@ -64,12 +152,12 @@ def make_plan(
             continue
         idx = [index[n] for n in names]
         index_groups.append(idx)
-        p = 1.0 - float(np.prod(1.0 - probabilities[idx]))
+        p = -math.expm1(events.log_keep(idx))
         layers.append(Layer(names, int(sizes[idx].sum()), p))
     return Plan(
         max_layers,
         tuple(layers),
-        expected_bytes(index_groups, sizes, probabilities),
+        expected_bytes(index_groups, sizes, probabilities, events),
         floor_bytes(sizes, probabilities),
         reserved_layers,
     )

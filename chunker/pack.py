@@ -2,7 +2,10 @@
 
 Merging two layers A and B (sizes S, probabilities of not changing q = 1 - P)
 raises ``E`` by exactly ``S_A q_A P_B + S_B q_B P_A``: both layers' bytes are now
-also downloaded when only the other one changes.  ``pack`` starts from one layer
+also downloaded when only the other one changes.  When the two hold the two
+parts of one package (``chunker.cost.Events``), the change they share is
+counted once: the union is kept with probability ``q_A q_B / k``, ``k`` the
+probability that the shared event does not happen.  ``pack`` starts from one layer
 per component and repeatedly makes the cheapest merge (agglomerative, over a
 numpy matrix of pairwise merge costs with per-row minima), then moves single
 components between layers while that lowers ``E``.  Volatile components never
@@ -26,15 +29,21 @@ import numpy.typing as npt
 
 from mapping import Component
 
-from .cost import make_plan
+from .cost import Events, make_plan
 from .plan import ChunkerError, Plan
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
 
 # Above this many clusters the pairwise matrix is too large: the smallest
 # components are first bucketed by change probability (their merges are the
 # cheapest anyway, so the greedy would make them first).
 MAX_MATRIX = 1500
+# Volatile components at least this likely to change share one layer: the dpkg
+# database changes with any package (1 - 1e-9 for a desktop tree), the initramfs
+# with every build, and one update in a thousand, at most, downloads the other's
+# bytes with them.
+ALWAYS = 0.999
 # Updates over which a move of an existing component must pay for itself.
 DEFAULT_HORIZON = 26
 _P_CAP = 1.0 - 1e-12
@@ -66,25 +75,26 @@ def pack(
     probs = np.clip(np.array([c.change_probability for c in comps]), 0.0, _P_CAP)
     volatile = np.array([c.kind == "volatile" for c in comps])
     names = [c.name for c in comps]
+    events = Events.of(names, probs)
     if prior is not None and any(n in prior.layer_index() for n in names):
-        groups = _pack_with_prior(names, sizes, probs, volatile, budget, prior, horizon)
+        groups = _pack_with_prior(names, sizes, events, volatile, budget, prior, horizon)
     else:
-        groups = _order(_pack_fresh(sizes, probs, volatile, budget), sizes, probs)
+        groups = _order(_pack_fresh(sizes, probs, events, volatile, budget), sizes, events)
     return make_plan(comps, [[names[i] for i in g] for g in groups], max_layers, reserved_layers)
 
 
-def _order(groups: list[list[int]], sizes: FloatArray, probs: FloatArray) -> list[list[int]]:
+def _order(groups: list[list[int]], sizes: FloatArray, events: Events) -> list[list[int]]:
     """Layers from the most stable to the most volatile, then by size: an order
     that depends only on the content (content-addressed layers don't need more)."""
 
-    def key(g: list[int]) -> tuple[float, float, int]:
-        return (1.0 - float(np.prod(1.0 - probs[g])), -float(sizes[g].sum()), min(g))
-
-    return sorted((sorted(g) for g in groups), key=key)
+    groups = [sorted(g) for g in groups]
+    change = -np.expm1(events.log_keeps(groups))
+    keys = {min(g): (float(p), -float(sizes[g].sum()), min(g)) for g, p in zip(groups, change, strict=True)}
+    return sorted(groups, key=lambda g: keys[min(g)])
 
 
 def _pack_fresh(
-    sizes: FloatArray, probs: FloatArray, volatile: npt.NDArray[np.bool_], budget: int
+    sizes: FloatArray, probs: FloatArray, events: Events, volatile: npt.NDArray[np.bool_], budget: int
 ) -> list[list[int]]:
     n = len(sizes)
     if n <= budget:
@@ -96,15 +106,15 @@ def _pack_fresh(
     # Volatile content alone.  Volatile components that change with every build
     # share a layer (that costs nothing); if there is not room for every
     # volatile layer and something else, the volatile ones share one layer.
-    always = [i for i in pinned if probs[i] >= _P_CAP]
-    pinned_groups = ([always] if always else []) + [[i] for i in pinned if probs[i] < _P_CAP]
+    always = [i for i in pinned if probs[i] >= ALWAYS]
+    pinned_groups = ([always] if always else []) + [[i] for i in pinned if probs[i] < ALWAYS]
     if len(pinned_groups) >= budget:
         pinned_groups = [pinned] if pinned else []
     room = budget - len(pinned_groups)
     if room <= 0 or not free:
         return pinned_groups + ([free] if free else [])
-    groups = _agglomerate(free, sizes, probs, room)
-    groups = _refine(groups, sizes, probs)
+    groups = _agglomerate(free, sizes, probs, events, room)
+    groups = _refine(groups, sizes, events)
     return pinned_groups + groups
 
 
@@ -119,7 +129,9 @@ def _bucket_small(members: list[int], sizes: FloatArray, probs: FloatArray, targ
     return [[i] for i in keep] + [small[k : k + step] for k in range(0, len(small), step)]
 
 
-def _agglomerate(members: list[int], sizes: FloatArray, probs: FloatArray, target: int) -> list[list[int]]:
+def _agglomerate(
+    members: list[int], sizes: FloatArray, probs: FloatArray, events: Events, target: int
+) -> list[list[int]]:
     """Merge clusters, cheapest first, until ``target`` remain."""
     clusters = (
         _bucket_small(members, sizes, probs, MAX_MATRIX)
@@ -130,12 +142,36 @@ def _agglomerate(members: list[int], sizes: FloatArray, probs: FloatArray, targe
     if m <= target:
         return clusters
     s = np.array([sizes[c].sum() for c in clusters])
-    q = np.array([np.prod(1.0 - probs[c]) for c in clusters])
+    q = np.exp(events.log_keeps(clusters))
     alive = np.ones(m, dtype=bool)
+    # The two clusters holding each shared event (-1: none; the same twice once
+    # merged): only an event held by both makes a pair's cost differ.
+    shared_log = events.shared_log
+    cluster_of = np.full(len(sizes), -1, dtype=np.intp)
+    for n, c in enumerate(clusters):
+        cluster_of[c] = n
+    holders = cluster_of[events.pairs]
+    holders[holders[:, 0] == holders[:, 1]] = -1  # inside one cluster, or in none
+
+    def correct(i: int, r: FloatArray) -> None:
+        """Set ``r[k]`` to the cost of merging ``i`` and ``k`` for the clusters
+        ``k`` sharing events with ``i``: their union keeps the shared factor once."""
+        if not len(shared_log):
+            return
+        mine = (holders[:, 0] == i) | (holders[:, 1] == i)
+        other = holders[mine].sum(axis=1) - i
+        valid = (other >= 0) & (other != i)
+        if not valid.any():
+            return
+        common = np.bincount(other[valid], weights=shared_log[mine][valid], minlength=m)
+        ks = np.flatnonzero(common)
+        kept = q[i] * q[ks] * np.exp(-common[ks])
+        r[ks] = s[i] * q[i] + s[ks] * q[ks] - (s[i] + s[ks]) * kept
 
     def row(i: int) -> FloatArray:
         a = s * q
         r: FloatArray = a[i] * (1.0 - q) + a * (1.0 - q[i])
+        correct(i, r)
         r[~alive] = np.inf
         r[i] = np.inf
         return r
@@ -144,6 +180,12 @@ def _agglomerate(members: list[int], sizes: FloatArray, probs: FloatArray, targe
     a = s * q
     np.multiply.outer(a, 1.0 - q, out=cost)
     cost += cost.T
+    split = (holders[:, 0] >= 0) & (holders[:, 1] >= 0) & (holders[:, 0] != holders[:, 1])
+    if split.any():
+        pairs, where = np.unique(np.sort(holders[split], axis=1), axis=0, return_inverse=True)
+        common = np.bincount(where.ravel(), weights=shared_log[split])
+        x, y = pairs[:, 0], pairs[:, 1]
+        cost[x, y] = cost[y, x] = a[x] + a[y] - (s[x] + s[y]) * q[x] * q[y] * np.exp(-common)
     np.fill_diagonal(cost, np.inf)
     best = cost.argmin(axis=1)
     best_cost = cost[np.arange(m), best]
@@ -153,6 +195,13 @@ def _agglomerate(members: list[int], sizes: FloatArray, probs: FloatArray, targe
         if j < i:
             i, j = j, i
         # Merge j into i.
+        if len(shared_log):
+            first, second = holders[:, 0], holders[:, 1]
+            both = ((first == i) & (second == j)) | ((first == j) & (second == i))
+            if both.any():
+                q[i] /= math.exp(float(shared_log[both].sum()))
+                holders[both] = -1  # inside i from now on: no pair shares it
+            holders[holders == j] = i
         clusters[i].extend(clusters[j])
         clusters[j] = []
         s[i] += s[j]
@@ -179,63 +228,101 @@ def _agglomerate(members: list[int], sizes: FloatArray, probs: FloatArray, targe
     return [c for c in clusters if c]
 
 
-def _refine(
-    groups: list[list[int]], sizes: FloatArray, probs: FloatArray, rounds: int = 8
-) -> list[list[int]]:
+def _refine(groups: list[list[int]], sizes: FloatArray, events: Events, rounds: int = 8) -> list[list[int]]:
     """Move single components to another layer while that lowers ``E``.
 
     Each round finds every component's best move at once (a components x layers
     matrix), then applies the improving ones, best first, checking each again
-    against the layers as they are by then."""
+    against the layers as they are by then.  A component adds an event it
+    shares only to a layer not holding the other component of that event, and
+    takes it away only from such a layer."""
     if len(groups) < 2:
         return groups
     members = np.array([c for g in groups for c in g], dtype=np.intp)
     owner = np.array([k for k, g in enumerate(groups) for _ in g], dtype=np.intp)
     size = sizes[members]
-    log_keep = np.log1p(-probs[members])
+    n = len(members)
+    # Shared events as incidences (member position, the other's position, log):
+    # both directions of each event; an event with a component not here counts
+    # as the member's own.
+    position = np.full(len(sizes), -1, dtype=np.intp)
+    position[members] = np.arange(n)
+    at = position[events.pairs] if len(events.shared_log) else np.zeros((0, 2), dtype=np.intp)
+    own = events.own[members].copy()
+    for side in (0, 1):
+        alone = (at[:, side] >= 0) & (at[:, 1 - side] < 0)
+        np.add.at(own, at[alone, side], events.shared_log[alone])
+    inside = (at >= 0).all(axis=1)
+    inc_member = np.concatenate([at[inside, 0], at[inside, 1]])
+    inc_other = np.concatenate([at[inside, 1], at[inside, 0]])
+    inc_log = np.concatenate([events.shared_log[inside]] * 2)
+    total = own + np.bincount(inc_member, weights=inc_log, minlength=n)  # log(1 - p) of each member
     n_groups = len(groups)
     gs = np.bincount(owner, weights=size, minlength=n_groups)
-    gl = np.bincount(owner, weights=log_keep, minlength=n_groups)
     counts = np.bincount(owner, minlength=n_groups)
+
+    def layer_logs(owner: IntArray) -> FloatArray:
+        # Each member's total, less each event counted twice in one layer.
+        together = owner[inc_member] == owner[inc_other]
+        g = np.bincount(owner, weights=total, minlength=n_groups).astype(np.float64)
+        twice = np.bincount(owner[inc_member[together]], weights=inc_log[together], minlength=n_groups)
+        return np.asarray(g - 0.5 * twice, dtype=np.float64)
+
+    gl = layer_logs(owner)
+    incidences: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+    for m_, o_, l_ in zip(inc_member.tolist(), inc_other.tolist(), inc_log.tolist(), strict=True):
+        incidences[m_].append((o_, l_))
 
     def cost(total: npt.ArrayLike, log_k: npt.ArrayLike) -> FloatArray:
         return np.asarray(np.asarray(total, dtype=np.float64) * -np.expm1(log_k), dtype=np.float64)
 
     for _ in range(rounds):
         base = cost(gs, gl)
-        src = cost(gs[owner] - size, gl[owner] - log_keep) - base[owner]
-        tgt = cost(gs[None, :] + size[:, None], gl[None, :] + log_keep[:, None]) - base[None, :]
+        other_layer = owner[inc_other]
+        same = other_layer == owner[inc_member]
+        leave = total - np.bincount(inc_member[same], weights=inc_log[same], minlength=n)
+        src = cost(gs[owner] - size, gl[owner] - leave) - base[owner]
+        join = np.repeat(total[:, None], n_groups, axis=1)
+        np.add.at(join, (inc_member, other_layer), -inc_log)
+        tgt = cost(gs[None, :] + size[:, None], gl[None, :] + join) - base[None, :]
         delta = src[:, None] + tgt
-        delta[np.arange(len(members)), owner] = np.inf
+        delta[np.arange(n), owner] = np.inf
         delta[counts[owner] == 1, :] = np.inf
         target = delta.argmin(axis=1)
-        gain = delta[np.arange(len(members)), target]
+        gain = delta[np.arange(n), target]
         moved = False
         # Scalar bookkeeping in plain floats: cheaper than numpy scalars.
         gs_l, gl_l, counts_l = gs.tolist(), gl.tolist(), counts.tolist()
-        size_l, keep_l = size.tolist(), log_keep.tolist()
+        size_l, total_l, owner_l = size.tolist(), total.tolist(), owner.tolist()
         for c in np.flatnonzero(gain < 0)[np.argsort(gain[gain < 0], kind="stable")].tolist():
-            g, t = int(owner[c]), int(target[c])
+            g, t = owner_l[c], int(target[c])
             if counts_l[g] == 1:
                 continue
-            sc, kc = size_l[c], keep_l[c]
+            sc = size_l[c]
+            out_k = in_k = total_l[c]
+            for o, log in incidences[c]:
+                if owner_l[o] == g:
+                    out_k -= log
+                elif owner_l[o] == t:
+                    in_k -= log
             now = (
-                (gs_l[g] - sc) * -math.expm1(gl_l[g] - kc)
+                (gs_l[g] - sc) * -math.expm1(gl_l[g] - out_k)
                 - gs_l[g] * -math.expm1(gl_l[g])
-                + (gs_l[t] + sc) * -math.expm1(gl_l[t] + kc)
+                + (gs_l[t] + sc) * -math.expm1(gl_l[t] + in_k)
                 - gs_l[t] * -math.expm1(gl_l[t])
             )
             if now >= -1e-9 * max(1.0, sc):
                 continue
             gs_l[g] -= sc
-            gl_l[g] -= kc
+            gl_l[g] -= out_k
             counts_l[g] -= 1
             gs_l[t] += sc
-            gl_l[t] += kc
+            gl_l[t] += in_k
             counts_l[t] += 1
-            owner[c] = t
+            owner_l[c] = t
             moved = True
         gs, gl, counts = np.array(gs_l), np.array(gl_l), np.array(counts_l)
+        owner = np.array(owner_l, dtype=np.intp)
         if not moved:
             break
     out: list[list[int]] = [[] for _ in groups]
@@ -247,7 +334,7 @@ def _refine(
 def _pack_with_prior(
     names: list[str],
     sizes: FloatArray,
-    probs: FloatArray,
+    events: Events,
     volatile: npt.NDArray[np.bool_],
     budget: int,
     prior: Plan,
@@ -262,7 +349,7 @@ def _pack_with_prior(
             groups.append(sorted(kept))
     # Over budget (max layers lowered): merge the cheapest pairs of old layers.
     if len(groups) > budget:
-        groups = _merge_groups(groups, sizes, probs, budget)
+        groups = _merge_groups(groups, sizes, events, budget)
     placed = {i for g in groups for i in g}
     new = [i for i in range(len(names)) if i not in placed]
     # New components, largest first: a fresh layer while the budget allows, else
@@ -277,8 +364,9 @@ def _pack_with_prior(
         for g, members in enumerate(groups):
             if volatile[i] != any(volatile[m] for m in members) and len(groups) > 1:
                 continue
-            s_g, q_g = sizes[members].sum(), np.prod(1.0 - probs[members])
-            added = (s_g + sizes[i]) * (1.0 - q_g * (1.0 - probs[i])) - s_g * (1.0 - q_g)
+            s_g = sizes[members].sum()
+            keep_g, keep_with = events.log_keep(members), events.log_keep([*members, i])
+            added = (s_g + sizes[i]) * -math.expm1(keep_with) - s_g * -math.expm1(keep_g)
             once = 0.0 if g in changed else s_g / horizon
             if added + once < best_cost:
                 best, best_cost = g, added + once
@@ -289,17 +377,23 @@ def _pack_with_prior(
     return [sorted(g) for g in groups]
 
 
-def _merge_groups(
-    groups: list[list[int]], sizes: FloatArray, probs: FloatArray, budget: int
-) -> list[list[int]]:
+def _merge_groups(groups: list[list[int]], sizes: FloatArray, events: Events, budget: int) -> list[list[int]]:
     """Merge whole groups, cheapest first, down to ``budget``."""
     groups = [list(g) for g in groups]
     while len(groups) > budget:
         s = np.array([sizes[g].sum() for g in groups])
-        q = np.array([np.prod(1.0 - probs[g]) for g in groups])
-        a = s * q
-        cost = np.multiply.outer(a, 1.0 - q)
-        cost += cost.T
+        lk = events.log_keeps(groups)
+        cost = np.add.outer(s * np.exp(lk), s * np.exp(lk))
+        cost -= np.add.outer(s, s) * np.exp(np.add.outer(lk, lk))
+        # Groups sharing an event: the union's keep counts it once.
+        group_of = np.full(len(sizes), -1, dtype=np.intp)
+        for k, g in enumerate(groups):
+            group_of[g] = k
+        held = group_of[events.pairs]
+        split = (held >= 0).all(axis=1) & (held[:, 0] != held[:, 1])
+        for a, b in {(int(min(x, y)), int(max(x, y))) for x, y in held[split].tolist()}:
+            union = (s[a] + s[b]) * -math.expm1(events.log_keep(groups[a] + groups[b]))
+            cost[a, b] = cost[b, a] = union - s[a] * -math.expm1(lk[a]) - s[b] * -math.expm1(lk[b])
         np.fill_diagonal(cost, np.inf)
         a_idx, b_idx = np.unravel_index(int(cost.argmin()), cost.shape)
         i, j = min(int(a_idx), int(b_idx)), max(int(a_idx), int(b_idx))

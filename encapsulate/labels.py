@@ -18,9 +18,14 @@ fails, ``report`` warns and leaves it out, ``validate`` lists a problem,
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+
+from chunker.cost import Events
 
 from .image import COMPONENTS_ANNOTATION
 
@@ -154,14 +159,14 @@ def groups_per_layer(
 
 
 def layer_change_probability(names: Sequence[str], components: Mapping[str, ComponentInfo]) -> float | None:
-    """A layer's weekly change probability ``1 - prod(1 - p_c)`` over its
-    components (0 for none); None when one of them is not in ``components``."""
+    """A layer's weekly change probability over its components, as the chunker
+    counts it (``chunker.cost.Events``: the two parts of a split package share
+    their upstream changes); 0 for none, None when one of them is not in
+    ``components``."""
     if any(n not in components for n in names):
         return None
-    keep = 1.0
-    for n in names:
-        keep *= 1.0 - components[n].change_probability
-    return 1.0 - keep
+    probabilities = np.array([components[n].change_probability for n in names], dtype=np.float64)
+    return -math.expm1(Events.of(names, probabilities).log_keep(range(len(names))))
 
 
 def component_changes(

@@ -32,6 +32,19 @@ def component_sets(draw: st.DrawFn, min_size: int = 1, max_size: int = 300) -> l
         Component(f"c{i:04d}", k, size=s, change_probability=p)
         for i, (s, p, k) in enumerate(zip(sizes, probs, kinds, strict=True))
     ]
+    # Some packages split in two (chunker.split): a data part changing with the
+    # upstream version only, no more often than the rest.
+    split = draw(st.lists(st.sampled_from(range(n)), max_size=n // 2 + 1, unique=True))
+    for i in split:
+        upstream = draw(st.floats(0.0, 1.0)) * comps[i].change_probability
+        comps.append(
+            Component(
+                f"c{i:04d}:data",
+                "package",
+                size=draw(st.integers(0, 50_000_000)),
+                change_probability=upstream,
+            )
+        )
     if draw(st.booleans()):
         comps.append(
             Component("volatile", "volatile", size=draw(st.integers(0, 50_000_000)), change_probability=1.0)
@@ -156,6 +169,41 @@ def test_cost_model_and_floor() -> None:
     sizes, probs = np.array([100.0, 50.0]), np.array([0.5, 0.1])
     assert expected_bytes([[0, 1]], sizes, probs) == pytest.approx(82.5)
     assert floor_bytes(sizes, probs) == pytest.approx(55.0)
+
+
+def test_package_parts_share_their_upstream_changes() -> None:
+    # x:data changes only with x's upstream version, and then x changes too: the
+    # two together change as often as x alone.
+    comps = [
+        Component("x", "package", size=100, change_probability=0.5),
+        Component("x:data", "package", size=100, change_probability=0.2),
+        Component("y", "package", size=100, change_probability=0.2),
+    ]
+    together = make_plan(comps, [["x", "x:data"], ["y"]], 3)
+    assert together.layers[0].change_probability == pytest.approx(0.5)
+    assert together.expected_update_bytes == pytest.approx(200 * 0.5 + 100 * 0.2)
+    # Had they been independent, x:data would cost less beside y (32 against 50);
+    # sharing, beside x it costs 100 * (0.5 - 0.2) = 30.
+    plan = pack(comps, 3)
+    assert sorted(layer.components for layer in plan.layers) == [("x", "x:data"), ("y",)]
+    assert plan.expected_update_bytes == pytest.approx(together.expected_update_bytes)
+    # The same with a prior plan that must shrink to fit, and for a new data part.
+    wide = make_plan(comps, [["x"], ["x:data"], ["y"]], 4)
+    assert sorted(layer.components for layer in pack(comps, 3, wide).layers) == [("x", "x:data"), ("y",)]
+    first = make_plan(comps[:1] + comps[2:], [["x"], ["y"]], 3)
+    assert sorted(layer.components for layer in pack(comps, 3, first).layers) == [("x", "x:data"), ("y",)]
+
+
+def test_volatile_content_that_almost_always_changes_shares_a_layer() -> None:
+    comps = [
+        Component("volatile:initramfs", "volatile", size=40_000_000, change_probability=1.0),
+        Component("volatile:dpkg", "volatile", size=2_000_000, change_probability=1.0 - 1e-9),
+        Component("volatile", "volatile", size=100_000, change_probability=0.5),
+        *(Component(f"p{i}", "package", size=1_000_000 * (i + 1), change_probability=0.01) for i in range(8)),
+    ]
+    layers = [layer.components for layer in pack(comps, 8).layers]
+    assert ("volatile:dpkg", "volatile:initramfs") in layers
+    assert ("volatile",) in layers
 
 
 def test_greedy_beats_naive_groupings() -> None:

@@ -92,6 +92,52 @@ def test_bytecode_goes_with_its_source(tmp_path: Path) -> None:
     assert owner(m, "usr/lib/python3.13/json/__pycache__/orphan.cpython-313.pyc") == "unpackaged"
 
 
+def test_generated_files_go_with_the_owner_of_their_inputs(tmp_path: Path) -> None:
+    # A kernel split over two sources (as in Debian 14: the signed image and the
+    # modules), both listing the modules directory; udev's directory listed by
+    # several sources.  depmod's and systemd-hwdb's output goes with the source
+    # owning most bytes of what they were made from, and is not a bigfile.
+    t = _tree(tmp_path)
+    moddir = f"/usr/lib/modules/{KVER}"
+    t.add(
+        Pkg(
+            f"linux-image-{KVER}",
+            source="linux-signed-amd64",
+            files={f"/boot/vmlinuz-{KVER}": blob("vmlinuz", 300_000), f"{moddir}/modules.order": b"x"},
+        )
+    )
+    t.add(
+        Pkg(
+            f"linux-modules-{KVER}",
+            source="linux",
+            files={f"{moddir}/kernel/fs/ext4.ko": blob("ext4", 900_000)},
+        )
+    )
+    t.add(Pkg("udev", source="systemd", files={"/usr/lib/udev/hwdb.d/20-pci.hwdb": blob("pci", 500_000)}))
+    t.add(
+        Pkg(
+            "libinput-bin",
+            source="libinput",
+            files={
+                "/usr/lib/udev/hwdb.d/60-input.hwdb": blob("input", 20_000),
+                "/usr/lib/udev/libinput-device-group": b"x",
+                "/usr/lib/udev/libinput-fuzz": b"y",
+            },
+        )
+    )
+    t.write(f"{moddir}/modules.alias", blob("alias", 1_300_000))
+    t.write(f"{moddir}/modules.dep", blob("dep", 20_000))
+    t.write("/usr/lib/udev/hwdb.bin", blob("hwdb", 1_400_000))
+    t.write("/usr/lib/udev/other.bin", blob("other", 1_100_000))
+    m = build_mapping(rootfs=str(t.finish()))
+    assert owner(m, f"usr/lib/modules/{KVER}/modules.alias") == "linux"
+    assert owner(m, f"usr/lib/modules/{KVER}/modules.dep") == "linux"
+    assert owner(m, "usr/lib/udev/hwdb.bin") == "systemd"
+    # Not a generator's output: the directory has several sources, so a bigfile.
+    assert owner(m, "usr/lib/udev/other.bin") == "bigfile:usr/lib/udev/other.bin"
+    assert m.component("systemd").size == 500_000 + 1_400_000
+
+
 def test_bigfile_and_unpackaged(sample_mapping: Mapping) -> None:
     big = sample_mapping.component("bigfile:usr/lib/firmware/blob.bin")
     assert (big.kind, big.size, big.files) == ("bigfile", 1_500_000, 1)
