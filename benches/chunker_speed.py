@@ -1,5 +1,6 @@
 """How fast the chunker plans: 20,000 components (target < 1 s) and a plan for a
-1,000,000-file mapping, files to layers (target < 5 s).
+1,000,000-file mapping, files to layers (target < 5 s); for information, the
+20,000 again with a prior plan of half of them.
 
 The components are drawn like a large Debian archive's: sizes log-uniform from
 1 KB to 200 MB, weekly change probabilities from a Beta(0.5, 8) (most packages
@@ -79,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan_s = best_of(3, lambda: pack(big, 64))
     plan = pack(big, 64)
     assert len(plan.layers) + plan.reserved_layers <= 64
+    # With the plan of half of them as prior: the other half are new and each
+    # goes to the layer where it costs least.
+    prior = pack(big[: len(big) // 2], 64)
+    prior_s = best_of(3, lambda: pack(big, 64, prior))
 
     files = 1_000_000
     comps = components(2_000, seed=2)
@@ -100,9 +105,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"plan + assign 1,000,000 files (2,000 components): {files_s:.3f} s (target < {FILES_TARGET_S} s) "
         f"{'PASS' if files_s < FILES_TARGET_S else 'FAIL'}"
     )
+    print(f"plan {len(big):,} components, {len(big) - len(big) // 2:,} new since the prior: {prior_s:.3f} s")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"plan_20000_components_s": plan_s, "plan_1000000_files_s": files_s}, f, indent=1)
+            figures = {
+                "plan_20000_components_s": plan_s,
+                "plan_1000000_files_s": files_s,
+                "plan_with_prior_s": prior_s,
+            }
+            json.dump(figures, f, indent=1)
     return 0 if plan_s < COMPONENTS_TARGET_S and files_s < FILES_TARGET_S else 1
 
 

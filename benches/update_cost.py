@@ -143,12 +143,18 @@ def _plan_pair(
 # probability times a factor drawn uniformly in [1 - x, 1 + x], per component
 # name and draw, the same for both trees of a pair and for every strategy.
 PERTURBATION = 0.02
-PERTURBATION_DRAWS = 8
+PERTURBATION_DRAWS = 16
+
+
+def _stream(purpose: str, k: int, name: str) -> np.random.Generator:
+    """Random numbers of one component (by name) for draw or run ``k`` of one
+    purpose: independent of which other components exist."""
+    seed = int.from_bytes(hashlib.sha256(f"{purpose}\0{k}\0{name}".encode()).digest()[:8], "little")
+    return np.random.default_rng(seed)
 
 
 def _factor(name: str, draw: int) -> float:
-    seed = int.from_bytes(hashlib.sha256(f"{draw}\0{name}".encode()).digest()[:8], "little")
-    return 1.0 + PERTURBATION * (2.0 * np.random.default_rng(seed).random() - 1.0)
+    return 1.0 + PERTURBATION * (2.0 * _stream("perturb", draw, name).random() - 1.0)
 
 
 def perturbed(index: TreeIndex, draw: int) -> TreeIndex:
@@ -208,12 +214,11 @@ def _streams(names: Sequence[str], run: int, weeks: int) -> npt.NDArray[np.float
     and run: a component's draws do not depend on which others exist."""
     out = np.empty((weeks, len(names), 3))
     for k, name in enumerate(names):
-        seed = int.from_bytes(hashlib.sha256(f"{run}\0{name}".encode()).digest()[:8], "little")
-        out[:, k, :] = np.random.default_rng(seed).random((weeks, 3))
+        out[:, k, :] = _stream("simulate", run, name).random((weeks, 3))
     return out
 
 
-SIMULATION_RUNS = 4
+SIMULATION_RUNS = 16
 
 
 def simulate(index: TreeIndex, max_layers: int, weeks: int = 52, runs: int = SIMULATION_RUNS) -> Simulation:

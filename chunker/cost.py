@@ -77,6 +77,17 @@ class Events:
         logs = np.log1p(-np.clip(probabilities, 0.0, _P_CAP))
         return cls(logs, np.zeros((0, 2), dtype=np.intp), np.zeros(0))
 
+    def partners(self) -> tuple[IntArray, FloatArray]:
+        """For each component, the other part of its package (-1: none) and
+        their shared event's ``log(1 - p)`` (0: none).  A component has one
+        shared event at most: a package has one data part."""
+        partner = np.full(len(self.own), -1, dtype=np.intp)
+        log = np.zeros(len(self.own))
+        for side in (0, 1):
+            partner[self.pairs[:, side]] = self.pairs[:, 1 - side]
+            log[self.pairs[:, side]] = self.shared_log
+        return partner, log
+
     def log_keeps(self, groups: Sequence[Sequence[int]]) -> FloatArray:
         """``log_keep`` of each of ``groups`` (disjoint), at once."""
         of = np.full(len(self.own), -1, dtype=np.intp)
@@ -144,20 +155,21 @@ def make_plan(
     sizes = np.array([c.size for c in components], dtype=np.float64)
     probabilities = np.array([c.change_probability for c in components], dtype=np.float64)
     events = Events.of([c.name for c in components], probabilities)
-    layers = []
-    index_groups = []
-    for g in groups:
-        names = tuple(sorted(g))
-        if not names:
-            continue
-        idx = [index[n] for n in names]
-        index_groups.append(idx)
-        p = -math.expm1(events.log_keep(idx))
-        layers.append(Layer(names, int(sizes[idx].sum()), p))
+    named = [tuple(sorted(g)) for g in groups]
+    named = [names for names in named if names]
+    index_groups = [[index[n] for n in names] for names in named]
+    placed = [i for idx in index_groups for i in idx]
+    if len(placed) != len(set(placed)):
+        raise ValueError("a component is in more than one group")
+    change = -np.expm1(events.log_keeps(index_groups))
+    layers = [
+        Layer(names, int(sizes[idx].sum()), float(p))
+        for names, idx, p in zip(named, index_groups, change, strict=True)
+    ]
     return Plan(
         max_layers,
         tuple(layers),
-        expected_bytes(index_groups, sizes, probabilities, events),
+        float(sum(layer.size * layer.change_probability for layer in layers)),
         floor_bytes(sizes, probabilities),
         reserved_layers,
     )

@@ -33,7 +33,6 @@ from .cost import Events, make_plan
 from .plan import ChunkerError, Plan
 
 FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.intp]
 
 # Above this many clusters the pairwise matrix is too large: the smallest
 # components are first bucketed by change probability (their merges are the
@@ -233,57 +232,42 @@ def _refine(groups: list[list[int]], sizes: FloatArray, events: Events, rounds: 
 
     Each round finds every component's best move at once (a components x layers
     matrix), then applies the improving ones, best first, checking each again
-    against the layers as they are by then.  A component adds an event it
-    shares only to a layer not holding the other component of that event, and
-    takes it away only from such a layer."""
+    against the layers as they are by then.  A part of a split package adds the
+    change it shares with the other part only to a layer not holding that part,
+    and takes it away only from such a layer."""
     if len(groups) < 2:
         return groups
     members = np.array([c for g in groups for c in g], dtype=np.intp)
     owner = np.array([k for k, g in enumerate(groups) for _ in g], dtype=np.intp)
     size = sizes[members]
     n = len(members)
-    # Shared events as incidences (member position, the other's position, log):
-    # both directions of each event; an event with a component not here counts
-    # as the member's own.
-    position = np.full(len(sizes), -1, dtype=np.intp)
+    # The other part of each member's package, by position here (-1: none, or
+    # not among these layers: then the shared change counts as the member's own).
+    partner_of, partner_log = events.partners()
+    position = np.full(len(sizes) + 1, -1, dtype=np.intp)
     position[members] = np.arange(n)
-    at = position[events.pairs] if len(events.shared_log) else np.zeros((0, 2), dtype=np.intp)
-    own = events.own[members].copy()
-    for side in (0, 1):
-        alone = (at[:, side] >= 0) & (at[:, 1 - side] < 0)
-        np.add.at(own, at[alone, side], events.shared_log[alone])
-    inside = (at >= 0).all(axis=1)
-    inc_member = np.concatenate([at[inside, 0], at[inside, 1]])
-    inc_other = np.concatenate([at[inside, 1], at[inside, 0]])
-    inc_log = np.concatenate([events.shared_log[inside]] * 2)
-    total = own + np.bincount(inc_member, weights=inc_log, minlength=n)  # log(1 - p) of each member
+    partner = position[partner_of[members]]  # a -1 partner reads position[-1], always -1
+    own = events.own[members] + np.where(partner < 0, partner_log[members], 0.0)
+    shared = np.where(partner >= 0, partner_log[members], 0.0)
+    total = own + shared  # log(1 - p) of each member
     n_groups = len(groups)
     gs = np.bincount(owner, weights=size, minlength=n_groups)
     counts = np.bincount(owner, minlength=n_groups)
-
-    def layer_logs(owner: IntArray) -> FloatArray:
-        # Each member's total, less each event counted twice in one layer.
-        together = owner[inc_member] == owner[inc_other]
-        g = np.bincount(owner, weights=total, minlength=n_groups).astype(np.float64)
-        twice = np.bincount(owner[inc_member[together]], weights=inc_log[together], minlength=n_groups)
-        return np.asarray(g - 0.5 * twice, dtype=np.float64)
-
-    gl = layer_logs(owner)
-    incidences: list[list[tuple[int, float]]] = [[] for _ in range(n)]
-    for m_, o_, l_ in zip(inc_member.tolist(), inc_other.tolist(), inc_log.tolist(), strict=True):
-        incidences[m_].append((o_, l_))
+    # A layer's log keep: its members' totals, a shared change once when both parts are in.
+    twice = (partner > np.arange(n)) & (owner[partner] == owner)
+    gl = np.bincount(owner, weights=total, minlength=n_groups) - np.bincount(
+        owner[twice], weights=shared[twice], minlength=n_groups
+    )
 
     def cost(total: npt.ArrayLike, log_k: npt.ArrayLike) -> FloatArray:
         return np.asarray(np.asarray(total, dtype=np.float64) * -np.expm1(log_k), dtype=np.float64)
 
     for _ in range(rounds):
         base = cost(gs, gl)
-        other_layer = owner[inc_other]
-        same = other_layer == owner[inc_member]
-        leave = total - np.bincount(inc_member[same], weights=inc_log[same], minlength=n)
+        partner_layer = np.where(partner >= 0, owner[partner], -1)
+        leave = total - np.where(partner_layer == owner, shared, 0.0)
         src = cost(gs[owner] - size, gl[owner] - leave) - base[owner]
-        join = np.repeat(total[:, None], n_groups, axis=1)
-        np.add.at(join, (inc_member, other_layer), -inc_log)
+        join = total[:, None] - shared[:, None] * (np.arange(n_groups)[None, :] == partner_layer[:, None])
         tgt = cost(gs[None, :] + size[:, None], gl[None, :] + join) - base[None, :]
         delta = src[:, None] + tgt
         delta[np.arange(n), owner] = np.inf
@@ -293,18 +277,16 @@ def _refine(groups: list[list[int]], sizes: FloatArray, events: Events, rounds: 
         moved = False
         # Scalar bookkeeping in plain floats: cheaper than numpy scalars.
         gs_l, gl_l, counts_l = gs.tolist(), gl.tolist(), counts.tolist()
-        size_l, total_l, owner_l = size.tolist(), total.tolist(), owner.tolist()
+        size_l, total_l, shared_l = size.tolist(), total.tolist(), shared.tolist()
+        owner_l, partner_l = owner.tolist(), partner.tolist()
         for c in np.flatnonzero(gain < 0)[np.argsort(gain[gain < 0], kind="stable")].tolist():
             g, t = owner_l[c], int(target[c])
             if counts_l[g] == 1:
                 continue
+            with_partner = owner_l[partner_l[c]] if partner_l[c] >= 0 else -1
             sc = size_l[c]
-            out_k = in_k = total_l[c]
-            for o, log in incidences[c]:
-                if owner_l[o] == g:
-                    out_k -= log
-                elif owner_l[o] == t:
-                    in_k -= log
+            out_k = total_l[c] - (shared_l[c] if with_partner == g else 0.0)
+            in_k = total_l[c] - (shared_l[c] if with_partner == t else 0.0)
             now = (
                 (gs_l[g] - sc) * -math.expm1(gl_l[g] - out_k)
                 - gs_l[g] * -math.expm1(gl_l[g])
@@ -353,27 +335,43 @@ def _pack_with_prior(
     placed = {i for g in groups for i in g}
     new = [i for i in range(len(names)) if i not in placed]
     # New components, largest first: a fresh layer while the budget allows, else
-    # the layer where E plus the one-time download of a changed layer is least.
-    changed = set[int]()
+    # the layer where E plus the one-time download of a changed layer is least
+    # (per layer at once: size, log keep, whether it holds volatile content).
+    partner, partner_log = events.partners()
+    group_of = np.full(len(names), -1, dtype=np.intp)
+    for g, members in enumerate(groups):
+        group_of[members] = g
+    gs = np.zeros(budget)
+    gl = np.zeros(budget)
+    gv = np.zeros(budget, dtype=bool)
+    changed = np.zeros(budget, dtype=bool)
+    if groups:
+        gs[: len(groups)] = [sizes[g].sum() for g in groups]
+        gl[: len(groups)] = events.log_keeps(groups)
+        gv[: len(groups)] = [volatile[g].any() for g in groups]
     for i in sorted(new, key=lambda i: (-sizes[i], i)):
+        # The shared event is added unless the other part is in the layer already.
+        join = events.own[i] + partner_log[i]
         if len(groups) < budget:
-            groups.append([i])
-            changed.add(len(groups) - 1)
-            continue
-        best, best_cost = -1, np.inf
-        for g, members in enumerate(groups):
-            if volatile[i] != any(volatile[m] for m in members) and len(groups) > 1:
-                continue
-            s_g = sizes[members].sum()
-            keep_g, keep_with = events.log_keep(members), events.log_keep([*members, i])
-            added = (s_g + sizes[i]) * -math.expm1(keep_with) - s_g * -math.expm1(keep_g)
-            once = 0.0 if g in changed else s_g / horizon
-            if added + once < best_cost:
-                best, best_cost = g, added + once
-        if best < 0:
-            best = len(groups) - 1
+            best = len(groups)
+            groups.append([])
+            keep_with = join
+        else:
+            n = len(groups)
+            holds = group_of[partner[i]] if partner[i] >= 0 else -1
+            lk = gl[:n] + join - partner_log[i] * (np.arange(n) == holds)
+            added = (gs[:n] + sizes[i]) * -np.expm1(lk) - gs[:n] * -np.expm1(gl[:n])
+            total = added + np.where(changed[:n], 0.0, gs[:n] / horizon)
+            if n > 1:
+                total[gv[:n] != volatile[i]] = np.inf
+            best = int(total.argmin()) if np.isfinite(total).any() else n - 1
+            keep_with = float(lk[best])
         groups[best].append(i)
-        changed.add(best)
+        group_of[i] = best
+        gs[best] += sizes[i]
+        gl[best] = keep_with
+        gv[best] |= volatile[i]
+        changed[best] = True
     return [sorted(g) for g in groups]
 
 
