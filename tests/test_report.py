@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from encapsulate.report import read_report, size_text
-from encapsulate.source import open_image
+from encapsulate.oci.read import open_image
+from encapsulate.tools.report import read_report, size_text
 from tests.conftest import RunCli
 from tests.report_demo import WINDOW, dump_dom, png_size, sample_images, screenshot
 from tests.sample import build_sample

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from encapsulate.oci import Layout
-from encapsulate.tarlayer import Content, looks_random, tar_header, write_layer
+from encapsulate.oci.layout import Layout
+from encapsulate.write.tar import Content, looks_random, tar_header, write_layer
 
 MTIME = 1_767_225_600
 

@@ -368,7 +368,7 @@ def test_schemas_are_package_data() -> None:
 
     from jsonschema import Draft202012Validator
 
-    from encapsulate.validate import SCHEMAS, schema_problems
+    from encapsulate.tools.validate import SCHEMAS, schema_problems
 
     for name in SCHEMAS:
         schema = json.loads(resources.files("encapsulate").joinpath("schemas", f"{name}.json").read_text())

@@ -27,7 +27,19 @@ import numpy as np
 
 from chunker.cost import Events
 
-from .image import COMPONENTS_ANNOTATION
+# Config labels debchunk writes: the plan (groups of component names, one per
+# layer after the first) and name -> {size, change_probability, version,
+# digest} of every planned component; the digest covers the component's paths,
+# metadata and contents, so two images tell which components changed without
+# reading their layers.
+PLAN_LABEL = "org.debchunk.plan"
+COMPONENTS_LABEL = "org.debchunk.components"
+# The layer annotation ostree-ext writes and reads: the layer's component names.
+COMPONENTS_ANNOTATION = "ostree.components"
+# On each layer debchunk writes: "KEY DIFF_ID TAR_SIZE FILES" (the key from
+# encapsulate.write.tar.layer_key), so the next build into the same layout can
+# take the blob instead of writing the same bytes again.
+LAYER_ANNOTATION = "org.debchunk.layer"
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,8 @@ from chunker import Plan, layer_of_entries  # noqa: E402
 from mapping import EntryType, Mapping  # noqa: E402
 from mapping.commit import CommitTree  # noqa: E402
 
-from .errors import EncapsulateError  # noqa: E402
-from .tarlayer import WRITER_VERSION, Content, Opener  # noqa: E402
+from ..errors import EncapsulateError  # noqa: E402
+from .tar import CONTENT_MTIME, WRITER_VERSION, Content, Opener  # noqa: E402
 
 REPO = "sysroot/ostree/repo"
 REPO_CONFIG = b"[core]\nrepo_version=1\nmode=bare-split-xattrs\n"
@@ -71,13 +71,6 @@ def _info(name: str, kind: bytes, mode: int, uid: int = 0, gid: int = 0, size: i
     info.size = size
     return info
 
-
-# Content objects and the component layers' skeleton carry mtime 0, as in
-# ostree-ext's export (its tar headers never set one) and as OSTree itself keeps
-# objects: the bytes of a component layer then depend on its content alone, and
-# a layer whose components did not change is the same blob in the next build.
-# Only the ostree layer (commit, metadata, directories) has the image's time.
-CONTENT_MTIME = 0
 
 # Bumped whenever the items this module writes for the same commit and plan change.
 LAYOUT_VERSION = 1

@@ -26,7 +26,8 @@ from zlib_ng import zlib_ng
 
 from mapping import Entry, EntryType
 
-from .oci import MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR, MEDIA_LAYER_ZSTD, BlobWriter, Descriptor
+from ..oci.labels import LAYER_ANNOTATION
+from ..oci.layout import MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR, MEDIA_LAYER_ZSTD, BlobWriter, Descriptor
 
 GZIP_LEVEL = 6
 ZSTD_LEVEL = 3
@@ -167,10 +168,13 @@ def layer_record(key: str, diff_id: str, tar_size: int, files: int) -> str:
     return f"{key} {diff_id} {tar_size} {files}"
 
 
-# On each layer debchunk writes: "KEY DIFF_ID TAR_SIZE FILES" (see layer_key),
-# so the next build into the same layout can take the blob instead of writing
-# the same bytes again.
-LAYER_ANNOTATION = "org.debchunk.layer"
+# Entries of component layers (plain content, ostree content objects and the
+# component layers' skeleton) carry mtime 0, as in ostree-ext's export (its tar
+# headers never set one) and as OSTree itself keeps objects: the bytes of a
+# component layer then depend on its content alone, and a layer whose
+# components did not change is the same blob in the next build.  Only the first
+# layer (directories; commit and metadata) has the image's time.
+CONTENT_MTIME = 0
 
 
 def _xattr_headers(entry: Entry) -> dict[str, str]:

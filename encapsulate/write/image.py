@@ -32,23 +32,14 @@ from chunker import Plan, layer_of_entries
 from chunker.split import split_mapping
 from mapping import Entry, EntryType, Mapping
 
-from .errors import EncapsulateError
-from .oci import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, Layout, canonical_json
-from .ostree_format import CONTENT_MTIME, OstreeLayers
-from .tarlayer import LAYER_ANNOTATION, Content, LayerBlob, entry_items, layer_key, write_layer
-
-PLAN_LABEL = "org.debchunk.plan"
-# name -> {size, change_probability, version, digest} of every planned
-# component; the digest covers the component's paths, metadata and contents, so
-# two images tell which components changed without reading their layers.
-COMPONENTS_LABEL = "org.debchunk.components"
+from ..errors import EncapsulateError
+from ..oci.labels import COMPONENTS_ANNOTATION, COMPONENTS_LABEL, LAYER_ANNOTATION, PLAN_LABEL
+from ..oci.layout import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, Layout, canonical_json
+from .tar import CONTENT_MTIME, Content, LayerBlob, entry_items, layer_key, write_layer
 
 
 class _Stopped(Exception):
     """Another layer failed or the run was interrupted."""
-
-
-COMPONENTS_ANNOTATION = "ostree.components"
 
 
 @dataclass(frozen=True)
@@ -175,6 +166,9 @@ def write_image(
     split = planned_split(mapping, plan)
     ostree_layers = None
     if layer_format == "ostree":
+        # Only the ostree format reads objects through libostree (gi).
+        from .ostree import OstreeLayers
+
         ostree_layers = OstreeLayers(split, plan, epoch)
         makers = [ostree_layers.layer(k) for k in range(len(components))]
         # From object checksums and paths: no object is read to know a layer.

@@ -24,9 +24,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import EncapsulateError
-from .image import COMPONENTS_LABEL, PLAN_LABEL
-from .labels import (
+from ..cli.options import common_options
+from ..errors import EncapsulateError
+from ..oci.labels import (
+    COMPONENTS_LABEL,
+    PLAN_LABEL,
     ComponentChange,
     ComponentInfo,
     component_changes,
@@ -37,9 +39,8 @@ from .labels import (
     layer_change_probability,
     plan_groups,
 )
-from .oci import atomic_write
-from .options import common_options
-from .source import SourceImage, open_image
+from ..oci.layout import atomic_write
+from ..oci.read import SourceImage, open_image
 
 log = logging.getLogger("debchunk.report")
 

@@ -16,10 +16,16 @@ from typing import Any
 
 from chunker import Plan
 
-from .errors import EncapsulateError
-from .image import COMPONENTS_ANNOTATION, PLAN_LABEL
-from .labels import annotation_groups, config_labels, json_label, plan_groups
-from .oci import Layout, read_json_object
+from ..errors import EncapsulateError
+from ..oci.labels import (
+    COMPONENTS_ANNOTATION,
+    PLAN_LABEL,
+    annotation_groups,
+    config_labels,
+    json_label,
+    plan_groups,
+)
+from ..oci.layout import Layout, read_json_object
 
 SKOPEO_TRANSPORTS = ("oci-archive", "docker-archive", "docker", "containers-storage", "dir")
 

@@ -33,9 +33,11 @@ from typing import Any, BinaryIO, cast
 import zstandard
 from zlib_ng import gzip_ng, zlib_ng
 
-from .errors import EncapsulateError
-from .image import COMPONENTS_LABEL, PLAN_LABEL
-from .labels import (
+from ..cli.options import common_options, print_json, tls_verify_option
+from ..errors import EncapsulateError
+from ..oci.labels import (
+    COMPONENTS_LABEL,
+    PLAN_LABEL,
     ComponentChange,
     ComponentInfo,
     component_changes,
@@ -46,8 +48,7 @@ from .labels import (
     layer_change_probability,
     plan_groups,
 )
-from .options import common_options, print_json, tls_verify_option
-from .source import HashingReader, SourceImage, open_image
+from ..oci.read import HashingReader, SourceImage, open_image
 
 # Transports whose blobs are on this machine; the others are read through skopeo.
 LOCAL_TRANSPORTS = ("oci", "oci-archive")
@@ -578,7 +579,7 @@ def _how_to_read(ref: str) -> str:
 
 def format_inspect(info: ImageInfo) -> str:
     """The image as a table, one row per layer."""
-    from .cli import human_size
+    from ..cli.main import human_size
 
     def size(n: float | None) -> str:
         return "-" if n is None else human_size(n)
@@ -621,7 +622,7 @@ def format_inspect(info: ImageInfo) -> str:
 
 def format_diff(d: ImageDiff) -> str:
     """NEW's layers, reused or new, and what the update costs."""
-    from .cli import human_size
+    from ..cli.main import human_size
 
     rows = [("LAYER", "DIGEST", "SIZE", "STATUS", "COMPONENTS")]
     for layer, reused in zip(d.new.layers, d.reused, strict=True):

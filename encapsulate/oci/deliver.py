@@ -18,8 +18,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .errors import EncapsulateError
-from .oci import atomic_write
+from ..errors import EncapsulateError
+from .layout import atomic_write
 
 SKOPEO_DESTINATIONS = ("docker-archive", "docker", "registry", "containers-storage", "dir")
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from .errors import EncapsulateError
+from ..errors import EncapsulateError
 
 # Media types (OCI image-spec v1.1, "Media Types").
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"

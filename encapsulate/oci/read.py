@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from .errors import EncapsulateError
-from .oci import MEDIA_INDEX, Layout
+from ..errors import EncapsulateError
+from .layout import MEDIA_INDEX, Layout
 
 SKOPEO_SOURCES = ("docker-archive", "docker", "registry", "containers-storage", "dir")
 OCI_INDEX_TYPES = (MEDIA_INDEX, "application/vnd.docker.distribution.manifest.list.v2+json")

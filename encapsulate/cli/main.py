@@ -15,15 +15,15 @@ from chunker import ChunkerError, Plan, pack
 from chunker.split import split_mapping
 from mapping import Component, Mapping, MappingError, build_mapping
 
-from .errors import EncapsulateError
-from .image import ImageResult, write_image
-from .inspect import register as register_inspect
-from .oci import read_json_object
+from ..errors import EncapsulateError
+from ..oci.deliver import deliver, parse_imgref
+from ..oci.layout import read_json_object
+from ..tools.inspect import register as register_inspect
+from ..tools.prior import image_manifest, prior_from_manifest_file, prior_plan
+from ..tools.report import register as register_report
+from ..tools.validate import register as register_validate
+from ..write.image import ImageResult, write_image
 from .options import common_options, print_json, tls_verify_option
-from .prior import image_manifest, prior_from_manifest_file, prior_plan
-from .report import register as register_report
-from .transport import deliver, parse_imgref
-from .validate import register as register_validate
 
 # Usage errors exit 2 (argparse's convention), failures 1 (DESIGN.md, "Interfaces").
 EXIT_FAILURE = 1

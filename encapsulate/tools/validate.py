@@ -28,10 +28,17 @@ from typing import TYPE_CHECKING, Any, TypeGuard, cast
 import zstandard
 from zlib_ng import gzip_ng, zlib_ng
 
-from .errors import EncapsulateError
-from .image import COMPONENTS_ANNOTATION, PLAN_LABEL
-from .labels import component_annotation, config_labels, json_label, plan_groups
-from .oci import (
+from ..cli.options import common_options, tls_verify_option
+from ..errors import EncapsulateError
+from ..oci.labels import (
+    COMPONENTS_ANNOTATION,
+    PLAN_LABEL,
+    component_annotation,
+    config_labels,
+    json_label,
+    plan_groups,
+)
+from ..oci.layout import (
     MEDIA_CONFIG,
     MEDIA_INDEX,
     MEDIA_LAYER_GZIP,
@@ -40,8 +47,7 @@ from .oci import (
     MEDIA_MANIFEST,
     Layout,
 )
-from .options import common_options, tls_verify_option
-from .source import HashingReader, chosen_manifest, open_image
+from ..oci.read import HashingReader, chosen_manifest, open_image
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
