@@ -80,7 +80,7 @@ def run_cli() -> RunCli:
         *args: str, prefix: tuple[str, ...] = (), env: dict[str, str] | None = None, program: str = "debchunk"
     ) -> subprocess.CompletedProcess[str]:
         entry = "debchunk_main" if program == "debchunk" else "container_encapsulate_main"
-        code = f"import sys; from encapsulate.cli import {entry}; sys.exit({entry}())"
+        code = f"import sys; from encapsulate.cli.main import {entry}; sys.exit({entry}())"
         return subprocess.run(
             [*prefix, sys.executable, "-c", code, *args],
             capture_output=True,

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from encapsulate.cli import container_encapsulate_main, debchunk_main
+from encapsulate.cli.main import container_encapsulate_main, debchunk_main
 from tests.sample import ADMINDIR, blob, build_sample
 
 WINDOW = (1200, 900)

@@ -364,7 +364,7 @@ def build_sample(root: Path) -> Path:
 
 def demo() -> int:
     """Build the sample, commit it and print its mapping."""
-    from encapsulate.cli import debchunk_main
+    from encapsulate.cli.main import debchunk_main
 
     with tempfile.TemporaryDirectory(prefix="debchunk-demo-") as tmp:
         tree = build_sample(Path(tmp) / "tree")

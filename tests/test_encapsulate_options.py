@@ -96,7 +96,7 @@ def test_commit_timestamp_without_source_date_epoch(
         [
             sys.executable,
             "-c",
-            "import sys; from encapsulate.cli import container_encapsulate_main as m; sys.exit(m())",
+            "import sys; from encapsulate.cli.main import container_encapsulate_main as m; sys.exit(m())",
             "--repo",
             str(versioned_repo),
             "v",
@@ -177,7 +177,7 @@ def test_ctrl_c_leaves_the_layout_as_it_was(run_cli: RunCli, sample_tree: Path, 
         [
             sys.executable,
             "-c",
-            "import sys; from encapsulate.cli import container_encapsulate_main as m; sys.exit(m())",
+            "import sys; from encapsulate.cli.main import container_encapsulate_main as m; sys.exit(m())",
             "--rootfs",
             str(big),
             f"oci:{layout}:new",

@@ -24,7 +24,7 @@ Json = dict[str, Any]
 
 
 def _encapsulate(*args: str) -> None:
-    code = "import sys; from encapsulate.cli import container_encapsulate_main as m; sys.exit(m())"
+    code = "import sys; from encapsulate.cli.main import container_encapsulate_main as m; sys.exit(m())"
     proc = subprocess.run(
         [sys.executable, "-c", code, *args, "--quiet"],
         capture_output=True,
