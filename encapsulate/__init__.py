@@ -1,6 +1,27 @@
-"""Stage 3: layers -> reproducible OCI image; transports; the command line.
+"""Stage 3: layers -> a reproducible OCI image.
 
-In: a ``Mapping`` (stage 1) and a plan (stage 2).  Out: an OCI image layout.
-The command-line entry points (``debchunk``, ``container-encapsulate``) live in
-``encapsulate.cli``.
+In: a ``BuildConfig`` (an OSTree commit or a root tree, a destination IMGREF,
+the layer budget and the image's options).  Out: the image, written by
+``build_image``, which maps the origin (stage 1), plans its layers (stage 2),
+writes them and delivers the image.  Inside: ``oci`` (layouts, IMGREF,
+reading images back), ``write`` (tar, plain and ostree layers, the image),
+``tools`` (inspect, diff, validate, prior, report) and ``cli``.
 """
+
+from .build import BuildResult, Comparison, build_image
+from .config import BuildConfig, CommitOrigin, Compression, Format, RootfsOrigin, epoch_from_environment
+from .errors import ConfigError, EncapsulateError
+
+__all__ = [
+    "BuildConfig",
+    "BuildResult",
+    "CommitOrigin",
+    "Comparison",
+    "Compression",
+    "ConfigError",
+    "EncapsulateError",
+    "Format",
+    "RootfsOrigin",
+    "build_image",
+    "epoch_from_environment",
+]

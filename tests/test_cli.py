@@ -67,3 +67,108 @@ def test_container_encapsulate_defaults_and_refusals(
     assert blocker.read_text() == "x"
     assert run_cli("--repo", repo, program="container-encapsulate").returncode == 2
     assert run_cli("--help", program="container-encapsulate").returncode == 0
+
+
+def test_tls_verify_takes_only_booleans(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -> None:
+    for word in ("maybe", "on", ""):
+        proc = run_cli(
+            "--rootfs",
+            str(sample_tree),
+            f"oci:{tmp_path}/x",
+            "--dest-tls-verify",
+            word,
+            program="container-encapsulate",
+        )
+        assert proc.returncode == 2, (word, proc.stderr)
+        assert "is not a boolean: give true or false" in proc.stderr
+    assert not (tmp_path / "x").exists()
+    for option in ("--tls-verify", "--dest-tls-verify"):
+        proc = run_cli(
+            "--rootfs",
+            str(sample_tree),
+            f"oci:{tmp_path}/y",
+            option,
+            "FALSE",
+            "--dry-run",
+            program="container-encapsulate",
+        )
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_usage_errors_exit_2_before_anything_is_written(
+    run_cli: RunCli, sample_tree: Path, sample_repos: dict[str, Path], tmp_path: Path
+) -> None:
+    repo = str(sample_repos["bare-user"])
+    out = tmp_path / "out"
+    cases = [
+        (
+            ["--repo", repo, "sample", "--rootfs", str(sample_tree), f"oci:{out}"],
+            "--rootfs DIR takes no --repo or REF",
+        ),
+        (
+            ["--rootfs", str(sample_tree), f"oci:{out}", "--plan-json", str(tmp_path / "no/such/plan.json")],
+            "no directory",
+        ),
+        (
+            ["--rootfs", str(sample_tree), f"oci:{out}", "--write-contentmeta-json", str(tmp_path)],
+            "is a directory",
+        ),
+        (["--rootfs", str(sample_tree), f"oci:{out}", "--format-version", "2"], "only version 1"),
+        (["--rootfs", str(sample_tree), f"oci:{out}", "--max-layers", "501"], "--max-layers 501"),
+        (["--rootfs", str(sample_tree), f"oci:{out}", "--label", "novalue"], "--label 'novalue'"),
+        (
+            ["--rootfs", str(sample_tree), f"oci:{out}", "--format", "ostree"],
+            "--format ostree needs an OSTree commit",
+        ),
+    ]
+    for args, message in cases:
+        proc = run_cli(*args, program="container-encapsulate")
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1].startswith("container-encapsulate: error: ")
+        assert not out.exists()
+
+
+def test_plan_json_into_a_missing_directory_tags_nothing(
+    run_cli: RunCli, sample_tree: Path, tmp_path: Path
+) -> None:
+    proc = run_cli(
+        "--rootfs",
+        str(sample_tree),
+        f"oci:{tmp_path}/out:t",
+        "--plan-json",
+        str(tmp_path / "missing/plan.json"),
+        program="container-encapsulate",
+    )
+    assert proc.returncode == 2 and "internal error" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_version(run_cli: RunCli) -> None:
+    for program in ("debchunk", "container-encapsulate"):
+        proc = run_cli("--version", program=program)
+        assert proc.returncode == 0
+        assert proc.stdout.strip() == f"{program} 0.1.0"
+
+
+def test_contentmeta_is_rpm_ostree_shaped(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -> None:
+    path = tmp_path / "meta.json"
+    proc = run_cli(
+        "--rootfs",
+        str(sample_tree),
+        f"oci:{tmp_path}/out",
+        "--write-contentmeta-json",
+        str(path),
+        "--dry-run",
+        program="container-encapsulate",
+    )
+    assert proc.returncode == 0, proc.stderr
+    entries = json.loads(path.read_text())
+    # ostree-ext's ObjectSourceMetaSized: the source metadata flattened, plus size.
+    assert all(
+        set(e) == {"identifier", "name", "srcid", "change_time_offset", "change_frequency", "size"}
+        for e in entries
+    )
+    mapped = json.loads(run_cli("map", "--rootfs", str(sample_tree), "--json").stdout)
+    sizes = {c["name"]: c["size"] for c in mapped["components"]}
+    assert {e["name"]: e["size"] for e in entries} == sizes

@@ -137,10 +137,7 @@ def test_dry_run_compare_and_refusals(run_cli: RunCli, versioned_repo: Path, tmp
         program="container-encapsulate",
     )
     assert proc.returncode == 0 and "layers reused" in proc.stdout
-    for args, words in (
-        (("--copymeta", "missing"), "--copymeta missing"),
-        (("--format-version", "2"), "version 1"),
-    ):
+    for args, words in ((("--copymeta", "missing"), "--copymeta missing"),):
         bad = run_cli(
             "--repo",
             str(versioned_repo),

@@ -16,9 +16,20 @@ def common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug messages")
 
 
+_TRUE = ("1", "true", "yes")
+_FALSE = ("0", "false", "no")
+
+
 def boolean(value: str) -> bool:
-    """A BOOL argument: ``1``, ``true`` or ``yes`` (any case) is true, anything else false."""
-    return value.lower() in ("1", "true", "yes")
+    """A BOOL argument: ``true``, ``1`` or ``yes`` is true and ``false``, ``0``
+    or ``no`` false (any case); anything else is a usage error, never a
+    silent false (``--dest-tls-verify maybe`` must not turn TLS off)."""
+    word = value.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"{value!r} is not a boolean: give true or false")
 
 
 def tls_verify_option(parser: argparse.ArgumentParser, flag: str = "--tls-verify") -> None:
@@ -28,7 +39,7 @@ def tls_verify_option(parser: argparse.ArgumentParser, flag: str = "--tls-verify
         flag,
         type=boolean,
         metavar="BOOL",
-        help="verify the registry's TLS certificate (passed to skopeo; default true)",
+        help="verify the registry's TLS certificate: true or false (passed to skopeo; default true)",
     )
 
 

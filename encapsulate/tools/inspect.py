@@ -579,7 +579,7 @@ def _how_to_read(ref: str) -> str:
 
 def format_inspect(info: ImageInfo) -> str:
     """The image as a table, one row per layer."""
-    from ..cli.main import human_size
+    from ..cli.render import human_size
 
     def size(n: float | None) -> str:
         return "-" if n is None else human_size(n)
@@ -622,7 +622,7 @@ def format_inspect(info: ImageInfo) -> str:
 
 def format_diff(d: ImageDiff) -> str:
     """NEW's layers, reused or new, and what the update costs."""
-    from ..cli.main import human_size
+    from ..cli.render import human_size
 
     rows = [("LAYER", "DIGEST", "SIZE", "STATUS", "COMPONENTS")]
     for layer, reused in zip(d.new.layers, d.reused, strict=True):

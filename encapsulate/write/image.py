@@ -1,17 +1,14 @@
-"""Write a mapping and its plan as an OCI image (``plain`` layer format).
+"""Write a mapping and its plan as an OCI image into an OCI layout.
 
-In: a ``Mapping`` (with its tree) and a ``Plan``.  Out: an image in an OCI
-layout: a first layer holding every directory (the tree's skeleton), then one
-layer per plan layer holding its components' files, each with the parent
-directories it needs.  The plan (its groups of component names) is stored in
-the config label ``PLAN_LABEL`` and, per layer, in the ``ostree.components``
-annotation and the history, so the next build can use it as its prior.
-Everything that could differ between machines or runs is fixed: entry order,
-headers, timestamps, compression, JSON encoding.  The image's time (from
-``SOURCE_DATE_EPOCH`` or the commit) is on the config and the first layer only;
-entries of component layers have mtime 0 (``CONTENT_MTIME``, as OSTree keeps
-content), so a layer whose components did not change is the same blob in the
-next build, whatever its date.
+In: a ``Mapping`` (with its tree; its components are the ones the plan names)
+and a ``Plan``.  Out: an image in an OCI layout, tagged: the first layer
+(directories, or the ostree commit and metadata), then one layer per plan
+layer, in the ``plain`` or ``ostree`` format.  The plan (its groups of
+component names) is stored in the config label ``PLAN_LABEL`` and, per layer,
+in the ``ostree.components`` annotation and the history, so the next build can
+use it as its prior.  Everything that could differ between machines or runs is
+fixed: entry order, headers, timestamps, compression, JSON encoding.  The
+image's time is on the config and the first layer only.
 """
 
 from __future__ import annotations
@@ -20,31 +17,40 @@ import datetime as dt
 import hashlib
 import json
 import os
-import tarfile
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
-from chunker import Plan, layer_of_entries
-from chunker.split import split_mapping
-from mapping import Entry, EntryType, Mapping
+from chunker import Plan
+from mapping import Mapping
 
 from ..errors import EncapsulateError
 from ..oci.labels import COMPONENTS_ANNOTATION, COMPONENTS_LABEL, LAYER_ANNOTATION, PLAN_LABEL
 from ..oci.layout import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, Layout, canonical_json
-from .tar import CONTENT_MTIME, Content, LayerBlob, entry_items, layer_key, write_layer
+from .plain import PlainLayers
+from .tar import Items, LayerBlob, write_layer
+
+Progress = Callable[[int, int], None]
 
 
-class _Stopped(Exception):
-    """Another layer failed or the run was interrupted."""
+class LayerSource(Protocol):
+    """What a layer format gives the image writer (``PlainLayers``, ``OstreeLayers``)."""
+
+    layer_count: int
+
+    def items(self, k: int) -> Items: ...
+
+    def key(self, k: int, compression: str) -> str | None: ...
+
+    def labels(self, final_diff_id: str) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True)
 class ImageResult:
-    """What was written."""
+    """What was written: the manifest and config descriptors, and each layer
+    (the first one holding no component) with its components."""
 
     manifest: Descriptor
     config: Descriptor
@@ -52,51 +58,17 @@ class ImageResult:
     layer_components: tuple[tuple[str, ...], ...]
 
 
-def planned_split(mapping: Mapping, plan: Plan) -> Mapping:
-    """The mapping with its components split as ``plan`` has them (what
-    ``plain_layers``, ``components_label`` and ``OstreeLayers`` take)."""
-    if mapping.tree is None:
-        raise EncapsulateError("the mapping has no tree to write; map the tree again")
-    return split_mapping(mapping, prior=plan.layer_index().keys())
+class _Stopped(Exception):
+    """Another layer failed or the run was interrupted."""
 
 
-def plain_layers(split: Mapping, plan: Plan) -> list[list[int]]:
-    """Entry indices of each layer of the ``planned_split`` mapping: layer 0
-    every directory, then one per plan layer with its files and their parent
-    directories.  All paths of an inode go with the first one, so hardlinks
-    stay within a layer."""
-    assert split.tree is not None
-    entries = split.tree.entries
-    layer = layer_of_entries(plan, [c.name for c in split.components], split.owners).tolist()
-    first_layer: dict[str, int] = {}
-    for i, e in enumerate(entries):
-        if e.hardlink is not None and e.type is EntryType.FILE:
-            layer[i] = first_layer.setdefault(e.hardlink, layer[i])
-    index = split.tree.index
-    out: list[list[int]] = [[] for _ in range(len(plan.layers) + 1)]
-    with_parents: list[set[int]] = [set() for _ in plan.layers]
-    for i, e in enumerate(entries):
-        if e.type is EntryType.DIR or layer[i] < 0:
-            if e.path:
-                out[0].append(i)
-            continue
-        k = layer[i]
-        have = with_parents[k]
-        parent = e.path.rpartition("/")[0]
-        while parent and index[parent] not in have:
-            have.add(index[parent])
-            parent = parent.rpartition("/")[0]
-        have.add(i)
-    for k, have in enumerate(with_parents):
-        out[k + 1] = sorted(have)
-    return out
-
-
-def components_label(split: Mapping) -> str:
-    """The ``COMPONENTS_LABEL`` value of an image of the ``planned_split`` mapping."""
-    assert split.tree is not None
-    digests = [hashlib.sha256() for _ in split.components]
-    for owner, e in zip(split.owners, split.tree.entries, strict=True):
+def components_label(mapping: Mapping) -> str:
+    """The ``COMPONENTS_LABEL`` value of an image of ``mapping``: each
+    component's size, probability, version, package link and a digest of its
+    entries (paths, metadata, content ids)."""
+    assert mapping.tree is not None
+    digests = [hashlib.sha256() for _ in mapping.components]
+    for owner, e in zip(mapping.owners, mapping.tree.entries, strict=True):
         if owner >= 0:
             record = (e.path, e.type.name, e.mode, e.uid, e.gid, e.target, e.content_id, e.rdev, e.xattrs)
             digests[owner].update(repr(record).encode("utf-8", "surrogateescape") + b"\n")
@@ -108,7 +80,7 @@ def components_label(split: Mapping) -> str:
                 "version": c.version,
                 "digest": "sha256:" + d.hexdigest(),
             }
-            for c, d in zip(split.components, digests, strict=True)
+            for c, d in zip(mapping.components, digests, strict=True)
         }
     ).decode()
 
@@ -139,6 +111,108 @@ def _created(epoch: int) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class _LayerWriter:
+    """Writes the layers of one image in parallel, largest first, taking any
+    layer whose key is already in the layout; stops every layer at its next
+    entry when one fails or the run is interrupted."""
+
+    def __init__(
+        self, layout: Layout, source: LayerSource, compression: str, progress: Progress | None
+    ) -> None:
+        self.layout = layout
+        self.source = source
+        self.compression = compression
+        self.progress = progress
+        self.reusable = reusable_layers(layout)
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.done = 0
+
+    def _checked(self, items: Items) -> Items:
+        for item in items:
+            if self.stop.is_set():
+                raise _Stopped
+            yield item
+
+    def _one(self, k: int, components: Sequence[str]) -> LayerBlob:
+        annotations = {COMPONENTS_ANNOTATION: ",".join(components)} if components else {}
+        try:
+            key = self.source.key(k, self.compression)
+            found = self.reusable.get(key) if key is not None else None
+            if key is not None and found is not None:
+                annotations[LAYER_ANNOTATION] = found.record(key)
+                written = replace(
+                    found, descriptor=replace(found.descriptor, annotations=annotations), reused=True
+                )
+            else:
+                with self.layout.blob() as blob:
+                    written = write_layer(
+                        blob, self._checked(self.source.items(k)), self.compression, annotations, key
+                    )
+        except OSError as e:
+            raise EncapsulateError(f"writing layer {k + 1}: {e.strerror}", where=self.layout.path) from None
+        if self.progress is not None:
+            with self.lock:
+                self.done += 1
+                self.progress(self.done, self.source.layer_count)
+        return written
+
+    def write(
+        self, components: Sequence[Sequence[str]], sizes: Sequence[int], threads: int | None
+    ) -> tuple[LayerBlob, ...]:
+        """Every layer, in image order."""
+        count = self.source.layer_count
+        workers = max(1, min(threads or os.cpu_count() or 1, count))
+        # Largest layers first: the last layer to start should be a small one.
+        order = sorted(range(count), key=lambda k: (-sizes[k], k))
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
+            futures = {k: pool.submit(self._one, k, components[k]) for k in order}
+            blobs = tuple(futures[k].result() for k in range(count))
+        except BaseException:
+            # Stop the other layers at their next entry; their temporary blobs go.
+            self.stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            self.layout.forget_created()
+            raise
+        pool.shutdown()
+        return blobs
+
+
+def layer_source(mapping: Mapping, plan: Plan, layer_format: str, epoch: int) -> LayerSource:
+    """The layers of ``mapping`` and ``plan`` in ``layer_format`` (``plain`` or ``ostree``)."""
+    if layer_format == "ostree":
+        # Only the ostree format reads objects through libostree (gi).
+        from .ostree import OstreeLayers
+
+        return OstreeLayers(mapping, plan, epoch)
+    return PlainLayers(mapping, plan, epoch)
+
+
+def image_config_document(
+    base: dict[str, Any],
+    *,
+    labels: dict[str, str],
+    architecture: str,
+    created: str,
+    diff_ids: Sequence[str],
+    history: Sequence[dict[str, str]],
+) -> dict[str, Any]:
+    """The image config: ``base`` (a full OCI image config) under what
+    debchunk sets (labels merged, its own last)."""
+    runtime = dict(base.get("config") or {})
+    runtime["Labels"] = {**(runtime.get("Labels") or {}), **labels}
+    return {
+        **{k: v for k, v in base.items() if k not in ("rootfs", "history", "config")},
+        "architecture": architecture,
+        "os": "linux",
+        "created": created,
+        "config": runtime,
+        "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
+        "history": list(history),
+    }
+
+
 def write_image(
     mapping: Mapping,
     plan: Plan,
@@ -152,125 +226,49 @@ def write_image(
     layer_format: str = "plain",
     threads: int | None = None,
     image_config: dict[str, Any] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> ImageResult:
     """Write the image and tag it ``tag`` in the OCI layout at ``layout_path``
-    (created if needed; other tags are kept).  ``layer_format`` is ``plain``
-    (rootfs layers) or ``ostree`` (ostree-ext chunked layers, commits only).
-    ``image_config`` (an OCI image config) is merged under what debchunk sets;
-    ``progress(done, total)`` is called as layers complete.  On any failure,
-    or Ctrl-C, the layers still being written stop and nothing is tagged."""
+    (created if needed; other tags are kept).  ``mapping``'s components are
+    those ``plan`` groups (``mapping.build_mapping`` splits packages as the
+    planner sees them; nothing is split again here).  ``layer_format`` is
+    ``plain`` (rootfs layers) or ``ostree`` (ostree-ext chunked layers, commits
+    only).  ``image_config`` (a full OCI image config) is merged under what
+    debchunk sets; ``progress(done, total)`` is called as layers complete.  On
+    any failure, or Ctrl-C, the layers still being written stop and nothing is
+    tagged."""
     if mapping.tree is None:
-        raise EncapsulateError("the mapping has no tree to write; map the tree again")
-    components = [(), *(layer.components for layer in plan.layers)]
-    split = planned_split(mapping, plan)
-    ostree_layers = None
-    if layer_format == "ostree":
-        # Only the ostree format reads objects through libostree (gi).
-        from .ostree import OstreeLayers
-
-        ostree_layers = OstreeLayers(split, plan, epoch)
-        makers = [ostree_layers.layer(k) for k in range(len(components))]
-        # From object checksums and paths: no object is read to know a layer.
-        keys: list[Callable[[], str | None]] = [
-            partial(ostree_layers.key, k, compression) for k in range(len(components))
-        ]
-    else:
-        entries: Sequence[Entry] = mapping.tree.entries
-        groups = plain_layers(split, plan)
-
-        def plain(k: int) -> Callable[[], Iterator[tuple[tarfile.TarInfo, Content]]]:
-            mtime = epoch if k == 0 else CONTENT_MTIME
-            return lambda: entry_items(((entries[i].path, entries[i]) for i in groups[k]), mtime)
-
-        makers = [plain(k) for k in range(len(components))]
-
-        def plain_key(k: int) -> Callable[[], str | None]:
-            return lambda: layer_key(makers[k](), compression)
-
-        keys = [plain_key(k) for k in range(len(components))]
+        raise EncapsulateError("the mapping has no tree to write", hint="map the tree again")
+    source = layer_source(mapping, plan, layer_format, epoch)
+    components: list[tuple[str, ...]] = [(), *(layer.components for layer in plan.layers)]
     layout = Layout(layout_path)
-    reusable = reusable_layers(layout)
-
-    stop = threading.Event()
-    done = [0]
-    lock = threading.Lock()
-
-    def checked(
-        items: Iterable[tuple[tarfile.TarInfo, Content]],
-    ) -> Iterator[tuple[tarfile.TarInfo, Content]]:
-        for item in items:
-            if stop.is_set():
-                raise _Stopped
-            yield item
-
-    def one(k: int) -> LayerBlob:
-        annotations = {COMPONENTS_ANNOTATION: ",".join(components[k])} if components[k] else {}
-        try:
-            key = keys[k]()
-            if key is not None and key in reusable:
-                found = reusable[key]
-                annotations[LAYER_ANNOTATION] = found.record(key)
-                descriptor = replace(found.descriptor, annotations=annotations)
-                written = replace(found, descriptor=descriptor, reused=True)
-            else:
-                with layout.blob() as blob:
-                    written = write_layer(blob, checked(makers[k]()), compression, annotations, key)
-        except OSError as e:
-            raise EncapsulateError(f"{layout_path}: writing layer {k + 1}: {e.strerror}") from None
-        if progress is not None:
-            with lock:
-                done[0] += 1
-                progress(done[0], len(makers))
-        return written
-
-    workers = max(1, min(threads or os.cpu_count() or 1, len(makers)))
-    # Largest layers first: the last layer to start should be a small one.
-    sizes = [0, *(layer.size for layer in plan.layers)]
-    order = sorted(range(len(makers)), key=lambda k: (-sizes[k], k))
-    pool = ThreadPoolExecutor(max_workers=workers)
-    try:
-        futures = {k: pool.submit(one, k) for k in order}
-        blobs = tuple(futures[k].result() for k in range(len(makers)))
-    except BaseException:
-        # Stop the other layers at their next entry; their temporary blobs go,
-        # and so do the blobs this run added: the layout is as it was.
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        layout.forget_created()
-        raise
-    pool.shutdown()
-
-    format_labels = ostree_layers.labels(blobs[-1].diff_id) if ostree_layers is not None else {}
+    blobs = _LayerWriter(layout, source, compression, progress).write(
+        components, [0, *(layer.size for layer in plan.layers)], threads
+    )
     created = _created(epoch)
-    plan_label = canonical_json([list(c) for c in components[1:]]).decode()
-    base = dict(image_config or {})
-    runtime = dict(base.get("config") or {})
-    runtime["Labels"] = {
-        **(runtime.get("Labels") or {}),
-        **(labels or {}),
-        **format_labels,
-        PLAN_LABEL: plan_label,
-        COMPONENTS_LABEL: components_label(split),
-    }
-    config = {
-        **{k: v for k, v in base.items() if k not in ("rootfs", "history", "config")},
-        "architecture": architecture,
-        "os": "linux",
-        "created": created,
-        "config": runtime,
-        "rootfs": {"type": "layers", "diff_ids": [b.diff_id for b in blobs]},
-        "history": [
-            {
-                "created": created,
-                "created_by": "debchunk",
-                "comment": ("ostree commit and metadata" if ostree_layers else "directories")
-                if not c
-                else ("components: " + ", ".join(c))[:4096],
-            }
-            for c in components
-        ],
-    }
+    history = [
+        {
+            "created": created,
+            "created_by": "debchunk",
+            "comment": ("ostree commit and metadata" if layer_format == "ostree" else "directories")
+            if not c
+            else ("components: " + ", ".join(c))[:4096],
+        }
+        for c in components
+    ]
+    config = image_config_document(
+        image_config or {},
+        labels={
+            **(labels or {}),
+            **source.labels(blobs[-1].diff_id),
+            PLAN_LABEL: canonical_json([list(c) for c in components[1:]]).decode(),
+            COMPONENTS_LABEL: components_label(mapping),
+        },
+        architecture=architecture,
+        created=created,
+        diff_ids=[b.diff_id for b in blobs],
+        history=history,
+    )
     config_descriptor = layout.add_bytes(canonical_json(config), MEDIA_CONFIG)
     manifest = {
         "schemaVersion": 2,

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import stat
 import tarfile
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import gi
@@ -41,14 +40,12 @@ from mapping import EntryType, Mapping  # noqa: E402
 from mapping.commit import CommitTree  # noqa: E402
 
 from ..errors import EncapsulateError  # noqa: E402
-from .tar import CONTENT_MTIME, WRITER_VERSION, Content, Opener  # noqa: E402
+from .tar import CONTENT_MTIME, WRITER_VERSION, Content, Items, Opener  # noqa: E402
 
 REPO = "sysroot/ostree/repo"
 REPO_CONFIG = b"[core]\nrepo_version=1\nmode=bare-split-xattrs\n"
 _SUBDIRS = ("extensions", "refs", "refs/heads", "refs/mirrors", "refs/remotes", "state", "tmp", "tmp/cache")
 _SELINUX = "security.selinux"
-
-Items = Iterator[tuple[tarfile.TarInfo, Content]]
 
 
 def object_path(checksum: str, suffix: str) -> str:
@@ -131,11 +128,8 @@ class OstreeLayers:
             labels["version"] = version
         return labels
 
-    def layer(self, k: int) -> Callable[[], Items]:
-        """The items of layer ``k`` (0 is the ostree layer)."""
-        return lambda: self._layer(k)
-
-    def _layer(self, k: int) -> Items:
+    def items(self, k: int) -> Items:
+        """The tar items of layer ``k`` (0 is the ostree layer)."""
         if k == 0:
             yield from self._commit_layer()
         else:

@@ -233,6 +233,8 @@ class Opener:
 
 # What goes after a tar header: nothing, bytes, or a way to open the content.
 Content = bytes | Opener | Callable[[], BinaryIO] | None
+# A layer's entries, in the order written.
+Items = Iterator[tuple[tarfile.TarInfo, Content]]
 
 # Bumped whenever the bytes written for the same items change.
 WRITER_VERSION = (

@@ -1,0 +1,343 @@
+"""The pipeline: ``build_image(config)`` reads the origin and the previous
+build, maps, plans, collects labels, writes and delivers the image.
+
+Each step is a function of the config and what earlier steps made, so the
+whole pipeline reads in one screen (``build_image``).  The command line and
+compose tooling both call it; nothing else strings the stages together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from chunker import ChunkerError, Plan, pack
+from chunker.split import split_mapping
+from mapping import Component, Mapping, build_mapping
+
+from .config import DOCKER_LAYER_LIMIT, BuildConfig, CommitOrigin, Origin
+from .errors import EncapsulateError
+from .oci.deliver import deliver, parse_imgref
+from .oci.layout import atomic_write, read_json_object
+from .tools.prior import image_manifest, prior_from_manifest_file
+from .tools.prior import prior_plan as prior_plan_of
+from .write.image import ImageResult, write_image
+
+log = logging.getLogger("debchunk.encapsulate")
+
+Progress = Callable[[int, int], None]
+
+# Keys of a full OCI image config (image-spec, config.md "Properties"); a
+# file holding none of them is the inner ``config`` object, as rpm-ostree's
+# and ostree-ext's --image-config take it.
+_IMAGE_CONFIG_TOP = frozenset(
+    (
+        "created",
+        "author",
+        "architecture",
+        "os",
+        "os.version",
+        "os.features",
+        "variant",
+        "config",
+        "rootfs",
+        "history",
+    )
+)
+# Keys of the inner object (image-spec, config.md "config").
+_RUNTIME_KEYS = frozenset(
+    (
+        "User",
+        "ExposedPorts",
+        "Env",
+        "Entrypoint",
+        "Cmd",
+        "Volumes",
+        "WorkingDir",
+        "Labels",
+        "StopSignal",
+        "ArgsEscaped",
+        "Memory",
+        "MemorySwap",
+        "CpuShares",
+        "Healthcheck",
+        "OnBuild",
+        "Shell",
+    )
+)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What a client holding another image downloads for the new one (``--compare-with-build``)."""
+
+    imgref: str
+    reused_layers: int
+    layers: int
+    download_bytes: int
+    total_bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The comparison as JSON."""
+        return {
+            "imgref": self.imgref,
+            "reused_layers": self.reused_layers,
+            "layers": self.layers,
+            "download_bytes": self.download_bytes,
+            "total_bytes": self.total_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build made: the mapping and plan, and (unless a dry run) the
+    image written to ``destination`` and its comparison with another build."""
+
+    config: BuildConfig
+    mapping: Mapping
+    plan: Plan
+    epoch: int
+    image: ImageResult | None
+    comparison: Comparison | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Digests and layers (``container-encapsulate --json``)."""
+        out: dict[str, Any] = {"destination": self.config.destination, "plan": self.plan.to_json()}
+        if self.image is not None:
+            out["manifest"] = self.image.manifest.digest
+            out["config"] = self.image.config.digest
+            out["layers"] = [
+                {
+                    "digest": b.descriptor.digest,
+                    "size": b.descriptor.size,
+                    "diff_id": b.diff_id,
+                    "uncompressed_size": b.tar_size,
+                    "components": list(c),
+                    "reused": b.reused,
+                }
+                for b, c in zip(self.image.layers, self.image.layer_components, strict=True)
+            ]
+        if self.comparison is not None:
+            out["comparison"] = self.comparison.to_json()
+        return out
+
+
+def read_prior(
+    *,
+    prior: str | None = None,
+    prior_plan: str | None = None,
+    previous_build_manifest: str | None = None,
+    tls_verify: bool | None = None,
+) -> Plan | None:
+    """The previous build's plan: from a plan file (``prior_plan``), an image
+    (``prior``, an IMGREF) or a raw OCI manifest file; None without one."""
+    if prior_plan is not None:
+        data = read_json_object(prior_plan, "plan", "pass the output of 'debchunk plan --json'")
+        try:
+            return Plan.from_json(data)
+        except ChunkerError as e:
+            raise ChunkerError(f"{prior_plan}: {e}") from None
+    if prior is not None:
+        return prior_plan_of(prior)
+    if previous_build_manifest is not None:
+        return prior_from_manifest_file(previous_build_manifest)
+    return None
+
+
+def read_image_config(config: BuildConfig) -> dict[str, Any]:
+    """The ``image_config`` file as a full OCI image config (an inner
+    ``config`` object is put in its place), with ``cmd`` applied."""
+    document: dict[str, Any] = {}
+    if config.image_config is not None:
+        path = config.image_config
+        document = read_json_object(path, "image config", "pass an OCI image config (JSON object)")
+        top = set(document) & _IMAGE_CONFIG_TOP
+        inner = set(document) & _RUNTIME_KEYS
+        unknown = set(document) - _IMAGE_CONFIG_TOP - _RUNTIME_KEYS
+        if top and inner:
+            raise EncapsulateError(
+                f"mixes top-level keys ({', '.join(sorted(top))}) "
+                f"with runtime keys ({', '.join(sorted(inner))})",
+                where=path,
+                hint="give a full image config, or only its inner 'config' object",
+            )
+        if unknown:
+            raise EncapsulateError(
+                f"unknown key {sorted(unknown)[0]!r}",
+                where=path,
+                hint="give an OCI image config or its 'config' object (Env, Cmd, Labels, ...)",
+            )
+        if not top:
+            document = {"config": document}
+        if not isinstance(document.get("config", {}), dict):
+            raise EncapsulateError("'config' is not an object", where=path)
+    if config.cmd is not None:
+        document = {**document, "config": {**(document.get("config") or {}), "Cmd": list(config.cmd)}}
+    return document
+
+
+def map_origin(
+    origin: Origin, *, epoch: int | None = None, prior: Plan | None = None, threads: int | None = None
+) -> Mapping:
+    """The origin mapped, its packages split as the plan will see them (as the
+    previous build split them, when there is one).  ``epoch``
+    (``SOURCE_DATE_EPOCH``) pins the date change probabilities are computed at."""
+    reference = None if epoch is None else dt.datetime.fromtimestamp(epoch, dt.UTC)
+    if isinstance(origin, CommitOrigin):
+        mapping = build_mapping(repo=origin.repo, ref=origin.ref, reference_date=reference, threads=threads)
+    else:
+        mapping = build_mapping(rootfs=origin.path, reference_date=reference, threads=threads)
+    return split_mapping(mapping, prior=None if prior is None else prior.layer_index().keys())
+
+
+def image_epoch(config: BuildConfig, mapping: Mapping) -> int:
+    """The image's time: ``SOURCE_DATE_EPOCH``, else the commit's timestamp,
+    else the newest changelog date in the tree; never the wall clock."""
+    if config.epoch is not None:
+        return config.epoch
+    timestamp = getattr(mapping.tree, "timestamp", None)
+    if isinstance(timestamp, int):
+        return timestamp
+    if mapping.reference_date is not None:
+        return int(mapping.reference_date.timestamp())
+    raise EncapsulateError(
+        "no timestamp for the image: the tree has no changelogs", hint="set SOURCE_DATE_EPOCH"
+    )
+
+
+def collect_labels(config: BuildConfig, mapping: Mapping) -> dict[str, str]:
+    """The labels asked for, with the commit metadata keys copied
+    (``copymeta``; ``copymeta_opt`` when present), less ``remove_labels``."""
+    metadata = getattr(mapping.tree, "metadata", None) or {}
+    labels = dict(config.labels)
+    for key in (*config.copymeta, *config.copymeta_opt):
+        if key not in metadata:
+            if key in config.copymeta:
+                raise EncapsulateError(
+                    f"--copymeta {key}: the commit has no such metadata key",
+                    hint="use --copymeta-opt to make it optional",
+                )
+            continue
+        value = metadata[key]
+        labels[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    for key in config.remove_labels:
+        labels.pop(key, None)
+    return labels
+
+
+def contentmeta(components: Sequence[Component]) -> list[dict[str, Any]]:
+    """The components as rpm-ostree's ``--write-contentmeta-json`` writes them:
+    ostree-ext's ``ObjectSourceMetaSized`` (identifier, name, srcid,
+    change_time_offset, change_frequency, and the size of the component's
+    content), one per component."""
+    return [
+        {
+            "identifier": c.name,
+            "name": c.name,
+            "srcid": c.name,
+            "change_time_offset": 0,
+            # Expected changes per year, from the weekly probability.
+            "change_frequency": round(-52.0 * math.log1p(-min(c.change_probability, 0.999999))),
+            "size": c.size,
+        }
+        for c in sorted(components, key=lambda c: c.name)
+    ]
+
+
+def write_json_file(path: str, value: Any, what: str) -> None:
+    """``value`` as JSON at ``path``, replaced whole or not at all."""
+    try:
+        with atomic_write(path, ".tmp-debchunk-", ".json") as f:
+            f.write(json.dumps(value, indent=1).encode() + b"\n")
+    except OSError as e:
+        raise EncapsulateError(f"cannot write the {what}: {e.strerror}", where=path) from None
+
+
+def compare_with(imgref: str, image: ImageResult) -> Comparison:
+    """Which layers a client holding ``imgref`` would download for ``image``."""
+    have = {
+        layer.get("digest") for layer in image_manifest(imgref).get("layers") or [] if isinstance(layer, dict)
+    }
+    fresh = [b for b in image.layers if b.descriptor.digest not in have]
+    return Comparison(
+        imgref,
+        len(image.layers) - len(fresh),
+        len(image.layers),
+        sum(b.descriptor.size for b in fresh),
+        sum(b.descriptor.size for b in image.layers),
+    )
+
+
+def write_and_deliver(
+    config: BuildConfig,
+    mapping: Mapping,
+    plan: Plan,
+    epoch: int,
+    labels: dict[str, str],
+    image_config: dict[str, Any],
+    progress: Progress | None,
+) -> ImageResult:
+    """Write the image into an OCI layout and put it at ``config.destination``."""
+    written: list[ImageResult] = []
+
+    def write(layout_path: str, tag: str) -> None:
+        written.append(
+            write_image(
+                mapping,
+                plan,
+                layout_path,
+                tag,
+                epoch=epoch,
+                labels=labels,
+                architecture=config.arch,
+                compression=config.compression,
+                layer_format=config.layer_format,
+                threads=config.threads,
+                image_config=image_config,
+                progress=progress,
+            )
+        )
+
+    deliver(
+        parse_imgref(config.destination), write, authfile=config.authfile, tls_verify=config.dest_tls_verify
+    )
+    return written[0]
+
+
+def build_image(config: BuildConfig, *, progress: Progress | None = None) -> BuildResult:
+    """Encapsulate ``config.origin`` as a chunked image at ``config.destination``
+    (see ``BuildConfig``).  ``progress(done, total)`` is called as layers are
+    written.  Raises ``DebchunkError`` subclasses naming what is at fault; a
+    failed or interrupted build leaves the destination as it was."""
+    config.check()
+    if config.max_layers > DOCKER_LAYER_LIMIT:
+        log.warning(
+            "--max-layers %d: Docker's overlay2 driver cannot pull images of more than %d layers",
+            config.max_layers,
+            DOCKER_LAYER_LIMIT,
+        )
+    prior = read_prior(
+        prior=config.prior,
+        prior_plan=config.prior_plan,
+        previous_build_manifest=config.previous_build_manifest,
+        tls_verify=config.tls_verify,
+    )
+    image_config = read_image_config(config)
+    mapping = map_origin(config.origin, epoch=config.epoch, prior=prior, threads=config.threads)
+    labels = collect_labels(config, mapping)
+    epoch = image_epoch(config, mapping)
+    plan = pack(mapping.components, config.max_layers, prior)
+    if config.write_contentmeta_json is not None:
+        write_json_file(config.write_contentmeta_json, contentmeta(mapping.components), "content metadata")
+    if config.dry_run:
+        return BuildResult(config, mapping, plan, epoch, None)
+    image = write_and_deliver(config, mapping, plan, epoch, labels, image_config, progress)
+    comparison = None if config.compare_with_build is None else compare_with(config.compare_with_build, image)
+    if config.plan_json is not None:
+        write_json_file(config.plan_json, plan.to_json(), "plan")
+    return BuildResult(config, mapping, plan, epoch, image, comparison)

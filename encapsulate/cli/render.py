@@ -1,0 +1,114 @@
+"""Text for people: the mapping, the plan and a build's result as tables and lines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from chunker import Plan
+from mapping import Mapping
+
+from ..build import BuildResult
+
+
+def human_size(n: float) -> str:
+    """Bytes as a short human-readable size (binary units)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _table(rows: Sequence[Sequence[str]], widest: int, left: Sequence[int]) -> list[str]:
+    widths = [min(widest, max(len(r[i]) for r in rows)) for i in range(len(rows[0]))]
+    lines = []
+    for r in rows:
+        cells = [c if len(c) <= w else c[: w - 1] + "…" for c, w in zip(r, widths, strict=True)]
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i in left else c.rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            ).rstrip()
+        )
+    return lines
+
+
+def _some(names: Sequence[str], shown: int) -> str:
+    return ", ".join(names[:shown]) + (f" +{len(names) - shown}" if len(names) > shown else "")
+
+
+def format_mapping(mapping: Mapping) -> str:
+    """The mapping as a table, components by size, largest first."""
+    rows = [("COMPONENT", "KIND", "PACKAGES", "SIZE", "FILES", "P(WEEK)")]
+    for c in mapping.components:
+        rows.append(
+            (
+                c.name,
+                c.kind,
+                _some(c.packages, 3) or "-",
+                human_size(c.size),
+                str(c.files),
+                f"{c.change_probability:.3f}",
+            )
+        )
+    lines = _table(rows, 48, left=(0, 1, 2))
+    total = sum(c.size for c in mapping.components)
+    by_kind: dict[str, int] = {}
+    for c in mapping.components:
+        by_kind[c.kind] = by_kind.get(c.kind, 0) + c.size
+    summary = ", ".join(
+        f"{k} {100 * v / total:.1f}%" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])
+    )
+    lines.append("")
+    lines.append(
+        f"{len(mapping.components)} components, {human_size(total)} of unique content "
+        f"({summary}); dpkg database: {mapping.admindir or 'none'}"
+    )
+    if mapping.reference_date:
+        lines.append(f"change probabilities relative to {mapping.reference_date.date().isoformat()}")
+    return "\n".join(lines)
+
+
+def format_plan(plan: Plan) -> str:
+    """The plan as a table, one row per layer, and its expected update bytes."""
+    rows = [("LAYER", "COMPONENTS", "SIZE", "P(WEEK)", "E(BYTES)")]
+    for i, layer in enumerate(plan.layers, 1):
+        rows.append(
+            (
+                str(i),
+                _some(layer.components, 4),
+                human_size(layer.size),
+                f"{layer.change_probability:.3f}",
+                human_size(layer.size * layer.change_probability),
+            )
+        )
+    lines = _table(rows, 60, left=(1,))
+    total = len(plan.layers) + plan.reserved_layers
+    ratio = plan.expected_update_bytes / plan.floor_bytes if plan.floor_bytes else 1.0
+    lines.append("")
+    lines.append(
+        f"{len(plan.layers)} content layers + {plan.reserved_layers} metadata = {total} of at most "
+        f"{plan.max_layers}; expected update {human_size(plan.expected_update_bytes)} per week "
+        f"(floor {human_size(plan.floor_bytes)}, {ratio:.2f}x)"
+    )
+    return "\n".join(lines)
+
+
+def format_result(result: BuildResult) -> str:
+    """One line for the image written (and one for the comparison, when asked)."""
+    lines = []
+    if result.image is not None:
+        layers = result.image.layers
+        total = sum(b.descriptor.size for b in layers)
+        reused = sum(b.reused for b in layers)
+        lines.append(
+            f"{result.config.destination}: {result.image.manifest.digest}, {len(layers)} layers, "
+            f"{human_size(total)}" + (f" ({reused} already in the layout)" if reused else "")
+        )
+    c = result.comparison
+    if c is not None:
+        lines.append(
+            f"compared with {c.imgref}: {c.reused_layers} of {c.layers} layers reused, "
+            f"download {human_size(c.download_bytes)} of {human_size(c.total_bytes)}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,291 @@
+"""The options of ``container-encapsulate`` (and ``debchunk encapsulate``) as
+one table: each ``Setting`` makes its argparse argument, fills its
+``BuildConfig`` field and writes its line of the README's option table, so a
+new option is one entry here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import MAX_LAYERS_LIMIT, BuildConfig, CommitOrigin, Compression, Format, RootfsOrigin
+from ..errors import ConfigError
+from .options import boolean
+
+
+class Kind(enum.Enum):
+    """How a setting is given on the command line."""
+
+    VALUE = "value"  # --opt VALUE
+    FLAG = "flag"  # --opt
+    REPEAT = "repeat"  # --opt VALUE, repeatable, collected in order
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One option: its flags, the ``BuildConfig`` field it fills (None: read by
+    ``config_from_args`` itself), how it is given and what it means."""
+
+    flags: tuple[str, ...]
+    field: str | None
+    help: str
+    kind: Kind = Kind.VALUE
+    metavar: str | None = None
+    parse: Callable[[str], Any] | None = None
+    choices: Sequence[str] | None = None
+    default: Any = None
+    group: str = "image"
+
+    @property
+    def dest(self) -> str:
+        """The argparse destination: the field's name, else the long flag's."""
+        return self.field or self.flags[0].lstrip("-").replace("-", "_")
+
+    def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+        """Add this option to ``parser``."""
+        kwargs: dict[str, Any] = {"dest": self.dest, "help": self.help}
+        if self.kind is Kind.FLAG:
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["metavar"] = self.metavar
+            if self.kind is Kind.REPEAT:
+                kwargs["action"] = "append"
+            if self.parse is not None:
+                kwargs["type"] = self.parse
+            if self.choices is not None:
+                kwargs["choices"] = self.choices
+            if self.default is not None:
+                kwargs["default"] = self.default
+        parser.add_argument(*self.flags, **kwargs)
+
+    def markdown(self) -> str:
+        """This option's row of the README's option table."""
+        spelled = ", ".join(
+            f"`{f}{'' if self.kind is Kind.FLAG else ' ' + (self.metavar or 'X')}`" for f in self.flags
+        )
+        default = "" if self.default is None else f" (default {self.default})"
+        return f"| {spelled} | {self.help}{default} |"
+
+
+def _whole_number(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    return number
+
+
+def _format_version(value: str) -> int:
+    if value != "1":
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: only version 1 (ostree-ext's chunked format) is written"
+        )
+    return 1
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(("--repo",), None, "OSTree repository holding REF", metavar="REPO", group="origin"),
+    Setting(
+        ("--rootfs",), None, "encapsulate a root directory instead of a commit", metavar="DIR", group="origin"
+    ),
+    Setting(
+        ("--max-layers",),
+        "max_layers",
+        f"layers in the image, at most, the first (metadata) layer included; 2 to {MAX_LAYERS_LIMIT}",
+        metavar="N",
+        parse=_whole_number,
+        default=64,
+    ),
+    Setting(
+        ("--format",),
+        "format",
+        "layer format: ostree (ostree-ext chunked, for bootc/rpm-ostree) or plain rootfs layers "
+        "(default: ostree for a commit, plain for --rootfs)",
+        metavar="FORMAT",
+        parse=Format,
+        choices=tuple(Format),
+    ),
+    Setting(
+        ("--format-version",),
+        "format_version",
+        "ostree-ext chunked format version; only 1 is written",
+        metavar="1",
+        parse=_format_version,
+        default=1,
+    ),
+    Setting(
+        ("--compression",),
+        "compression",
+        "layer compression: gzip, or zstd (smaller and faster; ostree-ext before 0.14 cannot pull it)",
+        metavar="ALGO",
+        parse=Compression,
+        choices=tuple(Compression),
+        default=Compression.GZIP,
+    ),
+    Setting(
+        ("--label", "-l"),
+        None,
+        "set a config label KEY=VALUE, or remove one with KEY- (repeatable)",
+        Kind.REPEAT,
+        metavar="KEY=VALUE",
+    ),
+    Setting(("--arch",), "arch", "image architecture", metavar="ARCH", default="amd64"),
+    Setting(
+        ("--image-config",),
+        "image_config",
+        "an OCI image config (JSON) to start from: the whole config, or its inner 'config' object as "
+        "rpm-ostree takes it",
+        metavar="FILE",
+    ),
+    Setting(("--cmd",), None, "the image's Cmd (repeat for each argument)", Kind.REPEAT, metavar="ARG"),
+    Setting(
+        ("--copymeta",),
+        "copymeta",
+        "copy this commit metadata key to a label; it must exist (repeatable)",
+        Kind.REPEAT,
+        metavar="KEY",
+    ),
+    Setting(
+        ("--copymeta-opt",),
+        "copymeta_opt",
+        "copy this commit metadata key to a label if it exists (repeatable)",
+        Kind.REPEAT,
+        metavar="KEY",
+    ),
+    Setting(
+        ("--prior",),
+        "prior",
+        "the previous build's image: keep its layers where that pays",
+        metavar="IMGREF",
+        group="previous build",
+    ),
+    Setting(
+        ("--prior-plan",),
+        "prior_plan",
+        "the previous build's plan ('debchunk plan --json')",
+        metavar="FILE",
+        group="previous build",
+    ),
+    Setting(
+        ("--previous-build-manifest",),
+        "previous_build_manifest",
+        "the previous build's raw OCI manifest (JSON), as rpm-ostree takes it",
+        metavar="FILE",
+        group="previous build",
+    ),
+    Setting(
+        ("--compare-with-build",),
+        "compare_with_build",
+        "print what a client holding this image downloads for the new one",
+        metavar="IMGREF",
+        group="previous build",
+    ),
+    Setting(
+        ("--write-contentmeta-json",),
+        "write_contentmeta_json",
+        "also write the components as rpm-ostree's content metadata (JSON)",
+        metavar="FILE",
+        group="output",
+    ),
+    Setting(
+        ("--plan-json",), "plan_json", "also write the plan used, as JSON", metavar="FILE", group="output"
+    ),
+    Setting(
+        ("--dry-run",), "dry_run", "map and plan, print the layers, write no image", Kind.FLAG, group="output"
+    ),
+    Setting(
+        ("--authfile",),
+        "authfile",
+        "registry credentials, passed to skopeo",
+        metavar="FILE",
+        group="registry",
+    ),
+    Setting(
+        ("--tls-verify",),
+        "tls_verify",
+        "verify TLS certificates of registries images are read from (--prior, --compare-with-build): "
+        "true or false (default: skopeo's, true)",
+        metavar="BOOL",
+        parse=boolean,
+        group="registry",
+    ),
+    Setting(
+        ("--dest-tls-verify",),
+        "dest_tls_verify",
+        "verify the destination registry's TLS certificate: true or false (default: skopeo's, true)",
+        metavar="BOOL",
+        parse=boolean,
+        group="registry",
+    ),
+)
+
+
+def add_settings(parser: argparse.ArgumentParser) -> None:
+    """The positional arguments and every setting, grouped as in the README."""
+    parser.add_argument("ref", metavar="REF", nargs="?", help="OSTree ref or commit checksum (with --repo)")
+    parser.add_argument(
+        "imgref",
+        metavar="IMGREF",
+        help="destination: oci:DIR[:TAG], oci-archive:FILE[:TAG], "
+        "docker-archive:FILE, registry:HOST/REPO[:TAG], docker://..., containers-storage:NAME",
+    )
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for setting in SETTINGS:
+        if setting.group not in groups:
+            groups[setting.group] = parser.add_argument_group(setting.group)
+        setting.add_to(groups[setting.group])
+
+
+def _labels(items: Sequence[str]) -> tuple[dict[str, str], tuple[str, ...]]:
+    labels: dict[str, str] = {}
+    removed: list[str] = []
+    for item in items:
+        key, eq, value = item.partition("=")
+        if eq and key:
+            labels[key] = value
+            if key in removed:
+                removed.remove(key)
+        elif not eq and item.endswith("-") and len(item) > 1:
+            removed.append(item[:-1])
+            labels.pop(item[:-1], None)
+        else:
+            raise ConfigError(f"--label {item!r}: give KEY=VALUE, or KEY- to remove a label")
+    return labels, tuple(removed)
+
+
+def config_from_args(args: argparse.Namespace, epoch: int | None) -> BuildConfig:
+    """The ``BuildConfig`` the parsed command line asks for; ``epoch`` is
+    ``SOURCE_DATE_EPOCH``, read by the caller."""
+    if args.rootfs is not None:
+        if args.repo is not None or args.ref is not None:
+            raise ConfigError("--rootfs DIR takes no --repo or REF: give one origin")
+        origin: CommitOrigin | RootfsOrigin = RootfsOrigin(args.rootfs)
+    elif args.repo is not None and args.ref is not None:
+        origin = CommitOrigin(args.repo, args.ref)
+    else:
+        raise ConfigError("give --repo REPO REF IMGREF, or --rootfs DIR IMGREF")
+    labels, removed = _labels(args.label or ())
+    fields = {s.field: getattr(args, s.dest) for s in SETTINGS if s.field is not None}
+    fields = {k: v for k, v in fields.items() if v is not None}
+    for name in ("copymeta", "copymeta_opt"):
+        fields[name] = tuple(fields.get(name, ()))
+    return BuildConfig(
+        origin=origin,
+        destination=args.imgref,
+        labels=labels,
+        remove_labels=removed,
+        cmd=None if args.cmd is None else tuple(args.cmd),
+        epoch=epoch,
+        **fields,
+    )
+
+
+def options_markdown() -> str:
+    """The README's option table of ``container-encapsulate``."""
+    lines = ["| option | meaning |", "|---|---|"]
+    lines += [s.markdown() for s in SETTINGS]
+    return "\n".join(lines)
