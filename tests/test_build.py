@@ -109,7 +109,9 @@ def test_dry_run_writes_nothing(sample_tree: Path, tmp_path: Path) -> None:
         ("full", {"config": {"Env": ["A=1"], "Cmd": ["/bin/sh"], "Labels": {"x": "y"}}, "author": "me"}),
     ],
 )
-def test_image_config_in_both_forms(sample_tree: Path, tmp_path: Path, form: str, document: dict[str, Any]) -> None:
+def test_image_config_in_both_forms(
+    sample_tree: Path, tmp_path: Path, form: str, document: dict[str, Any]
+) -> None:
     path = tmp_path / "config.json"
     path.write_text(json.dumps(document))
     result = build_image(
