@@ -3,7 +3,8 @@ experiment's figures for the same trees.
 
 For each update pair of ``benches.update_pairs`` (cached trees; run ``python -m
 benches.update_pairs build`` first): ``container-encapsulate --rootfs`` the old
-tree, then the new tree with ``--prior`` the old image, both ``--format plain
+tree (``encapsulate.build_image``, as ``container-encapsulate --rootfs``), then the new
+tree with ``--prior`` the old image, both ``--format plain
 --max-layers N``, without ``SOURCE_DATE_EPOCH`` pinned (each build takes its
 tree's own date); then ``debchunk diff OLD NEW --json``.  Its
 ``download_content_bytes`` (the sizes of the components in the layers a client
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from benches.debtrees import cache_dir
 from benches.mapping_speed import note
 from benches.update_cost import OURS, run_pair
 from benches.update_pairs import load_index, pairs, tree_path
+from encapsulate import BuildConfig, Format, RootfsOrigin, build_image
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -76,21 +78,23 @@ def diff_pair(set_name: str, pair: str, old_build: str, new_build: str, max_laye
     work.mkdir(parents=True, exist_ok=True)
     layout = Path(tempfile.mkdtemp(prefix="diff-pairs-", dir=work))
     try:
-        common = ["--max-layers", str(max_layers), "--format", "plain", "--quiet"]
-        encapsulate = str(VENV_BIN / "container-encapsulate")
         note(f"{set_name} {pair}: encapsulating {old_build}")
-        _run([encapsulate, "--rootfs", str(tree_path(set_name, old_build)), f"oci:{layout}:old", *common])
+        # No SOURCE_DATE_EPOCH: each tree's own date, as a build of it would have.
+        old = BuildConfig(
+            origin=RootfsOrigin(str(tree_path(set_name, old_build))),
+            destination=f"oci:{layout}:old",
+            max_layers=max_layers,
+            format=Format.PLAIN,
+        )
+        build_image(old)
         note(f"{set_name} {pair}: encapsulating {new_build} with --prior")
-        _run(
-            [
-                encapsulate,
-                "--rootfs",
-                str(tree_path(set_name, new_build)),
-                f"oci:{layout}:new",
-                "--prior",
-                f"oci:{layout}:old",
-                *common,
-            ]
+        build_image(
+            replace(
+                old,
+                origin=RootfsOrigin(str(tree_path(set_name, new_build))),
+                destination=f"oci:{layout}:new",
+                prior=f"oci:{layout}:old",
+            )
         )
         note(f"{set_name} {pair}: debchunk diff")
         diff: dict[str, Any] = json.loads(
