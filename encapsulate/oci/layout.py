@@ -6,16 +6,28 @@ Blobs are written to a temporary file in the layout and renamed into place
 under their digest; ``index.json`` is replaced last, by rename, so an
 interrupted run leaves the layout as it was (plus, at worst, unreferenced
 blobs with correct content).  Other tags and their blobs are kept.
+
+Several runs may write into one layout at once.  Two advisory locks
+(``flock``, released by the kernel when a process dies) keep them apart:
+- the layout directory, held exclusively while ``index.json`` is created or
+  read, changed and replaced, so concurrent tags do not lose each other;
+- ``blobs/sha256``, held shared by every writing ``Layout`` for its life.  A
+  failed run removes the blobs it added only if it can take this lock
+  exclusively, that is when no other run is writing: another run may have
+  found one of those blobs already there (same digest) and be about to tag
+  it.  Blobs any tag references are never removed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -128,19 +140,20 @@ class BlobWriter:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        digest = "sha256:" + self._hash.hexdigest()
-        final = os.path.join(self._layout.blobs, digest.removeprefix("sha256:"))
-        existing = _size(final)
-        if existing == self.size:
-            # Same digest and size, same bytes: leave the existing blob untouched
-            # (one of another size is damaged, and replaced).
+        descriptor = Descriptor(media_type, "sha256:" + self._hash.hexdigest(), self.size, annotations or {})
+        final = os.path.join(self._layout.blobs, descriptor.digest.removeprefix("sha256:"))
+        existed = os.path.lexists(final)
+        if existed and self._layout.has_blob(descriptor):
+            # The same bytes are there already: leave that blob untouched (a
+            # damaged one, of any size, is replaced below).
             os.unlink(self.path)
         else:
             os.chmod(self.path, 0o644)
             os.replace(self.path, final)
-            if existing is None:
+            self._layout.verified(descriptor)
+            if not existed:
                 self._layout.created.append(final)
-        return Descriptor(media_type, digest, self.size, annotations or {})
+        return descriptor
 
     def discard(self) -> None:
         """Forget the blob (also after a failed write: closing a file whose
@@ -156,29 +169,65 @@ class Layout:
     """An OCI image layout directory."""
 
     def __init__(self, path: str, create: bool = True) -> None:
+        """Open the layout at ``path``; with ``create``, make it if needed and
+        register as a writer (see the module docstring) until ``close``."""
         self.path = path
         self.blobs = os.path.join(path, "blobs", "sha256")
         # Blobs this process added, so a failed run can take them away again.
         self.created: list[str] = []
+        # Blobs whose bytes were hashed (or written) by this object: digest -> size.
+        self._verified: dict[str, int] = {}
+        self._writer_lock: int | None = None
         marker = os.path.join(path, "oci-layout")
         try:
             if os.path.exists(path) and not os.path.isdir(path):
                 raise EncapsulateError(f"{path}: exists and is not a directory; give an OCI layout directory")
-            if not os.path.exists(marker):
-                if not create:
+            if not create:
+                if not os.path.exists(marker):
                     raise EncapsulateError(f"{path}: not an OCI image layout (no oci-layout file)")
-                if os.path.isdir(path) and os.listdir(path):
-                    raise EncapsulateError(
-                        f"{path}: a non-empty directory that is not an OCI layout; "
-                        "choose a new or empty directory"
-                    )
+                return
+            os.makedirs(path, exist_ok=True)
+            with self._index_lock():
+                if not os.path.exists(marker):
+                    if os.listdir(path):
+                        raise EncapsulateError(
+                            f"{path}: a non-empty directory that is not an OCI layout; "
+                            "choose a new or empty directory"
+                        )
+                    os.makedirs(self.blobs, exist_ok=True)
+                    self._replace("oci-layout", canonical_json({"imageLayoutVersion": LAYOUT_VERSION}))
+                    if not os.path.exists(os.path.join(path, "index.json")):
+                        self._replace("index.json", canonical_json(self._empty_index()))
                 os.makedirs(self.blobs, exist_ok=True)
-                self._replace("oci-layout", canonical_json({"imageLayoutVersion": LAYOUT_VERSION}))
-                if not os.path.exists(os.path.join(path, "index.json")):
-                    self._replace("index.json", canonical_json(self._empty_index()))
-            os.makedirs(self.blobs, exist_ok=True)
+            fd = os.open(self.blobs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._closer = weakref.finalize(self, os.close, fd)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            self._writer_lock = fd
         except OSError as e:
             raise _os_error(path, e) from None
+
+    def close(self) -> None:
+        """Stop being a writer of the layout (also done when the object goes)."""
+        if self._writer_lock is not None:
+            self._writer_lock = None
+            self._closer()
+
+    def __enter__(self) -> Layout:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _index_lock(self) -> Iterator[None]:
+        """The layout directory, locked exclusively: one process at a time
+        creates the layout or changes ``index.json``."""
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _empty_index() -> dict[str, Any]:
@@ -263,30 +312,90 @@ class Layout:
 
     def forget_created(self) -> None:
         """Remove the blobs this process added (after a failure, before any tag
-        points at them)."""
-        for path in self.created:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-        self.created.clear()
+        points at them), unless another run is writing into the layout or a tag
+        references them: an unreferenced blob with correct content is harmless,
+        a missing one breaks another run's image."""
+        created, self.created = self.created, []
+        fd = self._writer_lock
+        if not created or fd is None:
+            return
+        try:
+            # Converting the shared lock may drop it before failing (flock(2)):
+            # it is taken again below either way.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            return
+        try:
+            referenced = self._referenced()
+            if referenced is None:
+                return
+            for path in created:
+                if "sha256:" + os.path.basename(path) not in referenced:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                    self._verified.pop("sha256:" + os.path.basename(path), None)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+
+    def _referenced(self) -> set[str] | None:
+        """Every digest the tags reach (indexes, manifests, configs, layers),
+        or None if one of them cannot be read (then nothing is safe to remove)."""
+        seen: set[str] = set()
+        try:
+            pending = [Descriptor.from_json(m) for m in self.index()["manifests"]]
+            while pending:
+                d = pending.pop()
+                if d.digest in seen:
+                    continue
+                seen.add(d.digest)
+                if d.media_type not in (MEDIA_INDEX, MEDIA_MANIFEST):
+                    continue
+                body = json.loads(self.read_blob(d.digest))
+                children = [*(body.get("manifests") or []), *(body.get("layers") or [])]
+                if "config" in body:
+                    children.append(body["config"])
+                pending += [Descriptor.from_json(c) for c in children]
+        except (EncapsulateError, ValueError, TypeError, AttributeError):
+            return None
+        return seen
+
+    def has_blob(self, descriptor: Descriptor) -> bool:
+        """Whether the blob ``descriptor`` names is in the layout with its size
+        and digest.  Its bytes are hashed the first time this object is asked
+        (a blob damaged in place keeps its size); later answers are remembered."""
+        if self._verified.get(descriptor.digest) == descriptor.size:
+            return True
+        try:
+            with open(self.blob_path(descriptor.digest), "rb") as f:
+                if os.fstat(f.fileno()).st_size != descriptor.size:
+                    return False
+                digest = "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+        except (OSError, EncapsulateError):
+            return False
+        if digest != descriptor.digest:
+            return False
+        self.verified(descriptor)
+        return True
+
+    def verified(self, descriptor: Descriptor) -> None:
+        """Remember that the blob ``descriptor`` names is in place and correct
+        (it was just hashed or written)."""
+        self._verified[descriptor.digest] = descriptor.size
 
     def tag(self, manifest: Descriptor, tag: str) -> None:
-        """Point ``tag`` at ``manifest``, keeping every other entry (atomic)."""
-        index = self.index()
-        kept = [m for m in index["manifests"] if (m.get("annotations") or {}).get(REF_NAME) != tag]
-        entry = Descriptor(manifest.media_type, manifest.digest, manifest.size, {REF_NAME: tag})
-        index["manifests"] = [*kept, entry.to_json()]
-        index.setdefault("schemaVersion", 2)
+        """Point ``tag`` at ``manifest``, keeping every other entry, also those
+        other processes add meanwhile (atomic)."""
         try:
-            self._replace("index.json", canonical_json(index))
+            with self._index_lock():
+                index = self.index()
+                kept = [m for m in index["manifests"] if (m.get("annotations") or {}).get(REF_NAME) != tag]
+                entry = Descriptor(manifest.media_type, manifest.digest, manifest.size, {REF_NAME: tag})
+                index["manifests"] = [*kept, entry.to_json()]
+                index.setdefault("schemaVersion", 2)
+                self._replace("index.json", canonical_json(index))
         except OSError as e:
             raise _os_error(self.path, e) from None
-
-
-def _size(path: str) -> int | None:
-    try:
-        return os.stat(path).st_size
-    except FileNotFoundError:
-        return None
 
 
 def _os_error(path: str, e: OSError) -> EncapsulateError:

@@ -87,7 +87,8 @@ def components_label(mapping: Mapping) -> str:
 
 def reusable_layers(layout: Layout) -> dict[str, LayerBlob]:
     """The layers of the images already in ``layout`` that debchunk wrote, by
-    key (``LAYER_ANNOTATION``), whose blob is there with its size."""
+    key (``LAYER_ANNOTATION``), whose blob is there with its size and digest
+    (a blob damaged in place is not taken: its layer is written again)."""
     found: dict[str, LayerBlob] = {}
     for entry in layout.index()["manifests"]:
         try:
@@ -99,9 +100,9 @@ def reusable_layers(layout: Layout) -> dict[str, LayerBlob]:
             try:
                 key, diff_id, tar_size, files = d["annotations"][LAYER_ANNOTATION].split(" ")
                 descriptor = Descriptor(str(d["mediaType"]), str(d["digest"]), int(d["size"]))
-                if os.stat(layout.blob_path(descriptor.digest)).st_size != descriptor.size:
-                    continue
-            except (KeyError, TypeError, ValueError, OSError, EncapsulateError):
+            except (KeyError, TypeError, ValueError):
+                continue
+            if not layout.has_blob(descriptor):
                 continue
             found[key] = LayerBlob(descriptor, diff_id, int(tar_size), int(files))
     return found
