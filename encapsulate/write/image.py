@@ -242,41 +242,42 @@ def write_image(
         raise EncapsulateError("the mapping has no tree to write", hint="map the tree again")
     source = layer_source(mapping, plan, layer_format, epoch)
     components: list[tuple[str, ...]] = [(), *(layer.components for layer in plan.layers)]
-    layout = Layout(layout_path)
-    blobs = _LayerWriter(layout, source, compression, progress).write(
-        components, [0, *(layer.size for layer in plan.layers)], threads
-    )
-    created = _created(epoch)
-    history = [
-        {
-            "created": created,
-            "created_by": "debchunk",
-            "comment": ("ostree commit and metadata" if layer_format == "ostree" else "directories")
-            if not c
-            else ("components: " + ", ".join(c))[:4096],
+    # Held for writing until the image is tagged (concurrent runs keep each other's blobs).
+    with Layout(layout_path) as layout:
+        blobs = _LayerWriter(layout, source, compression, progress).write(
+            components, [0, *(layer.size for layer in plan.layers)], threads
+        )
+        created = _created(epoch)
+        history = [
+            {
+                "created": created,
+                "created_by": "debchunk",
+                "comment": ("ostree commit and metadata" if layer_format == "ostree" else "directories")
+                if not c
+                else ("components: " + ", ".join(c))[:4096],
+            }
+            for c in components
+        ]
+        config = image_config_document(
+            image_config or {},
+            labels={
+                **(labels or {}),
+                **source.labels(blobs[-1].diff_id),
+                PLAN_LABEL: canonical_json([list(c) for c in components[1:]]).decode(),
+                COMPONENTS_LABEL: components_label(mapping),
+            },
+            architecture=architecture,
+            created=created,
+            diff_ids=[b.diff_id for b in blobs],
+            history=history,
+        )
+        config_descriptor = layout.add_bytes(canonical_json(config), MEDIA_CONFIG)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_MANIFEST,
+            "config": config_descriptor.to_json(),
+            "layers": [b.descriptor.to_json() for b in blobs],
         }
-        for c in components
-    ]
-    config = image_config_document(
-        image_config or {},
-        labels={
-            **(labels or {}),
-            **source.labels(blobs[-1].diff_id),
-            PLAN_LABEL: canonical_json([list(c) for c in components[1:]]).decode(),
-            COMPONENTS_LABEL: components_label(mapping),
-        },
-        architecture=architecture,
-        created=created,
-        diff_ids=[b.diff_id for b in blobs],
-        history=history,
-    )
-    config_descriptor = layout.add_bytes(canonical_json(config), MEDIA_CONFIG)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": MEDIA_MANIFEST,
-        "config": config_descriptor.to_json(),
-        "layers": [b.descriptor.to_json() for b in blobs],
-    }
-    manifest_descriptor = layout.add_bytes(canonical_json(manifest), MEDIA_MANIFEST)
-    layout.tag(manifest_descriptor, tag)
-    return ImageResult(manifest_descriptor, config_descriptor, blobs, tuple(components))
+        manifest_descriptor = layout.add_bytes(canonical_json(manifest), MEDIA_MANIFEST)
+        layout.tag(manifest_descriptor, tag)
+        return ImageResult(manifest_descriptor, config_descriptor, blobs, tuple(components))
