@@ -7,9 +7,9 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 APT_STAMP := $(VENV)/.apt
 # Debian packages the code, tests and benches use (DESIGN.md): every program
-# they run that is not `Priority: required` in Debian 12 (git and pigz are not
-# on every machine); tests/test_makefile.py checks this list against the code.
-APT_PACKAGES := ostree gir1.2-ostree-1.0 python3-gi python3-apt python3-venv \
+# they run that is not `Priority: required` in Debian 12 (python3, git and pigz
+# are not on every machine); tests/test_makefile.py checks this list.
+APT_PACKAGES := python3 ostree gir1.2-ostree-1.0 python3-gi python3-apt python3-venv \
 	skopeo umoci docker-registry podman mmdebstrap chromium git pigz
 
 .PHONY: all demo test lint typecheck pytest bench bench-short clean

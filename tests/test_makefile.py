@@ -42,6 +42,8 @@ PROGRAM_PACKAGE = {
     "ostree": "ostree",
     "pigz": "pigz",
     "podman": "podman",
+    "python": "python3",  # a venv's interpreter, made from /usr/bin/python3
+    "python3": "python3",
     "rm": "coreutils",
     "setpriv": "util-linux",
     "skopeo": "skopeo",
@@ -271,6 +273,16 @@ class Finder:
             return {expr.value}
         if self.mentions_own(src, expr, 0):
             return {OWN}
+        if isinstance(expr, ast.Call) and ast.unparse(expr.func) == "str" and len(expr.args) == 1:
+            return self.words(src, expr.args[0])
+        if (
+            isinstance(expr, ast.BinOp)
+            and isinstance(expr.op, ast.Div)
+            and isinstance(expr.right, ast.Constant)
+            and isinstance(expr.right.value, str)
+        ):
+            # A path built as DIR / "bin/NAME" runs NAME (a venv's python, say).
+            return {Path(expr.right.value).name}
         if isinstance(expr, ast.Name):
             found: set[str] = set()
             for vsrc, value in self.values(src, expr):
@@ -397,7 +409,7 @@ def programs_run() -> tuple[dict[str, list[Site]], list[str]]:
                 elif name in SHELL_LAUNCHERS:
                     words = set().union(*(script_programs(s) for s in finder.strings(src, call.args[0])))
                 elif name == "shutil.which":
-                    words = {w for w in finder.first_words(src, ast.List([call.args[0]])) if w}
+                    words = finder.words(src, call.args[0])
                 else:
                     continue
             except Unresolved as e:
