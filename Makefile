@@ -1,13 +1,16 @@
-# debchunk: `make demo` maps an embedded sample, `make test` runs every check.
+# debchunk: `make demo` builds two images of an embedded sample and reports the
+# update between them (demo-output/), `make test` runs every check.
 # Both install what they need (Debian packages, a venv) by themselves.
 
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 APT_STAMP := $(VENV)/.apt
-# Debian packages the tests and benches drive for real (DESIGN.md).
-APT_PACKAGES := ostree gir1.2-ostree-1.0 python3-gi python3-apt python3-venv \
-	skopeo umoci docker-registry podman mmdebstrap chromium
+# Debian packages the code, tests and benches use (DESIGN.md): every program
+# they run that is not `Priority: required` in Debian 12 (python3, git and pigz
+# are not on every machine); tests/test_makefile.py checks this list.
+APT_PACKAGES := python3 ostree gir1.2-ostree-1.0 python3-gi python3-apt python3-venv \
+	skopeo umoci docker-registry podman mmdebstrap chromium git pigz
 
 .PHONY: all demo test lint typecheck pytest bench bench-short clean
 
@@ -29,7 +32,7 @@ $(STAMP): pyproject.toml $(APT_STAMP)
 	@touch $@
 
 demo: $(STAMP)
-	$(PY) -m tests.sample demo
+	$(PY) -m tests.demo --output demo-output
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mapping chunker encapsulate benches tests
@@ -53,4 +56,4 @@ bench: $(STAMP)
 	$(PY) -m benches.suite --profile full --json bench-results.json
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache demo-output

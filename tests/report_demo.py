@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import re
 import struct
 import subprocess
@@ -15,31 +16,45 @@ import tempfile
 from pathlib import Path
 
 from encapsulate.cli.main import container_encapsulate_main, debchunk_main
-from tests.sample import ADMINDIR, blob, build_sample
+from tests.sample import ADMINDIR, blob, build_sample, changelog_text, day
 
 WINDOW = (1200, 900)
 
 
 def sample_images(workdir: Path) -> tuple[str, str]:
     """Encapsulate the sample as ``oci:WORKDIR/images:1``, update bash (new
-    content, new version) and build ``:2`` with the first as its prior."""
+    binary, changelog entry and version) and build ``:2`` with the first as its prior."""
     tree = build_sample(workdir / "tree")
     layout = workdir / "images"
     first, second = f"oci:{layout}:1", f"oci:{layout}:2"
     if container_encapsulate_main(["--rootfs", str(tree), first, "--max-layers", "8", "--quiet"]) != 0:
         raise RuntimeError(f"cannot write {first}")
-    (tree / "usr/bin/bash").write_bytes(blob("bash 5.2.37-3", 1_250_000))
-    status = tree / ADMINDIR / "status"
-    text, count = re.subn(
-        r"(?m)^(Package: bash\n(?:.+\n)*?Version: )5\.2\.37-2$", r"\g<1>5.2.37-3", status.read_text()
-    )
-    if count != 1:
-        raise RuntimeError("the sample's bash entry has changed; update sample_images")
-    status.write_text(text)
+    update_bash(tree)
     args = ["--rootfs", str(tree), second, "--max-layers", "8", "--prior", first, "--quiet"]
     if container_encapsulate_main(args) != 0:
         raise RuntimeError(f"cannot write {second}")
     return first, second
+
+
+def update_bash(tree: Path) -> tuple[str, str]:
+    """Upgrade the sample's bash from 5.2.37-2 to 5.2.37-3 as dpkg would: its
+    binary, its changelog (a new entry on top) and its status entry.  Returns
+    the versions (old, new)."""
+    old, new = "5.2.37-2", "5.2.37-3"
+    (tree / "usr/bin/bash").write_bytes(blob(f"bash {new}", 1_250_000))
+    changelog = tree / "usr/share/doc/bash/changelog.Debian.gz"
+    # Dated as the sample's newest entry (glibc's): a newer date would move the
+    # image's timestamp, and with it every directory of the first layer.
+    entry = changelog_text("bash", [(new, day(0))])
+    changelog.write_bytes(gzip.compress(entry + gzip.decompress(changelog.read_bytes()), mtime=0))
+    status = tree / ADMINDIR / "status"
+    text, count = re.subn(
+        rf"(?m)^(Package: bash\n(?:.+\n)*?Version: ){re.escape(old)}$", rf"\g<1>{new}", status.read_text()
+    )
+    if count != 1:
+        raise RuntimeError("the sample's bash entry has changed; update update_bash")
+    status.write_text(text)
+    return old, new
 
 
 def chromium(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:

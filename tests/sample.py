@@ -2,8 +2,8 @@
 usrmerge symlinks, the OSTree layout (usr/etc, relocated admindir and kernel),
 optionally committed with ``ostree commit``.
 
-``python -m tests.sample demo`` builds the embedded sample, commits it into a
-fresh repo and prints its mapping (``make demo``).
+``build_sample`` is the embedded sample; ``make demo`` (tests/demo.py) runs the
+whole job on it.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import gzip
 import os
 import struct
 import subprocess
-import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -360,20 +358,3 @@ def build_sample(root: Path) -> Path:
     os.setxattr(plugin, "user.component", b"app-extra")
     os.symlink("bin/app", app / "current")
     return t.finish()
-
-
-def demo() -> int:
-    """Build the sample, commit it and print its mapping."""
-    from encapsulate.cli.main import debchunk_main
-
-    with tempfile.TemporaryDirectory(prefix="debchunk-demo-") as tmp:
-        tree = build_sample(Path(tmp) / "tree")
-        checksum = commit(tree, Path(tmp) / "repo", "debian/sample")
-        print(f"sample tree committed as debian/sample ({checksum[:12]}); its mapping:\n", flush=True)
-        return debchunk_main(["map", "--repo", str(Path(tmp) / "repo"), "debian/sample"])
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] != ["demo"]:
-        sys.exit("usage: python -m tests.sample demo")
-    sys.exit(demo())
