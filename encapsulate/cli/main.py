@@ -16,7 +16,8 @@ from chunker.split import split_mapping
 from mapping import Component, Mapping, MappingError, build_mapping
 
 from ..errors import EncapsulateError
-from ..oci.deliver import deliver, parse_imgref
+from ..oci.deliver import deliver
+from ..oci.imgref import parse_imgref
 from ..oci.layout import read_json_object
 from ..tools.inspect import register as register_inspect
 from ..tools.prior import image_manifest, prior_from_manifest_file, prior_plan

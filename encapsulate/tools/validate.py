@@ -47,7 +47,8 @@ from ..oci.layout import (
     MEDIA_MANIFEST,
     Layout,
 )
-from ..oci.read import HashingReader, chosen_manifest, open_image
+from ..oci.read import DEFAULT_ARCH, HashingReader, choose_manifest, open_image
+from .text import human_size
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -258,14 +259,6 @@ class _Check:
         return None
 
 
-def _tag(ref: str) -> str | None:
-    """The tag ``open_image`` looks up in the layout it reads ``ref`` from."""
-    transport, _, rest = ref.partition(":")
-    if transport in ("oci", "oci-archive"):
-        return rest.partition(":")[2] or None
-    return "image"
-
-
 def _layout_file(check: _Check, name: str) -> Any:
     try:
         with open(os.path.join(check.layout.path, name), "rb") as f:
@@ -288,7 +281,7 @@ def validate_image(ref: str, tls_verify: bool | None = None) -> Validation:
             document = _layout_file(check, name)
             if document is not None:
                 out.problems += schema_problems(kind, document, name)
-        _check_image(check, image.layout.manifest_for(_tag(ref)).to_json(), image.config)
+        _check_image(check, image.layout.manifest_for(image.tag).to_json(), image.config)
     return out
 
 
@@ -305,7 +298,11 @@ def _check_image(check: _Check, top: dict[str, Any], config: dict[str, Any]) -> 
         if nested is None:
             return
         check.out.problems += schema_problems("index", nested, what)
-        descriptor = chosen_manifest(nested) if isinstance(nested, dict) else None
+        try:
+            descriptor = choose_manifest(nested, DEFAULT_ARCH, what) if isinstance(nested, dict) else None
+        except EncapsulateError as e:
+            check.problem(str(e))
+            return
         what = f"manifest {_short((descriptor or {}).get('digest'))}"
         if not check.descriptor(descriptor, what, MANIFEST_TYPES, "manifest"):
             return
@@ -410,20 +407,12 @@ def _check_ostree(check: _Check, config: dict[str, Any], layers: list[Any]) -> N
             )
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
 def _cmd_validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     result = validate_image(args.imgref, tls_verify=args.tls_verify)
     if result.valid:
         if not args.quiet:
             layers = f"{result.layers} layer{'s' * (result.layers != 1)}"
-            print(f"{args.imgref}: valid: {result.blobs} blobs, {layers}, {_human(result.size)}")
+            print(f"{args.imgref}: valid: {result.blobs} blobs, {layers}, {human_size(result.size)}")
         return 0
     problems = result.problems
     if len(problems) == 1:
