@@ -19,11 +19,9 @@ from ..errors import EncapsulateError
 from ..oci.deliver import deliver
 from ..oci.imgref import parse_imgref
 from ..oci.layout import read_json_object
-from ..tools.inspect import register as register_inspect
 from ..tools.prior import image_manifest, prior_from_manifest_file, prior_plan
-from ..tools.report import register as register_report
-from ..tools.validate import register as register_validate
 from ..write.image import ImageResult, write_image
+from . import tools
 from .options import common_options, print_json, tls_verify_option
 
 # Usage errors exit 2 (argparse's convention), failures 1 (DESIGN.md, "Interfaces").
@@ -263,9 +261,7 @@ def debchunk_parser() -> argparse.ArgumentParser:
         "encapsulate", help="write a commit or root tree as an OCI image (as container-encapsulate)"
     )
     _fill_encapsulate_parser(p)
-    register_inspect(sub)
-    register_report(sub)
-    register_validate(sub)
+    tools.register(sub)
     return parser
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from ..oci.imgref import parse_imgref
+
 
 def human_size(n: float) -> str:
     """Bytes as a short size in binary units, one decimal (``512 B``,
@@ -32,3 +34,16 @@ def short_digest(digest: str) -> str:
     """``sha256:`` and the first 12 hex digits."""
     algorithm, _, hexdigest = digest.partition(":")
     return f"{algorithm}:{hexdigest[:12]}" if hexdigest else digest
+
+
+def component_names(names: Sequence[str], shown: int = 3) -> str:
+    """The first ``shown`` names, ``+N`` for the rest, ``-`` for none."""
+    text = ", ".join(names[:shown])
+    more = len(names) - shown
+    return (text + (f" +{more}" if more > 0 else "")) or "-"
+
+
+def how_to_read_layers(imgref: str) -> str:
+    """What to pass so that an image's layers are read: local ones are read
+    unless ``--no-layers``, the others only with ``--fetch``."""
+    return "drop --no-layers" if parse_imgref(imgref).direct else "pass --fetch"
