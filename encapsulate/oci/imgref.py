@@ -132,8 +132,8 @@ def parse_imgref(text: str) -> ImageRef:
             raise EncapsulateError(f"{text}: no path; give {kind.example}")
         if colon and not valid_tag(tag):
             raise EncapsulateError(
-                f"{text}: {tag!r} is not a valid OCI tag; use letters, digits and single . _ - + "
-                "between them, at most 128 characters"
+                f"{text}: {tag!r} is not a valid OCI tag; use letters and digits with single . _ - "
+                "(or --) between them, at most 128 characters"
             )
         return ImageRef(transport, path, tag if colon else None)
     if transport == "docker" and not rest.startswith("//"):
