@@ -181,7 +181,9 @@ def _from_skopeo(ref: ImageRef, tls_verify: bool | None, arch: str) -> SourceIma
 def _check_layout(ref: ImageRef) -> None:
     """For ``oci:DIR``, an error that says what to give when DIR is not a layout."""
     if not os.path.exists(ref.location):
-        raise EncapsulateError(f"{ref}: no such directory; give an OCI image layout as oci:DIR[:TAG]")
+        raise EncapsulateError(
+            f"{ref}: not an OCI image layout: no such directory; give one as oci:DIR[:TAG]"
+        )
     if not os.path.isfile(os.path.join(ref.location, "oci-layout")):
         raise EncapsulateError(
             f"{ref}: not an OCI image layout (no oci-layout file); give a directory written by "
