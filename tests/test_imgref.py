@@ -79,7 +79,8 @@ def test_refused(text: str, words: str) -> None:
 def test_tag_grammar() -> None:
     for tag in ("latest", "v1", "1.2.3", "a_b", "a-b", "A9", "a" * 128, "a--b"):
         assert valid_tag(tag), tag
-    # The distribution-spec allows a leading _ and ., - runs (image-spec ref.name does not); ref.name allows + (the distribution-spec does not).
+    # The distribution-spec allows a leading _ and runs of . and - (image-spec
+    # ref.name does not); ref.name allows + (the distribution-spec does not).
     for tag in ("_x", "x_", "a+b", "a..b", "a-", "-a", "a b", "a/b", "a:b", "a@b", "é", "a" * 129):
         assert not valid_tag(tag), tag
 

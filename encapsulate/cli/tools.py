@@ -83,7 +83,7 @@ def _layer_options(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def register(sub: Any) -> None:
-    """Add ``inspect``, ``diff``, ``validate`` and ``report`` to the ``debchunk``
+    """Add ``inspect``, ``diff``, ``report`` and ``validate`` to the ``debchunk``
     subcommands (``sub``: argparse's subparsers)."""
     p = sub.add_parser(
         "inspect",
@@ -113,18 +113,6 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=_cmd_diff, parser=p)
 
     p = sub.add_parser(
-        "validate",
-        help="check an image's blobs, media types, JSON schemas and layer digests",
-        description="Check an image: every blob against its descriptor, the media types, the manifest, "
-        "config and index against the OCI image-spec schemas, the config's diff_ids against the "
-        "uncompressed layers, and the ostree-ext labels and annotations. Exit 1 when a problem is found.",
-    )
-    p.add_argument("imgref", metavar="IMGREF", help="the image: oci:DIR[:TAG], oci-archive:FILE[:TAG], ...")
-    tls_verify_option(p)
-    common_options(p)
-    p.set_defaults(handler=_cmd_validate, parser=p)
-
-    p = sub.add_parser(
         "report",
         help="write an image's layers as a self-contained HTML page",
         description="Chart an image's layers (size, change probability, components) as one HTML file; "
@@ -136,3 +124,15 @@ def register(sub: Any) -> None:
     tls_verify_option(p)
     common_options(p)
     p.set_defaults(handler=_cmd_report, parser=p)
+
+    p = sub.add_parser(
+        "validate",
+        help="check an image's blobs, media types, JSON schemas and layer digests",
+        description="Check an image: every blob against its descriptor, the media types, the manifest, "
+        "config and index against the OCI image-spec schemas, the config's diff_ids against the "
+        "uncompressed layers, and the ostree-ext labels and annotations. Exit 1 when a problem is found.",
+    )
+    p.add_argument("imgref", metavar="IMGREF", help="the image: oci:DIR[:TAG], oci-archive:FILE[:TAG], ...")
+    tls_verify_option(p)
+    common_options(p)
+    p.set_defaults(handler=_cmd_validate, parser=p)
