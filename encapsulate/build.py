@@ -22,9 +22,10 @@ from mapping import Component, Mapping, build_mapping
 
 from .config import DOCKER_LAYER_LIMIT, BuildConfig, CommitOrigin, Origin
 from .errors import EncapsulateError
-from .oci.deliver import deliver, parse_imgref
+from .oci.deliver import deliver
+from .oci.imgref import parse_imgref
 from .oci.layout import atomic_write, read_json_object
-from .tools.prior import image_manifest, prior_from_manifest_file
+from .tools.prior import image_layer_digests, prior_from_manifest_file
 from .tools.prior import prior_plan as prior_plan_of
 from .write.image import ImageResult, write_image
 
@@ -143,7 +144,7 @@ def read_prior(
         except ChunkerError as e:
             raise ChunkerError(f"{prior_plan}: {e}") from None
     if prior is not None:
-        return prior_plan_of(prior)
+        return prior_plan_of(prior, tls_verify=tls_verify)
     if previous_build_manifest is not None:
         return prior_from_manifest_file(previous_build_manifest)
     return None
@@ -258,11 +259,9 @@ def write_json_file(path: str, value: Any, what: str) -> None:
         raise EncapsulateError(f"cannot write the {what}: {e.strerror}", where=path) from None
 
 
-def compare_with(imgref: str, image: ImageResult) -> Comparison:
+def compare_with(imgref: str, image: ImageResult, tls_verify: bool | None = None) -> Comparison:
     """Which layers a client holding ``imgref`` would download for ``image``."""
-    have = {
-        layer.get("digest") for layer in image_manifest(imgref).get("layers") or [] if isinstance(layer, dict)
-    }
+    have = set(image_layer_digests(imgref, tls_verify=tls_verify))
     fresh = [b for b in image.layers if b.descriptor.digest not in have]
     return Comparison(
         imgref,
@@ -337,7 +336,11 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
     if config.dry_run:
         return BuildResult(config, mapping, plan, epoch, None)
     image = write_and_deliver(config, mapping, plan, epoch, labels, image_config, progress)
-    comparison = None if config.compare_with_build is None else compare_with(config.compare_with_build, image)
+    comparison = (
+        None
+        if config.compare_with_build is None
+        else compare_with(config.compare_with_build, image, config.tls_verify)
+    )
     if config.plan_json is not None:
         write_json_file(config.plan_json, plan.to_json(), "plan")
     return BuildResult(config, mapping, plan, epoch, image, comparison)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .errors import ConfigError, EncapsulateError
-from .oci.deliver import parse_imgref
+from .oci.imgref import parse_imgref
 
 # containers-storage refuses images of more layers (DESIGN.md, "Layer counts").
 MAX_LAYERS_LIMIT = 500

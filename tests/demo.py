@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from encapsulate.cli.main import debchunk_main
-from encapsulate.tools.report import size_text
+from encapsulate.tools.text import human_size
 from tests.report_demo import sample_images
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -66,8 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures = diff_json(old, new)
     download, total, ideal = (int(str(figures[k])) for k in ("download_bytes", "total_bytes", "ideal_bytes"))
     print(
-        f"\n   download: {download} bytes ({size_text(download)}) of {total} ({size_text(total)});"
-        f" ideal: {ideal} bytes ({size_text(ideal)}), the file content the old image lacks\n"
+        f"\n   download: {download} bytes ({human_size(download)}) of {total} ({human_size(total)});"
+        f" ideal: {ideal} bytes ({human_size(ideal)}), the file content the old image lacks\n"
     )
 
     report = out / "report.html"

@@ -135,7 +135,15 @@ def test_inspect_our_image(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -
         assert layer["content_size"] == planned["size"]
         assert layer["change_probability"] == pytest.approx(planned["change_probability"], abs=1e-5)
     assert report["layers"][0]["change_probability"] is None
-    assert report["expected_update_bytes"] == pytest.approx(plan["expected_update_bytes"], rel=1e-5)
+    # The planner counts content bytes; inspect counts what a client downloads:
+    # each layer's compressed size times its weekly change probability.
+    content = sum(layer["content_size"] * layer["change_probability"] for layer in report["layers"][1:])
+    assert content == pytest.approx(plan["expected_update_bytes"], rel=1e-5)
+    downloaded = sum(layer["size"] * layer["change_probability"] for layer in report["layers"][1:])
+    assert report["expected_update_bytes"] == pytest.approx(downloaded)
+    assert [layer["expected_update_bytes"] for layer in report["layers"][1:]] == pytest.approx(
+        [layer["size"] * layer["change_probability"] for layer in report["layers"][1:]]
+    )
     # The table: a header, one row per layer, the summary.
     text = run_cli("inspect", f"oci:{tmp_path}/img:v1")
     assert text.returncode == 0 and text.stderr == ""

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from encapsulate.oci.read import open_image
-from encapsulate.tools.report import read_report, size_text
+from encapsulate.tools.inspect import inspect_image
+from encapsulate.tools.report import read_report
+from encapsulate.tools.text import human_size
 from tests.conftest import RunCli
 from tests.report_demo import WINDOW, dump_dom, png_size, sample_images, screenshot
 from tests.sample import build_sample
@@ -130,6 +132,25 @@ def test_summary_numbers(images: tuple[str, str]) -> None:
     assert [set(layer.components) for layer in r.layers] == [set(), *map(set, plan)]
 
 
+def test_inspect_and_report_expect_the_same_update(images: tuple[str, str]) -> None:
+    """One definition of the expected update: compressed size x layer change
+    probability, summed over the layers holding components, in both tools."""
+    _, new = images
+    info = inspect_image(new, read_layers=False)
+    r = read_report(new)
+    with open_image(new, blobs=False) as image:
+        labels = image.config["config"]["Labels"]
+        sizes = [int(layer["size"]) for layer in image.layers]
+    plan = json.loads(labels["org.debchunk.plan"])
+    probabilities = [layer["change_probability"] for layer in info.to_json()["layers"]]
+    assert probabilities[0] is None and all(p is not None for p in probabilities[1:])
+    by_hand = sum(size * p for size, p in zip(sizes[1:], probabilities[1:], strict=True))
+    assert len(plan) == len(sizes) - 1
+    assert r.expected_update_bytes is not None and r.expected_update_bytes > 0
+    assert info.image.expected_update_bytes == r.expected_update_bytes == pytest.approx(by_hand)
+    assert info.to_json()["expected_update_bytes"] == r.expected_update_bytes
+
+
 def test_same_input_same_bytes_and_nothing_external(
     run_cli: RunCli, images: tuple[str, str], tmp_path: Path
 ) -> None:
@@ -199,7 +220,7 @@ def test_other_transport(run_cli: RunCli, images: tuple[str, str], tmp_path: Pat
     subprocess.run(["skopeo", "copy", "--quiet", new, f"oci-archive:{archive}:2"], check=True)
     r = read_report(f"oci-archive:{archive}:2", prior)
     assert r.manifest_digest == read_report(new).manifest_digest
-    assert size_text(r.download_bytes or 0) == size_text(read_report(new, prior).download_bytes or 0)
+    assert human_size(r.download_bytes or 0) == human_size(read_report(new, prior).download_bytes or 0)
 
 
 def _one_error_line(proc: subprocess.CompletedProcess[str], *words: str) -> None:

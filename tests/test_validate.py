@@ -123,7 +123,7 @@ def test_layouts_are_valid(run_cli: RunCli, images: dict[str, Path], name: str) 
     layers = len(_manifest(images[name])["layers"])
     # manifest, config and every layer
     assert re.fullmatch(
-        rf"{re.escape(ref)}: valid: {layers + 2} blobs, {layers} layers?, [0-9.]+ [kMG]?B\n", out
+        rf"{re.escape(ref)}: valid: {layers + 2} blobs, {layers} layers?, [0-9.]+ (B|KiB|MiB|GiB)\n", out
     ), out
     assert run_cli("validate", "--quiet", ref).stdout == ""
 

@@ -18,9 +18,7 @@ from ..build import build_image, map_origin, read_prior
 from ..config import CommitOrigin, RootfsOrigin, epoch_from_environment
 from ..errors import ConfigError, EncapsulateError
 from ..oci.layout import read_json_object
-from ..tools.inspect import register as register_inspect
-from ..tools.report import register as register_report
-from ..tools.validate import register as register_validate
+from . import tools
 from .options import common_options, print_json, tls_verify_option
 from .render import format_mapping, format_plan, format_result
 from .settings import add_settings, config_from_args
@@ -217,9 +215,7 @@ def debchunk_parser() -> argparse.ArgumentParser:
         description="Write an OSTree commit or a root tree as a chunked, reproducible OCI image.",
     )
     _fill_encapsulate(p)
-    register_inspect(sub)
-    register_report(sub)
-    register_validate(sub)
+    tools.register(sub)
     return parser
 
 

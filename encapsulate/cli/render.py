@@ -2,39 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from chunker import Plan
 from mapping import Mapping
 
 from ..build import BuildResult
-
-
-def human_size(n: float) -> str:
-    """Bytes as a short human-readable size (binary units)."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def _table(rows: Sequence[Sequence[str]], widest: int, left: Sequence[int]) -> list[str]:
-    widths = [min(widest, max(len(r[i]) for r in rows)) for i in range(len(rows[0]))]
-    lines = []
-    for r in rows:
-        cells = [c if len(c) <= w else c[: w - 1] + "…" for c, w in zip(r, widths, strict=True)]
-        lines.append(
-            "  ".join(
-                c.ljust(w) if i in left else c.rjust(w)
-                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-            ).rstrip()
-        )
-    return lines
-
-
-def _some(names: Sequence[str], shown: int) -> str:
-    return ", ".join(names[:shown]) + (f" +{len(names) - shown}" if len(names) > shown else "")
+from ..tools.text import component_names, human_size, table
 
 
 def format_mapping(mapping: Mapping) -> str:
@@ -45,13 +17,13 @@ def format_mapping(mapping: Mapping) -> str:
             (
                 c.name,
                 c.kind,
-                _some(c.packages, 3) or "-",
+                component_names(c.packages, 3) or "-",
                 human_size(c.size),
                 str(c.files),
                 f"{c.change_probability:.3f}",
             )
         )
-    lines = _table(rows, 48, left=(0, 1, 2))
+    lines = table(rows, left=(0, 1, 2), widest=48)
     total = sum(c.size for c in mapping.components)
     by_kind: dict[str, int] = {}
     for c in mapping.components:
@@ -76,13 +48,13 @@ def format_plan(plan: Plan) -> str:
         rows.append(
             (
                 str(i),
-                _some(layer.components, 4),
+                component_names(layer.components, 4),
                 human_size(layer.size),
                 f"{layer.change_probability:.3f}",
                 human_size(layer.size * layer.change_probability),
             )
         )
-    lines = _table(rows, 60, left=(1,))
+    lines = table(rows, left=(1,), widest=60)
     total = len(plan.layers) + plan.reserved_layers
     ratio = plan.expected_update_bytes / plan.floor_bytes if plan.floor_bytes else 1.0
     lines.append("")

@@ -1,7 +1,10 @@
 """Reading images back: any ``IMGREF`` as a manifest, a config and, when asked,
-a local OCI layout holding its blobs.
+a local OCI layout holding its blobs: the one reader of images that
+``inspect``, ``diff``, ``validate``, ``report`` and ``--prior`` share.
 
-``oci:DIR[:TAG]`` is read in place; ``oci-archive:FILE[:TAG]`` is unpacked into
+Of an image index (a multi-platform image), the linux/amd64 image is read,
+or the architecture asked for; an index without it fails naming the
+platforms it has.  ``oci:DIR[:TAG]`` is read in place; ``oci-archive:FILE[:TAG]`` is unpacked into
 a temporary directory; every other transport goes through skopeo: ``skopeo
 inspect`` when only the manifest and config are needed, ``skopeo copy`` into a
 temporary layout when the blobs are.  Temporary directories are removed when the
@@ -16,17 +19,19 @@ import io
 import json
 import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from ..errors import EncapsulateError
+from .imgref import ImageRef, parse_imgref
 from .layout import MEDIA_INDEX, Layout
+from .skopeo import skopeo_copy, skopeo_inspect
 
-SKOPEO_SOURCES = ("docker-archive", "docker", "registry", "containers-storage", "dir")
+# The platform read from an image index unless another is asked for.
+DEFAULT_ARCH = "amd64"
 OCI_INDEX_TYPES = (MEDIA_INDEX, "application/vnd.docker.distribution.manifest.list.v2+json")
 _BLOCK = 1 << 20
 
@@ -34,7 +39,8 @@ _BLOCK = 1 << 20
 @dataclass(frozen=True)
 class SourceImage:
     """One image read back.  ``layout`` is None when the blobs were not fetched
-    (a skopeo transport opened with ``blobs=False``)."""
+    (a skopeo transport opened with ``blobs=False``); ``tag`` is the tag the
+    image was looked up by in it."""
 
     ref: str
     manifest: dict[str, Any]
@@ -42,6 +48,7 @@ class SourceImage:
     manifest_size: int
     config: dict[str, Any]
     layout: Layout | None
+    tag: str | None = None
 
     @property
     def layers(self) -> list[dict[str, Any]]:
@@ -83,13 +90,31 @@ class HashingReader(io.RawIOBase):
             self.size += len(data)
 
 
-def chosen_manifest(index: dict[str, Any]) -> Any:
-    """The entry of an image index that is read: linux/amd64, else the first
-    (None when it lists none)."""
+class _Platform(NamedTuple):
+    os: str | None
+    architecture: str | None
+
+
+def _platform(entry: dict[str, Any]) -> _Platform:
+    platform = entry.get("platform")
+    platform = platform if isinstance(platform, dict) else {}
+    os_name, arch = platform.get("os"), platform.get("architecture")
+    return _Platform(os_name if isinstance(os_name, str) else None, arch if isinstance(arch, str) else None)
+
+
+def choose_manifest(index: dict[str, Any], arch: str, where: str) -> dict[str, Any]:
+    """The entry of an image index for linux/``arch`` (an entry that names no
+    os counts as linux).  Fails listing the index's platforms when none fits."""
     entries = [m for m in index.get("manifests") or [] if isinstance(m, dict)]
-    return next(
-        (m for m in entries if (m.get("platform") or {}).get("architecture") == "amd64"),
-        entries[0] if entries else None,
+    for entry in entries:
+        platform = _platform(entry)
+        if platform.architecture == arch and platform.os in (None, "linux"):
+            return entry
+    if not entries:
+        raise EncapsulateError(f"{where}: the image index lists no manifests; the image is damaged")
+    found = ", ".join(sorted({f"{p.os or '?'}/{p.architecture or '?'}" for p in map(_platform, entries)}))
+    raise EncapsulateError(
+        f"{where}: the image index has no linux/{arch} image (it has {found}); choose one of those"
     )
 
 
@@ -103,33 +128,67 @@ def _json(data: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-def _from_layout(ref: str, path: str, tag: str | None) -> SourceImage:
+def _is_index(media_type: object, document: dict[str, Any]) -> bool:
+    return media_type in OCI_INDEX_TYPES or document.get("mediaType") in OCI_INDEX_TYPES
+
+
+def _config_digest(manifest: dict[str, Any], where: str) -> str:
+    config = manifest.get("config")
+    digest = config.get("digest") if isinstance(config, dict) else None
+    if not isinstance(digest, str):
+        raise EncapsulateError(f"{where}: the manifest names no config; the image is damaged")
+    return digest
+
+
+def _from_layout(ref: str, path: str, tag: str | None, arch: str) -> SourceImage:
     layout = Layout(path, create=False)
     descriptor = layout.manifest_for(tag)
     raw = layout.read_blob(descriptor.digest)
     manifest = _json(raw, f"{ref}: manifest {descriptor.digest}")
-    if manifest.get("mediaType") in OCI_INDEX_TYPES or descriptor.media_type in OCI_INDEX_TYPES:
-        # A multi-platform index: the linux/amd64 image, else the first one.
-        chosen = chosen_manifest(manifest)
-        if chosen is None:
-            raise EncapsulateError(f"{ref}: the image index lists no manifests")
-        raw = layout.read_blob(str(chosen.get("digest")))
-        manifest = _json(raw, f"{ref}: manifest {chosen.get('digest')}")
-    config_digest = str((manifest.get("config") or {}).get("digest", ""))
+    if _is_index(descriptor.media_type, manifest):
+        chosen = choose_manifest(manifest, arch, f"{ref}: image index {descriptor.digest}")
+        digest = str(chosen.get("digest"))
+        raw = layout.read_blob(digest)
+        manifest = _json(raw, f"{ref}: manifest {digest}")
+        if _is_index(chosen.get("mediaType"), manifest):
+            raise EncapsulateError(f"{ref}: an image index inside an image index is not read; name the image")
+    config_digest = _config_digest(manifest, f"{ref}: manifest")
     config = _json(layout.read_blob(config_digest), f"{ref}: config {config_digest}")
-    return SourceImage(ref, manifest, "sha256:" + hashlib.sha256(raw).hexdigest(), len(raw), config, layout)
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    return SourceImage(ref, manifest, digest, len(raw), config, layout, tag)
 
 
-def _skopeo(args: list[str], ref: str) -> bytes:
-    if shutil.which("skopeo") is None:
+def _from_skopeo(ref: ImageRef, tls_verify: bool | None, arch: str) -> SourceImage:
+    """Manifest and config of a skopeo transport, without its blobs."""
+    raw = skopeo_inspect(ref, tls_verify=tls_verify)
+    manifest = _json(raw, f"{ref}: manifest")
+    image = ref
+    if _is_index(None, manifest):
+        chosen = choose_manifest(manifest, arch, f"{ref}: image index")
+        if not ref.registry:
+            raise EncapsulateError(
+                f"{ref}: an image index; copy the linux/{arch} image to oci:DIR and read that"
+            )
+        image = ref.by_digest(str(chosen.get("digest")))
+        raw = skopeo_inspect(image, tls_verify=tls_verify)
+        manifest = _json(raw, f"{ref}: manifest")
+    config = _json(skopeo_inspect(image, config=True, tls_verify=tls_verify), f"{ref}: config")
+    return SourceImage(
+        str(ref), manifest, "sha256:" + hashlib.sha256(raw).hexdigest(), len(raw), config, None
+    )
+
+
+def _check_layout(ref: ImageRef) -> None:
+    """For ``oci:DIR``, an error that says what to give when DIR is not a layout."""
+    if not os.path.exists(ref.location):
         raise EncapsulateError(
-            f"{ref}: reading this transport needs skopeo; install it (apt-get install skopeo)"
+            f"{ref}: not an OCI image layout: no such directory; give one as oci:DIR[:TAG]"
         )
-    proc = subprocess.run(["skopeo", *args], capture_output=True, stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        lines = proc.stderr.decode(errors="replace").strip().splitlines() or ["failed"]
-        raise EncapsulateError(f"{ref}: skopeo could not read it: {lines[-1].strip()}")
-    return proc.stdout
+    if not os.path.isfile(os.path.join(ref.location, "oci-layout")):
+        raise EncapsulateError(
+            f"{ref}: not an OCI image layout (no oci-layout file); give a directory written by "
+            "container-encapsulate, skopeo or umoci"
+        )
 
 
 def _unpack_archive(archive: str, into: str, ref: str) -> None:
@@ -156,55 +215,30 @@ def _unpack_archive(archive: str, into: str, ref: str) -> None:
         raise EncapsulateError(f"{ref}: not a readable OCI archive ({e})") from None
 
 
-def _split(ref: str) -> tuple[str, str]:
-    transport, _, rest = ref.partition(":")
-    if not rest:
-        raise EncapsulateError(f"{ref}: give the image as TRANSPORT:LOCATION, e.g. oci:DIR[:TAG]")
-    if transport not in ("oci", "oci-archive", *SKOPEO_SOURCES):
-        raise EncapsulateError(
-            f"{ref}: unknown transport {transport!r}; use oci:, oci-archive:, docker-archive:, registry:, "
-            "docker:// or containers-storage:"
-        )
-    return transport, rest
-
-
 @contextlib.contextmanager
-def open_image(ref: str, blobs: bool = True, tls_verify: bool | None = None) -> Iterator[SourceImage]:
-    """The image at ``ref``; with ``blobs``, its blobs readable through ``open_blob``.
+def open_image(
+    imgref: ImageRef | str, blobs: bool = True, tls_verify: bool | None = None, arch: str = DEFAULT_ARCH
+) -> Iterator[SourceImage]:
+    """The image at ``imgref``; with ``blobs``, its blobs readable through
+    ``open_blob`` (skopeo transports are then copied to a temporary layout).
     ``tls_verify=False`` lets skopeo read a registry over plain HTTP or with an
-    unverified certificate."""
-    transport, rest = _split(ref)
-    insecure = tls_verify is False and transport in ("registry", "docker")
-    if transport == "oci":
-        path, _, tag = rest.partition(":")
-        yield _from_layout(ref, path, tag or None)
+    unverified certificate.  Of an image index, the linux/``arch`` image is read."""
+    ref = parse_imgref(imgref) if isinstance(imgref, str) else imgref
+    if ref.transport == "oci":
+        _check_layout(ref)
+        yield _from_layout(str(ref), ref.location, ref.tag, arch)
         return
-    skopeo_ref = "docker://" + rest if transport == "registry" else ref
-    if transport != "oci-archive" and not blobs:
-        tls = ["--tls-verify=false"] if insecure else []
-        raw = _skopeo(["inspect", *tls, "--raw", skopeo_ref], ref)
-        manifest = _json(raw, f"{ref}: manifest")
-        if manifest.get("mediaType") in OCI_INDEX_TYPES:
-            raw = _skopeo(["inspect", *tls, "--raw", "--override-arch", "amd64", skopeo_ref], ref)
-        config = _json(_skopeo(["inspect", *tls, "--config", skopeo_ref], ref), f"{ref}: config")
-        yield SourceImage(
-            ref,
-            _json(raw, f"{ref}: manifest"),
-            "sha256:" + hashlib.sha256(raw).hexdigest(),
-            len(raw),
-            config,
-            None,
-        )
+    if not ref.direct and not blobs:
+        yield _from_skopeo(ref, tls_verify, arch)
         return
     tmp = tempfile.mkdtemp(prefix="debchunk-image-")
     try:
-        if transport == "oci-archive":
-            path, _, tag = rest.partition(":")
-            _unpack_archive(path, tmp, ref)
-            yield _from_layout(ref, tmp, tag or None)
+        if ref.transport == "oci-archive":
+            _unpack_archive(ref.location, tmp, str(ref))
+            yield _from_layout(str(ref), tmp, ref.tag, arch)
         else:
-            tls = ["--src-tls-verify=false"] if insecure else []
-            _skopeo(["copy", "--quiet", *tls, skopeo_ref, f"oci:{tmp}:image"], ref)
-            yield _from_layout(ref, tmp, "image")
+            copy = ImageRef("oci", tmp, "image")
+            skopeo_copy(ref, copy, src_tls_verify=tls_verify, arch=arch)
+            yield _from_layout(str(ref), tmp, copy.tag, arch)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,7 +1,7 @@
 """The plan of a previous build, read back from its image.
 
-In: an image reference (``oci:DIR[:TAG]`` read directly; any other transport
-through ``skopeo inspect``) or a raw manifest file.  Out: a ``Plan`` holding
+In: an image reference (any transport, read by ``encapsulate.oci.read``; of
+an image index, the linux/amd64 image) or a raw manifest file.  Out: a ``Plan`` holding
 the previous grouping: from the config label ``org.debchunk.plan`` when it is
 there, else from the layers' ``ostree.components`` annotations (podman and
 skopeo may drop annotations, which is why the label comes first).
@@ -9,9 +9,6 @@ skopeo may drop annotations, which is why the label comes first).
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 from typing import Any
 
 from chunker import Plan
@@ -25,9 +22,8 @@ from ..oci.labels import (
     json_label,
     plan_groups,
 )
-from ..oci.layout import Layout, read_json_object
-
-SKOPEO_TRANSPORTS = ("oci-archive", "docker-archive", "docker", "containers-storage", "dir")
+from ..oci.layout import read_json_object
+from ..oci.read import open_image
 
 
 def plan_from_image(manifest: dict[str, Any], config: dict[str, Any] | None, where: str) -> Plan:
@@ -51,48 +47,16 @@ def plan_from_image(manifest: dict[str, Any], config: dict[str, Any] | None, whe
     return Plan.from_groups(groups)
 
 
-def _skopeo(args: list[str], where: str) -> dict[str, Any]:
-    if shutil.which("skopeo") is None:
-        raise EncapsulateError(
-            f"{where}: reading this transport needs skopeo; install it (apt-get install skopeo)"
-        )
-    proc = subprocess.run(["skopeo", *args], capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        reason = (proc.stderr.strip().splitlines() or ["failed"])[-1]
-        raise EncapsulateError(f"{where}: skopeo could not read it: {reason}")
-    try:
-        data: dict[str, Any] = json.loads(proc.stdout)
-    except ValueError:
-        raise EncapsulateError(f"{where}: skopeo returned no JSON") from None
-    return data
+def prior_plan(imgref: str, tls_verify: bool | None = None) -> Plan:
+    """The previous build's plan, from an image reference (read with ``open_image``)."""
+    with open_image(imgref, blobs=False, tls_verify=tls_verify) as image:
+        return plan_from_image(image.manifest, image.config, image.ref)
 
 
-def _read(imgref: str, config: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    transport, _, rest = imgref.partition(":")
-    if transport == "oci":
-        path, _, tag = rest.partition(":")
-        layout = Layout(path, create=False)
-        descriptor = layout.manifest_for(tag or None)
-        manifest = json.loads(layout.read_blob(descriptor.digest))
-        return manifest, json.loads(layout.read_blob(manifest["config"]["digest"])) if config else None
-    if transport != "registry" and transport not in SKOPEO_TRANSPORTS:
-        raise EncapsulateError(
-            f"{imgref}: unknown transport {transport!r}; use oci:DIR[:TAG] or a skopeo transport"
-        )
-    source = "docker://" + rest if transport == "registry" else imgref
-    manifest = _skopeo(["inspect", "--raw", source], imgref)
-    return manifest, _skopeo(["inspect", "--config", source], imgref) if config else None
-
-
-def image_manifest(imgref: str) -> dict[str, Any]:
-    """The manifest of an image (any transport)."""
-    return _read(imgref, False)[0]
-
-
-def prior_plan(imgref: str) -> Plan:
-    """The previous build's plan, from an image reference."""
-    manifest, config = _read(imgref, True)
-    return plan_from_image(manifest, config, imgref)
+def image_layer_digests(imgref: str, tls_verify: bool | None = None) -> list[str]:
+    """The layer digests of an image's manifest, in order (``--compare-with-build``)."""
+    with open_image(imgref, blobs=False, tls_verify=tls_verify) as image:
+        return [str(d.get("digest")) for d in image.layers if isinstance(d, dict)]
 
 
 def prior_from_manifest_file(path: str) -> Plan:

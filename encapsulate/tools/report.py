@@ -5,7 +5,8 @@ transport works) and, optionally, the prior image a client already holds.
 Out: an HTML page with no external resources (inline CSS and SVG): a chart of
 the layers, each bar as long as the layer's compressed size and coloured by
 its weekly change probability ``p_L = 1 - prod(1 - p_c)`` over its components,
-the summary (total size, layer count, expected update bytes ``sum size * p_L``)
+the summary (total size, layer count, expected update bytes ``sum size * p_L``,
+as ``tools.model`` defines them)
 and, with a prior, which layers a client must download, at what cost, and
 which components changed (from the ``org.debchunk.components`` labels).
 Images without debchunk's labels get layers and sizes only.  The page depends
@@ -14,35 +15,18 @@ only on the images: the same input gives the same bytes.
 
 from __future__ import annotations
 
-import argparse
 import html
 import itertools
-import logging
 import math
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from ..cli.options import common_options
 from ..errors import EncapsulateError
-from ..oci.labels import (
-    COMPONENTS_LABEL,
-    PLAN_LABEL,
-    ComponentChange,
-    ComponentInfo,
-    component_changes,
-    components_from_label,
-    config_labels,
-    groups_per_layer,
-    json_label,
-    layer_change_probability,
-    plan_groups,
-)
+from ..oci.labels import COMPONENTS_LABEL, ComponentChange, ComponentInfo, component_changes
 from ..oci.layout import atomic_write
 from ..oci.read import SourceImage, open_image
-
-log = logging.getLogger("debchunk.report")
+from .model import ImageLayer, ImageModel, read_model
+from .text import human_size
 
 # How many components a bar's label names, and a tooltip lists.
 LABEL_COMPONENTS = 3
@@ -50,35 +34,52 @@ TOOLTIP_COMPONENTS = 40
 
 
 @dataclass(frozen=True)
-class LayerInfo:
-    """One layer of the image.  ``components`` are largest first;
-    ``change_probability`` is None when unknown; ``download`` is None without
-    a prior; ``changed`` names the components that differ from the prior."""
+class ReportLayer:
+    """One layer of the image as the page shows it: the model's layer, whether
+    a client holding the prior downloads it (None without a prior) and which
+    of its components differ from the prior."""
 
-    index: int
-    digest: str
-    size: int
-    components: tuple[str, ...]
-    change_probability: float | None
+    layer: ImageLayer
     download: bool | None
     changed: tuple[str, ...]
 
     @property
+    def index(self) -> int:
+        """1-based position in the manifest."""
+        return self.layer.index
+
+    @property
+    def digest(self) -> str:
+        """The layer's blob digest."""
+        return self.layer.digest
+
+    @property
+    def size(self) -> int:
+        """Compressed size."""
+        return self.layer.size
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        """Component names, largest first."""
+        return self.layer.components
+
+    @property
+    def change_probability(self) -> float | None:
+        """Weekly change probability; None when unknown."""
+        return self.layer.change_probability
+
+    @property
     def expected_bytes(self) -> float:
-        """Bytes this layer costs per update, on average."""
-        return self.size * (self.change_probability or 0.0)
+        """Bytes this layer costs per week, on average (``tools.model``)."""
+        return self.layer.expected_update_bytes or 0.0
 
 
 @dataclass(frozen=True)
 class Report:
-    """What the page shows."""
+    """What the page shows: the image's model, compared with a prior's."""
 
-    ref: str
-    manifest_digest: str
-    created: str
-    architecture: str
-    layers: tuple[LayerInfo, ...]
-    components: dict[str, ComponentInfo]
+    image: ImageModel
+    layers: tuple[ReportLayer, ...]
     prior_ref: str | None = None
     prior_digest: str | None = None
     # None when unknown: no prior, or an image without the components label.
@@ -86,143 +87,93 @@ class Report:
     changes: tuple[ComponentChange, ...] | None = None
 
     @property
+    def ref(self) -> str:
+        """The image reference as given."""
+        return self.image.ref
+
+    @property
+    def manifest_digest(self) -> str:
+        """The digest of the image's manifest."""
+        return self.image.manifest_digest
+
+    @property
+    def created(self) -> str:
+        """The config's ``created`` (empty when absent)."""
+        return self.image.created
+
+    @property
+    def architecture(self) -> str:
+        """The config's ``architecture`` (empty when absent)."""
+        return self.image.architecture
+
+    @property
+    def components(self) -> dict[str, ComponentInfo]:
+        """The image's components label, by name."""
+        return self.image.components
+
+    @property
     def has_components(self) -> bool:
         """Whether the image records which components each layer holds."""
-        return any(layer.components for layer in self.layers)
+        return self.image.has_components
 
     @property
     def total_bytes(self) -> int:
-        """Compressed size of all layers."""
-        return sum(layer.size for layer in self.layers)
+        """Compressed size of the layers, each distinct blob once."""
+        return self.image.size
 
     @property
     def expected_update_bytes(self) -> float | None:
-        """``sum size(L) * p_L``; None when some layer's probability is unknown."""
-        if not self.components:
-            return None
-        if any(layer.components and layer.change_probability is None for layer in self.layers):
-            return None
-        return sum(layer.expected_bytes for layer in self.layers)
+        """The model's expected update bytes per week (``tools.model``)."""
+        return self.image.expected_update_bytes
 
     @property
     def download_bytes(self) -> int | None:
         """What a client holding the prior image downloads; None without a prior."""
         if self.prior_ref is None:
             return None
-        return sum(layer.size for layer in self.layers if layer.download)
-
-
-def _json_label(image: SourceImage, key: str) -> Any:
-    labels = config_labels(image.config)
-    value = labels.get(key)
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return json_label(labels, key)
-    except ValueError:
-        log.warning(f"{image.ref}: label {key} is not JSON; it is left out of the report")
-        return None
-
-
-def read_components(image: SourceImage) -> dict[str, ComponentInfo]:
-    """The image's ``org.debchunk.components`` label (empty when absent or malformed)."""
-    data = _json_label(image, COMPONENTS_LABEL)
-    if not isinstance(data, dict):
-        return {}
-    components, bad = components_from_label(data, lenient=True)
-    for name in bad:
-        log.warning(f"{image.ref}: component {name!r} has a malformed entry in {COMPONENTS_LABEL}")
-    return components
-
-
-def layer_components(image: SourceImage) -> list[tuple[str, ...]]:
-    """Component names of each layer: from the plan label when it matches the
-    layers (the first one holds none), else from the layer annotations."""
-    plan = plan_groups(_json_label(image, PLAN_LABEL))
-    return groups_per_layer(plan, image.layers, layers_on_top=False)
+        return sum({layer.digest: layer.size for layer in self.layers if layer.download}.values())
 
 
 def build_report(image: SourceImage, prior: SourceImage | None = None) -> Report:
-    """The report of ``image``, compared with ``prior`` when given."""
-    for source in (image, prior):
-        if source is not None and not all(isinstance(d, dict) for d in source.layers):
-            raise EncapsulateError(f"{source.ref}: a layer descriptor is not an object; the image is damaged")
-    components = read_components(image)
-    groups = layer_components(image)
-    layer_of = {n: k + 1 for k, g in enumerate(groups) for n in g}
+    """The report of ``image``, compared with ``prior`` when given.  Damaged
+    debchunk labels are left out with a warning."""
+    model = read_model(image, lenient=True)
+    layer_of = {n: layer.index for layer in model.layers for n in layer.components}
     changes = None
     have: set[str] = set()
     if prior is not None:
-        have = {str(layer.get("digest")) for layer in prior.layers}
-        old = read_components(prior)
-        if old and components:
-            changes = component_changes(old, components, layer_of)
+        before = read_model(prior, lenient=True)
+        have = {layer.digest for layer in before.layers}
+        if before.components and model.components:
+            changes = component_changes(before.components, model.components, layer_of)
     changed_names = {c.name for c in changes or () if c.status != "removed"}
-    layers = []
-    for k, (descriptor, names) in enumerate(zip(image.layers, groups, strict=True)):
-        ordered = sorted(names, key=lambda n: (-(components[n].size if n in components else 0), n))
-        digest = str(descriptor.get("digest", ""))
-        try:
-            size = int(descriptor.get("size", 0))
-        except (TypeError, ValueError):
-            raise EncapsulateError(
-                f"{image.ref}: layer {k + 1} has no valid size; the image is damaged"
-            ) from None
-        layers.append(
-            LayerInfo(
-                k + 1,
-                digest,
-                size,
-                tuple(ordered),
-                layer_change_probability(ordered, components) if components else None,
-                None if prior is None else digest not in have,
-                tuple(n for n in ordered if n in changed_names),
-            )
+    layers = tuple(
+        ReportLayer(
+            layer,
+            None if prior is None else layer.digest not in have,
+            tuple(n for n in layer.components if n in changed_names),
         )
+        for layer in model.layers
+    )
     return Report(
-        image.ref,
-        image.manifest_digest,
-        str(image.config.get("created") or ""),
-        str(image.config.get("architecture") or ""),
-        tuple(layers),
-        components,
+        model,
+        layers,
         None if prior is None else prior.ref,
         None if prior is None else prior.manifest_digest,
         changes,
     )
 
 
-def _check_ref(ref: str) -> None:
-    transport, _, rest = ref.partition(":")
-    if transport == "oci":
-        path = rest.partition(":")[0]
-        if not os.path.exists(path):
-            raise EncapsulateError(f"{ref}: no such directory; give an OCI layout as oci:DIR[:TAG]")
-
-
-def read_report(imgref: str, prior: str | None = None) -> Report:
+def read_report(imgref: str, prior: str | None = None, tls_verify: bool | None = None) -> Report:
     """Read ``imgref`` (and ``prior``) and build their report."""
-    _check_ref(imgref)
-    if prior is not None:
-        _check_ref(prior)
-    with open_image(imgref, blobs=False) as image:
+    with open_image(imgref, blobs=False, tls_verify=tls_verify) as image:
         if prior is None:
             return build_report(image)
-        with open_image(prior, blobs=False) as before:
+        with open_image(prior, blobs=False, tls_verify=tls_verify) as before:
             return build_report(image, before)
 
 
 # --- rendering ---------------------------------------------------------------
-
-
-def size_text(n: float) -> str:
-    """Bytes in binary units, one decimal."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _clean(text: str) -> str:
@@ -286,15 +237,15 @@ def _component_line(c: str, report: Report, changed: Iterable[str]) -> str:
     if info is None:
         return f"{c}{mark}"
     version = f" {info.version}" if info.version else ""
-    return f"{c}{version}: {size_text(info.size)}, p={info.change_probability:.3f}{mark}"
+    return f"{c}{version}: {human_size(info.size)}, p={info.change_probability:.3f}{mark}"
 
 
-def _tooltip(layer: LayerInfo, report: Report) -> str:
-    lines = [f"Layer {layer.index}: {size_text(layer.size)} compressed ({layer.size:,} bytes)"]
+def _tooltip(layer: ReportLayer, report: Report) -> str:
+    lines = [f"Layer {layer.index}: {human_size(layer.size)} compressed ({layer.size:,} bytes)"]
     if layer.change_probability is not None:
         lines.append(
             f"changes with p={layer.change_probability:.3f} per week; "
-            f"expected {size_text(layer.expected_bytes)} per update"
+            f"expected {human_size(layer.expected_bytes)} per update"
         )
     if layer.download is not None:
         lines.append("downloaded by a client holding the prior" if layer.download else "already held")
@@ -311,7 +262,7 @@ def _tooltip(layer: LayerInfo, report: Report) -> str:
     return "\n".join(lines)
 
 
-def _label_names(layer: LayerInfo) -> list[str]:
+def _label_names(layer: ReportLayer) -> list[str]:
     """The components a bar names: changed ones first, then the largest."""
     first = list(layer.changed[:LABEL_COMPONENTS])
     rest = [c for c in layer.components if c not in first]
@@ -366,7 +317,7 @@ def render_chart(report: Report) -> str:
             f' x="{X_BAR}" y="{y}" width="{length:.1f}" height="{BAR_HEIGHT}" rx="2"'
             f' fill="{probability_colour(layer.change_probability)}"/>'
         )
-        out.append(f'<text x="{X_SIZE}" y="{mid:.1f}" text-anchor="end">{_e(size_text(layer.size))}</text>')
+        out.append(f'<text x="{X_SIZE}" y="{mid:.1f}" text-anchor="end">{_e(human_size(layer.size))}</text>')
         if report.components:
             out.append(f'<text x="{X_P}" y="{mid:.1f}">{_p_text(layer.change_probability)}</text>')
         shown = _label_names(layer)
@@ -444,13 +395,13 @@ code { font-size: 12px; } .note { color: #555; font-size: 13px; }
 
 def _summary(report: Report) -> str:
     items = [
-        ("total size (compressed)", size_text(report.total_bytes), f"{report.total_bytes:,} bytes"),
+        ("total size (compressed)", human_size(report.total_bytes), f"{report.total_bytes:,} bytes"),
         ("layers", str(len(report.layers)), ""),
     ]
     e = report.expected_update_bytes
     if e is not None:
         share = f"{100 * e / report.total_bytes:.1f}% of the image" if report.total_bytes else ""
-        items.append(("expected update, per week", size_text(e), share))
+        items.append(("expected update, per week", human_size(e), share))
     if report.components:
         items.append(("components", str(len(report.components)), ""))
     if report.download_bytes is not None:
@@ -459,7 +410,7 @@ def _summary(report: Report) -> str:
         items.append(
             (
                 "download from the prior",
-                size_text(report.download_bytes),
+                human_size(report.download_bytes),
                 f"{count} of {len(report.layers)} layers, {share}",
             )
         )
@@ -494,8 +445,8 @@ def _changes_table(report: Report) -> str:
         old_v = (c.old.version if c.old else None) or ""
         new_v = (c.new.version if c.new else None) or ""
         versions = f"{_e(old_v)} → {_e(new_v)}" if old_v or new_v else "–"
-        old_s = size_text(c.old.size) if c.old else "–"
-        new_s = size_text(c.new.size) if c.new else "–"
+        old_s = human_size(c.old.size) if c.old else "–"
+        new_s = human_size(c.new.size) if c.new else "–"
         rows.append(
             f'<tr class="change {c.status}" data-component="{_e(c.name)}">'
             f'<td class="changed">{_e(c.name)}</td>'
@@ -517,9 +468,9 @@ def _layers_table(report: Report) -> str:
     head += ["components"] if report.has_components else []
     rows = []
     for layer in report.layers:
-        cells = [f'<td class="num">{layer.index}</td><td class="num">{size_text(layer.size)}</td>']
+        cells = [f'<td class="num">{layer.index}</td><td class="num">{human_size(layer.size)}</td>']
         if report.components:
-            expected = size_text(layer.expected_bytes) if layer.change_probability is not None else "–"
+            expected = human_size(layer.expected_bytes) if layer.change_probability is not None else "–"
             cells.append(
                 f'<td class="num">{_p_text(layer.change_probability)}</td><td class="num">{expected}</td>'
             )
@@ -600,33 +551,10 @@ def write_text_atomic(path: str, text: str) -> None:
         raise EncapsulateError(f"{path}: cannot write the report: {e.strerror}; choose another -o") from None
 
 
-def write_report(imgref: str, output: str, prior: str | None = None) -> Report:
+def write_report(
+    imgref: str, output: str, prior: str | None = None, tls_verify: bool | None = None
+) -> Report:
     """Read the images and write the page to ``output``."""
-    report = read_report(imgref, prior)
+    report = read_report(imgref, prior, tls_verify)
     write_text_atomic(output, render_html(report))
     return report
-
-
-def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    report = write_report(args.imgref, args.output, args.prior)
-    if not args.quiet:
-        line = f"{args.output}: {len(report.layers)} layers, {size_text(report.total_bytes)}"
-        if report.download_bytes is not None:
-            line += f"; download from the prior {size_text(report.download_bytes)}"
-        print(line)
-    return 0
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``report`` subcommand to ``debchunk``'s subparsers."""
-    p = sub.add_parser(
-        "report",
-        help="write an image's layers as a self-contained HTML page",
-        description="Chart an image's layers (size, change probability, components) as one HTML file; "
-        "with --prior, what a client holding the prior image downloads.",
-    )
-    p.add_argument("imgref", metavar="IMGREF", help="the image, e.g. oci:DIR[:TAG]")
-    p.add_argument("--prior", metavar="IMGREF", help="the image a client already holds")
-    p.add_argument("--output", "-o", metavar="FILE", required=True, help="the HTML file to write")
-    common_options(p)
-    p.set_defaults(handler=_cmd_report, parser=p)

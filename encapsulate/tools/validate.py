@@ -14,12 +14,10 @@ Blobs are streamed, never read whole.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import json
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
@@ -28,7 +26,6 @@ from typing import TYPE_CHECKING, Any, TypeGuard, cast
 import zstandard
 from zlib_ng import gzip_ng, zlib_ng
 
-from ..cli.options import common_options, tls_verify_option
 from ..errors import EncapsulateError
 from ..oci.labels import (
     COMPONENTS_ANNOTATION,
@@ -47,7 +44,7 @@ from ..oci.layout import (
     MEDIA_MANIFEST,
     Layout,
 )
-from ..oci.read import HashingReader, chosen_manifest, open_image
+from ..oci.read import DEFAULT_ARCH, HashingReader, choose_manifest, open_image
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
@@ -70,8 +67,6 @@ LAYER_TYPES = {
 # Blob digest algorithms -> length of their hex encoding.
 ALGORITHMS = {"sha256": 64, "sha512": 128}
 SCHEMAS = ("defs", "layout", "index", "manifest", "config")
-# Problems printed by the command; the rest are counted.
-SHOWN = 5
 CHUNK = 1 << 20
 # What a damaged compressed stream raises (zlib_ng's stub declares its error as an instance).
 DECODE_ERRORS = (
@@ -258,14 +253,6 @@ class _Check:
         return None
 
 
-def _tag(ref: str) -> str | None:
-    """The tag ``open_image`` looks up in the layout it reads ``ref`` from."""
-    transport, _, rest = ref.partition(":")
-    if transport in ("oci", "oci-archive"):
-        return rest.partition(":")[2] or None
-    return "image"
-
-
 def _layout_file(check: _Check, name: str) -> Any:
     try:
         with open(os.path.join(check.layout.path, name), "rb") as f:
@@ -288,7 +275,7 @@ def validate_image(ref: str, tls_verify: bool | None = None) -> Validation:
             document = _layout_file(check, name)
             if document is not None:
                 out.problems += schema_problems(kind, document, name)
-        _check_image(check, image.layout.manifest_for(_tag(ref)).to_json(), image.config)
+        _check_image(check, image.layout.manifest_for(image.tag).to_json(), image.config)
     return out
 
 
@@ -305,7 +292,11 @@ def _check_image(check: _Check, top: dict[str, Any], config: dict[str, Any]) -> 
         if nested is None:
             return
         check.out.problems += schema_problems("index", nested, what)
-        descriptor = chosen_manifest(nested) if isinstance(nested, dict) else None
+        try:
+            descriptor = choose_manifest(nested, DEFAULT_ARCH, what) if isinstance(nested, dict) else None
+        except EncapsulateError as e:
+            check.problem(str(e))
+            return
         what = f"manifest {_short((descriptor or {}).get('digest'))}"
         if not check.descriptor(descriptor, what, MANIFEST_TYPES, "manifest"):
             return
@@ -408,45 +399,3 @@ def _check_ostree(check: _Check, config: dict[str, Any], layers: list[Any]) -> N
                 f"{what}: annotation {COMPONENTS_ANNOTATION}={value!r:.80} disagrees with the "
                 f"{PLAN_LABEL} label ({','.join(plan[i - 1])!r:.80})"
             )
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
-def _cmd_validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    result = validate_image(args.imgref, tls_verify=args.tls_verify)
-    if result.valid:
-        if not args.quiet:
-            layers = f"{result.layers} layer{'s' * (result.layers != 1)}"
-            print(f"{args.imgref}: valid: {result.blobs} blobs, {layers}, {_human(result.size)}")
-        return 0
-    problems = result.problems
-    if len(problems) == 1:
-        lines = [f"debchunk: error: {args.imgref}: {problems[0]}"]
-    else:
-        lines = [f"debchunk: error: {args.imgref}: {len(problems)} problems:"]
-        lines += [f"  {p}" for p in problems[:SHOWN]]
-    if len(problems) > SHOWN:
-        lines.append(f"  ... and {len(problems) - SHOWN} more")
-    print("\n".join(lines), file=sys.stderr)
-    return 1
-
-
-def register(sub: Any) -> None:
-    """Add ``validate`` to the ``debchunk`` subcommands (``sub``: argparse's subparsers)."""
-    p = sub.add_parser(
-        "validate",
-        help="check an image's blobs, media types, JSON schemas and layer digests",
-        description="Check an image: every blob against its descriptor, the media types, the manifest, "
-        "config and index against the OCI image-spec schemas, the config's diff_ids against the "
-        "uncompressed layers, and the ostree-ext labels and annotations. Exit 1 when a problem is found.",
-    )
-    p.add_argument("imgref", metavar="IMGREF", help="the image: oci:DIR[:TAG], oci-archive:FILE[:TAG], ...")
-    tls_verify_option(p)
-    common_options(p)
-    p.set_defaults(handler=_cmd_validate, parser=p)

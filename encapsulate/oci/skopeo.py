@@ -1,0 +1,92 @@
+"""skopeo, the one way to transports debchunk does not read or write itself.
+
+In: ``ImageRef``s and the registry options (TLS verification, credentials).
+Out: raw manifests and configs (``skopeo inspect``) and copies between
+transports (``skopeo copy``).  A missing skopeo, or a failing one, becomes
+one ``EncapsulateError`` line: skopeo's ``level=fatal msg="..."`` reduced to
+its message.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+
+from ..errors import EncapsulateError
+from .imgref import ImageRef
+
+# skopeo logs its last error as: time="..." level=fatal msg="what happened"
+_FATAL = re.compile(r'level=fatal msg="(.*)"\s*$')
+
+
+def registry_flags(
+    ref: ImageRef, side: str = "", *, tls_verify: bool | None = None, authfile: str | None = None
+) -> list[str]:
+    """skopeo's options for ``ref``: ``--tls-verify`` and ``--authfile`` (with
+    ``side`` ``src`` or ``dest``, ``--src-tls-verify`` and so on, as ``skopeo
+    copy`` spells them).  None leaves skopeo's default; only registries take them."""
+    if not ref.registry:
+        return []
+    prefix = f"--{side}-" if side else "--"
+    flags = []
+    if tls_verify is not None:
+        flags.append(f"{prefix}tls-verify={'true' if tls_verify else 'false'}")
+    if authfile is not None:
+        flags.append(f"{prefix}authfile={authfile}")
+    return flags
+
+
+def _reason(stderr: str, returncode: int) -> str:
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    if not lines:
+        return f"exit status {returncode}"
+    match = _FATAL.search(lines[-1])
+    return match.group(1).replace('\\"', '"') if match else lines[-1]
+
+
+def run_skopeo(args: Sequence[str], where: ImageRef | str) -> bytes:
+    """Run ``skopeo ARGS`` and return its stdout; an ``EncapsulateError``
+    naming ``where`` when skopeo is missing or fails."""
+    if shutil.which("skopeo") is None:
+        raise EncapsulateError(
+            f"{where}: this transport needs skopeo, which is not installed; install it "
+            "(apt-get install skopeo) or use oci:DIR"
+        )
+    try:
+        proc = subprocess.run(["skopeo", *args], capture_output=True, stdin=subprocess.DEVNULL)
+    except OSError as e:
+        raise EncapsulateError(f"{where}: cannot run skopeo: {e.strerror}") from None
+    if proc.returncode != 0:
+        reason = _reason(proc.stderr.decode(errors="replace"), proc.returncode)
+        raise EncapsulateError(f"{where}: skopeo {args[0]} failed: {reason}")
+    return proc.stdout
+
+
+def skopeo_inspect(
+    ref: ImageRef, *, config: bool = False, tls_verify: bool | None = None, authfile: str | None = None
+) -> bytes:
+    """The raw manifest (or, with ``config``, the config) of ``ref``, as stored."""
+    flags = registry_flags(ref, tls_verify=tls_verify, authfile=authfile)
+    return run_skopeo(["inspect", *flags, "--config" if config else "--raw", ref.skopeo], ref)
+
+
+def skopeo_copy(
+    source: ImageRef,
+    destination: ImageRef,
+    *,
+    src_tls_verify: bool | None = None,
+    dest_tls_verify: bool | None = None,
+    dest_authfile: str | None = None,
+    arch: str | None = None,
+) -> None:
+    """Copy one image from ``source`` to ``destination``; ``arch`` chooses the
+    platform of a multi-platform source.  Errors name the side skopeo reaches
+    through a transport debchunk does not handle itself."""
+    args = ["copy", "--quiet"]
+    if arch is not None:
+        args.append(f"--override-arch={arch}")
+    args += registry_flags(source, "src", tls_verify=src_tls_verify)
+    args += registry_flags(destination, "dest", tls_verify=dest_tls_verify, authfile=dest_authfile)
+    run_skopeo([*args, source.skopeo, destination.skopeo], source if destination.direct else destination)

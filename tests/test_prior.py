@@ -1,0 +1,103 @@
+"""The previous build's plan read back from an image: through a tag that
+points at an OCI image index too, as ``debchunk inspect`` reads it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chunker import Plan
+from encapsulate.cli.main import container_encapsulate_main
+from encapsulate.errors import EncapsulateError
+from encapsulate.oci.read import open_image
+from encapsulate.tools.prior import image_layer_digests, prior_from_manifest_file, prior_plan
+
+EPOCH = "1767225600"  # 2026-01-01
+REF_NAME = "org.opencontainers.image.ref.name"
+INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory: pytest.TempPathFactory, sample_tree: Path) -> Path:
+    """The sample as ``oci:LAYOUT:v1``."""
+    root = tmp_path_factory.mktemp("prior") / "img"
+    os.environ["SOURCE_DATE_EPOCH"] = EPOCH
+    try:
+        code = container_encapsulate_main(
+            ["--rootfs", str(sample_tree), f"oci:{root}:v1", "--max-layers", "6", "--quiet"]
+        )
+    finally:
+        del os.environ["SOURCE_DATE_EPOCH"]
+    assert code == 0
+    return root
+
+
+def _put(layout: Path, value: dict[str, Any]) -> dict[str, Any]:
+    data = json.dumps(value).encode()
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs/sha256" / digest).write_bytes(data)
+    return {"digest": f"sha256:{digest}", "size": len(data)}
+
+
+def _tag_index(layout: Path, tag: str, platforms: list[dict[str, str]]) -> None:
+    """Tag ``tag``: an image index listing image v1 once per platform."""
+    index = json.loads((layout / "index.json").read_text())
+    (entry,) = [m for m in index["manifests"] if m["annotations"][REF_NAME] == "v1"]
+    image_index = {
+        "schemaVersion": 2,
+        "mediaType": INDEX,
+        "manifests": [
+            {"mediaType": entry["mediaType"], "digest": entry["digest"], "size": entry["size"], "platform": p}
+            for p in platforms
+        ],
+    }
+    index["manifests"].append(
+        {"mediaType": INDEX, **_put(layout, image_index), "annotations": {REF_NAME: tag}}
+    )
+    (layout / "index.json").write_text(json.dumps(index))
+
+
+def _plan_label(layout: Path) -> list[list[str]]:
+    with open_image(f"oci:{layout}:v1", blobs=False) as image:
+        groups: list[list[str]] = json.loads(image.config["config"]["Labels"]["org.debchunk.plan"])
+    return groups
+
+
+def test_prior_through_an_image_index(layout: Path) -> None:
+    _tag_index(
+        layout, "multi", [{"architecture": "arm64", "os": "linux"}, {"architecture": "amd64", "os": "linux"}]
+    )
+    groups = _plan_label(layout)
+    assert len(groups) == 5 and all(groups)
+    # Reading through the index gives the image's own plan (this raised
+    # KeyError: 'config' when the prior had a reader of its own).
+    plan = prior_plan(f"oci:{layout}:multi")
+    assert plan == Plan.from_groups(groups) == prior_plan(f"oci:{layout}:v1")
+    with open_image(f"oci:{layout}:v1", blobs=False) as image:
+        digests = [d["digest"] for d in image.layers]
+    assert image_layer_digests(f"oci:{layout}:multi") == digests and len(digests) == 6
+
+
+def test_index_without_the_platform(layout: Path) -> None:
+    _tag_index(
+        layout, "arm", [{"architecture": "arm64", "os": "linux"}, {"architecture": "s390x", "os": "linux"}]
+    )
+    with pytest.raises(EncapsulateError, match=r"no linux/amd64 image \(it has linux/arm64, linux/s390x\)"):
+        prior_plan(f"oci:{layout}:arm")
+    # The platform asked for is read.
+    with open_image(f"oci:{layout}:arm", blobs=False, arch="s390x") as image:
+        assert len(image.layers) == 6
+
+
+def test_prior_from_manifest_file(layout: Path, tmp_path: Path) -> None:
+    """Without the config, the layers' ostree.components annotations give the plan."""
+    with open_image(f"oci:{layout}:v1", blobs=False) as image:
+        manifest = image.manifest
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(manifest))
+    assert prior_from_manifest_file(str(path)) == Plan.from_groups(_plan_label(layout))
