@@ -65,7 +65,7 @@ from numpy.typing import NDArray
 
 import mapping
 from benches.debtrees import MIRROR, SERVER_PACKAGES, TreeSpec, cache_dir, ostreeify
-from mapping import Component, EntryType, build_mapping
+from mapping import Component, EntryType, map_tree, read_tree
 
 SECURITY_MIRROR = os.environ.get("DEBCHUNK_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
 ADMINDIR = "usr/share/dpkg/database"
@@ -299,7 +299,9 @@ def make_index(set_name: str, build_name: str, tree: Path) -> dict[str, Any]:
     """The tree index of a laid-out tree (the JSON object written to disk)."""
     started = time.monotonic()
     digest = mapping_digest()
-    m = build_mapping(rootfs=str(tree))
+    # Unsplit: the baselines plan whole packages; debchunk's rows split the
+    # index themselves (benches.update_cost.split_index).
+    m = map_tree(read_tree(rootfs=str(tree)))
     assert m.tree is not None
     rows = []
     for entry, owner in zip(m.tree.entries, m.owners, strict=True):

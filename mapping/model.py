@@ -27,7 +27,9 @@ class Component:
     entries; ``change_probability`` is the chance it changes in a week, and
     ``upstream_change_probability`` (packages with a changelog) the chance its
     upstream version changes in a week, which is when its architecture-neutral
-    data (``usr/share``, translations) tends to change too.
+    data (``usr/share``, translations) tends to change too.  ``part_of``: set on
+    the data part of a split package (``mapping.split``), the name of the
+    package component it was split from, whose changes include all of its own.
     """
 
     name: str
@@ -38,10 +40,11 @@ class Component:
     files: int = 0
     change_probability: float = 0.0
     upstream_change_probability: float | None = None
+    part_of: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The component as in ``debchunk map --json``."""
-        return {
+        """The component as in ``debchunk map --json`` (``part_of`` only when set)."""
+        out: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
             "packages": list(self.packages),
@@ -51,6 +54,9 @@ class Component:
             "change_probability": self.change_probability,
             "upstream_change_probability": self.upstream_change_probability,
         }
+        if self.part_of is not None:
+            out["part_of"] = self.part_of
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Component:
@@ -63,7 +69,7 @@ class Component:
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"change_probability {p} is not within [0, 1]")
             upstream = data.get("upstream_change_probability")
-            upstream = data.get("upstream_change_probability")
+            part_of = data.get("part_of")
             return cls(
                 str(data["name"]),
                 kind,
@@ -73,6 +79,7 @@ class Component:
                 int(data.get("files", 0)),
                 p,
                 None if upstream is None else float(upstream),
+                None if part_of is None else str(part_of),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise MappingError(f"component {data.get('name', '?')!r}: {e}") from None

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -32,7 +31,7 @@ from debian.debian_support import version_compare
 
 from . import changelog
 from .dpkg import Database, Package
-from .errors import MappingError, show, warn
+from .errors import show, warn
 from .model import BIGFILE_PREFIX, UNPACKAGED, VOLATILE, Component, Kind, Mapping
 from .tree import EntryType, Tree
 
@@ -151,22 +150,12 @@ class _Owner:
     changelogs: list[str] = field(default_factory=list)
 
 
-def _source_epoch() -> dt.datetime | None:
-    value = os.environ.get("SOURCE_DATE_EPOCH")
-    if not value:
-        return None
-    try:
-        return dt.datetime.fromtimestamp(int(value), dt.UTC)
-    except (ValueError, OverflowError):
-        raise MappingError(
-            f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds since 1970; fix or unset it"
-        ) from None
-
-
 def map_tree(
     tree: Tree, *, bigfile_threshold: int = BIGFILE_THRESHOLD, reference_date: dt.datetime | None = None
 ) -> Mapping:
-    """Assign every entry of ``tree`` to a component (see the module docstring)."""
+    """Assign every entry of ``tree`` to a component (see the module docstring).
+    Change rates count back from ``reference_date``, else from the newest
+    changelog date in the tree (never the wall clock or the environment)."""
     entries = tree.entries
     owner_name: list[str | None] = [None] * len(entries)
     owners: dict[str, _Owner] = {}
@@ -228,7 +217,7 @@ def map_tree(
         owner_name[i] = name
         owners.setdefault(name, _Owner(name, kind))
 
-    probabilities, reference = _change_probabilities(tree, owners, reference_date or _source_epoch())
+    probabilities, reference = _change_probabilities(tree, owners, reference_date)
 
     # Sizes count each distinct content once per component.
     sizes: dict[str, int] = defaultdict(int)

@@ -4,6 +4,7 @@ library call per subcommand; errors become one line and exit status 1."""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import math
@@ -12,7 +13,6 @@ import sys
 from collections.abc import Callable, Sequence
 
 from chunker import ChunkerError, Plan, pack
-from chunker.split import split_mapping
 from mapping import Component, Mapping, MappingError, build_mapping
 
 from ..errors import EncapsulateError
@@ -97,14 +97,28 @@ def _add_source_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rootfs", metavar="DIR", help="map a root directory instead of a commit")
 
 
-def _mapping(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Mapping:
+def _reference_date() -> dt.datetime | None:
+    """``SOURCE_DATE_EPOCH`` as the mapping's reference date (None: unset)."""
+    value = os.environ.get("SOURCE_DATE_EPOCH")
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromtimestamp(int(value), dt.UTC)
+    except (ValueError, OverflowError):
+        raise EncapsulateError(
+            f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds since 1970; fix or unset it"
+        ) from None
+
+
+def _mapping(args: argparse.Namespace, parser: argparse.ArgumentParser, prior: Plan | None = None) -> Mapping:
+    names = None if prior is None else prior.layer_index().keys()
     if args.rootfs is not None:
         if args.repo is not None or args.ref is not None:
             parser.error("--rootfs DIR takes no --repo or REF")
-        return build_mapping(rootfs=args.rootfs)
+        return build_mapping(rootfs=args.rootfs, prior=names, reference_date=_reference_date())
     if args.repo is None or args.ref is None:
         parser.error("give --repo REPO REF, or --rootfs DIR")
-    return build_mapping(repo=args.repo, ref=args.ref)
+    return build_mapping(repo=args.repo, ref=args.ref, prior=names, reference_date=_reference_date())
 
 
 def _cmd_map(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -183,15 +197,15 @@ def _cmd_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             )
         except MappingError as e:
             raise ChunkerError(f"{args.mapping}: {e}") from None
+        prior = _prior(args, parser)
     else:
-        mapping = _mapping(args, parser)
-    prior = _prior(args, parser)
+        prior = _prior(args, parser)
+        # The mapping splits packages as 'encapsulate' writes them (a mapping
+        # read from JSON carries its split).
+        mapping = _mapping(args, parser, prior)
     if args.max_layers < 2:
         parser.error(f"--max-layers {args.max_layers}: an image needs at least 2 layers (metadata + content)")
-    # Plan what 'encapsulate' writes: packages split below package level where
-    # that pays (needs the tree; a mapping read from JSON is planned as is).
-    split = split_mapping(mapping, prior=None if prior is None else prior.layer_index().keys())
-    plan = pack(split.components, args.max_layers, prior)
+    plan = pack(mapping.components, args.max_layers, prior)
     if args.json:
         print_json(plan.to_json())
     else:
@@ -445,16 +459,18 @@ def _cmd_encapsulate(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             raise EncapsulateError(f"{args.image_config}: 'config' is not an object")
         image_config["config"]["Cmd"] = list(args.cmd)
     prior = _prior(args, parser)
+    names = None if prior is None else prior.layer_index().keys()
     mapping = (
-        build_mapping(rootfs=args.rootfs) if args.rootfs else build_mapping(repo=args.repo, ref=args.source)
+        build_mapping(rootfs=args.rootfs, prior=names, reference_date=_reference_date())
+        if args.rootfs
+        else build_mapping(repo=args.repo, ref=args.source, prior=names, reference_date=_reference_date())
     )
     labels.update(_copied_metadata(mapping, args.copymeta, args.copymeta_opt))
     timestamp = getattr(mapping.tree, "timestamp", None)
     epoch = _source_epoch(mapping, timestamp)
-    split = split_mapping(mapping, prior=None if prior is None else prior.layer_index().keys())
-    plan = pack(split.components, args.max_layers, prior)
+    plan = pack(mapping.components, args.max_layers, prior)
     if args.write_contentmeta_json:
-        _write_contentmeta(args.write_contentmeta_json, split.components)
+        _write_contentmeta(args.write_contentmeta_json, mapping.components)
     if args.dry_run:
         print(format_plan(plan))
         return 0

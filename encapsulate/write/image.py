@@ -29,7 +29,6 @@ from functools import partial
 from typing import Any
 
 from chunker import Plan, layer_of_entries
-from chunker.split import split_mapping
 from mapping import Entry, EntryType, Mapping
 
 from ..errors import EncapsulateError
@@ -52,16 +51,8 @@ class ImageResult:
     layer_components: tuple[tuple[str, ...], ...]
 
 
-def planned_split(mapping: Mapping, plan: Plan) -> Mapping:
-    """The mapping with its components split as ``plan`` has them (what
-    ``plain_layers``, ``components_label`` and ``OstreeLayers`` take)."""
-    if mapping.tree is None:
-        raise EncapsulateError("the mapping has no tree to write; map the tree again")
-    return split_mapping(mapping, prior=plan.layer_index().keys())
-
-
 def plain_layers(split: Mapping, plan: Plan) -> list[list[int]]:
-    """Entry indices of each layer of the ``planned_split`` mapping: layer 0
+    """Entry indices of each layer of the mapping ``plan`` was made from: layer 0
     every directory, then one per plan layer with its files and their parent
     directories.  All paths of an inode go with the first one, so hardlinks
     stay within a layer."""
@@ -93,7 +84,8 @@ def plain_layers(split: Mapping, plan: Plan) -> list[list[int]]:
 
 
 def components_label(split: Mapping) -> str:
-    """The ``COMPONENTS_LABEL`` value of an image of the ``planned_split`` mapping."""
+    """The ``COMPONENTS_LABEL`` value of an image of the mapping ``split``
+    (its components as planned, data parts naming their package in ``part_of``)."""
     assert split.tree is not None
     digests = [hashlib.sha256() for _ in split.components]
     for owner, e in zip(split.owners, split.tree.entries, strict=True):
@@ -107,6 +99,7 @@ def components_label(split: Mapping) -> str:
                 "change_probability": round(c.change_probability, 6),
                 "version": c.version,
                 "digest": "sha256:" + d.hexdigest(),
+                "part_of": c.part_of,
             }
             for c, d in zip(split.components, digests, strict=True)
         }
@@ -163,7 +156,9 @@ def write_image(
     if mapping.tree is None:
         raise EncapsulateError("the mapping has no tree to write; map the tree again")
     components = [(), *(layer.components for layer in plan.layers)]
-    split = planned_split(mapping, plan)
+    # The mapping is written as it is: its components (split by
+    # mapping.build_mapping) are the ones the plan was made from.
+    split = mapping
     ostree_layers = None
     if layer_format == "ostree":
         # Only the ostree format reads objects through libostree (gi).
