@@ -27,7 +27,7 @@ import numpy.typing as npt
 
 from mapping import Component
 
-from .plan import Layer, Plan
+from .plan import ChunkerError, Layer, Plan
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -166,17 +166,21 @@ def make_plan(
     reserved_layers: int = 1,
 ) -> Plan:
     """A ``Plan`` for ``groups`` (component names), with sizes, probabilities and
-    the cost model filled in from ``components``.  Empty groups are dropped."""
+    the cost model filled in from ``components``.  Empty groups are dropped;
+    ChunkerError when a group names a component twice or one not in ``components``."""
     index = {c.name: i for i, c in enumerate(components)}
     sizes = np.array([c.size for c in components], dtype=np.float64)
     probabilities = np.array([c.change_probability for c in components], dtype=np.float64)
     events = Events.for_components(components)
     named = [tuple(sorted(g)) for g in groups]
     named = [names for names in named if names]
+    unknown = sorted({n for names in named for n in names} - index.keys())
+    if unknown:
+        raise ChunkerError(f"component {unknown[0]!r} of a group is not among the components to plan")
     index_groups = [[index[n] for n in names] for names in named]
     placed = [i for idx in index_groups for i in idx]
     if len(placed) != len(set(placed)):
-        raise ValueError("a component is in more than one group")
+        raise ChunkerError("a component is in more than one group")
     change = -np.expm1(events.log_keeps(index_groups))
     layers = [
         Layer(names, int(sizes[idx].sum()), float(p))

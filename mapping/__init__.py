@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection
 
-from .errors import MappingError
+from .errors import DebchunkError, MappingError
 from .model import Component, Mapping
 from .ownership import map_tree
 from .split import split_components, split_packages
@@ -19,6 +19,7 @@ from .tree import Entry, EntryType, Tree
 
 __all__ = [
     "Component",
+    "DebchunkError",
     "Entry",
     "EntryType",
     "Mapping",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import MappingError
+from .errors import MappingError, show
 from .tree import Entry, Tree
 
 Kind = Literal["package", "component", "bigfile", "volatile", "unpackaged"]
@@ -101,25 +101,37 @@ class Mapping:
     tree: Tree | None = field(default=None, repr=False, compare=False)
     owners: Sequence[int] = field(default=(), repr=False, compare=False)
 
-    def component(self, name: str) -> Component:
-        """The component called ``name``."""
-        for c in self.components:
+    def _index_of(self, name: str) -> int:
+        for i, c in enumerate(self.components):
             if c.name == name:
-                return c
-        raise KeyError(name)
+                return i
+        raise MappingError(
+            f"no component {name!r}", self.source or None, "see 'debchunk map' for the components"
+        )
+
+    def component(self, name: str) -> Component:
+        """The component called ``name``; MappingError when there is none."""
+        return self.components[self._index_of(name)]
 
     def owner(self, path: str) -> Component | None:
-        """The component owning the entry at ``path`` (None for directories)."""
-        if self.tree is None or path not in self.tree.index:
-            raise KeyError(path)
-        i = self.owners[self.tree.index[path]]
+        """The component owning the entry at ``path`` (None for directories);
+        MappingError when the mapping has no tree or the tree no such entry."""
+        if self.tree is None:
+            raise MappingError(
+                "the mapping has no tree (it was read from JSON)", self.source or None, "map the tree again"
+            )
+        where = self.tree.index.get(path)
+        if where is None:
+            raise MappingError(f"no entry {show(path)!r} in the tree", self.source or None)
+        i = self.owners[where]
         return None if i < 0 else self.components[i]
 
     def files_of(self, name: str) -> list[Entry]:
-        """Entries owned by the component called ``name``."""
+        """Entries owned by the component called ``name`` (none without a
+        tree); MappingError when there is no such component."""
+        want = self._index_of(name)
         if self.tree is None:
             return []
-        want = next(i for i, c in enumerate(self.components) if c.name == name)
         return [e for e, o in zip(self.tree.entries, self.owners, strict=True) if o == want]
 
     def content_owners(self) -> dict[str, str]:
