@@ -27,9 +27,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from debian.debian_support import version_compare
-
 from . import changelog
+from .debian_formats import newest_version
 from .dpkg import Database, Package
 from .errors import show, warn
 from .model import BIGFILE_PREFIX, UNPACKAGED, VOLATILE, Component, Kind, Mapping
@@ -238,7 +237,7 @@ def map_tree(
                 o.name,
                 o.kind,
                 tuple(sorted(o.packages)),
-                _newest(o.versions),
+                newest_version(o.versions),
                 sizes[o.name],
                 counts[o.name],
                 *probabilities[o.name],
@@ -365,16 +364,6 @@ def _claim_dpkg(
 def _changelog_paths(package: Package) -> list[str]:
     doc = f"usr/share/doc/{package.name}"
     return [f"{doc}/changelog.Debian.gz", f"{doc}/changelog.gz"]
-
-
-def _newest(versions: set[str]) -> str | None:
-    if not versions:
-        return None
-    best = None
-    for v in sorted(versions):
-        if best is None or version_compare(v, best) > 0:
-            best = v
-    return best
 
 
 def stable_release(tree: Tree) -> bool:
