@@ -4,7 +4,7 @@
 
 The components are drawn like a large Debian archive's: sizes log-uniform from
 1 KB to 200 MB, weekly change probabilities from a Beta(0.5, 8) (most packages
-rarely change, a few often); one package in four split (``chunker.split``)
+rarely change, a few often); one package in four split (``mapping.split``)
 with a data part as large as up to its binaries, changing with a share of
 their changes (its upstream version); plus the three volatile components.  The
 million-file mapping spreads files over 2,000 components.  Best of 3 runs each.
@@ -46,6 +46,7 @@ def components(n: int, seed: int = 1) -> list[Component]:
             "package",
             size=int(sizes[i] * data[i]),
             change_probability=float(probs[i] * share[i]),
+            part_of=f"pkg{i:06d}",
         )
         for i in np.flatnonzero(split)
     ]

@@ -34,8 +34,7 @@ import numpy.typing as npt
 from benches import baselines
 from benches.update_pairs import TreeIndex, download_bytes, ideal_bytes, load_index, pairs, single_layer_bytes
 from chunker import Plan, pack
-from chunker.split import DATA_SUFFIX, split_components
-from mapping import Component
+from mapping import Component, split_components
 
 Strategy = Callable[[Sequence[Component], int, Plan | None], Plan]
 
@@ -62,7 +61,7 @@ STRATEGIES: dict[str, Strategy] = {
     "debchunk": _debchunk,
 }
 OURS = "debchunk"
-# Strategies that plan on components split below package level (chunker.split).
+# Strategies that plan on components split below package level (mapping.split).
 SPLITS = {OURS}
 
 
@@ -249,8 +248,8 @@ def simulate(index: TreeIndex, max_layers: int, weeks: int = 52, runs: int = SIM
     def changes(view: Sequence[Component]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.bool_]]:
         # For each component of a view: its package's column, and whether only
         # upstream changes count for it.
-        column = np.array([position[c.name.removesuffix(DATA_SUFFIX)] for c in view], dtype=np.intp)
-        data = np.array([c.name.endswith(DATA_SUFFIX) for c in view])
+        column = np.array([position[c.part_of or c.name] for c in view], dtype=np.intp)
+        data = np.array([c.part_of is not None for c in view])
         return column, data
 
     floors: list[float] = []

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import gzip
 import hashlib
 import itertools
@@ -60,12 +61,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from debian import deb822
 from numpy.typing import NDArray
 
 import mapping
 from benches.debtrees import MIRROR, SERVER_PACKAGES, TreeSpec, cache_dir, ostreeify
-from mapping import Component, EntryType, build_mapping
+from mapping import Component, EntryType, map_tree, read_tree
+from mapping.debian_formats import paragraphs, version_compare
 
 SECURITY_MIRROR = os.environ.get("DEBCHUNK_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
 ADMINDIR = "usr/share/dpkg/database"
@@ -243,23 +244,31 @@ class InstalledPackage:
     source_version: str
 
 
+def _version_cmp(a: str, b: str) -> int:
+    return version_compare(a, b) or (a > b) - (a < b)
+
+
+_version_order = functools.cmp_to_key(_version_cmp)
+
+
 def read_packages(tree: Path) -> list[InstalledPackage]:
     """Installed binary packages of a laid-out tree, sorted by name and architecture."""
     result = []
-    with (tree / ADMINDIR / "status").open(encoding="utf-8") as f:
-        for para in deb822.Packages.iter_paragraphs(f, use_apt_pkg=False):
-            status = para.get("Status", "").split()
-            if len(status) != 3 or status[2] not in _INSTALLED:
-                continue
-            result.append(
-                InstalledPackage(
-                    para["Package"],
-                    para.get("Architecture", ""),
-                    para["Version"],
-                    para.source or para["Package"],
-                    str(para.source_version or para["Version"]),
-                )
+    for para in paragraphs((tree / ADMINDIR / "status").read_bytes()):
+        status = para.get("Status", "").split()
+        if len(status) != 3 or status[2] not in _INSTALLED:
+            continue
+        # "Source: name (version)" (deb-control(5)); the version only when it differs.
+        source, _, rest = para.get("Source", "").partition(" ")
+        result.append(
+            InstalledPackage(
+                para["Package"],
+                para.get("Architecture", ""),
+                para["Version"],
+                source or para["Package"],
+                rest.strip().strip("()") or para["Version"],
             )
+        )
     result.sort(key=lambda p: (p.package, p.architecture))
     return result
 
@@ -299,7 +308,9 @@ def make_index(set_name: str, build_name: str, tree: Path) -> dict[str, Any]:
     """The tree index of a laid-out tree (the JSON object written to disk)."""
     started = time.monotonic()
     digest = mapping_digest()
-    m = build_mapping(rootfs=str(tree))
+    # Unsplit: the baselines plan whole packages; debchunk's rows split the
+    # index themselves (benches.update_cost.split_index).
+    m = map_tree(read_tree(rootfs=str(tree)))
     assert m.tree is not None
     rows = []
     for entry, owner in zip(m.tree.entries, m.owners, strict=True):
@@ -404,7 +415,8 @@ class TreeIndex:
         found: dict[str, set[str]] = {}
         for p in self.packages:
             found.setdefault(p.source, set()).add(p.source_version)
-        return {s: ",".join(sorted(v)) for s, v in found.items()}
+        # Oldest first by Debian's ordering (ties by string, for a stable order).
+        return {s: ",".join(sorted(v, key=_version_order)) for s, v in found.items()}
 
     def tree_digest(self) -> bytes:
         """Identity of the whole tree as one layer."""

@@ -7,9 +7,10 @@ change probabilities ``p_c`` (independent), layer ``L`` costs
 component per layer, is ``sum_c size(c) * p_c``.
 
 One dependence is known and modelled: a package split in two by
-``chunker.split`` has a data part that changes only with the upstream version,
-and then the binaries change too.  Its changes are a subset of the other part's,
-so the two parts together change exactly as often as the binaries do, not more.
+``mapping.split`` has a data part (its ``Component.part_of`` names the package)
+that changes only with the upstream version, and then the binaries change too.
+Its changes are a subset of the other part's, so the two parts together change
+exactly as often as the binaries do, not more.
 ``Events`` writes every component's changes as a union of independent events,
 the two parts of a package sharing the upstream one; a layer is kept when none of
 the distinct events behind its components happens.
@@ -26,8 +27,7 @@ import numpy.typing as npt
 
 from mapping import Component
 
-from .plan import Layer, Plan
-from .split import DATA_SUFFIX
+from .plan import ChunkerError, Layer, Plan
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -50,17 +50,17 @@ class Events:
     shared_log: FloatArray
 
     @classmethod
-    def of(cls, names: Sequence[str], probabilities: FloatArray) -> Events:
-        """Events for components ``names`` with these change probabilities:
-        ``NAME:data`` shares its (upstream) changes with ``NAME``."""
+    def of(cls, probabilities: FloatArray, part_of_index: Sequence[int] | IntArray) -> Events:
+        """Events for components with these change probabilities, where
+        ``part_of_index[i]`` is the index of the package component that
+        component ``i`` is the data part of (-1: none): the data part shares its
+        (upstream) changes with the package."""
         logs = np.log1p(-np.clip(probabilities, 0.0, _P_CAP))
         own = logs.copy()
-        index = {n: i for i, n in enumerate(names)}
         pairs: list[tuple[int, int]] = []
         shared_log: list[float] = []
-        for d, name in enumerate(names):
-            base = index.get(name.removesuffix(DATA_SUFFIX)) if name.endswith(DATA_SUFFIX) else None
-            if base is None:
+        for d, base in enumerate(np.asarray(part_of_index, dtype=np.intp).tolist()):
+            if base < 0:
                 continue
             upstream = float(max(logs[d], logs[base]))  # the rarer change: log(1 - p) nearer 0
             if upstream >= 0.0:
@@ -70,6 +70,12 @@ class Events:
             pairs.append((base, d))
             shared_log.append(upstream)
         return cls(own, np.array(pairs, dtype=np.intp).reshape(-1, 2), np.array(shared_log, dtype=np.float64))
+
+    @classmethod
+    def for_components(cls, components: Sequence[Component]) -> Events:
+        """Events of ``components``, linked by their ``part_of``."""
+        probabilities = np.array([c.change_probability for c in components], dtype=np.float64)
+        return cls.of(probabilities, part_of_index(components))
 
     @classmethod
     def independent(cls, probabilities: FloatArray) -> Events:
@@ -113,6 +119,16 @@ class Events:
         return total
 
 
+def part_of_index(components: Sequence[Component]) -> IntArray:
+    """For each component, the index in ``components`` of the package it is the
+    data part of (its ``part_of``), or -1 (none, or that package is not among
+    ``components``)."""
+    index = {c.name: i for i, c in enumerate(components)}
+    return np.array(
+        [-1 if c.part_of is None else index.get(c.part_of, -1) for c in components], dtype=np.intp
+    )
+
+
 def layer_cost(sizes: FloatArray, probabilities: FloatArray) -> float:
     """Expected update bytes of one layer holding components of these sizes and
     change probabilities."""
@@ -150,17 +166,21 @@ def make_plan(
     reserved_layers: int = 1,
 ) -> Plan:
     """A ``Plan`` for ``groups`` (component names), with sizes, probabilities and
-    the cost model filled in from ``components``.  Empty groups are dropped."""
+    the cost model filled in from ``components``.  Empty groups are dropped;
+    ChunkerError when a group names a component twice or one not in ``components``."""
     index = {c.name: i for i, c in enumerate(components)}
     sizes = np.array([c.size for c in components], dtype=np.float64)
     probabilities = np.array([c.change_probability for c in components], dtype=np.float64)
-    events = Events.of([c.name for c in components], probabilities)
+    events = Events.for_components(components)
     named = [tuple(sorted(g)) for g in groups]
     named = [names for names in named if names]
+    unknown = sorted({n for names in named for n in names} - index.keys())
+    if unknown:
+        raise ChunkerError(f"component {unknown[0]!r} of a group is not among the components to plan")
     index_groups = [[index[n] for n in names] for names in named]
     placed = [i for idx in index_groups for i in idx]
     if len(placed) != len(set(placed)):
-        raise ValueError("a component is in more than one group")
+        raise ChunkerError("a component is in more than one group")
     change = -np.expm1(events.log_keeps(index_groups))
     layers = [
         Layer(names, int(sizes[idx].sum()), float(p))

@@ -3,9 +3,9 @@
 Merging two layers A and B (sizes S, probabilities of not changing q = 1 - P)
 raises ``E`` by exactly ``S_A q_A P_B + S_B q_B P_A``: both layers' bytes are now
 also downloaded when only the other one changes.  When the two hold the two
-parts of one package (``chunker.cost.Events``), the change they share is
-counted once: the union is kept with probability ``q_A q_B / k``, ``k`` the
-probability that the shared event does not happen.  ``pack`` starts from one layer
+parts of one split package (``chunker.cost.Events``, from ``Component.part_of``),
+the change they share is counted once: the union is kept with probability
+``q_A q_B / k``, ``k`` the probability that the shared event does not happen.  ``pack`` starts from one layer
 per component and repeatedly makes the cheapest merge (agglomerative, over a
 numpy matrix of pairwise merge costs with per-row minima), then moves single
 components between layers while that lowers ``E``.  Volatile components never
@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from mapping import Component
 
-from .cost import Events, make_plan
+from .cost import Events, make_plan, part_of_index
 from .plan import ChunkerError, Plan
 
 FloatArray = npt.NDArray[np.float64]
@@ -74,7 +74,7 @@ def pack(
     probs = np.clip(np.array([c.change_probability for c in comps]), 0.0, _P_CAP)
     volatile = np.array([c.kind == "volatile" for c in comps])
     names = [c.name for c in comps]
-    events = Events.of(names, probs)
+    events = Events.of(probs, part_of_index(comps))
     if prior is not None and any(n in prior.layer_index() for n in names):
         groups = _pack_with_prior(names, sizes, events, volatile, budget, prior, horizon)
     else:

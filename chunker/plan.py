@@ -9,8 +9,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mapping import DebchunkError
 
-class ChunkerError(Exception):
+
+class ChunkerError(DebchunkError):
     """A plan cannot be made or read; the message says what is at fault."""
 
 

@@ -8,6 +8,8 @@ reading images back), ``write`` (tar, plain and ostree layers, the image),
 ``tools`` (inspect, diff, validate, prior, report) and ``cli``.
 """
 
+from mapping import DebchunkError
+
 from .build import BuildResult, Comparison, build_image
 from .config import BuildConfig, CommitOrigin, Compression, Format, RootfsOrigin, epoch_from_environment
 from .errors import ConfigError, EncapsulateError
@@ -19,6 +21,7 @@ __all__ = [
     "Comparison",
     "Compression",
     "ConfigError",
+    "DebchunkError",
     "EncapsulateError",
     "Format",
     "RootfsOrigin",

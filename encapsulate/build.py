@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from chunker import ChunkerError, Plan, pack
-from chunker.split import split_mapping
 from mapping import Component, Mapping, build_mapping
 
 from .config import DOCKER_LAYER_LIMIT, BuildConfig, CommitOrigin, Origin
@@ -189,11 +188,12 @@ def map_origin(
     previous build split them, when there is one).  ``epoch``
     (``SOURCE_DATE_EPOCH``) pins the date change probabilities are computed at."""
     reference = None if epoch is None else dt.datetime.fromtimestamp(epoch, dt.UTC)
+    names = None if prior is None else prior.layer_index().keys()
     if isinstance(origin, CommitOrigin):
-        mapping = build_mapping(repo=origin.repo, ref=origin.ref, reference_date=reference, threads=threads)
-    else:
-        mapping = build_mapping(rootfs=origin.path, reference_date=reference, threads=threads)
-    return split_mapping(mapping, prior=None if prior is None else prior.layer_index().keys())
+        return build_mapping(
+            repo=origin.repo, ref=origin.ref, reference_date=reference, threads=threads, prior=names
+        )
+    return build_mapping(rootfs=origin.path, reference_date=reference, threads=threads, prior=names)
 
 
 def image_epoch(config: BuildConfig, mapping: Mapping) -> int:

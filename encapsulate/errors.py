@@ -1,15 +1,13 @@
-"""The encapsulate stage's errors."""
+"""The encapsulate stage's errors (``mapping.DebchunkError`` is their base)."""
 
 from __future__ import annotations
 
+from mapping import DebchunkError
 
-class EncapsulateError(Exception):
+
+class EncapsulateError(DebchunkError):
     """An image cannot be written or read; the message names what is at fault
     (``where``), what happened (``what``) and what to do (``hint``)."""
-
-    def __init__(self, what: str, *, where: str | None = None, hint: str | None = None) -> None:
-        self.what, self.where, self.hint = what, where, hint
-        super().__init__("".join((f"{where}: " if where else "", what, f"; {hint}" if hint else "")))
 
 
 class ConfigError(EncapsulateError):

@@ -9,14 +9,17 @@ of every entry.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 
-from .errors import MappingError
+from .errors import DebchunkError, MappingError
 from .model import Component, Mapping
 from .ownership import map_tree
+from .split import split_components, split_packages
 from .tree import Entry, EntryType, Tree
 
 __all__ = [
     "Component",
+    "DebchunkError",
     "Entry",
     "EntryType",
     "Mapping",
@@ -25,6 +28,8 @@ __all__ = [
     "build_mapping",
     "map_tree",
     "read_tree",
+    "split_components",
+    "split_packages",
 ]
 
 
@@ -51,6 +56,12 @@ def build_mapping(
     *,
     reference_date: dt.datetime | None = None,
     threads: int | None = None,
+    prior: Collection[str] | None = None,
 ) -> Mapping:
-    """Map an OSTree commit or a root directory (see ``read_tree`` and ``map_tree``)."""
-    return map_tree(read_tree(repo, ref, rootfs, threads), reference_date=reference_date)
+    """Map an OSTree commit or a root directory (see ``read_tree`` and
+    ``map_tree``), with its packages split below package level
+    (``split_packages``; ``prior``: the component names of the previous
+    build's plan, so that a package is split exactly when it was before).
+    ``reference_date`` pins the date change rates are counted back from."""
+    unsplit = map_tree(read_tree(repo, ref, rootfs, threads), reference_date=reference_date)
+    return split_packages(unsplit, prior=prior)

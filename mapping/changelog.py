@@ -4,8 +4,8 @@ In: the changelog of each source package found in the tree.  Out: the distinct
 change dates within 365 days before a reference date, turned into a weekly
 change probability ``1 - exp(-7 * rate)`` (rate = changes per day, changes as a
 Poisson process).  The reference is the newest changelog date in the whole tree,
-or ``SOURCE_DATE_EPOCH``; never the wall clock, so results do not depend on when
-debchunk runs.
+or the ``reference_date`` the caller gives (the CLI passes ``SOURCE_DATE_EPOCH``);
+never the wall clock, so results do not depend on when debchunk runs.
 """
 
 from __future__ import annotations

@@ -3,17 +3,16 @@
 In: a ``Tree``.  Out: the admindir found by the probe order of DESIGN.md, the
 installed binary packages (with their source package and version), the paths
 each one lists, the diversions and the alternatives links, all read through the
-tree (never from the host).  Parsing streams with python-debian.
+tree (never from the host).  ``status`` is parsed by ``apt_pkg.TagFile``, or
+python-debian without python-apt (``mapping.debian_formats``).
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from debian.deb822 import Deb822
-
+from .debian_formats import paragraphs
 from .errors import show, warn
 from .tree import EntryType, Tree
 
@@ -87,9 +86,7 @@ class Database:
         data = self._read("status") or b""
         found: list[Package] = []
         where = f"{show(self.admindir)}/status"
-        for number, para in enumerate(
-            Deb822.iter_paragraphs(io.BytesIO(data), use_apt_pkg=False, encoding="utf-8"), 1
-        ):
+        for number, para in enumerate(paragraphs(data), 1):
             name = para.get("Package", "")
             status = para.get("Status", "").split()
             missing = [f for f in ("Package", "Status", "Version", "Architecture") if not para.get(f)]

@@ -7,7 +7,21 @@ import logging
 log = logging.getLogger("debchunk.mapping")
 
 
-class MappingError(Exception):
+class DebchunkError(Exception):
+    """The base of every stage's error: ``what`` went wrong, ``where`` (the file,
+    option or object at fault, when there is one) and ``hint`` (what to do).
+    ``str(e)`` is ``"where: what; hint"``, the parts that are absent left out,
+    so a caller prints it as one line."""
+
+    def __init__(self, what: str, where: str | None = None, hint: str | None = None) -> None:
+        self.what = what
+        self.where = where
+        self.hint = hint
+        message = f"{where}: {what}" if where else what
+        super().__init__(f"{message}; {hint}" if hint else message)
+
+
+class MappingError(DebchunkError):
     """The tree cannot be mapped; the message names what is at fault and what to do."""
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import MappingError
+from .errors import MappingError, show
 from .tree import Entry, Tree
 
 Kind = Literal["package", "component", "bigfile", "volatile", "unpackaged"]
@@ -27,7 +27,9 @@ class Component:
     entries; ``change_probability`` is the chance it changes in a week, and
     ``upstream_change_probability`` (packages with a changelog) the chance its
     upstream version changes in a week, which is when its architecture-neutral
-    data (``usr/share``, translations) tends to change too.
+    data (``usr/share``, translations) tends to change too.  ``part_of``: set on
+    the data part of a split package (``mapping.split``), the name of the
+    package component it was split from, whose changes include all of its own.
     """
 
     name: str
@@ -38,10 +40,11 @@ class Component:
     files: int = 0
     change_probability: float = 0.0
     upstream_change_probability: float | None = None
+    part_of: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The component as in ``debchunk map --json``."""
-        return {
+        """The component as in ``debchunk map --json`` (``part_of`` only when set)."""
+        out: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
             "packages": list(self.packages),
@@ -51,6 +54,9 @@ class Component:
             "change_probability": self.change_probability,
             "upstream_change_probability": self.upstream_change_probability,
         }
+        if self.part_of is not None:
+            out["part_of"] = self.part_of
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Component:
@@ -63,7 +69,7 @@ class Component:
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"change_probability {p} is not within [0, 1]")
             upstream = data.get("upstream_change_probability")
-            upstream = data.get("upstream_change_probability")
+            part_of = data.get("part_of")
             return cls(
                 str(data["name"]),
                 kind,
@@ -73,6 +79,7 @@ class Component:
                 int(data.get("files", 0)),
                 p,
                 None if upstream is None else float(upstream),
+                None if part_of is None else str(part_of),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise MappingError(f"component {data.get('name', '?')!r}: {e}") from None
@@ -94,25 +101,37 @@ class Mapping:
     tree: Tree | None = field(default=None, repr=False, compare=False)
     owners: Sequence[int] = field(default=(), repr=False, compare=False)
 
-    def component(self, name: str) -> Component:
-        """The component called ``name``."""
-        for c in self.components:
+    def _index_of(self, name: str) -> int:
+        for i, c in enumerate(self.components):
             if c.name == name:
-                return c
-        raise KeyError(name)
+                return i
+        raise MappingError(
+            f"no component {name!r}", self.source or None, "see 'debchunk map' for the components"
+        )
+
+    def component(self, name: str) -> Component:
+        """The component called ``name``; MappingError when there is none."""
+        return self.components[self._index_of(name)]
 
     def owner(self, path: str) -> Component | None:
-        """The component owning the entry at ``path`` (None for directories)."""
-        if self.tree is None or path not in self.tree.index:
-            raise KeyError(path)
-        i = self.owners[self.tree.index[path]]
+        """The component owning the entry at ``path`` (None for directories);
+        MappingError when the mapping has no tree or the tree no such entry."""
+        if self.tree is None:
+            raise MappingError(
+                "the mapping has no tree (it was read from JSON)", self.source or None, "map the tree again"
+            )
+        where = self.tree.index.get(path)
+        if where is None:
+            raise MappingError(f"no entry {show(path)!r} in the tree", self.source or None)
+        i = self.owners[where]
         return None if i < 0 else self.components[i]
 
     def files_of(self, name: str) -> list[Entry]:
-        """Entries owned by the component called ``name``."""
+        """Entries owned by the component called ``name`` (none without a
+        tree); MappingError when there is no such component."""
+        want = self._index_of(name)
         if self.tree is None:
             return []
-        want = next(i for i, c in enumerate(self.components) if c.name == name)
         return [e for e, o in zip(self.tree.entries, self.owners, strict=True) if o == want]
 
     def content_owners(self) -> dict[str, str]:

@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from debian.debian_support import version_compare
-
 from . import changelog
+from .debian_formats import newest_version
 from .dpkg import Database, Package
-from .errors import MappingError, show, warn
+from .errors import show, warn
 from .model import BIGFILE_PREFIX, UNPACKAGED, VOLATILE, Component, Kind, Mapping
 from .tree import EntryType, Tree
 
@@ -151,22 +149,12 @@ class _Owner:
     changelogs: list[str] = field(default_factory=list)
 
 
-def _source_epoch() -> dt.datetime | None:
-    value = os.environ.get("SOURCE_DATE_EPOCH")
-    if not value:
-        return None
-    try:
-        return dt.datetime.fromtimestamp(int(value), dt.UTC)
-    except (ValueError, OverflowError):
-        raise MappingError(
-            f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds since 1970; fix or unset it"
-        ) from None
-
-
 def map_tree(
     tree: Tree, *, bigfile_threshold: int = BIGFILE_THRESHOLD, reference_date: dt.datetime | None = None
 ) -> Mapping:
-    """Assign every entry of ``tree`` to a component (see the module docstring)."""
+    """Assign every entry of ``tree`` to a component (see the module docstring).
+    Change rates count back from ``reference_date``, else from the newest
+    changelog date in the tree (never the wall clock or the environment)."""
     entries = tree.entries
     owner_name: list[str | None] = [None] * len(entries)
     owners: dict[str, _Owner] = {}
@@ -228,7 +216,7 @@ def map_tree(
         owner_name[i] = name
         owners.setdefault(name, _Owner(name, kind))
 
-    probabilities, reference = _change_probabilities(tree, owners, reference_date or _source_epoch())
+    probabilities, reference = _change_probabilities(tree, owners, reference_date)
 
     # Sizes count each distinct content once per component.
     sizes: dict[str, int] = defaultdict(int)
@@ -249,7 +237,7 @@ def map_tree(
                 o.name,
                 o.kind,
                 tuple(sorted(o.packages)),
-                _newest(o.versions),
+                newest_version(o.versions),
                 sizes[o.name],
                 counts[o.name],
                 *probabilities[o.name],
@@ -376,16 +364,6 @@ def _claim_dpkg(
 def _changelog_paths(package: Package) -> list[str]:
     doc = f"usr/share/doc/{package.name}"
     return [f"{doc}/changelog.Debian.gz", f"{doc}/changelog.gz"]
-
-
-def _newest(versions: set[str]) -> str | None:
-    if not versions:
-        return None
-    best = None
-    for v in sorted(versions):
-        if best is None or version_compare(v, best) > 0:
-            best = v
-    return best
 
 
 def stable_release(tree: Tree) -> bool:

@@ -19,25 +19,33 @@ from .errors import MappingError, show, warn
 from .tree import Entry, EntryType, Tree
 
 _BLOCK = 1 << 20
+_READABLE = "make the whole tree readable (or run as root)"
 
 
 def _xattrs(path: str) -> tuple[tuple[bytes, bytes], ...]:
+    """Extended attributes of ``path`` itself (a symlink's own, never its
+    target's), sorted by name; names are bytes, as stored (not necessarily
+    UTF-8).  The standard library reads them: docs/dependencies.md has the
+    measurement against the ``xattr`` package."""
     try:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError as e:
         if e.errno in (errno.ENOTSUP, errno.EPERM):
             return ()
-        raise
+        raise MappingError(f"cannot list extended attributes: {e.strerror}", show(path), _READABLE) from None
     if not names:
         return ()
     pairs = []
+    # os.listxattr decodes names with surrogateescape: fsencode gives the bytes back.
     for name in sorted(names):
         try:
             value = os.getxattr(path, name, follow_symlinks=False)
         except OSError as e:
             if e.errno == errno.ENODATA:
                 continue
-            raise
+            raise MappingError(
+                f"cannot read extended attribute {os.fsencode(name)!r}: {e.strerror}", show(path), _READABLE
+            ) from None
         pairs.append((os.fsencode(name), value))
     return tuple(pairs)
 
@@ -119,12 +127,19 @@ class RootfsTree(Tree):
             st.st_gid,
             st.st_size if is_file else 0,
             _xattrs(self._abs(path)),
-            os.readlink(self._abs(path)) if kind is EntryType.SYMLINK else None,
+            self._readlink(path) if kind is EntryType.SYMLINK else None,
             None,
             st.st_rdev if kind in (EntryType.CHAR, EntryType.BLOCK) else 0,
             f"{st.st_dev}:{st.st_ino}" if is_file and st.st_nlink > 1 else None,
             self,
         )
+
+    def _readlink(self, path: str) -> str:
+        try:
+            return os.readlink(self._abs(path))
+        except OSError as e:
+            where = show(self._abs(path))
+            raise MappingError(f"cannot read symlink: {e.strerror}", where, _READABLE) from None
 
     def _hash(self, paths: list[str], threads: int | None) -> list[str]:
         def one(rel: str) -> str:

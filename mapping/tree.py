@@ -180,8 +180,12 @@ class Tree:
         entry = None if resolved is None else self.get(resolved)
         if entry is None or entry.type is not EntryType.FILE:
             return None
-        with entry.open() as f:
-            return f.read() if limit is None else f.read(limit)
+        try:
+            with entry.open() as f:
+                return f.read() if limit is None else f.read(limit)
+        except OSError as e:
+            hint = "check the disk holding the tree"
+            raise MappingError(f"cannot read: {e.strerror}", show(path), hint) from None
 
     def children(self, path: str) -> Iterator[Entry]:
         """Entries directly inside directory ``path`` (no symlinks followed)."""

@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chunker import ChunkerError, Plan, expected_bytes, floor_bytes, make_plan, pack
+from chunker.cost import Events
 from mapping import Component
 from mapping.model import Kind
 from tests.conftest import RunCli
@@ -32,7 +34,7 @@ def component_sets(draw: st.DrawFn, min_size: int = 1, max_size: int = 300) -> l
         Component(f"c{i:04d}", k, size=s, change_probability=p)
         for i, (s, p, k) in enumerate(zip(sizes, probs, kinds, strict=True))
     ]
-    # Some packages split in two (chunker.split): a data part changing with the
+    # Some packages split in two (mapping.split): a data part changing with the
     # upstream version only, no more often than the rest.
     split = draw(st.lists(st.sampled_from(range(n)), max_size=n // 2 + 1, unique=True))
     for i in split:
@@ -43,6 +45,7 @@ def component_sets(draw: st.DrawFn, min_size: int = 1, max_size: int = 300) -> l
                 "package",
                 size=draw(st.integers(0, 50_000_000)),
                 change_probability=upstream,
+                part_of=f"c{i:04d}",
             )
         )
     if draw(st.booleans()):
@@ -176,7 +179,7 @@ def test_package_parts_share_their_upstream_changes() -> None:
     # two together change as often as x alone.
     comps = [
         Component("x", "package", size=100, change_probability=0.5),
-        Component("x:data", "package", size=100, change_probability=0.2),
+        Component("x:data", "package", size=100, change_probability=0.2, part_of="x"),
         Component("y", "package", size=100, change_probability=0.2),
     ]
     together = make_plan(comps, [["x", "x:data"], ["y"]], 3)
@@ -192,6 +195,15 @@ def test_package_parts_share_their_upstream_changes() -> None:
     assert sorted(layer.components for layer in pack(comps, 3, wide).layers) == [("x", "x:data"), ("y",)]
     first = make_plan(comps[:1] + comps[2:], [["x"], ["y"]], 3)
     assert sorted(layer.components for layer in pack(comps, 3, first).layers) == [("x", "x:data"), ("y",)]
+    # The link is what counts, not the name: the same parts unlinked are
+    # independent (0.6), and a linked part of any name shares (0.5).
+    unlinked = [replace(c, part_of=None) for c in comps]
+    assert make_plan(unlinked, [["x", "x:data"], ["y"]], 3).layers[0].change_probability == pytest.approx(0.6)
+    renamed = [replace(c, name="x-icons") if c.name == "x:data" else c for c in comps]
+    shared = make_plan(renamed, [["x", "x-icons"], ["y"]], 3)
+    assert shared.layers[0].change_probability == pytest.approx(0.5)
+    assert Events.for_components(comps).partners()[0].tolist() == [1, 0, -1]
+    assert Events.of(np.array([0.5, 0.2, 0.2]), [-1, 0, -1]).partners()[0].tolist() == [1, 0, -1]
 
 
 def test_volatile_content_that_almost_always_changes_shares_a_layer() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mapping import Mapping, build_mapping, map_tree, read_tree
+from mapping import Mapping, map_tree, read_tree
 from mapping.changelog import CHANGES_PRIOR, CVE_WEIGHT, DEFAULT_CHANGE_PROBABILITY
 from tests.sample import KVER, Pkg, SampleTree, blob, day
 
@@ -22,6 +22,17 @@ def sample_mapping(
     if request.param == "commit":
         return build_mapping(repo=str(sample_repos["bare-user"]), ref="sample")
     return build_mapping(rootfs=str(sample_tree))
+
+
+def build_mapping(
+    repo: str | None = None,
+    ref: str | None = None,
+    rootfs: str | None = None,
+    reference_date: dt.datetime | None = None,
+) -> Mapping:
+    """The ownership rules' mapping, before packages are split
+    (tests/test_split.py covers ``mapping.build_mapping``'s split)."""
+    return map_tree(read_tree(repo, ref, rootfs), reference_date=reference_date)
 
 
 def owner(m: Mapping, path: str) -> str:
@@ -189,11 +200,17 @@ def test_change_probability_relative_to_newest_changelog(sample_mapping: Mapping
     )
 
 
-def test_source_date_epoch_pins_the_reference(sample_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reference_date_pins_the_reference(sample_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pinned = day(0) + dt.timedelta(days=100)
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(int(pinned.timestamp())))
-    m = build_mapping(rootfs=str(sample_tree))
+    m = build_mapping(rootfs=str(sample_tree), reference_date=pinned)
     assert m.reference_date == pinned
+    # The environment is the caller's to read (the CLI passes reference_date):
+    # SOURCE_DATE_EPOCH alone changes nothing here.
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(int(pinned.timestamp())))
+    unpinned = build_mapping(rootfs=str(sample_tree))
+    assert unpinned.reference_date == day(0)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "not a number")
+    assert build_mapping(rootfs=str(sample_tree)).components == unpinned.components
     # Window (day 0 + 100 - 365, day 0 + 100]: day 0, 30, 60, 200 -> day 200 is 265 days before
     # the reference, within it; day 400 is not.
     assert m.component("glibc").change_probability == pytest.approx(1 - math.exp(-7 * 4.5 / 365))

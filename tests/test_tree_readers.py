@@ -112,6 +112,36 @@ def test_rootfs_preserves_every_kind_of_object(odd_tree: Path, caplog: pytest.Lo
     assert any("d/socket" in r.getMessage() and "skipped" in r.getMessage() for r in caplog.records)
 
 
+def test_rootfs_xattrs_of_the_entry_itself(tmp_path: Path) -> None:
+    """Extended attributes as stored: binary values, non-UTF-8 names as bytes,
+    sorted; a symlink's are never its target's."""
+    root = tmp_path / "x"
+    root.mkdir()
+    target = root / "target"
+    target.write_bytes(b"t")
+    os.setxattr(target, "user.component", b"from-the-target")
+    os.setxattr(target, os.fsencode("user.") + b"caf\xe9", b"\x00latin1")
+    os.setxattr(target, "user.a", b"")
+    os.symlink("target", root / "link")
+    os.symlink("/", root / "to-host-root")
+    (root / "plain").write_bytes(b"p")
+    tree = read_tree(rootfs=str(root))
+    by = {e.path: e for e in tree}
+    assert by["target"].xattrs == (
+        (b"user.a", b""),
+        (b"user.caf\xe9", b"\x00latin1"),
+        (b"user.component", b"from-the-target"),
+    )
+    assert by["link"].xattrs == () and by["to-host-root"].xattrs == ()
+    assert by["plain"].xattrs == ()
+    # The link's file is mapped to its directory's component, not the target's xattr.
+    from mapping import map_tree
+
+    m = map_tree(tree)
+    assert m.owner("target").name == "from-the-target"  # type: ignore[union-attr]
+    assert m.owner("link").name != "from-the-target"  # type: ignore[union-attr]
+
+
 def test_symlinks_resolve_inside_the_tree_only(odd_tree: Path) -> None:
     tree = read_tree(rootfs=str(odd_tree))
     # /etc/passwd exists on the host but not in the tree: never read from the host.

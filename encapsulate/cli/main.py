@@ -11,12 +11,11 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 
 from chunker import ChunkerError, pack
-from chunker.split import split_mapping
-from mapping import Mapping, MappingError
+from mapping import DebchunkError, Mapping, MappingError
 
 from ..build import build_image, map_origin, read_prior
 from ..config import CommitOrigin, RootfsOrigin, epoch_from_environment
-from ..errors import ConfigError, EncapsulateError
+from ..errors import ConfigError
 from ..oci.layout import read_json_object
 from . import tools
 from .options import common_options, print_json, tls_verify_option
@@ -98,7 +97,6 @@ def _cmd_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             )
         except MappingError as e:
             raise ChunkerError(f"{args.mapping}: {e}") from None
-        mapping = split_mapping(mapping)
     else:
         mapping = map_origin(_origin(args), epoch=epoch_from_environment(), prior=prior)
     plan = pack(mapping.components, args.max_layers, prior)
@@ -150,7 +148,7 @@ def _run(
         args.parser.print_usage(sys.stderr)
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except (MappingError, ChunkerError, EncapsulateError) as e:
+    except DebchunkError as e:
         if args.debug:
             raise
         print(f"{prog}: error: {e}", file=sys.stderr)

@@ -51,6 +51,8 @@ class ComponentInfo:
     change_probability: float
     version: str | None
     digest: str | None
+    # The package component this is the data part of (mapping.Component.part_of).
+    part_of: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The entry as in the label, with its name."""
@@ -60,6 +62,7 @@ class ComponentInfo:
             "change_probability": self.change_probability,
             "version": self.version,
             "digest": self.digest,
+            "part_of": self.part_of,
         }
 
 
@@ -125,7 +128,7 @@ def components_from_label(
         if lenient and not isinstance(entry, dict):
             continue
         try:
-            version, digest = entry.get("version"), entry.get("digest")
+            version, digest, part_of = entry.get("version"), entry.get("digest"), entry.get("part_of")
             if lenient:
                 size = int(entry.get("size", 0))
                 probability = min(1.0, max(0.0, float(entry.get("change_probability", 0.0))))
@@ -141,6 +144,7 @@ def components_from_label(
             probability,
             None if version is None else str(version),
             None if digest is None else str(digest),
+            None if part_of is None else str(part_of),
         )
     return out, bad
 
@@ -178,7 +182,9 @@ def layer_change_probability(names: Sequence[str], components: Mapping[str, Comp
     if any(n not in components for n in names):
         return None
     probabilities = np.array([components[n].change_probability for n in names], dtype=np.float64)
-    return -math.expm1(Events.of(names, probabilities).log_keep(range(len(names))))
+    position = {n: k for k, n in enumerate(names)}
+    part_of = [position.get(components[n].part_of or "", -1) for n in names]
+    return -math.expm1(Events.of(probabilities, part_of).log_keep(range(len(names))))
 
 
 def component_changes(

@@ -64,7 +64,8 @@ class _Stopped(Exception):
 
 def components_label(mapping: Mapping) -> str:
     """The ``COMPONENTS_LABEL`` value of an image of ``mapping``: each
-    component's size, probability, version, package link and a digest of its
+    component's size, probability, version, the package a data part belongs to
+    (``part_of``) and a digest of its
     entries (paths, metadata, content ids)."""
     assert mapping.tree is not None
     digests = [hashlib.sha256() for _ in mapping.components]
@@ -79,6 +80,7 @@ def components_label(mapping: Mapping) -> str:
                 "change_probability": round(c.change_probability, 6),
                 "version": c.version,
                 "digest": "sha256:" + d.hexdigest(),
+                "part_of": c.part_of,
             }
             for c, d in zip(mapping.components, digests, strict=True)
         }

@@ -12,9 +12,11 @@ So a package component ``NAME`` whose upstream version changes less often than
 the package does, and whose data is worth a layer's bookkeeping
 (``MIN_DATA_BYTES``), becomes ``NAME`` (binaries, libraries, configuration,
 documentation: changed by every upload) and ``NAME:data`` (changed with the
-upstream version).  The packer may still put both parts in one layer when
-that is cheaper; splitting only gives it the choice.  The rule is a function of
-the path, so the encapsulator applies exactly the split the plan was made with.
+upstream version), whose ``part_of`` names ``NAME``: the chunker's cost model
+reads that link, never the name.  The packer may still put both parts in one
+layer when that is cheaper; splitting only gives it the choice.  The split is
+made once, here: ``build_mapping`` returns the split mapping, and the plan and
+the image are made from its components and owners as they are.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import replace
 import numpy as np
 import numpy.typing as npt
 
-from mapping import Component, Mapping
+from .model import Component, Mapping
 
 DATA_SUFFIX = ":data"
 # Below this, a data part is not worth a component of its own.
@@ -69,6 +71,7 @@ def split_components(
     splittable = np.array(
         [
             c.kind == "package"
+            and c.part_of is None
             and c.upstream_change_probability is not None
             and (c.upstream_change_probability < c.change_probability or c.name in was_split)
             for c in components
@@ -95,7 +98,7 @@ def split_components(
         if split[k]:
             data_index[k] = len(parts)
             upstream = min(c.upstream_change_probability or 0.0, c.change_probability)
-            parts.append(replace(c, name=c.name + DATA_SUFFIX, change_probability=upstream))
+            parts.append(replace(c, name=c.name + DATA_SUFFIX, change_probability=upstream, part_of=c.name))
     result = new_index[safe_owner]
     moved = candidate & (data_index[safe_owner] >= 0)
     result[moved] = data_index[safe_owner[moved]]
@@ -158,12 +161,13 @@ def _attach_package_records(
     return moved
 
 
-def split_mapping(
-    mapping: Mapping, min_data_bytes: int = MIN_DATA_BYTES, prior: Collection[str] | None = None
+def split_packages(
+    mapping: Mapping, *, prior: Collection[str] | None = None, min_data_bytes: int = MIN_DATA_BYTES
 ) -> Mapping:
-    """The mapping with its package components split (needs the tree); see
-    ``split_components`` for ``prior``."""
-    if mapping.tree is None:
+    """The mapping with its package components split (see ``split_components``
+    for ``prior``).  A mapping without a tree (read from JSON) or already split
+    is returned as it is."""
+    if mapping.tree is None or any(c.part_of is not None for c in mapping.components):
         return mapping
     entries = mapping.tree.entries
     components, owners = split_components(
@@ -172,7 +176,16 @@ def split_mapping(
         [e.size for e in entries],
         [e.content_id for e in entries],
         mapping.owners,
-        min_data_bytes,
-        prior,
+        min_data_bytes=min_data_bytes,
+        prior=prior,
     )
-    return replace(mapping, components=components, owners=owners.tolist())
+    # The mapping's own order: largest first (as ``map_tree`` sorts).
+    order = sorted(range(len(components)), key=lambda k: (-components[k].size, components[k].name))
+    position = np.empty(len(components) + 1, dtype=np.int64)
+    position[order] = np.arange(len(components))
+    position[-1] = -1
+    return replace(
+        mapping,
+        components=tuple(components[k] for k in order),
+        owners=position[owners].tolist(),
+    )
