@@ -175,3 +175,20 @@ def test_contentmeta_is_rpm_ostree_shaped(run_cli: RunCli, sample_tree: Path, tm
     mapped = json.loads(run_cli("map", "--rootfs", str(sample_tree), "--json").stdout)
     sizes = {c["name"]: c["size"] for c in mapped["components"]}
     assert {e["name"]: e["size"] for e in entries} == sizes
+
+
+def test_plan_from_a_saved_mapping_equals_plan_from_the_tree(
+    run_cli: RunCli, sample_tree: Path, tmp_path: Path
+) -> None:
+    mapped = run_cli("map", "--rootfs", str(sample_tree), "--json")
+    assert mapped.returncode == 0, mapped.stderr
+    saved = tmp_path / "mapping.json"
+    saved.write_text(mapped.stdout)
+    # The saved mapping carries the split: data parts name their package.
+    parts = [c for c in json.loads(mapped.stdout)["components"] if c.get("part_of")]
+    assert parts and all(c["name"] == c["part_of"] + ":data" for c in parts)
+    for layers in ("4", "8", "64"):
+        from_tree = run_cli("plan", "--rootfs", str(sample_tree), "--max-layers", layers, "--json")
+        from_file = run_cli("plan", "--mapping", str(saved), "--max-layers", layers, "--json")
+        assert from_tree.returncode == 0 and from_file.returncode == 0, from_file.stderr
+        assert json.loads(from_file.stdout) == json.loads(from_tree.stdout)

@@ -3,6 +3,7 @@ laid out as an OSTree image builder does and committed with ``ostree commit``.""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -185,3 +186,26 @@ def test_encapsulated_real_commit(real_commit: tuple[Path, Path], tmp_path: Path
         env=env,
     )
     assert_same_tree(tree, umoci_unpack(tmp_path / "img", "rootfs", tmp_path / "r"))
+
+
+def test_plan_from_a_saved_mapping_equals_plan_from_the_tree(
+    real_commit: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``debchunk plan --mapping`` of ``debchunk map --json`` output plans what
+    ``plan --rootfs`` and ``plan --repo`` plan: the saved mapping carries the split."""
+    tree, repo = real_commit
+    debchunk = str(Path(sys.executable).parent / "debchunk")
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1767225600"}
+
+    def run(*args: str) -> str:
+        return subprocess.run([debchunk, *args], capture_output=True, text=True, check=True, env=env).stdout
+
+    saved = tmp_path / "mapping.json"
+    saved.write_text(run("map", "--rootfs", str(tree), "--json"))
+    from_file = json.loads(run("plan", "--mapping", str(saved), "--json"))
+    assert from_file == json.loads(run("plan", "--rootfs", str(tree), "--json"))
+    assert len(from_file["layers"]) > 32
+    assert any(name.endswith(":data") for layer in from_file["layers"] for name in layer["components"])
+    (tmp_path / "commit.json").write_text(run("map", "--repo", str(repo), "debian/trixie", "--json"))
+    from_commit_file = json.loads(run("plan", "--mapping", str(tmp_path / "commit.json"), "--json"))
+    assert from_commit_file == json.loads(run("plan", "--repo", str(repo), "debian/trixie", "--json"))
