@@ -273,7 +273,7 @@ def read_packages(tree: Path) -> list[InstalledPackage]:
     return result
 
 
-def _content_id(entry_type: EntryType, content_id: str | None, target: str | None, rdev: int) -> str:
+def row_content_id(entry_type: EntryType, content_id: str | None, target: str | None, rdev: int) -> str:
     if content_id is not None:
         return content_id
     if entry_type is EntryType.SYMLINK:
@@ -318,7 +318,7 @@ def make_index(set_name: str, build_name: str, tree: Path) -> dict[str, Any]:
             continue
         if owner < 0:
             raise RuntimeError(f"{tree}: {entry.path} has no owner in the mapping")
-        cid = _content_id(entry.type, entry.content_id, entry.target, entry.rdev)
+        cid = row_content_id(entry.type, entry.content_id, entry.target, entry.rdev)
         rows.append((entry.path, cid, entry.size, entry.mode, m.components[owner].name))
     rows.sort()
     spec = spec_for(set_name, build_name)
@@ -423,7 +423,7 @@ class TreeIndex:
         return hashlib.sha256(self.row_digests.tobytes()).digest()
 
 
-def _row_digests(paths: Sequence[str], content_ids: Sequence[str], modes: Sequence[int]) -> NDArray[np.uint8]:
+def row_digests(paths: Sequence[str], content_ids: Sequence[str], modes: Sequence[int]) -> NDArray[np.uint8]:
     joined = b"".join(
         hashlib.sha256(f"{p}\0{c}\0{m:o}".encode("utf-8", "surrogateescape")).digest()
         for p, c, m in zip(paths, content_ids, modes, strict=True)
@@ -508,7 +508,7 @@ def load_index(set_name: str, build_name: str, frozen: bool = False) -> TreeInde
         sizes=np.asarray(files["size"], dtype=np.int64),
         modes=np.asarray(modes, dtype=np.int64),
         owners=np.asarray([component_index[n] for n in files["component"]], dtype=np.int64),
-        row_digests=_row_digests(paths, content_ids, modes),
+        row_digests=row_digests(paths, content_ids, modes),
         packages=tuple(InstalledPackage(**p) for p in data["packages"]),
         mapping_digest=data.get("mapping_digest"),
     )

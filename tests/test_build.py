@@ -12,9 +12,19 @@ from typing import Any
 
 import pytest
 
-from encapsulate import BuildConfig, CommitOrigin, Compression, Format, RootfsOrigin, build_image
+from encapsulate import (
+    BuildConfig,
+    CommitOrigin,
+    Compression,
+    ConfigError,
+    EncapsulateError,
+    Format,
+    RootfsOrigin,
+    build_image,
+)
 from encapsulate.oci.layout import Layout
 from encapsulate.tools.validate import validate_image
+from mapping import DebchunkError, MappingError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,3 +138,42 @@ def test_image_config_in_both_forms(
     assert written["config"]["Labels"]["x"] == "y"
     assert "Env" not in written and "Cmd" not in written
     assert (written.get("author") == "me") == (form == "full")
+
+
+def test_library_errors_are_debchunk_errors(
+    sample_tree: Path, sample_repos: dict[str, Path], tmp_path: Path
+) -> None:
+    """Whatever is wrong, a library caller gets a DebchunkError naming it, never
+    a KeyError, StopIteration or OSError; and nothing is written."""
+    (tmp_path / "not-json").write_text("{")
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "out"
+    rootfs = RootfsOrigin(str(sample_tree))
+    cases: list[tuple[BuildConfig, type[DebchunkError], str]] = [
+        (BuildConfig(RootfsOrigin(str(tmp_path / "missing")), f"oci:{out}"), MappingError, "missing"),
+        (BuildConfig(CommitOrigin(str(tmp_path / "missing"), "x"), f"oci:{out}"), MappingError, "missing"),
+        (
+            BuildConfig(CommitOrigin(str(sample_repos["bare-user"]), "nope"), f"oci:{out}"),
+            MappingError,
+            "nope",
+        ),
+        (
+            BuildConfig(rootfs, f"oci:{out}", prior_plan=str(tmp_path / "not-json")),
+            EncapsulateError,
+            "not-json",
+        ),
+        (BuildConfig(rootfs, f"oci:{out}", prior=f"oci:{tmp_path / 'nothing'}"), EncapsulateError, "nothing"),
+        (
+            BuildConfig(rootfs, f"oci:{out}", image_config=str(tmp_path / "gone.json")),
+            EncapsulateError,
+            "gone",
+        ),
+        (BuildConfig(rootfs, f"oci:{tmp_path / 'file'}/sub"), EncapsulateError, "file"),
+        (BuildConfig(rootfs, "oci:" + str(out) + ":bad tag!"), ConfigError, "bad tag!"),
+    ]
+    for config, error, words in cases:
+        with pytest.raises(error) as raised:
+            build_image(config)
+        assert words in str(raised.value), (config, raised.value)
+        assert "\n" not in str(raised.value)
+    assert not out.exists() and (tmp_path / "file").read_text() == "x"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from benches.update_cost import split_index
-from benches.update_pairs import TreeIndex, _content_id, _row_digests, download_bytes
+from benches.update_pairs import TreeIndex, download_bytes, row_content_id, row_digests
 from chunker import Plan
 from mapping import EntryType, build_mapping
 from tests.conftest import RunCli, snapshot
@@ -292,7 +292,7 @@ def tree_index(root: Path, name: str) -> TreeIndex:
     m = build_mapping(rootfs=str(root))
     assert m.tree is not None
     rows = sorted(
-        (e.path, _content_id(e.type, e.content_id, e.target, e.rdev), e.size, e.mode, m.components[o].name)
+        (e.path, row_content_id(e.type, e.content_id, e.target, e.rdev), e.size, e.mode, m.components[o].name)
         for e, o in zip(m.tree.entries, m.owners, strict=True)
         if e.type is not EntryType.DIR
     )
@@ -311,7 +311,7 @@ def tree_index(root: Path, name: str) -> TreeIndex:
         sizes=np.asarray([r[2] for r in rows], dtype=np.int64),
         modes=np.asarray(modes, dtype=np.int64),
         owners=np.asarray([where[r[4]] for r in rows], dtype=np.int64),
-        row_digests=_row_digests(paths, content_ids, modes),
+        row_digests=row_digests(paths, content_ids, modes),
         packages=(),
     )
 
