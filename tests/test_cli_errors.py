@@ -133,7 +133,13 @@ def test_ctrl_c_leaves_the_layout_as_it_was(sample_tree: Path, tmp_path: Path) -
         cwd=ROOT,
         env={**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)},
     )
-    time.sleep(1.0)
+    # Interrupt it while a layer is being written (a temporary blob is there):
+    # a fixed delay can outlast the whole run on a fast machine.
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith(".tmp-blob-") for p in (layout / "blobs/sha256").iterdir()):
+        assert proc.poll() is None, "finished before it could be interrupted"
+        assert time.monotonic() < deadline, "no layer was written within a minute"
+        time.sleep(0.005)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
