@@ -1,15 +1,22 @@
-"""Bad input: one clear line, the right exit status, no traceback, nothing on disk changed."""
+"""Bad input to the mapping: a clear error naming what is at fault (one line,
+exit status 1, from the command line), warnings for what it works around, no
+traceback, nothing on disk changed."""
 
 from __future__ import annotations
 
-import json
+import logging
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from encapsulate import RootfsOrigin
+from encapsulate.build import map_origin
+from mapping import MappingError, build_mapping
 from tests.conftest import RunCli, snapshot
 from tests.sample import Pkg, SampleTree, build_sample, commit
 
@@ -26,10 +33,13 @@ def one_error(proc: subprocess.CompletedProcess[str], *words: str) -> str:
     return lines[0]
 
 
-def warnings_of(proc: subprocess.CompletedProcess[str]) -> list[str]:
-    assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
-    return [line for line in proc.stderr.splitlines() if line.startswith("debchunk: warning: ")]
+def map_rootfs(root: Path, caplog: pytest.LogCaptureFixture) -> tuple[dict[str, Any], list[str]]:
+    """A root tree mapped as ``debchunk map`` maps it (its packages split as the
+    plan sees them): its JSON and the warnings it logged."""
+    with caplog.at_level(logging.WARNING, logger="debchunk"):
+        mapping = map_origin(RootfsOrigin(str(root)))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    return mapping.to_json(), warnings
 
 
 @pytest.fixture
@@ -39,22 +49,34 @@ def repo_copy(tmp_path: Path, sample_repos: dict[str, Path]) -> Path:
     return dst
 
 
-def test_missing_ref(run_cli: RunCli, repo_copy: Path) -> None:
+def test_missing_ref_is_one_line(run_cli: RunCli, repo_copy: Path) -> None:
     before = snapshot(repo_copy)
     line = one_error(run_cli("map", "--repo", str(repo_copy), "no/such/ref"), str(repo_copy), "no/such/ref")
     assert "ostree refs" in line
     assert snapshot(repo_copy) == before
 
 
-def test_missing_repo(run_cli: RunCli, tmp_path: Path) -> None:
-    one_error(run_cli("map", "--repo", str(tmp_path / "nope"), "sample"), str(tmp_path / "nope"), "--repo")
+def test_missing_ref(repo_copy: Path) -> None:
+    before = snapshot(repo_copy)
+    where = re.escape(str(repo_copy))
+    with pytest.raises(MappingError, match=rf"^{where}: .*'no/such/ref'.*'ostree refs --repo={where}'"):
+        build_mapping(repo=str(repo_copy), ref="no/such/ref")
+    assert snapshot(repo_copy) == before
 
 
-def test_not_a_repo(run_cli: RunCli, tmp_path: Path) -> None:
+def test_missing_repo(tmp_path: Path) -> None:
+    with pytest.raises(MappingError, match=rf"^{re.escape(str(tmp_path / 'nope'))}: .*--repo"):
+        build_mapping(repo=str(tmp_path / "nope"), ref="sample")
+
+
+def test_not_a_repo(tmp_path: Path) -> None:
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk/file").write_text("x")
     before = snapshot(tmp_path / "junk")
-    one_error(run_cli("map", "--repo", str(tmp_path / "junk"), "sample"), "not an OSTree repository")
+    with pytest.raises(
+        MappingError, match=rf"^{re.escape(str(tmp_path / 'junk'))}: not an OSTree repository"
+    ):
+        build_mapping(repo=str(tmp_path / "junk"), ref="sample")
     assert snapshot(tmp_path / "junk") == before
 
 
@@ -63,18 +85,16 @@ def _objects(repo: Path, suffix: str) -> list[Path]:
 
 
 @pytest.mark.parametrize("kind", ["commit", "dirtree", "dirmeta"])
-def test_truncated_metadata_object(run_cli: RunCli, repo_copy: Path, kind: str) -> None:
+def test_truncated_metadata_object(repo_copy: Path, kind: str) -> None:
     victim = _objects(repo_copy, kind)[0]
     os.truncate(victim, victim.stat().st_size // 2)
     before = snapshot(repo_copy)
-    line = one_error(
-        run_cli("map", "--repo", str(repo_copy), "sample"), kind, victim.parent.name, "ostree fsck"
-    )
-    assert "damaged" in line
+    with pytest.raises(MappingError, match=rf"{kind}.* {victim.parent.name}.*damaged.*ostree fsck"):
+        build_mapping(repo=str(repo_copy), ref="sample")
     assert snapshot(repo_copy) == before
 
 
-def test_truncated_file_object_read_by_the_mapping(run_cli: RunCli, repo_copy: Path) -> None:
+def test_truncated_file_object_read_by_the_mapping(repo_copy: Path) -> None:
     # The dpkg status file is read by the mapping: its object is checked.
     checksum = subprocess.run(
         ["ostree", "ls", f"--repo={repo_copy}", "-C", "sample", "/usr/share/dpkg/database/status"],
@@ -84,10 +104,11 @@ def test_truncated_file_object_read_by_the_mapping(run_cli: RunCli, repo_copy: P
     ).stdout.split()[4]
     victim = repo_copy / "objects" / checksum[:2] / f"{checksum[2:]}.file"
     os.truncate(victim, 10)
-    one_error(run_cli("map", "--repo", str(repo_copy), "sample"), checksum, "ostree fsck")
+    with pytest.raises(MappingError, match=rf"{checksum}.*ostree fsck"):
+        build_mapping(repo=str(repo_copy), ref="sample")
 
 
-def test_truncated_status_paragraph(run_cli: RunCli, tmp_path: Path) -> None:
+def test_truncated_status_paragraph(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     t = SampleTree(tmp_path / "t")
     t.add(Pkg("aaa", files={"/usr/bin/aaa": b"a"}))
     t.add(Pkg("zzz", files={"/usr/bin/zzz": b"z"}))
@@ -96,29 +117,29 @@ def test_truncated_status_paragraph(run_cli: RunCli, tmp_path: Path) -> None:
     cut = data.index(b"Status:", data.index(b"Package: zzz")) + 5  # mid-field of the last paragraph
     (tmp_path / "t/usr/share/dpkg/database/status").write_bytes(data[:cut])
     before = snapshot(status)
-    proc = run_cli("map", "--rootfs", str(status), "--json")
-    (warning,) = warnings_of(proc)
+    mapping, (warning,) = map_rootfs(status, caplog)
     assert "usr/share/dpkg/database/status" in warning and "zzz" in warning and "truncated" in warning
-    components = {c["name"]: c for c in json.loads(proc.stdout)["components"]}
+    components = {c["name"]: c for c in mapping["components"]}
     # aaa's binary and its own dpkg file list (a package's records go with it)
     assert components["aaa"]["files"] == 2
     assert "zzz" not in components and components["unpackaged"]["files"] >= 1
     assert snapshot(status) == before
 
 
-def test_list_naming_absent_files(run_cli: RunCli, tmp_path: Path) -> None:
+def test_list_naming_absent_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     t = SampleTree(tmp_path / "t")
     t.add(Pkg("ghost", files={"/usr/bin/ghost": b"g", "/usr/share/ghost/a": b"a"}))
     root = t.finish()
     os.unlink(root / "usr/bin/ghost")
     os.unlink(root / "usr/share/ghost/a")
-    proc = run_cli("map", "--rootfs", str(root), "--json")
-    (warning,) = warnings_of(proc)
+    mapping, (warning,) = map_rootfs(root, caplog)
     assert "2 file(s)" in warning and "ghost" in warning and "absent" in warning
-    assert json.loads(proc.stdout)["components"][0]["name"] == "volatile:dpkg"
+    assert mapping["components"][0]["name"] == "volatile:dpkg"
 
 
-def test_symlinks_pointing_outside_are_never_followed(run_cli: RunCli, tmp_path: Path) -> None:
+def test_symlinks_pointing_outside_are_never_followed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The host has a dpkg database at /var/lib/dpkg; a tree whose var/lib/dpkg
     climbs out of the tree must not read it."""
     assert Path("/var/lib/dpkg/status").exists()
@@ -130,14 +151,12 @@ def test_symlinks_pointing_outside_are_never_followed(run_cli: RunCli, tmp_path:
     (root / "usr/bin").mkdir()
     (root / "usr/bin/tool").write_bytes(b"t")
     before = snapshot(root)
-    proc = run_cli("map", "--rootfs", str(root), "--json")
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
-    assert out["admindir"] is None
+    mapping, warnings = map_rootfs(root, caplog)
+    assert mapping["admindir"] is None
     # Only the tree's own files: its tool, and the dangling var/lib/dpkg link.
-    assert {c["name"]: c["files"] for c in out["components"]} == {"unpackaged": 2, "volatile": 1}
-    assert any("outside the tree" in w for w in warnings_of(proc))
-    assert any("no dpkg database" in w for w in warnings_of(proc))
+    assert {c["name"]: c["files"] for c in mapping["components"]} == {"unpackaged": 2, "volatile": 1}
+    assert any("outside the tree" in w for w in warnings)
+    assert any("no dpkg database" in w for w in warnings)
     assert snapshot(root) == before
 
 
@@ -146,7 +165,8 @@ def test_unreadable_file(run_cli: RunCli, tmp_path: Path) -> None:
     secret = root / "usr/bin/bash"
     secret.chmod(0)
     before = snapshot(root)
-    # Root reads anything: drop the capabilities that let it, as an unprivileged user would be.
+    # Root reads anything: drop the capabilities that let it, as an unprivileged
+    # user would be (a child process, so this one keeps them).
     proc = run_cli(
         "map",
         "--rootfs",
@@ -157,13 +177,16 @@ def test_unreadable_file(run_cli: RunCli, tmp_path: Path) -> None:
     assert snapshot(root) == before
 
 
-def test_rootfs_not_a_directory(run_cli: RunCli, tmp_path: Path) -> None:
+def test_rootfs_not_a_directory(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
-    one_error(run_cli("map", "--rootfs", str(tmp_path / "f")), "not a directory")
-    one_error(run_cli("map", "--rootfs", str(tmp_path / "missing")), str(tmp_path / "missing"))
+    with pytest.raises(MappingError, match=rf"^{re.escape(str(tmp_path / 'f'))}: not a directory"):
+        build_mapping(rootfs=str(tmp_path / "f"))
+    with pytest.raises(MappingError, match=rf"^{re.escape(str(tmp_path / 'missing'))}: "):
+        build_mapping(rootfs=str(tmp_path / "missing"))
 
 
 def test_bad_source_date_epoch(run_cli: RunCli, sample_tree: Path) -> None:
+    # The environment is read by the command line only (BuildConfig.epoch in the library).
     one_error(
         run_cli("map", "--rootfs", str(sample_tree), env={"SOURCE_DATE_EPOCH": "yesterday"}),
         "SOURCE_DATE_EPOCH",
@@ -176,9 +199,10 @@ def test_usage_errors_exit_2(run_cli: RunCli, sample_tree: Path) -> None:
     assert run_cli("map").returncode == 2
 
 
-def test_archive_repo_truncated_object(run_cli: RunCli, tmp_path: Path, sample_tree: Path) -> None:
+def test_archive_repo_truncated_object(tmp_path: Path, sample_tree: Path) -> None:
     repo = tmp_path / "archive"
     commit(sample_tree, repo, "sample", "archive")
     victim = _objects(repo, "dirtree")[-1]
     os.truncate(victim, 3)
-    one_error(run_cli("map", "--repo", str(repo), "sample"), "dirtree", "ostree fsck")
+    with pytest.raises(MappingError, match=r"dirtree.*ostree fsck"):
+        build_mapping(repo=str(repo), ref="sample")

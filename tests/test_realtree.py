@@ -135,7 +135,7 @@ def test_commit_passes_fsck_and_reads_back(real_commit: tuple[Path, Path], real_
 def test_encapsulated_real_commit(real_commit: tuple[Path, Path], tmp_path: Path) -> None:
     """Both layer formats of the real commit at --max-layers 64: the plain image
     unpacks to the source tree, the ostree image to the same commit."""
-    from tests.test_encapsulate import (
+    from tests.images import (
         assert_same_tree,
         check_ostree_image,
         hardlink_groups,

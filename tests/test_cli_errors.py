@@ -1,0 +1,167 @@
+"""container-encapsulate as a process: exit status 1 or 2 with one
+``container-encapsulate: error: ...`` line, --help, Ctrl-C, a full disk and
+a missing skopeo, each leaving what was on disk as it was."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from encapsulate import RootfsOrigin
+from tests.conftest import RunCli, snapshot
+from tests.images import EPOCH, build
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRY = "import sys; from encapsulate.cli.main import container_encapsulate_main as m; sys.exit(m())"
+
+
+def encapsulate(run_cli: RunCli, *args: str) -> subprocess.CompletedProcess[str]:
+    """``container-encapsulate ARGS`` with ``SOURCE_DATE_EPOCH`` set."""
+    return run_cli(*args, program="container-encapsulate", env={"SOURCE_DATE_EPOCH": str(EPOCH)})
+
+
+def one_error(proc: subprocess.CompletedProcess[str], *words: str) -> str:
+    """The process exited 1 with exactly one error line naming ``words``."""
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("container-encapsulate: error: "), proc.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+def usage_error(proc: subprocess.CompletedProcess[str], *words: str) -> None:
+    """The process exited 2 with the usage and one error line naming ``words``."""
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0].startswith("usage: ") and lines[-1].startswith("container-encapsulate: error: ")
+    for w in words:
+        assert w in lines[-1], lines[-1]
+
+
+def test_help(run_cli: RunCli) -> None:
+    proc = run_cli("--help", program="container-encapsulate")
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout.startswith("usage: container-encapsulate")
+    for option in ("--repo", "--rootfs", "--max-layers", "--prior", "--format", "--json"):
+        assert option in proc.stdout
+
+
+def test_bad_destinations_are_one_line(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("mine")
+    before = snapshot(junk)
+    one_error(
+        encapsulate(run_cli, "--rootfs", str(sample_tree), f"oci:{junk}"), str(junk), "not an OCI layout"
+    )
+    assert snapshot(junk) == before
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    one_error(encapsulate(run_cli, "--rootfs", str(sample_tree), f"oci:{afile}"), "not a directory")
+    assert afile.read_text() == "x"
+    one_error(encapsulate(run_cli, "--rootfs", str(tmp_path / "nope"), f"oci:{tmp_path}/out"), "nope")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out/blobs/sha256").iterdir())
+    usage_error(encapsulate(run_cli, "--rootfs", str(sample_tree), "ftp:x"), "ftp")
+    usage_error(encapsulate(run_cli, "--rootfs", str(sample_tree), "nowhere"), "nowhere")
+
+
+def test_refusals_are_one_line(run_cli: RunCli, sample_repos: dict[str, Path], tmp_path: Path) -> None:
+    repo = str(sample_repos["bare-user"])
+    usage_error(
+        encapsulate(run_cli, "--rootfs", str(tmp_path), f"oci:{tmp_path}/x", "--format", "ostree"),
+        "--format ostree",
+    )
+    one_error(
+        encapsulate(run_cli, "--repo", repo, "sample", f"oci:{tmp_path}/x", "--copymeta", "missing"),
+        "--copymeta missing",
+    )
+    one_error(
+        encapsulate(
+            run_cli, "--repo", repo, "sample", f"oci:{tmp_path}/x", "--prior", f"oci:{tmp_path}/missing"
+        ),
+        "missing",
+        "not an OCI image layout",
+    )
+    assert not (tmp_path / "x").exists()
+
+
+def test_registry_down_is_one_line(run_cli: RunCli, sample_tree: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = encapsulate(
+        run_cli, "--rootfs", str(sample_tree), f"docker://127.0.0.1:{port}/x:y", "--dest-tls-verify", "false"
+    )
+    one_error(proc, f"127.0.0.1:{port}", "connection refused")
+    assert "level=fatal" not in proc.stderr
+
+
+def test_skopeo_missing(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -> None:
+    proc = run_cli(
+        "--rootfs",
+        str(sample_tree),
+        "docker-archive:/tmp/never.tar",
+        program="container-encapsulate",
+        env={"PATH": str(tmp_path)},
+    )
+    one_error(proc, "needs skopeo")
+    assert not Path("/tmp/never.tar").exists()
+
+
+def test_ctrl_c_leaves_the_layout_as_it_was(sample_tree: Path, tmp_path: Path) -> None:
+    layout = tmp_path / "img"
+    build(RootfsOrigin(str(sample_tree)), f"oci:{layout}:keep")
+    big = tmp_path / "big"
+    subprocess.run(["cp", "-a", str(sample_tree), str(big)], check=True)
+    with open(big / "usr/lib/firmware/huge.bin", "wb") as f:
+        for _ in range(300):
+            f.write(os.urandom(1 << 20))
+    before = snapshot(layout, dir_mtimes=False)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ENTRY, "--rootfs", str(big), f"oci:{layout}:new"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)},
+    )
+    # Interrupt it while a layer is being written (a temporary blob is there):
+    # a fixed delay can outlast the whole run on a fast machine.
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith(".tmp-blob-") for p in (layout / "blobs/sha256").iterdir()):
+        assert proc.poll() is None, "finished before it could be interrupted"
+        assert time.monotonic() < deadline, "no layer was written within a minute"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["container-encapsulate: error: interrupted; nothing was written"]
+    assert snapshot(layout, dir_mtimes=False) == before
+
+
+def test_disk_full_leaves_the_layout_as_it_was(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -> None:
+    """A 3 MiB filesystem holds a small image; writing the sample there runs out
+    of space: one line, exit 1, the small image and its layout untouched."""
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(tiny)], check=True)
+    try:
+        small = tmp_path / "small"
+        (small / "etc").mkdir(parents=True)
+        (small / "etc/hostname").write_text("small\n")
+        build(RootfsOrigin(str(small)), f"oci:{tiny}/img:small")
+        before = snapshot(tiny, dir_mtimes=False)
+        line = one_error(encapsulate(run_cli, "--rootfs", str(sample_tree), f"oci:{tiny}/img:big"))
+        assert "no space left" in line.lower(), line
+        assert snapshot(tiny, dir_mtimes=False) == before
+        subprocess.run(["skopeo", "inspect", f"oci:{tiny}/img:small"], check=True, capture_output=True)
+    finally:
+        subprocess.run(["umount", str(tiny)], check=True)

@@ -1,0 +1,144 @@
+"""encapsulate.write.image: the image's layers, labels and history, byte for
+byte reproducible, reusing layers already in the layout, within max layers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import stat
+import subprocess
+from pathlib import Path
+
+from chunker import pack
+from encapsulate import RootfsOrigin
+from encapsulate.build import map_origin
+from encapsulate.oci.labels import COMPONENTS_ANNOTATION, PLAN_LABEL
+from encapsulate.oci.layout import Layout
+from encapsulate.tools.validate import validate_image
+from encapsulate.write.image import write_image
+from tests.images import EPOCH, build, components_of, digests, image_config, manifest, packages_tree, tags
+from tests.sample import blob
+
+
+def test_layer_count_never_exceeds_max_layers(sample_tree: Path, tmp_path: Path) -> None:
+    mapping = map_origin(RootfsOrigin(str(sample_tree)), epoch=EPOCH)
+    for n in (2, 3, 5, 64):
+        image = write_image(mapping, pack(mapping.components, n), str(tmp_path / "img"), f"n{n}", epoch=EPOCH)
+        layers = manifest(tmp_path / "img", f"n{n}")["layers"]
+        assert 2 <= len(layers) <= n and [d["digest"] for d in layers] == digests(image)
+
+
+def test_labels_history_and_annotations(sample_tree: Path, tmp_path: Path) -> None:
+    mapping = map_origin(RootfsOrigin(str(sample_tree)), epoch=EPOCH)
+    plan = pack(mapping.components, 5)
+    image = write_image(
+        mapping,
+        plan,
+        str(tmp_path / "img"),
+        "v1",
+        epoch=EPOCH,
+        labels={"org.example": "1"},
+        image_config={"author": "me", "config": {"Env": ["A=1"], "Labels": {"x": "y"}}},
+    )
+    config = json.loads(Layout(str(tmp_path / "img"), create=False).read_blob(image.config.digest))
+    assert config == image_config(tmp_path / "img", "v1")
+    labels = config["config"]["Labels"]
+    assert labels["org.example"] == "1" and labels["x"] == "y" and config["config"]["Env"] == ["A=1"]
+    assert config["author"] == "me" and config["created"] == "2026-01-01T00:00:00Z"
+    # The plan is in the label, the history and each layer's annotation.
+    groups = [list(layer.components) for layer in plan.layers]
+    assert json.loads(labels[PLAN_LABEL]) == groups
+    assert image.layer_components == ((), *(tuple(g) for g in groups))
+    history = config["history"]
+    assert len(history) == len(image.layers) == len(config["rootfs"]["diff_ids"])
+    assert history[0]["comment"] == "directories"
+    assert [h["comment"] for h in history[1:]] == ["components: " + ", ".join(g) for g in groups]
+    assert {h["created"] for h in history} == {"2026-01-01T00:00:00Z"}
+    layers = manifest(tmp_path / "img", "v1")["layers"]
+    assert COMPONENTS_ANNOTATION not in layers[0].get("annotations", {})
+    assert [d["annotations"][COMPONENTS_ANNOTATION] for d in layers[1:]] == [",".join(g) for g in groups]
+    assert config["rootfs"]["diff_ids"] == [b.diff_id for b in image.layers]
+
+
+def _reordered_copy(src: Path, dst: Path) -> None:
+    """The same tree created in another order, with other mtimes."""
+    rng = random.Random(5)
+    subprocess.run(["cp", "-a", "--", str(src), str(dst)], check=True)
+    paths = sorted(dst.rglob("*"), key=lambda p: rng.random())
+    for p in paths:
+        if not p.is_symlink():
+            t = rng.randint(10**8, 2 * 10**9)
+            os.utime(p, (t, t))
+    # Recreate files in shuffled order so directories list them differently.
+    for p in [p for p in paths if p.is_file() and not p.is_symlink() and os.stat(p).st_nlink == 1]:
+        data, st = p.read_bytes(), p.stat()
+        xattrs = {n: os.getxattr(p, n) for n in os.listxattr(p)}
+        p.unlink()
+        p.write_bytes(data)
+        os.chmod(p, stat.S_IMODE(st.st_mode))
+        for n, v in xattrs.items():
+            os.setxattr(p, n, v)
+
+
+def test_reproducible(sample_tree: Path, tmp_path: Path) -> None:
+    a = build(RootfsOrigin(str(sample_tree)), f"oci:{tmp_path}/a")
+    b = build(RootfsOrigin(str(sample_tree)), f"oci:{tmp_path}/b")
+    copy = tmp_path / "copy"
+    _reordered_copy(sample_tree, copy)
+    c = build(RootfsOrigin(str(copy)), f"oci:{tmp_path}/c")
+    assert a.manifest == b.manifest == c.manifest
+    # Byte-identical blobs, not just equal digests.
+    for digest in digests(a):
+        assert (tmp_path / "a/blobs/sha256" / digest[7:]).read_bytes() == (
+            tmp_path / "c/blobs/sha256" / digest[7:]
+        ).read_bytes()
+
+
+def test_layers_already_in_the_layout_are_reused(tmp_path: Path) -> None:
+    root = packages_tree(tmp_path / "t", 12, 50_000, 10)
+    origin = RootfsOrigin(str(root))
+    first = build(origin, f"oci:{tmp_path}/img:1", max_layers=8)
+    assert not any(b.reused for b in first.layers)
+    again = build(origin, f"oci:{tmp_path}/img:again", max_layers=8)
+    assert again.manifest == first.manifest
+    assert all(b.reused for b in again.layers)
+    # One package changes: its layer is written, the others are taken from the
+    # layout, and the image is the one a build into an empty layout makes.
+    (root / "usr/lib/pkg05/data").write_bytes(blob("changed", 123_456))
+    # A damaged blob is not taken: its layer is written again, and repaired.
+    old = components_of(first)
+    sizes = {b.descriptor.digest: b.descriptor.size for b in first.layers}
+    damaged = next(d for d, c in old.items() if "pkg05" not in c and c)
+    damaged_path = tmp_path / "img/blobs/sha256" / damaged[7:]
+    damaged_path.write_bytes(damaged_path.read_bytes()[:100])
+    prior = f"oci:{tmp_path}/img:1"
+    second = build(origin, f"oci:{tmp_path}/img:2", max_layers=8, prior=prior)
+    fresh = build(origin, f"oci:{tmp_path}/fresh:2", max_layers=8, prior=prior)
+    assert second.manifest == fresh.manifest
+    written = [b.descriptor.digest for b in second.layers if not b.reused]
+    new = {d for d in digests(second) if d not in old}
+    assert set(written) == {damaged} | new
+    assert any("pkg05" in components_of(second)[d] for d in written)
+    assert damaged_path.stat().st_size == sizes[damaged]
+    assert validate_image(f"oci:{tmp_path}/img:2").problems == []
+
+
+def test_existing_layout_keeps_other_tags(sample_tree: Path, tmp_path: Path) -> None:
+    origin = RootfsOrigin(str(sample_tree))
+    build(origin, f"oci:{tmp_path}/img:keep", max_layers=4)
+    build(origin, f"oci:{tmp_path}/img:other", max_layers=6)
+    last = build(origin, f"oci:{tmp_path}/img:other", max_layers=5)
+    assert sorted(tags(tmp_path / "img")) == ["keep", "other"]
+    assert len(manifest(tmp_path / "img", "other")["layers"]) == len(last.layers) <= 5
+    subprocess.run(["skopeo", "inspect", f"oci:{tmp_path}/img:keep"], check=True, capture_output=True)
+
+
+def test_no_temporary_files_left(sample_tree: Path, tmp_path: Path) -> None:
+    build(RootfsOrigin(str(sample_tree)), f"oci:{tmp_path}/img")
+    leftovers = [p for p in (tmp_path / "img").rglob("*") if p.name.startswith(".tmp")]
+    assert leftovers == []
+    # Every blob is named by its content.
+    for p in (tmp_path / "img/blobs/sha256").iterdir():
+        assert hashlib.sha256(p.read_bytes()).hexdigest() == p.name

@@ -1,0 +1,72 @@
+"""encapsulate.write.ostree: ostree-ext's chunked layers; the repository merged
+from them passes ostree fsck and checks out to the commit written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from encapsulate import CommitOrigin, ConfigError, Format, RootfsOrigin, build_image
+from encapsulate.config import BuildConfig
+from tests.images import build, check_ostree_image, digests, manifest, rev_parse
+
+
+def test_ostree_format(sample_repos: dict[str, Path], tmp_path: Path) -> None:
+    repo = sample_repos["bare-user"]
+    checksum = rev_parse(repo, "sample")
+    origin = CommitOrigin(str(repo), "sample")
+    first = build(origin, f"oci:{tmp_path}/img:v1", max_layers=10)
+    again = build(origin, f"oci:{tmp_path}/again:v1", max_layers=10)
+    assert first.manifest == again.manifest
+    # Into the layout holding it, every layer is taken, none written again.
+    reused = build(origin, f"oci:{tmp_path}/img:v2", max_layers=10)
+    assert reused.manifest == first.manifest
+    assert all(b.reused for b in reused.layers)
+    layers = manifest(tmp_path / "img", "v1")["layers"]
+    assert len(layers) <= 10 and [d["digest"] for d in layers] == digests(first)
+    check_ostree_image(tmp_path / "img", "v1", repo, checksum, tmp_path)
+    # Every content object is in exactly one layer.
+    seen: list[str] = []
+    for digest in digests(first):
+        with tarfile.open(tmp_path / "img/blobs/sha256" / digest[7:]) as tar:
+            seen += [n for n in tar.getnames() if n.endswith(".file")]
+    assert len(seen) == len(set(seen)) > 10
+
+
+def test_a_root_tree_is_not_written_in_the_ostree_format(tmp_path: Path) -> None:
+    config = BuildConfig(RootfsOrigin(str(tmp_path)), f"oci:{tmp_path}/x", format=Format.OSTREE)
+    with pytest.raises(ConfigError, match="--format ostree needs an OSTree commit"):
+        build_image(config)
+    assert not (tmp_path / "x").exists()
+
+
+def test_podman_pulls_both_formats(sample_repos: dict[str, Path], tmp_path: Path) -> None:
+    origin = CommitOrigin(str(sample_repos["bare-user"]), "sample")
+    # podman wants a short runroot path; a private store keeps the machine's untouched.
+    run = tempfile.mkdtemp(prefix="podrun-", dir="/tmp")
+    store = ["podman", "--root", str(tmp_path / "root"), "--runroot", run, "--storage-driver", "vfs"]
+    try:
+        for fmt in Format:
+            build(origin, f"oci:{tmp_path}/img:{fmt}", format=fmt)
+            proc = subprocess.run(
+                [*store, "pull", "-q", f"oci:{tmp_path}/img:{fmt}"],
+                capture_output=True,
+                text=True,
+                stdin=subprocess.DEVNULL,
+                timeout=300,
+            )
+            assert proc.returncode == 0, proc.stderr
+            image_id = proc.stdout.strip().splitlines()[-1]
+            inspect = subprocess.run(
+                [*store, "image", "inspect", image_id], capture_output=True, text=True, check=True
+            )
+            labels = json.loads(inspect.stdout)[0]["Labels"]
+            assert ("ostree.commit" in labels) == (fmt is Format.OSTREE)
+    finally:
+        subprocess.run([*store, "system", "reset", "-f"], capture_output=True, stdin=subprocess.DEVNULL)
+        subprocess.run(["rm", "-rf", run])
