@@ -8,7 +8,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from encapsulate import BuildConfig, CommitOrigin, RootfsOrigin, build_image
+from encapsulate import BuildConfig, BuildResult, CommitOrigin, RootfsOrigin, build_image
+from encapsulate.cli.main import encapsulate_parser
+from encapsulate.cli.settings import config_from_args
 from encapsulate.write.image import ImageResult
 from mapping import read_tree
 from mapping.tree import Entry
@@ -136,3 +138,9 @@ def rev_parse(repo: Path, ref: str) -> str:
     return subprocess.run(
         ["ostree", "rev-parse", f"--repo={repo}", ref], capture_output=True, text=True, check=True
     ).stdout.strip()
+
+
+def build_args(*args: str, epoch: int | None = EPOCH) -> BuildResult:
+    """``build_image`` of the ``BuildConfig`` that ``container-encapsulate ARGS``
+    makes (through the CLI's settings table, in this process), at ``epoch``."""
+    return build_image(config_from_args(encapsulate_parser().parse_intermixed_args(list(args)), epoch))

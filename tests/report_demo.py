@@ -13,9 +13,11 @@ import struct
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
-from encapsulate.cli.main import container_encapsulate_main, debchunk_main
+from encapsulate import BuildConfig, RootfsOrigin, build_image, epoch_from_environment
+from encapsulate.cli.main import debchunk_main
 from tests.sample import ADMINDIR, blob, build_sample, changelog_text, day
 
 WINDOW = (1200, 900)
@@ -27,12 +29,10 @@ def sample_images(workdir: Path) -> tuple[str, str]:
     tree = build_sample(workdir / "tree")
     layout = workdir / "images"
     first, second = f"oci:{layout}:1", f"oci:{layout}:2"
-    if container_encapsulate_main(["--rootfs", str(tree), first, "--max-layers", "8", "--quiet"]) != 0:
-        raise RuntimeError(f"cannot write {first}")
+    config = BuildConfig(RootfsOrigin(str(tree)), first, max_layers=8, epoch=epoch_from_environment())
+    build_image(config)
     update_bash(tree)
-    args = ["--rootfs", str(tree), second, "--max-layers", "8", "--prior", first, "--quiet"]
-    if container_encapsulate_main(args) != 0:
-        raise RuntimeError(f"cannot write {second}")
+    build_image(replace(config, destination=second, prior=first))
     return first, second
 
 

@@ -20,16 +20,15 @@ from benches.update_pairs import TreeIndex, download_bytes, row_content_id, row_
 from chunker import Plan
 from mapping import EntryType, build_mapping
 from tests.conftest import RunCli, snapshot
+from tests.images import build_args
 from tests.sample import Pkg, SampleTree, blob, day
 
 EPOCH = "1767225600"  # 2026-01-01
 
 
 def encapsulate(run_cli: RunCli, *args: str) -> dict[str, Any]:
-    proc = run_cli(*args, "--json", program="container-encapsulate", env={"SOURCE_DATE_EPOCH": EPOCH})
-    assert proc.returncode == 0, proc.stderr
-    data: dict[str, Any] = json.loads(proc.stdout)
-    return data
+    """The build's JSON (as ``container-encapsulate --json`` prints it), built in this process."""
+    return build_args(*args, epoch=int(EPOCH)).to_json()
 
 
 def debchunk_json(run_cli: RunCli, *args: str) -> dict[str, Any]:

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from chunker import Plan
-from encapsulate.cli.main import container_encapsulate_main
+from encapsulate import RootfsOrigin
 from encapsulate.errors import EncapsulateError
 from encapsulate.oci.read import open_image
 from encapsulate.tools.prior import image_layer_digests, prior_from_manifest_file, prior_plan
+from tests.images import build
 
 EPOCH = "1767225600"  # 2026-01-01
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -26,14 +26,7 @@ INDEX = "application/vnd.oci.image.index.v1+json"
 def layout(tmp_path_factory: pytest.TempPathFactory, sample_tree: Path) -> Path:
     """The sample as ``oci:LAYOUT:v1``."""
     root = tmp_path_factory.mktemp("prior") / "img"
-    os.environ["SOURCE_DATE_EPOCH"] = EPOCH
-    try:
-        code = container_encapsulate_main(
-            ["--rootfs", str(sample_tree), f"oci:{root}:v1", "--max-layers", "6", "--quiet"]
-        )
-    finally:
-        del os.environ["SOURCE_DATE_EPOCH"]
-    assert code == 0
+    build(RootfsOrigin(str(sample_tree)), f"oci:{root}:v1", max_layers=6, epoch=int(EPOCH))
     return root
 
 

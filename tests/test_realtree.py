@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 
 from benches.debtrees import TreeSpec, build_tree, ostree_commit, ostreeify
+from encapsulate import CommitOrigin, Format, RootfsOrigin
 from mapping import Mapping, build_mapping
+from tests.images import assert_same_tree, build, check_ostree_image, hardlink_groups, manifest, umoci_unpack
 
 pytestmark = pytest.mark.realtree
-
-# The console script installed beside the interpreter running the tests.
-ENCAPSULATE = str(Path(sys.executable).parent / "container-encapsulate")
 
 
 @pytest.fixture(scope="module")
@@ -135,37 +134,14 @@ def test_commit_passes_fsck_and_reads_back(real_commit: tuple[Path, Path], real_
 def test_encapsulated_real_commit(real_commit: tuple[Path, Path], tmp_path: Path) -> None:
     """Both layer formats of the real commit at --max-layers 64: the plain image
     unpacks to the source tree, the ostree image to the same commit."""
-    from tests.images import (
-        assert_same_tree,
-        check_ostree_image,
-        hardlink_groups,
-        manifest,
-        umoci_unpack,
-    )
-
     tree, repo = real_commit
     (tmp_path / "o").mkdir()
-    env = {**os.environ, "SOURCE_DATE_EPOCH": "1767225600"}
     checksum = subprocess.run(
         ["ostree", "rev-parse", f"--repo={repo}", "debian/trixie"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    for fmt in ("ostree", "plain"):
-        subprocess.run(
-            [
-                ENCAPSULATE,
-                "--repo",
-                str(repo),
-                "debian/trixie",
-                f"oci:{tmp_path}/img:{fmt}",
-                "--max-layers",
-                "64",
-                "--format",
-                fmt,
-                "-q",
-            ],
-            check=True,
-            env=env,
-        )
+    for fmt in (Format.OSTREE, Format.PLAIN):
+        commit = CommitOrigin(str(repo), "debian/trixie")
+        build(commit, f"oci:{tmp_path}/img:{fmt}", max_layers=64, format=fmt)
         layers = manifest(tmp_path / "img", fmt)["layers"]
         assert isinstance(layers, list) and 32 < len(layers) <= 64
         subprocess.run(["skopeo", "inspect", f"oci:{tmp_path}/img:{fmt}"], check=True, capture_output=True)
@@ -180,11 +156,7 @@ def test_encapsulated_real_commit(real_commit: tuple[Path, Path], tmp_path: Path
             objects.setdefault(e.content_id, []).append(e.path)
     assert hardlink_groups(plain) == sorted(sorted(g) for g in objects.values() if len(g) > 1)
     # And the laid-out directory itself, encapsulated with --rootfs, comes back as it was.
-    subprocess.run(
-        [ENCAPSULATE, "--rootfs", str(tree), f"oci:{tmp_path}/img:rootfs", "-q"],
-        check=True,
-        env=env,
-    )
+    build(RootfsOrigin(str(tree)), f"oci:{tmp_path}/img:rootfs")
     assert_same_tree(tree, umoci_unpack(tmp_path / "img", "rootfs", tmp_path / "r"))
 
 

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from encapsulate import RootfsOrigin
 from encapsulate.oci.read import open_image
 from encapsulate.tools.inspect import inspect_image
 from encapsulate.tools.report import read_report
 from encapsulate.tools.text import human_size
 from tests.conftest import RunCli
+from tests.images import build
 from tests.report_demo import WINDOW, dump_dom, png_size, sample_images, screenshot
 from tests.sample import build_sample
 
@@ -176,11 +178,7 @@ def test_names_from_the_image_are_escaped(run_cli: RunCli, tmp_path: Path) -> No
     (tree / "opt/evil").mkdir()
     (tree / "opt/evil/payload").write_bytes(b"x" * 5000)
     os.setxattr(tree / "opt/evil", "user.component", evil.encode())
-    proc = run_cli(
-        "--rootfs", str(tree), f"oci:{tmp_path}/img:1", "--max-layers", "64", "--quiet",
-        program="container-encapsulate",
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
+    build(RootfsOrigin(str(tree)), f"oci:{tmp_path}/img:1", max_layers=64)
     page = tmp_path / "r.html"
     report(run_cli, f"oci:{tmp_path}/img:1", "-o", str(page))
     assert evil not in page.read_text()

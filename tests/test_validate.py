@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import RunCli, snapshot
+from tests.images import build_args
 
 EPOCH = "1767225600"  # 2026-01-01
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -24,16 +24,7 @@ Json = dict[str, Any]
 
 
 def _encapsulate(*args: str) -> None:
-    code = "import sys; from encapsulate.cli.main import container_encapsulate_main as m; sys.exit(m())"
-    proc = subprocess.run(
-        [sys.executable, "-c", code, *args, "--quiet"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH},
-        cwd=Path(__file__).resolve().parent.parent,
-        stdin=subprocess.DEVNULL,
-    )
-    assert proc.returncode == 0, proc.stderr
+    build_args(*args, epoch=int(EPOCH))
 
 
 @pytest.fixture(scope="module")
