@@ -13,7 +13,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from chunker import ChunkerError, Plan, pack
@@ -84,13 +84,7 @@ class Comparison:
 
     def to_json(self) -> dict[str, Any]:
         """The comparison as JSON."""
-        return {
-            "imgref": self.imgref,
-            "reused_layers": self.reused_layers,
-            "layers": self.layers,
-            "download_bytes": self.download_bytes,
-            "total_bytes": self.total_bytes,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
