@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -35,8 +33,7 @@ from benches.mapping_speed import note
 from benches.update_cost import OURS, run_pair
 from benches.update_pairs import load_index, pairs, tree_path
 from encapsulate import BuildConfig, Format, RootfsOrigin, build_image
-
-VENV_BIN = Path(sys.executable).parent
+from encapsulate.tools.diff import diff_images
 
 
 @dataclass
@@ -64,14 +61,6 @@ class PairDiff:
         )
 
 
-def _run(argv: list[str]) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)}: exit {proc.returncode}: {proc.stderr.strip()}")
-    return proc.stdout
-
-
 def diff_pair(set_name: str, pair: str, old_build: str, new_build: str, max_layers: int) -> PairDiff:
     """Encapsulate both trees of a pair, diff them, and run the experiment on it."""
     work = cache_dir().parent / "work"
@@ -97,9 +86,7 @@ def diff_pair(set_name: str, pair: str, old_build: str, new_build: str, max_laye
             )
         )
         note(f"{set_name} {pair}: debchunk diff")
-        diff: dict[str, Any] = json.loads(
-            _run([str(VENV_BIN / "debchunk"), "diff", f"oci:{layout}:old", f"oci:{layout}:new", "--json"])
-        )
+        diff: dict[str, Any] = diff_images(f"oci:{layout}:old", f"oci:{layout}:new").to_json()
     finally:
         shutil.rmtree(layout, ignore_errors=True)
     case = run_pair(
