@@ -2,11 +2,11 @@
 experiment's figures for the same trees.
 
 For each update pair of ``benches.update_pairs`` (cached trees; run ``python -m
-benches.update_pairs build`` first): ``container-encapsulate --rootfs`` the old
-tree (``encapsulate.build_image``, as ``container-encapsulate --rootfs``), then the new
-tree with ``--prior`` the old image, both ``--format plain
---max-layers N``, without ``SOURCE_DATE_EPOCH`` pinned (each build takes its
-tree's own date); then ``debchunk diff OLD NEW --json``.  Its
+benches.update_pairs build`` first): encapsulate the old tree
+(``encapsulate.build_image``, as ``container-encapsulate --rootfs``), then the
+new tree with the old image as its prior, both ``--format plain --max-layers
+N``, without ``SOURCE_DATE_EPOCH`` (each build takes its tree's own date); then
+diff them (``encapsulate.tools.diff.diff_images``, as ``debchunk diff``).  Its
 ``download_content_bytes`` (the sizes of the components in the layers a client
 must pull) must equal what ``benches.update_cost`` counts for debchunk on the
 same pair, and its ``ideal_bytes`` the experiment's ideal.  Also printed: the
