@@ -108,6 +108,7 @@ def test_usage_errors_exit_2_before_anything_is_written(
             ["--repo", repo, "sample", "--rootfs", str(sample_tree), f"oci:{out}"],
             "--rootfs DIR takes no --repo or REF",
         ),
+        (["--rootfs", str(sample_tree), f"oci:{out}:bad tag!"], "bad tag!"),
         (
             ["--rootfs", str(sample_tree), f"oci:{out}", "--plan-json", str(tmp_path / "no/such/plan.json")],
             "no directory",
@@ -192,3 +193,30 @@ def test_plan_from_a_saved_mapping_equals_plan_from_the_tree(
         from_file = run_cli("plan", "--mapping", str(saved), "--max-layers", layers, "--json")
         assert from_tree.returncode == 0 and from_file.returncode == 0, from_file.stderr
         assert json.loads(from_file.stdout) == json.loads(from_tree.stdout)
+
+
+def test_tls_verify_reaches_every_image_read(run_cli: RunCli, sample_tree: Path, registry: str) -> None:
+    """The test registry speaks plain HTTP: reading it works only when
+    --tls-verify false reaches skopeo, for plan --prior, --prior and
+    --compare-with-build alike."""
+    image = f"registry:{registry}/tls:first"
+    pushed = run_cli(
+        "--rootfs", str(sample_tree), image, "--max-layers", "6", "--dest-tls-verify", "false", "-q",
+        program="container-encapsulate",
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    reads = [
+        ("plan", "--rootfs", str(sample_tree), "--prior", image, "--max-layers", "6"),
+        ("encapsulate", "--rootfs", str(sample_tree), f"registry:{registry}/tls:second", "--prior", image,
+         "--max-layers", "6", "--dest-tls-verify", "false"),
+        ("encapsulate", "--rootfs", str(sample_tree), f"registry:{registry}/tls:third",
+         "--compare-with-build", image, "--max-layers", "6", "--dest-tls-verify", "false"),
+    ]  # fmt: skip
+    for args in reads:
+        refused = run_cli(*args)
+        assert refused.returncode == 1, (args, refused.stderr)
+        assert "HTTP response to HTTPS client" in refused.stderr and len(refused.stderr.splitlines()) == 1
+        accepted = run_cli(*args, "--tls-verify", "false")
+        assert accepted.returncode == 0, (args, accepted.stderr)
+    compared = run_cli(*reads[2], "--tls-verify", "false")
+    assert "compared with " in compared.stdout and "6 of 6 layers reused" in compared.stdout
