@@ -8,22 +8,26 @@ compose tooling both call it; nothing else strings the stages together.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from chunker import ChunkerError, Plan, pack
 from mapping import Component, Mapping, build_mapping
 
-from .config import DOCKER_LAYER_LIMIT, BuildConfig, CommitOrigin, Origin
+from .config import DOCKER_LAYER_LIMIT, BuildConfig, CommitOrigin, ImageOrigin, Origin, host_architecture
 from .errors import EncapsulateError
 from .oci.deliver import deliver
 from .oci.imgref import parse_imgref
 from .oci.layout import atomic_write, read_json_object
+from .oci.read import SourceImage, open_image
+from .rechunk import kept_config, layer_archives, source_architecture
 from .tools.prior import image_layer_digests, prior_from_manifest_file
 from .tools.prior import prior_plan as prior_plan_of
 from .write.image import ImageResult, write_image
@@ -143,9 +147,10 @@ def read_prior(
     return None
 
 
-def read_image_config(config: BuildConfig) -> dict[str, Any]:
-    """The ``image_config`` file as a full OCI image config (an inner
-    ``config`` object is put in its place), with ``cmd`` applied."""
+def read_image_config(config: BuildConfig, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The image config to build on: ``base`` (what an image origin's config
+    passes on), then the ``image_config`` file as a full OCI image config (an
+    inner ``config`` object is put in its place) over it, then ``cmd``."""
     document: dict[str, Any] = {}
     if config.image_config is not None:
         path = config.image_config
@@ -170,19 +175,46 @@ def read_image_config(config: BuildConfig) -> dict[str, Any]:
             document = {"config": document}
         if not isinstance(document.get("config", {}), dict):
             raise EncapsulateError("'config' is not an object", where=path)
+    if base is not None:
+        runtime = {**(base.get("config") or {}), **(document.get("config") or {})}
+        labels = {
+            **(base.get("config") or {}).get("Labels", {}),
+            **(document.get("config") or {}).get("Labels", {}),
+        }
+        if labels:
+            runtime["Labels"] = labels
+        document = {**base, **document, "config": runtime}
     if config.cmd is not None:
         document = {**document, "config": {**(document.get("config") or {}), "Cmd": list(config.cmd)}}
     return document
 
 
 def map_origin(
-    origin: Origin, *, epoch: int | None = None, prior: Plan | None = None, threads: int | None = None
+    origin: Origin,
+    *,
+    epoch: int | None = None,
+    prior: Plan | None = None,
+    threads: int | None = None,
+    image: SourceImage | None = None,
+    workdir: str | None = None,
 ) -> Mapping:
     """The origin mapped, its packages split as the plan will see them (as the
     previous build split them, when there is one).  ``epoch``
-    (``SOURCE_DATE_EPOCH``) pins the date change probabilities are computed at."""
+    (``SOURCE_DATE_EPOCH``) pins the date change probabilities are computed at.
+    An ``ImageOrigin`` is read from ``image`` (opened by ``open_origin_image``),
+    its layers spooled under ``workdir``."""
     reference = None if epoch is None else dt.datetime.fromtimestamp(epoch, dt.UTC)
     names = None if prior is None else prior.layer_index().keys()
+    if isinstance(origin, ImageOrigin):
+        if image is None or workdir is None:
+            raise EncapsulateError("an image origin is read from an opened image", where=origin.imgref)
+        return build_mapping(
+            layers=layer_archives(image),
+            workdir=workdir,
+            reference_date=reference,
+            threads=threads,
+            prior=names,
+        )
     if isinstance(origin, CommitOrigin):
         return build_mapping(
             repo=origin.repo, ref=origin.ref, reference_date=reference, threads=threads, prior=names
@@ -273,6 +305,7 @@ def write_and_deliver(
     epoch: int,
     labels: dict[str, str],
     image_config: dict[str, Any],
+    architecture: str,
     progress: Progress | None,
 ) -> ImageResult:
     """Write the image into an OCI layout and put it at ``config.destination``."""
@@ -287,7 +320,7 @@ def write_and_deliver(
                 tag,
                 epoch=epoch,
                 labels=labels,
-                architecture=config.arch,
+                architecture=architecture,
                 compression=config.compression,
                 layer_format=config.layer_format,
                 threads=config.threads,
@@ -320,16 +353,30 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
         previous_build_manifest=config.previous_build_manifest,
         tls_verify=config.tls_verify,
     )
-    image_config = read_image_config(config)
-    mapping = map_origin(config.origin, epoch=config.epoch, prior=prior, threads=config.threads)
-    labels = collect_labels(config, mapping)
-    epoch = image_epoch(config, mapping)
-    plan = pack(mapping.components, config.max_layers, prior)
-    if config.write_contentmeta_json is not None:
-        write_json_file(config.write_contentmeta_json, contentmeta(mapping.components), "content metadata")
-    if config.dry_run:
-        return BuildResult(config, mapping, plan, epoch, None)
-    image = write_and_deliver(config, mapping, plan, epoch, labels, image_config, progress)
+    with contextlib.ExitStack() as stack:
+        source = open_origin_image(config, stack)
+        image_config = read_image_config(
+            config, None if source is None else kept_config(source.config, config.remove_labels)
+        )
+        mapping = map_origin(
+            config.origin,
+            epoch=config.epoch,
+            prior=prior,
+            threads=config.threads,
+            image=source,
+            workdir=None if source is None else stack.enter_context(_workdir()),
+        )
+        labels = collect_labels(config, mapping)
+        epoch = image_epoch(config, mapping)
+        arch = config.arch or (None if source is None else source_architecture(source.config)) or "amd64"
+        plan = pack(mapping.components, config.max_layers, prior)
+        if config.write_contentmeta_json is not None:
+            write_json_file(
+                config.write_contentmeta_json, contentmeta(mapping.components), "content metadata"
+            )
+        if config.dry_run:
+            return BuildResult(config, mapping, plan, epoch, None)
+        image = write_and_deliver(config, mapping, plan, epoch, labels, image_config, arch, progress)
     comparison = (
         None
         if config.compare_with_build is None
@@ -338,3 +385,22 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
     if config.plan_json is not None:
         write_json_file(config.plan_json, plan.to_json(), "plan")
     return BuildResult(config, mapping, plan, epoch, image, comparison)
+
+
+def open_origin_image(config: BuildConfig, stack: contextlib.ExitStack) -> SourceImage | None:
+    """The image of an ``ImageOrigin``, its blobs on this machine until
+    ``stack`` closes (None for other origins).  Of a multi-platform image, the
+    ``arch`` platform is read (default: this machine's)."""
+    if not isinstance(config.origin, ImageOrigin):
+        return None
+    arch = config.arch or host_architecture()
+    return stack.enter_context(
+        open_image(config.origin.imgref, blobs=True, tls_verify=config.tls_verify, arch=arch)
+    )
+
+
+@contextlib.contextmanager
+def _workdir() -> Iterator[str]:
+    """A temporary directory for the spooled layers of an image origin."""
+    with tempfile.TemporaryDirectory(prefix="debchunk-layers-") as path:
+        yield path

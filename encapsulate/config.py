@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import os
+import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -52,7 +53,33 @@ class RootfsOrigin:
     path: str
 
 
-Origin = CommitOrigin | RootfsOrigin
+@dataclass(frozen=True)
+class ImageOrigin:
+    """An existing container image (any IMGREF transport), re-chunked: its
+    layers applied in order, read from their blobs, never extracted."""
+
+    imgref: str
+
+
+Origin = CommitOrigin | RootfsOrigin | ImageOrigin
+
+# Machine names (uname -m) -> OCI architecture names (image-spec config.md,
+# "architecture": GOARCH values).
+_GOARCH = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "armv7l": "arm",
+    "i686": "386",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
+
+
+def host_architecture() -> str:
+    """This machine's architecture as OCI names it (``amd64``, ``arm64``, ...)."""
+    machine = platform.machine()
+    return _GOARCH.get(machine, machine)
 
 
 def epoch_from_environment(environ: Mapping[str, str] | None = None) -> int | None:
@@ -82,7 +109,9 @@ class BuildConfig:
     OCI manifest).  ``image_config`` is a file holding an OCI image config,
     whole or only its inner ``config`` object (rpm-ostree's form).  ``epoch``
     is the image's time (``SOURCE_DATE_EPOCH``); without it, the commit's
-    timestamp, else the newest changelog date in the tree.  ``tls_verify``
+    timestamp, else the newest changelog date in the tree.  ``arch``: the
+    image's architecture (default: an image origin's own, else amd64); of a
+    multi-platform image origin, the platform read (default: this machine's).  ``tls_verify``
     applies to every image read (``prior``, ``compare_with_build``),
     ``dest_tls_verify`` to the destination; None keeps skopeo's default.
     """
@@ -100,7 +129,7 @@ class BuildConfig:
     remove_labels: tuple[str, ...] = ()
     image_config: str | None = None
     cmd: tuple[str, ...] | None = None
-    arch: str = "amd64"
+    arch: str | None = None
     copymeta: tuple[str, ...] = ()
     copymeta_opt: tuple[str, ...] = ()
     epoch: int | None = None
@@ -130,8 +159,13 @@ class BuildConfig:
         elif isinstance(origin, RootfsOrigin):
             if not origin.path:
                 raise ConfigError("--rootfs: give a directory")
+        elif isinstance(origin, ImageOrigin):
+            try:
+                parse_imgref(origin.imgref)
+            except EncapsulateError as e:
+                raise ConfigError(f"--from: {e}") from None
         else:
-            raise ConfigError(f"origin {origin!r}: give a CommitOrigin or a RootfsOrigin")
+            raise ConfigError(f"origin {origin!r}: give a CommitOrigin, a RootfsOrigin or an ImageOrigin")
         try:
             parse_imgref(self.destination)
         except EncapsulateError as e:
@@ -149,14 +183,16 @@ class BuildConfig:
         if self.layer_format is Format.OSTREE and not isinstance(origin, CommitOrigin):
             raise ConfigError(
                 "--format ostree needs an OSTree commit (--repo REPO REF)",
-                hint="a --rootfs tree is written --format plain",
+                hint="a --rootfs tree or a --from image is written --format plain",
             )
         if self.format_version != 1:
             raise ConfigError(
                 f"--format-version {self.format_version}: only version 1 is written", hint="use 1"
             )
         if (self.copymeta or self.copymeta_opt) and not isinstance(origin, CommitOrigin):
-            raise ConfigError("--copymeta needs an OSTree commit; a --rootfs tree has no commit metadata")
+            raise ConfigError(
+                "--copymeta needs an OSTree commit; a root tree or an image has no commit metadata"
+            )
         priors = [
             name
             for name, value in (

@@ -167,8 +167,8 @@ def _run(
     return EXIT_FAILURE
 
 
-def _fill_encapsulate(parser: argparse.ArgumentParser) -> None:
-    add_settings(parser)
+def _fill_encapsulate(parser: argparse.ArgumentParser, rechunk: bool = False) -> None:
+    add_settings(parser, rechunk)
     parser.add_argument("--json", action="store_true", help="print the digests and layer sizes as JSON")
     common_options(parser)
     parser.set_defaults(handler=_cmd_encapsulate, parser=parser)
@@ -213,6 +213,13 @@ def debchunk_parser() -> argparse.ArgumentParser:
         description="Write an OSTree commit or a root tree as a chunked, reproducible OCI image.",
     )
     _fill_encapsulate(p)
+    p = sub.add_parser(
+        "rechunk",
+        help="re-chunk an existing container image (as container-encapsulate --from)",
+        description="Re-chunk an existing container image: its layers applied in order, read from the "
+        "blobs (no root, nothing extracted), mapped and planned like a root tree.",
+    )
+    _fill_encapsulate(p, rechunk=True)
     tools.register(sub)
     return parser
 

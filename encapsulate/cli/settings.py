@@ -12,7 +12,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import MAX_LAYERS_LIMIT, BuildConfig, CommitOrigin, Compression, Format, RootfsOrigin
+from ..config import (
+    MAX_LAYERS_LIMIT,
+    BuildConfig,
+    CommitOrigin,
+    Compression,
+    Format,
+    ImageOrigin,
+    Origin,
+    RootfsOrigin,
+)
 from ..errors import ConfigError
 from .options import boolean
 
@@ -133,7 +142,13 @@ SETTINGS: tuple[Setting, ...] = (
         Kind.REPEAT,
         metavar="KEY=VALUE",
     ),
-    Setting(("--arch",), "arch", "image architecture", metavar="ARCH", default="amd64"),
+    Setting(
+        ("--arch",),
+        "arch",
+        "image architecture (default: a --from image's own, else amd64); of a multi-platform --from "
+        "image, the platform read (default: this machine's)",
+        metavar="ARCH",
+    ),
     Setting(
         ("--image-config",),
         "image_config",
@@ -224,17 +239,27 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
-def add_settings(parser: argparse.ArgumentParser) -> None:
-    """The positional arguments and every setting, grouped as in the README."""
-    parser.add_argument("ref", metavar="REF", nargs="?", help="OSTree ref or commit checksum (with --repo)")
-    parser.add_argument(
-        "imgref",
-        metavar="IMGREF",
-        help="destination: oci:DIR[:TAG], oci-archive:FILE[:TAG], "
-        "docker-archive:FILE, registry:HOST/REPO[:TAG], docker://..., containers-storage:NAME",
-    )
+_DESTINATION = (
+    "destination: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE, registry:HOST/REPO[:TAG], "
+    "docker://..., containers-storage:NAME"
+)
+
+
+def add_settings(parser: argparse.ArgumentParser, rechunk: bool = False) -> None:
+    """The positional arguments and every setting, grouped as in the README;
+    ``rechunk``: ``debchunk rechunk SOURCE IMGREF``, whose origin is SOURCE."""
+    if rechunk:
+        parser.add_argument("source", metavar="SOURCE", help="the image to re-chunk (any IMGREF transport)")
+        parser.set_defaults(ref=None, repo=None, rootfs=None)
+    else:
+        parser.add_argument(
+            "ref", metavar="REF", nargs="?", help="OSTree ref or commit checksum (with --repo)"
+        )
+    parser.add_argument("imgref", metavar="IMGREF", help=_DESTINATION)
     groups: dict[str, argparse._ArgumentGroup] = {}
     for setting in SETTINGS:
+        if rechunk and setting.group == "origin":
+            continue
         if setting.group not in groups:
             groups[setting.group] = parser.add_argument_group(setting.group)
         setting.add_to(groups[setting.group])
@@ -260,14 +285,23 @@ def _labels(items: Sequence[str]) -> tuple[dict[str, str], tuple[str, ...]]:
 def config_from_args(args: argparse.Namespace, epoch: int | None) -> BuildConfig:
     """The ``BuildConfig`` the parsed command line asks for; ``epoch`` is
     ``SOURCE_DATE_EPOCH``, read by the caller."""
+    image = getattr(args, "source", None) or getattr(args, "from", None)
+    given = [
+        name for name, value in (("--rootfs DIR", args.rootfs), ("--from IMGREF", image)) if value is not None
+    ]
+    if args.repo is not None or args.ref is not None:
+        given.insert(0, "--repo REPO REF")
+    if len(given) > 1:
+        raise ConfigError(f"{' and '.join(given)}: give one origin")
+    origin: Origin
     if args.rootfs is not None:
-        if args.repo is not None or args.ref is not None:
-            raise ConfigError("--rootfs DIR takes no --repo or REF: give one origin")
-        origin: CommitOrigin | RootfsOrigin = RootfsOrigin(args.rootfs)
+        origin = RootfsOrigin(args.rootfs)
+    elif image is not None:
+        origin = ImageOrigin(image)
     elif args.repo is not None and args.ref is not None:
         origin = CommitOrigin(args.repo, args.ref)
     else:
-        raise ConfigError("give --repo REPO REF IMGREF, or --rootfs DIR IMGREF")
+        raise ConfigError("give --repo REPO REF IMGREF, --rootfs DIR IMGREF or --from IMGREF IMGREF")
     labels, removed = _labels(args.label or ())
     fields = {s.field: getattr(args, s.dest) for s in SETTINGS if s.field is not None}
     fields = {k: v for k, v in fields.items() if v is not None}

@@ -41,6 +41,18 @@ MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 MEDIA_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 MEDIA_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+# Layer media type -> how its tar is compressed (image-spec "Media Types" and
+# layer.md; Docker image manifest v2, schema 2).
+LAYER_COMPRESSION = {
+    MEDIA_LAYER_TAR: "none",
+    MEDIA_LAYER_GZIP: "gzip",
+    MEDIA_LAYER_ZSTD: "zstd",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar": "none",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": "gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": "zstd",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": "gzip",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": "gzip",
+}
 # The tag of a manifest in index.json (image-spec, "Pre-Defined Annotation Keys").
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_VERSION = "1.0.0"

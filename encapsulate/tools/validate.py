@@ -35,15 +35,7 @@ from ..oci.labels import (
     json_label,
     plan_groups,
 )
-from ..oci.layout import (
-    MEDIA_CONFIG,
-    MEDIA_INDEX,
-    MEDIA_LAYER_GZIP,
-    MEDIA_LAYER_TAR,
-    MEDIA_LAYER_ZSTD,
-    MEDIA_MANIFEST,
-    Layout,
-)
+from ..oci.layout import LAYER_COMPRESSION, MEDIA_CONFIG, MEDIA_INDEX, MEDIA_MANIFEST, Layout
 from ..oci.read import DEFAULT_ARCH, HashingReader, choose_manifest, open_image
 
 if TYPE_CHECKING:
@@ -54,16 +46,6 @@ MANIFEST_TYPES = (MEDIA_MANIFEST, "application/vnd.docker.distribution.manifest.
 INDEX_TYPES = (MEDIA_INDEX, "application/vnd.docker.distribution.manifest.list.v2+json")
 CONFIG_TYPES = (MEDIA_CONFIG, "application/vnd.docker.container.image.v1+json")
 # Layer media type -> compression.
-LAYER_TYPES = {
-    MEDIA_LAYER_TAR: "none",
-    MEDIA_LAYER_GZIP: "gzip",
-    MEDIA_LAYER_ZSTD: "zstd",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar": "none",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": "gzip",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": "zstd",
-    "application/vnd.docker.image.rootfs.diff.tar.gzip": "gzip",
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": "gzip",
-}
 # Blob digest algorithms -> length of their hex encoding.
 ALGORITHMS = {"sha256": 64, "sha512": 128}
 SCHEMAS = ("defs", "layout", "index", "manifest", "config")
@@ -326,8 +308,8 @@ def _check_image(check: _Check, top: dict[str, Any], config: dict[str, Any]) -> 
     for i, d in enumerate(layers):
         what = _layer_name(i, layers)
         diff = None
-        if check.descriptor(d, what, tuple(LAYER_TYPES), "layer"):
-            compression = LAYER_TYPES.get(d["mediaType"])
+        if check.descriptor(d, what, tuple(LAYER_COMPRESSION), "layer"):
+            compression = LAYER_COMPRESSION.get(d["mediaType"])
             diff = check.blob(d, what, compression)
             if compression is None:
                 diff = None  # unknown compression: the diff_id cannot be checked
