@@ -1,6 +1,6 @@
 """Stage 3: layers -> a reproducible OCI image.
 
-In: a ``BuildConfig`` (an OSTree commit or a root tree, a destination IMGREF,
+In: a ``BuildConfig`` (an OSTree commit, a root tree or an existing image, a destination IMGREF,
 the layer budget and the image's options).  Out: the image, written by
 ``build_image``, which maps the origin (stage 1), plans its layers (stage 2),
 writes them and delivers the image.  Inside: ``oci`` (layouts, IMGREF,
@@ -11,7 +11,15 @@ reading images back), ``write`` (tar, plain and ostree layers, the image),
 from mapping import DebchunkError
 
 from .build import BuildResult, Comparison, build_image
-from .config import BuildConfig, CommitOrigin, Compression, Format, RootfsOrigin, epoch_from_environment
+from .config import (
+    BuildConfig,
+    CommitOrigin,
+    Compression,
+    Format,
+    ImageOrigin,
+    RootfsOrigin,
+    epoch_from_environment,
+)
 from .errors import ConfigError, EncapsulateError
 
 __all__ = [
@@ -24,6 +32,7 @@ __all__ = [
     "DebchunkError",
     "EncapsulateError",
     "Format",
+    "ImageOrigin",
     "RootfsOrigin",
     "build_image",
     "epoch_from_environment",

@@ -106,7 +106,7 @@ def test_usage_errors_exit_2_before_anything_is_written(
     cases = [
         (
             ["--repo", repo, "sample", "--rootfs", str(sample_tree), f"oci:{out}"],
-            "--rootfs DIR takes no --repo or REF",
+            "--repo REPO REF and --rootfs DIR: give one origin",
         ),
         (["--rootfs", str(sample_tree), f"oci:{out}:bad tag!"], "bad tag!"),
         (

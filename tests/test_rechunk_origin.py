@@ -1,0 +1,195 @@
+"""encapsulate.rechunk: an image as the origin of a build: its layers, what its
+config passes on, and what is refused (hand-made images; tests/test_rechunk.py
+has the real ones)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from encapsulate import BuildConfig, ConfigError, EncapsulateError, Format, ImageOrigin, build_image
+from encapsulate.rechunk import LAYER_LABELS, kept_config
+from mapping import MappingError
+from tests.conftest import RunCli, snapshot
+
+EPOCH = 1_767_225_600
+
+
+def _blob(layout: Path, data: bytes) -> dict[str, Any]:
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs/sha256").mkdir(parents=True, exist_ok=True)
+    (layout / "blobs/sha256" / digest).write_bytes(data)
+    return {"digest": f"sha256:{digest}", "size": len(data)}
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def make_image(
+    layout: Path,
+    layers: list[tuple[str, bytes]],
+    config: dict[str, Any] | None = None,
+    tag: str = "t",
+) -> str:
+    """An OCI layout holding one image of ``layers`` (media type, blob bytes)."""
+    descriptors = [{"mediaType": media_type, **_blob(layout, data)} for media_type, data in layers]
+    document = {
+        "architecture": "arm64",
+        "os": "linux",
+        "variant": "v8",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in descriptors]},
+        **(config or {}),
+    }
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            **_blob(layout, json.dumps(document).encode()),
+        },
+        "layers": descriptors,
+    }
+    entry = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        **_blob(layout, json.dumps(manifest).encode()),
+        "annotations": {"org.opencontainers.image.ref.name": tag},
+    }
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+    return f"oci:{layout}:{tag}"
+
+
+TAR = "application/vnd.oci.image.layer.v1.tar"
+
+
+def test_config_is_carried_over(tmp_path: Path) -> None:
+    labels = {"containers.bootc": "1", "org.opencontainers.image.title": "t", "gone": "x"}
+    labels |= {name: "old" for name in LAYER_LABELS}
+    source = make_image(
+        tmp_path / "src",
+        [(TAR, _tar({"etc/hostname": b"box\n", "usr/bin/tool": b"#!/bin/sh\n"}))],
+        {
+            "config": {
+                "Env": ["A=1"],
+                "Cmd": ["/bin/sh"],
+                "Entrypoint": ["/init"],
+                "WorkingDir": "/root",
+                "User": "0",
+                "ExposedPorts": {"8080/tcp": {}},
+                "Volumes": {"/data": {}},
+                "StopSignal": "SIGTERM",
+                "Labels": labels,
+            }
+        },
+    )
+    result = build_image(
+        BuildConfig(
+            ImageOrigin(source),
+            f"oci:{tmp_path / 'out'}:r",
+            labels={"new": "y"},
+            remove_labels=("gone",),
+            epoch=EPOCH,
+            max_layers=4,
+        )
+    )
+    assert result.image is not None
+    blobs = tmp_path / "out/blobs/sha256"
+    config = json.loads((blobs / result.image.config.digest[7:]).read_text())
+    runtime = config["config"]
+    assert runtime["Env"] == ["A=1"] and runtime["Cmd"] == ["/bin/sh"] and runtime["Entrypoint"] == ["/init"]
+    assert runtime["WorkingDir"] == "/root" and runtime["User"] == "0" and runtime["StopSignal"] == "SIGTERM"
+    assert runtime["ExposedPorts"] == {"8080/tcp": {}} and runtime["Volumes"] == {"/data": {}}
+    assert (config["architecture"], config["os"], config["variant"]) == ("arm64", "linux", "v8")
+    out = runtime["Labels"]
+    assert (
+        out["containers.bootc"] == "1" and out["org.opencontainers.image.title"] == "t" and out["new"] == "y"
+    )
+    assert "gone" not in out and "ostree.final-diffid" not in out and "ostree.commit" not in out
+    # debchunk's own labels describe the new layers, not the old ones.
+    assert out["org.debchunk.plan"] != "old" and out["org.debchunk.components"] != "old"
+    # The content is the old image's.
+    assert sum(c.files for c in result.mapping.components) == 2
+
+
+def test_kept_config_keeps_only_what_describes_the_content() -> None:
+    kept = kept_config(
+        {
+            "config": {
+                "Env": ["A=1"],
+                "Healthcheck": {"Test": ["x"]},
+                "Labels": {"a": "1", "ostree.commit": "c"},
+            }
+        },
+        ("a",),
+    )
+    assert kept == {"config": {"Env": ["A=1"], "Labels": {}}}
+
+
+@pytest.mark.parametrize(
+    ("media_type", "words"),
+    [
+        ("application/vnd.oci.image.layer.v1.tar+gzip+encrypted", "is encrypted"),
+        ("application/vnd.example.not-a-layer", "not a tar layer"),
+    ],
+)
+def test_refused_layers(tmp_path: Path, media_type: str, words: str) -> None:
+    source = make_image(tmp_path / "src", [(TAR, _tar({"a": b"a"})), (media_type, b"opaque")])
+    out = tmp_path / "out"
+    with pytest.raises(EncapsulateError, match=words) as raised:
+        build_image(BuildConfig(ImageOrigin(source), f"oci:{out}", epoch=EPOCH))
+    assert "layer 2" in str(raised.value)
+    assert not out.exists()
+
+
+def test_a_corrupt_layer_writes_nothing(tmp_path: Path) -> None:
+    source = make_image(tmp_path / "src", [(TAR, _tar({"a": b"a" * 5000}))])
+    blob = next(p for p in (tmp_path / "src/blobs/sha256").iterdir() if p.stat().st_size > 5000)
+    data = bytearray(blob.read_bytes())
+    data[600] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    with pytest.raises(MappingError, match=blob.name[:12]):
+        build_image(BuildConfig(ImageOrigin(source), f"oci:{out}", epoch=EPOCH))
+    assert not out.exists()
+
+
+def test_a_missing_image(tmp_path: Path) -> None:
+    with pytest.raises(EncapsulateError, match="nothing"):
+        build_image(BuildConfig(ImageOrigin(f"oci:{tmp_path / 'nothing'}"), f"oci:{tmp_path / 'out'}"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_command_line(run_cli: RunCli, tmp_path: Path, sample_tree: Path) -> None:
+    source = make_image(tmp_path / "src", [(TAR, _tar({"a": b"a"}))])
+    before = snapshot(tmp_path / "src")
+    env = {"SOURCE_DATE_EPOCH": str(EPOCH)}
+    one = run_cli(
+        "--from", source, f"oci:{tmp_path}/out:one", "--json", program="container-encapsulate", env=env
+    )
+    two = run_cli("rechunk", source, f"oci:{tmp_path}/out:two", "--json", env=env)
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    assert json.loads(one.stdout)["manifest"] == json.loads(two.stdout)["manifest"]
+    library = build_image(BuildConfig(ImageOrigin(source), f"oci:{tmp_path}/lib", epoch=EPOCH))
+    assert library.image is not None and library.image.manifest.digest == json.loads(one.stdout)["manifest"]
+    assert snapshot(tmp_path / "src") == before
+    both = run_cli(
+        "--from", source, "--rootfs", str(sample_tree), f"oci:{tmp_path}/x", program="container-encapsulate"
+    )
+    assert both.returncode == 2 and "--rootfs DIR and --from IMGREF: give one origin" in both.stderr
+    with pytest.raises(ConfigError, match="--format ostree needs an OSTree commit"):
+        BuildConfig(ImageOrigin(source), "oci:x", format=Format.OSTREE).check()
