@@ -2,7 +2,11 @@
 
 In: a ``Tree``.  Out: a ``Mapping``.  Rules, first claim wins for a file:
 1. a ``user.component`` xattr (recursive from directories, closest wins;
-   symlinks take their directory's);
+   symlinks take their directory's); such a component's change rate comes
+   from a ``user.update-interval`` xattr on any of its files or on the
+   directory naming it (chunkah's convention: days between updates, or
+   ``daily``, ``weekly``, ``biweekly``, ``monthly``, ``quarterly``,
+   ``yearly``), else the default;
 2. dpkg ownership, grouped by source package; byte-compiled Python
    (``__pycache__/NAME.TAG.pyc``, written by py3compile) goes with its source;
 3. volatile paths (rewritten by every build), checked before the rules below so
@@ -30,11 +34,15 @@ from dataclasses import dataclass, field
 from . import changelog
 from .debian_formats import newest_version
 from .dpkg import Database, Package
-from .errors import show, warn
+from .errors import MappingError, show, warn
 from .model import BIGFILE_PREFIX, UNPACKAGED, VOLATILE, Component, Kind, Mapping
 from .tree import EntryType, Tree
 
 COMPONENT_XATTR = b"user.component"
+UPDATE_INTERVAL_XATTR = b"user.update-interval"
+# chunkah's named update intervals, in days (coreos/chunkah, README and
+# src/components/xattr.rs), so trees labelled for chunkah keep their meaning.
+NAMED_INTERVALS = {"daily": 1, "weekly": 7, "biweekly": 14, "monthly": 30, "quarterly": 90, "yearly": 365}
 BIGFILE_THRESHOLD = 1 << 20
 
 # Change probabilities of the kinds that have no changelog.  Volatile content is
@@ -147,6 +155,37 @@ class _Owner:
     packages: set[str] = field(default_factory=set)
     versions: set[str] = field(default_factory=set)
     changelogs: list[str] = field(default_factory=list)
+    # Days between updates, from user.update-interval (components only).
+    interval_days: int | None = None
+
+
+def update_interval_days(value: bytes, where: str) -> int:
+    """A ``user.update-interval`` value as days: a named interval or a
+    positive whole number of days."""
+    text = value.decode("utf-8", "replace").strip()
+    days = NAMED_INTERVALS.get(text)
+    if days is None:
+        days = int(text) if text.isdigit() else 0
+    if days <= 0:
+        raise MappingError(
+            f"user.update-interval {text!r} is not a number of days or one of {', '.join(NAMED_INTERVALS)}",
+            where,
+            "fix the xattr",
+        )
+    return days
+
+
+def _set_interval(intervals: dict[str, tuple[int, str]], name: str, value: bytes, path: str) -> None:
+    """Record component ``name``'s interval; two different ones are an error."""
+    days = update_interval_days(value, show(path))
+    known = intervals.setdefault(name, (days, path))
+    if known[0] != days:
+        raise MappingError(
+            f"user.update-interval {days} days conflicts with {known[0]} days at {show(known[1])} "
+            f"for component {name!r}",
+            show(path),
+            "give every file of a component the same interval",
+        )
 
 
 def map_tree(
@@ -159,8 +198,9 @@ def map_tree(
     owner_name: list[str | None] = [None] * len(entries)
     owners: dict[str, _Owner] = {}
 
-    # 1. user.component, inherited down directories.
+    # 1. user.component, inherited down directories; user.update-interval.
     dir_component: dict[str, str | None] = {}
+    intervals: dict[str, tuple[int, str]] = {}
     for i, e in enumerate(entries):
         parent = dir_component.get(e.path.rpartition("/")[0]) if e.path else None
         own = e.xattr(COMPONENT_XATTR) if e.type in (EntryType.FILE, EntryType.DIR) else None
@@ -174,6 +214,12 @@ def map_tree(
                 "volatile" if name == VOLATILE else "unpackaged" if name == UNPACKAGED else "component"
             )
             owners.setdefault(name, _Owner(name, kind))
+        interval = e.xattr(UPDATE_INTERVAL_XATTR) if e.type in (EntryType.FILE, EntryType.DIR) else None
+        if name and interval is not None and (e.type is not EntryType.DIR or own):
+            _set_interval(intervals, name, interval, e.path)
+    for name, (days, _) in intervals.items():
+        if name in owners and owners[name].kind == "component":
+            owners[name].interval_days = days
 
     # 2. dpkg, by source package.
     db = Database.find(tree)
@@ -404,6 +450,9 @@ def _change_probabilities(
             p = VOLATILE_CHANGE_PROBABILITY
         elif owner.kind == "unpackaged":
             p = UNPACKAGED_CHANGE_PROBABILITY
+        elif owner.interval_days is not None:
+            # An update every N days on average: a weekly chance of 1 - exp(-7/N).
+            p = -math.expm1(-7.0 / owner.interval_days)
         elif owner.name in histories and reference is not None:
             history = histories[owner.name]
             p = changelog.probability(changelog.changes_per_year((c.date for c in history), reference))

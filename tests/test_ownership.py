@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mapping import Mapping, map_tree, read_tree
+from mapping import Mapping, MappingError, map_tree, read_tree
 from mapping.changelog import CHANGES_PRIOR, CVE_WEIGHT, DEFAULT_CHANGE_PROBABILITY
 from tests.sample import KVER, Pkg, SampleTree, blob, day
 
@@ -412,3 +412,34 @@ def test_security_history_raises_change_rate_in_stable_releases(
         assert sum(rates) == pytest.approx(-2 * math.log(1 - base))
     else:
         assert foo.change_probability == pytest.approx(base) == bar.change_probability
+
+
+def test_user_update_interval_sets_a_component_change_rate(tmp_path: Path) -> None:
+    """chunkah's user.update-interval: days between updates (or a name), on any
+    file of the component or on the directory naming it; unset, the default."""
+    t = _tree(tmp_path)
+    root = t.finish()
+    for rel, data in (
+        ("opt/fonts/a.ttf", b"a"),
+        ("opt/fonts/b.ttf", b"b"),
+        ("opt/app/bin", b"c"),
+        ("opt/x/y", b"d"),
+    ):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    os.setxattr(root / "opt/fonts", "user.component", b"fonts")
+    os.setxattr(root / "opt/fonts", "user.update-interval", b"yearly")
+    os.setxattr(root / "opt/app/bin", "user.component", b"app")
+    os.setxattr(root / "opt/app/bin", "user.update-interval", b"14")
+    os.setxattr(root / "opt/x/y", "user.component", b"plain")
+    m = build_mapping(rootfs=str(root))
+    p = {c.name: c.change_probability for c in m.components}
+    assert p["fonts"] == pytest.approx(1 - math.exp(-7 / 365))
+    assert p["app"] == pytest.approx(1 - math.exp(-7 / 14))
+    assert p["plain"] == DEFAULT_CHANGE_PROBABILITY
+    os.setxattr(root / "opt/fonts/b.ttf", "user.update-interval", b"monthly")
+    with pytest.raises(MappingError, match="conflicts with 365 days"):
+        build_mapping(rootfs=str(root))
+    os.setxattr(root / "opt/fonts/b.ttf", "user.update-interval", b"often")
+    with pytest.raises(MappingError, match="'often' is not a number of days"):
+        build_mapping(rootfs=str(root))
