@@ -102,6 +102,13 @@ SETTINGS: tuple[Setting, ...] = (
         ("--rootfs",), None, "encapsulate a root directory instead of a commit", metavar="DIR", group="origin"
     ),
     Setting(
+        ("--from",),
+        None,
+        "re-chunk an existing image (any IMGREF transport) instead of a commit",
+        metavar="IMGREF",
+        group="origin",
+    ),
+    Setting(
         ("--max-layers",),
         "max_layers",
         f"layers in the image, at most, the first (metadata) layer included; 2 to {MAX_LAYERS_LIMIT}",
