@@ -35,14 +35,16 @@ BASE_SCRIPT = (
     "rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /usr/share/locale/* /usr/share/man/*"
 )
 
-# Packages image A installs (small, no recommends), and the one A2 adds.
+# Packages image A installs (small, no recommends), and the one A2 adds; and
+# the source packages A2 has that A has not (bc needs libreadline8t64).
 PACKAGES = ("nano", "less", "file")
 ADDED_PACKAGE = "bc"
+ADDED_SOURCES = frozenset({"bc", "readline"})
 
 _APT_INSTALL = (
     "apt-get -o Acquire::Check-Valid-Until=false update"
     " && apt-get install -y -q --no-install-recommends {packages}"
-    " && rm -rf /var/lib/apt/lists/*"
+    " && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin"
 )
 
 # One layer per RUN (buildah bud --layers).  Each step makes something a
