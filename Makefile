@@ -10,7 +10,7 @@ APT_STAMP := $(VENV)/.apt
 # they run that is not `Priority: required` in Debian 12 (python3, git and pigz
 # are not on every machine); tests/test_makefile.py checks this list.
 APT_PACKAGES := python3 ostree gir1.2-ostree-1.0 python3-gi python3-apt python3-venv \
-	skopeo umoci docker-registry podman mmdebstrap chromium git pigz
+	skopeo umoci docker-registry podman buildah mmdebstrap chromium git pigz
 
 .PHONY: all demo test lint typecheck pytest bench bench-short clean
 

@@ -30,6 +30,7 @@ SCANNED = ("mapping", "chunker", "encapsulate", "benches", "tests")
 # A program missing here fails the test: add it, and its package to the Makefile.
 PROGRAM_PACKAGE = {
     "bash": "bash",
+    "buildah": "buildah",
     "cat": "coreutils",
     "chromium": "chromium",
     "cp": "coreutils",
