@@ -1,0 +1,624 @@
+"""Read a container image's layers into a ``Tree``.
+
+In: the image's layer blobs (gzip, zstd or plain tar), lowest first.  Out: the
+flattened tree, with entries exactly as ``RootfsTree`` gives them for the same
+tree unpacked on disk, so every ownership rule applies unchanged.
+
+The layers are applied as the OCI image spec's layer.md says ("Applying
+Changesets", "Whiteouts"), never extracted: each blob is inflated once into a
+spool file under ``workdir`` (its digest checked on the way), its tar headers
+are read from the spool, and file content is read back from there.  Memory
+grows with the number of entries, not with their size; disk use is at most the
+image's uncompressed size.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import io
+import os
+import tarfile
+import zlib
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO, cast
+
+import zstandard
+from zlib_ng import zlib_ng
+
+from ._threads import map_in_threads
+from .errors import MappingError, show, warn
+from .tree import MAX_SYMLINKS, Entry, EntryType, Tree
+
+_BLOCK = 1 << 20
+# zstd can expand a few bytes into a 128 KiB block; feeding it small input
+# blocks keeps one call's output (held in memory) modest.
+_ZSTD_INPUT_BLOCK = 1 << 16
+_ZEROS = bytes(_BLOCK)
+_WHITEOUT = ".wh."
+_OPAQUE = ".wh..wh..opq"
+_XATTR = "SCHILY.xattr."
+_DEFAULT_DIR_MODE = 0o755
+_FIX_BLOB = "pull the image again (its blob store is damaged) or rebuild it"
+_COMPRESSIONS = ("gzip", "zstd", "none")
+_DECOMPRESSION_ERRORS = (zlib.error, zstandard.ZstdError, cast(type[Exception], zlib_ng.error))
+
+
+@dataclass(frozen=True)
+class LayerArchive:
+    """One layer blob: its file, its digest as stored (compressed), and its
+    compression ("gzip", "zstd" or "none")."""
+
+    path: str
+    digest: str
+    compression: str
+
+
+@dataclass(eq=False, slots=True)
+class _Meta:
+    """What an inode holds; hardlinked paths share one."""
+
+    type: EntryType
+    mode: int
+    uid: int
+    gid: int
+    xattrs: tuple[tuple[bytes, bytes], ...] = ()
+    target: str | None = None
+    rdev: int = 0
+    size: int = 0
+    layer: int = -1
+    # Where a regular file's bytes are in its layer's spool: (start, end,
+    # spool offset) in file coordinates, a hole when the offset is None.
+    segments: tuple[tuple[int, int, int | None], ...] = ()
+    content_id: str | None = None
+
+
+@dataclass(eq=False, slots=True)
+class _Node:
+    """One path of the merged tree; ``layer`` is the last layer that declared it."""
+
+    meta: _Meta
+    layer: int
+    children: dict[str, _Node] | None = None
+
+
+class _Spool:
+    """A layer's tar stream on disk: the compressed blob is hashed and
+    inflated into it in one pass."""
+
+    def __init__(self, layer: LayerArchive, path: str) -> None:
+        self.layer = layer
+        self.path = path
+
+    def fill(self) -> None:
+        """Inflate the blob into the spool; check its digest and that the
+        compressed stream ends where it should."""
+        layer = self.layer
+        algorithm, _, expected = layer.digest.partition(":")
+        if algorithm not in ("sha256", "sha512") or not expected:
+            raise MappingError(
+                f"unsupported digest {layer.digest!r}", layer.path, "give the layer's sha256:<hex> digest"
+            )
+        if layer.compression not in _COMPRESSIONS:
+            raise MappingError(
+                f"unknown compression {layer.compression!r}",
+                layer.digest,
+                f"use one of {', '.join(_COMPRESSIONS)}",
+            )
+        h = hashlib.new(algorithm)
+        try:
+            blob = open(layer.path, "rb")  # noqa: SIM115 (closed below, with the spool)
+        except OSError as e:
+            raise MappingError(f"cannot read layer blob: {e.strerror}", layer.path, _FIX_BLOB) from None
+        try:
+            with blob, open(self.path, "wb") as out:
+                inflate = _Inflater(layer.compression)
+                while block := blob.read(_BLOCK):
+                    h.update(block)
+                    for data in inflate.feed(block):
+                        out.write(data)
+                rest = inflate.finish()
+                if rest is None:
+                    raise MappingError(
+                        f"layer {layer.digest}: its {layer.compression} stream is truncated",
+                        layer.path,
+                        _FIX_BLOB,
+                    )
+        except _DECOMPRESSION_ERRORS as e:
+            raise MappingError(
+                f"layer {layer.digest}: its {layer.compression} stream is corrupt ({e})",
+                layer.path,
+                _FIX_BLOB,
+            ) from None
+        except OSError as e:
+            raise MappingError(
+                f"cannot spool layer {layer.digest}: {e.strerror}",
+                self.path,
+                "give a work directory with room for the image's uncompressed layers",
+            ) from None
+        if h.hexdigest() != expected:
+            raise MappingError(
+                f"layer {layer.digest}: the blob's digest is {algorithm}:{h.hexdigest()}",
+                layer.path,
+                _FIX_BLOB,
+            )
+
+
+class _Inflater:
+    """Decompress gzip (any number of members) or zstd (any number of frames)
+    block by block, and say whether the stream ended cleanly."""
+
+    def __init__(self, compression: str) -> None:
+        self.compression = compression
+        # zlib_ng's and zstandard's decompression objects; neither module
+        # exports the type.
+        self._d: Any = None
+
+    def _new(self) -> Any:
+        if self.compression == "gzip":
+            return zlib_ng.decompressobj(16 + zlib_ng.MAX_WBITS)
+        return zstandard.ZstdDecompressor().decompressobj()
+
+    def feed(self, block: bytes) -> Iterator[bytes]:
+        """The uncompressed bytes ``block`` gives, in bounded pieces."""
+        if self.compression == "none":
+            yield block
+            return
+        step = _ZSTD_INPUT_BLOCK if self.compression == "zstd" else len(block)
+        for i in range(0, len(block), step):
+            pending = block[i : i + step]
+            while pending:
+                if self._d is None or self._d.eof:
+                    self._d = self._new()
+                d = self._d
+                if self.compression == "zstd":
+                    yield d.decompress(pending)
+                    pending = d.unused_data if d.eof else b""
+                else:
+                    # max_length bounds what one call returns (gzip expands up to 1032x).
+                    yield d.decompress(pending, _BLOCK)
+                    pending = d.unconsumed_tail or (d.unused_data if d.eof else b"")
+
+    def finish(self) -> bytes | None:
+        """What is left to output, or None when the stream did not end at the
+        end of a gzip member or zstd frame (it is truncated)."""
+        if self.compression == "none":
+            return b""
+        if self._d is None:
+            return None
+        rest: bytes = self._d.flush()
+        return rest if self._d.eof else None
+
+
+class LayersTree(Tree):
+    """The tree an image's layers make, applied in order (OCI layer.md);
+    content read back from spool files under ``workdir``."""
+
+    def __init__(
+        self, description: str, layers: Sequence[LayerArchive], workdir: str, threads: int | None = None
+    ) -> None:
+        os.makedirs(workdir, exist_ok=True)
+        self._spools = [
+            _Spool(layer, os.path.join(workdir, f"layer-{i}.tar")) for i, layer in enumerate(layers)
+        ]
+        self._root = _Node(_Meta(EntryType.DIR, _DEFAULT_DIR_MODE, 0, 0), -1, {})
+        for index, spool in enumerate(self._spools):
+            spool.fill()
+            self._apply(index, spool)
+        entries, metas = self._flatten()
+        ids = map_in_threads(self._sha256, metas, threads)
+        self._content: dict[str, _Meta] = {}
+        for meta, content_id in zip(metas, ids, strict=True):
+            meta.content_id = content_id
+            self._content.setdefault(content_id, meta)
+        super().__init__(description, [e.build(self) for e in entries])
+
+    # Applying one layer.
+
+    def _apply(self, index: int, spool: _Spool) -> None:
+        digest = spool.layer.digest
+        size = os.path.getsize(spool.path)
+        last = "the start of the archive"
+        try:
+            with tarfile.open(spool.path, "r:", encoding="utf-8", errors="surrogateescape") as tar:
+                while (member := tar.next()) is not None:
+                    cast(Any, tar).members.clear()  # headers are not needed again: memory stays flat
+                    sparse = _sparse(member)
+                    stored = sum(n for _, n in sparse) if sparse else member.size
+                    if member.isreg() and member.offset_data + stored > size:
+                        raise MappingError(
+                            f"layer {digest}: its tar ends inside {show(member.name)}",
+                            spool.layer.path,
+                            _FIX_BLOB,
+                        )
+                    self._member(index, digest, member)
+                    last = show(member.name)
+                end = tar.offset
+        except tarfile.TarError as e:
+            raise MappingError(
+                f"layer {digest}: its tar is corrupt after {last} ({e})", spool.layer.path, _FIX_BLOB
+            ) from None
+        # tarfile takes a bad header for the end of the archive: only zeros may follow it.
+        with open(spool.path, "rb") as f:
+            f.seek(end)
+            while block := f.read(_BLOCK):
+                if block.count(0) != len(block):
+                    raise MappingError(
+                        f"layer {digest}: its tar is corrupt after {last}", spool.layer.path, _FIX_BLOB
+                    )
+
+    def _member(self, index: int, digest: str, member: tarfile.TarInfo) -> None:
+        parts = _parts(member.name, digest)
+        if not parts:
+            if member.isdir():
+                self._root.meta = _dir_meta(member)
+                self._root.layer = index
+                return
+            raise MappingError(
+                f"layer {digest}: entry {show(member.name)} replaces the root directory with a non-directory"
+            )
+        *dirs, name = parts
+        if name.startswith(_WHITEOUT):
+            self._whiteout(index, digest, dirs, name, member.name)
+            return
+        parent = self._directory(dirs, index, digest, member.name, create=True)
+        assert parent is not None and parent.children is not None
+        existing = parent.children.get(name)
+        if member.isdir():
+            if existing is not None and existing.children is not None:
+                # A directory declared again keeps its children, takes the new metadata.
+                existing.meta = _dir_meta(member)
+                existing.layer = index
+            else:
+                parent.children[name] = _Node(_dir_meta(member), index, {})
+            return
+        if member.islnk():
+            parent.children[name] = _Node(self._link_target(index, digest, member), index)
+            return
+        meta = _meta(index, member)
+        if meta is None:
+            warn(f"layer {digest}: {show(member.name)}: entry type {member.type!r} cannot be stored; skipped")
+            return
+        parent.children[name] = _Node(meta, index)
+
+    def _whiteout(self, index: int, digest: str, dirs: list[str], name: str, entry: str) -> None:
+        if name == _OPAQUE:
+            parent = self._directory(dirs, index, digest, entry, create=True)
+            assert parent is not None
+            _hide_lower(parent, index)
+            return
+        if name.startswith(_OPAQUE[: len(_WHITEOUT) * 2]):
+            warn(f"layer {digest}: {show(entry)}: unknown whiteout kind; ignored")
+            return
+        parent = self._directory(dirs, index, digest, entry, create=False)
+        hidden = name[len(_WHITEOUT) :]
+        node = None if parent is None or parent.children is None else parent.children.get(hidden)
+        if node is None:
+            warn(
+                f"layer {digest}: whiteout {show(entry)} hides nothing (no such path in the lower layers); "
+                "ignored"
+            )
+            return
+        # Whiteouts apply to lower layers only (layer.md, "Whiteouts").
+        if node.layer < index:
+            assert parent is not None and parent.children is not None
+            del parent.children[hidden]
+
+    def _link_target(self, index: int, digest: str, member: tarfile.TarInfo) -> _Meta:
+        parts = _parts(member.linkname, digest)
+        parent = self._directory(parts[:-1], index, digest, member.name, create=False) if parts else None
+        node = None if parent is None or parent.children is None else parent.children.get(parts[-1])
+        if node is None:
+            raise MappingError(
+                f"layer {digest}: hardlink {show(member.name)} -> {show(member.linkname)}: "
+                "its target is not in this layer or a lower one",
+                hint="rebuild the image; its layer is malformed",
+            )
+        if node.children is not None:
+            raise MappingError(
+                f"layer {digest}: hardlink {show(member.name)} -> {show(member.linkname)}: "
+                "its target is a directory",
+                hint="rebuild the image; its layer is malformed",
+            )
+        return node.meta
+
+    def _directory(self, parts: list[str], index: int, digest: str, entry: str, create: bool) -> _Node | None:
+        """The directory at ``parts``, symlinks followed inside the tree as a
+        runtime unpacking the layer does; missing directories are made (with
+        default metadata) when ``create``, else None is returned."""
+        chain = [self._root]
+        pending = list(reversed(parts))
+        hops = 0
+        while pending:
+            part = pending.pop()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if len(chain) > 1:
+                    chain.pop()
+                continue
+            children = chain[-1].children
+            assert children is not None
+            node = children.get(part)
+            if node is None:
+                if not create:
+                    return None
+                node = children[part] = _Node(_Meta(EntryType.DIR, _DEFAULT_DIR_MODE, 0, 0), index, {})
+            if node.meta.type is EntryType.SYMLINK:
+                hops += 1
+                target = node.meta.target or ""
+                if hops > MAX_SYMLINKS:
+                    raise MappingError(
+                        f"layer {digest}: {show(entry)}: too many levels of symlinks in its directory"
+                    )
+                if target.startswith("/"):
+                    del chain[1:]
+                pending.extend(reversed(target.split("/")))
+                continue
+            if node.children is None and node.layer < index and create:
+                # The layer holds a path below what a lower layer made a
+                # non-directory: this layer made it a directory.
+                node = children[part] = _Node(_Meta(EntryType.DIR, _DEFAULT_DIR_MODE, 0, 0), index, {})
+            if node.children is None:
+                raise MappingError(
+                    f"layer {digest}: {show(entry)}: a parent of it is not a directory",
+                    hint="rebuild the image; its layer is malformed",
+                )
+            chain.append(node)
+        return chain[-1]
+
+    # The merged tree.
+
+    def _flatten(self) -> tuple[list[_Pending], list[_Meta]]:
+        """The entries, depth first with children sorted by the bytes of their
+        names (as ``RootfsTree``), and the inodes of regular files to hash."""
+        links: Counter[int] = Counter()
+        order: list[tuple[str, _Node]] = []
+        stack: list[tuple[str, _Node]] = [("", self._root)]
+        while stack:
+            path, node = stack.pop()
+            order.append((path, node))
+            if node.meta.type is EntryType.FILE:
+                links[id(node.meta)] += 1
+            if node.children:
+                prefix = f"{path}/" if path else ""
+                names = sorted(
+                    node.children, key=lambda n: n.encode("utf-8", "surrogateescape"), reverse=True
+                )
+                stack.extend((prefix + n, node.children[n]) for n in names)
+        entries: list[_Pending] = []
+        metas: list[_Meta] = []
+        seen: set[int] = set()
+        for path, node in order:
+            meta = node.meta
+            key = None
+            if meta.type is EntryType.FILE:
+                if id(meta) not in seen:
+                    seen.add(id(meta))
+                    metas.append(meta)
+                if links[id(meta)] > 1:
+                    key = f"{meta.layer}:{id(meta):x}"
+            entries.append(_Pending(path, meta, key))
+        return entries, metas
+
+    def _sha256(self, meta: _Meta) -> str:
+        h = hashlib.sha256()
+        with self._reader(meta) as f:
+            while block := f.read(_BLOCK):
+                h.update(block)
+        return h.hexdigest()
+
+    def _reader(self, meta: _Meta) -> BinaryIO:
+        spool = self._spools[meta.layer].path
+        try:
+            return io.BufferedReader(_Content(spool, meta.size, meta.segments), _BLOCK)
+        except OSError as e:
+            raise MappingError(
+                f"cannot read spooled layer: {e.strerror}",
+                spool,
+                "keep the work directory until the image is written",
+            ) from None
+
+    def open(self, entry: Entry) -> BinaryIO:
+        """Open a regular file's content, read back from its layer's spool."""
+        meta = self._content.get(entry.content_id or "")
+        if meta is None:
+            raise MappingError(f"{show(entry.path)}: not a regular file of {self.description}")
+        return self._reader(meta)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """An entry whose content id is known once its layer's files are hashed."""
+
+    path: str
+    meta: _Meta
+    hardlink: str | None
+
+    def build(self, tree: LayersTree) -> Entry:
+        m = self.meta
+        is_file = m.type is EntryType.FILE
+        return Entry(
+            self.path,
+            m.type,
+            m.mode,
+            m.uid,
+            m.gid,
+            m.size if is_file else 0,
+            m.xattrs,
+            m.target,
+            m.content_id,
+            m.rdev,
+            self.hardlink,
+            tree if is_file else None,
+        )
+
+
+class _Content(io.RawIOBase):
+    """A regular file's bytes in a spool: data segments read with pread,
+    holes (sparse files) read as zeros."""
+
+    def __init__(self, spool: str, size: int, segments: tuple[tuple[int, int, int | None], ...]) -> None:
+        super().__init__()
+        self._fd = os.open(spool, os.O_RDONLY | os.O_CLOEXEC)
+        self._size = size
+        self._segments = segments
+        self._starts = [s[0] for s in segments]
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._pos >= self._size or not len(buffer):
+            return 0
+        i = bisect.bisect_right(self._starts, self._pos) - 1
+        start, end, offset = self._segments[i]
+        n = min(len(buffer), end - self._pos)
+        if offset is None:
+            buffer[:n] = _ZEROS[:n] if n <= _BLOCK else bytes(n)
+        else:
+            data = os.pread(self._fd, n, offset + self._pos - start)
+            if len(data) < n:
+                raise OSError(f"spool {self._fd} ends early")
+            buffer[:n] = data
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+
+def _parts(name: str, digest: str) -> list[str]:
+    """A member name's components, normalised; climbing out of the root or an
+    absolute name is an error (it would write outside the tree)."""
+    if name.startswith("/"):
+        raise MappingError(
+            f"layer {digest}: entry {show(name)} has an absolute path",
+            hint="rebuild the image; a layer's paths are relative to its root",
+        )
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise MappingError(
+                    f"layer {digest}: entry {show(name)} climbs out of the root with ..",
+                    hint="rebuild the image; a layer's paths must stay inside its root",
+                )
+            parts.pop()
+            continue
+        parts.append(part)
+    return parts
+
+
+def _xattrs(member: tarfile.TarInfo) -> tuple[tuple[bytes, bytes], ...]:
+    """PAX ``SCHILY.xattr.NAME`` records as (name, value) bytes, sorted.
+    tarfile decodes PAX keywords and values as UTF-8 and, when that fails,
+    with the archive's error handler (surrogateescape here): encoding back the
+    same way gives the stored bytes either way."""
+    pairs = [
+        (key[len(_XATTR) :].encode("utf-8", "surrogateescape"), value.encode("utf-8", "surrogateescape"))
+        for key, value in member.pax_headers.items()
+        if key.startswith(_XATTR)
+    ]
+    return tuple(sorted(pairs))
+
+
+def _dir_meta(member: tarfile.TarInfo) -> _Meta:
+    return _Meta(EntryType.DIR, member.mode & 0o7777, member.uid, member.gid, _xattrs(member))
+
+
+_TYPE_OF_MEMBER = {
+    tarfile.SYMTYPE: EntryType.SYMLINK,
+    tarfile.CHRTYPE: EntryType.CHAR,
+    tarfile.BLKTYPE: EntryType.BLOCK,
+    tarfile.FIFOTYPE: EntryType.FIFO,
+}
+
+
+def _meta(index: int, member: tarfile.TarInfo) -> _Meta | None:
+    """An inode for a regular file, symlink, device or fifo member."""
+    mode, xattrs = member.mode & 0o7777, _xattrs(member)
+    if member.isreg():
+        return _Meta(
+            EntryType.FILE,
+            mode,
+            member.uid,
+            member.gid,
+            xattrs,
+            size=member.size,
+            layer=index,
+            segments=_segments(member),
+        )
+    kind = _TYPE_OF_MEMBER.get(member.type)
+    if kind is None:
+        return None
+    is_device = kind in (EntryType.CHAR, EntryType.BLOCK)
+    return _Meta(
+        kind,
+        mode,
+        member.uid,
+        member.gid,
+        xattrs,
+        target=member.linkname if kind is EntryType.SYMLINK else None,
+        rdev=os.makedev(member.devmajor, member.devminor) if is_device else 0,
+        layer=index,
+    )
+
+
+def _segments(member: tarfile.TarInfo) -> tuple[tuple[int, int, int | None], ...]:
+    """Where a regular file's bytes are in the tar: one run for a plain file;
+    for a sparse one, its data runs stored back to back from ``offset_data``
+    with holes between them (the layout tarfile's own reader assumes)."""
+    sparse = _sparse(member)
+    if not sparse:
+        return ((0, member.size, member.offset_data),) if member.size else ()
+    segments: list[tuple[int, int, int | None]] = []
+    stored, last = member.offset_data, 0
+    for offset, size in sparse:
+        if offset > last:
+            segments.append((last, offset, None))
+        if size:
+            segments.append((offset, offset + size, stored))
+        stored += size
+        last = max(last, offset + size)
+    if last < member.size:
+        segments.append((last, member.size, None))
+    return tuple(segments)
+
+
+def _sparse(member: tarfile.TarInfo) -> list[tuple[int, int]]:
+    """A sparse member's data runs, (offset, size) in the expanded file
+    (typeshed does not type ``TarInfo.sparse``)."""
+    return cast(list[tuple[int, int]], member.sparse or [])
+
+
+def _hide_lower(directory: _Node, index: int) -> None:
+    """An opaque whiteout: drop every child of ``directory`` that lower layers
+    made, keeping what this layer added (whatever its order in the tar), as
+    containerd's unpacker does."""
+    children = directory.children
+    assert children is not None
+    for name in list(children):
+        child = children[name]
+        if child.layer < index:
+            del children[name]
+        elif child.children is not None:
+            _hide_lower(child, index)
