@@ -17,7 +17,11 @@ In: a ``Tree``.  Out: a ``Mapping``.  Rules, first claim wins for a file:
    it is rewritten when they change; any other unlisted file whose directory
    is listed by binaries of one source package only belongs to that package,
    when that directory is a package's own (three levels deep or more, like
-   ``usr/lib/udev``), not a shared one like ``usr/bin``;
+   ``usr/lib/udev``), not a shared one like ``usr/bin``; and an unlisted
+   configuration file (under ``etc``) whose content is a file of one source
+   package only belongs to that package: a maintainer script installed it from
+   the package's default (readline-common's postinst copies
+   ``/usr/share/readline/inputrc`` to ``/etc/inputrc``);
 5. "bigfile": an unowned regular file of at least 1 MiB;
 6. "unpackaged".
 """
@@ -159,6 +163,41 @@ class _Owner:
     interval_days: int | None = None
 
 
+# A copied default must be at least this long to be recognised by its content:
+# shorter files (empty, one line) are too often the same by chance.
+COPIED_DEFAULT_MIN = 64
+_CONFIG_ROOTS = ("etc/", "usr/etc/")
+
+
+def _copied_defaults(tree: Tree, owner_name: list[str | None], owners: dict[str, _Owner]) -> dict[int, str]:
+    """Unclaimed configuration files (under ``etc``) whose content is that of
+    files of exactly one source package: entry index -> that package."""
+    wanted = {
+        e.content_id
+        for e, name in zip(tree.entries, owner_name, strict=True)
+        if name is None
+        and e.type is EntryType.FILE
+        and e.content_id is not None
+        and e.size >= COPIED_DEFAULT_MIN
+        and e.path.startswith(_CONFIG_ROOTS)
+    }
+    if not wanted:
+        return {}
+    sources: dict[str, set[str]] = defaultdict(set)
+    for e, name in zip(tree.entries, owner_name, strict=True):
+        if name is not None and e.content_id in wanted and owners[name].kind == "package":
+            sources[e.content_id].add(name)
+    return {
+        i: next(iter(sources[e.content_id]))
+        for i, (e, name) in enumerate(zip(tree.entries, owner_name, strict=True))
+        if name is None
+        and e.content_id in wanted
+        and e.path.startswith(_CONFIG_ROOTS)
+        and e.type is EntryType.FILE
+        and len(sources.get(e.content_id or "", ())) == 1
+    }
+
+
 def update_interval_days(value: bytes, where: str) -> int:
     """A ``user.update-interval`` value as days: a named interval or a
     positive whole number of days."""
@@ -243,6 +282,7 @@ def map_tree(
 
     # 3-6. volatile, generated in a package's directory, bigfile, unpackaged.
     generated = _generated_owners(tree, owner_name, owners)
+    copied = _copied_defaults(tree, owner_name, owners)
     for i, e in enumerate(entries):
         if owner_name[i] is not None or e.type is EntryType.DIR:
             continue
@@ -255,6 +295,8 @@ def map_tree(
         elif len(dir_owner) == 1:
             (name,) = dir_owner
             kind = "package"
+        elif i in copied:
+            name, kind = copied[i], "package"
         elif e.type is EntryType.FILE and e.size >= bigfile_threshold:
             name, kind = BIGFILE_PREFIX + e.path, "bigfile"
         else:

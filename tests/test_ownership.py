@@ -443,3 +443,23 @@ def test_user_update_interval_sets_a_component_change_rate(tmp_path: Path) -> No
     os.setxattr(root / "opt/fonts/b.ttf", "user.update-interval", b"often")
     with pytest.raises(MappingError, match="'often' is not a number of days"):
         build_mapping(rootfs=str(root))
+
+
+def test_a_default_copied_into_etc_goes_with_its_package(tmp_path: Path) -> None:
+    """A maintainer script that installs a package's default into /etc
+    (readline-common's postinst copies /usr/share/readline/inputrc to
+    /etc/inputrc) leaves a file dpkg does not list: it goes with the package
+    whose file it copies, when exactly one source ships that content."""
+    default = b"# inputrc\n" + b"set bell-style none\n" * 8
+    shared = b"# shipped by two packages\n" * 8
+    t = _tree(tmp_path)
+    t.add(Pkg("readline-common", source="readline", files={"/usr/share/readline/inputrc": default}))
+    t.add(Pkg("one", files={"/usr/share/one/x": shared}))
+    t.add(Pkg("two", files={"/usr/share/two/x": shared}))
+    t.write("/etc/inputrc", default)
+    t.write("/etc/both", shared)
+    t.write("/opt/copy", default)
+    m = build_mapping(rootfs=str(t.finish()))
+    assert owner(m, "usr/etc/inputrc") == "readline"
+    assert owner(m, "usr/etc/both") == "unpackaged"  # two sources ship that content
+    assert owner(m, "opt/copy") == "unpackaged"  # only configuration under etc
