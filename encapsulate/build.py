@@ -211,6 +211,7 @@ def map_origin(
         return build_mapping(
             layers=layer_archives(image),
             workdir=workdir,
+            description=origin.imgref,
             reference_date=reference,
             threads=threads,
             prior=names,
