@@ -13,24 +13,25 @@ import datetime as dt
 import json
 import logging
 import math
+import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from chunker import ChunkerError, Plan, pack
-from mapping import Component, Mapping, build_mapping
+from mapping import Component, Mapping, build_mapping, read_tree
 
 from .config import DOCKER_LAYER_LIMIT, BuildConfig, CommitOrigin, ImageOrigin, Origin, host_architecture
-from .errors import EncapsulateError
+from .errors import ConfigError, EncapsulateError
 from .oci.deliver import deliver
 from .oci.imgref import parse_imgref
 from .oci.layout import atomic_write, read_json_object
 from .oci.read import SourceImage, open_image
-from .rechunk import kept_config, layer_archives, source_architecture
+from .rechunk import above_base, kept_config, layer_archives, shared_base, source_architecture
 from .tools.prior import image_layer_digests, prior_from_manifest_file
 from .tools.prior import prior_plan as prior_plan_of
-from .write.image import ImageResult, write_image
+from .write.image import BaseLayers, ImageResult, write_image
 
 log = logging.getLogger("debchunk.encapsulate")
 
@@ -308,6 +309,8 @@ def write_and_deliver(
     image_config: dict[str, Any],
     architecture: str,
     progress: Progress | None,
+    base: BaseLayers | None = None,
+    whiteouts: Sequence[str] = (),
 ) -> ImageResult:
     """Write the image into an OCI layout and put it at ``config.destination``."""
     written: list[ImageResult] = []
@@ -327,6 +330,8 @@ def write_and_deliver(
                 threads=config.threads,
                 image_config=image_config,
                 progress=progress,
+                base=base,
+                whiteouts=whiteouts,
             )
         )
 
@@ -359,25 +364,34 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
         image_config = read_image_config(
             config, None if source is None else kept_config(source.config, config.remove_labels)
         )
+        workdir = None if source is None else stack.enter_context(_workdir())
         mapping = map_origin(
             config.origin,
             epoch=config.epoch,
             prior=prior,
             threads=config.threads,
             image=source,
-            workdir=None if source is None else stack.enter_context(_workdir()),
+            workdir=workdir,
         )
         labels = collect_labels(config, mapping)
         epoch = image_epoch(config, mapping)
         arch = config.arch or (None if source is None else source_architecture(source.config)) or "amd64"
-        plan = pack(mapping.components, config.max_layers, prior)
+        base: BaseLayers | None = None
+        whiteouts: list[str] = []
+        budget = config.max_layers
+        if config.keep_base is not None and source is not None and workdir is not None:
+            base, mapping, whiteouts = keep_base_layers(config, source, mapping, workdir)
+            budget = config.max_layers - len(base.descriptors)
+        plan = pack(mapping.components, budget, prior)
         if config.write_contentmeta_json is not None:
             write_json_file(
                 config.write_contentmeta_json, contentmeta(mapping.components), "content metadata"
             )
         if config.dry_run:
             return BuildResult(config, mapping, plan, epoch, None)
-        image = write_and_deliver(config, mapping, plan, epoch, labels, image_config, arch, progress)
+        image = write_and_deliver(
+            config, mapping, plan, epoch, labels, image_config, arch, progress, base, whiteouts
+        )
     comparison = (
         None
         if config.compare_with_build is None
@@ -386,6 +400,35 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
     if config.plan_json is not None:
         write_json_file(config.plan_json, plan.to_json(), "plan")
     return BuildResult(config, mapping, plan, epoch, image, comparison)
+
+
+def keep_base_layers(
+    config: BuildConfig, image: SourceImage, mapping: Mapping, workdir: str
+) -> tuple[BaseLayers, Mapping, list[str]]:
+    """``--keep-base``: the layers ``image`` shares with the base, kept as they
+    are; the mapping of what the layers above them add (the rest of the tree
+    is in the base); and the base paths they remove, as whiteouts."""
+    assert config.keep_base is not None
+    with open_image(
+        config.keep_base, blobs=False, tls_verify=config.tls_verify, arch=config.arch or host_architecture()
+    ) as base_image:
+        base = shared_base(image, base_image)
+    room = config.max_layers - len(base.descriptors)
+    if room < 2:
+        raise ConfigError(
+            f"--max-layers {config.max_layers}: the base keeps {len(base.descriptors)} layers, "
+            "and what was added needs 2 more at least",
+            hint=f"give --max-layers {len(base.descriptors) + 2} or more",
+        )
+    archives = layer_archives(image)[: len(base.descriptors)]
+    base_tree = read_tree(
+        layers=archives,
+        workdir=os.path.join(workdir, "base"),
+        description=config.keep_base,
+        threads=config.threads,
+    )
+    above, whiteouts = above_base(mapping, base_tree)
+    return base, above, whiteouts
 
 
 def open_origin_image(config: BuildConfig, stack: contextlib.ExitStack) -> SourceImage | None:

@@ -112,7 +112,8 @@ class BuildConfig:
     timestamp, else the newest changelog date in the tree.  ``arch``: the
     image's architecture (default: an image origin's own, else amd64); of a
     multi-platform image origin, the platform read (default: this machine's).  ``tls_verify``
-    applies to every image read (``prior``, ``compare_with_build``),
+    applies to every image read (``prior``, ``compare_with_build``,
+    ``keep_base``),
     ``dest_tls_verify`` to the destination; None keeps skopeo's default.
     """
 
@@ -141,6 +142,7 @@ class BuildConfig:
     tls_verify: bool | None = None
     dest_tls_verify: bool | None = None
     threads: int | None = None
+    keep_base: str | None = None
 
     @property
     def layer_format(self) -> Format:
@@ -185,6 +187,13 @@ class BuildConfig:
                 "--format ostree needs an OSTree commit (--repo REPO REF)",
                 hint="a --rootfs tree or a --from image is written --format plain",
             )
+        if self.keep_base is not None:
+            if not isinstance(origin, ImageOrigin):
+                raise ConfigError("--keep-base needs an image origin (--from IMGREF)")
+            try:
+                parse_imgref(self.keep_base)
+            except EncapsulateError as e:
+                raise ConfigError(f"--keep-base: {e}") from None
         if self.format_version != 1:
             raise ConfigError(
                 f"--format-version {self.format_version}: only version 1 is written", hint="use 1"

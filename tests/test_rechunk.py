@@ -190,3 +190,35 @@ def test_cli_rechunks_as_the_library_does(
     assert done.returncode == 0, done.stderr
     expected = tagged_digest(rechunked_a, "r")
     assert tagged_digest(tmp_path, "x") == tagged_digest(tmp_path, "y") == expected
+
+
+def test_keep_base_keeps_the_base_layer_and_unpacks_the_same(images: BuiltImages, tmp_path: Path) -> None:
+    """A built FROM the base: with --keep-base, the base's layer stays the same
+    blob (clients holding the base pull nothing for it), what the RUN steps
+    added is chunked above it, and the image unpacks as A does: the purged
+    package, the removed directory and the replaced one included."""
+    out = tmp_path / "out"
+    result = build_image(
+        BuildConfig(
+            ImageOrigin(images.a.oci),
+            f"oci:{out}:k",
+            keep_base=images.base.oci,
+            max_layers=MAX_LAYERS,
+            epoch=EPOCH,
+        )
+    )
+    assert result.image is not None
+    base_layers = [d["digest"] for d in manifest(images.base.layout, images.base.tag)["layers"]]
+    new_layers = [d["digest"] for d in manifest(out, "k")["layers"]]
+    assert new_layers[: len(base_layers)] == base_layers
+    assert len(base_layers) < len(new_layers) <= MAX_LAYERS
+    # Only what A added or changed is planned: far less than the whole tree.
+    planned = sum(c.size for c in result.mapping.components)
+    everything = build_image(
+        BuildConfig(ImageOrigin(images.a.oci), f"oci:{tmp_path}/unused", dry_run=True, epoch=EPOCH)
+    )
+    whole = sum(c.size for c in everything.mapping.components)
+    assert 0 < planned < whole / 2
+    assert_same_tree(
+        umoci_unpack(images.a.layout, images.a.tag, tmp_path / "a"), umoci_unpack(out, "k", tmp_path / "k")
+    )

@@ -13,10 +13,19 @@ from typing import Any
 
 import pytest
 
-from encapsulate import BuildConfig, ConfigError, EncapsulateError, Format, ImageOrigin, build_image
+from encapsulate import (
+    BuildConfig,
+    ConfigError,
+    EncapsulateError,
+    Format,
+    ImageOrigin,
+    RootfsOrigin,
+    build_image,
+)
 from encapsulate.rechunk import LAYER_LABELS, kept_config
 from mapping import MappingError
 from tests.conftest import RunCli, snapshot
+from tests.images import assert_same_tree, manifest, umoci_unpack
 
 EPOCH = 1_767_225_600
 
@@ -193,3 +202,62 @@ def test_the_command_line(run_cli: RunCli, tmp_path: Path, sample_tree: Path) ->
     assert both.returncode == 2 and "--rootfs DIR and --from IMGREF: give one origin" in both.stderr
     with pytest.raises(ConfigError, match="--format ostree needs an OSTree commit"):
         BuildConfig(ImageOrigin(source), "oci:x", format=Format.OSTREE).check()
+
+
+def _layer(members: list[tuple[str, bytes | None]]) -> bytes:
+    """A tar layer: (name, content) files, (name/, None) directories."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name.rstrip("/"))
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_keep_base_keeps_the_base_layers_and_chunks_what_was_added(tmp_path: Path) -> None:
+    base_layer = _layer(
+        [("etc/", None), ("etc/a", b"a" * 300), ("etc/b", b"b" * 300), ("srv/", None), ("srv/d/", None),
+         ("srv/d/x", b"x"), ("srv/e", b"e")]
+    )  # fmt: skip
+    added = _layer(
+        [("etc/", None), ("etc/a", b"A" * 300), ("etc/.wh.b", b""), ("opt/", None), ("opt/new", b"n" * 5000),
+         ("srv/", None), ("srv/.wh.d", b""), ("srv/d", b"now a file"), ("srv/e/", None), ("srv/e/f", b"f")]
+    )  # fmt: skip
+    base = make_image(tmp_path / "base", [(TAR, base_layer)], tag="base")
+    image = make_image(tmp_path / "img", [(TAR, base_layer), (TAR, added)], tag="img")
+    out = tmp_path / "out"
+    result = build_image(
+        BuildConfig(ImageOrigin(image), f"oci:{out}:r", keep_base=base, max_layers=5, epoch=EPOCH)
+    )
+    assert result.image is not None
+    base_digest = json.loads((tmp_path / "base/index.json").read_text())["manifests"][0]["digest"]
+    base_manifest = json.loads((tmp_path / "base/blobs/sha256" / base_digest[7:]).read_text())
+    new = manifest(out, "r")
+    # The base's layer is the same blob: a client holding the base pulls nothing for it.
+    assert new["layers"][0]["digest"] == base_manifest["layers"][0]["digest"]
+    assert 2 <= len(new["layers"]) <= 5
+    # Only what was added is planned above it.
+    planned = {c.name: c.files for c in result.mapping.components}
+    assert sum(planned.values()) == 4  # etc/a, opt/new, srv/d (a file now), srv/e/f
+    # The image unpacks to what the original unpacks to: whiteouts and replacements hold.
+    assert_same_tree(
+        umoci_unpack(tmp_path / "img", "img", tmp_path / "u1"), umoci_unpack(out, "r", tmp_path / "u2")
+    )
+    assert not (tmp_path / "u2/rootfs/etc/b").exists()
+    assert (tmp_path / "u2/rootfs/srv/d").read_bytes() == b"now a file"
+
+
+def test_keep_base_refuses_an_unrelated_base(tmp_path: Path) -> None:
+    base = make_image(tmp_path / "base", [(TAR, _layer([("a", b"a")]))], tag="base")
+    image = make_image(
+        tmp_path / "img", [(TAR, _layer([("b", b"b")])), (TAR, _layer([("c", b"c")]))], tag="img"
+    )
+    with pytest.raises(EncapsulateError, match="does not start with the 1 layer"):
+        build_image(BuildConfig(ImageOrigin(image), f"oci:{tmp_path}/out", keep_base=base, epoch=EPOCH))
+    with pytest.raises(ConfigError, match="--keep-base needs an image origin"):
+        BuildConfig(RootfsOrigin(str(tmp_path)), "oci:x", keep_base=base).check()

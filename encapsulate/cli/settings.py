@@ -179,6 +179,14 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="KEY",
     ),
     Setting(
+        ("--keep-base",),
+        "keep_base",
+        "with --from: keep the layers the image shares with this base image as they are, and chunk "
+        "only what was added above them",
+        metavar="IMGREF",
+        group="previous build",
+    ),
+    Setting(
         ("--prior",),
         "prior",
         "the previous build's image: keep its layers where that pays",

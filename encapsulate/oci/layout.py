@@ -390,6 +390,22 @@ class Layout:
         self.verified(descriptor)
         return True
 
+    def import_blob(self, source: BinaryIO, descriptor: Descriptor) -> None:
+        """Copy the blob ``descriptor`` from ``source`` into the layout, unless
+        it is there already (checked by digest); the copy is checked too."""
+        if self.has_blob(descriptor):
+            return
+        with self.blob() as writer:
+            while data := source.read(1 << 20):
+                writer.write(data)
+            copied = writer.commit(descriptor.media_type)
+        if copied.digest != descriptor.digest or copied.size != descriptor.size:
+            raise EncapsulateError(
+                f"blob {descriptor.digest} read back as {copied.digest} ({copied.size} bytes)",
+                where=self.path,
+                hint="the source image is damaged; pull it again",
+            )
+
     def verified(self, descriptor: Descriptor) -> None:
         """Remember that the blob ``descriptor`` names is in place and correct
         (it was just hashed or written)."""

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from chunker import Plan
 from mapping import Mapping
@@ -56,6 +56,17 @@ class ImageResult:
     config: Descriptor
     layers: tuple[LayerBlob, ...]
     layer_components: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class BaseLayers:
+    """Layers kept as they are below the written ones (a base image's): their
+    descriptors, diff_ids and history entries, and how to read their blobs."""
+
+    descriptors: tuple[Descriptor, ...]
+    diff_ids: tuple[str, ...]
+    history: tuple[dict[str, Any], ...]
+    open_blob: Callable[[str], BinaryIO]
 
 
 class _Stopped(Exception):
@@ -182,14 +193,17 @@ class _LayerWriter:
         return blobs
 
 
-def layer_source(mapping: Mapping, plan: Plan, layer_format: str, epoch: int) -> LayerSource:
-    """The layers of ``mapping`` and ``plan`` in ``layer_format`` (``plain`` or ``ostree``)."""
+def layer_source(
+    mapping: Mapping, plan: Plan, layer_format: str, epoch: int, whiteouts: Sequence[str] = ()
+) -> LayerSource:
+    """The layers of ``mapping`` and ``plan`` in ``layer_format`` (``plain`` or
+    ``ostree``); ``whiteouts`` (plain only) remove paths of kept base layers."""
     if layer_format == "ostree":
         # Only the ostree format reads objects through libostree (gi).
         from .ostree import OstreeLayers
 
         return OstreeLayers(mapping, plan, epoch)
-    return PlainLayers(mapping, plan, epoch)
+    return PlainLayers(mapping, plan, epoch, whiteouts)
 
 
 def image_config_document(
@@ -230,6 +244,8 @@ def write_image(
     threads: int | None = None,
     image_config: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    base: BaseLayers | None = None,
+    whiteouts: Sequence[str] = (),
 ) -> ImageResult:
     """Write the image and tag it ``tag`` in the OCI layout at ``layout_path``
     (created if needed; other tags are kept).  ``mapping``'s components are
@@ -239,16 +255,27 @@ def write_image(
     only).  ``image_config`` (a full OCI image config) is merged under what
     debchunk sets; ``progress(done, total)`` is called as layers complete.  On
     any failure, or Ctrl-C, the layers still being written stop and nothing is
-    tagged."""
+    tagged.  With ``base``, its layers come first, copied as they are, and the
+    written ones above them remove ``whiteouts``."""
     if mapping.tree is None:
         raise EncapsulateError("the mapping has no tree to write", hint="map the tree again")
-    source = layer_source(mapping, plan, layer_format, epoch)
+    source = layer_source(mapping, plan, layer_format, epoch, whiteouts)
     components: list[tuple[str, ...]] = [(), *(layer.components for layer in plan.layers)]
+    below = base.descriptors if base is not None else ()
     # Held for writing until the image is tagged (concurrent runs keep each other's blobs).
     with Layout(layout_path) as layout:
-        blobs = _LayerWriter(layout, source, compression, progress).write(
+        written = _LayerWriter(layout, source, compression, progress).write(
             components, [0, *(layer.size for layer in plan.layers)], threads
         )
+        for d in below:
+            assert base is not None
+            with base.open_blob(d.digest) as blob_file:
+                layout.import_blob(blob_file, d)
+        kept = tuple(
+            LayerBlob(d, diff_id, 0, 0, reused=True)
+            for d, diff_id in zip(below, base.diff_ids if base else (), strict=True)
+        )
+        blobs = kept + written
         created = _created(epoch)
         history = [
             {
@@ -260,11 +287,13 @@ def write_image(
             }
             for c in components
         ]
+        history = [*(base.history if base else ()), *history]
+        components = [*([()] * len(below)), *components]
         config = image_config_document(
             image_config or {},
             labels={
                 **(labels or {}),
-                **source.labels(blobs[-1].diff_id),
+                **source.labels(written[-1].diff_id),
                 PLAN_LABEL: canonical_json([list(c) for c in components[1:]]).decode(),
                 COMPONENTS_LABEL: components_label(mapping),
             },

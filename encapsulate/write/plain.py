@@ -9,6 +9,9 @@ components did not change is the same blob in the next build.
 
 from __future__ import annotations
 
+import tarfile
+from collections.abc import Sequence
+
 from chunker import Plan, layer_of_entries
 from mapping import EntryType, Mapping
 
@@ -51,17 +54,26 @@ class PlainLayers:
     """The layers of a mapping and its plan in the plain format: what each
     holds (``items``) and its reuse key (``key``)."""
 
-    def __init__(self, mapping: Mapping, plan: Plan, mtime: int) -> None:
+    def __init__(self, mapping: Mapping, plan: Plan, mtime: int, whiteouts: Sequence[str] = ()) -> None:
+        """``whiteouts``: paths of lower layers (a kept base) to remove, written
+        in the first layer as ``.wh.NAME`` entries (OCI layer.md, "Whiteouts")."""
         self.groups = plain_layers(mapping, plan)
         assert mapping.tree is not None
         self.entries = mapping.tree.entries
         self.mtime = mtime
+        self.whiteouts = sorted(whiteouts)
         self.layer_count = len(self.groups)
 
     def items(self, k: int) -> Items:
-        """The tar items of layer ``k`` (0: the directories)."""
+        """The tar items of layer ``k`` (0: the directories, and the whiteouts)."""
         mtime = self.mtime if k == 0 else CONTENT_MTIME
-        return entry_items(((self.entries[i].path, self.entries[i]) for i in self.groups[k]), mtime)
+        yield from entry_items(((self.entries[i].path, self.entries[i]) for i in self.groups[k]), mtime)
+        if k == 0:
+            for path in self.whiteouts:
+                parent, _, name = path.rpartition("/")
+                info = tarfile.TarInfo(f"{parent}/.wh.{name}" if parent else f".wh.{name}")
+                info.mode, info.mtime, info.uname, info.gname = 0o644, mtime, "", ""
+                yield info, None
 
     def key(self, k: int, compression: str) -> str | None:
         """Layer ``k``'s reuse key (``tar.layer_key``)."""
