@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -261,3 +262,36 @@ def test_keep_base_refuses_an_unrelated_base(tmp_path: Path) -> None:
         build_image(BuildConfig(ImageOrigin(image), f"oci:{tmp_path}/out", keep_base=base, epoch=EPOCH))
     with pytest.raises(ConfigError, match="--keep-base needs an image origin"):
         BuildConfig(RootfsOrigin(str(tmp_path)), "oci:x", keep_base=base).check()
+
+
+def test_an_image_of_a_tree_rechunks_to_the_image_of_the_tree(sample_tree: Path, tmp_path: Path) -> None:
+    """A one-layer image of the sample tree (as a squashed Containerfile build
+    gives), re-chunked, is byte for byte the image --rootfs makes of the tree:
+    the same entries, owners, plan and layers."""
+    layer = subprocess.run(
+        [
+            "tar",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--numeric-owner",
+            "--format=posix",
+            "-C",
+            str(sample_tree),
+            "-cf",
+            "-",
+            ".",
+        ],
+        check=True,
+        capture_output=True,
+    ).stdout
+    source = make_image(tmp_path / "src", [(TAR, layer)], {"architecture": "amd64", "variant": None})
+    from_image = build_image(BuildConfig(ImageOrigin(source), f"oci:{tmp_path}/a", max_layers=8, epoch=EPOCH))
+    from_tree = build_image(
+        BuildConfig(RootfsOrigin(str(sample_tree)), f"oci:{tmp_path}/b", max_layers=8, epoch=EPOCH)
+    )
+    assert from_image.image is not None and from_tree.image is not None
+    assert [b.descriptor.digest for b in from_image.image.layers] == [
+        b.descriptor.digest for b in from_tree.image.layers
+    ]
+    assert from_image.plan == from_tree.plan
+    assert from_image.image.manifest.digest == from_tree.image.manifest.digest
