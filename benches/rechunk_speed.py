@@ -55,7 +55,6 @@ from typing import Any
 from benches.debtrees import TreeSpec, cache_dir
 from benches.encapsulate_speed import (
     SOURCE_DATE_EPOCH,
-    VENV_BIN,
     Job,
     Measure,
     Run,
@@ -72,6 +71,8 @@ MAX_LAYERS = 64
 ROOTFS_RATIO_TARGET = 1.2
 MANUAL_RATIO_TARGET = 0.5
 RSS_TARGET_BYTES = 500_000_000
+# container-encapsulate is the entry point beside this interpreter (the venv's).
+VENV_BIN = Path(sys.executable).parent
 TAG = "single"
 # Bumped when the way the single-layer image is made changes, so a cached one
 # made the old way is not used.
