@@ -407,7 +407,8 @@ def report(r: Result) -> None:
     print(
         f"  ours and --rootfs of the tree: {c.layers} layers each, the same components in each; "
         f"{c.same_diff_ids}/{c.layers} layers byte for byte the same, "
-        f"{'the same' if c.same_manifest else 'a different'} manifest; ours gave "
+        f"{'the same manifest' if c.same_manifest else 'another manifest (--from keeps the config: Cmd)'}"
+        f"; ours gave "
         f"{'the same' if c.reproducible else 'a DIFFERENT'} digest every run; skopeo inspect OK"
     )
     print(
