@@ -6,9 +6,10 @@ Profiles:
 
 - ``short`` (CI, a few minutes once the trixie tree is cached): mapping speed on
   the real trixie commit and a 50,000-file generated commit, the chunker's
-  speed, encapsulation against umoci, tar and gzip/pigz (one run each), and
-  the update-cost experiment on the frozen update pairs stored in the
-  repository (``benches/data``);
+  speed, encapsulation against umoci, tar and gzip/pigz, re-chunking a
+  single-layer image against ``--rootfs`` and skopeo + umoci unpack (one run
+  each), and the update-cost experiment on the frozen update pairs stored in
+  the repository (``benches/data``);
 - ``full`` (``make bench``): the same with more runs, a 500,000-file generated
   commit, and the update-cost experiment also on freshly built update pairs
   (``benches.update_pairs build``, cached between runs).
@@ -40,7 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benches import encapsulate_speed, mapping_speed
+from benches import encapsulate_speed, mapping_speed, rechunk_speed
 from benches.chunker_speed import COMPONENTS_TARGET_S, FILES_TARGET_S
 from benches.mapping_speed import host_info, note, source_revision
 
@@ -52,11 +53,13 @@ PROFILES: dict[str, dict[str, list[str]]] = {
         "mapping_speed": ["--profile", "short", "--runs", "3", "--gen-runs", "1"],
         "chunker_speed": [],
         "encapsulate_speed": ["--runs", "1"],
+        "rechunk_speed": ["--runs", "1"],
     },
     "full": {
         "mapping_speed": ["--profile", "full"],
         "chunker_speed": [],
         "encapsulate_speed": ["--runs", "3"],
+        "rechunk_speed": ["--runs", "3"],
     },
 }
 
@@ -192,6 +195,30 @@ def encapsulate_figures(data: dict[str, Any]) -> list[Figure]:
     ]
 
 
+def rechunk_figures(data: dict[str, Any]) -> list[Figure]:
+    r = data["result"]
+    rss = r["measures"]["ours"]["peak_rss_bytes"]
+    return [
+        Figure(
+            "rechunk",
+            "wall / --rootfs of the tree",
+            r["ratio_rootfs"],
+            "x",
+            rechunk_speed.ROOTFS_RATIO_TARGET,
+            "--rootfs",
+        ),
+        Figure(
+            "rechunk",
+            "wall / skopeo + umoci unpack + --rootfs",
+            r["ratio_manual"],
+            "x",
+            rechunk_speed.MANUAL_RATIO_TARGET,
+            "umoci unpack",
+        ),
+        Figure("rechunk", "peak RSS", rss / 1e6, "MB", rechunk_speed.RSS_TARGET_BYTES / 1e6),
+    ]
+
+
 def update_cost_figures(data: dict[str, Any], source: str) -> list[Figure]:
     """Per case: debchunk's download and its ratio to the best baseline; per
     simulation: the mean weekly download and its ratio to the floor."""
@@ -273,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mapping_speed": mapping_figures,
         "chunker_speed": chunker_figures,
         "encapsulate_speed": encapsulate_figures,
+        "rechunk_speed": rechunk_figures,
     }
     for module, extra in PROFILES[args.profile].items():
         data, timings[module] = run_bench(module, extra, log)
