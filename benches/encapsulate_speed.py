@@ -479,36 +479,47 @@ def report(r: Result) -> None:
     print(f"  ours again (layers reused) / umoci insert: {r.ratio_again_umoci:.2f}x (information)")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m benches.encapsulate_speed", description=(__doc__ or "").split("\n")[0]
-    )
+def bench_arguments(argv: Sequence[str] | None, module: str, doc: str | None) -> argparse.Namespace:
+    """``--runs N`` and ``--json FILE``, the options of every speed bench."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=(doc or "").split("\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each command (default 3)")
     parser.add_argument("--json", metavar="FILE", help="write every figure to FILE as JSON")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")
+    return args
+
+
+def measure_and_record(
+    title: str, runs: int, json_path: str | None, targets: dict[str, float], measure: Callable[[int], Any]
+) -> Any:
+    """Run ``measure(runs)`` (a dataclass of figures) with a line naming the
+    code and cache; with ``json_path``, write the figures, targets, revision
+    and host there.  Returns the figures."""
+    revision = source_revision()
+    note(f"debchunk {title}, {runs} runs, code {revision}, cache {cache_dir().parent}")
+    result = measure(runs)
+    if json_path:
+        data = {"revision": revision, "host": host_info(), "targets": targets, "result": asdict(result)}
+        Path(json_path).write_text(json.dumps(data, indent=1) + "\n")
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure, print, write ``--json``; 1 when a target is missed."""
+    args = bench_arguments(argv, "benches.encapsulate_speed", __doc__)
     for tool in ("umoci", "skopeo", "pigz", "gzip", "tar"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed; install it (apt-get install {tool})")
-    revision = source_revision()
-    note(f"debchunk encapsulate speed, {args.runs} runs, code {revision}, cache {cache_dir().parent}")
-    result = bench(args.runs)
+    targets = {
+        "ours_over_umoci_insert": UMOCI_RATIO_TARGET,
+        "ours_over_tar_read": TAR_RATIO_TARGET,
+        "size_ours_over_tar_gzip6": SIZE_RATIO_TARGET,
+        "peak_rss_bytes": RSS_TARGET_BYTES,
+    }
+    result: Result = measure_and_record("encapsulate speed", args.runs, args.json, targets, bench)
     report(result)
     print(f"\noverall: {verdict(result.passed)}")
-    if args.json:
-        data = {
-            "revision": revision,
-            "host": host_info(),
-            "targets": {
-                "ours_over_umoci_insert": UMOCI_RATIO_TARGET,
-                "ours_over_tar_read": TAR_RATIO_TARGET,
-                "size_ours_over_tar_gzip6": SIZE_RATIO_TARGET,
-                "peak_rss_bytes": RSS_TARGET_BYTES,
-            },
-            "result": asdict(result),
-        }
-        Path(args.json).write_text(json.dumps(data, indent=1) + "\n")
     return 0 if result.passed else 1
 
 

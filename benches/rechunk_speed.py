@@ -39,7 +39,6 @@ Usage: ``python -m benches.rechunk_speed [--runs N] [--json FILE]``.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -48,7 +47,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +57,16 @@ from benches.encapsulate_speed import (
     Job,
     Measure,
     Run,
+    bench_arguments,
     laid_out_tree,
     load,
+    measure_and_record,
     run_child,
     run_interleaved,
     tree_stats,
     verdict,
 )
-from benches.mapping_speed import host_info, note, source_revision
+from benches.mapping_speed import note
 
 MAX_LAYERS = 64
 ROOTFS_RATIO_TARGET = 1.2
@@ -432,34 +433,18 @@ def report(r: Result) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure, print, write ``--json``; 0 unless a check of the images failed."""
-    parser = argparse.ArgumentParser(
-        prog="python -m benches.rechunk_speed", description=(__doc__ or "").split("\n")[0]
-    )
-    parser.add_argument("--runs", type=int, default=3, help="timed runs of each command (default 3)")
-    parser.add_argument("--json", metavar="FILE", help="write every figure to FILE as JSON")
-    args = parser.parse_args(argv)
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
+    args = bench_arguments(argv, "benches.rechunk_speed", __doc__)
     for tool in ("umoci", "skopeo", "gzip", "tar"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed; install it (apt-get install {tool})")
-    revision = source_revision()
-    note(f"debchunk rechunk speed, {args.runs} runs, code {revision}, cache {cache_dir().parent}")
-    result = bench(args.runs)
+    targets = {
+        "ours_over_rootfs": ROOTFS_RATIO_TARGET,
+        "ours_over_manual": MANUAL_RATIO_TARGET,
+        "peak_rss_bytes": RSS_TARGET_BYTES,
+    }
+    result: Result = measure_and_record("rechunk speed", args.runs, args.json, targets, bench)
     report(result)
     print(f"\ntargets: {verdict(result.passed)} (a missed target is reported, not a failure)")
-    if args.json:
-        data = {
-            "revision": revision,
-            "host": host_info(),
-            "targets": {
-                "ours_over_rootfs": ROOTFS_RATIO_TARGET,
-                "ours_over_manual": MANUAL_RATIO_TARGET,
-                "peak_rss_bytes": RSS_TARGET_BYTES,
-            },
-            "result": asdict(result),
-        }
-        Path(args.json).write_text(json.dumps(data, indent=1) + "\n")
     return 0
 
 

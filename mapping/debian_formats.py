@@ -10,6 +10,7 @@ docs/dependencies.md).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import io
@@ -58,10 +59,9 @@ def paragraphs(data: bytes) -> list[dict[str, str]]:
     reads what it can."""
     apt = apt_pkg()
     if apt is not None:
-        try:
+        with contextlib.suppress(apt.Error, SystemError, UnicodeDecodeError):
             return _tagfile(apt, data)
-        except (apt.Error, SystemError, UnicodeDecodeError):
-            pass
+    # No apt_pkg, or a damaged file apt refuses whole: the lenient parser.
     return [
         {key: value.strip() for key, value in p.items()}
         for p in Deb822.iter_paragraphs(io.BytesIO(data), use_apt_pkg=False, encoding="utf-8")

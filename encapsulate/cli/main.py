@@ -14,13 +14,13 @@ from chunker import ChunkerError, pack
 from mapping import DebchunkError, Mapping, MappingError
 
 from ..build import build_image, map_origin, read_prior
-from ..config import CommitOrigin, RootfsOrigin, epoch_from_environment
+from ..config import Origin, epoch_from_environment
 from ..errors import ConfigError
 from ..oci.layout import read_json_object
 from . import tools
 from .options import common_options, print_json, tls_verify_option
 from .render import format_mapping, format_plan, format_result
-from .settings import add_settings, config_from_args
+from .settings import add_settings, config_from_args, origin_from_args
 
 # Failures exit 1; usage errors 2, argparse's convention (DESIGN.md, "Interfaces").
 EXIT_FAILURE = 1
@@ -61,14 +61,8 @@ def _origin_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rootfs", metavar="DIR", help="a root directory instead of a commit")
 
 
-def _origin(args: argparse.Namespace) -> CommitOrigin | RootfsOrigin:
-    if args.rootfs is not None:
-        if args.repo is not None or args.ref is not None:
-            raise ConfigError("--rootfs DIR takes no --repo or REF: give one origin")
-        return RootfsOrigin(args.rootfs)
-    if args.repo is None or args.ref is None:
-        raise ConfigError("give --repo REPO REF, or --rootfs DIR")
-    return CommitOrigin(args.repo, args.ref)
+def _origin(args: argparse.Namespace) -> Origin:
+    return origin_from_args(args, "give --repo REPO REF, or --rootfs DIR")
 
 
 def _cmd_map(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -297,9 +297,9 @@ def _labels(items: Sequence[str]) -> tuple[dict[str, str], tuple[str, ...]]:
     return labels, tuple(removed)
 
 
-def config_from_args(args: argparse.Namespace, epoch: int | None) -> BuildConfig:
-    """The ``BuildConfig`` the parsed command line asks for; ``epoch`` is
-    ``SOURCE_DATE_EPOCH``, read by the caller."""
+def origin_from_args(args: argparse.Namespace, usage: str) -> Origin:
+    """The one origin the command line names (``--repo REPO REF``,
+    ``--rootfs DIR``, ``--from``/``SOURCE`` IMGREF); ``usage`` when it names none."""
     image = getattr(args, "source", None) or getattr(args, "from", None)
     given = [
         name for name, value in (("--rootfs DIR", args.rootfs), ("--from IMGREF", image)) if value is not None
@@ -308,15 +308,21 @@ def config_from_args(args: argparse.Namespace, epoch: int | None) -> BuildConfig
         given.insert(0, "--repo REPO REF")
     if len(given) > 1:
         raise ConfigError(f"{' and '.join(given)}: give one origin")
-    origin: Origin
     if args.rootfs is not None:
-        origin = RootfsOrigin(args.rootfs)
-    elif image is not None:
-        origin = ImageOrigin(image)
-    elif args.repo is not None and args.ref is not None:
-        origin = CommitOrigin(args.repo, args.ref)
-    else:
-        raise ConfigError("give --repo REPO REF IMGREF, --rootfs DIR IMGREF or --from IMGREF IMGREF")
+        return RootfsOrigin(args.rootfs)
+    if image is not None:
+        return ImageOrigin(image)
+    if args.repo is not None and args.ref is not None:
+        return CommitOrigin(args.repo, args.ref)
+    raise ConfigError(usage)
+
+
+def config_from_args(args: argparse.Namespace, epoch: int | None) -> BuildConfig:
+    """The ``BuildConfig`` the parsed command line asks for; ``epoch`` is
+    ``SOURCE_DATE_EPOCH``, read by the caller."""
+    origin = origin_from_args(
+        args, "give --repo REPO REF IMGREF, --rootfs DIR IMGREF or --from IMGREF IMGREF"
+    )
     labels, removed = _labels(args.label or ())
     fields = {s.field: getattr(args, s.dest) for s in SETTINGS if s.field is not None}
     fields = {k: v for k, v in fields.items() if v is not None}

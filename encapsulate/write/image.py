@@ -100,8 +100,9 @@ def components_label(mapping: Mapping) -> str:
 
 def reusable_layers(layout: Layout) -> dict[str, LayerBlob]:
     """The layers of the images already in ``layout`` that debchunk wrote, by
-    key (``LAYER_ANNOTATION``), whose blob is there with its size and digest
-    (a blob damaged in place is not taken: its layer is written again)."""
+    key (``LAYER_ANNOTATION``).  Their blobs are checked (size and digest)
+    only when a build takes one, so a layout of many images is not hashed
+    whole for the few layers a build reuses."""
     found: dict[str, LayerBlob] = {}
     for entry in layout.index()["manifests"]:
         try:
@@ -114,8 +115,6 @@ def reusable_layers(layout: Layout) -> dict[str, LayerBlob]:
                 key, diff_id, tar_size, files = d["annotations"][LAYER_ANNOTATION].split(" ")
                 descriptor = Descriptor(str(d["mediaType"]), str(d["digest"]), int(d["size"]))
             except (KeyError, TypeError, ValueError):
-                continue
-            if not layout.has_blob(descriptor):
                 continue
             found[key] = LayerBlob(descriptor, diff_id, int(tar_size), int(files))
     return found
@@ -153,7 +152,8 @@ class _LayerWriter:
         try:
             key = self.source.key(k, self.compression)
             found = self.reusable.get(key) if key is not None else None
-            if key is not None and found is not None:
+            # A blob damaged in place is not taken: its layer is written again.
+            if key is not None and found is not None and self.layout.has_blob(found.descriptor):
                 annotations[LAYER_ANNOTATION] = found.record(key)
                 written = replace(
                     found, descriptor=replace(found.descriptor, annotations=annotations), reused=True
