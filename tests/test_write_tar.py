@@ -149,7 +149,41 @@ def test_header_bytes_match_tarfile(
         ti.devmajor, ti.devminor = 1, 3
     if xattr:
         ti.pax_headers = {"SCHILY.xattr.user.component": "glibc"}
-    assert tar_header(ti) == ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    expected = ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    header = tar_header(ti)
+    if uid < 8**7 and ti.size < 8**11:
+        assert header == expected
+        return
+    # Values octal cannot hold: the PAX records are tarfile's, and the entry's
+    # own header holds them in base-256 where tarfile leaves 0.
+    assert len(header) == len(expected) and header[:-512] == expected[:-512]
+    own = tarfile.TarInfo.frombuf(header[-512:], "utf-8", "surrogateescape")
+    assert (own.uid, own.gid, own.size) == (uid, uid, ti.size)
+    assert header[-512 + 108 : -512 + 116] == (
+        b"\x80" + uid.to_bytes(7, "big") if uid >= 8**7 else expected[-512 + 108 : -512 + 116]
+    )
+
+
+def test_large_owners_are_read_with_or_without_pax(tmp_path: Path) -> None:
+    owner = 3_000_000  # above 2,097,151, the most 7 octal digits hold
+    items: list[tuple[tarfile.TarInfo, bytes | None]] = [
+        (info("home/user/file", size=5, uid=owner, gid=owner + 1), b"hello")
+    ]
+    data = write(tmp_path, items, "none")
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        (member,) = tar.getmembers()
+        assert (member.uid, member.gid) == (owner, owner + 1)
+        assert tar.extractfile(member).read() == b"hello"  # type: ignore[union-attr]
+    # A reader that ignores PAX uid/gid (tar-rs before 0.4.40) reads the ustar
+    # fields of the entry's own header: the block after the PAX header's records.
+    pax = tarfile.TarInfo.frombuf(data[:512], "utf-8", "surrogateescape")
+    own_at = 512 + -(-pax.size // 512) * 512
+    own = tarfile.TarInfo.frombuf(data[own_at : own_at + 512], "utf-8", "surrogateescape")
+    assert (own.name, own.uid, own.gid, own.size) == ("home/user/file", owner, owner + 1, 5)
+    listing = subprocess.run(
+        ["tar", "--numeric-owner", "-tvf", "-"], input=data, capture_output=True, check=True
+    )
+    assert f"{owner}/{owner + 1}" in listing.stdout.decode()
 
 
 def test_short_content_is_an_error(tmp_path: Path) -> None:

@@ -298,7 +298,7 @@ def tar_header(info: tarfile.TarInfo) -> bytes:
         or not (0 <= uid < _LIMIT_ID and 0 <= gid < _LIMIT_ID and 0 <= size < _LIMIT_SIZE)
         or not 0 <= mtime < _LIMIT_SIZE
     ):
-        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        return _with_base256(info, info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
     buf = bytearray(
         _USTAR.pack(
             name.encode("ascii"),
@@ -320,6 +320,35 @@ def tar_header(info: tarfile.TarInfo) -> bytes:
     )
     buf[148:155] = b"%06o\0" % sum(buf)
     return bytes(buf)
+
+
+# The ustar numeric fields (offset, width) that can overflow: uid, gid, size, mtime.
+_NUMERIC_FIELDS = ((108, 8, "uid"), (116, 8, "gid"), (124, 12, "size"), (136, 12, "mtime"))
+
+
+def _with_base256(info: tarfile.TarInfo, header: bytes) -> bytes:
+    """``header`` with every numeric field that octal cannot hold written in
+    GNU base-256 (a 0x80 byte, then the value big-endian) instead of the 0
+    tarfile leaves there, and its checksum made again.  The PAX record stays:
+    readers that apply PAX uid/gid/size take it, older ones (tar-rs before
+    0.4.40, in ostree-ext builds of Debian 12) read the field.  ostree-ext's own
+    export writes these fields in base-256 too (tar-rs ``Header::set_uid``)."""
+    patched: bytearray | None = None
+    start = len(header) - tarfile.BLOCKSIZE  # the entry's own header follows any PAX header
+    for offset, width, name in _NUMERIC_FIELDS:
+        value = getattr(info, name)
+        if type(value) is int and value >= 8 ** (width - 1):
+            if value >= 256 ** (width - 1):
+                raise ValueError(f"{info.name}: {name} {value} does not fit a tar header")
+            patched = patched if patched is not None else bytearray(header)
+            at = start + offset
+            patched[at : at + width] = b"\x80" + value.to_bytes(width - 1, "big")
+    if patched is None:
+        return header
+    block = patched[start:]
+    block[148:156] = b"        "
+    patched[start + 148 : start + 155] = b"%06o\0" % sum(block)
+    return bytes(patched)
 
 
 def write_layer(
