@@ -22,7 +22,15 @@ from typing import Any
 from chunker import ChunkerError, Plan, pack
 from mapping import Component, Mapping, build_mapping, read_tree
 
-from .config import DOCKER_LAYER_LIMIT, BuildConfig, CommitOrigin, ImageOrigin, Origin, host_architecture
+from .config import (
+    DOCKER_LAYER_LIMIT,
+    BuildConfig,
+    CommitOrigin,
+    ImageOrigin,
+    Origin,
+    host_architecture,
+    oci_platform,
+)
 from .errors import ConfigError, EncapsulateError
 from .oci.deliver import deliver
 from .oci.imgref import parse_imgref
@@ -239,6 +247,44 @@ def image_epoch(config: BuildConfig, mapping: Mapping) -> int:
     )
 
 
+def tree_architecture(mapping: Mapping) -> str | None:
+    """The tree's native architecture as dpkg records it: ``arch-native`` in
+    its admindir (dpkg 1.21+), else the first line of ``arch``, else the
+    architecture of the installed ``dpkg`` package (always native)."""
+    tree, admindir = mapping.tree, mapping.admindir
+    if tree is None or admindir is None:
+        return None
+    for name in ("arch-native", "arch"):
+        data = tree.read_bytes(f"{admindir}/{name}", 4096)
+        first = (data or b"").decode("ascii", "replace").strip().split("\n")[0].strip()
+        if first:
+            return first
+    status = tree.read_bytes(f"{admindir}/status") or b""
+    for paragraph in status.decode("utf-8", "replace").split("\n\n"):
+        fields = dict(
+            line.split(":", 1) for line in paragraph.splitlines() if ":" in line and not line.startswith(" ")
+        )
+        if fields.get("Package", "").strip() == "dpkg" and fields.get("Architecture", "").strip():
+            return fields["Architecture"].strip()
+    return None
+
+
+def image_architecture(
+    config: BuildConfig, mapping: Mapping, source_config: dict[str, Any] | None
+) -> tuple[str, str | None]:
+    """The image's OCI (architecture, variant): ``--arch``, else an image
+    origin's own, else the tree's dpkg architecture, else this machine's.
+    bootc refuses an image whose architecture is not the machine's, so a
+    commit of an arm64 tree must not be labelled amd64."""
+    if config.arch:
+        return oci_platform(config.arch)
+    own = None if source_config is None else source_architecture(source_config)
+    if own is not None:
+        variant = source_config.get("variant") if source_config is not None else None
+        return own, variant if isinstance(variant, str) and variant else None
+    return oci_platform(tree_architecture(mapping) or host_architecture())
+
+
 def collect_labels(config: BuildConfig, mapping: Mapping) -> dict[str, str]:
     """The labels asked for, with the commit metadata keys copied
     (``copymeta``; ``copymeta_opt`` when present), less ``remove_labels``."""
@@ -307,7 +353,7 @@ def write_and_deliver(
     epoch: int,
     labels: dict[str, str],
     image_config: dict[str, Any],
-    architecture: str,
+    architecture: tuple[str, str | None],
     progress: Progress | None,
     base: BaseLayers | None = None,
     whiteouts: Sequence[str] = (),
@@ -324,7 +370,8 @@ def write_and_deliver(
                 tag,
                 epoch=epoch,
                 labels=labels,
-                architecture=architecture,
+                architecture=architecture[0],
+                variant=architecture[1],
                 compression=config.compression,
                 layer_format=config.layer_format,
                 threads=config.threads,
@@ -375,7 +422,7 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
         )
         labels = collect_labels(config, mapping)
         epoch = image_epoch(config, mapping)
-        arch = config.arch or (None if source is None else source_architecture(source.config)) or "amd64"
+        arch = image_architecture(config, mapping, None if source is None else source.config)
         base: BaseLayers | None = None
         whiteouts: list[str] = []
         budget = config.max_layers

@@ -82,6 +82,30 @@ def host_architecture() -> str:
     return _GOARCH.get(machine, machine)
 
 
+# Debian architecture names and uname -m names -> OCI (architecture, variant)
+# (image-spec image-index.md "platform": GOARCH values, arm variants v5/v7).
+_PLATFORMS: dict[str, tuple[str, str | None]] = {
+    "amd64": ("amd64", None),
+    "x86_64": ("amd64", None),
+    "arm64": ("arm64", None),
+    "aarch64": ("arm64", None),
+    "armhf": ("arm", "v7"),
+    "armv7l": ("arm", "v7"),
+    "armel": ("arm", "v5"),
+    "i386": ("386", None),
+    "i686": ("386", None),
+    "ppc64el": ("ppc64le", None),
+    "mips64el": ("mips64le", None),
+}
+
+
+def oci_platform(name: str) -> tuple[str, str | None]:
+    """An architecture named the Debian way (``ppc64el``, ``armhf``), the
+    kernel's way (``x86_64``, ``aarch64``) or the OCI way, as OCI's
+    (architecture, variant)."""
+    return _PLATFORMS.get(name, (name, None))
+
+
 def epoch_from_environment(environ: Mapping[str, str] | None = None) -> int | None:
     """``SOURCE_DATE_EPOCH`` as seconds, or None when it is unset or empty."""
     value = (os.environ if environ is None else environ).get("SOURCE_DATE_EPOCH")
@@ -110,8 +134,10 @@ class BuildConfig:
     whole or only its inner ``config`` object (rpm-ostree's form).  ``epoch``
     is the image's time (``SOURCE_DATE_EPOCH``); without it, the commit's
     timestamp, else the newest changelog date in the tree.  ``arch``: the
-    image's architecture (default: an image origin's own, else amd64); of a
-    multi-platform image origin, the platform read (default: this machine's).  ``tls_verify``
+    image's architecture, named as Debian, the kernel or OCI names it
+    (default: an image origin's own, else the tree's dpkg architecture, else
+    this machine's); of a multi-platform image origin, the platform read
+    (default: this machine's).  ``tls_verify``
     applies to every image read (``prior``, ``compare_with_build``,
     ``keep_base``),
     ``dest_tls_verify`` to the destination; None keeps skopeo's default.

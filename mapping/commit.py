@@ -105,6 +105,8 @@ class CommitTree(Tree):
         self.rev = rev
         commit = self._load_variant(OSTree.ObjectType.COMMIT, self.checksum)
         self.metadata: dict[str, Any] = commit.get_child_value(0).unpack()
+        # The commit variant is (metadata, parent, related, subject, body, ...).
+        self.subject: str = commit.get_child_value(3).get_string()
         self.timestamp = OSTree.commit_get_timestamp(commit)
         self._dirmeta: dict[str, tuple[int, int, int, tuple[tuple[bytes, bytes], ...]]] = {}
         records: list[tuple[str, str, str | None]] = []

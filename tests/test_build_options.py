@@ -186,3 +186,41 @@ def test_a_new_date_changes_only_the_first_layer(
     )
     assert len(before) == len(after) > 2
     assert before[0] != after[0] and before[1:] == after[1:]
+
+
+def _platform(layout: Path, tag: str) -> tuple[dict[str, str], dict[str, object]]:
+    """The tag's index entry platform and its image config."""
+    index = json.loads((layout / "index.json").read_text())
+    (entry,) = [m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == tag]
+    return entry["platform"], image_config(layout, tag)
+
+
+def test_architecture_from_the_tree_and_from_arch(tmp_path: Path) -> None:
+    tree = build_sample(tmp_path / "tree")
+    origin = RootfsOrigin(str(tree))
+    (tree / "usr/share/dpkg/database/arch-native").write_text("arm64\n")
+    build(origin, f"oci:{tmp_path}/img:tree")
+    platform, config = _platform(tmp_path / "img", "tree")
+    assert platform == {"architecture": "arm64", "os": "linux"}
+    assert (config["architecture"], config.get("variant")) == ("arm64", None)
+    # Debian's and the kernel's names are given as OCI's.
+    for arch, expected in (
+        ("armhf", ("arm", "v7")),
+        ("x86_64", ("amd64", None)),
+        ("ppc64el", ("ppc64le", None)),
+    ):
+        build(origin, f"oci:{tmp_path}/img:{arch}", arch=arch)
+        platform, config = _platform(tmp_path / "img", arch)
+        assert (config["architecture"], config.get("variant")) == expected
+        assert (platform["architecture"], platform.get("variant")) == expected
+    # Without arch-native, dpkg's own architecture (the installed dpkg package) names it.
+    (tree / "usr/share/dpkg/database/arch-native").unlink()
+    status = tree / "usr/share/dpkg/database/status"
+    status.write_text(
+        status.read_text()
+        + "\nPackage: dpkg\nStatus: install ok installed\nVersion: 1.22.21\nArchitecture: riscv64\n"
+    )
+    info = tree / "usr/share/dpkg/database/info"
+    (info / "dpkg.list").write_text("")
+    build(origin, f"oci:{tmp_path}/img:status")
+    assert _platform(tmp_path / "img", "status")[1]["architecture"] == "riscv64"

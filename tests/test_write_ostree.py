@@ -70,3 +70,50 @@ def test_podman_pulls_both_formats(sample_repos: dict[str, Path], tmp_path: Path
     finally:
         subprocess.run([*store, "system", "reset", "-f"], capture_output=True, stdin=subprocess.DEVNULL)
         subprocess.run(["rm", "-rf", run])
+
+
+def test_labels_annotations_and_history_as_ostree_ext_writes_them(sample_tree: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    subprocess.run(["ostree", "init", f"--repo={repo}", "--mode=bare-user"], check=True)
+    subprocess.run(
+        [
+            "ostree",
+            "commit",
+            f"--repo={repo}",
+            f"--tree=dir={sample_tree}",
+            "-b",
+            "os",
+            "--timestamp=2026-01-01T00:00:00Z",
+            "-s",
+            "Debian 13.2 for the fleet",
+            "--add-metadata-string=version=13.2",
+            "--add-metadata-string=ostree.linux=6.12.57+deb13-amd64",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    result = build(CommitOrigin(str(repo), "os"), f"oci:{tmp_path}/img:v1", max_layers=8)
+    m = manifest(tmp_path / "img", "v1")
+    config = json.loads((tmp_path / "img/blobs/sha256" / m["config"]["digest"][7:]).read_text())
+    labels = config["config"]["Labels"]
+    assert labels["ostree.linux"] == "6.12.57+deb13-amd64"
+    assert labels["org.opencontainers.image.version"] == "13.2"
+    # The manifest carries the labels, less debchunk's two large layer labels.
+    annotations = m["annotations"]
+    assert annotations["org.opencontainers.image.version"] == "13.2"
+    assert annotations["ostree.final-diffid"] == labels["ostree.final-diffid"]
+    assert set(labels) - set(annotations) == {"org.debchunk.plan", "org.debchunk.components"}
+    assert all(labels[k] == v for k, v in annotations.items())
+    # History: the commit subject names the commit layer, the components name the others.
+    names = [h["created_by"] for h in config["history"]]
+    assert names[0] == "Debian 13.2 for the fleet"
+    layer_components = result.layer_components
+    assert len(names) == len(layer_components) >= 3
+    for name, components in zip(names[1:], layer_components[1:], strict=True):
+        assert components
+        if len(components) == 1:
+            assert name == components[0]
+        elif len(components) <= 5:
+            assert name == " and ".join(components)
+        else:
+            assert name == f"{len(components)} components"

@@ -152,7 +152,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         ("--arch",),
         "arch",
-        "image architecture (default: a --from image's own, else amd64); of a multi-platform --from "
+        "image architecture, Debian's or OCI's name (arm64, armhf, x86_64...; default: a --from image's "
+        "own, else the tree's dpkg architecture, else this machine's); of a multi-platform --from "
         "image, the platform read (default: this machine's)",
         metavar="ARCH",
     ),

@@ -411,15 +411,19 @@ class Layout:
         (it was just hashed or written)."""
         self._verified[descriptor.digest] = descriptor.size
 
-    def tag(self, manifest: Descriptor, tag: str) -> None:
-        """Point ``tag`` at ``manifest``, keeping every other entry, also those
+    def tag(self, manifest: Descriptor, tag: str, platform: dict[str, str] | None = None) -> None:
+        """Point ``tag`` at ``manifest`` (its index entry naming ``platform``,
+        as image-index.md describes), keeping every other entry, also those
         other processes add meanwhile (atomic)."""
         try:
             with self._index_lock():
                 index = self.index()
                 kept = [m for m in index["manifests"] if (m.get("annotations") or {}).get(REF_NAME) != tag]
                 entry = Descriptor(manifest.media_type, manifest.digest, manifest.size, {REF_NAME: tag})
-                index["manifests"] = [*kept, entry.to_json()]
+                index["manifests"] = [
+                    *kept,
+                    {**entry.to_json(), **({"platform": platform} if platform else {})},
+                ]
                 index.setdefault("schemaVersion", 2)
                 self._replace("index.json", canonical_json(index))
         except OSError as e:

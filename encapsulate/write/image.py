@@ -46,6 +46,8 @@ class LayerSource(Protocol):
 
     def labels(self, final_diff_id: str) -> dict[str, str]: ...
 
+    def first_layer_name(self) -> str: ...
+
 
 @dataclass(frozen=True)
 class ImageResult:
@@ -214,13 +216,15 @@ def image_config_document(
     created: str,
     diff_ids: Sequence[str],
     history: Sequence[dict[str, str]],
+    variant: str | None = None,
 ) -> dict[str, Any]:
     """The image config: ``base`` (a full OCI image config) under what
     debchunk sets (labels merged, its own last)."""
     runtime = dict(base.get("config") or {})
     runtime["Labels"] = {**(runtime.get("Labels") or {}), **labels}
     return {
-        **{k: v for k, v in base.items() if k not in ("rootfs", "history", "config")},
+        **{k: v for k, v in base.items() if k not in ("rootfs", "history", "config", "variant")},
+        **({"variant": variant} if variant else {}),
         "architecture": architecture,
         "os": "linux",
         "created": created,
@@ -228,6 +232,29 @@ def image_config_document(
         "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
         "history": list(history),
     }
+
+
+def layer_name(components: Sequence[str]) -> str:
+    """A component layer's history name, as ostree-ext names its chunks
+    (``chunking.rs``): the component for one, ``A and B`` up to five, else
+    ``N components``.  ``ostree container image history`` and pull progress
+    show it."""
+    if len(components) > 5:
+        return f"{len(components)} components"
+    return " and ".join(components)
+
+
+# Labels that describe the layers for debchunk's own readers; large, and kept
+# in the config only.
+_CONFIG_ONLY_LABELS = frozenset((PLAN_LABEL, COMPONENTS_LABEL))
+
+
+def manifest_annotations(labels: dict[str, str]) -> dict[str, str]:
+    """The manifest's annotations: the config's labels, as ostree-ext copies
+    them (``container/encapsulate.rs``, ``build_oci``), so that readers of the
+    manifest alone (bootc's composefs backend reads the version there) see
+    them; debchunk's plan and components labels stay in the config."""
+    return {k: v for k, v in sorted(labels.items()) if k not in _CONFIG_ONLY_LABELS}
 
 
 def write_image(
@@ -239,6 +266,7 @@ def write_image(
     epoch: int,
     labels: dict[str, str] | None = None,
     architecture: str = "amd64",
+    variant: str | None = None,
     compression: str = "gzip",
     layer_format: str = "plain",
     threads: int | None = None,
@@ -280,7 +308,7 @@ def write_image(
         history = [
             {
                 "created": created,
-                "created_by": "debchunk",
+                "created_by": layer_name(c) if c else source.first_layer_name(),
                 "comment": ("ostree commit and metadata" if layer_format == "ostree" else "directories")
                 if not c
                 else ("components: " + ", ".join(c))[:4096],
@@ -298,6 +326,7 @@ def write_image(
                 COMPONENTS_LABEL: components_label(mapping),
             },
             architecture=architecture,
+            variant=variant,
             created=created,
             diff_ids=[b.diff_id for b in blobs],
             history=history,
@@ -309,6 +338,10 @@ def write_image(
             "config": config_descriptor.to_json(),
             "layers": [b.descriptor.to_json() for b in blobs],
         }
+        annotations = manifest_annotations(config["config"]["Labels"])
+        if annotations:
+            manifest["annotations"] = annotations
         manifest_descriptor = layout.add_bytes(canonical_json(manifest), MEDIA_MANIFEST)
-        layout.tag(manifest_descriptor, tag)
+        platform = {"architecture": architecture, "os": "linux", **({"variant": variant} if variant else {})}
+        layout.tag(manifest_descriptor, tag, platform)
         return ImageResult(manifest_descriptor, config_descriptor, blobs, tuple(components))

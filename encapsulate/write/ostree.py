@@ -115,6 +115,12 @@ class OstreeLayers:
             h.update(f"{checksum}\0{paths}\n".encode("utf-8", "surrogateescape"))
         return "sha256:" + h.hexdigest()
 
+    def first_layer_name(self) -> str:
+        """The commit layer's history name: the commit's subject, as ostree-ext
+        names it (``container/encapsulate.rs``, ``build_oci``)."""
+        subject: str = self.tree.subject
+        return subject or f"ostree export of commit {self.tree.checksum}"
+
     def labels(self, final_diff_id: str) -> dict[str, str]:
         """The config labels ostree-ext sets."""
         metadata: dict[str, Any] = self.tree.metadata
@@ -122,6 +128,10 @@ class OstreeLayers:
         if metadata.get("ostree.bootable"):
             labels["ostree.bootable"] = "true"
             labels["containers.bootc"] = "1"
+        # ostree-ext copies the kernel version key as a label when the commit has it.
+        linux = metadata.get("ostree.linux")
+        if isinstance(linux, str) and linux:
+            labels["ostree.linux"] = linux
         version = metadata.get("version")
         if isinstance(version, str) and version:
             labels["org.opencontainers.image.version"] = version

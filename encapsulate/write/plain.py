@@ -79,6 +79,10 @@ class PlainLayers:
         """Layer ``k``'s reuse key (``tar.layer_key``)."""
         return layer_key(self.items(k), compression)
 
+    def first_layer_name(self) -> str:
+        """The first layer's history name: it holds the tree's directories."""
+        return "directories"
+
     def labels(self, final_diff_id: str) -> dict[str, str]:
         """No format labels: a plain image is an ordinary one."""
         return {}
