@@ -198,6 +198,24 @@ def read_image_config(config: BuildConfig, base: dict[str, Any] | None = None) -
     return document
 
 
+def with_commit_cmd(document: dict[str, Any], config: BuildConfig, mapping: Mapping) -> dict[str, Any]:
+    """The image config with the commit's ``ostree.container-cmd`` metadata
+    as its ``Cmd``, unless ``--cmd`` was given: ostree-ext takes the commit's
+    over the image config's and the command line's over both
+    (``container/encapsulate.rs``, ``build_oci``)."""
+    metadata = getattr(mapping.tree, "metadata", None) or {}
+    cmd = metadata.get("ostree.container-cmd")
+    if config.cmd is not None or not cmd:
+        return document
+    if not (isinstance(cmd, list) and all(isinstance(a, str) for a in cmd)):
+        raise EncapsulateError(
+            "the commit's ostree.container-cmd metadata is not a list of strings",
+            where=mapping.source,
+            hint="commit it as an 'as' variant, or give --cmd",
+        )
+    return {**document, "config": {**(document.get("config") or {}), "Cmd": list(cmd)}}
+
+
 def map_origin(
     origin: Origin,
     *,
@@ -421,6 +439,7 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
             workdir=workdir,
         )
         labels = collect_labels(config, mapping)
+        image_config = with_commit_cmd(image_config, config, mapping)
         epoch = image_epoch(config, mapping)
         arch = image_architecture(config, mapping, None if source is None else source.config)
         base: BaseLayers | None = None
@@ -439,6 +458,7 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
         image = write_and_deliver(
             config, mapping, plan, epoch, labels, image_config, arch, progress, base, whiteouts
         )
+        plan = image.plan or plan
     comparison = (
         None
         if config.compare_with_build is None
@@ -457,7 +477,10 @@ def keep_base_layers(
     is in the base); and the base paths they remove, as whiteouts."""
     assert config.keep_base is not None
     with open_image(
-        config.keep_base, blobs=False, tls_verify=config.tls_verify, arch=config.arch or host_architecture()
+        config.keep_base,
+        blobs=False,
+        tls_verify=config.tls_verify,
+        arch=oci_platform(config.arch)[0] if config.arch else host_architecture(),
     ) as base_image:
         base = shared_base(image, base_image)
     room = config.max_layers - len(base.descriptors)
@@ -484,7 +507,7 @@ def open_origin_image(config: BuildConfig, stack: contextlib.ExitStack) -> Sourc
     ``arch`` platform is read (default: this machine's)."""
     if not isinstance(config.origin, ImageOrigin):
         return None
-    arch = config.arch or host_architecture()
+    arch = oci_platform(config.arch)[0] if config.arch else host_architecture()
     return stack.enter_context(
         open_image(config.origin.imgref, blobs=True, tls_verify=config.tls_verify, arch=arch)
     )

@@ -224,3 +224,30 @@ def test_architecture_from_the_tree_and_from_arch(tmp_path: Path) -> None:
     (info / "dpkg.list").write_text("")
     build(origin, f"oci:{tmp_path}/img:status")
     assert _platform(tmp_path / "img", "status")[1]["architecture"] == "riscv64"
+
+
+def test_cmd_from_the_commit_metadata(versioned_repo: Path, tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            "ostree",
+            "commit",
+            f"--repo={versioned_repo}",
+            "--tree=ref=sample",
+            "-b",
+            "with-cmd",
+            "--timestamp=2026-02-01T00:00:00Z",
+            "--add-metadata=ostree.container-cmd=['/usr/bin/bash', '-l']",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"Cmd": ["/bin/sh"], "Env": ["A=1"]}))
+    origin = CommitOrigin(str(versioned_repo), "with-cmd")
+    # The commit's command wins over the image config's, as ostree-ext takes it ...
+    build(origin, f"oci:{tmp_path}/img:meta", image_config=str(cfg))
+    runtime = image_config(tmp_path / "img", "meta")["config"]
+    assert runtime["Cmd"] == ["/usr/bin/bash", "-l"] and runtime["Env"] == ["A=1"]
+    # ... and --cmd over both.
+    build(origin, f"oci:{tmp_path}/img:cli", image_config=str(cfg), cmd=("/sbin/init",))
+    assert image_config(tmp_path / "img", "cli")["config"]["Cmd"] == ["/sbin/init"]

@@ -9,10 +9,11 @@ import os
 import random
 import stat
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
-from chunker import pack
-from encapsulate import RootfsOrigin
+from chunker import Layer, pack
+from encapsulate import CommitOrigin, RootfsOrigin
 from encapsulate.build import map_origin
 from encapsulate.oci.labels import COMPONENTS_ANNOTATION, PLAN_LABEL
 from encapsulate.oci.layout import Layout
@@ -142,3 +143,42 @@ def test_no_temporary_files_left(sample_tree: Path, tmp_path: Path) -> None:
     # Every blob is named by its content.
     for p in (tmp_path / "img/blobs/sha256").iterdir():
         assert hashlib.sha256(p.read_bytes()).hexdigest() == p.name
+
+
+def test_no_layer_is_empty(sample_tree: Path, sample_repos: dict[str, Path], tmp_path: Path) -> None:
+    """Plan layers holding nothing of the tree (here components it does not
+    have, as a previous build's plan can name), in the middle and last, are
+    not written: two empty layers share a diff_id, and a last one would hide
+    the real last layer from ostree-ext's importer."""
+    origins = (
+        ("plain", RootfsOrigin(str(sample_tree))),
+        ("ostree", CommitOrigin(str(sample_repos["bare-user"]), "sample")),
+    )
+    for fmt, origin in origins:
+        mapping = map_origin(origin, epoch=EPOCH)
+        packed = pack(mapping.components, 6)
+        ghost = [Layer(("ghost-a",), 0, 0.1), Layer(("ghost-b",), 0, 0.1)]
+        layers = (packed.layers[0], ghost[0], *packed.layers[1:], ghost[1])
+        plan = replace(packed, layers=layers)
+        image = write_image(mapping, plan, str(tmp_path / "img"), fmt, epoch=EPOCH, layer_format=fmt)
+        diff_ids = [b.diff_id for b in image.layers]
+        assert len(set(diff_ids)) == len(diff_ids) == len(packed.layers) + 1
+        assert image.plan is not None
+        groups = image.plan.groups()
+        # The ghosts joined the layer before them, and the plan label says so.
+        assert groups[0] == tuple(sorted((*packed.layers[0].components, "ghost-a")))
+        assert groups[-1] == tuple(sorted((*packed.layers[-1].components, "ghost-b")))
+        labels = image_config(tmp_path / "img", fmt)["config"]["Labels"]
+        assert [tuple(c) for c in json.loads(labels[PLAN_LABEL])] == groups
+        if fmt == "ostree":
+            assert labels["ostree.final-diffid"] == diff_ids[-1]
+        # Every component layer holds files of its own.
+        layout = Layout(str(tmp_path / "img"))
+        for b in image.layers[1:]:
+            listing = subprocess.run(
+                ["tar", "-tzf", "-"],
+                input=layout.read_blob(b.descriptor.digest),
+                capture_output=True,
+                check=True,
+            ).stdout.decode()
+            assert [n for n in listing.splitlines() if not n.endswith("/")], f"{fmt}: an empty layer"

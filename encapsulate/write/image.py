@@ -48,6 +48,8 @@ class LayerSource(Protocol):
 
     def first_layer_name(self) -> str: ...
 
+    def empty_layers(self) -> list[int]: ...
+
 
 @dataclass(frozen=True)
 class ImageResult:
@@ -58,6 +60,8 @@ class ImageResult:
     config: Descriptor
     layers: tuple[LayerBlob, ...]
     layer_components: tuple[tuple[str, ...], ...]
+    # The plan written: the one given, less layers that would have been empty.
+    plan: Plan | None = None
 
 
 @dataclass(frozen=True)
@@ -288,6 +292,11 @@ def write_image(
     if mapping.tree is None:
         raise EncapsulateError("the mapping has no tree to write", hint="map the tree again")
     source = layer_source(mapping, plan, layer_format, epoch, whiteouts)
+    empty = source.empty_layers()
+    if empty:
+        # Never an empty layer: its components join a neighbour's.
+        plan = plan.merging(k - 1 for k in empty)
+        source = layer_source(mapping, plan, layer_format, epoch, whiteouts)
     components: list[tuple[str, ...]] = [(), *(layer.components for layer in plan.layers)]
     below = base.descriptors if base is not None else ()
     # Held for writing until the image is tagged (concurrent runs keep each other's blobs).
@@ -344,4 +353,4 @@ def write_image(
         manifest_descriptor = layout.add_bytes(canonical_json(manifest), MEDIA_MANIFEST)
         platform = {"architecture": architecture, "os": "linux", **({"variant": variant} if variant else {})}
         layout.tag(manifest_descriptor, tag, platform)
-        return ImageResult(manifest_descriptor, config_descriptor, blobs, tuple(components))
+        return ImageResult(manifest_descriptor, config_descriptor, blobs, tuple(components), plan)

@@ -115,6 +115,11 @@ class OstreeLayers:
             h.update(f"{checksum}\0{paths}\n".encode("utf-8", "surrogateescape"))
         return "sha256:" + h.hexdigest()
 
+    def empty_layers(self) -> list[int]:
+        """Component layers that would hold no object (every object of their
+        components is the same as one of another layer's)."""
+        return [k for k in range(1, self.layer_count) if not self.objects_of[k]]
+
     def first_layer_name(self) -> str:
         """The commit layer's history name: the commit's subject, as ostree-ext
         names it (``container/encapsulate.rs``, ``build_oci``)."""

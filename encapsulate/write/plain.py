@@ -79,6 +79,11 @@ class PlainLayers:
         """Layer ``k``'s reuse key (``tar.layer_key``)."""
         return layer_key(self.items(k), compression)
 
+    def empty_layers(self) -> list[int]:
+        """Component layers that would hold no entry (their files all hardlinks
+        to files of other layers)."""
+        return [k for k in range(1, self.layer_count) if not self.groups[k]]
+
     def first_layer_name(self) -> str:
         """The first layer's history name: it holds the tree's directories."""
         return "directories"
