@@ -112,3 +112,68 @@ def test_file_over_8_gib_and_sparse(tmp_path: Path) -> None:
                     assert got.hexdigest() == want.hexdigest()
                     return
     raise AssertionError("data/big.img is in no layer")
+
+
+def _retag(layout: Path, tag: str, new_tag: str, order: list[int]) -> None:
+    """Tag in ``layout`` an image of ``tag``'s layers taken in ``order``."""
+    m = manifest(layout, tag)
+    config = json.loads((layout / "blobs/sha256" / m["config"]["digest"][7:]).read_text())
+    config["rootfs"]["diff_ids"] = [config["rootfs"]["diff_ids"][k] for k in order]
+    config["history"] = [config["history"][k] for k in order]
+    blobs = layout / "blobs/sha256"
+
+    def add(data: bytes, media_type: str) -> dict[str, object]:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": len(data)}
+
+    new = {**m, "layers": [m["layers"][k] for k in order]}
+    new.pop("annotations", None)
+    new["config"] = add(json.dumps(config).encode(), m["config"]["mediaType"])
+    entry = add(json.dumps(new).encode(), m["mediaType"])
+    index = json.loads((layout / "index.json").read_text())
+    index["manifests"].append({**entry, "annotations": {"org.opencontainers.image.ref.name": new_tag}})
+    (layout / "index.json").write_text(json.dumps(index))
+
+
+def test_every_layer_order_unpacks_the_directories_of_the_tree(odd_sample: Path, tmp_path: Path) -> None:
+    """Each layer alone, and all of them in reverse order, unpacked by umoci:
+    every directory there has the mode, owner and xattrs it has in the tree,
+    never the defaults an unpacker gives a missing parent."""
+    tree = tmp_path / "tree"
+    subprocess.run(["cp", "-a", str(odd_sample), str(tree)], check=True)
+    private = tree / "usr/share/doc/private"
+    private.mkdir(parents=True, mode=0o700)
+    os.chmod(private, 0o700)
+    (private / "note").write_bytes(b"kept")
+    os.chown(private, 1000, 1000)
+    os.setxattr(tree / "usr/share/doc", "user.checked", b"yes")
+    os.chmod(tree / "usr/lib", 0o750)
+    image = build(RootfsOrigin(str(tree)), f"oci:{tmp_path}/img:all", max_layers=6)
+    n = len(image.layers)
+    orders = {f"only{k}": [k] for k in range(n)} | {"reversed": list(range(n))[::-1]}
+    for tag, order in orders.items():
+        _retag(tmp_path / "img", "all", tag, order)
+        rootfs = umoci_unpack(tmp_path / "img", tag, tmp_path / tag)
+        directories = [Path(top) for top, _, _ in os.walk(rootfs)][1:]
+        assert directories, tag
+        for path in directories:
+            source = tree / path.relative_to(rootfs)
+            a, b = os.lstat(source), os.lstat(path)
+            assert (stat.S_IMODE(b.st_mode), b.st_uid, b.st_gid) == (
+                stat.S_IMODE(a.st_mode),
+                a.st_uid,
+                a.st_gid,
+            ), (
+                tag,
+                path,
+            )
+            xattrs = sorted(
+                (x, os.getxattr(source, x)) for x in os.listxattr(source) if x.startswith("user.")
+            )
+            assert xattrs == sorted(
+                (x, os.getxattr(path, x))
+                for x in os.listxattr(path)
+                if x.startswith("user.") and "rootless" not in x
+            ), (tag, path)
+    assert stat.S_IMODE(os.lstat(tmp_path / "reversed/rootfs/usr/share/doc/private").st_mode) == 0o700
