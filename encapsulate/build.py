@@ -318,6 +318,9 @@ def collect_labels(config: BuildConfig, mapping: Mapping) -> dict[str, str]:
             continue
         value = metadata[key]
         labels[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    if config.bootc:
+        # bootc's own label for an image it can boot (bootc's docs, "bootc images").
+        labels["containers.bootc"] = "1"
     for key in config.remove_labels:
         labels.pop(key, None)
     return labels

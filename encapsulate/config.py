@@ -137,7 +137,8 @@ class BuildConfig:
     image's architecture, named as Debian, the kernel or OCI names it
     (default: an image origin's own, else the tree's dpkg architecture, else
     this machine's); of a multi-platform image origin, the platform read
-    (default: this machine's).  ``tls_verify``
+    (default: this machine's).  ``bootc`` labels the image
+    ``containers.bootc=1``.  ``tls_verify``
     applies to every image read (``prior``, ``compare_with_build``,
     ``keep_base``),
     ``dest_tls_verify`` to the destination; None keeps skopeo's default.
@@ -157,6 +158,7 @@ class BuildConfig:
     image_config: str | None = None
     cmd: tuple[str, ...] | None = None
     arch: str | None = None
+    bootc: bool = False
     copymeta: tuple[str, ...] = ()
     copymeta_opt: tuple[str, ...] = ()
     epoch: int | None = None

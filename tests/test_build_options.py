@@ -12,6 +12,7 @@ import pytest
 
 from encapsulate import BuildConfig, CommitOrigin, EncapsulateError, Format, RootfsOrigin, build_image
 from encapsulate.cli.render import format_plan, format_result
+from tests.conftest import RunCli
 from tests.images import (
     EPOCH,
     build,
@@ -251,3 +252,20 @@ def test_cmd_from_the_commit_metadata(versioned_repo: Path, tmp_path: Path) -> N
     # ... and --cmd over both.
     build(origin, f"oci:{tmp_path}/img:cli", image_config=str(cfg), cmd=("/sbin/init",))
     assert image_config(tmp_path / "img", "cli")["config"]["Cmd"] == ["/sbin/init"]
+
+
+def test_bootc_labels_a_root_tree_bootable(run_cli: RunCli, tmp_path: Path) -> None:
+    tree = build_sample(tmp_path / "tree")
+    proc = run_cli(
+        "--rootfs",
+        str(tree),
+        f"oci:{tmp_path}/img:b",
+        "--bootc",
+        program="container-encapsulate",
+        env={"SOURCE_DATE_EPOCH": str(EPOCH)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert image_labels(tmp_path / "img", "b")["containers.bootc"] == "1"
+    assert manifest(tmp_path / "img", "b")["annotations"]["containers.bootc"] == "1"
+    build(RootfsOrigin(str(tree)), f"oci:{tmp_path}/img:plain")
+    assert "containers.bootc" not in image_labels(tmp_path / "img", "plain")

@@ -150,6 +150,13 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="KEY=VALUE",
     ),
     Setting(
+        ("--bootc",),
+        "bootc",
+        "label the image bootable by bootc (containers.bootc=1), as rpm-ostree's --bootc does; "
+        "bootable commits get it already",
+        Kind.FLAG,
+    ),
+    Setting(
         ("--arch",),
         "arch",
         "image architecture, Debian's or OCI's name (arm64, armhf, x86_64...; default: a --from image's "
