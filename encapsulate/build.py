@@ -20,12 +20,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from chunker import ChunkerError, Plan, pack
-from mapping import Component, Mapping, build_mapping, read_tree
+from mapping import Component, Mapping, build_mapping, map_tree, read_tree
 
 from .config import (
     DOCKER_LAYER_LIMIT,
     BuildConfig,
     CommitOrigin,
+    Format,
     ImageOrigin,
     Origin,
     host_architecture,
@@ -250,6 +251,71 @@ def map_origin(
     return build_mapping(rootfs=origin.path, reference_date=reference, threads=threads, prior=names)
 
 
+# The branch the commit of an image origin is on, in its scratch repository.
+IMAGE_REF = "debchunk/image"
+# The commit's metadata keys taken from the image's labels (``ostree.commit``'s
+# ``version`` is what ``bootc status`` and rpm-ostree show).
+_VERSION_LABELS = ("org.opencontainers.image.version", "version")
+
+
+def commit_image(config: BuildConfig, image: SourceImage, workdir: str) -> CommitOrigin:
+    """``--from IMGREF --format ostree``: the image's flattened tree laid out
+    as an OSTree image builder lays a tree out (``ostree_layout``) and
+    committed to a scratch repository under ``workdir``, which the build then
+    reads as it reads any commit.  The commit's time is the build's epoch
+    (``SOURCE_DATE_EPOCH``, else the newest changelog date in the tree, as for
+    any image origin), so the same image gives the same commit."""
+    # Only this step and the ostree writer need libostree (gi).
+    from .write.ostree_commit import commit_tree, ostree_layout
+
+    assert isinstance(config.origin, ImageOrigin)
+    tree = read_tree(
+        layers=layer_archives(image),
+        workdir=os.path.join(workdir, "layers"),
+        description=config.origin.imgref,
+        threads=config.threads,
+    )
+    laid_out = ostree_layout(tree)
+    timestamp = config.epoch
+    if timestamp is None:
+        # The date comes from the mapping of the same tree; its warnings are
+        # given once, by the mapping of the commit that follows.
+        with _quiet(logging.getLogger("debchunk.mapping")):
+            reference = map_tree(laid_out).reference_date
+        if reference is None:
+            raise EncapsulateError(
+                "no timestamp for the commit: the tree has no changelogs",
+                where=config.origin.imgref,
+                hint="set SOURCE_DATE_EPOCH",
+            )
+        timestamp = int(reference.timestamp())
+    runtime = image.config.get("config")
+    labels = runtime.get("Labels") if isinstance(runtime, dict) else None
+    labels = labels if isinstance(labels, dict) else {}
+    version = next((str(labels[k]) for k in _VERSION_LABELS if labels.get(k)), None)
+    repo = os.path.join(workdir, "ostree")
+    commit_tree(
+        laid_out,
+        repo,
+        IMAGE_REF,
+        timestamp=timestamp,
+        metadata={} if version is None else {"version": version},
+        threads=config.threads,
+    )
+    return CommitOrigin(repo, IMAGE_REF)
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """``logger`` says nothing inside the block."""
+    disabled = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
+
+
 def image_epoch(config: BuildConfig, mapping: Mapping) -> int:
     """The image's time: ``SOURCE_DATE_EPOCH``, else the commit's timestamp,
     else the newest changelog date in the tree; never the wall clock."""
@@ -433,8 +499,11 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
             config, None if source is None else kept_config(source.config, config.remove_labels)
         )
         workdir = None if source is None else stack.enter_context(_workdir())
+        origin = config.origin
+        if source is not None and workdir is not None and config.layer_format is Format.OSTREE:
+            origin = commit_image(config, source, workdir)
         mapping = map_origin(
-            config.origin,
+            origin,
             epoch=config.epoch,
             prior=prior,
             threads=config.threads,

@@ -174,7 +174,7 @@ class BuildConfig:
 
     @property
     def layer_format(self) -> Format:
-        """The format written: as asked, else ostree for a commit and plain for a root tree."""
+        """The format written: as asked, else ostree for a commit and plain for a root tree or an image."""
         if self.format is not None:
             return self.format
         return Format.OSTREE if isinstance(self.origin, CommitOrigin) else Format.PLAIN
@@ -210,14 +210,22 @@ class BuildConfig:
             raise ConfigError(
                 "format and compression are encapsulate.Format and encapsulate.Compression values"
             )
-        if self.layer_format is Format.OSTREE and not isinstance(origin, CommitOrigin):
+        if self.layer_format is Format.OSTREE and isinstance(origin, RootfsOrigin):
             raise ConfigError(
-                "--format ostree needs an OSTree commit (--repo REPO REF)",
-                hint="a --rootfs tree or a --from image is written --format plain",
+                "--format ostree needs an OSTree commit (--repo REPO REF) or an image (--from IMGREF)",
+                hint="a --rootfs tree is written --format plain",
             )
         if self.keep_base is not None:
             if not isinstance(origin, ImageOrigin):
                 raise ConfigError("--keep-base needs an image origin (--from IMGREF)")
+            if self.layer_format is Format.OSTREE:
+                # The base's layers are rootfs tarballs; an ostree-format image
+                # is one commit whose objects all live in its own layers.
+                raise ConfigError(
+                    "--keep-base keeps the base's plain layers, and --format ostree writes "
+                    "the whole tree as one commit",
+                    hint="drop one of --keep-base and --format ostree",
+                )
             try:
                 parse_imgref(self.keep_base)
             except EncapsulateError as e:

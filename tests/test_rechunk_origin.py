@@ -201,8 +201,8 @@ def test_the_command_line(run_cli: RunCli, tmp_path: Path, sample_tree: Path) ->
         "--from", source, "--rootfs", str(sample_tree), f"oci:{tmp_path}/x", program="container-encapsulate"
     )
     assert both.returncode == 2 and "--rootfs DIR and --from IMGREF: give one origin" in both.stderr
-    with pytest.raises(ConfigError, match="--format ostree needs an OSTree commit"):
-        BuildConfig(ImageOrigin(source), "oci:x", format=Format.OSTREE).check()
+    with pytest.raises(ConfigError, match="--keep-base keeps the base's plain layers"):
+        BuildConfig(ImageOrigin(source), "oci:x", format=Format.OSTREE, keep_base=source).check()
 
 
 def _layer(members: list[tuple[str, bytes | None]]) -> bytes:
