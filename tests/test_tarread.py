@@ -14,6 +14,7 @@ import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,8 @@ from mapping import EntryType, LayerArchive, MappingError
 from mapping.layers import LayersTree
 from mapping.tarread import TarEndsInside, TarFormatError, TarMember, TarReader
 
-Fields = tuple[object, ...]
+# A row of fields of one member; mixed types, compared whole.
+Fields = tuple[Any, ...]
 GIB = 1 << 30
 
 
