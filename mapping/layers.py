@@ -41,7 +41,11 @@ _BLOCK = 1 << 20
 # blocks keeps one call's output (held in memory) modest.
 _ZSTD_INPUT_BLOCK = 1 << 16
 _ZEROS = bytes(_BLOCK)
-# Inflated chunks the inflating thread may be ahead of the tar reader by.
+# gzip output in pieces of up to 4 MiB: each piece the inflating thread hands
+# over costs a few GIL hand-offs, and 1 MiB pieces made it wait on them
+# (the whole layer mapped ~25% slower).
+_INFLATE_BLOCK = 1 << 22
+# Inflated pieces the inflating thread may be ahead of the tar reader by.
 _AHEAD = 8
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
@@ -228,7 +232,7 @@ class _Inflater:
                     pending = d.unused_data if d.eof else b""
                 else:
                     # max_length bounds what one call returns (gzip expands up to 1032x).
-                    yield d.decompress(pending, _BLOCK)
+                    yield d.decompress(pending, _INFLATE_BLOCK)
                     pending = d.unconsumed_tail or (d.unused_data if d.eof else b"")
 
     def finish(self) -> bytes | None:
