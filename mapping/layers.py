@@ -5,11 +5,13 @@ flattened tree, with entries exactly as ``RootfsTree`` gives them for the same
 tree unpacked on disk, so every ownership rule applies unchanged.
 
 The layers are applied as the OCI image spec's layer.md says ("Applying
-Changesets", "Whiteouts"), never extracted: each blob is inflated once into a
-spool file under ``workdir`` (its digest checked on the way), its tar headers
-are read from the spool, and file content is read back from there.  Memory
-grows with the number of entries, not with their size; disk use is at most the
-image's uncompressed size.
+Changesets", "Whiteouts"), never extracted: each blob is read once, in one
+pass: a thread hashes it (its digest checked at the end), inflates it and
+writes the tar stream to a spool file under ``workdir``, while this thread
+reads the tar headers from the same stream (``tarread``) and hashes each
+regular file's bytes as they go by.  File content is read back from the
+spool.  Memory grows with the number of entries, not with their size; disk
+use is at most the image's uncompressed size.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import bisect
 import hashlib
 import io
 import os
-import tarfile
+import queue
+import threading
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
@@ -30,6 +33,7 @@ from zlib_ng import zlib_ng
 
 from ._threads import map_in_threads
 from .errors import MappingError, show, warn
+from .tarread import BLKTYPE, CHRTYPE, FIFOTYPE, SYMTYPE, TarEndsInside, TarFormatError, TarMember, TarReader
 from .tree import MAX_SYMLINKS, Entry, EntryType, Tree
 
 _BLOCK = 1 << 20
@@ -37,6 +41,12 @@ _BLOCK = 1 << 20
 # blocks keeps one call's output (held in memory) modest.
 _ZSTD_INPUT_BLOCK = 1 << 16
 _ZEROS = bytes(_BLOCK)
+# gzip output in pieces of up to 4 MiB: each piece the inflating thread hands
+# over costs a few GIL hand-offs, and 1 MiB pieces made it wait on them
+# (the whole layer mapped ~25% slower).
+_INFLATE_BLOCK = 1 << 22
+# Inflated pieces the inflating thread may be ahead of the tar reader by.
+_AHEAD = 8
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
 _XATTR = "SCHILY.xattr."
@@ -92,9 +102,10 @@ class _Spool:
         self.layer = layer
         self.path = path
 
-    def fill(self) -> None:
-        """Inflate the blob into the spool; check its digest and that the
-        compressed stream ends where it should."""
+    def fill(self) -> Generator[bytes, None, None]:
+        """Inflate the blob into the spool, yielding the tar stream as it is
+        written; at the end, check its digest and that the compressed stream
+        ends where it should."""
         layer = self.layer
         algorithm, _, expected = layer.digest.partition(":")
         if algorithm not in ("sha256", "sha512") or not expected:
@@ -119,6 +130,7 @@ class _Spool:
                     h.update(block)
                     for data in inflate.feed(block):
                         out.write(data)
+                        yield data
                 rest = inflate.finish()
                 if rest is None:
                     raise MappingError(
@@ -126,6 +138,8 @@ class _Spool:
                         layer.path,
                         _FIX_BLOB,
                     )
+                out.write(rest)
+                yield rest
         except _DECOMPRESSION_ERRORS as e:
             raise MappingError(
                 f"layer {layer.digest}: its {layer.compression} stream is corrupt ({e})",
@@ -144,6 +158,46 @@ class _Spool:
                 layer.path,
                 _FIX_BLOB,
             )
+
+
+def _ahead(chunks: Generator[bytes, None, None]) -> Generator[bytes, None, None]:
+    """``chunks``, computed in a thread up to ``_AHEAD`` chunks ahead: inflating,
+    writing and hashing release the GIL, so the two threads overlap.  An
+    error in the thread is raised here, where it reaches the caller."""
+    pipe: queue.Queue[bytes | BaseException | None] = queue.Queue(_AHEAD)
+    stop = threading.Event()
+
+    def put(item: bytes | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                pipe.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for chunk in chunks:
+                if not put(chunk):
+                    return
+        except BaseException as e:  # handed over to the reading thread
+            put(e)
+            return
+        finally:
+            chunks.close()
+        put(None)
+
+    thread = threading.Thread(target=run, name="inflate", daemon=True)
+    thread.start()
+    try:
+        while (item := pipe.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 class _Inflater:
@@ -178,7 +232,7 @@ class _Inflater:
                     pending = d.unused_data if d.eof else b""
                 else:
                     # max_length bounds what one call returns (gzip expands up to 1032x).
-                    yield d.decompress(pending, _BLOCK)
+                    yield d.decompress(pending, _INFLATE_BLOCK)
                     pending = d.unconsumed_tail or (d.unused_data if d.eof else b"")
 
     def finish(self) -> bytes | None:
@@ -205,51 +259,60 @@ class LayersTree(Tree):
         ]
         self._root = _Node(_Meta(EntryType.DIR, _DEFAULT_DIR_MODE, 0, 0), -1, {})
         for index, spool in enumerate(self._spools):
-            spool.fill()
             self._apply(index, spool)
         entries, metas = self._flatten()
-        ids = map_in_threads(self._sha256, metas, threads)
-        self._content: dict[str, _Meta] = {}
-        for meta, content_id in zip(metas, ids, strict=True):
+        # Sparse files were not hashed on the way: their holes are not in the stream.
+        unhashed = [meta for meta in metas if meta.content_id is None]
+        for meta, content_id in zip(unhashed, map_in_threads(self._sha256, unhashed, threads), strict=True):
             meta.content_id = content_id
-            self._content.setdefault(content_id, meta)
+        self._content: dict[str, _Meta] = {}
+        for meta in metas:
+            assert meta.content_id is not None
+            self._content.setdefault(meta.content_id, meta)
         super().__init__(description, [e.build(self) for e in entries])
 
     # Applying one layer.
 
     def _apply(self, index: int, spool: _Spool) -> None:
         digest = spool.layer.digest
-        size = os.path.getsize(spool.path)
+        chunks = _ahead(spool.fill())
+        reader = TarReader(chunks)
         last = "the start of the archive"
         try:
-            with tarfile.open(spool.path, "r:", encoding="utf-8", errors="surrogateescape") as tar:
-                while (member := tar.next()) is not None:
-                    cast(Any, tar).members.clear()  # headers are not needed again: memory stays flat
-                    sparse = _sparse(member)
-                    stored = sum(n for _, n in sparse) if sparse else member.size
-                    if member.isreg() and member.offset_data + stored > size:
-                        raise MappingError(
-                            f"layer {digest}: its tar ends inside {show(member.name)}",
-                            spool.layer.path,
-                            _FIX_BLOB,
-                        )
-                    self._member(index, digest, member)
+            try:
+                for member in reader:
+                    content_id = None
+                    if member.isreg():
+                        if member.sparse is None:
+                            h = hashlib.sha256()
+                            reader.data(h.update)
+                            content_id = h.hexdigest()
+                        else:
+                            reader.data(None)
+                    self._member(index, digest, member, content_id)
                     last = show(member.name)
-                end = tar.offset
-        except tarfile.TarError as e:
-            raise MappingError(
-                f"layer {digest}: its tar is corrupt after {last} ({e})", spool.layer.path, _FIX_BLOB
-            ) from None
-        # tarfile takes a bad header for the end of the archive: only zeros may follow it.
-        with open(spool.path, "rb") as f:
-            f.seek(end)
-            while block := f.read(_BLOCK):
-                if block.count(0) != len(block):
+                # A bad header ends the archive (as tarfile reads it): only zeros may follow.
+                if not reader.trailing_zeros():
                     raise MappingError(
                         f"layer {digest}: its tar is corrupt after {last}", spool.layer.path, _FIX_BLOB
                     )
+            except TarEndsInside as e:
+                raise MappingError(
+                    f"layer {digest}: its tar ends inside {show(e.member.name)}", spool.layer.path, _FIX_BLOB
+                ) from None
+            except TarFormatError as e:
+                raise MappingError(
+                    f"layer {digest}: its tar is corrupt after {last} ({e})", spool.layer.path, _FIX_BLOB
+                ) from None
+        except MappingError:
+            # A damaged blob (digest, compression) is the fault to report:
+            # read it to its end, where that is found, before saying anything else.
+            reader.drain()
+            raise
+        finally:
+            chunks.close()
 
-    def _member(self, index: int, digest: str, member: tarfile.TarInfo) -> None:
+    def _member(self, index: int, digest: str, member: TarMember, content_id: str | None) -> None:
         parts = _parts(member.name, digest)
         if not parts:
             if member.isdir():
@@ -277,7 +340,7 @@ class LayersTree(Tree):
         if member.islnk():
             parent.children[name] = _Node(self._link_target(index, digest, member), index)
             return
-        meta = _meta(index, member)
+        meta = _meta(index, member, content_id)
         if meta is None:
             warn(f"layer {digest}: {show(member.name)}: entry type {member.type!r} cannot be stored; skipped")
             return
@@ -306,7 +369,7 @@ class LayersTree(Tree):
             assert parent is not None and parent.children is not None
             del parent.children[hidden]
 
-    def _link_target(self, index: int, digest: str, member: tarfile.TarInfo) -> _Meta:
+    def _link_target(self, index: int, digest: str, member: TarMember) -> _Meta:
         parts = _parts(member.linkname, digest)
         parent = self._directory(parts[:-1], index, digest, member.name, create=False) if parts else None
         node = None if parent is None or parent.children is None else parent.children.get(parts[-1])
@@ -528,32 +591,31 @@ def _parts(name: str, digest: str) -> list[str]:
     return parts
 
 
-def _xattrs(member: tarfile.TarInfo) -> tuple[tuple[bytes, bytes], ...]:
+def _xattrs(member: TarMember) -> tuple[tuple[bytes, bytes], ...]:
     """PAX ``SCHILY.xattr.NAME`` records as (name, value) bytes, sorted.
-    tarfile decodes PAX keywords and values as UTF-8 and, when that fails,
-    with the archive's error handler (surrogateescape here): encoding back the
-    same way gives the stored bytes either way."""
+    Values are the stored bytes; keywords were decoded with surrogateescape,
+    so encoding back gives the stored bytes too."""
     pairs = [
-        (key[len(_XATTR) :].encode("utf-8", "surrogateescape"), value.encode("utf-8", "surrogateescape"))
+        (key[len(_XATTR) :].encode("utf-8", "surrogateescape"), value)
         for key, value in member.pax_headers.items()
         if key.startswith(_XATTR)
     ]
     return tuple(sorted(pairs))
 
 
-def _dir_meta(member: tarfile.TarInfo) -> _Meta:
+def _dir_meta(member: TarMember) -> _Meta:
     return _Meta(EntryType.DIR, member.mode & 0o7777, member.uid, member.gid, _xattrs(member))
 
 
 _TYPE_OF_MEMBER = {
-    tarfile.SYMTYPE: EntryType.SYMLINK,
-    tarfile.CHRTYPE: EntryType.CHAR,
-    tarfile.BLKTYPE: EntryType.BLOCK,
-    tarfile.FIFOTYPE: EntryType.FIFO,
+    SYMTYPE: EntryType.SYMLINK,
+    CHRTYPE: EntryType.CHAR,
+    BLKTYPE: EntryType.BLOCK,
+    FIFOTYPE: EntryType.FIFO,
 }
 
 
-def _meta(index: int, member: tarfile.TarInfo) -> _Meta | None:
+def _meta(index: int, member: TarMember, content_id: str | None) -> _Meta | None:
     """An inode for a regular file, symlink, device or fifo member."""
     mode, xattrs = member.mode & 0o7777, _xattrs(member)
     if member.isreg():
@@ -566,6 +628,7 @@ def _meta(index: int, member: tarfile.TarInfo) -> _Meta | None:
             size=member.size,
             layer=index,
             segments=_segments(member),
+            content_id=content_id,
         )
     kind = _TYPE_OF_MEMBER.get(member.type)
     if kind is None:
@@ -583,11 +646,11 @@ def _meta(index: int, member: tarfile.TarInfo) -> _Meta | None:
     )
 
 
-def _segments(member: tarfile.TarInfo) -> tuple[tuple[int, int, int | None], ...]:
+def _segments(member: TarMember) -> tuple[tuple[int, int, int | None], ...]:
     """Where a regular file's bytes are in the tar: one run for a plain file;
     for a sparse one, its data runs stored back to back from ``offset_data``
     with holes between them (the layout tarfile's own reader assumes)."""
-    sparse = _sparse(member)
+    sparse = member.sparse
     if not sparse:
         return ((0, member.size, member.offset_data),) if member.size else ()
     segments: list[tuple[int, int, int | None]] = []
@@ -602,12 +665,6 @@ def _segments(member: tarfile.TarInfo) -> tuple[tuple[int, int, int | None], ...
     if last < member.size:
         segments.append((last, member.size, None))
     return tuple(segments)
-
-
-def _sparse(member: tarfile.TarInfo) -> list[tuple[int, int]]:
-    """A sparse member's data runs, (offset, size) in the expanded file
-    (typeshed does not type ``TarInfo.sparse``)."""
-    return cast(list[tuple[int, int]], member.sparse or [])
 
 
 def _hide_lower(directory: _Node, index: int) -> None:
