@@ -83,6 +83,7 @@ class _Meta:
     # spool offset) in file coordinates, a hole when the offset is None.
     segments: tuple[tuple[int, int, int | None], ...] = ()
     content_id: str | None = None
+    mtime: int = 0
 
 
 @dataclass(eq=False, slots=True)
@@ -516,6 +517,7 @@ class _Pending:
             m.rdev,
             self.hardlink,
             tree if is_file else None,
+            m.mtime,
         )
 
 
@@ -604,7 +606,9 @@ def _xattrs(member: TarMember) -> tuple[tuple[bytes, bytes], ...]:
 
 
 def _dir_meta(member: TarMember) -> _Meta:
-    return _Meta(EntryType.DIR, member.mode & 0o7777, member.uid, member.gid, _xattrs(member))
+    return _Meta(
+        EntryType.DIR, member.mode & 0o7777, member.uid, member.gid, _xattrs(member), mtime=member.mtime
+    )
 
 
 _TYPE_OF_MEMBER = {
@@ -629,6 +633,7 @@ def _meta(index: int, member: TarMember, content_id: str | None) -> _Meta | None
             layer=index,
             segments=_segments(member),
             content_id=content_id,
+            mtime=member.mtime,
         )
     kind = _TYPE_OF_MEMBER.get(member.type)
     if kind is None:
@@ -643,6 +648,7 @@ def _meta(index: int, member: TarMember, content_id: str | None) -> _Meta | None
         target=member.linkname if kind is EntryType.SYMLINK else None,
         rdev=os.makedev(member.devmajor, member.devminor) if is_device else 0,
         layer=index,
+        mtime=member.mtime,
     )
 
 

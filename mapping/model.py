@@ -30,6 +30,9 @@ class Component:
     data (``usr/share``, translations) tends to change too.  ``part_of``: set on
     the data part of a split package (``mapping.split``), the name of the
     package component it was split from, whose changes include all of its own.
+    ``date``: the newest date in its changelog (seconds since 1970), None
+    without one; files the package's scripts made at install time are younger,
+    and the plain format clamps their mtimes to it.
     """
 
     name: str
@@ -41,6 +44,7 @@ class Component:
     change_probability: float = 0.0
     upstream_change_probability: float | None = None
     part_of: str | None = None
+    date: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The component as in ``debchunk map --json`` (``part_of`` only when set)."""
@@ -56,6 +60,8 @@ class Component:
         }
         if self.part_of is not None:
             out["part_of"] = self.part_of
+        if self.date is not None:
+            out["date"] = self.date
         return out
 
     @classmethod
@@ -70,6 +76,7 @@ class Component:
                 raise ValueError(f"change_probability {p} is not within [0, 1]")
             upstream = data.get("upstream_change_probability")
             part_of = data.get("part_of")
+            date = data.get("date")
             return cls(
                 str(data["name"]),
                 kind,
@@ -80,6 +87,7 @@ class Component:
                 p,
                 None if upstream is None else float(upstream),
                 None if part_of is None else str(part_of),
+                None if date is None else int(date),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise MappingError(f"component {data.get('name', '?')!r}: {e}") from None

@@ -304,7 +304,7 @@ def map_tree(
         owner_name[i] = name
         owners.setdefault(name, _Owner(name, kind))
 
-    probabilities, reference = _change_probabilities(tree, owners, reference_date)
+    probabilities, reference, dates = _change_probabilities(tree, owners, reference_date)
 
     # Sizes count each distinct content once per component.
     sizes: dict[str, int] = defaultdict(int)
@@ -329,6 +329,7 @@ def map_tree(
                 sizes[o.name],
                 counts[o.name],
                 *probabilities[o.name],
+                date=dates.get(o.name),
             )
             for o in owners.values()
         ),
@@ -467,9 +468,9 @@ def stable_release(tree: Tree) -> bool:
 
 def _change_probabilities(
     tree: Tree, owners: dict[str, _Owner], reference: dt.datetime | None
-) -> tuple[dict[str, tuple[float, float | None]], dt.datetime | None]:
+) -> tuple[dict[str, tuple[float, float | None]], dt.datetime | None, dict[str, int]]:
     """Weekly probabilities of any change and of an upstream version change, per
-    owner, and the reference date used."""
+    owner, the reference date used, and each owner's newest changelog date."""
     histories: dict[str, list[changelog.Change]] = {}
     cves: dict[str, int] = {}
     stable = stable_release(tree)
@@ -512,4 +513,5 @@ def _change_probabilities(
     if dpkg in result:
         keep = math.prod(1.0 - p for name, (p, _) in result.items() if owners[name].kind == "package")
         result[dpkg] = (1.0 - keep, None)
-    return result, reference
+    dates = {name: int(history[0].date.timestamp()) for name, history in histories.items()}
+    return result, reference, dates

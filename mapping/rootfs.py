@@ -132,6 +132,7 @@ class RootfsTree(Tree):
             st.st_rdev if kind in (EntryType.CHAR, EntryType.BLOCK) else 0,
             f"{st.st_dev}:{st.st_ino}" if is_file and st.st_nlink > 1 else None,
             self,
+            int(st.st_mtime),
         )
 
     def _readlink(self, path: str) -> str:

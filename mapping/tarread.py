@@ -99,6 +99,7 @@ class TarMember:
     linkname: str
     devmajor: int
     devminor: int
+    mtime: int = 0
     offset: int = 0
     offset_data: int = 0
     next_offset: int = 0
@@ -320,8 +321,8 @@ class TarReader:
             _text(_field(block[157:257])),
             _number(block[329:337]),
             _number(block[337:345]),
+            _number(block[136:148]),
         )
-        _number(block[136:148])  # mtime: not used, but tarfile refuses a bad one
         prefix = _field(block[345:500])
         if kind == AREGTYPE and name.endswith("/"):
             member.type = DIRTYPE
@@ -480,5 +481,11 @@ def _apply_pax(member: TarMember, pax: dict[str, bytes]) -> None:
             except ValueError:
                 number = 0
             setattr(member, keyword, number)
+        elif keyword == "mtime":
+            # PAX times may have a fraction (POSIX pax, "mtime"); whole seconds are kept.
+            try:
+                member.mtime = int(float(value))
+            except ValueError:
+                member.mtime = 0
     # A copy: the global records change with later global headers.
     member.pax_headers = pax.copy()

@@ -62,6 +62,8 @@ class Entry:
     bits including setuid/setgid/sticky.  ``content_id`` is the OSTree content
     checksum (commit input) or the sha256 of the content (regular files of a root
     directory).  Entries with the same ``hardlink`` key are one inode.
+    ``mtime`` is the modification time in whole seconds, 0 where the origin
+    keeps none (OSTree commits hold every mtime as 0).
     """
 
     path: str
@@ -76,6 +78,7 @@ class Entry:
     rdev: int = 0
     hardlink: str | None = None
     source: ContentSource | None = field(default=None, compare=False, repr=False)
+    mtime: int = 0
 
     def open(self) -> BinaryIO:
         """Open a regular file's content for reading (binary, streaming)."""

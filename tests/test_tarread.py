@@ -40,7 +40,7 @@ def _stored_digest(data: bytes, offset: int, stored: int) -> str:
 def _row(m: tarfile.TarInfo | TarMember, sparse: object, pax: object, digest: str | None) -> Fields:
     """The fields compared, the same for both readers."""
     header = (m.name, m.type, m.mode, m.uid, m.gid, m.size, m.linkname, m.devmajor, m.devminor)
-    return (*header, sparse, m.offset_data, pax, digest)
+    return (*header, sparse, m.offset_data, pax, digest, int(m.mtime))
 
 
 def by_tarfile(data: bytes) -> list[Fields]:

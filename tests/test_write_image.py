@@ -63,15 +63,13 @@ def test_labels_history_and_annotations(sample_tree: Path, tmp_path: Path) -> No
     assert config["rootfs"]["diff_ids"] == [b.diff_id for b in image.layers]
 
 
-def _reordered_copy(src: Path, dst: Path) -> None:
-    """The same tree created in another order, with other mtimes."""
+def _reordered_copy(src: Path, dst: Path, after: int | None = None) -> None:
+    """The same tree created in another order (other inodes, other directory
+    listing order), with the same mtimes; with ``after``, every mtime is set to
+    a random time after ``after`` instead, as files made at install time have."""
     rng = random.Random(5)
     subprocess.run(["cp", "-a", "--", str(src), str(dst)], check=True)
     paths = sorted(dst.rglob("*"), key=lambda p: rng.random())
-    for p in paths:
-        if not p.is_symlink():
-            t = rng.randint(10**8, 2 * 10**9)
-            os.utime(p, (t, t))
     # Recreate files in shuffled order so directories list them differently.
     for p in [p for p in paths if p.is_file() and not p.is_symlink() and os.stat(p).st_nlink == 1]:
         data, st = p.read_bytes(), p.stat()
@@ -81,6 +79,18 @@ def _reordered_copy(src: Path, dst: Path) -> None:
         os.chmod(p, stat.S_IMODE(st.st_mode))
         for n, v in xattrs.items():
             os.setxattr(p, n, v)
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    for p in sorted(paths, key=lambda p: -len(p.parts)):
+        if after is not None and not p.is_symlink():
+            t = rng.randint(after + 1, after + 10**8)
+            os.utime(p, (t, t))
+        elif p.is_dir() and not p.is_symlink():
+            st = (src / p.relative_to(dst)).stat()
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+# After the image's time and every changelog date of the sample (2027-01-15).
+LATER = 1_800_000_000
 
 
 def test_reproducible(sample_tree: Path, tmp_path: Path) -> None:
@@ -95,6 +105,14 @@ def test_reproducible(sample_tree: Path, tmp_path: Path) -> None:
         assert (tmp_path / "a/blobs/sha256" / digest[7:]).read_bytes() == (
             tmp_path / "c/blobs/sha256" / digest[7:]
         ).read_bytes()
+    # Two trees whose every mtime is later than the image's time and than every
+    # changelog date (made at install time, in two builds): every mtime is
+    # clamped, and the images are the same.
+    late = [tmp_path / "late1", tmp_path / "late2"]
+    for i, where in enumerate(late):
+        _reordered_copy(sample_tree, where, after=LATER + i * 10**6)
+    d, e = (build(RootfsOrigin(str(where)), f"oci:{tmp_path}/img-{where.name}") for where in late)
+    assert d.manifest == e.manifest
 
 
 def test_layers_already_in_the_layout_are_reused(tmp_path: Path) -> None:

@@ -50,6 +50,39 @@ def plain_layers(mapping: Mapping, plan: Plan) -> list[list[int]]:
     return out
 
 
+def _mtimes(mapping: Mapping, groups: Sequence[Sequence[int]], epoch: int) -> list[tuple[int, int]]:
+    """Each entry's mtime in the first layer and in a component layer.
+
+    A file keeps its own mtime, clamped to its component's date (the newest
+    date of its changelog), as chunkah clamps each component's files to its
+    package's build time (``src/components``).  A component without a date
+    (unpackaged files, bigfiles, ``user.component`` names) takes the newest
+    changelog date of the whole tree: unlike the image's time (chunkah's
+    choice), it stays the same in a rebuild of the same packages.  Files from
+    a package keep the dates dpkg gave them, so Python's ``.pyc`` files, which
+    record their source's mtime, stay valid; files the package's scripts made
+    at install time get the package's date, the same in every build until the
+    package changes.  A directory in a
+    component layer gets its own mtime clamped to the newest date of the
+    layer's components, so a layer whose components did not change is the
+    same blob whatever the build's date.  In the first layer, the directories'
+    mtimes are clamped to the image's time."""
+    entries = mapping.tree.entries if mapping.tree is not None else ()
+    known = [c.date for c in mapping.components if c.date is not None]
+    undated = max(known) if known else epoch
+    dates = [undated if c.date is None else c.date for c in mapping.components]
+    out = [(max(0, min(e.mtime, epoch)), CONTENT_MTIME) for e in entries]
+    owners = mapping.owners
+    for layer in groups[1:]:
+        dated = [dates[owners[i]] for i in layer if owners[i] >= 0]
+        newest = max(dated) if dated else undated
+        for i in layer:
+            e = entries[i]
+            clamp = dates[owners[i]] if owners[i] >= 0 and e.type is not EntryType.DIR else newest
+            out[i] = (out[i][0], max(0, min(e.mtime, clamp)))
+    return out
+
+
 class PlainLayers:
     """The layers of a mapping and its plan in the plain format: what each
     holds (``items``) and its reuse key (``key``)."""
@@ -63,11 +96,15 @@ class PlainLayers:
         self.mtime = mtime
         self.whiteouts = sorted(whiteouts)
         self.layer_count = len(self.groups)
+        self.mtimes = _mtimes(mapping, self.groups, mtime)
 
     def items(self, k: int) -> Items:
         """The tar items of layer ``k`` (0: the directories, and the whiteouts)."""
-        mtime = self.mtime if k == 0 else CONTENT_MTIME
-        yield from entry_items(((self.entries[i].path, self.entries[i]) for i in self.groups[k]), mtime)
+        mtimes = self.mtimes
+        yield from entry_items(
+            (self.entries[i].path, self.entries[i], mtimes[i][k > 0]) for i in self.groups[k]
+        )
+        mtime = self.mtime
         if k == 0:
             for path in self.whiteouts:
                 parent, _, name = path.rpartition("/")

@@ -2,8 +2,8 @@
 
 In: entries of a tree, in order.  Out: a layer blob (gzip, zstd or plain tar)
 with its digest and its diff_id (the sha256 of the uncompressed tar), computed
-in one pass.  Every header is PAX, owners are numeric only, every mtime is the
-same given value, extended attributes are ``SCHILY.xattr.*`` records, later
+in one pass.  Every header is PAX, owners are numeric only, mtimes are the
+ones given, extended attributes are ``SCHILY.xattr.*`` records, later
 paths of an inode are hardlinks to its first path in the layer.  Compression
 uses libraries bundled with their Python packages (zlib-ng, zstd), so the bytes
 are the same on every machine.
@@ -168,12 +168,13 @@ def layer_record(key: str, diff_id: str, tar_size: int, files: int) -> str:
     return f"{key} {diff_id} {tar_size} {files}"
 
 
-# Entries of component layers (plain content, ostree content objects and the
-# component layers' skeleton) carry mtime 0, as in ostree-ext's export (its tar
-# headers never set one) and as OSTree itself keeps objects: the bytes of a
-# component layer then depend on its content alone, and a layer whose
-# components did not change is the same blob in the next build.  Only the first
-# layer (directories; commit and metadata) has the image's time.
+# Entries of ostree-format component layers (content objects and the layers'
+# skeleton) carry mtime 0, as in ostree-ext's export (its tar headers never set
+# one) and as OSTree itself keeps objects: the bytes of a component layer then
+# depend on its content alone, and a layer whose components did not change is
+# the same blob in the next build.  Only the first layer (commit and metadata)
+# has the image's time.  Plain layers keep each file's mtime, clamped
+# (``plain._mtimes``).
 CONTENT_MTIME = 0
 
 
@@ -260,13 +261,11 @@ def layer_key(items: Iterable[tuple[tarfile.TarInfo, Content]], compression: str
     return "sha256:" + h.hexdigest()
 
 
-def entry_items(
-    entries: Iterable[tuple[str, Entry]], mtime: int
-) -> Iterator[tuple[tarfile.TarInfo, Content]]:
-    """Tar items of tree entries at the given names; later paths of an inode
-    become hardlinks to its first path."""
+def entry_items(entries: Iterable[tuple[str, Entry, int]]) -> Iterator[tuple[tarfile.TarInfo, Content]]:
+    """Tar items of tree entries at the given names, with the given mtimes;
+    later paths of an inode become hardlinks to its first path."""
     first_of: dict[str, str] = {}
-    for name, entry in entries:
+    for name, entry, mtime in entries:
         link = None
         if entry.type is EntryType.FILE and entry.hardlink is not None:
             link = first_of.get(entry.hardlink)
