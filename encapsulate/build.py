@@ -461,6 +461,7 @@ def write_and_deliver(
                 variant=architecture[1],
                 compression=config.compression,
                 layer_format=config.layer_format,
+                format_version=config.format_version,
                 threads=config.threads,
                 image_config=image_config,
                 progress=progress,

@@ -230,9 +230,9 @@ class BuildConfig:
                 parse_imgref(self.keep_base)
             except EncapsulateError as e:
                 raise ConfigError(f"--keep-base: {e}") from None
-        if self.format_version != 1:
+        if self.format_version not in (1, 2):
             raise ConfigError(
-                f"--format-version {self.format_version}: only version 1 is written", hint="use 1"
+                f"--format-version {self.format_version}: versions 1 and 2 are written", hint="use 1 or 2"
             )
         if (self.copymeta or self.copymeta_opt) and not isinstance(origin, CommitOrigin):
             raise ConfigError(

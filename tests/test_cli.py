@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mapping import Mapping, build_mapping
 from tests.conftest import RunCli
+from tests.sample import day
 
 
 def test_map_json_matches_the_library_and_reads_back(run_cli: RunCli, sample_repos: dict[str, Path]) -> None:
@@ -25,7 +26,10 @@ def test_map_json_matches_the_library_and_reads_back(run_cli: RunCli, sample_rep
         "files",
         "change_probability",
         "upstream_change_probability",
+        "date",
     }
+    # The newest date of glibc's changelog in the sample (day 0), as seconds.
+    assert glibc["date"] == int(day(0).timestamp())
     assert glibc["packages"] == ["libc-bin", "libc6:amd64", "locales"]
     assert glibc["kind"] == "package" and glibc["version"] == "2.41-12"
     library = build_mapping(repo=str(sample_repos["bare-user"]), ref="sample")
@@ -117,7 +121,7 @@ def test_usage_errors_exit_2_before_anything_is_written(
             ["--rootfs", str(sample_tree), f"oci:{out}", "--write-contentmeta-json", str(tmp_path)],
             "is a directory",
         ),
-        (["--rootfs", str(sample_tree), f"oci:{out}", "--format-version", "2"], "only version 1"),
+        (["--rootfs", str(sample_tree), f"oci:{out}", "--format-version", "3"], "versions 1 and 2"),
         (["--rootfs", str(sample_tree), f"oci:{out}", "--max-layers", "501"], "--max-layers 501"),
         (["--rootfs", str(sample_tree), f"oci:{out}", "--label", "novalue"], "--label 'novalue'"),
         (

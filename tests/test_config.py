@@ -22,7 +22,7 @@ ROOTFS = RootfsOrigin("tree")
         ({"origin": ROOTFS, "copymeta": ("version",)}, "--copymeta needs an OSTree commit"),
         ({"max_layers": 1}, "--max-layers 1"),
         ({"max_layers": 501}, "--max-layers 501"),
-        ({"format_version": 2}, "only version 1"),
+        ({"format_version": 3}, "versions 1 and 2"),
         ({"prior": "oci:a", "prior_plan": "p.json"}, "--prior and --prior-plan"),
         ({"labels": {"": "x"}}, "--label ''"),
         ({"remove_labels": ("a=b",)}, "--label 'a=b'"),

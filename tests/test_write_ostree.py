@@ -4,6 +4,8 @@ from them passes ostree fsck and checks out to the commit written."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -14,6 +16,7 @@ import pytest
 from encapsulate import CommitOrigin, ConfigError, Format, RootfsOrigin, build_image
 from encapsulate.config import BuildConfig
 from tests.images import build, check_ostree_image, digests, manifest, rev_parse
+from tests.sample import commit
 
 
 def test_ostree_format(sample_repos: dict[str, Path], tmp_path: Path) -> None:
@@ -117,3 +120,51 @@ def test_labels_annotations_and_history_as_ostree_ext_writes_them(sample_tree: P
             assert name == " and ".join(components)
         else:
             assert name == f"{len(components)} components"
+
+
+def test_format_version_2_writes_every_parent_in_every_layer(sample_tree: Path, tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    subprocess.run(["cp", "-a", str(sample_tree), str(tree)], check=True)
+    private = tree / "usr/share/private"
+    private.mkdir(mode=0o700)
+    os.chmod(private, 0o700)
+    (private / "key").write_bytes(b"secret")
+    os.chown(private, 1000, 1000)
+    os.setxattr(tree / "usr/share", "user.checked", b"yes")
+    repo = tmp_path / "repo"
+    checksum = commit(tree, repo, "os")
+    origin = CommitOrigin(str(repo), "os")
+    v1 = build(origin, f"oci:{tmp_path}/img:v1", max_layers=8)
+    v2 = build(origin, f"oci:{tmp_path}/img:v2", max_layers=8, format_version=2)
+    # The same objects in the same layers; version 2 adds directories only.
+    assert v1.layer_components == v2.layer_components
+    assert digests(v1)[0] == digests(v2)[0] and digests(v1)[1:] != digests(v2)[1:]
+    check_ostree_image(tmp_path / "img", "v2", repo, checksum, tmp_path / "check")
+    for image, parents in ((v1, False), (v2, True)):
+        for digest in digests(image)[1:]:
+            with tarfile.open(tmp_path / "img/blobs/sha256" / digest[7:]) as tar:
+                members = {m.name.rstrip("/"): m for m in tar.getmembers()}
+            checkouts = [
+                n for n, m in members.items() if m.islnk() or (m.isfile() and not n.startswith("sysroot/"))
+            ]
+            assert checkouts
+            for name in checkouts:
+                parent = name.rpartition("/")[0]
+                while parent:
+                    assert (parent in members) == parents, (digest, name, parent)
+                    if parents:
+                        m = members[parent]
+                        source = tree / (
+                            "usr/etc" + parent[3:] if parent == "etc" or parent.startswith("etc/") else parent
+                        )
+                        st = os.lstat(source)
+                        assert m.isdir() and (m.mode, m.uid, m.gid) == (
+                            stat.S_IMODE(st.st_mode),
+                            st.st_uid,
+                            st.st_gid,
+                        )
+                        xattrs = {
+                            k[len("SCHILY.xattr.") :] for k in m.pax_headers if k.startswith("SCHILY.xattr.")
+                        }
+                        assert {x for x in os.listxattr(source) if x.startswith("user.")} <= xattrs
+                    parent = parent.rpartition("/")[0]

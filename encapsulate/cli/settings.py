@@ -89,11 +89,11 @@ def _whole_number(value: str) -> int:
 
 
 def _format_version(value: str) -> int:
-    if value != "1":
+    if value not in ("1", "2"):
         raise argparse.ArgumentTypeError(
-            f"{value!r}: only version 1 (ostree-ext's chunked format) is written"
+            f"{value!r}: versions 1 and 2 of ostree-ext's chunked format are written"
         )
-    return 1
+    return int(value)
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -128,8 +128,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         ("--format-version",),
         "format_version",
-        "ostree-ext chunked format version; only 1 is written",
-        metavar="1",
+        "ostree-ext chunked format version: 1, or 2 (every layer also holds the parent directories of "
+        "what it holds, with their metadata, as rpm-ostree's --format-version 2; plain layers always do)",
+        metavar="N",
         parse=_format_version,
         default=1,
     ),

@@ -200,15 +200,21 @@ class _LayerWriter:
 
 
 def layer_source(
-    mapping: Mapping, plan: Plan, layer_format: str, epoch: int, whiteouts: Sequence[str] = ()
+    mapping: Mapping,
+    plan: Plan,
+    layer_format: str,
+    epoch: int,
+    whiteouts: Sequence[str] = (),
+    format_version: int = 1,
 ) -> LayerSource:
     """The layers of ``mapping`` and ``plan`` in ``layer_format`` (``plain`` or
-    ``ostree``); ``whiteouts`` (plain only) remove paths of kept base layers."""
+    ``ostree``, of ``format_version``); ``whiteouts`` (plain only) remove
+    paths of kept base layers."""
     if layer_format == "ostree":
         # Only the ostree format reads objects through libostree (gi).
         from .ostree import OstreeLayers
 
-        return OstreeLayers(mapping, plan, epoch)
+        return OstreeLayers(mapping, plan, epoch, format_version)
     return PlainLayers(mapping, plan, epoch, whiteouts)
 
 
@@ -273,6 +279,7 @@ def write_image(
     variant: str | None = None,
     compression: str = "gzip",
     layer_format: str = "plain",
+    format_version: int = 1,
     threads: int | None = None,
     image_config: dict[str, Any] | None = None,
     progress: Progress | None = None,
@@ -291,12 +298,12 @@ def write_image(
     written ones above them remove ``whiteouts``."""
     if mapping.tree is None:
         raise EncapsulateError("the mapping has no tree to write", hint="map the tree again")
-    source = layer_source(mapping, plan, layer_format, epoch, whiteouts)
+    source = layer_source(mapping, plan, layer_format, epoch, whiteouts, format_version)
     empty = source.empty_layers()
     if empty:
         # Never an empty layer: its components join a neighbour's.
         plan = plan.merging(k - 1 for k in empty)
-        source = layer_source(mapping, plan, layer_format, epoch, whiteouts)
+        source = layer_source(mapping, plan, layer_format, epoch, whiteouts, format_version)
     components: list[tuple[str, ...]] = [(), *(layer.components for layer in plan.layers)]
     below = base.descriptors if base is not None else ()
     # Held for writing until the image is tagged (concurrent runs keep each other's blobs).

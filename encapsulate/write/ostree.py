@@ -76,8 +76,14 @@ LAYOUT_VERSION = 1
 class OstreeLayers:
     """Tar items of every layer of a commit's image, given a plan."""
 
-    def __init__(self, split: Mapping, plan: Plan, mtime: int) -> None:
-        """``split``: the mapping with its components split as ``plan`` has them."""
+    def __init__(self, split: Mapping, plan: Plan, mtime: int, format_version: int = 1) -> None:
+        """``split``: the mapping with its components split as ``plan`` has them.
+        ``format_version`` 2 writes, in every component layer, each parent
+        directory of the checkout paths it holds, with its mode, owner and
+        xattrs, as ostree-ext does when asked to create parent directories
+        (``tar/export.rs``, ``write_parents_of``; rpm-ostree's
+        ``build-chunked-oci --format-version 2``): without them, podman and
+        composefs views make a missing parent with default metadata."""
         tree = split.tree
         if not isinstance(tree, CommitTree):
             raise EncapsulateError(
@@ -86,6 +92,7 @@ class OstreeLayers:
         self.tree = tree
         self.repo = tree.repo
         self.mtime = mtime
+        self.format_version = format_version
         layer = layer_of_entries(plan, [c.name for c in split.components], split.owners).tolist()
         # Each content object goes where its first path's owner is; all its paths follow it.
         self.object_layer: dict[str, int] = {}
@@ -107,7 +114,9 @@ class OstreeLayers:
         bytes without reading any object: an object's checksum covers its content,
         mode, owner and xattrs, the commit's covers every dirtree and dirmeta, and
         the rest of a layer is fixed by this module (``LAYOUT_VERSION``)."""
-        h = hashlib.sha256(f"{WRITER_VERSION} {compression} ostree {LAYOUT_VERSION}\n".encode())
+        h = hashlib.sha256(
+            f"{WRITER_VERSION} {compression} ostree {LAYOUT_VERSION} v{self.format_version}\n".encode()
+        )
         if k == 0:
             h.update(f"commit {self.tree.checksum} {self.mtime}\n".encode())
         for checksum in self.objects_of[k]:
@@ -149,8 +158,10 @@ class OstreeLayers:
             yield from self._commit_layer()
         else:
             yield from self._skeleton(CONTENT_MTIME)
+        # The commit layer holds every directory already.
+        parents: set[str] | None = set() if self.format_version >= 2 and k > 0 else None
         for checksum in self.objects_of[k]:
-            yield from self._content(checksum)
+            yield from self._content(checksum, parents)
 
     def _dir(
         self, name: str, mode: int = 0o755, uid: int = 0, gid: int = 0, mtime: int | None = None
@@ -240,7 +251,29 @@ class OstreeLayers:
         if not has_vartmp:
             yield self._dir("var/tmp", 0o1777)
 
-    def _content(self, checksum: str) -> Items:
+    def _parents(self, path: str, written: set[str]) -> Items:
+        """The parent directories of commit path ``path`` not yet in ``written``,
+        outermost first, at their checkout names."""
+        missing = []
+        parent = path.rpartition("/")[0]
+        while parent and parent not in written:
+            missing.append(parent)
+            parent = parent.rpartition("/")[0]
+        for directory in reversed(missing):
+            written.add(directory)
+            entry = self.tree.get(directory)
+            assert entry is not None
+            info, _ = self._dir(checkout_name(directory), entry.mode, entry.uid, entry.gid, CONTENT_MTIME)
+            info.pax_headers = {
+                "SCHILY.xattr." + name.decode("utf-8", "surrogateescape"): value.decode(
+                    "utf-8", "surrogateescape"
+                )
+                for name, value in entry.xattrs
+                if name.decode("utf-8", "surrogateescape") != _SELINUX
+            }
+            yield info, None
+
+    def _content(self, checksum: str, parents: set[str] | None = None) -> Items:
         try:
             _, stream, info, xattrs = self.repo.load_file(checksum, None)
         except GLib.Error as e:
@@ -279,6 +312,8 @@ class OstreeLayers:
         yield obj, content
         empty_file = obj.type == tarfile.REGTYPE and obj.size == 0
         for checkout in self.paths_of[checksum]:
+            if parents is not None:
+                yield from self._parents(checkout, parents)
             link = _info(
                 checkout_name(checkout), tarfile.REGTYPE if empty_file else tarfile.LNKTYPE, mode, uid, gid
             )
