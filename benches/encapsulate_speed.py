@@ -479,9 +479,17 @@ def report(r: Result) -> None:
     print(f"  ours again (layers reused) / umoci insert: {r.ratio_again_umoci:.2f}x (information)")
 
 
-def bench_arguments(argv: Sequence[str] | None, module: str, doc: str | None) -> argparse.Namespace:
-    """``--runs N`` and ``--json FILE``, the options of every speed bench."""
+def bench_arguments(
+    argv: Sequence[str] | None,
+    module: str,
+    doc: str | None,
+    more: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
+    """``--runs N`` and ``--json FILE``, the options of every speed bench, and
+    those ``more`` adds."""
     parser = argparse.ArgumentParser(prog=f"python -m {module}", description=(doc or "").split("\n")[0])
+    if more is not None:
+        more(parser)
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each command (default 3)")
     parser.add_argument("--json", metavar="FILE", help="write every figure to FILE as JSON")
     args = parser.parse_args(argv)

@@ -11,12 +11,15 @@ tree as one gzip layer, as a squashed Containerfile build leaves it), then:
 - as images: ``container-encapsulate --from OLD_SINGLE``, then
   ``--from NEW_SINGLE --prior`` the image re-chunked from OLD_SINGLE;
 
-all with ``--max-layers N`` (default 64, the N of the update-cost figures),
-``--format plain`` and one ``SOURCE_DATE_EPOCH``.  Checked, a failure exits 1:
-each of the four pairs of images has the same layer diff_ids in the same order,
-and ``debchunk diff OLD NEW`` gives the same bytes to download for the two
-update paths.  The download bytes, the single-layer download and the wall time
-of each command are printed.
+all with ``--max-layers N`` (default 64, the N of the update-cost figures) and
+``--format plain``; the new image is built a week after the old one
+(``SOURCE_DATE_EPOCH`` 7 days later).  Checked, a failure exits 1: each of the
+four pairs of images has the same layer diff_ids in the same order, ``debchunk
+diff OLD NEW`` gives the same bytes to download for the two update paths, and
+every layer of the new image that a client holding the old one downloads holds
+a component whose content changed or was added (a new date alone changes no
+component layer).  The download bytes, the single-layer download and the wall
+time of each command are printed.
 
 Usage: ``python -m benches.rechunk_pairs [--set desktop] [--max-layers N] [--json FILE]``.
 The trees must have been built: ``python -m benches.update_pairs build --set desktop``.
@@ -55,6 +58,8 @@ class Side:
     new_total_bytes: int
     old_wall_s: float
     new_wall_s: float
+    # Downloaded component layers holding no changed or added component.
+    needless_layers: int
 
 
 @dataclass
@@ -69,6 +74,10 @@ class PairResult:
     same_old_layers: bool
     same_new_layers: bool
     same_download: bool
+
+
+# The new image of a pair is built this long after the old one.
+A_WEEK = 7 * 86_400
 
 
 def _encapsulate(
@@ -86,7 +95,8 @@ def _encapsulate(
     ]
     if prior is not None:
         argv += ["--prior", f"oci:{prior}:{TAG}"]
-    run = run_child(argv, {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}, capture=True)
+    epoch = int(SOURCE_DATE_EPOCH) + (0 if prior is None else A_WEEK)
+    run = run_child(argv, {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}, capture=True)
     report: dict[str, Any] = json.loads(run.stdout)
     return report, run.wall_s
 
@@ -95,13 +105,23 @@ def _diff_ids(report: dict[str, Any]) -> list[str]:
     return [str(layer["diff_id"]) for layer in report["layers"]]
 
 
-def _download(old: Path, new: Path) -> tuple[int, int]:
+def _download(old: Path, new: Path, new_report: dict[str, Any]) -> tuple[int, int, int]:
+    """Bytes downloaded and in all, and the downloaded component layers that
+    hold no changed or added component."""
     run = run_child(
         [str(VENV_BIN / "debchunk"), "diff", "--no-layers", "--json", f"oci:{old}:{TAG}", f"oci:{new}:{TAG}"],
         capture=True,
     )
     d = json.loads(run.stdout)
-    return int(d["download_bytes"]), int(d["total_bytes"])
+    changes = d["components"] or {}
+    changed = {c["name"] for status in ("added", "changed") for c in changes.get(status, ())}
+    downloaded = [not layer["reused"] for layer in d["layers"]]
+    needless = sum(
+        1
+        for layer, fetched in zip(new_report["layers"][1:], downloaded[1:], strict=True)
+        if fetched and not changed.intersection(layer["components"])
+    )
+    return int(d["download_bytes"]), int(d["total_bytes"]), needless
 
 
 def _side(origins: tuple[list[str], list[str]], work: Path, name: str, max_layers: int) -> Side:
@@ -111,8 +131,8 @@ def _side(origins: tuple[list[str], list[str]], work: Path, name: str, max_layer
             shutil.rmtree(path)
     old_report, old_wall = _encapsulate(origins[0], old_out, max_layers, None)
     new_report, new_wall = _encapsulate(origins[1], new_out, max_layers, old_out)
-    download, total = _download(old_out, new_out)
-    return Side(_diff_ids(old_report), _diff_ids(new_report), download, total, old_wall, new_wall)
+    download, total, needless = _download(old_out, new_out, new_report)
+    return Side(_diff_ids(old_report), _diff_ids(new_report), download, total, old_wall, new_wall, needless)
 
 
 def bench_pair(
@@ -150,7 +170,8 @@ def bench_pair(
 def report(results: Sequence[PairResult]) -> None:
     """One line per pair and side."""
     print(
-        f"  {'pair':<22} {'side':<8} {'layers':>6} {'download':>11} {'of':>11}  {'old':>7} {'new':>7}  same"
+        f"  {'pair':<22} {'side':<8} {'layers':>6} {'download':>11} {'of':>11}  {'old':>7} {'new':>7}  "
+        "same  needless"
     )
     for r in results:
         for name, side in (("--rootfs", r.rootfs), ("--from", r.image)):
@@ -158,7 +179,7 @@ def report(results: Sequence[PairResult]) -> None:
             print(
                 f"  {r.pair:<22} {name:<8} {len(side.new_diff_ids):>6} {side.download_bytes / 1e6:>8.1f} MB "
                 f"{side.new_total_bytes / 1e6:>8.1f} MB  {side.old_wall_s:>6.1f}s {side.new_wall_s:>6.1f}s  "
-                f"{'yes' if same else 'NO'}"
+                f"{'yes' if same else 'NO':<4}  {side.needless_layers}"
             )
 
 
@@ -179,7 +200,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for pair, old_build, new_build in pairs(args.set):
             results.append(bench_pair(args.set, pair, old_build, new_build, Path(tmp), args.max_layers))
     report(results)
-    failed = [r.pair for r in results if not (r.same_old_layers and r.same_new_layers and r.same_download)]
+    failed = [
+        r.pair
+        for r in results
+        if not (r.same_old_layers and r.same_new_layers and r.same_download)
+        or r.rootfs.needless_layers
+        or r.image.needless_layers
+    ]
     if args.json:
         Path(args.json).write_text(
             json.dumps(
@@ -189,9 +216,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             + "\n"
         )
     if failed:
-        print(f"\nFAILED: --from and --rootfs differ for {', '.join(failed)}")
+        print(
+            f"\nFAILED: {', '.join(failed)} (--from and --rootfs differ, or a layer is downloaded needlessly)"
+        )
         return 1
-    print("\nevery pair: --from gives the layers --rootfs gives, and the same download")
+    print(
+        "\nevery pair: --from gives the layers --rootfs gives, the same download, "
+        "and only layers holding changed components are downloaded"
+    )
     return 0
 
 

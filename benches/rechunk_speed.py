@@ -2,11 +2,11 @@
 image, how much memory it needs, measured against encapsulating the same tree
 from disk and against the manual path users take without it.
 
-The issue asking for re-chunking sets its targets on a 2.3 GB gnome-core image;
-this bench uses the smaller trixie minbase tree that ``benches.encapsulate_speed``
-uses (mmdebstrap, laid out for OSTree by ``benches.debtrees.ostreeify``; its
-size is printed), so the absolute times are smaller, and the ratios are the
-figures to compare.
+Two trees: ``--tree minbase`` (default; the trixie minbase tree that
+``benches.encapsulate_speed`` uses, mmdebstrap, laid out for OSTree by
+``benches.debtrees.ostreeify``), and ``--tree desktop``, the 2.3 GB trixie
+gnome-core tree of ``benches.update_pairs`` (built with ``python -m
+benches.update_pairs build --set desktop``), on which the targets are set.
 
 The input is the tree as a squashed Containerfile build leaves it: one gzip
 layer, ``tar -C TREE --numeric-owner --xattrs --sort=name -c .`` compressed by
@@ -44,11 +44,12 @@ CPU) against 3.85 s (1.13x) and 11.19 s (0.39x), peak RSS 87 MB, under a load
 average of 5; an earlier run at load 1-2 gave 3.21 s against 2.64 s (1.21x)
 and 7.85 s (0.41x).  Mapping the layer alone went from 1.9-2.2 s to 1.1-1.2 s.
 
-Usage: ``python -m benches.rechunk_speed [--runs N] [--json FILE]``.
+Usage: ``python -m benches.rechunk_speed [--tree minbase|desktop] [--runs N] [--json FILE]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -77,6 +78,7 @@ from benches.encapsulate_speed import (
     verdict,
 )
 from benches.mapping_speed import note
+from benches.update_pairs import spec_for, tree_path
 
 MAX_LAYERS = 64
 ROOTFS_RATIO_TARGET = 1.2
@@ -330,12 +332,24 @@ class Result:
     passed: bool
 
 
-def bench(runs: int) -> Result:
-    """Every measurement, on the cached laid-out trixie tree and its single-layer image."""
+def tree_and_key(name: str) -> tuple[Path, str]:
+    """The laid-out tree a bench runs on and its cache key: ``minbase`` (the
+    trixie minbase tree, made here if missing) or ``desktop`` (the trixie
+    gnome-core tree of ``benches.update_pairs``, which must have been built)."""
+    if name == "desktop":
+        tree = tree_path("desktop", "trixie")
+        if not (tree / "usr").is_dir():
+            raise SystemExit(f"{tree}: not built; run python -m benches.update_pairs build --set desktop")
+        return tree, spec_for("desktop", "trixie").key
     spec = TreeSpec("trixie")
-    tree = laid_out_tree(spec)
+    return laid_out_tree(spec), spec.key
+
+
+def bench(runs: int, tree_name: str = "minbase") -> Result:
+    """Every measurement, on a cached laid-out tree and its single-layer image."""
+    tree, key = tree_and_key(tree_name)
     entries, content = tree_stats(tree)
-    image = single_layer_image(tree, spec.key)
+    image = single_layer_image(tree, key)
     index = json.loads((image / "index.json").read_text())
     algo, _, hexdigest = index["manifests"][0]["digest"].partition(":")
     layer_bytes = json.loads((image / "blobs" / algo / hexdigest).read_text())["layers"][0]["size"]
@@ -398,8 +412,8 @@ def bench(runs: int) -> Result:
 def report(r: Result) -> None:
     """The figures, the checks and the verdicts, as a table."""
     print(
-        f"Tree: trixie minbase laid out for OSTree, {r.entries} entries, "
-        f"{r.content_bytes / 1e6:.0f} MB of file content (the issue's gnome-core image is 2.3 GB); "
+        f"Tree: {r.tree} (laid out for OSTree), {r.entries} entries, "
+        f"{r.content_bytes / 1e6:.0f} MB of file content; "
         f"single-layer image: {r.image_layer_bytes / 1e6:.0f} MB gzip; "
         f"{r.cpus} CPUs, load average {r.load_before} before, {r.load_after} after"
     )
@@ -443,7 +457,16 @@ def report(r: Result) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure, print, write ``--json``; 0 unless a check of the images failed."""
-    args = bench_arguments(argv, "benches.rechunk_speed", __doc__)
+
+    def more(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--tree",
+            choices=("minbase", "desktop"),
+            default="minbase",
+            help="minbase (trixie, made if missing) or desktop (trixie gnome-core of benches.update_pairs)",
+        )
+
+    args = bench_arguments(argv, "benches.rechunk_speed", __doc__, more)
     for tool in ("umoci", "skopeo", "gzip", "tar"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed; install it (apt-get install {tool})")
@@ -452,7 +475,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ours_over_manual": MANUAL_RATIO_TARGET,
         "peak_rss_bytes": RSS_TARGET_BYTES,
     }
-    result: Result = measure_and_record("rechunk speed", args.runs, args.json, targets, bench)
+    result: Result = measure_and_record(
+        f"rechunk speed ({args.tree})", args.runs, args.json, targets, lambda runs: bench(runs, args.tree)
+    )
     report(result)
     print(f"\ntargets: {verdict(result.passed)} (a missed target is reported, not a failure)")
     return 0

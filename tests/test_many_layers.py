@@ -41,9 +41,11 @@ def labelled_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _pull_with_podman(ref: str, work: Path) -> dict[str, object]:
-    """``podman pull`` into a private store; the pulled image's inspect record."""
+    """``podman pull`` into a private store; the pulled image's inspect record.
+    The overlay driver stores each layer once (vfs copies the whole tree for
+    every layer: hours for a real tree in many layers)."""
     run = tempfile.mkdtemp(prefix="podrun-", dir="/tmp")
-    store = ["podman", "--root", str(work / "podman"), "--runroot", run, "--storage-driver", "vfs"]
+    store = ["podman", "--root", str(work / "podman"), "--runroot", run, "--storage-driver", "overlay"]
     try:
         pulled = subprocess.run(
             [*store, "pull", "-q", ref], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=900

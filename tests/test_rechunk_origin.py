@@ -295,3 +295,57 @@ def test_an_image_of_a_tree_rechunks_to_the_image_of_the_tree(sample_tree: Path,
     ]
     assert from_image.plan == from_tree.plan
     assert from_image.image.manifest.digest == from_tree.image.manifest.digest
+
+
+def _raw_tar(members: list[tarfile.TarInfo]) -> bytes:
+    """A tar layer of header-only members, names taken as they are."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info in members:
+            tar.addfile(info, io.BytesIO(b"x" * info.size) if info.size else None)
+    return out.getvalue()
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, size: int = 1, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.mode, info.linkname = kind, size if kind == tarfile.REGTYPE else 0, 0o644, link
+    return info
+
+
+def _bad_images(tmp_path: Path) -> dict[str, tuple[str, str]]:
+    """Each kind of bad image the issue names: (IMGREF, words of its error line)."""
+    good = (TAR, _tar({"a": b"a" * 5000}))
+    images = {
+        "climbs": ([good, (TAR, _raw_tar([_member("../escape")]))], "climbs out of the root"),
+        "absolute": ([good, (TAR, _raw_tar([_member("/etc/escape")]))], "absolute path"),
+        "hardlink": ([(TAR, _raw_tar([_member("b", tarfile.LNKTYPE, link="missing")]))], "its target is not"),
+        "unknown": ([good, ("application/vnd.example.not-a-layer", b"x")], "not a tar layer"),
+        "encrypted": (
+            [good, ("application/vnd.oci.image.layer.v1.tar+gzip+encrypted", b"x")],
+            "is encrypted",
+        ),
+    }
+    out = {name: (make_image(tmp_path / name, layers), words) for name, (layers, words) in images.items()}
+    corrupt = make_image(tmp_path / "corrupt", [good])
+    blob = next(p for p in (tmp_path / "corrupt/blobs/sha256").iterdir() if p.stat().st_size > 5000)
+    blob.write_bytes(blob.read_bytes()[:3000])  # truncated: its digest no longer matches
+    out["truncated"] = (corrupt, blob.name[:12])
+    out["missing"] = (f"oci:{tmp_path / 'nothing'}:t", "nothing")
+    return out
+
+
+def test_bad_images_give_one_line_exit_1_and_write_nothing(run_cli: RunCli, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    # A destination already holding an image: nothing of it may change.
+    ok = make_image(tmp_path / "ok", [(TAR, _tar({"a": b"a"}))])
+    first = run_cli(
+        "--from", ok, f"oci:{dest}:kept", program="container-encapsulate", env={"SOURCE_DATE_EPOCH": "1"}
+    )
+    assert first.returncode == 0, first.stderr
+    before = snapshot(dest)
+    for name, (ref, words) in _bad_images(tmp_path).items():
+        proc = run_cli("--from", ref, f"oci:{dest}:{name}", program="container-encapsulate")
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1 and len(lines) == 1, (name, proc.stderr)
+        assert lines[0].startswith("container-encapsulate: error:") and words in lines[0], (name, lines[0])
+        assert snapshot(dest) == before, name
