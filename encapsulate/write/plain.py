@@ -16,7 +16,7 @@ from chunker import Plan, layer_of_entries
 from mapping import EntryType, Mapping
 
 from ..errors import EncapsulateError
-from .tar import CONTENT_MTIME, Items, entry_items, layer_key
+from .tar import Items, entry_items, layer_key
 
 
 def plain_layers(mapping: Mapping, plan: Plan) -> list[list[int]]:
@@ -50,8 +50,10 @@ def plain_layers(mapping: Mapping, plan: Plan) -> list[list[int]]:
     return out
 
 
-def _mtimes(mapping: Mapping, groups: Sequence[Sequence[int]], epoch: int) -> list[tuple[int, int]]:
-    """Each entry's mtime in the first layer and in a component layer.
+def _mtimes(mapping: Mapping, groups: Sequence[Sequence[int]], epoch: int) -> tuple[list[int], list[int]]:
+    """Each layer's date (the image's time for the first layer), and each
+    owned file's mtime (-1 for directories and unowned entries, which take
+    their layer's date).
 
     A file keeps its own mtime, clamped to its component's date (the newest
     date of its changelog), as chunkah clamps each component's files to its
@@ -63,24 +65,25 @@ def _mtimes(mapping: Mapping, groups: Sequence[Sequence[int]], epoch: int) -> li
     record their source's mtime, stay valid; files the package's scripts made
     at install time get the package's date, the same in every build until the
     package changes.  A directory in a
-    component layer gets its own mtime clamped to the newest date of the
-    layer's components, so a layer whose components did not change is the
-    same blob whatever the build's date.  In the first layer, the directories'
-    mtimes are clamped to the image's time."""
+    component layer gets the newest date of the layer's components, not its
+    own mtime, which changes whenever any package adds a file to it: so a
+    layer whose components did not change is the same blob whatever the
+    build's date and whatever else was installed.  In the first layer, the
+    directories have the image's time."""
     entries = mapping.tree.entries if mapping.tree is not None else ()
     known = [c.date for c in mapping.components if c.date is not None]
     undated = max(known) if known else epoch
     dates = [undated if c.date is None else c.date for c in mapping.components]
-    out = [(max(0, min(e.mtime, epoch)), CONTENT_MTIME) for e in entries]
     owners = mapping.owners
+    layer_dates = [epoch]
     for layer in groups[1:]:
         dated = [dates[owners[i]] for i in layer if owners[i] >= 0]
-        newest = max(dated) if dated else undated
-        for i in layer:
-            e = entries[i]
-            clamp = dates[owners[i]] if owners[i] >= 0 and e.type is not EntryType.DIR else newest
-            out[i] = (out[i][0], max(0, min(e.mtime, clamp)))
-    return out
+        layer_dates.append(max(dated) if dated else undated)
+    files = [
+        max(0, min(e.mtime, dates[owner])) if owner >= 0 and e.type is not EntryType.DIR else -1
+        for e, owner in zip(entries, owners, strict=True)
+    ]
+    return layer_dates, files
 
 
 class PlainLayers:
@@ -96,13 +99,14 @@ class PlainLayers:
         self.mtime = mtime
         self.whiteouts = sorted(whiteouts)
         self.layer_count = len(self.groups)
-        self.mtimes = _mtimes(mapping, self.groups, mtime)
+        self.layer_dates, self.file_mtimes = _mtimes(mapping, self.groups, mtime)
 
     def items(self, k: int) -> Items:
         """The tar items of layer ``k`` (0: the directories, and the whiteouts)."""
-        mtimes = self.mtimes
+        date, files = self.layer_dates[k], self.file_mtimes
         yield from entry_items(
-            (self.entries[i].path, self.entries[i], mtimes[i][k > 0]) for i in self.groups[k]
+            (self.entries[i].path, self.entries[i], date if k == 0 or files[i] < 0 else files[i])
+            for i in self.groups[k]
         )
         mtime = self.mtime
         if k == 0:
