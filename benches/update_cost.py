@@ -408,7 +408,11 @@ def run_pair(
         seconds = time.perf_counter() - t0
         reserved = before.reserved_layers
         row = Row(name, len(before.layers) + reserved, len(after.layers) + reserved, got, waste(got), seconds)
-        if views:
+        if views and name in VIEWS:
+            # A peer's inputs come from the changelogs, not from our
+            # probabilities: every draw gives the same plan.
+            row.perturbed_mean, row.perturbed_sd = row.waste, 0.0
+        elif views:
             wastes = [waste(_plan_pair(name, strategy, o, n, max_layers)[2]) or 0.0 for o, n in views]
             row.perturbed_mean, row.perturbed_sd = float(np.mean(wastes)), float(np.std(wastes))
         case.rows.append(row)
