@@ -22,6 +22,33 @@ packages" layer is a real, empty, image layer): they cost nothing but count.
 
 Inputs are sorted by name before anything else, so no result depends on the
 input order, dict/set order or the hash seed.
+
+Inputs.  Each baseline takes, besides our components, the change estimate its
+tool computes (keyword ``change_frequency``, ``stability``, ``weeks``), made by
+the functions under "the peers' inputs" from a Debian tree's records
+(``BinaryPackage``), and ``benches.update_cost`` plans each on the units its
+tool forms (``ostree_ext_view``, ``chunkah_view``, ``rechunk_view``).  Without
+them a baseline falls back on our probabilities (as these tests' random
+components do).  Adaptations to dpkg, none of the three reading a dpkg
+database today:
+
+- ownership is the dpkg file lists only: byte code and files that maintainer
+  scripts write are unowned for the peers (rpm-ostree's unpackaged source,
+  chunkah's ``chunkah/unclaimed`` or ``bigfiles/*``, rechunk's
+  ``unpackaged``), where RPM packages ship them;
+- rpm-ostree's build time is a package's newest changelog entry (dpkg keeps
+  no build time), so its 365-day window ends at the tree's newest entry; the
+  mapping's volatile components stay ``u32::MAX`` sources as rpm-ostree's
+  initramfs is; units are named by binary package (``name:arch`` only when a
+  name is installed twice);
+- chunkah's repo is named ``dpkg`` and groups binary packages by ``Source``
+  (as its rpm repo groups by SRPM), the smallest stability winning; its "now"
+  is the tree's reference date; a package without a changelog counts as
+  unchanged (no build time to fall back on); bigfiles are not grouped by
+  inode;
+- rechunk's "now" is the tree's reference date, not the wall clock, and an
+  entry in ISO week 53 takes column 0 where rechunk would fail;
+- dates are whole days (days since the epoch).
 """
 
 from __future__ import annotations
@@ -546,7 +573,9 @@ def ostree_ext_basic_packing(
     ``rust/src/container.rs`` for how the inputs are made.
 
     Inputs (see ``_ostree_ext_units``): packages with a yearly change count
-    (``changes_per_year``), ``user.component`` components as exclusive ones,
+    (``change_frequency``, rpm-ostree's count of changelog entries, see
+    ``ostree_ext_change_frequency``; without it ``changes_per_year`` of our
+    probability), ``user.component`` components as exclusive ones,
     volatile content and all unowned content (unpackaged and bigfiles merged,
     as rpm-ostree has only one unpackaged source) with ``u32::MAX``.
 
@@ -821,9 +850,10 @@ def chunkah_packing(
     4. Layers are ordered by product of stabilities, most stable first.
 
     There is no prior build in chunkah: ``prior`` is ignored, stability across
-    builds comes from the name hash alone.  Our probabilities are used for every
-    kind; chunkah's own scanner would give its unclaimed and bigfile components
-    stability 0, and hashes names like ``rpm/glibc`` where we hash ours.
+    builds comes from the name hash alone.  ``stability`` gives chunkah's own
+    (``chunkah_dpkg_stability``; 0 for its unclaimed and bigfile components,
+    whose names, like ``dpkg/glibc``, are what is hashed); without it, 1 - our
+    probability.
     """
     comps = _sorted_components(components, max_layers)
     given = stability or {}
@@ -1052,10 +1082,10 @@ def rechunk_greedy(
     ``src/rechunk/utils.py`` ``get_update_matrix``; rechunk HEAD of 2025-07).
 
     rechunk scores a layer by the number of weeks of the last year in which any
-    of its packages was updated (from changelog dates) times its size.  We have
-    no per-week history, so the weeks become the expected fraction of weeks,
-    ``1 - prod(1 - p)``: a layer costs ``size * (1 - prod(1 - p))``, our own
-    cost model; the argmin choices are the same up to that substitution.
+    of its packages was updated (from changelog dates) times its size: with
+    ``weeks`` (``rechunk_weeks``: each package's update weeks as a bit mask)
+    that is what is computed; without, the weeks become the expected fraction
+    of weeks, ``1 - prod(1 - p)``, our own cost model.
 
     Algorithm (``max_layers`` is rechunk's ``--max-layers``: content layers, so
     the image gets one more, the commit layer):
@@ -1079,11 +1109,11 @@ def rechunk_greedy(
     5. Layers are named (``dedi:...``, ``rechunk_layerNNN``, ``unpackaged``),
        ordered by name and empty ones dropped.
 
-    Not reproduced: rechunk marks packages with at most two changelog entries as
-    changing every week (our mapping has its own default); ``/etc`` files go to
-    unpackaged there; where rechunk fails (budget too small after dedicated
-    layers, no layer under the size limit) we return one layer or relax the
-    limit.
+    Not reproduced here but in the inputs (``rechunk_update_weeks``,
+    ``benches.update_cost.rechunk_view``): packages with at most two changelog
+    entries change every week; ``/etc`` files go to unpackaged.  Where rechunk
+    fails (budget too small after dedicated layers, no layer under the size
+    limit) we return one layer or relax the limit.
     """
     comps = _sorted_components(components, max_layers)
     if not comps:
