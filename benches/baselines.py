@@ -22,15 +22,43 @@ packages" layer is a real, empty, image layer): they cost nothing but count.
 
 Inputs are sorted by name before anything else, so no result depends on the
 input order, dict/set order or the hash seed.
+
+Inputs.  Each baseline takes, besides our components, the change estimate its
+tool computes (keyword ``change_frequency``, ``stability``, ``weeks``), made by
+the functions under "the peers' inputs" from a Debian tree's records
+(``BinaryPackage``), and ``benches.update_cost`` plans each on the units its
+tool forms (``ostree_ext_view``, ``chunkah_view``, ``rechunk_view``).  Without
+them a baseline falls back on our probabilities (as these tests' random
+components do).  Adaptations to dpkg, none of the three reading a dpkg
+database today:
+
+- ownership is the dpkg file lists only: byte code and files that maintainer
+  scripts write are unowned for the peers (rpm-ostree's unpackaged source,
+  chunkah's ``chunkah/unclaimed`` or ``bigfiles/*``, rechunk's
+  ``unpackaged``), where RPM packages ship them;
+- rpm-ostree's build time is a package's newest changelog entry (dpkg keeps
+  no build time), so its 365-day window ends at the tree's newest entry; the
+  mapping's volatile components stay ``u32::MAX`` sources as rpm-ostree's
+  initramfs is; units are named by binary package (``name:arch`` only when a
+  name is installed twice);
+- chunkah's repo is named ``dpkg`` and groups binary packages by ``Source``
+  (as its rpm repo groups by SRPM), the smallest stability winning; its "now"
+  is the tree's reference date; a package without a changelog counts as
+  unchanged (no build time to fall back on); bigfiles are not grouped by
+  inode;
+- rechunk's "now" is the tree's reference date, not the wall clock, and an
+  entry in ISO week 53 takes column 0 where rechunk would fail;
+- dates are whole days (days since the epoch).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -113,6 +141,8 @@ class _Unit:
     p: float
     frequency: int = 0
     special: bool = False
+    # rechunk: the weeks with an update, a bit mask (bit w: ISO week w).
+    weeks: int | None = None
 
 
 def _merged_unit(name: str, comps: Sequence[Component], frequency: int, special: bool) -> _Unit:
@@ -132,6 +162,135 @@ def _merged_unit(name: str, comps: Sequence[Component], frequency: int, special:
 def _unchunked(components: Sequence[Component], max_layers: int) -> Plan:
     """Everything in one layer."""
     return _plan(components, [[c.name for c in components]] if components else [], max_layers)
+
+
+# --------------------------------------------------------------------------- the peers' inputs
+#
+# Each peer computes its change estimate from package metadata in its own way;
+# these functions do it from a Debian tree's records (``BinaryPackage``: what
+# ``benches.update_pairs`` stores per binary package), so every baseline is fed
+# what its tool would have computed, not our probabilities.  Dates are days
+# since 1970-01-01 (UTC): Debian changelog entries carry a time, but the peers
+# either bin by day (chunkah, rechunk) or compare whole days (rpm-ostree).
+
+#: The window every peer looks back over, in days.
+PEER_WINDOW_DAYS = 365
+
+
+@dataclass(frozen=True)
+class BinaryPackage:
+    """What the peers read about one installed binary package: its name (dpkg's
+    ``binary:Package``), source package, changelog entry dates (days since the
+    epoch, any order, one per entry: several entries may share a day) and how
+    many entries its whole changelog has."""
+
+    name: str
+    source: str
+    changelog_days: tuple[int, ...] = ()
+    changelog_entries: int = 0
+
+
+def ostree_ext_change_frequency(packages: Sequence[BinaryPackage]) -> dict[str, int]:
+    """rpm-ostree's ``ObjectSourceMeta.change_frequency`` of each binary package:
+    the number of its changelog ENTRIES (not days) at most 365 days older than
+    the newest build of the whole tree (coreos/rpm-ostree
+    ``rust/src/container.rs``, ``container_encapsulate``: ``pruned_changelogs``,
+    ``highest_change_time`` = the largest ``buildtime`` of any package).  A dpkg
+    database has no build time; a package's newest changelog entry stands in
+    for it, so the tree's newest entry is the reference.  No changelog: 0."""
+    newest = max((max(p.changelog_days) for p in packages if p.changelog_days), default=0)
+    return {p.name: sum(1 for d in p.changelog_days if newest - d <= PEER_WINDOW_DAYS) for p in packages}
+
+
+#: chunkah ``STABILITY_PERIOD_DAYS``: stability is P(no change in 7 days).
+CHUNKAH_PERIOD_DAYS = 7.0
+#: chunkah: a package with no change in the window.
+CHUNKAH_STABLE = 0.99
+#: chunkah ``UNCLAIMED_COMPONENT``, stability 0.
+CHUNKAH_UNCLAIMED = "chunkah/unclaimed"
+#: chunkah ``bigfiles``: an unclaimed regular file at least this large is its
+#: own component, ``bigfiles/<file name>``, stability 0.
+CHUNKAH_BIGFILE_MIN_SIZE = 1024 * 1024
+#: chunkah's repo name for a dpkg database (coreos/chunkah issue 155, "Add
+#: support for dpkg": announced, not yet published), as ``rpm`` is for rpmdb.
+CHUNKAH_DPKG_REPO = "dpkg"
+
+
+def chunkah_stability(change_days: Sequence[int], now_day: int) -> float:
+    """chunkah ``utils::calculate_stability`` (coreos/chunkah ``src/utils.rs``):
+    the DISTINCT change days within 365 days before ``now`` (the image's
+    creation date, ``SOURCE_DATE_EPOCH``), divided by the span from the oldest
+    of them to now (not by 365), as a Poisson rate; stability =
+    exp(-7 * rate).  No change in the window: 0.99; a span under a day: 0.
+    (chunkah falls back on the build time when a package has no changelog;
+    dpkg records none, so such a package counts as unchanged.)"""
+    start = now_day - PEER_WINDOW_DAYS
+    window = {d for d in change_days if d >= start}
+    if not window:
+        return CHUNKAH_STABLE
+    span = now_day - min(window)
+    if span < 1:
+        return 0.0
+    return math.exp(-len(window) / span * CHUNKAH_PERIOD_DAYS)
+
+
+def chunkah_dpkg_stability(packages: Sequence[BinaryPackage], now_day: int) -> dict[str, float]:
+    """Stability of each ``dpkg/<source>`` component: chunkah's rpm and alpm
+    repos make one component per source package (SRPM, ``%BASE%``) and keep
+    the smallest stability of its binary packages
+    (``src/components/rpm.rs``, ``alpm.rs``); the dpkg analogue groups binary
+    packages by ``Source``."""
+    result: dict[str, float] = {}
+    for p in packages:
+        name = f"{CHUNKAH_DPKG_REPO}/{p.source}"
+        stability = chunkah_stability(p.changelog_days, now_day)
+        result[name] = min(result.get(name, 1.0), stability)
+    return result
+
+
+#: rechunk: weekly update columns (``get_update_matrix`` without ``biweekly``).
+RECHUNK_WEEKS = 53
+#: rechunk: a package updated in every week.
+RECHUNK_ALL_WEEKS = (1 << RECHUNK_WEEKS) - 1
+#: rechunk: a package with at most this many changelog entries is taken as
+#: having no changelog and updated every week.
+RECHUNK_NO_CHANGELOG = 2
+
+
+def rechunk_update_weeks(change_days: Sequence[int], entries: int, now_day: int) -> int:
+    """hhd-dev/rechunk ``utils.get_update_matrix`` (weekly): the ISO week
+    numbers of the changelog entries at most 365 days old, as a bit mask (bit
+    w for week w); at most ``RECHUNK_NO_CHANGELOG`` entries in the whole
+    changelog: every week.  rechunk counts back from the wall clock; we count
+    from ``now_day``, the tree's reference date.  An entry in ISO week 53 would
+    index past rechunk's 53 columns (0-52) and fail there; here it takes the
+    otherwise unused column 0."""
+    if entries <= RECHUNK_NO_CHANGELOG:
+        return RECHUNK_ALL_WEEKS
+    mask = 0
+    for d in change_days:
+        if now_day - d > PEER_WINDOW_DAYS:
+            continue
+        week = (_EPOCH_DATE + dt.timedelta(days=d)).isocalendar().week
+        mask |= 1 << (week % RECHUNK_WEEKS)
+    return mask
+
+
+def rechunk_weeks(packages: Sequence[BinaryPackage], now_day: int) -> dict[str, int]:
+    """The update weeks of each rechunk package: rechunk groups the installed
+    packages of one name (its variants, e.g. architectures) into one
+    ``MetaPackage`` with all their changelog entries (``alg.process_meta``);
+    keyed by package name without ``:arch``."""
+    days: dict[str, list[int]] = {}
+    entries: dict[str, int] = {}
+    for p in packages:
+        name = p.name.partition(":")[0]
+        days.setdefault(name, []).extend(p.changelog_days)
+        entries[name] = entries.get(name, 0) + p.changelog_entries
+    return {name: rechunk_update_weeks(days[name], entries[name], now_day) for name in days}
+
+
+_EPOCH_DATE = dt.date(1970, 1, 1)
 
 
 # --------------------------------------------------------------------------- trivial baselines
@@ -192,7 +351,9 @@ def changes_per_year(p: float) -> int:
     return min(MAX_CHANGES_PER_YEAR, math.floor(rate + 1e-9))
 
 
-def _ostree_ext_units(comps: Sequence[Component]) -> list[_Unit]:
+def _ostree_ext_units(
+    comps: Sequence[Component], change_frequency: Mapping[str, int] | None = None
+) -> list[_Unit]:
     """Our components as rpm-ostree's content sources (rpm-ostree
     ``rust/src/container.rs``, ``build_mapping``):
 
@@ -209,9 +370,9 @@ def _ostree_ext_units(comps: Sequence[Component]) -> list[_Unit]:
     unowned: list[Component] = []
     for c in comps:
         if c.kind == "package":
-            units.append(
-                _Unit(c.name, (c.name,), c.size, c.change_probability, changes_per_year(c.change_probability))
-            )
+            known = None if change_frequency is None else change_frequency.get(c.name)
+            frequency = changes_per_year(c.change_probability) if known is None else known
+            units.append(_Unit(c.name, (c.name,), c.size, c.change_probability, frequency))
         elif c.kind == "component":
             units.append(_Unit(c.name, (c.name,), c.size, c.change_probability, U32_MAX, special=True))
         elif c.kind == "volatile":
@@ -395,7 +556,11 @@ def _ox_basic_packing(
 
 
 def ostree_ext_basic_packing(
-    components: Sequence[Component], max_layers: int, prior: Plan | None = None
+    components: Sequence[Component],
+    max_layers: int,
+    prior: Plan | None = None,
+    *,
+    change_frequency: Mapping[str, int] | None = None,
 ) -> Plan:
     """rpm-ostree ``compose container-encapsulate --max-layers N`` as done by
     ostree-ext's ``Chunking::process_mapping`` and ``basic_packing``.
@@ -408,7 +573,9 @@ def ostree_ext_basic_packing(
     ``rust/src/container.rs`` for how the inputs are made.
 
     Inputs (see ``_ostree_ext_units``): packages with a yearly change count
-    (``changes_per_year``), ``user.component`` components as exclusive ones,
+    (``change_frequency``, rpm-ostree's count of changelog entries, see
+    ``ostree_ext_change_frequency``; without it ``changes_per_year`` of our
+    probability), ``user.component`` components as exclusive ones,
     volatile content and all unowned content (unpackaged and bigfiles merged,
     as rpm-ostree has only one unpackaged source) with ``u32::MAX``.
 
@@ -451,7 +618,7 @@ def ostree_ext_basic_packing(
     comps = _sorted_components(components, max_layers)
     if not comps:
         return _plan(comps, [], max_layers)
-    units = _ostree_ext_units(comps)
+    units = _ostree_ext_units(comps, change_frequency)
     exclusive = sorted((u for u in units if u.special), key=lambda u: u.name)
     regular = sorted((u for u in units if not u.special), key=lambda u: (-u.size, u.name))
     unit_of = {m: u.name for u in units for m in u.members}
@@ -652,7 +819,13 @@ def _ck_calculate_packing(items: Sequence[tuple[str, int, float]], max_groups: i
     return groups
 
 
-def chunkah_packing(components: Sequence[Component], max_layers: int, prior: Plan | None = None) -> Plan:
+def chunkah_packing(
+    components: Sequence[Component],
+    max_layers: int,
+    prior: Plan | None = None,
+    *,
+    stability: Mapping[str, float] | None = None,
+) -> Plan:
     """coreos/chunkah's packing (``src/packing.rs`` ``calculate_packing``, the
     statistical partitioning that replaced its greedy merge, and
     ``src/cmd_build.rs`` ``pack_components`` for the input order; chunkah HEAD of
@@ -677,12 +850,14 @@ def chunkah_packing(components: Sequence[Component], max_layers: int, prior: Pla
     4. Layers are ordered by product of stabilities, most stable first.
 
     There is no prior build in chunkah: ``prior`` is ignored, stability across
-    builds comes from the name hash alone.  Our probabilities are used for every
-    kind; chunkah's own scanner would give its unclaimed and bigfile components
-    stability 0, and hashes names like ``rpm/glibc`` where we hash ours.
+    builds comes from the name hash alone.  ``stability`` gives chunkah's own
+    (``chunkah_dpkg_stability``; 0 for its unclaimed and bigfile components,
+    whose names, like ``dpkg/glibc``, are what is hashed); without it, 1 - our
+    probability.
     """
     comps = _sorted_components(components, max_layers)
-    items = [(c.name, c.size, 1.0 - c.change_probability) for c in comps]
+    given = stability or {}
+    items = [(c.name, c.size, given.get(c.name, 1.0 - c.change_probability)) for c in comps]
     groups = _ck_calculate_packing(items, max_layers - RESERVED_LAYERS)
     return _plan(comps, [[comps[i].name for i in g.indices] for g in groups], max_layers)
 
@@ -701,7 +876,7 @@ RECHUNK_DEDICATED_MIN_SIZE = 10e6
 RECHUNK_UNPACKAGED = "unpackaged"
 
 
-def _rechunk_units(comps: Sequence[Component]) -> list[_Unit]:
+def _rechunk_units(comps: Sequence[Component], weeks: Mapping[str, int] | None = None) -> list[_Unit]:
     """Our components as rechunk's ``MetaPackage`` list, in rechunk's order:
     meta packages first (our ``user.component`` components, standing in for
     ``meta.yml`` entries: dedicated unless under 10 MB), then packages, then
@@ -712,7 +887,17 @@ def _rechunk_units(comps: Sequence[Component]) -> list[_Unit]:
         for c in comps
         if c.kind == "component"
     ]
-    packages = [_Unit(c.name, (c.name,), c.size, c.change_probability) for c in comps if c.kind == "package"]
+    packages = [
+        _Unit(
+            c.name,
+            (c.name,),
+            c.size,
+            c.change_probability,
+            weeks=None if weeks is None else weeks.get(c.name),
+        )
+        for c in comps
+        if c.kind == "package"
+    ]
     unowned = [c for c in comps if c.kind in ("volatile", "unpackaged", "bigfile")]
     units = meta + packages
     if unowned:
@@ -725,12 +910,19 @@ def _rechunk_units(comps: Sequence[Component]) -> list[_Unit]:
 
 
 class _Todo:
-    """The units still to place, in rechunk's order, with numpy views."""
+    """The units still to place, in rechunk's order, with numpy views.
 
-    def __init__(self, units: Sequence[_Unit]) -> None:
+    ``state`` is what a layer's cost is computed from: with ``weeks`` each
+    unit's update-week bit mask (``rechunk_update_weeks``), combined by OR; else
+    log(1 - p), combined by addition."""
+
+    def __init__(self, units: Sequence[_Unit], weeks: bool) -> None:
         self.units = list(units)
+        self.weeks = weeks
         self.size = np.array([u.size for u in units], dtype=np.float64)
-        self.log_keep = np.array([_log_keep(u.p) for u in units], dtype=np.float64)
+        self.state = np.array(
+            [_unit_state(u, weeks) for u in units], dtype=np.uint64 if weeks else np.float64
+        )
         self.alive = np.ones(len(units), dtype=bool)
 
     def __bool__(self) -> bool:
@@ -740,18 +932,33 @@ class _Todo:
         self.alive[i] = False
         return self.units[i]
 
+    def empty(self) -> Any:
+        """The state of an empty layer."""
+        return np.uint64(0) if self.weeks else 0.0
 
-def _cost(size: float | np.ndarray, log_keep: float | np.ndarray) -> np.ndarray:
-    """Expected bytes per week of a layer (rechunk's weeks-updated x size, with
-    the weeks replaced by our weekly change probability)."""
-    return np.asarray(-np.expm1(log_keep) * size)
+    def combine(self, a: Any, b: Any) -> Any:
+        """The state of two sets of units together."""
+        return np.bitwise_or(a, b) if self.weeks else a + b
+
+    def cost(self, size: Any, state: Any) -> np.ndarray:
+        """rechunk's layer cost: weeks with an update x size; without weeks,
+        expected bytes per week, ``size * (1 - prod(1 - p))``."""
+        if self.weeks:
+            return np.asarray(np.bitwise_count(state).astype(np.float64) * size)
+        return np.asarray(-np.expm1(state) * size)
+
+
+def _unit_state(u: _Unit, weeks: bool) -> Any:
+    if weeks:
+        return np.uint64(u.weeks if u.weeks is not None else RECHUNK_ALL_WEEKS)
+    return _log_keep(u.p)
 
 
 def _rechunk_prefill(
-    units: Sequence[_Unit], max_layers: int, fill_size: int
+    units: Sequence[_Unit], max_layers: int, fill_size: int, weeks: bool
 ) -> tuple[_Todo, list[list[_Unit]], list[list[_Unit]]]:
     """rechunk ``prefill_layers``."""
-    todo = _Todo(units)
+    todo = _Todo(units, weeks)
     dedicated = []
     for i, u in enumerate(units):
         if u.special:
@@ -765,7 +972,7 @@ def _rechunk_prefill(
         if fines:
             layers.append(fines)
     current: list[_Unit] = []
-    l_keep = 0.0
+    l_state = todo.empty()
     l_size = 0
     while True:
         if l_size > fill_size or not todo:
@@ -773,25 +980,27 @@ def _rechunk_prefill(
                 layers.append(current)
             if len(layers) >= max_layers or not todo:
                 break
-            current, l_keep, l_size = [], 0.0, 0
+            current, l_state, l_size = [], todo.empty(), 0
         elif not current:
             # The largest left, first in order on ties.
             i = int(np.argmax(np.where(todo.alive, todo.size, -1.0)))
             current.append(todo.take(i))
-            l_keep += float(todo.log_keep[i])
+            l_state = todo.combine(l_state, todo.state[i])
             l_size += todo.units[i].size
         else:
             # The unit that makes this layer's cost smallest, first on ties.
-            bw = np.where(todo.alive, _cost(l_size + todo.size, l_keep + todo.log_keep), np.inf)
+            bw = np.where(
+                todo.alive, todo.cost(l_size + todo.size, todo.combine(l_state, todo.state)), np.inf
+            )
             i = int(np.argmin(bw))
             current.append(todo.take(i))
-            l_keep += float(todo.log_keep[i])
+            l_state = todo.combine(l_state, todo.state[i])
             l_size += todo.units[i].size
     return todo, dedicated, layers
 
 
 def _rechunk_load_prior(
-    units: Sequence[_Unit], prior: list[list[str]], max_layers: int
+    units: Sequence[_Unit], prior: list[list[str]], max_layers: int, weeks: bool
 ) -> tuple[_Todo, list[list[_Unit]], list[list[_Unit]]]:
     """rechunk ``load_previous_manifest``: the prior's layers in order, units no
     longer there dropped, dedicated units pulled out to their own layers, then
@@ -799,7 +1008,7 @@ def _rechunk_load_prior(
     longer than the budget)."""
     if not prior:
         raise _Unsupported("no layers in the previous plan")
-    todo = _Todo(units)
+    todo = _Todo(units, weeks)
     position = {u.name: i for i, u in enumerate(units)}
     unit_of = {m: u.name for u in units for m in u.members}
     dedicated: list[list[_Unit]] = []
@@ -828,20 +1037,25 @@ def _rechunk_fill(todo: _Todo, layers: list[list[_Unit]], max_layer_size: int) -
     if not todo or not layers:
         return layers
     size = np.array([sum(u.size for u in layer) for layer in layers], dtype=np.float64)
-    keep = np.array([sum(_log_keep(u.p) for u in layer) for layer in layers], dtype=np.float64)
+    state = np.array([todo.empty() for _ in layers], dtype=todo.state.dtype)
+    for k, layer in enumerate(layers):
+        for u in layer:
+            state[k] = todo.combine(state[k], _unit_state(u, todo.weeks))
     while todo:
         open_ = np.flatnonzero(size <= max_layer_size)
         if open_.size == 0:
             # rechunk asserts here; we let every layer take it.
             open_ = np.arange(len(layers))
-        increase = _cost(size[open_, None] + todo.size[None, :], keep[open_, None] + todo.log_keep[None, :])
-        increase -= _cost(size[open_], keep[open_])[:, None]
+        increase = todo.cost(
+            size[open_, None] + todo.size[None, :], todo.combine(state[open_, None], todo.state[None, :])
+        )
+        increase -= todo.cost(size[open_], state[open_])[:, None]
         increase[:, ~todo.alive] = np.inf
         row, col = divmod(int(np.argmin(increase)), len(todo.units))
         target = int(open_[row])
         layers[target].append(todo.take(col))
         size[target] += todo.size[col]
-        keep[target] += todo.log_keep[col]
+        state[target] = todo.combine(state[target], todo.state[col])
     return layers
 
 
@@ -855,17 +1069,23 @@ def _rechunk_layer_name(index: int | None, layer: Sequence[_Unit]) -> str:
     return f"rechunk_layer{index:03d}"
 
 
-def rechunk_greedy(components: Sequence[Component], max_layers: int, prior: Plan | None = None) -> Plan:
+def rechunk_greedy(
+    components: Sequence[Component],
+    max_layers: int,
+    prior: Plan | None = None,
+    *,
+    weeks: Mapping[str, int] | None = None,
+) -> Plan:
     """hhd-dev/rechunk's planner (``src/rechunk/alg.py``: ``prefill_layers``,
     ``fill_layers``, ``load_previous_manifest``, ``main``;
     ``src/rechunk/ostree.py`` ``calculate_ostree_layers``;
     ``src/rechunk/utils.py`` ``get_update_matrix``; rechunk HEAD of 2025-07).
 
     rechunk scores a layer by the number of weeks of the last year in which any
-    of its packages was updated (from changelog dates) times its size.  We have
-    no per-week history, so the weeks become the expected fraction of weeks,
-    ``1 - prod(1 - p)``: a layer costs ``size * (1 - prod(1 - p))``, our own
-    cost model; the argmin choices are the same up to that substitution.
+    of its packages was updated (from changelog dates) times its size: with
+    ``weeks`` (``rechunk_weeks``: each package's update weeks as a bit mask)
+    that is what is computed; without, the weeks become the expected fraction
+    of weeks, ``1 - prod(1 - p)``, our own cost model.
 
     Algorithm (``max_layers`` is rechunk's ``--max-layers``: content layers, so
     the image gets one more, the commit layer):
@@ -889,16 +1109,17 @@ def rechunk_greedy(components: Sequence[Component], max_layers: int, prior: Plan
     5. Layers are named (``dedi:...``, ``rechunk_layerNNN``, ``unpackaged``),
        ordered by name and empty ones dropped.
 
-    Not reproduced: rechunk marks packages with at most two changelog entries as
-    changing every week (our mapping has its own default); ``/etc`` files go to
-    unpackaged there; where rechunk fails (budget too small after dedicated
-    layers, no layer under the size limit) we return one layer or relax the
-    limit.
+    Not reproduced here but in the inputs (``rechunk_update_weeks``,
+    ``benches.update_cost.rechunk_view``): packages with at most two changelog
+    entries change every week; ``/etc`` files go to unpackaged.  Where rechunk
+    fails (budget too small after dedicated layers, no layer under the size
+    limit) we return one layer or relax the limit.
     """
     comps = _sorted_components(components, max_layers)
     if not comps:
         return _plan(comps, [], max_layers)
-    units = _rechunk_units(comps)
+    units = _rechunk_units(comps, weeks)
+    by_weeks = weeks is not None
     total = sum(u.size for u in units)
     layer_size = total / max_layers
     fill_size = int(layer_size * RECHUNK_PREFILL_RATIO)
@@ -907,12 +1128,12 @@ def rechunk_greedy(components: Sequence[Component], max_layers: int, prior: Plan
     loaded = None
     if prior_groups is not None:
         try:
-            loaded = _rechunk_load_prior(units, prior_groups, max_layers)
+            loaded = _rechunk_load_prior(units, prior_groups, max_layers, by_weeks)
         except _Unsupported:
             loaded = None  # rechunk logs the error and plans afresh
     try:
         todo, dedicated, prefill = (
-            loaded if loaded is not None else _rechunk_prefill(units, max_layers, fill_size)
+            loaded if loaded is not None else _rechunk_prefill(units, max_layers, fill_size, by_weeks)
         )
     except _Unsupported:
         return _unchunked(comps, max_layers)

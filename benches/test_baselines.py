@@ -9,6 +9,7 @@ Run with ``python -m pytest benches/test_baselines.py``.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import math
@@ -536,3 +537,99 @@ def test_rechunk_small_package_layers() -> None:
     assert ("big7",) in groups and ("big6",) in groups
     # Too small a budget for rechunk (dedicated + 2 small-package layers).
     assert len(bl.rechunk_greedy(comps, 3).layers) == 1
+
+
+# --------------------------------------------------------------------------- the peers' inputs
+
+N = (dt.date(2026, 11, 24) - dt.date(1970, 1, 1)).days  # the tree's reference day
+
+
+def day(d: dt.date) -> int:
+    return (d - dt.date(1970, 1, 1)).days
+
+
+def test_ostree_ext_change_frequency_counts_entries_of_the_last_365_days() -> None:
+    packages = [
+        # 5 entries within 365 days of the tree's newest build (N): N, N-10 twice
+        # (two entries on one day count twice: rpm-ostree counts entries), N-200
+        # and N-365; N-366 is out -> 5.
+        bl.BinaryPackage("libfoo1", "foo", (N, N - 10, N - 10, N - 200, N - 365, N - 366), 6),
+        # The window ends at the newest build of the whole tree, not at the
+        # package's own: N-300 counts, N-500 does not -> 1.
+        bl.BinaryPackage("old", "old", (N - 300, N - 500), 2),
+        # No changelog -> 0.
+        bl.BinaryPackage("nolog", "nolog", (), 0),
+    ]
+    assert bl.ostree_ext_change_frequency(packages) == {"libfoo1": 5, "old": 1, "nolog": 0}
+
+
+def test_chunkah_stability_divides_distinct_days_by_the_span() -> None:
+    # One change day 22 days ago (N-500 is outside the 365-day look-back):
+    # rate 1/22 per day -> exp(-7/22) = 0.7275 (our model would divide by 365).
+    assert bl.chunkah_stability((N - 22, N - 500), N) == pytest.approx(0.72747, abs=1e-5)
+    # Three distinct days (N-3 twice is one day), oldest N-300: exp(-7 * 3/300).
+    assert bl.chunkah_stability((N - 3, N - 3, N - 100, N - 300), N) == pytest.approx(math.exp(-0.07))
+    assert bl.chunkah_stability((N - 400,), N) == 0.99  # nothing in the window
+    assert bl.chunkah_stability((), N) == 0.99  # no changelog, no build time
+    assert bl.chunkah_stability((N,), N) == 0.0  # changed today: span under a day
+    packages = [
+        bl.BinaryPackage("apt", "apt", (N - 22, N - 500), 124),
+        bl.BinaryPackage("libapt-pkg7.0", "apt", (N - 22, N - 22, N - 500), 124),
+        # One source, binaries with different histories: the smallest wins,
+        # N-100 alone -> exp(-0.07) = 0.932; N-10, N-20 -> exp(-7 * 2/20) = 0.497.
+        bl.BinaryPackage("mix-a", "mix", (N - 100,), 9),
+        bl.BinaryPackage("mix-b", "mix", (N - 10, N - 20), 9),
+    ]
+    stability = bl.chunkah_dpkg_stability(packages, N)
+    assert stability.keys() == {"dpkg/apt", "dpkg/mix"}
+    assert stability["dpkg/apt"] == pytest.approx(0.72747, abs=1e-5)
+    assert stability["dpkg/mix"] == pytest.approx(math.exp(-0.7))
+
+
+def test_rechunk_update_weeks() -> None:
+    now = day(dt.date(2026, 11, 24))
+    dates = [
+        dt.date(2026, 11, 23),  # ISO week 48
+        dt.date(2026, 11, 20),  # week 47
+        dt.date(2026, 11, 18),  # week 47 again
+        dt.date(2025, 11, 25),  # 364 days old, week 48 of 2025: same column
+        dt.date(2025, 11, 20),  # 369 days old: out
+    ]
+    assert bl.rechunk_update_weeks([day(d) for d in dates], 5, now) == (1 << 47) | (1 << 48)
+    # At most two changelog entries in all: "no changelog", every week.
+    assert bl.rechunk_update_weeks([day(dates[0])], 2, now) == bl.RECHUNK_ALL_WEEKS
+    assert bin(bl.RECHUNK_ALL_WEEKS).count("1") == 53
+    # ISO week 53 (2020-12-31) takes column 0.
+    assert bl.rechunk_update_weeks([day(dt.date(2020, 12, 31))], 9, day(dt.date(2021, 1, 5))) == 1
+    # Variants of one name are one package: 2 + 2 entries are 4, not "no changelog".
+    packages = [
+        bl.BinaryPackage("libc6:amd64", "glibc", (day(dates[0]), day(dates[1])), 2),
+        bl.BinaryPackage("libc6:i386", "glibc", (day(dates[0]), day(dates[1])), 2),
+        bl.BinaryPackage("tzdata", "tzdata", (day(dates[0]),), 1),
+    ]
+    assert bl.rechunk_weeks(packages, now) == {"libc6": (1 << 47) | (1 << 48), "tzdata": bl.RECHUNK_ALL_WEEKS}
+
+
+def test_rechunk_costs_layers_by_weeks_updated() -> None:
+    """With update weeks, a layer costs (weeks any member changed) x size: a new
+    package goes to the prior layer whose weeks it shares (cost +2 weeks x its
+    size), not to the one whose weeks it would add to (+2 weeks x 100 MB)."""
+    comps = [Component("volatile", "volatile", size=10, change_probability=1.0)]
+    comps += pkgs([("a", 100_000_000, 0.5), ("b", 100_000_000, 0.5), ("c", 2_000_000, 0.5)])
+    prior = Plan.from_groups([("a",), ("b",), ("volatile",)])
+    weeks = {"a": 0b0011, "b": 0b1100, "c": 0b0011}
+    assert groups_with(bl.rechunk_greedy(comps, 2, prior, weeks=weeks), "c") == ("a", "c")
+    weeks = {"a": 0b0011, "b": 0b1100, "c": 0b1100}
+    assert groups_with(bl.rechunk_greedy(comps, 2, prior, weeks=weeks), "c") == ("b", "c")
+
+
+def test_inputs_override_probabilities() -> None:
+    """Given inputs replace what the baselines would derive from our probabilities."""
+    comps = pkgs([(f"p{i}", 1000 * (i + 1), 0.5) for i in range(12)])
+    plain = bl.ostree_ext_basic_packing(comps, 6)
+    counted = bl.ostree_ext_basic_packing(
+        comps, 6, change_frequency={f"p{i}": 100 * (i % 3) for i in range(12)}
+    )
+    assert plain.groups() != counted.groups()
+    stable = bl.chunkah_packing(comps, 4, stability={"p0": 0.0})
+    assert stable.groups()[-1] == ("p0",) or "p0" in stable.groups()[-1]

@@ -20,11 +20,13 @@ prints one table per case, strategies as rows, and the targets.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import hashlib
 import json
+import stat
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -32,23 +34,36 @@ import numpy as np
 import numpy.typing as npt
 
 from benches import baselines
-from benches.update_pairs import TreeIndex, download_bytes, ideal_bytes, load_index, pairs, single_layer_bytes
+from benches.update_pairs import (
+    TreeIndex,
+    download_bytes,
+    epoch_day,
+    ideal_bytes,
+    load_index,
+    pairs,
+    single_layer_bytes,
+)
 from chunker import Plan, pack
 from mapping import Component, split_components
+from mapping.changelog import probability
+from mapping.model import Kind
 
-Strategy = Callable[[Sequence[Component], int, Plan | None], Plan]
+# (components, max_layers, prior, the peer's own inputs as keyword arguments).
+Strategy = Callable[[Sequence[Component], int, Plan | None, Mapping[str, Any]], Plan]
 
 
-def _debchunk(components: Sequence[Component], max_layers: int, prior: Plan | None) -> Plan:
+def _debchunk(
+    components: Sequence[Component], max_layers: int, prior: Plan | None, inputs: Mapping[str, Any]
+) -> Plan:
     return pack(components, max_layers, prior)
 
 
 def _no_prior(fn: Callable[..., Plan]) -> Strategy:
-    return lambda components, max_layers, prior: fn(components, max_layers, None)
+    return lambda components, max_layers, prior, inputs: fn(components, max_layers, None, **inputs)
 
 
 def _with_prior(fn: Callable[..., Plan]) -> Strategy:
-    return lambda components, max_layers, prior: fn(components, max_layers, prior)
+    return lambda components, max_layers, prior, inputs: fn(components, max_layers, prior, **inputs)
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -81,6 +96,208 @@ def split_index(index: TreeIndex, prior: Plan | None = None) -> TreeIndex:
         component_index={c.name: i for i, c in enumerate(components)},
         owners=owners,
     )
+
+
+# --------------------------------------------------------------------------- the peers' views
+#
+# Each peer forms its own units from the tree (rpm-ostree and rechunk: binary
+# packages; chunkah: source packages, bigfiles, one unclaimed component) and
+# computes its own change estimate from the changelogs (benches.baselines); a
+# view is the index regrouped into those units, with those inputs.  Ownership
+# is what the dpkg file lists say (the index's ``row_packages``): content the
+# mapping gives a package by other means (byte code, files made by maintainer
+# scripts) is unpackaged for the peers, as a port of their dpkg support would
+# see it.
+
+
+@dataclass(frozen=True, eq=False)
+class PeerView:
+    """The index as one peer sees it: its units as components, its inputs
+    (keyword arguments of its baseline) and, for each unit, the index's
+    components whose files it holds (a unit changes when any of them does)."""
+
+    index: TreeIndex
+    inputs: dict[str, Any]
+    parts: tuple[tuple[int, ...], ...]
+
+
+def binary_packages(index: TreeIndex) -> list[baselines.BinaryPackage]:
+    """The index's binary packages with their changelog records."""
+    return [
+        baselines.BinaryPackage(p.package_id or p.package, p.source, p.changelog_days, p.changelog_entries)
+        for p in index.packages
+    ]
+
+
+def reference_day(index: TreeIndex) -> int:
+    """The day peers count back from: the tree's reference date (debchunk's, the
+    newest changelog date or ``SOURCE_DATE_EPOCH``; chunkah's image creation
+    date, rechunk's wall clock at build time)."""
+    if index.reference_date is None:
+        raise ValueError(f"{index.set_name}/{index.build_name}: the index has no reference date")
+    return epoch_day(dt.datetime.fromisoformat(index.reference_date))
+
+
+def _row_packages(index: TreeIndex) -> npt.NDArray[np.int64]:
+    if index.row_packages is None:
+        raise ValueError(
+            f"{index.set_name}/{index.build_name}: index format 1 has no per-binary-package records; "
+            f"run `python -m benches.update_pairs build --set {index.set_name} --reindex` (and freeze)"
+        )
+    return index.row_packages
+
+
+def regroup(
+    index: TreeIndex, labels: Sequence[str], kinds: Mapping[str, Kind], p: Mapping[str, float]
+) -> tuple[TreeIndex, tuple[tuple[int, ...], ...]]:
+    """``index`` with its rows grouped by ``labels`` (one per row) into
+    components of ``kinds``, change probability ``p`` (0 when absent), size
+    counting each distinct content once; and each new component's parts."""
+    names = sorted(set(labels))
+    position = {n: i for i, n in enumerate(names)}
+    owners = np.fromiter((position[label] for label in labels), dtype=np.int64, count=len(labels))
+    contents: list[dict[str, int]] = [{} for _ in names]
+    parts: list[set[int]] = [set() for _ in names]
+    for row, (k, cid, size) in enumerate(
+        zip(owners.tolist(), index.content_ids, index.sizes.tolist(), strict=True)
+    ):
+        contents[k].setdefault(cid, size)
+        parts[k].add(int(index.owners[row]))
+    files = np.bincount(owners, minlength=len(names))
+    components = tuple(
+        Component(
+            n, kinds[n], size=sum(contents[k].values()), files=int(files[k]), change_probability=p.get(n, 0.0)
+        )
+        for k, n in enumerate(names)
+    )
+    view = replace(index, components=components, component_index=position, owners=owners)
+    return view, tuple(tuple(sorted(x)) for x in parts)
+
+
+def _binary_names(index: TreeIndex) -> list[str]:
+    """Each binary package's unit name: its name, ``name:arch`` when the name is
+    installed for several architectures."""
+    count: dict[str, int] = {}
+    for p in index.packages:
+        count[p.package] = count.get(p.package, 0) + 1
+    return [p.package if count[p.package] == 1 else f"{p.package}:{p.architecture}" for p in index.packages]
+
+
+def ostree_ext_view(index: TreeIndex) -> PeerView:
+    """rpm-ostree's content sources (``rust/src/container.rs``): one per binary
+    package (its dpkg-listed files, ``change_frequency`` from its changelog),
+    ``user.component`` components as exclusive ones, the mapping's volatile
+    components (initramfs, like rpm-ostree's own initramfs source, and the
+    dpkg database) with ``u32::MAX``, and everything else one unpackaged
+    source."""
+    rows = _row_packages(index)
+    names = _binary_names(index)
+    frequency_by_id = baselines.ostree_ext_change_frequency(binary_packages(index))
+    frequency = {names[k]: frequency_by_id[p.package_id or p.package] for k, p in enumerate(index.packages)}
+    labels: list[str] = []
+    kinds: dict[str, Kind] = {}
+    kind: Kind
+    for row, k in enumerate(rows.tolist()):
+        owner = index.components[int(index.owners[row])]
+        if owner.kind == "component":
+            label, kind = owner.name, owner.kind
+        elif k >= 0:
+            label, kind = names[k], "package"
+        elif owner.kind == "volatile":
+            label, kind = owner.name, owner.kind
+        else:
+            label, kind = "rpmostree-unpackaged-content", "unpackaged"
+        labels.append(label)
+        kinds[label] = kind
+    p = {n: probability(f) for n, f in frequency.items()}
+    view, parts = regroup(index, labels, kinds, p)
+    present = {n: f for n, f in frequency.items() if n in view.component_index}
+    return PeerView(view, {"change_frequency": present}, parts)
+
+
+def chunkah_view(index: TreeIndex) -> PeerView:
+    """chunkah's components (``src/components/``): ``xattr/<name>`` for
+    ``user.component`` components (highest priority), ``dpkg/<source>`` for
+    dpkg-listed files, ``bigfiles/<file name>`` for any other regular file of
+    1 MiB or more (the full path when the name is taken; hard links are not
+    grouped, the index has no inode numbers), and ``chunkah/unclaimed``; the
+    last two with stability 0."""
+    rows = _row_packages(index)
+    stability = baselines.chunkah_dpkg_stability(binary_packages(index), reference_day(index))
+    labels: list[str] = []
+    kinds: dict[str, Kind] = {}
+    bigfile_names: set[str] = set()
+    kind: Kind
+    for row, k in enumerate(rows.tolist()):
+        owner = index.components[int(index.owners[row])]
+        path = index.paths[row]
+        if owner.kind == "component":
+            label, kind = f"xattr/{owner.name}", owner.kind
+            stability[label] = 1.0 - owner.change_probability
+        elif k >= 0:
+            label, kind = f"{baselines.CHUNKAH_DPKG_REPO}/{index.packages[k].source}", "package"
+        elif (
+            stat.S_ISREG(int(index.modes[row]))
+            and int(index.sizes[row]) >= baselines.CHUNKAH_BIGFILE_MIN_SIZE
+        ):
+            base = path.rpartition("/")[2]
+            name = path if base in bigfile_names else base
+            bigfile_names.add(base)
+            label, kind = f"bigfiles/{name}", "bigfile"
+            stability[label] = 0.0
+        else:
+            label, kind = baselines.CHUNKAH_UNCLAIMED, "unpackaged"
+            stability[label] = 0.0
+        labels.append(label)
+        kinds[label] = kind
+    view, parts = regroup(index, labels, kinds, {n: 1.0 - s for n, s in stability.items()})
+    present = {n: s for n, s in stability.items() if n in view.component_index}
+    return PeerView(view, {"stability": present}, parts)
+
+
+def rechunk_view(index: TreeIndex) -> PeerView:
+    """rechunk's packages (``alg.process_meta``): one per binary package name
+    (its dpkg-listed files but those under ``/etc`` and ``/usr/etc``, which
+    rechunk leaves to ``unpackaged``), ``user.component`` components as meta
+    packages, and ``unpackaged`` for the rest; update weeks from the
+    changelogs."""
+    rows = _row_packages(index)
+    weeks = baselines.rechunk_weeks(binary_packages(index), reference_day(index))
+    labels: list[str] = []
+    kinds: dict[str, Kind] = {}
+    kind: Kind
+    for row, k in enumerate(rows.tolist()):
+        owner = index.components[int(index.owners[row])]
+        path = index.paths[row]
+        if owner.kind == "component":
+            label, kind = owner.name, owner.kind
+        elif k >= 0 and not (path.startswith("etc/") or path.startswith("usr/etc/")):
+            label, kind = index.packages[k].package, "package"
+        else:
+            label, kind = baselines.RECHUNK_UNPACKAGED, "unpackaged"
+        labels.append(label)
+        kinds[label] = kind
+    p = {n: bin(w).count("1") / baselines.RECHUNK_WEEKS for n, w in weeks.items()}
+    view, parts = regroup(index, labels, kinds, p)
+    present = {n: w for n, w in weeks.items() if n in view.component_index}
+    return PeerView(view, {"weeks": present}, parts)
+
+
+VIEWS: dict[str, Callable[[TreeIndex], PeerView]] = {
+    "ostree-ext (no prior)": ostree_ext_view,
+    "ostree-ext (prior)": ostree_ext_view,
+    "chunkah": chunkah_view,
+    "rechunk (prior)": rechunk_view,
+}
+
+
+def view_of(name: str, index: TreeIndex, prior: Plan | None = None) -> PeerView:
+    """What strategy ``name`` plans on: a peer's view, debchunk's split
+    components, or the index's components as they are."""
+    if name in VIEWS:
+        return VIEWS[name](index)
+    view = split_index(index, prior) if name in SPLITS else index
+    return PeerView(view, {}, tuple((k,) for k in range(len(view.components))))
 
 
 BASELINES = (
@@ -129,13 +346,13 @@ class Case:
 def _plan_pair(
     name: str, strategy: Strategy, old: TreeIndex, new: TreeIndex, max_layers: int
 ) -> tuple[Plan, Plan, int]:
-    """Plan the old tree, then the new one with the old plan as prior; the bytes
-    downloaded."""
-    old_view = split_index(old) if name in SPLITS else old
-    before = strategy(old_view.components, max_layers, None)
-    new_view = split_index(new, before) if name in SPLITS else new
-    after = strategy(new_view.components, max_layers, before)
-    return before, after, download_bytes(old_view, before.groups(), new_view, after.groups())
+    """Plan the old tree, then the new one with the old plan as prior, each as
+    the strategy sees it (``view_of``); the bytes downloaded."""
+    old_view = view_of(name, old)
+    before = strategy(old_view.index.components, max_layers, None, old_view.inputs)
+    new_view = view_of(name, new, before)
+    after = strategy(new_view.index.components, max_layers, before, new_view.inputs)
+    return before, after, download_bytes(old_view.index, before.groups(), new_view.index, after.groups())
 
 
 # Perturbation of the change probabilities for the sensitivity figures: each
@@ -191,7 +408,11 @@ def run_pair(
         seconds = time.perf_counter() - t0
         reserved = before.reserved_layers
         row = Row(name, len(before.layers) + reserved, len(after.layers) + reserved, got, waste(got), seconds)
-        if views:
+        if views and name in VIEWS:
+            # A peer's inputs come from the changelogs, not from our
+            # probabilities: every draw gives the same plan.
+            row.perturbed_mean, row.perturbed_sd = row.waste, 0.0
+        elif views:
             wastes = [waste(_plan_pair(name, strategy, o, n, max_layers)[2]) or 0.0 for o, n in views]
             row.perturbed_mean, row.perturbed_sd = float(np.mean(wastes)), float(np.std(wastes))
         case.rows.append(row)
@@ -252,6 +473,19 @@ def simulate(index: TreeIndex, max_layers: int, weeks: int = 52, runs: int = SIM
         data = np.array([c.part_of is not None for c in view])
         return column, data
 
+    # The peers' units and, for each, the simulated columns it spans.
+    peer_views = {name: VIEWS[name](index) for name in STRATEGIES if name in VIEWS}
+    column_of = [position[c.name] for c in index.components]
+    peer_columns = {
+        name: [sorted(column_of[k] for k in part) for part in v.parts] for name, v in peer_views.items()
+    }
+    peer_matrix: dict[str, npt.NDArray[np.int64]] = {}
+    for name, spans in peer_columns.items():
+        matrix = np.zeros((len(spans), len(names)), dtype=np.int64)
+        for u, cols in enumerate(spans):
+            matrix[u, cols] = 1
+        peer_matrix[name] = matrix
+
     floors: list[float] = []
     totals: dict[str, list[float]] = {name: [] for name in STRATEGIES}
     for run in range(runs):
@@ -263,16 +497,29 @@ def simulate(index: TreeIndex, max_layers: int, weeks: int = 52, runs: int = SIM
         jitter = 1.0 + 0.1 * (draws[:, :, 2] - 0.5)
         floors.append(float(np.mean([(sizes0 * d).sum() for d in any_draw])))
         for name, strategy in STRATEGIES.items():
-            view = list(split.components if name in SPLITS else index.components)
-            column, data_part = changes(view)
+            peer = peer_views.get(name)
+            view = list(
+                peer.index.components if peer else split.components if name in SPLITS else index.components
+            )
+            inputs = peer.inputs if peer else {}
+            if peer:
+                # A peer's unit changes when any component holding its files
+                # does; its size moves with the first of them.
+                column = np.array([cols[0] for cols in peer_columns[name]], dtype=np.intp)
+                data_part = np.zeros(len(view), dtype=bool)
+            else:
+                column, data_part = changes(view)
             sizes = np.array([float(c.size) for c in view])
-            plan = strategy(view, max_layers, None)
+            plan = strategy(view, max_layers, None, inputs)
             total = 0.0
             for week in range(weeks):
-                changed = np.where(data_part, upstream_draw[week, column], any_draw[week, column])
+                if peer:
+                    changed = (peer_matrix[name] @ any_draw[week].astype(np.int64)) > 0
+                else:
+                    changed = np.where(data_part, upstream_draw[week, column], any_draw[week, column])
                 sizes = np.where(changed, sizes * jitter[week, column], sizes)
                 view = [replace(c, size=int(z)) for c, z in zip(view, sizes, strict=True)]
-                new_plan = strategy(view, max_layers, plan)
+                new_plan = strategy(view, max_layers, plan, inputs)
                 where = {c.name: k for k, c in enumerate(view)}
                 old_groups = {frozenset(layer.components) for layer in plan.layers}
                 for layer in new_plan.layers:

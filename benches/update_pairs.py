@@ -13,7 +13,14 @@ Provides:
   ``<key>.ostree.index.json.gz`` beside it: the mapping's components, every
   non-directory entry (path, content id, size, mode, owning component), every
   installed binary package (version, source) and the mapping's reference date;
-  an index made by other ``mapping`` code is made again (seconds), the tree kept;
+  an index made by other ``mapping`` code is made again (seconds), the tree kept.
+  Since format 2 it also records what the peers' packers read (``benches.baselines``):
+  each binary package's changelog entry dates (days since the epoch, newest
+  first, read with ``mapping.changelog.read_history``: every entry of the last
+  365 days before its newest) and its total number of entries, and for each
+  file row the binary package whose dpkg file list holds it (``files.package``,
+  an index into ``packages``, -1 for none); format 1 files still load, without
+  them;
 - ``load_index(set, build) -> TreeIndex`` and ``pairs(set)``: the update pairs
   (trixie -> trixie-updated, forky -> sid, trixie -> trixie-rebuild);
 - the cost of an update for a client that holds the old image:
@@ -66,11 +73,17 @@ from numpy.typing import NDArray
 import mapping
 from benches.debtrees import MIRROR, SERVER_PACKAGES, TreeSpec, cache_dir, ostreeify
 from mapping import Component, EntryType, map_tree, read_tree
+from mapping.changelog import read_history
 from mapping.debian_formats import paragraphs, version_compare
+from mapping.dpkg import Database
+from mapping.ownership import locate
+from mapping.tree import Tree
 
 SECURITY_MIRROR = os.environ.get("DEBCHUNK_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
 ADMINDIR = "usr/share/dpkg/database"
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
+# Formats load_index still reads (format 1 has no per-binary-package records).
+READABLE_FORMATS = (1, 2)
 # Stop before a build when less than this is free where the trees are kept.
 MIN_FREE_BYTES = 8 * 10**9
 
@@ -242,6 +255,15 @@ class InstalledPackage:
     version: str
     source: str
     source_version: str
+    # Changelog entry dates, days since 1970-01-01 (UTC), newest first: the
+    # entries within 365 days of the newest (``mapping.changelog.read_history``)
+    # and, past them, the first older one.  Empty without a changelog.
+    changelog_days: tuple[int, ...] = ()
+    # How many entries the whole changelog has (rechunk's "no changelog" rule).
+    changelog_entries: int = 0
+    # ``name:arch`` for Multi-Arch: same packages, else ``name`` (dpkg's
+    # ``${binary:Package}``), as the file lists and changelogs are named.
+    package_id: str = ""
 
 
 def _version_cmp(a: str, b: str) -> int:
@@ -271,6 +293,70 @@ def read_packages(tree: Path) -> list[InstalledPackage]:
         )
     result.sort(key=lambda p: (p.package, p.architecture))
     return result
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# A changelog trailer line (deb-changelog(5)): one per entry.
+_TRAILER_LINE = re.compile(rb"^ -- ", re.MULTILINE)
+
+
+def epoch_day(when: dt.datetime) -> int:
+    """Days since 1970-01-01 of ``when``'s UTC date."""
+    return (when.astimezone(dt.UTC).date() - _EPOCH.date()).days
+
+
+def _changelog_record(tree: Tree, name: str) -> tuple[tuple[int, ...], int]:
+    """(entry days newest first, total entries) of a binary package's changelog,
+    ``/usr/share/doc/NAME/changelog.Debian.gz`` or ``changelog.gz`` (the paths
+    the mapping reads, symlinked doc directories followed)."""
+    doc = f"usr/share/doc/{name}"
+    for path in (f"{doc}/changelog.Debian.gz", f"{doc}/changelog.gz"):
+        history = read_history(tree, path)
+        if history is None:
+            continue
+        data = tree.read_bytes(path) or b""
+        try:
+            total = len(_TRAILER_LINE.findall(gzip.decompress(data)))
+        except (OSError, EOFError):
+            total = len(history)
+        return tuple(epoch_day(c.date) for c in history), total
+    return (), 0
+
+
+def binary_package_records(tree: Tree) -> tuple[list[InstalledPackage], dict[str, int]]:
+    """The installed binary packages of a tree with their changelog records, and
+    for every tree path a dpkg file list names, the index of the package listing
+    it (the first in (name, architecture) order, as the mapping gives a file to
+    the first source listing it; diversions applied the same way)."""
+    db = Database.find(tree)
+    if db is None:
+        raise RuntimeError(f"{tree.description}: no dpkg database found")
+    diversions = {d.original: d for d in db.diversions()}
+    packages: list[InstalledPackage] = []
+    owner: dict[str, int] = {}
+    for package in db.packages():
+        days, total = _changelog_record(tree, package.name)
+        k = len(packages)
+        packages.append(
+            InstalledPackage(
+                package.name,
+                package.architecture,
+                package.version,
+                package.source,
+                package.source_version,
+                days,
+                total,
+                package.id,
+            )
+        )
+        for listed in db.listed_paths(package):
+            diversion = diversions.get(listed)
+            if diversion is not None and diversion.package != package.name:
+                listed = diversion.diverted_to
+            path = locate(tree, listed)
+            if path is not None:
+                owner.setdefault(path, k)
+    return packages, owner
 
 
 def row_content_id(entry_type: EntryType, content_id: str | None, target: str | None, rdev: int) -> str:
@@ -312,6 +398,7 @@ def make_index(set_name: str, build_name: str, tree: Path) -> dict[str, Any]:
     # index themselves (benches.update_cost.split_index).
     m = map_tree(read_tree(rootfs=str(tree)))
     assert m.tree is not None
+    packages, listed_by = binary_package_records(m.tree)
     rows = []
     for entry, owner in zip(m.tree.entries, m.owners, strict=True):
         if entry.type is EntryType.DIR:
@@ -319,7 +406,8 @@ def make_index(set_name: str, build_name: str, tree: Path) -> dict[str, Any]:
         if owner < 0:
             raise RuntimeError(f"{tree}: {entry.path} has no owner in the mapping")
         cid = row_content_id(entry.type, entry.content_id, entry.target, entry.rdev)
-        rows.append((entry.path, cid, entry.size, entry.mode, m.components[owner].name))
+        package = listed_by.get(entry.path, -1)
+        rows.append((entry.path, cid, entry.size, entry.mode, m.components[owner].name, package))
     rows.sort()
     spec = spec_for(set_name, build_name)
     info_file = _info_path(tree)
@@ -340,14 +428,26 @@ def make_index(set_name: str, build_name: str, tree: Path) -> dict[str, Any]:
             "size": [r[2] for r in rows],
             "mode": [r[3] for r in rows],
             "component": [r[4] for r in rows],
+            "package": [r[5] for r in rows],
         },
-        "packages": [asdict(p) for p in read_packages(tree)],
+        "packages": [asdict(p) for p in packages],
     }
 
 
 def index_is_current(set_name: str, build_name: str) -> bool:
-    """Whether the index exists and was made by the current mapping code."""
-    return stored_mapping_digest(set_name, build_name) == mapping_digest()
+    """Whether the index exists, is of the current format and was made by the
+    current mapping code."""
+    return (
+        stored_mapping_digest(set_name, build_name) == mapping_digest()
+        and _stored_format(set_name, build_name) == INDEX_FORMAT
+    )
+
+
+def _stored_format(set_name: str, build_name: str) -> object:
+    try:
+        return json.loads(gzip.decompress(index_path(set_name, build_name).read_bytes())).get("format")
+    except FileNotFoundError:
+        return None
 
 
 def build(set_name: str, build_name: str, *, reindex: bool = False) -> Path:
@@ -390,6 +490,9 @@ class TreeIndex:
     row_digests: NDArray[np.uint8]
     packages: tuple[InstalledPackage, ...]
     mapping_digest: str | None = None
+    # For each row, the index in ``packages`` of the binary package whose dpkg
+    # file list holds it (-1: none); None for a format-1 index, which lacks it.
+    row_packages: NDArray[np.int64] | None = None
 
     @property
     def file_count(self) -> int:
@@ -485,8 +588,10 @@ def load_index(set_name: str, build_name: str, frozen: bool = False) -> TreeInde
             f"{path}: no index for {set_name}/{build_name}; run "
             f"`python -m benches.update_pairs build --set {set_name}`"
         ) from None
-    if data.get("format") != INDEX_FORMAT:
-        raise ValueError(f"{path}: index format {data.get('format')!r}, expected {INDEX_FORMAT}; rebuild it")
+    if data.get("format") not in READABLE_FORMATS:
+        raise ValueError(
+            f"{path}: index format {data.get('format')!r}, expected one of {READABLE_FORMATS}; rebuild it"
+        )
     components = tuple(Component.from_json(c) for c in data["components"])
     component_index = {c.name: i for i, c in enumerate(components)}
     files = data["files"]
@@ -509,9 +614,17 @@ def load_index(set_name: str, build_name: str, frozen: bool = False) -> TreeInde
         modes=np.asarray(modes, dtype=np.int64),
         owners=np.asarray([component_index[n] for n in files["component"]], dtype=np.int64),
         row_digests=row_digests(paths, content_ids, modes),
-        packages=tuple(InstalledPackage(**p) for p in data["packages"]),
+        packages=tuple(_installed(p) for p in data["packages"]),
         mapping_digest=data.get("mapping_digest"),
+        row_packages=None if "package" not in files else np.asarray(files["package"], dtype=np.int64),
     )
+
+
+def _installed(record: dict[str, Any]) -> InstalledPackage:
+    """An ``InstalledPackage`` from its JSON object (lists back to tuples)."""
+    fields = dict(record)
+    fields["changelog_days"] = tuple(fields.get("changelog_days", ()))
+    return InstalledPackage(**fields)
 
 
 def _layer_of_component(index: TreeIndex, groups: Sequence[Sequence[str]]) -> NDArray[np.int64]:
@@ -645,12 +758,11 @@ def _sets(choice: str) -> list[str]:
 def cmd_build(set_names: Iterable[str], reindex: bool = False) -> int:
     """Build and index every build of the sets; print each pair's figures."""
     failed: list[str] = []
-    current = mapping_digest()
     for set_name in set_names:
         for build_name in BUILDS:
             label = f"{set_name}/{build_name}"
             has_index = index_path(set_name, build_name).exists()
-            if not reindex and stored_mapping_digest(set_name, build_name) == current:
+            if not reindex and index_is_current(set_name, build_name):
                 note(f"{label}: cached ({index_path(set_name, build_name)})")
                 continue
             free = shutil.disk_usage(_existing(cache_dir())).free
