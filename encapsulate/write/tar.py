@@ -2,12 +2,13 @@
 
 In: entries of a tree, in order.  Out: a layer blob (gzip, zstd or plain tar)
 with its digest and its diff_id (the sha256 of the uncompressed tar), computed
-in one pass.  Every header is PAX, owners are numeric only, mtimes are the
-ones given, extended attributes are ``SCHILY.xattr.*`` records, later
-paths of an inode are hardlinks to its first path in the layer.  Compression
-uses libraries bundled with their Python packages (zlib-ng, zstd), so the bytes
-are the same on every machine.
-"""
+in one pass while several threads compress the layer.  Every header is PAX,
+owners are numeric only, mtimes are the ones given, extended attributes are
+``SCHILY.xattr.*`` records, later paths of an inode are hardlinks to its first
+path in the layer.  Compression uses libraries bundled with their Python
+packages (zlib-ng, zstd), at settings whose bytes are the same on every
+machine and whatever the number of threads (benches/compressors.py checks
+them under emulated CPUs)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ import hashlib
 import os
 import struct
 import tarfile
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -26,12 +29,16 @@ from zlib_ng import zlib_ng
 
 from mapping import Entry, EntryType
 
+from ..config import COMPRESSION_DEFAULT
 from ..oci.labels import LAYER_ANNOTATION
 from ..oci.layout import MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR, MEDIA_LAYER_ZSTD, BlobWriter, Descriptor
 
-GZIP_LEVEL = 6
-ZSTD_LEVEL = 3
 _BLOCK = 1 << 20
+# Uncompressed bytes of each independently compressed piece of a gzip layer,
+# and the history each piece is primed with (deflate's whole window).
+_SEGMENT = 1 << 20
+_WINDOW = 1 << 15
+_AHEAD = 4  # segments in flight per compression thread, for each layer
 # Content chunks at least this long whose bytes look random (already compressed:
 # .xz modules, the kernel, images) are stored in the deflate stream as they are.
 _STORED_MIN = 1 << 16
@@ -54,76 +61,131 @@ def looks_random(chunk: bytes | bytearray | memoryview) -> bool:
     return float(-(p * np.log2(p)).sum()) > _STORED_ENTROPY
 
 
-class _Gzip:
-    """One gzip member whose deflate stream compresses what compresses and
-    stores what does not.  Before stored blocks the compressor is fully flushed
-    (Z_FULL_FLUSH: byte aligned, no later match reaches back past that point),
-    so stored bytes can go between its outputs; everything stays one standard
-    stream any gzip reader takes.  Input goes to the compressor in fixed blocks,
-    so the bytes do not depend on how files happen to be read."""
+class CompressPool:
+    """Threads that compress pieces of layers, shared by every layer written at
+    once (zlib-ng and zstd release the GIL).  With one thread, pieces are
+    compressed where they are submitted.  The bytes written never depend on
+    the number of threads."""
 
-    def __init__(self, blob: BlobWriter) -> None:
+    def __init__(self, threads: int = 1) -> None:
+        self.threads = max(1, threads)
+        self._executor = ThreadPoolExecutor(self.threads, "compress") if self.threads > 1 else None
+
+    def submit(self, fn: Callable[..., bytes], *args: object) -> Future[bytes]:
+        """``fn(*args)``, run by one of the threads."""
+        if self._executor is not None:
+            return self._executor.submit(fn, *args)
+        done: Future[bytes] = Future()
+        done.set_result(fn(*args))
+        return done
+
+    def close(self) -> None:
+        """Stop the threads, dropping pieces not started."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> CompressPool:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def deflate_segment(data: bytes, window: bytes, level: int, last: bool) -> bytes:
+    """Raw deflate of one segment of a stream, ``window`` (the up to 32 KiB of
+    the stream before it) preset as its dictionary, so matches reach back into
+    it as they would in one continuous stream.  A segment that is not the last
+    ends with a sync flush: byte aligned, no final block, so the next one's
+    deflate data follows it in the same stream (as pigz joins its blocks)."""
+    deflate = (
+        zlib_ng.compressobj(level, zlib_ng.DEFLATED, -15, zdict=window)
+        if window
+        else zlib_ng.compressobj(level, zlib_ng.DEFLATED, -15)
+    )
+    return deflate.compress(data) + deflate.flush(zlib_ng.Z_FINISH if last else zlib_ng.Z_SYNC_FLUSH)
+
+
+class _Gzip:
+    """One gzip member (ostree-ext reads only the first) whose deflate stream is
+    made of independently compressed segments, so every core can compress one
+    layer.  The compressible bytes are cut into segments of ``_SEGMENT`` bytes
+    of the stream, and before each run of already-compressed content, which is
+    stored as it is; where the cuts fall depends on the tar stream alone, and
+    each segment's bytes on its data, the 32 KiB before it and the level,
+    so the blob is the same whatever the number of threads.  Segments are
+    written in order; at most ``_AHEAD`` per thread are in flight."""
+
+    def __init__(self, blob: BlobWriter, level: int, pool: CompressPool) -> None:
         self.blob = blob
+        self.level = level
+        self.pool = pool
         self.crc = 0
         self.size = 0
-        self._deflate = zlib_ng.compressobj(GZIP_LEVEL, zlib_ng.DEFLATED, -15)
         self._pending = bytearray()
-        self._aligned = True  # nothing fed to the compressor since its last full flush
+        self._window = b""  # the last _WINDOW bytes of the stream so far
+        self._queue: deque[Future[bytes] | bytes] = deque()
         blob.write(_GZIP_HEADER)
 
-    def _feed(self, data: bytes | bytearray | memoryview) -> None:
-        out = self._deflate.compress(data)
-        if out:
-            self.blob.write(out)
-        self._aligned = False
+    def _emit(self, piece: Future[bytes] | bytes) -> None:
+        self._queue.append(piece)
+        limit = _AHEAD * self.pool.threads
+        queue = self._queue
+        while queue and (len(queue) > limit or not isinstance(queue[0], Future) or queue[0].done()):
+            head = queue.popleft()
+            self.blob.write(head.result() if isinstance(head, Future) else head)
+
+    def _segment(self, data: bytes, last: bool = False) -> None:
+        self._emit(self.pool.submit(deflate_segment, data, self._window, self.level, last))
+        self._window = (self._window + data[-_WINDOW:])[-_WINDOW:]
 
     def compressed(self, data: bytes | bytearray | memoryview) -> None:
         self.crc = zlib_ng.crc32(data, self.crc)
         self.size += len(data)
         pending = self._pending
         pending += data
-        if len(pending) > _BLOCK:
-            n = (len(pending) - 1) // _BLOCK * _BLOCK
-            with memoryview(pending) as view:
-                for i in range(0, n, _BLOCK):
-                    self._feed(view[i : i + _BLOCK])
+        if len(pending) > _SEGMENT:
+            n = (len(pending) - 1) // _SEGMENT * _SEGMENT
+            for i in range(0, n, _SEGMENT):
+                self._segment(bytes(pending[i : i + _SEGMENT]))
             del pending[:n]
 
     def stored(self, data: bytes | bytearray | memoryview) -> None:
         self.crc = zlib_ng.crc32(data, self.crc)
         self.size += len(data)
         if self._pending:
-            self._feed(self._pending)
+            self._segment(bytes(self._pending))
             self._pending.clear()
-        if not self._aligned:
-            self.blob.write(self._deflate.flush(zlib_ng.Z_FULL_FLUSH))
-            self._aligned = True
         with memoryview(data) as view:
             for i in range(0, len(view), _STORED_BLOCK):
                 piece = view[i : i + _STORED_BLOCK]
                 n = len(piece)
                 # BFINAL 0, BTYPE 00, padding, LEN, NLEN (RFC 1951 3.2.4).
-                self.blob.write(struct.pack("<BHH", 0, n, n ^ 0xFFFF))
-                self.blob.write(piece)
+                self._emit(struct.pack("<BHH", 0, n, n ^ 0xFFFF) + piece)
+            self._window = (self._window + bytes(view[-_WINDOW:]))[-_WINDOW:]
 
     def finish(self) -> None:
-        if self._pending:
-            self._feed(self._pending)
-            self._pending.clear()
-        self.blob.write(self._deflate.flush())
+        self._segment(bytes(self._pending), last=True)
+        self._pending.clear()
+        while self._queue:
+            head = self._queue.popleft()
+            self.blob.write(head.result() if isinstance(head, Future) else head)
         self.blob.write(struct.pack("<II", self.crc, self.size & 0xFFFFFFFF))
 
 
 class _Sink:
     """Takes the tar stream: hashes it, compresses it into the blob."""
 
-    def __init__(self, blob: BlobWriter, compression: str) -> None:
+    def __init__(self, blob: BlobWriter, compression: str, level: int, pool: CompressPool) -> None:
         self.blob = blob
         self.diff = hashlib.sha256()
         self.size = 0
-        self._gzip = _Gzip(blob) if compression == "gzip" else None
+        self._gzip = _Gzip(blob, level, pool) if compression == "gzip" else None
+        # zstd's own workers; with one or more, the frame is the same whatever
+        # their number (not so with none, zstd's single-threaded mode).
         self._zstd = (
-            zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj() if compression == "zstd" else None
+            zstandard.ZstdCompressor(level=level, threads=pool.threads).compressobj()
+            if compression == "zstd"
+            else None
         )
 
     def write(self, data: bytes | bytearray | memoryview, content: bool = False) -> None:
@@ -238,14 +300,28 @@ Content = bytes | Opener | Callable[[], BinaryIO] | None
 Items = Iterator[tuple[tarfile.TarInfo, Content]]
 
 # Bumped whenever the bytes written for the same items change.
-WRITER_VERSION = (
-    f"1 zlib-ng {zlib_ng.ZLIBNG_VERSION} gzip {GZIP_LEVEL} zstd {zstandard.ZSTD_VERSION} {ZSTD_LEVEL}"
-)
+# The level is not in it: it is part of the compression named to ``layer_key``.
+WRITER_VERSION = f"2 zlib-ng {zlib_ng.ZLIBNG_VERSION} segments {_SEGMENT} zstd {zstandard.ZSTD_VERSION} mt"
+
+
+def compression_setting(compression: str, level: int | None = None) -> str:
+    """How a layer is compressed, as ``layer_key`` takes it: the algorithm and
+    its level (default ``COMPRESSION_DEFAULT``'s)."""
+    return f"{compression} {_level(compression, level)}"
+
+
+def _level(compression: str, level: int | None) -> int:
+    if level is not None:
+        return level
+    # Compression is a StrEnum: its members are found by their names.
+    defaults: dict[str, int] = {str(k): v for k, v in COMPRESSION_DEFAULT.items()}
+    return defaults.get(compression, 0)
 
 
 def layer_key(items: Iterable[tuple[tarfile.TarInfo, Content]], compression: str) -> str | None:
     """What decides a layer's bytes, hashed: the writer and its settings, every
-    header and every content's identity.  Two layers with the same key are the
+    header and every content's identity.  ``compression`` names the algorithm
+    and level (``compression_setting``).  Two layers with the same key are the
     same blob.  None when some content has no identity."""
     h = hashlib.sha256(f"{WRITER_VERSION} {compression}\n".encode())
     for info, content in items:
@@ -356,10 +432,14 @@ def write_layer(
     compression: str = "gzip",
     annotations: dict[str, str] | None = None,
     key: str | None = None,
+    level: int | None = None,
+    pool: CompressPool | None = None,
 ) -> LayerBlob:
     """Write tar items as one layer into ``blob`` and commit it; with its
-    ``key``, the layer's ``LAYER_ANNOTATION`` is added to ``annotations``."""
-    sink = _Sink(blob, compression)
+    ``key``, the layer's ``LAYER_ANNOTATION`` is added to ``annotations``.
+    ``level`` defaults to ``COMPRESSION_DEFAULT``'s; ``pool``'s threads
+    compress (default: this one).  The blob's bytes depend on neither."""
+    sink = _Sink(blob, compression, _level(compression, level), pool if pool is not None else CompressPool())
     files = 0
     for info, content in items:
         sink.write(tar_header(info))
