@@ -29,8 +29,9 @@ from mapping import Mapping
 from ..errors import EncapsulateError
 from ..oci.labels import COMPONENTS_ANNOTATION, COMPONENTS_LABEL, LAYER_ANNOTATION, PLAN_LABEL
 from ..oci.layout import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, Layout, canonical_json
+from .gzipstream import CompressPool
 from .plain import PlainLayers
-from .tar import CompressPool, Items, LayerBlob, compression_setting, write_layer
+from .tar import Items, LayerBlob, compression_setting, write_layer
 
 Progress = Callable[[int, int], None]
 
