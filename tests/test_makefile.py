@@ -45,6 +45,7 @@ PROGRAM_PACKAGE = {
     "podman": "podman",
     "python": "python3",  # a venv's interpreter, made from /usr/bin/python3
     "python3": "python3",
+    "qemu-x86_64": "qemu-user",
     "rm": "coreutils",
     "setpriv": "util-linux",
     "skopeo": "skopeo",
