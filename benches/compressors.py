@@ -2,7 +2,7 @@
 
 On the tar stream of the real trixie tree (the cached laid-out tree of
 ``benches.encapsulate_speed``), each candidate compresses the whole stream in
-one thread: its CPU seconds (speed per core) and output size.  Then a sample
+its CPU seconds (speed per core) and output size.  Then a sample
 (default 8 MiB of the stream) is compressed by every candidate natively and
 under ``qemu-x86_64 -cpu MODEL`` for several CPU models (Debian's qemu-user
 emulates each model's instruction set and CPUID, so a library that picks code
@@ -241,9 +241,9 @@ def measure(sample_mib: int, models: Sequence[str]) -> Result:
     figures: dict[str, Figures] = {}
     for name, fn in candidates(timed=True).items():
         note(f"  timing {name}")
-        t0 = time.thread_time()
+        t0 = time.process_time()  # every thread: zstd's workers too
         size = len(fn(stream))
-        figures[name] = Figures(name, time.thread_time() - t0, size, {})
+        figures[name] = Figures(name, time.process_time() - t0, size, {})
     for name in candidates(timed=False):
         figures.setdefault(name, Figures(name, 0.0, 0, {}))
     sample = stream[: sample_mib << 20]

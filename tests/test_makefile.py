@@ -54,6 +54,7 @@ PROGRAM_PACKAGE = {
     "umount": "mount",
     "wc": "coreutils",
     "zcat": "gzip",
+    "zstd": "zstd",
 }
 
 # Packages of `Priority: required` in Debian 12, so on every installation
