@@ -2,7 +2,8 @@
 
 On the tar stream of the real trixie tree (the cached laid-out tree of
 ``benches.encapsulate_speed``), each candidate compresses the whole stream in
-its CPU seconds (speed per core) and output size.  Then a sample
+one thread (zstd's multi-threaded mode: in its workers): its CPU seconds
+(speed per core) and output size.  Then a sample
 (default 8 MiB of the stream) is compressed by every candidate natively and
 under ``qemu-x86_64 -cpu MODEL`` for several CPU models (Debian's qemu-user
 emulates each model's instruction set and CPUID, so a library that picks code
