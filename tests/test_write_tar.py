@@ -286,3 +286,26 @@ def test_short_content_is_an_error(tmp_path: Path) -> None:
         write_layer(blob, [(ti, lambda: source.open("rb"))])
     assert os.listdir(layout.blobs) == []
     assert hashlib.sha256(source.read_bytes()).hexdigest()  # the source is untouched
+
+
+def test_compression_level_options_and_layer_keys() -> None:
+    from encapsulate import BuildConfig, Compression, ConfigError, RootfsOrigin
+    from encapsulate.write.tar import compression_setting, layer_key
+
+    def config(**fields: object) -> BuildConfig:
+        return BuildConfig(origin=RootfsOrigin("/tree"), destination="oci:/tmp/out", **fields)  # type: ignore[arg-type]
+
+    assert config().level == 6 and config(compression_fast=True).level == 1
+    assert config(compression=Compression.ZSTD).level == 3
+    assert config(compression=Compression.ZSTD, compression_level=19).level == 19
+    for bad, message in (
+        (config(compression_level=10), "--compression-level 10: gzip levels are 1 to 9"),
+        (config(compression_level=3, compression_fast=True), "give one of them"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            bad.check()
+    # A layer written at another level is another blob: its key differs, so a
+    # build never takes it from the layout in place of the level asked for.
+    items: list[tuple[tarfile.TarInfo, Content]] = [(info("f", size=3), b"abc")]
+    keys = {layer_key(items, compression_setting(c, k)) for c, k in (("gzip", 1), ("gzip", 6), ("zstd", 3))}
+    assert len(keys) == 3 and layer_key(items, compression_setting("gzip")) in keys
