@@ -8,9 +8,10 @@ STAMP   := $(VENV)/.installed
 APT_STAMP := $(VENV)/.apt
 # Debian packages the code, tests and benches use (DESIGN.md): every program
 # they run that is not `Priority: required` in Debian 12 (python3, git and pigz
-# are not on every machine); tests/test_makefile.py checks this list.
+# are not on every machine; qemu-user runs the compressors under emulated CPUs);
+# tests/test_makefile.py checks this list.
 APT_PACKAGES := python3 ostree gir1.2-ostree-1.0 python3-gi python3-apt python3-venv \
-	skopeo umoci docker-registry podman buildah mmdebstrap chromium git pigz
+	skopeo umoci docker-registry podman buildah mmdebstrap chromium git pigz zstd qemu-user
 
 .PHONY: all demo test lint typecheck pytest bench bench-short clean
 

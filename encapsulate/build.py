@@ -460,6 +460,7 @@ def write_and_deliver(
                 architecture=architecture[0],
                 variant=architecture[1],
                 compression=config.compression,
+                compression_level=config.level,
                 layer_format=config.layer_format,
                 format_version=config.format_version,
                 threads=config.threads,

@@ -38,6 +38,14 @@ class Compression(enum.StrEnum):
     ZSTD = "zstd"
 
 
+# Levels of each compression: the default, the fastest and the range taken
+# (zstd's 20-22 need far more memory to unpack).  benches/compressors.py
+# measured each level's speed, size and reproducibility.
+COMPRESSION_DEFAULT = {Compression.GZIP: 6, Compression.ZSTD: 3}
+COMPRESSION_FASTEST = {Compression.GZIP: 1, Compression.ZSTD: 1}
+COMPRESSION_LEVELS = {Compression.GZIP: (1, 9), Compression.ZSTD: (1, 19)}
+
+
 @dataclass(frozen=True)
 class CommitOrigin:
     """An OSTree commit: ``ref`` (a ref or a checksum) in the repository ``repo``."""
@@ -142,6 +150,9 @@ class BuildConfig:
     applies to every image read (``prior``, ``compare_with_build``,
     ``keep_base``),
     ``dest_tls_verify`` to the destination; None keeps skopeo's default.
+    ``compression_level`` (gzip 1-9, zstd 1-19) or ``compression_fast`` (the
+    fastest level, as ostree-ext's ``--compression-fast``) choose the level;
+    every level gives the same bytes on every machine.
     """
 
     origin: Origin
@@ -150,6 +161,8 @@ class BuildConfig:
     format: Format | None = None
     format_version: int = 1
     compression: Compression = Compression.GZIP
+    compression_level: int | None = None
+    compression_fast: bool = False
     prior: str | None = None
     prior_plan: str | None = None
     previous_build_manifest: str | None = None
@@ -171,6 +184,14 @@ class BuildConfig:
     dest_tls_verify: bool | None = None
     threads: int | None = None
     keep_base: str | None = None
+
+    @property
+    def level(self) -> int:
+        """The compression level used: as asked, the fastest, or the compression's default."""
+        if self.compression_level is not None:
+            return self.compression_level
+        table = COMPRESSION_FASTEST if self.compression_fast else COMPRESSION_DEFAULT
+        return table[self.compression]
 
     @property
     def layer_format(self) -> Format:
@@ -210,6 +231,16 @@ class BuildConfig:
             raise ConfigError(
                 "format and compression are encapsulate.Format and encapsulate.Compression values"
             )
+        if self.compression_level is not None:
+            if self.compression_fast:
+                raise ConfigError("--compression-level and --compression-fast: give one of them")
+            low, high = COMPRESSION_LEVELS[self.compression]
+            if not low <= self.compression_level <= high:
+                raise ConfigError(
+                    f"--compression-level {self.compression_level}: {self.compression} levels are "
+                    f"{low} to {high}",
+                    hint="choose a level in that range",
+                )
         if self.layer_format is Format.OSTREE and isinstance(origin, RootfsOrigin):
             raise ConfigError(
                 "--format ostree needs an OSTree commit (--repo REPO REF) or an image (--from IMGREF)",

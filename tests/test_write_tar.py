@@ -7,16 +7,21 @@ import gzip
 import hashlib
 import io
 import os
+import platform
 import random
+import shutil
 import subprocess
 import tarfile
+import zlib
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benches.compressors import NATIVE, OURS_GZIP, OURS_ZSTD, digests_on
 from encapsulate.oci.layout import Layout
+from encapsulate.write.gzipstream import SEGMENT, CompressPool, GzipMember
 from encapsulate.write.tar import Content, looks_random, tar_header, write_layer
 
 MTIME = 1_767_225_600
@@ -53,11 +58,17 @@ def reference_tar(items: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
     return out.getvalue()
 
 
-def write(tmp_path: Path, items: list[tuple[tarfile.TarInfo, bytes | None]], compression: str) -> bytes:
-    layout = Layout(str(tmp_path / f"layout-{compression}"))
+def write(
+    tmp_path: Path,
+    items: list[tuple[tarfile.TarInfo, bytes | None]],
+    compression: str,
+    threads: int = 1,
+    level: int | None = None,
+) -> bytes:
+    layout = Layout(str(tmp_path / f"layout-{compression}-{threads}-{level}"))
     contents: list[tuple[tarfile.TarInfo, Content]] = list(items)
-    with layout.blob() as blob:
-        written = write_layer(blob, contents, compression)
+    with layout.blob() as blob, CompressPool(threads) as pool:
+        written = write_layer(blob, contents, compression, level=level, pool=pool)
     assert written.files == sum(ti.type != tarfile.DIRTYPE for ti, _ in items)
     return layout.read_blob(written.descriptor.digest)
 
@@ -100,6 +111,73 @@ def test_reproducible_and_zstd(tmp_path: Path) -> None:
 
     blob = write(tmp_path, MIXED, "zstd")
     assert zstandard.ZstdDecompressor().decompressobj().decompress(blob) == expected
+
+
+def gzip_members(blob: bytes) -> list[bytes]:
+    """The uncompressed bytes of each gzip member of ``blob``."""
+    members = []
+    while blob:
+        d = zlib.decompressobj(31)
+        members.append(d.decompress(blob))
+        assert d.eof, "a gzip member is cut short"
+        blob = d.unused_data
+    return members
+
+
+# Over ten segments of text and ELF code, then noise stored, then more text:
+# segments are cut by size and before stored content.
+BIG = [
+    *MIXED,
+    (info("usr/share/big.txt", size=9 << 20), text(9 << 20)),
+    (info("usr/bin/python3", size=2 << 20), Path("/usr/bin/python3").resolve().read_bytes()[: 2 << 20]),
+]
+
+
+def test_one_gzip_member_the_same_whatever_the_threads(tmp_path: Path) -> None:
+    expected = reference_tar(BIG)
+    assert len(expected) > 12 * SEGMENT
+    one = write(tmp_path, BIG, "gzip", threads=1)
+    assert gzip_members(one) == [expected]  # one member, ostree-ext reads no other
+    for threads in (2, 3, 8):
+        assert write(tmp_path, BIG, "gzip", threads=threads) == one
+    # Independent segments cost little: within 1% of gzip -6 of the whole tar
+    # (the stored noise included), and level 1 is larger, level 9 smaller.
+    assert len(one) < len(gzip.compress(expected, 6, mtime=0)) * 1.01
+    fast, best = (write(tmp_path, BIG, "gzip", level=k) for k in (1, 9))
+    assert gzip_members(fast) == gzip_members(best) == [expected]
+    assert len(best) < len(one) < len(fast)
+    # zstd's multi-threaded mode: the same frame with any number of workers.
+    import zstandard
+
+    zstd_one = write(tmp_path, BIG, "zstd", threads=1)
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(zstd_one) == expected
+    assert write(tmp_path, BIG, "zstd", threads=3) == zstd_one
+
+
+@pytest.mark.skipif(
+    platform.machine() != "x86_64" or shutil.which("qemu-x86_64") is None,
+    reason="emulates x86-64 CPUs with qemu-x86_64 (Debian qemu-user)",
+)
+def test_gzip_and_zstd_bytes_do_not_depend_on_the_cpu(tmp_path: Path) -> None:
+    # The encoders run under the baseline x86-64, an SSE4.2 CPU and an AVX2
+    # one (qemu emulates each model's instructions and CPUID) and natively.
+    sample = tmp_path / "sample"
+    sample.write_bytes(reference_tar(BIG)[: 3 << 20])
+    ours = [OURS_GZIP.format(level=6), OURS_GZIP.format(level=1), OURS_ZSTD]
+    # ISA-L level 3 picks its code by CPU: it shows the check sees a difference.
+    control = "ISA-L 3"
+    seen = {model: digests_on(model, sample, [*ours, control]) for model in ("qemu64", "Haswell", NATIVE)}
+    for name in ours:
+        assert len({d[name] for d in seen.values()}) == 1, name
+    assert len({d[control] for d in seen.values()}) > 1
+    # What ran under emulation, one thread, is what the package's encoder
+    # writes with a pool of threads.
+    out = io.BytesIO()
+    with CompressPool(2) as pool:
+        member = GzipMember(out, 6, pool)
+        member.compressed(sample.read_bytes())
+        member.finish()
+    assert seen[NATIVE][ours[0]] == hashlib.sha256(out.getvalue()).hexdigest()
 
 
 def test_looks_random() -> None:
@@ -208,3 +286,26 @@ def test_short_content_is_an_error(tmp_path: Path) -> None:
         write_layer(blob, [(ti, lambda: source.open("rb"))])
     assert os.listdir(layout.blobs) == []
     assert hashlib.sha256(source.read_bytes()).hexdigest()  # the source is untouched
+
+
+def test_compression_level_options_and_layer_keys() -> None:
+    from encapsulate import BuildConfig, Compression, ConfigError, RootfsOrigin
+    from encapsulate.write.tar import compression_setting, layer_key
+
+    def config(**fields: object) -> BuildConfig:
+        return BuildConfig(origin=RootfsOrigin("/tree"), destination="oci:/tmp/out", **fields)  # type: ignore[arg-type]
+
+    assert config().level == 6 and config(compression_fast=True).level == 1
+    assert config(compression=Compression.ZSTD).level == 3
+    assert config(compression=Compression.ZSTD, compression_level=19).level == 19
+    for bad, message in (
+        (config(compression_level=10), "--compression-level 10: gzip levels are 1 to 9"),
+        (config(compression_level=3, compression_fast=True), "give one of them"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            bad.check()
+    # A layer written at another level is another blob: its key differs, so a
+    # build never takes it from the layout in place of the level asked for.
+    items: list[tuple[tarfile.TarInfo, Content]] = [(info("f", size=3), b"abc")]
+    keys = {layer_key(items, compression_setting(c, k)) for c, k in (("gzip", 1), ("gzip", 6), ("zstd", 3))}
+    assert len(keys) == 3 and layer_key(items, compression_setting("gzip")) in keys

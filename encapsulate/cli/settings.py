@@ -144,6 +144,20 @@ SETTINGS: tuple[Setting, ...] = (
         default=Compression.GZIP,
     ),
     Setting(
+        ("--compression-level",),
+        "compression_level",
+        "compression level: gzip 1 (fastest) to 9 (smallest), default 6; zstd 1 to 19, default 3; "
+        "the same bytes on every machine at every level",
+        metavar="N",
+        parse=_whole_number,
+    ),
+    Setting(
+        ("--compression-fast",),
+        "compression_fast",
+        "the fastest compression level (gzip 1, zstd 1), as ostree-ext's --compression-fast",
+        Kind.FLAG,
+    ),
+    Setting(
         ("--label", "-l"),
         None,
         "set a config label KEY=VALUE, or remove one with KEY- (repeatable)",

@@ -29,8 +29,9 @@ from mapping import Mapping
 from ..errors import EncapsulateError
 from ..oci.labels import COMPONENTS_ANNOTATION, COMPONENTS_LABEL, LAYER_ANNOTATION, PLAN_LABEL
 from ..oci.layout import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, Layout, canonical_json
+from .gzipstream import CompressPool
 from .plain import PlainLayers
-from .tar import Items, LayerBlob, write_layer
+from .tar import Items, LayerBlob, compression_setting, write_layer
 
 Progress = Callable[[int, int], None]
 
@@ -136,11 +137,18 @@ class _LayerWriter:
     entry when one fails or the run is interrupted."""
 
     def __init__(
-        self, layout: Layout, source: LayerSource, compression: str, progress: Progress | None
+        self,
+        layout: Layout,
+        source: LayerSource,
+        compression: str,
+        level: int | None,
+        progress: Progress | None,
     ) -> None:
         self.layout = layout
         self.source = source
         self.compression = compression
+        self.level = level
+        self.pool = CompressPool()
         self.progress = progress
         self.reusable = reusable_layers(layout)
         self.stop = threading.Event()
@@ -156,7 +164,7 @@ class _LayerWriter:
     def _one(self, k: int, components: Sequence[str]) -> LayerBlob:
         annotations = {COMPONENTS_ANNOTATION: ",".join(components)} if components else {}
         try:
-            key = self.source.key(k, self.compression)
+            key = self.source.key(k, compression_setting(self.compression, self.level))
             found = self.reusable.get(key) if key is not None else None
             # A blob damaged in place is not taken: its layer is written again.
             if key is not None and found is not None and self.layout.has_blob(found.descriptor):
@@ -167,7 +175,13 @@ class _LayerWriter:
             else:
                 with self.layout.blob() as blob:
                     written = write_layer(
-                        blob, self._checked(self.source.items(k)), self.compression, annotations, key
+                        blob,
+                        self._checked(self.source.items(k)),
+                        self.compression,
+                        annotations,
+                        key,
+                        self.level,
+                        self.pool,
                     )
         except OSError as e:
             raise EncapsulateError(f"writing layer {k + 1}: {e.strerror}", where=self.layout.path) from None
@@ -182,9 +196,13 @@ class _LayerWriter:
     ) -> tuple[LayerBlob, ...]:
         """Every layer, in image order."""
         count = self.source.layer_count
-        workers = max(1, min(threads or os.cpu_count() or 1, count))
+        cpus = max(1, threads or os.cpu_count() or 1)
+        workers = min(cpus, count)
         # Largest layers first: the last layer to start should be a small one.
         order = sorted(range(count), key=lambda k: (-sizes[k], k))
+        # Layers are read and hashed in ``workers`` threads, their pieces
+        # compressed in ``cpus`` more: a large layer keeps every core busy.
+        self.pool = CompressPool(cpus)
         pool = ThreadPoolExecutor(max_workers=workers)
         try:
             futures = {k: pool.submit(self._one, k, components[k]) for k in order}
@@ -193,9 +211,11 @@ class _LayerWriter:
             # Stop the other layers at their next entry; their temporary blobs go.
             self.stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.close()
             self.layout.forget_created()
             raise
         pool.shutdown()
+        self.pool.close()
         return blobs
 
 
@@ -278,6 +298,7 @@ def write_image(
     architecture: str = "amd64",
     variant: str | None = None,
     compression: str = "gzip",
+    compression_level: int | None = None,
     layer_format: str = "plain",
     format_version: int = 1,
     threads: int | None = None,
@@ -291,7 +312,8 @@ def write_image(
     those ``plan`` groups (``mapping.build_mapping`` splits packages as the
     planner sees them; nothing is split again here).  ``layer_format`` is
     ``plain`` (rootfs layers) or ``ostree`` (ostree-ext chunked layers, commits
-    only).  ``image_config`` (a full OCI image config) is merged under what
+    only).  ``compression_level`` defaults to the compression's own
+    (``config.COMPRESSION_DEFAULT``).  ``image_config`` (a full OCI image config) is merged under what
     debchunk sets; ``progress(done, total)`` is called as layers complete.  On
     any failure, or Ctrl-C, the layers still being written stop and nothing is
     tagged.  With ``base``, its layers come first, copied as they are, and the
@@ -308,7 +330,7 @@ def write_image(
     below = base.descriptors if base is not None else ()
     # Held for writing until the image is tagged (concurrent runs keep each other's blobs).
     with Layout(layout_path) as layout:
-        written = _LayerWriter(layout, source, compression, progress).write(
+        written = _LayerWriter(layout, source, compression, compression_level, progress).write(
             components, [0, *(layer.size for layer in plan.layers)], threads
         )
         for d in below:

@@ -2,12 +2,13 @@
 
 In: entries of a tree, in order.  Out: a layer blob (gzip, zstd or plain tar)
 with its digest and its diff_id (the sha256 of the uncompressed tar), computed
-in one pass.  Every header is PAX, owners are numeric only, mtimes are the
-ones given, extended attributes are ``SCHILY.xattr.*`` records, later
-paths of an inode are hardlinks to its first path in the layer.  Compression
-uses libraries bundled with their Python packages (zlib-ng, zstd), so the bytes
-are the same on every machine.
-"""
+in one pass while several threads compress the layer.  Every header is PAX,
+owners are numeric only, mtimes are the ones given, extended attributes are
+``SCHILY.xattr.*`` records, later paths of an inode are hardlinks to its first
+path in the layer.  Compression uses libraries bundled with their Python
+packages (zlib-ng, zstd), at settings whose bytes are the same on every
+machine and whatever the number of threads (benches/compressors.py checks
+them under emulated CPUs)."""
 
 from __future__ import annotations
 
@@ -26,19 +27,17 @@ from zlib_ng import zlib_ng
 
 from mapping import Entry, EntryType
 
+from ..config import COMPRESSION_DEFAULT
 from ..oci.labels import LAYER_ANNOTATION
 from ..oci.layout import MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR, MEDIA_LAYER_ZSTD, BlobWriter, Descriptor
+from .gzipstream import SEGMENT, CompressPool, GzipMember
 
-GZIP_LEVEL = 6
-ZSTD_LEVEL = 3
 _BLOCK = 1 << 20
 # Content chunks at least this long whose bytes look random (already compressed:
 # .xz modules, the kernel, images) are stored in the deflate stream as they are.
 _STORED_MIN = 1 << 16
 _STORED_ENTROPY = 7.9  # bits per byte, estimated from _SAMPLE bytes of the chunk
 _SAMPLE = 4096  # bytes taken at 4 places of the chunk
-_GZIP_HEADER = bytes((0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 3))  # RFC 1952: deflate, mtime 0, unix
-_STORED_BLOCK = 65535  # RFC 1951 3.2.4: LEN is 16 bits
 
 MEDIA_TYPES = {"gzip": MEDIA_LAYER_GZIP, "zstd": MEDIA_LAYER_ZSTD, "none": MEDIA_LAYER_TAR}
 
@@ -54,76 +53,20 @@ def looks_random(chunk: bytes | bytearray | memoryview) -> bool:
     return float(-(p * np.log2(p)).sum()) > _STORED_ENTROPY
 
 
-class _Gzip:
-    """One gzip member whose deflate stream compresses what compresses and
-    stores what does not.  Before stored blocks the compressor is fully flushed
-    (Z_FULL_FLUSH: byte aligned, no later match reaches back past that point),
-    so stored bytes can go between its outputs; everything stays one standard
-    stream any gzip reader takes.  Input goes to the compressor in fixed blocks,
-    so the bytes do not depend on how files happen to be read."""
-
-    def __init__(self, blob: BlobWriter) -> None:
-        self.blob = blob
-        self.crc = 0
-        self.size = 0
-        self._deflate = zlib_ng.compressobj(GZIP_LEVEL, zlib_ng.DEFLATED, -15)
-        self._pending = bytearray()
-        self._aligned = True  # nothing fed to the compressor since its last full flush
-        blob.write(_GZIP_HEADER)
-
-    def _feed(self, data: bytes | bytearray | memoryview) -> None:
-        out = self._deflate.compress(data)
-        if out:
-            self.blob.write(out)
-        self._aligned = False
-
-    def compressed(self, data: bytes | bytearray | memoryview) -> None:
-        self.crc = zlib_ng.crc32(data, self.crc)
-        self.size += len(data)
-        pending = self._pending
-        pending += data
-        if len(pending) > _BLOCK:
-            n = (len(pending) - 1) // _BLOCK * _BLOCK
-            with memoryview(pending) as view:
-                for i in range(0, n, _BLOCK):
-                    self._feed(view[i : i + _BLOCK])
-            del pending[:n]
-
-    def stored(self, data: bytes | bytearray | memoryview) -> None:
-        self.crc = zlib_ng.crc32(data, self.crc)
-        self.size += len(data)
-        if self._pending:
-            self._feed(self._pending)
-            self._pending.clear()
-        if not self._aligned:
-            self.blob.write(self._deflate.flush(zlib_ng.Z_FULL_FLUSH))
-            self._aligned = True
-        with memoryview(data) as view:
-            for i in range(0, len(view), _STORED_BLOCK):
-                piece = view[i : i + _STORED_BLOCK]
-                n = len(piece)
-                # BFINAL 0, BTYPE 00, padding, LEN, NLEN (RFC 1951 3.2.4).
-                self.blob.write(struct.pack("<BHH", 0, n, n ^ 0xFFFF))
-                self.blob.write(piece)
-
-    def finish(self) -> None:
-        if self._pending:
-            self._feed(self._pending)
-            self._pending.clear()
-        self.blob.write(self._deflate.flush())
-        self.blob.write(struct.pack("<II", self.crc, self.size & 0xFFFFFFFF))
-
-
 class _Sink:
     """Takes the tar stream: hashes it, compresses it into the blob."""
 
-    def __init__(self, blob: BlobWriter, compression: str) -> None:
+    def __init__(self, blob: BlobWriter, compression: str, level: int, pool: CompressPool) -> None:
         self.blob = blob
         self.diff = hashlib.sha256()
         self.size = 0
-        self._gzip = _Gzip(blob) if compression == "gzip" else None
+        self._gzip = GzipMember(blob, level, pool) if compression == "gzip" else None
+        # zstd's own workers; with one or more, the frame is the same whatever
+        # their number (not so with none, zstd's single-threaded mode).
         self._zstd = (
-            zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj() if compression == "zstd" else None
+            zstandard.ZstdCompressor(level=level, threads=pool.threads).compressobj()
+            if compression == "zstd"
+            else None
         )
 
     def write(self, data: bytes | bytearray | memoryview, content: bool = False) -> None:
@@ -238,14 +181,28 @@ Content = bytes | Opener | Callable[[], BinaryIO] | None
 Items = Iterator[tuple[tarfile.TarInfo, Content]]
 
 # Bumped whenever the bytes written for the same items change.
-WRITER_VERSION = (
-    f"1 zlib-ng {zlib_ng.ZLIBNG_VERSION} gzip {GZIP_LEVEL} zstd {zstandard.ZSTD_VERSION} {ZSTD_LEVEL}"
-)
+# The level is not in it: it is part of the compression named to ``layer_key``.
+WRITER_VERSION = f"2 zlib-ng {zlib_ng.ZLIBNG_VERSION} segments {SEGMENT} zstd {zstandard.ZSTD_VERSION} mt"
+
+
+def compression_setting(compression: str, level: int | None = None) -> str:
+    """How a layer is compressed, as ``layer_key`` takes it: the algorithm and
+    its level (default ``COMPRESSION_DEFAULT``'s)."""
+    return f"{compression} {_level(compression, level)}"
+
+
+def _level(compression: str, level: int | None) -> int:
+    if level is not None:
+        return level
+    # Compression is a StrEnum: its members are found by their names.
+    defaults: dict[str, int] = {str(k): v for k, v in COMPRESSION_DEFAULT.items()}
+    return defaults.get(compression, 0)
 
 
 def layer_key(items: Iterable[tuple[tarfile.TarInfo, Content]], compression: str) -> str | None:
     """What decides a layer's bytes, hashed: the writer and its settings, every
-    header and every content's identity.  Two layers with the same key are the
+    header and every content's identity.  ``compression`` names the algorithm
+    and level (``compression_setting``).  Two layers with the same key are the
     same blob.  None when some content has no identity."""
     h = hashlib.sha256(f"{WRITER_VERSION} {compression}\n".encode())
     for info, content in items:
@@ -356,10 +313,14 @@ def write_layer(
     compression: str = "gzip",
     annotations: dict[str, str] | None = None,
     key: str | None = None,
+    level: int | None = None,
+    pool: CompressPool | None = None,
 ) -> LayerBlob:
     """Write tar items as one layer into ``blob`` and commit it; with its
-    ``key``, the layer's ``LAYER_ANNOTATION`` is added to ``annotations``."""
-    sink = _Sink(blob, compression)
+    ``key``, the layer's ``LAYER_ANNOTATION`` is added to ``annotations``.
+    ``level`` defaults to ``COMPRESSION_DEFAULT``'s; ``pool``'s threads
+    compress (default: this one).  The blob's bytes depend on neither."""
+    sink = _Sink(blob, compression, _level(compression, level), pool if pool is not None else CompressPool())
     files = 0
     for info, content in items:
         sink.write(tar_header(info))
