@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -35,16 +35,20 @@ from .config import (
 from .errors import ConfigError, EncapsulateError
 from .oci.deliver import deliver
 from .oci.imgref import parse_imgref
-from .oci.layout import atomic_write, read_json_object
+from .oci.layout import Layout, atomic_write, read_json_object
 from .oci.read import SourceImage, open_image
+from .oci.reuse import ReachableLayers, image_records, layout_records
+from .progress import Progress, Step
 from .rechunk import above_base, kept_config, layer_archives, shared_base, source_architecture
-from .tools.prior import image_layer_digests, prior_from_manifest_file
+from .tools.prior import image_layer_digests, plan_from_image, prior_from_manifest_file
 from .tools.prior import prior_plan as prior_plan_of
 from .write.image import BaseLayers, ImageResult, write_image
 
 log = logging.getLogger("debchunk.encapsulate")
 
-Progress = Callable[[int, int], None]
+# The names of the places layers are taken from (``ImageResult.taken``).
+CACHE = "cache"
+PRIOR = "prior"
 
 # Keys of a full OCI image config (image-spec, config.md "Properties"); a
 # file holding none of them is the inner ``config`` object, as rpm-ostree's
@@ -127,8 +131,11 @@ class BuildResult:
                     "uncompressed_size": b.tar_size,
                     "components": list(c),
                     "reused": b.reused,
+                    "taken_from": t,
                 }
-                for b, c in zip(self.image.layers, self.image.layer_components, strict=True)
+                for b, c, t in zip(
+                    self.image.layers, self.image.layer_components, self.image.taken, strict=True
+                )
             ]
         if self.comparison is not None:
             out["comparison"] = self.comparison.to_json()
@@ -433,6 +440,26 @@ def compare_with(imgref: str, image: ImageResult, tls_verify: bool | None = None
     )
 
 
+def _notify(progress: Progress | None, step: Step) -> None:
+    if progress is not None:
+        progress(step)
+
+
+def fill_cache(cache: Layout, layout_path: str, image: ImageResult) -> None:
+    """Put the image (its layers, config and manifest) into the ``--cache``
+    layout, tagged by its manifest digest, so later builds can take its
+    layers.  A blob just taken from the cache was checked as it was read,
+    and is not hashed again."""
+    written = Layout(layout_path, create=False)
+    for blob, taken in zip(image.layers, image.taken, strict=True):
+        if taken == CACHE:
+            cache.verified(blob.descriptor)
+    for d in (*(b.descriptor for b in image.layers), image.config, image.manifest):
+        with written.open_blob(d.digest) as f:
+            cache.import_blob(f, d)
+    cache.tag(image.manifest, "sha256-" + image.manifest.digest.removeprefix("sha256:"))
+
+
 def write_and_deliver(
     config: BuildConfig,
     mapping: Mapping,
@@ -444,43 +471,77 @@ def write_and_deliver(
     progress: Progress | None,
     base: BaseLayers | None = None,
     whiteouts: Sequence[str] = (),
+    reachable: ReachableLayers | None = None,
+    cache: Layout | None = None,
 ) -> ImageResult:
-    """Write the image into an OCI layout and put it at ``config.destination``."""
+    """Write the image into an OCI layout (taking the ``reachable`` layers),
+    put it into the ``cache`` layout, and put it at ``config.destination``."""
     written: list[ImageResult] = []
+    destination = parse_imgref(config.destination)
 
     def write(layout_path: str, tag: str) -> None:
-        written.append(
-            write_image(
-                mapping,
-                plan,
-                layout_path,
-                tag,
-                epoch=epoch,
-                labels=labels,
-                architecture=architecture[0],
-                variant=architecture[1],
-                compression=config.compression,
-                compression_level=config.level,
-                layer_format=config.layer_format,
-                format_version=config.format_version,
-                threads=config.threads,
-                image_config=image_config,
-                progress=progress,
-                base=base,
-                whiteouts=whiteouts,
-            )
+        image = write_image(
+            mapping,
+            plan,
+            layout_path,
+            tag,
+            epoch=epoch,
+            labels=labels,
+            architecture=architecture[0],
+            variant=architecture[1],
+            compression=config.compression,
+            compression_level=config.level,
+            layer_format=config.layer_format,
+            format_version=config.format_version,
+            threads=config.threads,
+            image_config=image_config,
+            progress=progress,
+            base=base,
+            whiteouts=whiteouts,
+            reachable=reachable,
         )
+        written.append(image)
+        if cache is not None:
+            fill_cache(cache, layout_path, image)
+        if destination.transport != "oci":
+            _notify(progress, Step("delivery"))
 
-    deliver(
-        parse_imgref(config.destination), write, authfile=config.authfile, tls_verify=config.dest_tls_verify
-    )
+    deliver(destination, write, authfile=config.authfile, tls_verify=config.dest_tls_verify)
+    if destination.transport != "oci":
+        _notify(progress, Step("delivery", finished=True))
     return written[0]
+
+
+def reachable_layers(
+    config: BuildConfig, stack: contextlib.ExitStack
+) -> tuple[Plan | None, ReachableLayers, Layout | None]:
+    """The previous build's plan, the layers the build can take besides
+    those in the destination layout (the ``--cache`` layout's, then the
+    ``--prior`` image's, in any transport: its blobs are read only when
+    taken), and the cache layout, open for writing until ``stack`` closes."""
+    reachable = ReachableLayers()
+    cache = None
+    if config.cache is not None:
+        cache = stack.enter_context(Layout(config.cache))
+        reachable.add(CACHE, cache, layout_records(cache))
+    if config.prior is None:
+        prior = read_prior(
+            prior_plan=config.prior_plan,
+            previous_build_manifest=config.previous_build_manifest,
+        )
+        return prior, reachable, cache
+    image = stack.enter_context(
+        open_image(config.prior, blobs=False, tls_verify=config.tls_verify, authfile=config.authfile)
+    )
+    if image.store is not None:
+        reachable.add(PRIOR, image.store, image_records(image.manifest, image.config))
+    return plan_from_image(image.manifest, image.config, image.ref), reachable, cache
 
 
 def build_image(config: BuildConfig, *, progress: Progress | None = None) -> BuildResult:
     """Encapsulate ``config.origin`` as a chunked image at ``config.destination``
-    (see ``BuildConfig``).  ``progress(done, total)`` is called as layers are
-    written.  Raises ``DebchunkError`` subclasses naming what is at fault; a
+    (see ``BuildConfig``).  ``progress`` is given a ``Step`` as the build goes
+    (mapping, planning, writing, delivery).  Raises ``DebchunkError`` subclasses naming what is at fault; a
     failed or interrupted build leaves the destination as it was."""
     config.check()
     if config.max_layers > DOCKER_LAYER_LIMIT:
@@ -489,13 +550,8 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
             config.max_layers,
             DOCKER_LAYER_LIMIT,
         )
-    prior = read_prior(
-        prior=config.prior,
-        prior_plan=config.prior_plan,
-        previous_build_manifest=config.previous_build_manifest,
-        tls_verify=config.tls_verify,
-    )
     with contextlib.ExitStack() as stack:
+        prior, reachable, cache = reachable_layers(config, stack)
         source = open_origin_image(config, stack)
         image_config = read_image_config(
             config, None if source is None else kept_config(source.config, config.remove_labels)
@@ -504,6 +560,7 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
         origin = config.origin
         if source is not None and workdir is not None and config.layer_format is Format.OSTREE:
             origin = commit_image(config, source, workdir)
+        _notify(progress, Step("mapping"))
         mapping = map_origin(
             origin,
             epoch=config.epoch,
@@ -512,6 +569,7 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
             image=source,
             workdir=workdir,
         )
+        _notify(progress, mapped(mapping))
         labels = collect_labels(config, mapping)
         image_config = with_commit_cmd(image_config, config, mapping)
         epoch = image_epoch(config, mapping)
@@ -522,7 +580,9 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
         if config.keep_base is not None and source is not None and workdir is not None:
             base, mapping, whiteouts = keep_base_layers(config, source, mapping, workdir)
             budget = config.max_layers - len(base.descriptors)
+        _notify(progress, Step("planning"))
         plan = pack(mapping.components, budget, prior)
+        _notify(progress, Step("planning", len(plan.layers), len(plan.layers), finished=True))
         if config.write_contentmeta_json is not None:
             write_json_file(
                 config.write_contentmeta_json, contentmeta(mapping.components), "content metadata"
@@ -530,7 +590,18 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
         if config.dry_run:
             return BuildResult(config, mapping, plan, epoch, None)
         image = write_and_deliver(
-            config, mapping, plan, epoch, labels, image_config, arch, progress, base, whiteouts
+            config,
+            mapping,
+            plan,
+            epoch,
+            labels,
+            image_config,
+            arch,
+            progress,
+            base,
+            whiteouts,
+            reachable,
+            cache,
         )
         plan = image.plan or plan
     comparison = (
@@ -541,6 +612,12 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
     if config.plan_json is not None:
         write_json_file(config.plan_json, plan.to_json(), "plan")
     return BuildResult(config, mapping, plan, epoch, image, comparison)
+
+
+def mapped(mapping: Mapping) -> Step:
+    """The finished mapping step: entries read and the bytes of their content."""
+    entries = mapping.tree.entries if mapping.tree is not None else ()
+    return Step("mapping", len(entries), len(entries), sum(e.size for e in entries), finished=True)
 
 
 def keep_base_layers(

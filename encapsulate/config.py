@@ -152,7 +152,9 @@ class BuildConfig:
     ``dest_tls_verify`` to the destination; None keeps skopeo's default.
     ``compression_level`` (gzip 1-9, zstd 1-19) or ``compression_fast`` (the
     fastest level, as ostree-ext's ``--compression-fast``) choose the level;
-    every level gives the same bytes on every machine.
+    every level gives the same bytes on every machine.  ``cache``: an OCI
+    layout kept between builds; every build takes the layers it can from it
+    and puts the layers of its image into it.
     """
 
     origin: Origin
@@ -184,6 +186,7 @@ class BuildConfig:
     dest_tls_verify: bool | None = None
     threads: int | None = None
     keep_base: str | None = None
+    cache: str | None = None
 
     @property
     def level(self) -> int:
@@ -261,6 +264,8 @@ class BuildConfig:
                 parse_imgref(self.keep_base)
             except EncapsulateError as e:
                 raise ConfigError(f"--keep-base: {e}") from None
+        if self.cache is not None and (not self.cache or os.path.isfile(self.cache)):
+            raise ConfigError(f"--cache {self.cache!r}: give a directory (an OCI layout, created if missing)")
         if self.format_version not in (1, 2):
             raise ConfigError(
                 f"--format-version {self.format_version}: versions 1 and 2 are written", hint="use 1 or 2"

@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from ..oci.layout import read_json_object
 from . import tools
 from .options import common_options, print_json, tls_verify_option
+from .progress import progress_line
 from .render import format_mapping, format_plan, format_result
 from .settings import add_settings, config_from_args, origin_from_args
 
@@ -101,17 +102,14 @@ def _cmd_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _progress(done: int, total: int) -> None:
-    sys.stderr.write(f"\rwriting layers: {done}/{total}")
-    sys.stderr.flush()
-
-
 def _cmd_encapsulate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     config = config_from_args(args, epoch_from_environment())
-    progress = _progress if sys.stderr.isatty() and not args.quiet and not args.json else None
-    result = build_image(config, progress=progress)
-    if progress is not None:
-        sys.stderr.write("\n")
+    progress = progress_line(sys.stderr, quiet=args.quiet or args.json)
+    try:
+        result = build_image(config, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
     if config.dry_run:
         print_json(result.plan.to_json()) if args.json else print(format_plan(result.plan))
     elif args.json:

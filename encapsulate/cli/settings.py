@@ -231,6 +231,14 @@ SETTINGS: tuple[Setting, ...] = (
         group="previous build",
     ),
     Setting(
+        ("--cache",),
+        "cache",
+        "an OCI layout kept between builds (created if missing): layers found in it are taken, "
+        "not compressed again, and every build puts its layers into it",
+        metavar="DIR",
+        group="previous build",
+    ),
+    Setting(
         ("--compare-with-build",),
         "compare_with_build",
         "print what a client holding this image downloads for the new one",
@@ -253,7 +261,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         ("--authfile",),
         "authfile",
-        "registry credentials, passed to skopeo",
+        "registry credentials: for skopeo, and for the blobs taken from a --prior registry image",
         metavar="FILE",
         group="registry",
     ),

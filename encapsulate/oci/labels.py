@@ -40,6 +40,60 @@ COMPONENTS_ANNOTATION = "ostree.components"
 # encapsulate.write.tar.layer_key), so the next build into the same layout can
 # take the blob instead of writing the same bytes again.
 LAYER_ANNOTATION = "org.debchunk.layer"
+# The same records in the config, one per manifest layer (null for a layer
+# without a key), each with the blob's digest and size: podman, skopeo and
+# docker drop layer annotations, labels survive every transport, and the
+# digest tells a blob recompressed on the way (whose key would still match)
+# from the one the key made.
+LAYERS_LABEL = "org.debchunk.layers"
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """What one layer's key made: the blob (digest, size), its diff_id, the
+    size of its tar and its number of non-directory entries."""
+
+    key: str
+    digest: str
+    size: int
+    diff_id: str
+    tar_size: int
+    files: int
+
+    def annotation(self) -> str:
+        """The ``LAYER_ANNOTATION`` value: ``KEY DIFF_ID TAR_SIZE FILES``."""
+        return f"{self.key} {self.diff_id} {self.tar_size} {self.files}"
+
+    def to_json(self) -> list[str | int]:
+        """The record's entry in ``LAYERS_LABEL``."""
+        return [self.key, self.digest, self.size, self.diff_id, self.tar_size, self.files]
+
+
+def layer_records(manifest_layers: Sequence[Any], labels: Mapping[str, Any]) -> list[LayerRecord]:
+    """The layer records of an image: from ``LAYERS_LABEL`` (entries that
+    are not records are skipped), and from the ``LAYER_ANNOTATION`` of each
+    layer descriptor (its digest and size the descriptor's).  Both may be
+    there; a record found twice is given once."""
+    found: dict[tuple[str, str], LayerRecord] = {}
+    try:
+        entries = json_label(labels, LAYERS_LABEL)
+    except ValueError:
+        entries = None
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            key, digest, size, diff_id, tar_size, files = entry
+            record = LayerRecord(str(key), str(digest), int(size), str(diff_id), int(tar_size), int(files))
+        except (TypeError, ValueError):
+            continue
+        found[record.key, record.digest] = record
+    for d in manifest_layers:
+        try:
+            key, diff_id, tar_size, files = d["annotations"][LAYER_ANNOTATION].split(" ")
+            record = LayerRecord(key, str(d["digest"]), int(d["size"]), diff_id, int(tar_size), int(files))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+        found[record.key, record.digest] = record
+    return list(found.values())
 
 
 @dataclass(frozen=True)

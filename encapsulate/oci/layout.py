@@ -312,15 +312,7 @@ class Layout:
 
     def manifest_for(self, tag: str | None) -> Descriptor:
         """The manifest descriptor tagged ``tag`` (or the only one, without a tag)."""
-        manifests = [Descriptor.from_json(m) for m in self.index()["manifests"]]
-        if tag is None:
-            if len(manifests) == 1:
-                return manifests[0]
-            raise EncapsulateError(f"{self.path}: {len(manifests)} images in the layout; name one with :TAG")
-        for m in manifests:
-            if m.annotations.get(REF_NAME) == tag:
-                return m
-        raise EncapsulateError(f"{self.path}: no image tagged {tag!r}")
+        return tagged_manifest(self.index(), tag, self.path)
 
     def forget_created(self) -> None:
         """Remove the blobs this process added (after a failure, before any tag
@@ -428,6 +420,20 @@ class Layout:
                 self._replace("index.json", canonical_json(index))
         except OSError as e:
             raise _os_error(self.path, e) from None
+
+
+def tagged_manifest(index: dict[str, Any], tag: str | None, where: str) -> Descriptor:
+    """The manifest descriptor of a layout's ``index`` tagged ``tag`` (or
+    the only one, without a tag); errors name ``where``."""
+    manifests = [Descriptor.from_json(m) for m in index.get("manifests") or []]
+    if tag is None:
+        if len(manifests) == 1:
+            return manifests[0]
+        raise EncapsulateError(f"{where}: {len(manifests)} images in the layout; name one with :TAG")
+    for m in manifests:
+        if m.annotations.get(REF_NAME) == tag:
+            return m
+    raise EncapsulateError(f"{where}: no image tagged {tag!r}")
 
 
 def _os_error(path: str, e: OSError) -> EncapsulateError:

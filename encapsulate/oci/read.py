@@ -4,10 +4,12 @@ a local OCI layout holding its blobs: the one reader of images that
 
 Of an image index (a multi-platform image), the linux/amd64 image is read,
 or the architecture asked for; an index without it fails naming the
-platforms it has.  ``oci:DIR[:TAG]`` is read in place; ``oci-archive:FILE[:TAG]`` is unpacked into
-a temporary directory; every other transport goes through skopeo: ``skopeo
-inspect`` when only the manifest and config are needed, ``skopeo copy`` into a
-temporary layout when the blobs are.  Temporary directories are removed when the
+platforms it has.  ``oci:DIR[:TAG]`` is read in place; ``oci-archive:FILE[:TAG]``
+is read in place when only single blobs may be needed, and unpacked into a
+temporary directory when its layers are read whole; every other transport goes
+through skopeo: ``skopeo inspect`` when only the manifest and config are
+needed (a registry's single blobs then fetched by ``RegistryBlobs``), ``skopeo
+copy`` into a temporary layout when the blobs are.  Temporary directories are removed when the
 ``open_image`` block ends, whatever happens.
 """
 
@@ -23,11 +25,12 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple, Protocol
 
 from ..errors import EncapsulateError
 from .imgref import ImageRef, parse_imgref
-from .layout import MEDIA_INDEX, Layout
+from .layout import MEDIA_INDEX, Descriptor, Layout, tagged_manifest
+from .registry import RegistryBlobs
 from .skopeo import skopeo_copy, skopeo_inspect
 
 # The platform read from an image index unless another is asked for.
@@ -36,11 +39,93 @@ OCI_INDEX_TYPES = (MEDIA_INDEX, "application/vnd.docker.distribution.manifest.li
 _BLOCK = 1 << 20
 
 
+class BlobStore(Protocol):
+    """Where single blobs of an image are read from (a ``Layout``, an
+    ``ArchiveBlobs``, a ``RegistryBlobs``)."""
+
+    def open_blob(self, digest: str) -> BinaryIO: ...
+
+
+class _LayoutLike(BlobStore, Protocol):
+    def manifest_for(self, tag: str | None) -> Descriptor: ...
+
+    def read_blob(self, digest: str) -> bytes: ...
+
+
+class _Slice(io.RawIOBase):
+    """``size`` bytes of a file from ``offset``, through a handle of its own."""
+
+    def __init__(self, path: str, offset: int, size: int) -> None:
+        super().__init__()
+        self._file = open(path, "rb")  # noqa: SIM115 (closed with this object)
+        self._file.seek(offset)
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")[: self._left]
+        n = self._file.readinto(view)
+        self._left -= n
+        return n
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+class ArchiveBlobs:
+    """The blobs of an uncompressed OCI archive read in place: its headers are
+    read once, a blob is then read from its offset (several at once, each
+    through its own handle), and nothing is unpacked."""
+
+    def __init__(self, path: str, where: str) -> None:
+        self.path = path
+        self.where = where
+        self._members: dict[str, tarfile.TarInfo] = {}
+        try:
+            with tarfile.open(path, "r:") as tar:
+                for member in tar:
+                    if member.isfile() and not member.sparse:
+                        self._members[os.path.normpath(member.name)] = member
+        except FileNotFoundError:
+            raise EncapsulateError(f"{where}: no such archive; check the path") from None
+        except (OSError, tarfile.TarError, EOFError) as e:
+            raise EncapsulateError(f"{where}: not a readable OCI archive ({e})") from None
+        if "oci-layout" not in self._members:
+            raise EncapsulateError(f"{where}: not an OCI archive (no oci-layout file)")
+
+    def _open(self, name: str) -> BinaryIO:
+        member = self._members.get(name)
+        if member is None:
+            raise EncapsulateError(f"{self.where}: no {name} in the archive; the image is damaged")
+        return io.BufferedReader(_Slice(self.path, member.offset_data, member.size), _BLOCK)
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        """A blob, opened for streaming."""
+        algorithm, _, hexdigest = digest.partition(":")
+        return self._open(f"blobs/{algorithm}/{os.path.basename(hexdigest)}")
+
+    def read_blob(self, digest: str) -> bytes:
+        """The content of a (small) blob."""
+        with self.open_blob(digest) as f:
+            return f.read()
+
+    def manifest_for(self, tag: str | None) -> Descriptor:
+        """The manifest descriptor tagged ``tag`` (or the only one)."""
+        with self._open("index.json") as f:
+            index = _json(f.read(), f"{self.where}: index.json")
+        return tagged_manifest(index, tag, self.where)
+
+
 @dataclass(frozen=True)
 class SourceImage:
     """One image read back.  ``layout`` is None when the blobs were not fetched
     (a skopeo transport opened with ``blobs=False``); ``tag`` is the tag the
-    image was looked up by in it."""
+    image was looked up by in it.  ``store``, when there is one, reads single
+    blobs without fetching the rest (the layout, an archive read in place, a
+    registry)."""
 
     ref: str
     manifest: dict[str, Any]
@@ -49,6 +134,7 @@ class SourceImage:
     config: dict[str, Any]
     layout: Layout | None
     tag: str | None = None
+    store: BlobStore | None = None
 
     @property
     def layers(self) -> list[dict[str, Any]]:
@@ -140,8 +226,7 @@ def _config_digest(manifest: dict[str, Any], where: str) -> str:
     return digest
 
 
-def _from_layout(ref: str, path: str, tag: str | None, arch: str) -> SourceImage:
-    layout = Layout(path, create=False)
+def _from_layout(ref: str, layout: _LayoutLike, tag: str | None, arch: str) -> SourceImage:
     descriptor = layout.manifest_for(tag)
     raw = layout.read_blob(descriptor.digest)
     manifest = _json(raw, f"{ref}: manifest {descriptor.digest}")
@@ -155,12 +240,14 @@ def _from_layout(ref: str, path: str, tag: str | None, arch: str) -> SourceImage
     config_digest = _config_digest(manifest, f"{ref}: manifest")
     config = _json(layout.read_blob(config_digest), f"{ref}: config {config_digest}")
     digest = "sha256:" + hashlib.sha256(raw).hexdigest()
-    return SourceImage(ref, manifest, digest, len(raw), config, layout, tag)
+    kept = layout if isinstance(layout, Layout) else None
+    return SourceImage(ref, manifest, digest, len(raw), config, kept, tag, layout)
 
 
-def _from_skopeo(ref: ImageRef, tls_verify: bool | None, arch: str) -> SourceImage:
-    """Manifest and config of a skopeo transport, without its blobs."""
-    raw = skopeo_inspect(ref, tls_verify=tls_verify)
+def _from_skopeo(ref: ImageRef, tls_verify: bool | None, arch: str, authfile: str | None) -> SourceImage:
+    """Manifest and config of a skopeo transport, without its blobs (of a
+    registry, readable one at a time)."""
+    raw = skopeo_inspect(ref, tls_verify=tls_verify, authfile=authfile)
     manifest = _json(raw, f"{ref}: manifest")
     image = ref
     if _is_index(None, manifest):
@@ -170,12 +257,14 @@ def _from_skopeo(ref: ImageRef, tls_verify: bool | None, arch: str) -> SourceIma
                 f"{ref}: an image index; copy the linux/{arch} image to oci:DIR and read that"
             )
         image = ref.by_digest(str(chosen.get("digest")))
-        raw = skopeo_inspect(image, tls_verify=tls_verify)
+        raw = skopeo_inspect(image, tls_verify=tls_verify, authfile=authfile)
         manifest = _json(raw, f"{ref}: manifest")
-    config = _json(skopeo_inspect(image, config=True, tls_verify=tls_verify), f"{ref}: config")
-    return SourceImage(
-        str(ref), manifest, "sha256:" + hashlib.sha256(raw).hexdigest(), len(raw), config, None
+    config = _json(
+        skopeo_inspect(image, config=True, tls_verify=tls_verify, authfile=authfile), f"{ref}: config"
     )
+    store = RegistryBlobs(ref, tls_verify, authfile) if ref.registry else None
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    return SourceImage(str(ref), manifest, digest, len(raw), config, None, None, store)
 
 
 def _check_layout(ref: ImageRef) -> None:
@@ -215,30 +304,48 @@ def _unpack_archive(archive: str, into: str, ref: str) -> None:
         raise EncapsulateError(f"{ref}: not a readable OCI archive ({e})") from None
 
 
+def _plain_tar(path: str) -> bool:
+    """Whether ``path`` is an uncompressed tar (its blobs can be read in place)."""
+    try:
+        with tarfile.open(path, "r:"):
+            return True
+    except (OSError, tarfile.TarError, EOFError):
+        return False
+
+
 @contextlib.contextmanager
 def open_image(
-    imgref: ImageRef | str, blobs: bool = True, tls_verify: bool | None = None, arch: str = DEFAULT_ARCH
+    imgref: ImageRef | str,
+    blobs: bool = True,
+    tls_verify: bool | None = None,
+    arch: str = DEFAULT_ARCH,
+    authfile: str | None = None,
 ) -> Iterator[SourceImage]:
     """The image at ``imgref``; with ``blobs``, its blobs readable through
     ``open_blob`` (skopeo transports are then copied to a temporary layout).
-    ``tls_verify=False`` lets skopeo read a registry over plain HTTP or with an
-    unverified certificate.  Of an image index, the linux/``arch`` image is read."""
+    Without ``blobs``, single blobs of a layout, an uncompressed archive or a
+    registry stay readable through ``store``.  ``tls_verify=False`` reads a
+    registry over plain HTTP or with an unverified certificate; ``authfile``
+    holds its credentials.  Of an image index, the linux/``arch`` image is read."""
     ref = parse_imgref(imgref) if isinstance(imgref, str) else imgref
     if ref.transport == "oci":
         _check_layout(ref)
-        yield _from_layout(str(ref), ref.location, ref.tag, arch)
+        yield _from_layout(str(ref), Layout(ref.location, create=False), ref.tag, arch)
         return
     if not ref.direct and not blobs:
-        yield _from_skopeo(ref, tls_verify, arch)
+        yield _from_skopeo(ref, tls_verify, arch, authfile)
+        return
+    if ref.transport == "oci-archive" and not blobs and _plain_tar(ref.location):
+        yield _from_layout(str(ref), ArchiveBlobs(ref.location, str(ref)), ref.tag, arch)
         return
     tmp = tempfile.mkdtemp(prefix="debchunk-image-")
     try:
         if ref.transport == "oci-archive":
             _unpack_archive(ref.location, tmp, str(ref))
-            yield _from_layout(str(ref), tmp, ref.tag, arch)
+            yield _from_layout(str(ref), Layout(tmp, create=False), ref.tag, arch)
         else:
             copy = ImageRef("oci", tmp, "image")
             skopeo_copy(ref, copy, src_tls_verify=tls_verify, arch=arch)
-            yield _from_layout(str(ref), tmp, copy.tag, arch)
+            yield _from_layout(str(ref), Layout(tmp, create=False), copy.tag, arch)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -27,13 +27,25 @@ from chunker import Plan
 from mapping import Mapping
 
 from ..errors import EncapsulateError
-from ..oci.labels import COMPONENTS_ANNOTATION, COMPONENTS_LABEL, LAYER_ANNOTATION, PLAN_LABEL
+from ..oci.labels import (
+    COMPONENTS_ANNOTATION,
+    COMPONENTS_LABEL,
+    LAYER_ANNOTATION,
+    LAYERS_LABEL,
+    PLAN_LABEL,
+    LayerRecord,
+)
 from ..oci.layout import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, Layout, canonical_json
+from ..oci.reuse import ReachableLayers, layout_records
+from ..progress import Progress, Step
 from .gzipstream import CompressPool
 from .plain import PlainLayers
-from .tar import Items, LayerBlob, compression_setting, write_layer
+from .tar import MEDIA_TYPES, Items, LayerBlob, compression_setting, write_layer
 
-Progress = Callable[[int, int], None]
+log = logging.getLogger("debchunk.encapsulate")
+
+# ``ImageResult.taken`` of a layer found in the layout written into.
+IN_LAYOUT = "destination"
 
 
 class LayerSource(Protocol):
@@ -63,6 +75,22 @@ class ImageResult:
     layer_components: tuple[tuple[str, ...], ...]
     # The plan written: the one given, less layers that would have been empty.
     plan: Plan | None = None
+    # Where each layer was taken from (``IN_LAYOUT``, or the name of a place
+    # in ``ReachableLayers``), None for a layer compressed by this build.
+    taken: tuple[str | None, ...] = ()
+
+    def layer_records(self) -> list[LayerRecord | None]:
+        """Each layer's record (``LAYERS_LABEL``), None for a layer without a key."""
+        return [_record(b) for b in self.layers]
+
+
+def _record(blob: LayerBlob) -> LayerRecord | None:
+    value = blob.descriptor.annotations.get(LAYER_ANNOTATION)
+    if value is None:
+        return None
+    key, diff_id, tar_size, files = value.split(" ")
+    d = blob.descriptor
+    return LayerRecord(key, d.digest, d.size, diff_id, int(tar_size), int(files))
 
 
 @dataclass(frozen=True)
@@ -105,36 +133,15 @@ def components_label(mapping: Mapping) -> str:
     ).decode()
 
 
-def reusable_layers(layout: Layout) -> dict[str, LayerBlob]:
-    """The layers of the images already in ``layout`` that debchunk wrote, by
-    key (``LAYER_ANNOTATION``).  Their blobs are checked (size and digest)
-    only when a build takes one, so a layout of many images is not hashed
-    whole for the few layers a build reuses."""
-    found: dict[str, LayerBlob] = {}
-    for entry in layout.index()["manifests"]:
-        try:
-            manifest = json.loads(layout.read_blob(str(entry.get("digest"))))
-            layers = manifest.get("layers") or []
-        except (EncapsulateError, ValueError, AttributeError):
-            continue
-        for d in layers if isinstance(layers, list) else []:
-            try:
-                key, diff_id, tar_size, files = d["annotations"][LAYER_ANNOTATION].split(" ")
-                descriptor = Descriptor(str(d["mediaType"]), str(d["digest"]), int(d["size"]))
-            except (KeyError, TypeError, ValueError):
-                continue
-            found[key] = LayerBlob(descriptor, diff_id, int(tar_size), int(files))
-    return found
-
-
 def _created(epoch: int) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class _LayerWriter:
     """Writes the layers of one image in parallel, largest first, taking any
-    layer whose key is already in the layout; stops every layer at its next
-    entry when one fails or the run is interrupted."""
+    layer whose key is already in the layout or in a ``reachable`` place;
+    stops every layer at its next entry when one fails or the run is
+    interrupted."""
 
     def __init__(
         self,
@@ -143,6 +150,7 @@ class _LayerWriter:
         compression: str,
         level: int | None,
         progress: Progress | None,
+        reachable: ReachableLayers | None = None,
     ) -> None:
         self.layout = layout
         self.source = source
@@ -150,29 +158,66 @@ class _LayerWriter:
         self.level = level
         self.pool = CompressPool()
         self.progress = progress
-        self.reusable = reusable_layers(layout)
+        self.reachable = ReachableLayers()
+        self.reachable.add(IN_LAYOUT, layout, layout_records(layout))
+        self.reachable.places += reachable.places if reachable is not None else []
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.done = 0
+        self.taken = 0
+        self.bytes_done = 0
+        self.bytes_total = 0
+
+    def _report(self, finished: bool = False) -> None:
+        if self.progress is not None:
+            step = Step(
+                "writing",
+                self.done,
+                self.source.layer_count,
+                self.bytes_done,
+                self.bytes_total,
+                self.taken,
+                finished,
+            )
+            self.progress(step)
 
     def _checked(self, items: Items) -> Items:
         for item in items:
             if self.stop.is_set():
                 raise _Stopped
             yield item
+            if self.progress is not None:
+                with self.lock:
+                    self.bytes_done += item[0].size + 512
 
-    def _one(self, k: int, components: Sequence[str]) -> LayerBlob:
+    def _take(self, k: int, key: str, annotations: dict[str, str]) -> tuple[LayerBlob, str] | None:
+        """Layer ``k`` taken from the first place holding a blob of ``key``
+        that reads back right (a blob damaged in place is not taken)."""
+        for place, record in self.reachable.find(key):
+            descriptor = Descriptor(MEDIA_TYPES[self.compression], record.digest, record.size)
+            if place.store is self.layout:
+                if not self.layout.has_blob(descriptor):
+                    continue
+            else:
+                try:
+                    with place.store.open_blob(record.digest) as f:
+                        self.layout.import_blob(f, descriptor)
+                except (EncapsulateError, OSError) as e:
+                    log.warning("layer %d: not taken from %s (%s); compressing it", k + 1, place.name, e)
+                    continue
+            annotations[LAYER_ANNOTATION] = record.annotation()
+            descriptor = replace(descriptor, annotations=annotations)
+            return LayerBlob(
+                descriptor, record.diff_id, record.tar_size, record.files, reused=True
+            ), place.name
+        return None
+
+    def _one(self, k: int, components: Sequence[str]) -> tuple[LayerBlob, str | None]:
         annotations = {COMPONENTS_ANNOTATION: ",".join(components)} if components else {}
         try:
             key = self.source.key(k, compression_setting(self.compression, self.level))
-            found = self.reusable.get(key) if key is not None else None
-            # A blob damaged in place is not taken: its layer is written again.
-            if key is not None and found is not None and self.layout.has_blob(found.descriptor):
-                annotations[LAYER_ANNOTATION] = found.record(key)
-                written = replace(
-                    found, descriptor=replace(found.descriptor, annotations=annotations), reused=True
-                )
-            else:
+            taken = None if key is None else self._take(k, key, annotations)
+            if taken is None:
                 with self.layout.blob() as blob:
                     written = write_layer(
                         blob,
@@ -185,19 +230,23 @@ class _LayerWriter:
                     )
         except OSError as e:
             raise EncapsulateError(f"writing layer {k + 1}: {e.strerror}", where=self.layout.path) from None
-        if self.progress is not None:
-            with self.lock:
-                self.done += 1
-                self.progress(self.done, self.source.layer_count)
-        return written
+        with self.lock:
+            self.done += 1
+            if taken is not None:
+                self.taken += 1
+                self.bytes_done += taken[0].tar_size
+            self._report()
+        return taken if taken is not None else (written, None)
 
     def write(
         self, components: Sequence[Sequence[str]], sizes: Sequence[int], threads: int | None
-    ) -> tuple[LayerBlob, ...]:
-        """Every layer, in image order."""
+    ) -> tuple[tuple[LayerBlob, ...], tuple[str | None, ...]]:
+        """Every layer, in image order, and where each was taken from (None: written)."""
         count = self.source.layer_count
         cpus = max(1, threads or os.cpu_count() or 1)
         workers = min(cpus, count)
+        self.bytes_total = sum(sizes)
+        self._report()
         # Largest layers first: the last layer to start should be a small one.
         order = sorted(range(count), key=lambda k: (-sizes[k], k))
         # Layers are read and hashed in ``workers`` threads, their pieces
@@ -206,7 +255,7 @@ class _LayerWriter:
         pool = ThreadPoolExecutor(max_workers=workers)
         try:
             futures = {k: pool.submit(self._one, k, components[k]) for k in order}
-            blobs = tuple(futures[k].result() for k in range(count))
+            done = [futures[k].result() for k in range(count)]
         except BaseException:
             # Stop the other layers at their next entry; their temporary blobs go.
             self.stop.set()
@@ -216,7 +265,8 @@ class _LayerWriter:
             raise
         pool.shutdown()
         self.pool.close()
-        return blobs
+        self._report(finished=True)
+        return tuple(b for b, _ in done), tuple(t for _, t in done)
 
 
 def layer_source(
@@ -264,6 +314,11 @@ def image_config_document(
     }
 
 
+def layers_label(records: Sequence[LayerRecord | None]) -> str:
+    """The ``LAYERS_LABEL`` value: each layer's record (null without one), in layer order."""
+    return canonical_json([None if r is None else r.to_json() for r in records]).decode()
+
+
 def layer_name(components: Sequence[str]) -> str:
     """A component layer's history name, as ostree-ext names its chunks
     (``chunking.rs``): the component for one, ``A and B`` up to five, else
@@ -276,14 +331,14 @@ def layer_name(components: Sequence[str]) -> str:
 
 # Labels that describe the layers for debchunk's own readers; large, and kept
 # in the config only.
-_CONFIG_ONLY_LABELS = frozenset((PLAN_LABEL, COMPONENTS_LABEL))
+_CONFIG_ONLY_LABELS = frozenset((PLAN_LABEL, COMPONENTS_LABEL, LAYERS_LABEL))
 
 
 def manifest_annotations(labels: dict[str, str]) -> dict[str, str]:
     """The manifest's annotations: the config's labels, as ostree-ext copies
     them (``container/encapsulate.rs``, ``build_oci``), so that readers of the
     manifest alone (bootc's composefs backend reads the version there) see
-    them; debchunk's plan and components labels stay in the config."""
+    them; debchunk's plan, components and layers labels stay in the config."""
     return {k: v for k, v in sorted(labels.items()) if k not in _CONFIG_ONLY_LABELS}
 
 
@@ -306,6 +361,7 @@ def write_image(
     progress: Progress | None = None,
     base: BaseLayers | None = None,
     whiteouts: Sequence[str] = (),
+    reachable: ReachableLayers | None = None,
 ) -> ImageResult:
     """Write the image and tag it ``tag`` in the OCI layout at ``layout_path``
     (created if needed; other tags are kept).  ``mapping``'s components are
@@ -314,7 +370,9 @@ def write_image(
     ``plain`` (rootfs layers) or ``ostree`` (ostree-ext chunked layers, commits
     only).  ``compression_level`` defaults to the compression's own
     (``config.COMPRESSION_DEFAULT``).  ``image_config`` (a full OCI image config) is merged under what
-    debchunk sets; ``progress(done, total)`` is called as layers complete.  On
+    debchunk sets; ``progress`` is given a ``Step`` as layers progress.  A
+    layer whose key matches one in the layout or in ``reachable`` is taken,
+    not compressed again (its blob checked as it is copied).  On
     any failure, or Ctrl-C, the layers still being written stop and nothing is
     tagged.  With ``base``, its layers come first, copied as they are, and the
     written ones above them remove ``whiteouts``."""
@@ -330,9 +388,8 @@ def write_image(
     below = base.descriptors if base is not None else ()
     # Held for writing until the image is tagged (concurrent runs keep each other's blobs).
     with Layout(layout_path) as layout:
-        written = _LayerWriter(layout, source, compression, compression_level, progress).write(
-            components, [0, *(layer.size for layer in plan.layers)], threads
-        )
+        writer = _LayerWriter(layout, source, compression, compression_level, progress, reachable)
+        written, taken = writer.write(components, [0, *(layer.size for layer in plan.layers)], threads)
         for d in below:
             assert base is not None
             with base.open_blob(d.digest) as blob_file:
@@ -362,6 +419,7 @@ def write_image(
                 **source.labels(written[-1].diff_id),
                 PLAN_LABEL: canonical_json([list(c) for c in components[1:]]).decode(),
                 COMPONENTS_LABEL: components_label(mapping),
+                LAYERS_LABEL: layers_label([None] * len(below) + [_record(b) for b in written]),
             },
             architecture=architecture,
             variant=variant,
@@ -382,4 +440,11 @@ def write_image(
         manifest_descriptor = layout.add_bytes(canonical_json(manifest), MEDIA_MANIFEST)
         platform = {"architecture": architecture, "os": "linux", **({"variant": variant} if variant else {})}
         layout.tag(manifest_descriptor, tag, platform)
-        return ImageResult(manifest_descriptor, config_descriptor, blobs, tuple(components), plan)
+        return ImageResult(
+            manifest_descriptor,
+            config_descriptor,
+            blobs,
+            tuple(components),
+            plan,
+            ("base",) * len(below) + taken,
+        )

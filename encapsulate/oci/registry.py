@@ -1,0 +1,184 @@
+"""Single blobs from a registry, over the distribution API.
+
+In: a registry ``ImageRef``, TLS verification and credentials as skopeo
+takes them.  Out: one blob, streamed, by digest.  ``skopeo copy`` fetches a
+whole image or nothing; a build that takes three layers of a previous image
+needs those three blobs only, so they are fetched here:
+``GET /v2/<name>/blobs/<digest>`` (OCI distribution-spec v1.1, "Pulling
+blobs"), answering a ``401`` challenge as the token-auth spec says (Basic,
+or a Bearer token from the challenge's realm for ``repository:<name>:pull``,
+with the authfile's credentials).  The caller checks the bytes (digest and size).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from ..errors import EncapsulateError
+from .imgref import ImageRef
+
+# Docker Hub's names (as containers/image's docker/reference normalises them).
+_HUB = "docker.io"
+_HUB_API = "registry-1.docker.io"
+_CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+_TIMEOUT = 60
+
+
+def registry_name(ref: ImageRef) -> tuple[str, str]:
+    """The registry host and repository name of a registry reference
+    (``HOST/REPO[:TAG|@DIGEST]``; a name without a host is Docker Hub's)."""
+    name = ref.location.lstrip("/").partition("@")[0]
+    slash, colon = name.rfind("/"), name.rfind(":")
+    if colon > slash:
+        name = name[:colon]
+    host, _, path = name.partition("/")
+    if not path or not ("." in host or ":" in host or host == "localhost"):
+        host, path = _HUB, name
+        if "/" not in path:
+            path = f"library/{path}"
+    return (_HUB_API if host == _HUB else host), path
+
+
+def _credentials(host: str, authfile: str | None) -> str | None:
+    """``user:password`` for ``host`` (base64 as stored) from the authfile:
+    the one given, else ``REGISTRY_AUTH_FILE``, else podman's default
+    ``$XDG_RUNTIME_DIR/containers/auth.json`` (containers-auth.json(5))."""
+    candidates: list[str | None] = [authfile] if authfile else []
+    if not authfile:
+        candidates.append(os.environ.get("REGISTRY_AUTH_FILE"))
+        runtime = os.environ.get("XDG_RUNTIME_DIR")
+        candidates.append(os.path.join(runtime, "containers", "auth.json") if runtime else None)
+    for path in filter(None, candidates):
+        try:
+            with open(path, encoding="utf-8") as f:
+                auths = json.load(f).get("auths") or {}
+        except FileNotFoundError:
+            if path == authfile:
+                raise EncapsulateError(f"--authfile {path}: no such file") from None
+            continue
+        except (OSError, ValueError, AttributeError) as e:
+            raise EncapsulateError(f"{path}: not a readable authfile ({e}); fix or remove it") from None
+        names = (host, f"https://{host}", _HUB if host == _HUB_API else host)
+        for name in names:
+            entry = auths.get(name)
+            if isinstance(entry, dict) and isinstance(entry.get("auth"), str):
+                return str(entry["auth"])
+    return None
+
+
+class _NoAuthElsewhere(urllib.request.HTTPRedirectHandler):
+    """Redirects (to a storage backend) keep the Authorization header only on the same host."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if (
+            new is not None
+            and urllib.parse.urlsplit(newurl).netloc != urllib.parse.urlsplit(req.full_url).netloc
+        ):
+            new.remove_header("Authorization")
+        return new
+
+
+@dataclass
+class RegistryBlobs:
+    """The blobs of one registry repository, fetched one at a time.
+    ``tls_verify=False``: HTTPS without certificate checks, then plain HTTP
+    (as containers/image does for an insecure registry)."""
+
+    ref: ImageRef
+    tls_verify: bool | None = None
+    authfile: str | None = None
+    fetched: list[str] = field(default_factory=list)
+    _authorization: str | None = None
+    _base: str | None = None
+
+    def _opener(self) -> urllib.request.OpenerDirector:
+        context = ssl.create_default_context()
+        if self.tls_verify is False:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoAuthElsewhere)
+
+    def _get(self, url: str) -> BinaryIO:
+        request = urllib.request.Request(url)
+        if self._authorization:
+            request.add_header("Authorization", self._authorization)
+        response: BinaryIO = self._opener().open(request, timeout=_TIMEOUT)
+        return response
+
+    def _authorize(self, challenge: str, host: str, name: str) -> None:
+        """Answer a ``WWW-Authenticate`` challenge (Basic, or a Bearer token)."""
+        secret = _credentials(host, self.authfile)
+        scheme = challenge.split(" ", 1)[0].lower()
+        if scheme == "basic":
+            if secret is None:
+                raise EncapsulateError(f"{self.ref}: the registry wants credentials; give --authfile")
+            self._authorization = f"Basic {secret}"
+            return
+        params = dict(_CHALLENGE.findall(challenge))
+        realm = params.get("realm")
+        if scheme != "bearer" or not realm:
+            raise EncapsulateError(f"{self.ref}: unsupported registry authentication {challenge!r:.60}")
+        query = {"scope": f"repository:{name}:pull"}
+        if params.get("service"):
+            query["service"] = params["service"]
+        request = urllib.request.Request(f"{realm}?{urllib.parse.urlencode(query)}")
+        if secret is not None:
+            request.add_header("Authorization", f"Basic {secret}")
+        try:
+            with self._opener().open(request, timeout=_TIMEOUT) as f:
+                answer = json.load(f)
+            token = answer.get("token") or answer.get("access_token")
+        except (OSError, ValueError, AttributeError) as e:
+            raise EncapsulateError(
+                f"{self.ref}: no registry token from {realm} ({e}); check --authfile"
+            ) from None
+        self._authorization = f"Bearer {token}"
+
+    def _url(self, host: str) -> str:
+        if self._base is not None:
+            return self._base
+        schemes = ["https"] if self.tls_verify is not False else ["https", "http"]
+        last: Exception | None = None
+        for scheme in schemes:
+            try:
+                with self._get(f"{scheme}://{host}/v2/"):
+                    pass
+            except urllib.error.HTTPError as e:
+                if e.code != 401:
+                    last = e
+                    continue
+            except (OSError, ssl.SSLError) as e:
+                last = e
+                continue
+            self._base = f"{scheme}://{host}"
+            return self._base
+        hint = "" if self.tls_verify is False else "; give --tls-verify false for a plain-HTTP registry"
+        raise EncapsulateError(f"{self.ref}: cannot reach the registry ({last}){hint}")
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        """The blob ``digest`` of the repository, streamed."""
+        host, name = registry_name(self.ref)
+        url = f"{self._url(host)}/v2/{name}/blobs/{digest}"
+        for attempt in range(2):
+            try:
+                response = self._get(url)
+            except urllib.error.HTTPError as e:
+                challenge = e.headers.get("WWW-Authenticate") if e.headers else None
+                if e.code == 401 and challenge and attempt == 0:
+                    self._authorize(challenge, host, name)
+                    continue
+                raise EncapsulateError(f"{self.ref}: blob {digest}: HTTP {e.code} {e.reason}") from None
+            except OSError as e:
+                raise EncapsulateError(f"{self.ref}: blob {digest}: {e}") from None
+            self.fetched.append(digest)
+            return response
+        raise EncapsulateError(f"{self.ref}: blob {digest}: the registry refused the credentials")
