@@ -16,7 +16,7 @@ from typing import Any
 from mapping import Entry, EntryType, LayerArchive, Mapping, Tree
 
 from .errors import EncapsulateError
-from .oci.labels import COMPONENTS_LABEL, PLAN_LABEL
+from .oci.labels import COMPONENTS_LABEL, LAYERS_LABEL, PLAN_LABEL
 from .oci.layout import LAYER_COMPRESSION, Descriptor
 from .oci.read import SourceImage
 from .write.image import BaseLayers
@@ -25,7 +25,7 @@ from .write.image import BaseLayers
 KEPT_SETTINGS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes", "StopSignal")
 # Labels that describe the old image's layers, not its content: they would be
 # wrong on the new one (the new build writes its own).
-LAYER_LABELS = frozenset(("ostree.final-diffid", "ostree.commit", PLAN_LABEL, COMPONENTS_LABEL))
+LAYER_LABELS = frozenset(("ostree.final-diffid", "ostree.commit", PLAN_LABEL, COMPONENTS_LABEL, LAYERS_LABEL))
 
 
 def layer_archives(image: SourceImage) -> list[LayerArchive]:

@@ -99,7 +99,9 @@ class ProgressLine:
             now = self.clock()
             if self.step is None or self.step.phase != step.phase:
                 self._end_line()
-                self.started, self.drawn, self.printed = now, now, False
+                # A terminal shows a new phase at once; a log waits an interval.
+                self.started, self.printed = now, False
+                self.drawn = now - self.interval if self.tty else now
             self.step = step
             if step.finished:
                 if self.tty or self.printed:
