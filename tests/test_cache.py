@@ -222,3 +222,18 @@ def test_concurrent_builds_share_a_cache(trees: tuple[RootfsOrigin, Path], tmp_p
                 for d in cached.layers:
                     assert (cache / "blobs/sha256" / str(d["digest"])[7:]).stat().st_size == d["size"]
     assert made[0] == made[2] and made[1] == made[3] and made[0] != made[1]
+
+
+def test_layer_records_survive_a_docker_archive(trees: tuple[RootfsOrigin, Path], tmp_path: Path) -> None:
+    """docker-archive keeps no layer annotations; the config label is there, whole."""
+    origin, _ = trees
+    v1 = build(origin, f"oci:{tmp_path}/v1:v1", max_layers=LAYERS)
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", f"oci:{tmp_path}/v1:v1", f"docker-archive:{tmp_path}/v1.tar:os:v1"],
+        check=True,
+    )
+    with open_image(f"docker-archive:{tmp_path}/v1.tar", blobs=False) as copied:
+        assert not any(LAYER_ANNOTATION in (d.get("annotations") or {}) for d in copied.layers)
+        label = json.loads(config_labels(copied.config)[LAYERS_LABEL])
+    assert label == [None if r is None else r.to_json() for r in v1.layer_records()]
+    assert all(r is not None and r[1] == b.descriptor.digest for r, b in zip(label, v1.layers, strict=True))
