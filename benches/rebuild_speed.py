@@ -47,7 +47,6 @@ from typing import Any
 from benches.debtrees import TreeSpec
 from benches.encapsulate_speed import (
     SOURCE_DATE_EPOCH,
-    VENV_BIN,
     Job,
     Run,
     laid_out_tree,
@@ -57,6 +56,9 @@ from benches.encapsulate_speed import (
 )
 from benches.mapping_speed import host_info, note, source_revision
 from encapsulate.tools.prior import prior_plan as read_plan
+
+# container-encapsulate is the entry point beside this interpreter (the venv's).
+VENV_BIN = Path(sys.executable).parent
 
 MAX_LAYERS = 64
 RATIO_TARGET = 0.3
@@ -105,7 +107,7 @@ def docker_registry(root: Path) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def encapsulate(tree: Path, destination: str, *extra: str) -> list[str]:
+def encapsulate_argv(tree: Path, destination: str, *extra: str) -> list[str]:
     """The ``container-encapsulate`` command line building ``tree``."""
     return [
         str(VENV_BIN / "container-encapsulate"),
@@ -154,9 +156,9 @@ def bench(runs: int, work: Path) -> dict[str, Any]:
     point_update(old, new)
     with docker_registry(work) as registry:
         note("  old builds (untimed)")
-        run_child(encapsulate(old, f"oci-archive:{work}/old.tar"), ENV)
-        run_child(encapsulate(old, f"registry:{registry}/os:old", "--dest-tls-verify", "false"), ENV)
-        run_child(encapsulate(old, f"oci:{work}/old-layout", "--cache", str(work / "cache")), ENV)
+        run_child(encapsulate_argv(old, f"oci-archive:{work}/old.tar"), ENV)
+        run_child(encapsulate_argv(old, f"registry:{registry}/os:old", "--dest-tls-verify", "false"), ENV)
+        run_child(encapsulate_argv(old, f"oci:{work}/old-layout", "--cache", str(work / "cache")), ENV)
         subprocess.run(["cp", "-a", str(work / "cache"), str(work / "cache.pristine")], check=True)
         prior_plan = work / "prior-plan.json"
         # The old image's plan, as --prior reads it: the build from scratch
@@ -164,7 +166,9 @@ def bench(runs: int, work: Path) -> dict[str, Any]:
         prior_plan.write_text(json.dumps(read_plan(f"oci-archive:{work}/old.tar").to_json()))
         scratch = json.loads(
             run_child(
-                encapsulate(new, f"oci:{work}/scratch", "--prior-plan", str(prior_plan)), ENV, capture=True
+                encapsulate_argv(new, f"oci:{work}/scratch", "--prior-plan", str(prior_plan)),
+                ENV,
+                capture=True,
             ).stdout
         )
 
@@ -176,11 +180,11 @@ def bench(runs: int, work: Path) -> dict[str, Any]:
         umoci = umoci_job(new, work / "umoci")
         archive, archive_reports = ours_job(
             "--prior oci-archive: -> oci-archive:",
-            encapsulate(new, f"oci-archive:{work}/new.tar", "--prior", f"oci-archive:{work}/old.tar"),
+            encapsulate_argv(new, f"oci-archive:{work}/new.tar", "--prior", f"oci-archive:{work}/old.tar"),
         )
         pushed, pushed_reports = ours_job(
             "--prior registry: -> registry:",
-            encapsulate(
+            encapsulate_argv(
                 new,
                 f"registry:{registry}/os:new",
                 "--prior",
@@ -193,7 +197,7 @@ def bench(runs: int, work: Path) -> dict[str, Any]:
         )
         cached, cached_reports = ours_job(
             "--cache -> oci:",
-            encapsulate(new, f"oci:{work}/cached-out", "--cache", str(work / "cache")),
+            encapsulate_argv(new, f"oci:{work}/cached-out", "--cache", str(work / "cache")),
             restore_cache,
         )
         jobs = [umoci, archive, pushed, cached]

@@ -175,7 +175,7 @@ def test_cache_across_destinations(trees: tuple[RootfsOrigin, Path], tmp_path: P
     assert sorted(tags) == sorted(f"sha256-{i.manifest.digest[7:]}" for i in (v1, v2))
 
 
-def _encapsulate(*args: str) -> subprocess.Popen[bytes]:
+def _start_build(*args: str) -> subprocess.Popen[bytes]:
     code = "import sys; from encapsulate.cli.main import container_encapsulate_main as m; sys.exit(m())"
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],
@@ -202,7 +202,7 @@ def test_concurrent_builds_share_a_cache(trees: tuple[RootfsOrigin, Path], tmp_p
     other = packages_tree(tmp_path / "other", 9, 40_000, 7)
     cache = tmp_path / "cache"
     runs = [
-        _encapsulate(
+        _start_build(
             "--rootfs", str(tree), f"oci:{tmp_path}/out{k}:x", "--max-layers", "6", "--cache", str(cache)
         )
         for k, tree in enumerate((root, other, root, other))
