@@ -105,7 +105,11 @@ def test_labels_annotations_and_history_as_ostree_ext_writes_them(sample_tree: P
     annotations = m["annotations"]
     assert annotations["org.opencontainers.image.version"] == "13.2"
     assert annotations["ostree.final-diffid"] == labels["ostree.final-diffid"]
-    assert set(labels) - set(annotations) == {"org.debchunk.plan", "org.debchunk.components"}
+    assert set(labels) - set(annotations) == {
+        "org.debchunk.plan",
+        "org.debchunk.components",
+        "org.debchunk.layers",
+    }
     assert all(labels[k] == v for k, v in annotations.items())
     # History: the commit subject names the commit layer, the components name the others.
     names = [h["created_by"] for h in config["history"]]
