@@ -28,18 +28,13 @@ when a target is missed.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -55,6 +50,7 @@ from benches.encapsulate_speed import (
     umoci_job,
 )
 from benches.mapping_speed import host_info, note, source_revision
+from benches.registry import docker_registry, manifest_digest
 from encapsulate.tools.prior import prior_plan as read_plan
 
 # container-encapsulate is the entry point beside this interpreter (the venv's).
@@ -75,36 +71,6 @@ def point_update(old: Path, new: Path) -> None:
     target.unlink()  # a hardlink of the old tree's file must not change
     target.write_bytes(data)
     os.utime(target, (0, 1_767_225_600))
-
-
-@contextmanager
-def docker_registry(root: Path) -> Iterator[str]:
-    """A docker-registry on 127.0.0.1, on a free port; HOST:PORT."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = root / "registry.yml"
-    config.write_text(
-        f"version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {root}/data}}}}\n"
-        f"http: {{addr: 127.0.0.1:{port}}}\n"
-    )
-    proc = subprocess.Popen(
-        ["docker-registry", "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("docker-registry did not start") from None
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def encapsulate_argv(tree: Path, destination: str, *extra: str) -> list[str]:
@@ -136,16 +102,6 @@ def ours_job(name: str, argv: Sequence[str], before: Any = None) -> tuple[Job, l
         return run, None
 
     return Job(name, " ".join(argv[1:]), once), reports
-
-
-def registry_manifest(ref: str) -> str:
-    """The digest of a registry image's manifest as stored."""
-    raw = subprocess.run(
-        ["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{ref}"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 def bench(runs: int, work: Path) -> dict[str, Any]:
@@ -202,7 +158,7 @@ def bench(runs: int, work: Path) -> dict[str, Any]:
         )
         jobs = [umoci, archive, pushed, cached]
         run_interleaved(jobs, runs)
-        registry_digest = registry_manifest(f"{registry}/os:new")
+        registry_digest = manifest_digest(f"{registry}/os:new")
     reference = umoci.measure().best_s
     rows = []
     ok = True

@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 
 import pytest
 
+from benches.registry import manifest_digest
 from encapsulate import RootfsOrigin
 from encapsulate.oci.labels import LAYER_ANNOTATION, LAYERS_LABEL, config_labels
 from encapsulate.oci.layout import Layout
@@ -60,15 +61,6 @@ def _check_taken(new: ImageResult, old: ImageResult, place: str) -> None:
     assert all(b.descriptor.digest in had for b in taken)
     assert all(b.descriptor.digest not in had for b in written)
     assert 1 <= len(written) <= 2 and len(taken) >= LAYERS - 3
-
-
-def _registry_digest(ref: str) -> str:
-    raw = subprocess.run(
-        ["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{ref}"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 def test_prior_from_an_oci_archive(trees: tuple[RootfsOrigin, Path], tmp_path: Path) -> None:
@@ -131,7 +123,7 @@ def test_prior_from_a_registry_fetches_only_the_blobs_taken(
     )
     fresh = _from_scratch(origin, v1, tmp_path / "fresh")
     assert v2.manifest == fresh.manifest
-    assert _registry_digest(v2_ref) == fresh.manifest.digest
+    assert manifest_digest(v2_ref) == fresh.manifest.digest
     _check_taken(v2, v1, "prior")
     taken = [b.descriptor.digest for b, t in zip(v2.layers, v2.taken, strict=True) if t == "prior"]
     assert sorted(fetched) == sorted(taken)
