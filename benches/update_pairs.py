@@ -2,11 +2,15 @@
 
 Provides:
 
-- two package sets, ``server`` (minbase + a small server) and ``desktop``
-  (apt + GNOME core), each built five times with mmdebstrap: ``trixie``,
-  ``trixie-updated`` (trixie + trixie-updates + trixie-security),
-  ``trixie-rebuild`` (trixie again, a separate build), ``forky`` and ``sid``;
-  ``spec_for(set, build)`` gives the ``TreeSpec`` of each;
+- package sets of different kinds (``SETS``): ``server`` (minbase + a small
+  server), ``desktop`` (apt + GNOME core), ``kde`` (KDE Plasma), ``devel``
+  (compilers and language toolchains), ``container-host`` (podman, QEMU,
+  libvirt) and ``appliance`` (minbase + sshd, lighttpd, chrony), each built
+  seven times with mmdebstrap: ``trixie``, ``trixie-updated`` (trixie +
+  trixie-updates + trixie-security), ``trixie-rebuild`` (trixie again, a
+  separate build), ``bookworm``, ``bookworm-updated`` (the same for
+  bookworm, still supported), ``forky`` and ``sid``; ``spec_for(set,
+  build)`` gives the ``TreeSpec`` of each;
 - ``build(set, build)``: a cached tree laid out for OSTree
   (``benches.debtrees.ostreeify``), built atomically under
   ``benches.debtrees.cache_dir()`` as ``<key>.ostree``, and its *tree index*
@@ -22,15 +26,17 @@ Provides:
   an index into ``packages``, -1 for none); format 1 files still load, without
   them;
 - ``load_index(set, build) -> TreeIndex`` and ``pairs(set)``: the update pairs
-  (trixie -> trixie-updated, forky -> sid, trixie -> trixie-rebuild);
+  (trixie -> trixie-updated, bookworm -> bookworm-updated, forky -> sid,
+  trixie -> trixie-rebuild); an index's ``build_info`` holds its build date
+  (``built_at``), frozen with it;
 - the cost of an update for a client that holds the old image:
   ``download_bytes`` (layers whose identity is new), ``ideal_bytes`` (content
   not anywhere in the old tree) and ``single_layer_bytes`` (one layer holding
   everything), plus ``changed_sources``;
-- a CLI: ``python -m benches.update_pairs build [--set server|desktop|all]``
+- a CLI: ``python -m benches.update_pairs build [--set NAME|all]``
   builds and indexes everything; ``... show [--json]`` prints, for each pair,
   files, total bytes, ideal bytes, single-layer bytes and changed source packages;
-  ``... freeze`` stores the indexes of every build of a set in one file in the
+  ``... freeze`` stores the indexes of every indexed build of a set in one file in the
   repository (``benches/data/<set>.pairs.json.xz``, content ids cut to 64 bits),
   and ``load_index(..., frozen=True)`` reads them back: the same trees on every
   machine, so update-cost figures measured on them are exact and comparable from
