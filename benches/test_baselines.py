@@ -22,9 +22,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benches import baselines as bl
+from benches import update_cost as uc
+from benches.update_pairs import InstalledPackage, TreeIndex, row_digests
 from chunker import ChunkerError, Plan
 from mapping import Component
 from mapping.changelog import probability
@@ -633,3 +636,102 @@ def test_inputs_override_probabilities() -> None:
     assert plain.groups() != counted.groups()
     stable = bl.chunkah_packing(comps, 4, stability={"p0": 0.0})
     assert stable.groups()[-1] == ("p0",) or "p0" in stable.groups()[-1]
+
+
+def small_index() -> TreeIndex:
+    """A hand-made tree of two sources: ``foo`` (binaries ``foo`` and
+    ``python3-foo``, 1000 + 100 listed bytes, a byte-code file and a generated
+    config no list names) and ``bar``, plus the dpkg database (volatile)."""
+    rows = [
+        # path, size, mode, component, binary package listing it (-1: none)
+        ("etc/foo/generated.conf", 7, 0o100644, "foo", -1),
+        ("usr/bin/bar", 50, 0o100755, "bar", 0),
+        ("usr/bin/foo", 1000, 0o100755, "foo", 1),
+        ("usr/lib/python3/dist-packages/foo/__init__.py", 100, 0o100644, "foo", 2),
+        ("usr/lib/python3/dist-packages/foo/__pycache__/__init__.cpython-313.pyc", 30, 0o100644, "foo", -1),
+        ("var/lib/dpkg/status", 20, 0o100644, "volatile:dpkg", -1),
+    ]
+    components = (
+        Component("bar", "package", size=50, files=1, change_probability=0.1),
+        Component("foo", "package", size=1137, files=4, change_probability=0.2),
+        Component("volatile:dpkg", "volatile", size=20, files=1, change_probability=1.0),
+    )
+    position = {c.name: i for i, c in enumerate(components)}
+    paths = tuple(r[0] for r in rows)
+    content_ids = tuple(f"c{i}" for i in range(len(rows)))
+    modes = [r[2] for r in rows]
+    day = (dt.date(2025, 6, 1) - dt.date(1970, 1, 1)).days
+    return TreeIndex(
+        set_name="small",
+        build_name="one",
+        spec={},
+        reference_date="2025-06-01T00:00:00+00:00",
+        build_info=None,
+        components=components,
+        component_index=position,
+        paths=paths,
+        content_ids=content_ids,
+        sizes=np.array([r[1] for r in rows], dtype=np.int64),
+        modes=np.array(modes, dtype=np.int64),
+        owners=np.array([position[r[3]] for r in rows], dtype=np.int64),
+        row_digests=row_digests(paths, content_ids, modes),
+        packages=(
+            InstalledPackage("bar", "amd64", "1", "bar", "1", (day,), 1, "bar"),
+            InstalledPackage("foo", "amd64", "2", "foo", "2", (day, day - 30), 2, "foo"),
+            InstalledPackage("python3-foo", "all", "2", "foo", "2", (day, day - 30), 2, "python3-foo"),
+        ),
+        row_packages=np.array([r[4] for r in rows], dtype=np.int64),
+    )
+
+
+def test_peer_ownership_of_unlisted_files() -> None:
+    """Files no dpkg list names go, with the "mapped" ownership, to the binary
+    package of their component's source listing files in their nearest
+    directory (the byte code to python3-foo), else to that source's biggest
+    binary package (the generated config to foo); the mapping's volatile
+    content stays unowned.  With "dpkg" they are each peer's catch-all."""
+    index = small_index()
+    assert uc.adopted_row_packages(index).tolist() == [1, 0, 1, 2, 2, -1]
+
+    def units(view: uc.PeerView) -> dict[str, int]:
+        return {c.name: c.size for c in view.index.components}
+
+    assert units(uc.ostree_ext_view(index, "mapped")) == {
+        "bar": 50,
+        "foo": 1007,
+        "python3-foo": 130,
+        "volatile:dpkg": 20,
+    }
+    assert units(uc.ostree_ext_view(index, "dpkg")) == {
+        "bar": 50,
+        "foo": 1000,
+        "python3-foo": 100,
+        "rpmostree-unpackaged-content": 37,
+        "volatile:dpkg": 20,
+    }
+    # chunkah groups by source; its unclaimed (and bigfiles) take the rest.
+    assert units(uc.chunkah_view(index, "mapped")) == {
+        "dpkg/bar": 50,
+        "dpkg/foo": 1137,
+        bl.CHUNKAH_UNCLAIMED: 20,
+    }
+    assert units(uc.chunkah_view(index, "dpkg")) == {
+        "dpkg/bar": 50,
+        "dpkg/foo": 1100,
+        bl.CHUNKAH_UNCLAIMED: 57,
+    }
+    # rechunk leaves /etc to its unpackaged layer whoever owns it.
+    assert units(uc.rechunk_view(index, "mapped")) == {
+        "bar": 50,
+        "foo": 1000,
+        "python3-foo": 130,
+        bl.RECHUNK_UNPACKAGED: 27,
+    }
+    assert units(uc.rechunk_view(index, "dpkg")) == {
+        "bar": 50,
+        "foo": 1000,
+        "python3-foo": 100,
+        bl.RECHUNK_UNPACKAGED: 57,
+    }
+    with pytest.raises(ValueError, match="peer ownership 'rpm'"):
+        uc.ostree_ext_view(index, "rpm")

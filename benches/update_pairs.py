@@ -2,11 +2,15 @@
 
 Provides:
 
-- two package sets, ``server`` (minbase + a small server) and ``desktop``
-  (apt + GNOME core), each built five times with mmdebstrap: ``trixie``,
-  ``trixie-updated`` (trixie + trixie-updates + trixie-security),
-  ``trixie-rebuild`` (trixie again, a separate build), ``forky`` and ``sid``;
-  ``spec_for(set, build)`` gives the ``TreeSpec`` of each;
+- package sets of different kinds (``SETS``): ``server`` (minbase + a small
+  server), ``desktop`` (apt + GNOME core), ``kde`` (KDE Plasma), ``devel``
+  (compilers and language toolchains), ``container-host`` (podman, QEMU,
+  libvirt) and ``appliance`` (minbase + sshd, lighttpd, chrony), each built
+  seven times with mmdebstrap: ``trixie``, ``trixie-updated`` (trixie +
+  trixie-updates + trixie-security), ``trixie-rebuild`` (trixie again, a
+  separate build), ``bookworm``, ``bookworm-updated`` (the same for
+  bookworm, still supported), ``forky`` and ``sid``; ``spec_for(set,
+  build)`` gives the ``TreeSpec`` of each;
 - ``build(set, build)``: a cached tree laid out for OSTree
   (``benches.debtrees.ostreeify``), built atomically under
   ``benches.debtrees.cache_dir()`` as ``<key>.ostree``, and its *tree index*
@@ -22,15 +26,17 @@ Provides:
   an index into ``packages``, -1 for none); format 1 files still load, without
   them;
 - ``load_index(set, build) -> TreeIndex`` and ``pairs(set)``: the update pairs
-  (trixie -> trixie-updated, forky -> sid, trixie -> trixie-rebuild);
+  (trixie -> trixie-updated, bookworm -> bookworm-updated, forky -> sid,
+  trixie -> trixie-rebuild); an index's ``build_info`` holds its build date
+  (``built_at``), frozen with it;
 - the cost of an update for a client that holds the old image:
   ``download_bytes`` (layers whose identity is new), ``ideal_bytes`` (content
   not anywhere in the old tree) and ``single_layer_bytes`` (one layer holding
   everything), plus ``changed_sources``;
-- a CLI: ``python -m benches.update_pairs build [--set server|desktop|all]``
+- a CLI: ``python -m benches.update_pairs build [--set NAME|all]``
   builds and indexes everything; ``... show [--json]`` prints, for each pair,
   files, total bytes, ideal bytes, single-layer bytes and changed source packages;
-  ``... freeze`` stores the indexes of every build of a set in one file in the
+  ``... freeze`` stores the indexes of every indexed build of a set in one file in the
   repository (``benches/data/<set>.pairs.json.xz``, content ids cut to 64 bits),
   and ``load_index(..., frozen=True)`` reads them back: the same trees on every
   machine, so update-cost figures measured on them are exact and comparable from
@@ -101,6 +107,67 @@ SETS: dict[str, tuple[str, tuple[str, ...]]] = {
             "openssh-server",
         ),
     ),
+    # A KDE Plasma desktop, as the installer's "KDE Plasma" task would give.
+    "kde": (
+        "apt",
+        (
+            "systemd",
+            "systemd-sysv",
+            "linux-image-amd64",
+            "initramfs-tools",
+            "kde-plasma-desktop",
+            "network-manager",
+            "openssh-server",
+        ),
+    ),
+    # A developer workstation: compilers, headers and language toolchains.
+    "devel": (
+        "apt",
+        (
+            "systemd",
+            "systemd-sysv",
+            "linux-image-amd64",
+            "initramfs-tools",
+            "openssh-server",
+            "build-essential",
+            "gcc",
+            "g++",
+            "clang",
+            "golang",
+            "rustc",
+            "cargo",
+            "python3-dev",
+            "default-jdk",
+            "git",
+        ),
+    ),
+    # A container and virtual machine host.
+    "container-host": (
+        "minbase",
+        (
+            "systemd",
+            "systemd-sysv",
+            "linux-image-amd64",
+            "initramfs-tools",
+            "openssh-server",
+            "podman",
+            "qemu-system-x86",
+            "libvirt-daemon-system",
+        ),
+    ),
+    # A small appliance: minbase and a few daemons.
+    "appliance": (
+        "minbase",
+        (
+            "systemd",
+            "systemd-sysv",
+            "linux-image-amd64",
+            "initramfs-tools",
+            "openssh-server",
+            "lighttpd",
+            "chrony",
+        ),
+    ),
 }
 # Build name -> (suite, extra sources.list lines, build id).
 BUILDS: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -111,12 +178,20 @@ BUILDS: dict[str, tuple[str, tuple[str, ...], str]] = {
         "",
     ),
     "trixie-rebuild": ("trixie", (), "rebuild"),
+    # bookworm is still supported (oldstable): its point updates too.
+    "bookworm": ("bookworm", (), ""),
+    "bookworm-updated": (
+        "bookworm",
+        (f"deb {MIRROR} bookworm-updates main", f"deb {SECURITY_MIRROR} bookworm-security main"),
+        "",
+    ),
     "forky": ("forky", (), ""),
     "sid": ("sid", (), ""),
 }
 # Pair name, old build, new build.
 PAIRS: tuple[tuple[str, str, str], ...] = (
     ("point-update", "trixie", "trixie-updated"),
+    ("bookworm-point-update", "bookworm", "bookworm-updated"),
     ("testing-to-unstable", "forky", "sid"),
     ("rebuild", "trixie", "trixie-rebuild"),
 )
@@ -134,11 +209,15 @@ def spec_for(set_name: str, build_name: str) -> TreeSpec:
     return TreeSpec(suite, variant, include, sources, build_id)
 
 
-def pairs(set_name: str) -> list[tuple[str, str, str]]:
-    """The update pairs of a set: (pair name, old build, new build)."""
+def pairs(set_name: str, frozen: bool = False) -> list[tuple[str, str, str]]:
+    """The update pairs of a set: (pair name, old build, new build); with
+    ``frozen``, those whose two builds the repository's frozen file holds."""
     if set_name not in SETS:
         raise KeyError(f"unknown set {set_name!r}; one of {', '.join(SETS)}")
-    return list(PAIRS)
+    if not frozen:
+        return list(PAIRS)
+    held = frozen_builds(set_name)
+    return [p for p in PAIRS if p[1] in held and p[2] in held]
 
 
 def tree_path(set_name: str, build_name: str) -> Path:
@@ -544,20 +623,36 @@ def frozen_path(set_name: str) -> Path:
     return FROZEN_DIR / f"{set_name}.pairs.json.xz"
 
 
+def frozen_builds(set_name: str) -> list[str]:
+    """The builds of a set the repository's frozen file holds (none without one)."""
+    if not frozen_path(set_name).exists():
+        return []
+    return [b for b in BUILDS if b in _frozen(set_name)["builds"]]
+
+
 def freeze(set_name: str) -> Path:
-    """Store the cached indexes of every build of ``set_name`` in the repository."""
+    """Store the cached indexes of the builds of ``set_name`` in the repository:
+    every build with an index (a build that failed is left out, with a note)."""
     builds: dict[str, Any] = {}
     for build_name in BUILDS:
         path = index_path(set_name, build_name)
+        if not path.exists():
+            note(f"{set_name}/{build_name}: no index ({path}), not frozen")
+            continue
         data = json.loads(gzip.decompress(path.read_bytes()))
         ids = data["files"]["content_id"]
         data["files"]["content_id"] = [c[:FROZEN_ID_HEX] if _HEX_ID.fullmatch(c) else c for c in ids]
         builds[build_name] = data
+    if not builds:
+        raise FileNotFoundError(
+            f"{set_name}: no build has an index; run `python -m benches.update_pairs build --set {set_name}`"
+        )
     raw = json.dumps({"format": INDEX_FORMAT, "builds": builds}, sort_keys=True, separators=(",", ":"))
     target = frozen_path(set_name)
     target.parent.mkdir(parents=True, exist_ok=True)
     # One xz stream with a 64 MiB window: the five builds share most rows.
     _write_atomic(target, lzma.compress(raw.encode(), preset=9 | lzma.PRESET_EXTREME))
+    _frozen.cache_clear()
     return target
 
 
