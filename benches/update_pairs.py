@@ -93,15 +93,15 @@ READABLE_FORMATS = (1, 2)
 # Stop before a build when less than this is free where the trees are kept.
 MIN_FREE_BYTES = 8 * 10**9
 
+# What every set but the server one installs to boot: init, a kernel and its initramfs.
+BOOTABLE = ("systemd", "systemd-sysv", "linux-image-amd64", "initramfs-tools")
+
 SETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "server": ("minbase", (*SERVER_PACKAGES, "initramfs-tools")),
     "desktop": (
         "apt",
         (
-            "systemd",
-            "systemd-sysv",
-            "linux-image-amd64",
-            "initramfs-tools",
+            *BOOTABLE,
             "gnome-core",
             "network-manager",
             "openssh-server",
@@ -111,10 +111,7 @@ SETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "kde": (
         "apt",
         (
-            "systemd",
-            "systemd-sysv",
-            "linux-image-amd64",
-            "initramfs-tools",
+            *BOOTABLE,
             "kde-plasma-desktop",
             "network-manager",
             "openssh-server",
@@ -124,10 +121,7 @@ SETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "devel": (
         "apt",
         (
-            "systemd",
-            "systemd-sysv",
-            "linux-image-amd64",
-            "initramfs-tools",
+            *BOOTABLE,
             "openssh-server",
             "build-essential",
             "gcc",
@@ -145,10 +139,7 @@ SETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "container-host": (
         "minbase",
         (
-            "systemd",
-            "systemd-sysv",
-            "linux-image-amd64",
-            "initramfs-tools",
+            *BOOTABLE,
             "openssh-server",
             "podman",
             "qemu-system-x86",
@@ -159,10 +150,7 @@ SETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "appliance": (
         "minbase",
         (
-            "systemd",
-            "systemd-sysv",
-            "linux-image-amd64",
-            "initramfs-tools",
+            *BOOTABLE,
             "openssh-server",
             "lighttpd",
             "chrony",
