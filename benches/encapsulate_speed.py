@@ -47,7 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -486,6 +486,19 @@ def bench(runs: int) -> Result:
     )
 
 
+def print_measures(measures: Iterable[Measure]) -> None:
+    """The table of timed commands every speed bench prints, and how to read it."""
+    print(f"  {'measure':<40} {'best':>8} {'cpu':>8} {'others':>7} {'peak RSS':>9} {'size':>10}  runs")
+    for m in measures:
+        size = f"{m.size_bytes / 1e6:.1f} MB" if m.size_bytes is not None else "-"
+        print(
+            f"  {m.name:<40} {m.best_s:>7.2f}s {m.cpu_s:>7.2f}s {m.others_cpu_s:>6.2f}s "
+            f"{m.peak_rss_bytes / 1e6:>6.0f} MB {size:>10}  {' '.join(f'{t:.2f}' for t in m.runs_s)}"
+        )
+    print("  (cpu: user + system time of the command; others: CPU time the rest of the machine")
+    print("  used during that run, from /proc/stat — other work skews the times when it is large)")
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -496,15 +509,7 @@ def report(r: Result) -> None:
         f"{r.content_bytes / 1e6:.0f} MB of file content, tar stream {r.tar_stream_bytes / 1e6:.0f} MB; "
         f"{r.cpus} CPUs, load average {r.load_before} before, {r.load_after} after"
     )
-    print(f"  {'measure':<40} {'best':>8} {'cpu':>8} {'others':>7} {'peak RSS':>9} {'size':>10}  runs")
-    for m in r.measures.values():
-        size = f"{m.size_bytes / 1e6:.1f} MB" if m.size_bytes is not None else "-"
-        print(
-            f"  {m.name:<40} {m.best_s:>7.2f}s {m.cpu_s:>7.2f}s {m.others_cpu_s:>6.2f}s "
-            f"{m.peak_rss_bytes / 1e6:>6.0f} MB {size:>10}  {' '.join(f'{t:.2f}' for t in m.runs_s)}"
-        )
-    print("  (cpu: user + system time of the command; others: CPU time the rest of the machine")
-    print("  used during that run, from /proc/stat — other work skews the times when it is large)")
+    print_measures(r.measures.values())
     o = r.ours
     print(
         f"  ours: {o.layers} layers, {o.compressed_bytes / 1e6:.1f} MB compressed, "

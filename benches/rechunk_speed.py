@@ -72,6 +72,7 @@ from benches.encapsulate_speed import (
     laid_out_tree,
     load,
     measure_and_record,
+    print_measures,
     run_child,
     run_interleaved,
     tree_stats,
@@ -417,17 +418,9 @@ def report(r: Result) -> None:
         f"single-layer image: {r.image_layer_bytes / 1e6:.0f} MB gzip; "
         f"{r.cpus} CPUs, load average {r.load_before} before, {r.load_after} after"
     )
-    print(f"  {'measure':<40} {'best':>8} {'cpu':>8} {'others':>7} {'peak RSS':>9} {'size':>10}  runs")
-    for m in r.measures.values():
-        size = f"{m.size_bytes / 1e6:.1f} MB" if m.size_bytes is not None else "-"
-        print(
-            f"  {m.name:<40} {m.best_s:>7.2f}s {m.cpu_s:>7.2f}s {m.others_cpu_s:>6.2f}s "
-            f"{m.peak_rss_bytes / 1e6:>6.0f} MB {size:>10}  {' '.join(f'{t:.2f}' for t in m.runs_s)}"
-        )
+    print_measures(r.measures.values())
     steps = ", ".join(f"{name} {s:.2f}s" for name, s in r.manual_steps.items())
     print(f"  manual path, its fastest run: {steps}{' (umoci --rootless)' if r.rootless else ''}")
-    print("  (cpu: user + system time of the command; others: CPU time the rest of the machine")
-    print("  used during that run, from /proc/stat — other work skews the times when it is large)")
     c = r.compared
     print(
         f"  ours and --rootfs of the tree: {c.layers} layers each, the same components in each; "
