@@ -214,10 +214,28 @@ class Ours:
     same_in_1_and_2_threads: bool
 
 
-def _fresh(path: Path) -> Path:
+def fresh(path: Path) -> Path:
+    """``path``, removed first if it exists."""
     if path.exists():
         shutil.rmtree(path)
     return path
+
+
+def json_job(name: str, argv: Sequence[str], out: Path) -> tuple[Job, list[dict[str, Any]]]:
+    """A ``container-encapsulate ... --json`` command writing into a fresh
+    ``out`` each run, ``SOURCE_DATE_EPOCH`` set; the report of every run is
+    kept, and a run's size is the sum of its layers'."""
+    env = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
+    reports: list[dict[str, Any]] = []
+
+    def once() -> tuple[Run, int | None]:
+        fresh(out)
+        run = run_child(argv, env, capture=True)
+        report: dict[str, Any] = json.loads(run.stdout)
+        reports.append(report)
+        return run, sum(int(layer["size"]) for layer in report["layers"])
+
+    return Job(name, " ".join(argv), once), reports
 
 
 def ours_job(tree: Path, out: Path, compression: str = "gzip") -> tuple[Job, Callable[[], Ours]]:
@@ -225,7 +243,6 @@ def ours_job(tree: Path, out: Path, compression: str = "gzip") -> tuple[Job, Cal
     and a check of the image the last run left there (skopeo inspect, layer count,
     sizes, the same manifest digest every run, and the same as a build in one
     thread and in two)."""
-    env = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
     argv = [
         str(VENV_BIN / "container-encapsulate"),
         "--rootfs",
@@ -239,14 +256,8 @@ def ours_job(tree: Path, out: Path, compression: str = "gzip") -> tuple[Job, Cal
         compression,
         "--json",
     ]
-    reports: list[dict[str, Any]] = []
-
-    def once() -> tuple[Run, int | None]:
-        _fresh(out)
-        run = run_child(argv, env, capture=True)
-        report: dict[str, Any] = json.loads(run.stdout)
-        reports.append(report)
-        return run, sum(int(layer["size"]) for layer in report["layers"])
+    name = "ours: container-encapsulate" + ("" if compression == "gzip" else f" --compression {compression}")
+    job, reports = json_job(name, argv, out)
 
     def check() -> Ours:
         report = reports[-1]
@@ -281,8 +292,7 @@ def ours_job(tree: Path, out: Path, compression: str = "gzip") -> tuple[Job, Cal
             len({report["manifest"], *by_threads.values()}) == 1,
         )
 
-    name = "ours: container-encapsulate" + ("" if compression == "gzip" else f" --compression {compression}")
-    return Job(name, " ".join(argv), once), check
+    return job, check
 
 
 def manifest_with_threads(tree: Path, out: Path, compression: str, threads: int) -> str:
@@ -292,7 +302,7 @@ def manifest_with_threads(tree: Path, out: Path, compression: str, threads: int)
 
     config = BuildConfig(
         origin=RootfsOrigin(str(tree)),
-        destination=f"oci:{_fresh(out)}",
+        destination=f"oci:{fresh(out)}",
         max_layers=MAX_LAYERS,
         format=Format.PLAIN,
         compression=Compression(compression),
@@ -310,7 +320,7 @@ def umoci_job(tree: Path, layout: Path) -> Job:
     insert is timed); the size is its layer's."""
 
     def once() -> tuple[Run, int | None]:
-        _fresh(layout)
+        fresh(layout)
         run_child(["umoci", "init", "--layout", str(layout)])
         run_child(["umoci", "new", "--image", f"{layout}:t"])
         run = run_child(["umoci", "insert", "--image", f"{layout}:t", str(tree), "/"])

@@ -69,6 +69,8 @@ from benches.encapsulate_speed import (
     Measure,
     Run,
     bench_arguments,
+    fresh,
+    json_job,
     laid_out_tree,
     load,
     measure_and_record,
@@ -176,12 +178,6 @@ def single_layer_image(tree: Path, key: str) -> Path:
     return final
 
 
-def _fresh(path: Path) -> Path:
-    if path.exists():
-        shutil.rmtree(path)
-    return path
-
-
 def _encapsulate(origin: Sequence[str], out: Path) -> list[str]:
     return [
         str(VENV_BIN / "container-encapsulate"),
@@ -198,18 +194,7 @@ def _encapsulate(origin: Sequence[str], out: Path) -> list[str]:
 def encapsulate_job(name: str, origin: Sequence[str], out: Path) -> tuple[Job, list[dict[str, Any]]]:
     """``container-encapsulate`` of ``origin`` into a fresh layout ``out`` each
     run; the ``--json`` report of every run is kept for the checks."""
-    env = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH}
-    argv = _encapsulate(origin, out)
-    reports: list[dict[str, Any]] = []
-
-    def once() -> tuple[Run, int | None]:
-        _fresh(out)
-        run = run_child(argv, env, capture=True)
-        report: dict[str, Any] = json.loads(run.stdout)
-        reports.append(report)
-        return run, sum(int(layer["size"]) for layer in report["layers"])
-
-    return Job(name, " ".join(argv), once), reports
+    return json_job(name, _encapsulate(origin, out), out)
 
 
 @dataclass
@@ -233,7 +218,7 @@ def manual_job(image: Path, work: Path, rootless: bool) -> tuple[Job, Steps, lis
 
     def once() -> tuple[Run, int | None]:
         for path in (copy, bundle, out):
-            _fresh(path)
+            fresh(path)
         parts = [run_child(skopeo), run_child(unpack), run_child(encapsulate, env, capture=True)]
         report: dict[str, Any] = json.loads(parts[-1].stdout)
         reports.append(report)
@@ -246,8 +231,8 @@ def manual_job(image: Path, work: Path, rootless: bool) -> tuple[Job, Steps, lis
             b"",
         )
         # The copy and the bundle are as large as the image and the tree: not kept.
-        _fresh(copy)
-        _fresh(bundle)
+        fresh(copy)
+        fresh(bundle)
         return run, sum(int(layer["size"]) for layer in report["layers"])
 
     command = " && ".join(
