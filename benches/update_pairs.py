@@ -64,11 +64,12 @@ import lzma
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,8 @@ from mapping import Component, EntryType, map_tree, read_tree
 from mapping.changelog import read_history
 from mapping.debian_formats import paragraphs, version_compare
 from mapping.dpkg import Database
-from mapping.ownership import locate
+from mapping.model import VOLATILE
+from mapping.ownership import VOLATILE_CHANGE_PROBABILITY, is_volatile_path, locate
 from mapping.tree import Tree
 
 SECURITY_MIRROR = os.environ.get("DEBCHUNK_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
@@ -144,6 +146,23 @@ SETS: dict[str, tuple[str, tuple[str, ...]]] = {
             "podman",
             "qemu-system-x86",
             "libvirt-daemon-system",
+        ),
+    ),
+    # An office desktop whose largest packages take security uploads every few
+    # weeks and ship their data inside the binary package (a browser, a mail
+    # client, an office suite), as the installer's Xfce task would give.
+    "office": (
+        "apt",
+        (
+            *BOOTABLE,
+            "xfce4",
+            "lightdm",
+            "firefox-esr",
+            "thunderbird",
+            "libreoffice-writer",
+            "libreoffice-calc",
+            "network-manager",
+            "openssh-server",
         ),
     ),
     # A small appliance: minbase and a few daemons.
@@ -675,11 +694,19 @@ def load_index(set_name: str, build_name: str, frozen: bool = False) -> TreeInde
         raise ValueError(
             f"{path}: index format {data.get('format')!r}, expected one of {READABLE_FORMATS}; rebuild it"
         )
-    components = tuple(Component.from_json(c) for c in data["components"])
-    component_index = {c.name: i for i, c in enumerate(components)}
     files = data["files"]
     paths = tuple(files["path"])
     content_ids = tuple(files["content_id"])
+    components, owner_names = volatile_now(
+        [Component.from_json(c) for c in data["components"]],
+        paths,
+        content_ids,
+        files["size"],
+        files["mode"],
+        files["component"],
+        files.get("package"),
+    )
+    component_index = {c.name: i for i, c in enumerate(components)}
     modes = files["mode"]
     if any(a >= b for a, b in itertools.pairwise(paths)):
         raise ValueError(f"{path}: file rows are not sorted by path; rebuild the index")
@@ -695,12 +722,61 @@ def load_index(set_name: str, build_name: str, frozen: bool = False) -> TreeInde
         content_ids=content_ids,
         sizes=np.asarray(files["size"], dtype=np.int64),
         modes=np.asarray(modes, dtype=np.int64),
-        owners=np.asarray([component_index[n] for n in files["component"]], dtype=np.int64),
+        owners=np.asarray([component_index[n] for n in owner_names], dtype=np.int64),
         row_digests=row_digests(paths, content_ids, modes),
         packages=tuple(_installed(p) for p in data["packages"]),
         mapping_digest=data.get("mapping_digest"),
         row_packages=None if "package" not in files else np.asarray(files["package"], dtype=np.int64),
     )
+
+
+def volatile_now(
+    components: list[Component],
+    paths: Sequence[str],
+    content_ids: Sequence[str],
+    sizes: Sequence[int],
+    modes: Sequence[int],
+    owner_names: Sequence[str],
+    listed: Sequence[int] | None,
+) -> tuple[tuple[Component, ...], list[str]]:
+    """The components and row owners with today's volatile paths applied.
+
+    An index keeps the owners the mapping gave when it was made.  The volatile
+    rule (``mapping.ownership.is_volatile_path``) is on paths alone and comes
+    after the dpkg file lists, so a path added to it later is applied here to
+    the rows no package lists (``listed[i] < 0``; every row without that
+    column): such a row moves to the ``volatile``
+    component (made if missing, as the mapping makes it), and the sizes and
+    file counts of the components it leaves and joins are counted again
+    (distinct contents once, as ``Component.size`` counts them)."""
+    kinds = {c.name: c.kind for c in components}
+    moved = [
+        i
+        for i, (path, name) in enumerate(zip(paths, owner_names, strict=True))
+        if (listed is None or listed[i] < 0) and kinds.get(name) != "volatile" and is_volatile_path(path)
+    ]
+    if not moved:
+        return tuple(components), list(owner_names)
+    names = list(owner_names)
+    touched = {names[i] for i in moved} | {VOLATILE}
+    for i in moved:
+        names[i] = VOLATILE
+    if VOLATILE not in kinds:
+        components.append(Component(VOLATILE, "volatile", change_probability=VOLATILE_CHANGE_PROBABILITY))
+    held: dict[str, dict[str, int]] = {n: {} for n in touched}
+    for name, cid, size in zip(names, content_ids, sizes, strict=True):
+        if name in held and cid:
+            held[name].setdefault(cid, int(size))
+    # Component.files counts entries other than directories.
+    counted = {
+        n: sum(1 for name, mode in zip(names, modes, strict=True) if name == n and not stat.S_ISDIR(mode))
+        for n in touched
+    }
+    out = tuple(
+        replace(c, size=sum(held[c.name].values()), files=counted[c.name]) if c.name in touched else c
+        for c in components
+    )
+    return out, names
 
 
 def _installed(record: dict[str, Any]) -> InstalledPackage:
@@ -838,8 +914,10 @@ def _sets(choice: str) -> list[str]:
     return list(SETS) if choice == "all" else [choice]
 
 
-def cmd_build(set_names: Iterable[str], reindex: bool = False) -> int:
-    """Build and index every build of the sets; print each pair's figures."""
+def cmd_build(set_names: Iterable[str], reindex: bool = False, drop_trees: bool = False) -> int:
+    """Build and index every build of the sets; print each pair's figures.
+    With ``drop_trees``, each tree is removed once its index is made (the
+    index is all the update-cost experiment reads)."""
     failed: list[str] = []
     for set_name in set_names:
         for build_name in BUILDS:
@@ -862,6 +940,8 @@ def cmd_build(set_names: Iterable[str], reindex: bool = False) -> int:
                 failed.append(label)
                 continue
             note(f"{label}: done in {time.monotonic() - started:.0f} s -> {index_path(set_name, build_name)}")
+            if drop_trees:
+                shutil.rmtree(tree_path(set_name, build_name), ignore_errors=True)
         for pair, old_build, new_build in pairs(set_name):
             if not (index_path(set_name, old_build).exists() and index_path(set_name, new_build).exists()):
                 note(f"{set_name} {pair}: skipped, a build is missing")
@@ -928,6 +1008,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_build = sub.add_parser("build", help="build and index every tree of the set(s)")
     p_build.add_argument("--set", choices=[*SETS, "all"], default="all")
     p_build.add_argument("--reindex", action="store_true", help="make every index again (trees are kept)")
+    p_build.add_argument(
+        "--drop-trees", action="store_true", help="remove each tree once its index is made (saves disk)"
+    )
     p_show = sub.add_parser("show", help="print each update pair's figures")
     p_show.add_argument("--set", choices=[*SETS, "all"], default="all")
     p_show.add_argument("--json", action="store_true")
@@ -935,7 +1018,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_freeze.add_argument("--set", choices=[*SETS, "all"], default="all")
     args = parser.parse_args(argv)
     if args.command == "build":
-        return cmd_build(_sets(args.set), args.reindex)
+        return cmd_build(_sets(args.set), args.reindex, args.drop_trees)
     if args.command == "freeze":
         for set_name in _sets(args.set):
             note(f"{set_name}: frozen into {freeze(set_name)}")

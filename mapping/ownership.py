@@ -76,6 +76,10 @@ _VOLATILE_GLOBS = (
     # ssl-cert's postinst makes a new snakeoil key pair on every install.
     "etc/ssl/private/ssl-cert-snakeoil.key",
     "etc/ssl/certs/ssl-cert-snakeoil.pem",
+    # ca-certificates-java's trigger writes the Java keystore anew on every
+    # install: two builds of the same packages differ in it (measured on the
+    # devel set's trixie rebuild pair, benches/data).
+    "etc/ssl/certs/java/cacerts",
     "etc/alternatives/**",
     "etc/passwd-",
     "etc/group-",

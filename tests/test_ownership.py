@@ -12,6 +12,7 @@ import pytest
 
 from mapping import Mapping, MappingError, map_tree, read_tree
 from mapping.changelog import CHANGES_PRIOR, CVE_WEIGHT, DEFAULT_CHANGE_PROBABILITY
+from mapping.ownership import is_volatile_path
 from tests.sample import KVER, Pkg, SampleTree, blob, day
 
 
@@ -82,6 +83,10 @@ def test_volatile_state(sample_mapping: Mapping) -> None:
         "usr/etc/alternatives/editor",
     ):
         assert owner(sample_mapping, path) == "volatile", path
+    # Rewritten by every build, whatever the tree's layout.
+    for path in ("etc/ssl/certs/java/cacerts", "usr/etc/ssl/certs/java/cacerts"):
+        assert is_volatile_path(path), path
+    assert not is_volatile_path("usr/etc/ssl/certs/java/cacerts.bak")
     for name in ("volatile", "volatile:initramfs"):
         assert sample_mapping.component(name).kind == "volatile"
         assert sample_mapping.component(name).change_probability == 1.0
