@@ -5,7 +5,8 @@ Provides:
 - package sets of different kinds (``SETS``): ``server`` (minbase + a small
   server), ``desktop`` (apt + GNOME core), ``kde`` (KDE Plasma), ``devel``
   (compilers and language toolchains), ``container-host`` (podman, QEMU,
-  libvirt) and ``appliance`` (minbase + sshd, lighttpd, chrony), each built
+  libvirt), ``office`` (Xfce with a browser, a mail client and an office
+  suite) and ``appliance`` (minbase + sshd, lighttpd, chrony), each built
   seven times with mmdebstrap: ``trixie``, ``trixie-updated`` (trixie +
   trixie-updates + trixie-security), ``trixie-rebuild`` (trixie again, a
   separate build), ``bookworm``, ``bookworm-updated`` (the same for
@@ -40,7 +41,13 @@ Provides:
   repository (``benches/data/<set>.pairs.json.xz``, content ids cut to 64 bits),
   and ``load_index(..., frozen=True)`` reads them back: the same trees on every
   machine, so update-cost figures measured on them are exact and comparable from
-  run to run, while the mirror moves on (the CI benchmark profile uses them).
+  run to run, while the mirror moves on (the CI benchmark profile uses them);
+  ``... refresh`` builds the builds that follow the security suites
+  (``FOLLOWING``) again from today's mirror and freezes them beside the
+  earlier ones (``NAME@YYYYMMDDTHHMM``), and every two builds of one made at
+  least ``WEEK_APART_DAYS`` apart are a real week-apart pair
+  (``week_apart_pairs``, part of ``pairs(set, frozen=True)``): the corpus
+  grows with every refresh; ``--drop-trees`` keeps only the indexes.
 
 A layer's identity is the sha256 of its rows (path, content id, mode) sorted by
 path: here the sha256 of the concatenated per-row sha256 digests in path order,
@@ -202,6 +209,13 @@ PAIRS: tuple[tuple[str, str, str], ...] = (
     ("testing-to-unstable", "forky", "sid"),
     ("rebuild", "trixie", "trixie-rebuild"),
 )
+# Builds that follow the security suites, which move every few days: a later
+# run builds them again (``refresh``), each new build is frozen beside the
+# earlier ones, and two builds made at least WEEK_APART_DAYS apart are a real
+# update pair (the testing and unstable suites of the mirror stand still, and
+# the point releases come months apart).
+FOLLOWING = ("trixie-updated", "bookworm-updated")
+WEEK_APART_DAYS = 5
 _INSTALLED = ("installed", "triggers-awaiting", "triggers-pending")
 
 
@@ -218,13 +232,14 @@ def spec_for(set_name: str, build_name: str) -> TreeSpec:
 
 def pairs(set_name: str, frozen: bool = False) -> list[tuple[str, str, str]]:
     """The update pairs of a set: (pair name, old build, new build); with
-    ``frozen``, those whose two builds the repository's frozen file holds."""
+    ``frozen``, those whose two builds the repository's frozen file holds,
+    then its week-apart pairs (``week_apart_pairs``)."""
     if set_name not in SETS:
         raise KeyError(f"unknown set {set_name!r}; one of {', '.join(SETS)}")
     if not frozen:
         return list(PAIRS)
     held = frozen_builds(set_name)
-    return [p for p in PAIRS if p[1] in held and p[2] in held]
+    return [p for p in PAIRS if p[1] in held and p[2] in held] + week_apart_pairs(set_name)
 
 
 def tree_path(set_name: str, build_name: str) -> Path:
@@ -631,26 +646,79 @@ def frozen_path(set_name: str) -> Path:
 
 
 def frozen_builds(set_name: str) -> list[str]:
-    """The builds of a set the repository's frozen file holds (none without one)."""
+    """The builds of a set the repository's frozen file holds (none without
+    one): the builds of ``BUILDS``, then the earlier builds of ``FOLLOWING``
+    (``NAME@DATE``), oldest first."""
     if not frozen_path(set_name).exists():
         return []
-    return [b for b in BUILDS if b in _frozen(set_name)["builds"]]
+    held = _frozen(set_name)["builds"]
+    earlier = sorted((k for k in held if k.partition("@")[2]), key=lambda k: (_built_at(held[k]), k))
+    return [b for b in BUILDS if b in held] + earlier
+
+
+def _built_at(data: dict[str, Any]) -> dt.datetime:
+    """When the build of an index was made (its ``build_info.built_at``); an
+    index without one counts as made at the epoch."""
+    when = (data.get("build_info") or {}).get("built_at")
+    return dt.datetime.fromisoformat(when) if isinstance(when, str) else dt.datetime.fromtimestamp(0, dt.UTC)
+
+
+def dated_name(build_name: str, built_at: dt.datetime) -> str:
+    """The name an earlier build of ``build_name`` is kept under once a newer
+    one is frozen: ``NAME@YYYYMMDDTHHMM`` (UTC)."""
+    return f"{build_name}@{built_at.astimezone(dt.UTC):%Y%m%dT%H%M}"
+
+
+def week_apart_pairs(set_name: str) -> list[tuple[str, str, str]]:
+    """Real week-apart update pairs of a set from its frozen builds: for each
+    build of ``FOLLOWING``, every two of its frozen builds made at least
+    ``WEEK_APART_DAYS`` apart, older first; the pair is named
+    ``week-apart-SUITE-OLDDATE-NEWDATE``."""
+    if not frozen_path(set_name).exists():
+        return []
+    held = _frozen(set_name)["builds"]
+    found: list[tuple[str, str, str]] = []
+    for base in FOLLOWING:
+        versions = sorted(
+            (k for k in held if k.partition("@")[0] == base), key=lambda k: (_built_at(held[k]), k)
+        )
+        suite = BUILDS[base][0]
+        for i, old in enumerate(versions):
+            for new in versions[i + 1 :]:
+                t_old, t_new = _built_at(held[old]), _built_at(held[new])
+                if t_new - t_old >= dt.timedelta(days=WEEK_APART_DAYS):
+                    found.append((f"week-apart-{suite}-{t_old:%Y%m%d}-{t_new:%Y%m%d}", old, new))
+    return found
 
 
 def freeze(set_name: str) -> Path:
-    """Store the cached indexes of the builds of ``set_name`` in the repository:
-    every build with an index (a build that failed is left out, with a note)."""
-    builds: dict[str, Any] = {}
+    """Store the cached indexes of the builds of ``set_name`` in the repository,
+    beside what it already holds.
+
+    A cached index replaces the frozen one of its build, except that a newer
+    build of ``FOLLOWING`` (a later ``built_at``) keeps the one it replaces
+    under ``dated_name``: the corpus of week-apart pairs grows with every
+    refresh.  Builds without a cached index keep their frozen one."""
+    builds: dict[str, Any] = dict(_frozen(set_name)["builds"]) if frozen_path(set_name).exists() else {}
+    added = 0
     for build_name in BUILDS:
         path = index_path(set_name, build_name)
         if not path.exists():
-            note(f"{set_name}/{build_name}: no index ({path}), not frozen")
+            note(
+                f"{set_name}/{build_name}: no index ({path}), frozen one kept"
+                if build_name in builds
+                else f"{set_name}/{build_name}: no index ({path}), not frozen"
+            )
             continue
         data = json.loads(gzip.decompress(path.read_bytes()))
         ids = data["files"]["content_id"]
         data["files"]["content_id"] = [c[:FROZEN_ID_HEX] if _HEX_ID.fullmatch(c) else c for c in ids]
+        before = builds.get(build_name)
+        if build_name in FOLLOWING and before is not None and _built_at(before) < _built_at(data):
+            builds[dated_name(build_name, _built_at(before))] = before
         builds[build_name] = data
-    if not builds:
+        added += 1
+    if not added:
         raise FileNotFoundError(
             f"{set_name}: no build has an index; run `python -m benches.update_pairs build --set {set_name}`"
         )
@@ -914,13 +982,18 @@ def _sets(choice: str) -> list[str]:
     return list(SETS) if choice == "all" else [choice]
 
 
-def cmd_build(set_names: Iterable[str], reindex: bool = False, drop_trees: bool = False) -> int:
-    """Build and index every build of the sets; print each pair's figures.
-    With ``drop_trees``, each tree is removed once its index is made (the
-    index is all the update-cost experiment reads)."""
+def cmd_build(
+    set_names: Iterable[str],
+    reindex: bool = False,
+    drop_trees: bool = False,
+    only: Sequence[str] | None = None,
+) -> int:
+    """Build and index every build of the sets (``only``: these builds); print
+    each pair's figures.  With ``drop_trees``, each tree is removed once its
+    index is made (the index is all the update-cost experiment reads)."""
     failed: list[str] = []
     for set_name in set_names:
-        for build_name in BUILDS:
+        for build_name in BUILDS if only is None else only:
             label = f"{set_name}/{build_name}"
             has_index = index_path(set_name, build_name).exists()
             if not reindex and index_is_current(set_name, build_name):
@@ -953,6 +1026,28 @@ def cmd_build(set_names: Iterable[str], reindex: bool = False, drop_trees: bool 
                 f"of {_mb(s.total_bytes)} MB",
                 flush=True,
             )
+    if failed:
+        note(f"failed: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+def cmd_refresh(set_names: Iterable[str], drop_trees: bool = False) -> int:
+    """Build the ``FOLLOWING`` builds of the sets again from today's mirror,
+    index them and freeze them beside the earlier ones."""
+    failed: list[str] = []
+    for set_name in set_names:
+        for build_name in FOLLOWING:
+            tree = tree_path(set_name, build_name)
+            for stale in (index_path(set_name, build_name), _info_path(tree)):
+                stale.unlink(missing_ok=True)
+            shutil.rmtree(tree, ignore_errors=True)
+        if cmd_build([set_name], drop_trees=drop_trees, only=FOLLOWING) != 0:
+            failed.append(set_name)
+            continue
+        note(f"{set_name}: frozen into {freeze(set_name)}")
+        for pair, old, new in week_apart_pairs(set_name):
+            note(f"{set_name}: week-apart pair {pair} ({old} -> {new})")
     if failed:
         note(f"failed: {', '.join(failed)}")
         return 1
@@ -1011,6 +1106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_build.add_argument(
         "--drop-trees", action="store_true", help="remove each tree once its index is made (saves disk)"
     )
+    p_refresh = sub.add_parser(
+        "refresh",
+        help="build the security-following builds again and freeze them beside the earlier ones "
+        "(week-apart pairs)",
+    )
+    p_refresh.add_argument("--set", choices=[*SETS, "all"], default="all")
+    p_refresh.add_argument(
+        "--drop-trees", action="store_true", help="remove each tree once its index is made"
+    )
     p_show = sub.add_parser("show", help="print each update pair's figures")
     p_show.add_argument("--set", choices=[*SETS, "all"], default="all")
     p_show.add_argument("--json", action="store_true")
@@ -1019,6 +1123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "build":
         return cmd_build(_sets(args.set), args.reindex, args.drop_trees)
+    if args.command == "refresh":
+        return cmd_refresh(_sets(args.set), args.drop_trees)
     if args.command == "freeze":
         for set_name in _sets(args.set):
             note(f"{set_name}: frozen into {freeze(set_name)}")
