@@ -33,8 +33,12 @@ The tree is cached under the debchunk cache directory (``$DEBCHUNK_CACHE`` or
 ``~/.cache/debchunk``) as ``trees/<key>.ostree``, beside the raw mmdebstrap tree,
 so reruns only measure.
 
-Usage: ``python -m benches.encapsulate_speed [--runs N] [--json FILE]``; exits 1
-when a target is missed.
+``--tree desktop`` runs the same on the 2.3 GB trixie gnome-core tree of
+``benches.update_pairs`` (built there first; issue 14's fourth point: the
+same targets, peak RSS included).
+
+Usage: ``python -m benches.encapsulate_speed [--tree minbase|desktop] [--runs N]
+[--json FILE]``; exits 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from typing import Any
 
 from benches.debtrees import TreeSpec, build_tree, cache_dir, ostreeify
 from benches.mapping_speed import host_info, note, source_revision
+from benches.update_pairs import spec_for, tree_path
 
 MAX_LAYERS = 64
 SOURCE_DATE_EPOCH = "1767225600"  # 2026-01-01T00:00:00Z
@@ -415,9 +420,22 @@ def again_job(tree: Path, out: Path) -> Job:
     return Job("ours, again into a layout holding it", " ".join([*command, "oci:L:again", *plain]), once)
 
 
-def bench(runs: int) -> Result:
-    """Every measurement, on the cached laid-out trixie tree."""
-    tree = laid_out_tree(TreeSpec("trixie"))
+def tree_and_key(name: str) -> tuple[Path, str]:
+    """The laid-out tree a bench runs on and its cache key: ``minbase`` (the
+    trixie minbase tree, made here if missing) or ``desktop`` (the trixie
+    gnome-core tree of ``benches.update_pairs``, which must have been built)."""
+    if name == "desktop":
+        tree = tree_path("desktop", "trixie")
+        if not (tree / "usr").is_dir():
+            raise SystemExit(f"{tree}: not built; run python -m benches.update_pairs build --set desktop")
+        return tree, spec_for("desktop", "trixie").key
+    spec = TreeSpec("trixie")
+    return laid_out_tree(spec), spec.key
+
+
+def bench(runs: int, tree_name: str = "minbase") -> Result:
+    """Every measurement, on a cached laid-out trixie tree (``tree_and_key``)."""
+    tree = tree_and_key(tree_name)[0]
     entries, content = tree_stats(tree)
     work_parent = cache_dir().parent / "work"
     work_parent.mkdir(parents=True, exist_ok=True)
@@ -515,7 +533,7 @@ def verdict(ok: bool) -> str:
 
 def report(r: Result) -> None:
     print(
-        f"Tree: trixie minbase laid out for OSTree, {r.entries} entries, "
+        f"Tree: {r.tree}, laid out for OSTree, {r.entries} entries, "
         f"{r.content_bytes / 1e6:.0f} MB of file content, tar stream {r.tar_stream_bytes / 1e6:.0f} MB; "
         f"{r.cpus} CPUs, load average {r.load_before} before, {r.load_after} after"
     )
@@ -569,6 +587,16 @@ def report(r: Result) -> None:
     print(f"  ours again (layers reused) / umoci insert: {r.ratio_again_umoci:.2f}x (information)")
 
 
+def tree_option(parser: argparse.ArgumentParser) -> None:
+    """``--tree minbase|desktop``: the tree a speed bench runs on (``tree_and_key``)."""
+    parser.add_argument(
+        "--tree",
+        choices=("minbase", "desktop"),
+        default="minbase",
+        help="minbase (trixie, made if missing) or desktop (trixie gnome-core of benches.update_pairs)",
+    )
+
+
 def bench_arguments(
     argv: Sequence[str] | None,
     module: str,
@@ -605,7 +633,7 @@ def measure_and_record(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure, print, write ``--json``; 1 when a target is missed."""
-    args = bench_arguments(argv, "benches.encapsulate_speed", __doc__)
+    args = bench_arguments(argv, "benches.encapsulate_speed", __doc__, tree_option)
     for tool in ("umoci", "skopeo", "pigz", "gzip", "tar", "zstd"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed; install it (apt-get install {tool})")
@@ -617,7 +645,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "size_ours_over_tar_gzip6": SIZE_RATIO_TARGET,
         "peak_rss_bytes": RSS_TARGET_BYTES,
     }
-    result: Result = measure_and_record("encapsulate speed", args.runs, args.json, targets, bench)
+    result: Result = measure_and_record(
+        f"encapsulate speed ({args.tree})", args.runs, args.json, targets, lambda runs: bench(runs, args.tree)
+    )
     report(result)
     print(f"\noverall: {verdict(result.passed)}")
     return 0 if result.passed else 1

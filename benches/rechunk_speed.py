@@ -49,7 +49,6 @@ Usage: ``python -m benches.rechunk_speed [--tree minbase|desktop] [--runs N] [--
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -62,7 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benches.debtrees import TreeSpec, cache_dir
+from benches.debtrees import cache_dir
 from benches.encapsulate_speed import (
     SOURCE_DATE_EPOCH,
     Job,
@@ -71,17 +70,17 @@ from benches.encapsulate_speed import (
     bench_arguments,
     fresh,
     json_job,
-    laid_out_tree,
     load,
     measure_and_record,
     print_measures,
     run_child,
     run_interleaved,
+    tree_and_key,
+    tree_option,
     tree_stats,
     verdict,
 )
 from benches.mapping_speed import note
-from benches.update_pairs import spec_for, tree_path
 
 MAX_LAYERS = 64
 ROOTFS_RATIO_TARGET = 1.2
@@ -318,19 +317,6 @@ class Result:
     passed: bool
 
 
-def tree_and_key(name: str) -> tuple[Path, str]:
-    """The laid-out tree a bench runs on and its cache key: ``minbase`` (the
-    trixie minbase tree, made here if missing) or ``desktop`` (the trixie
-    gnome-core tree of ``benches.update_pairs``, which must have been built)."""
-    if name == "desktop":
-        tree = tree_path("desktop", "trixie")
-        if not (tree / "usr").is_dir():
-            raise SystemExit(f"{tree}: not built; run python -m benches.update_pairs build --set desktop")
-        return tree, spec_for("desktop", "trixie").key
-    spec = TreeSpec("trixie")
-    return laid_out_tree(spec), spec.key
-
-
 def bench(runs: int, tree_name: str = "minbase") -> Result:
     """Every measurement, on a cached laid-out tree and its single-layer image."""
     tree, key = tree_and_key(tree_name)
@@ -436,15 +422,7 @@ def report(r: Result) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure, print, write ``--json``; 0 unless a check of the images failed."""
 
-    def more(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "--tree",
-            choices=("minbase", "desktop"),
-            default="minbase",
-            help="minbase (trixie, made if missing) or desktop (trixie gnome-core of benches.update_pairs)",
-        )
-
-    args = bench_arguments(argv, "benches.rechunk_speed", __doc__, more)
+    args = bench_arguments(argv, "benches.rechunk_speed", __doc__, tree_option)
     for tool in ("umoci", "skopeo", "gzip", "tar"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed; install it (apt-get install {tool})")
