@@ -200,6 +200,31 @@ def encapsulate_figures(data: dict[str, Any]) -> list[Figure]:
         ),
         Figure("encapsulate", "wall / tar | pigz -6", r["ratio_pigz"], "x", None, "pigz"),
         Figure(
+            "encapsulate",
+            "size / umoci insert",
+            r["ratio_size_umoci"],
+            "x",
+            1.0,
+            "umoci",
+        ),
+        Figure(
+            "encapsulate",
+            "zstd wall / tar | zstd -3 -T2",
+            r["ratio_zstd"],
+            "x",
+            encapsulate_speed.ZSTD_RATIO_TARGET,
+            "zstd",
+        ),
+        # 1 when two runs, or builds in 1 and 2 threads, gave different bytes:
+        # any difference is a regression (the target is 0).
+        Figure(
+            "encapsulate",
+            "images differ (2 runs, 1 and 2 threads)",
+            0.0 if r["same_bytes_passed"] else 1.0,
+            "",
+            0.0,
+        ),
+        Figure(
             "encapsulate", "again, layers reused / umoci insert", r["ratio_again_umoci"], "x", None, "umoci"
         ),
         Figure("encapsulate", "peak RSS", rss / 1e6, "MB", encapsulate_speed.RSS_TARGET_BYTES / 1e6),
