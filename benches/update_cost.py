@@ -52,9 +52,11 @@ from benches.update_pairs import (
     single_layer_bytes,
 )
 from chunker import Plan, pack
+from chunker.cost import make_plan
 from mapping import Component, split_components
 from mapping.changelog import probability
 from mapping.model import Kind
+from mapping.split import DATA_SUFFIX, is_data_path
 
 # (components, max_layers, prior, the peer's own inputs as keyword arguments).
 Strategy = Callable[[Sequence[Component], int, Plan | None, Mapping[str, Any]], Plan]
@@ -413,6 +415,10 @@ class Case:
     single: int
     changed_sources: int
     rows: list[Row] = field(default_factory=list)
+    # ``component_bound``: the least any packing of debchunk's components
+    # downloads; ``finest_bound``: the same with every finest unit alone.
+    bound: int = 0
+    finest: int = 0
 
     def row(self, strategy: str) -> Row:
         return next(r for r in self.rows if r.strategy == strategy)
@@ -433,6 +439,55 @@ def _plan_pair(
     new_view = view_of(name, new, before, ownership)
     after = strategy(new_view.index.components, max_layers, before, new_view.inputs)
     return before, after, download_bytes(old_view.index, before.groups(), new_view.index, after.groups())
+
+
+def _finest_part(index: TreeIndex, row: int, package_names: Sequence[str]) -> str:
+    """The finest unit a row belongs to: its component, the binary package
+    whose dpkg file list holds it (none for rows no list holds), and whether
+    it is data (``mapping.split``'s rule) or documentation.  debchunk's split
+    parts, the peers' binary packages and source components are each a union
+    of these units."""
+    path = index.paths[row]
+    package = -1 if index.row_packages is None else int(index.row_packages[row])
+    binary = package_names[package] if package >= 0 else ""
+    kind = "doc" if path.startswith("usr/share/doc/") else DATA_SUFFIX if is_data_path(path) else ""
+    return f"{index.components[index.owners[row]].name}/{binary}/{kind}"
+
+
+def finest_bound(old: TreeIndex, new: TreeIndex) -> int:
+    """Bytes downloaded with every finest unit (``_finest_part``) in a layer of
+    its own and unlimited layers: what cutting packages into their binary
+    packages' data, documentation and the rest could reach.  Not a strict
+    bound: a file moving between two binary packages of one source changes two
+    units but not the source's component."""
+
+    def parts(index: TreeIndex) -> dict[str, tuple[bytes, int]]:
+        names = [p.package for p in index.packages]
+        rows: dict[str, list[int]] = {}
+        for r in range(len(index.paths)):
+            rows.setdefault(_finest_part(index, r, names), []).append(r)
+        out = {}
+        for key, members in rows.items():
+            distinct: dict[str, int] = {}
+            for r in members:
+                distinct.setdefault(index.content_ids[r], int(index.sizes[r]))
+            out[key] = (hashlib.sha256(index.row_digests[members].tobytes()).digest(), sum(distinct.values()))
+        return out
+
+    have = {identity for identity, _ in parts(old).values()}
+    return sum(size for identity, size in parts(new).values() if identity not in have)
+
+
+def component_bound(old: TreeIndex, new: TreeIndex) -> int:
+    """Bytes downloaded with each of debchunk's components (split as
+    ``split_index`` splits them) in a layer of its own, unlimited layers: a
+    layer is downloaded when a component in it changed, so no plan of these
+    components, with any budget or prior, downloads less."""
+    before = split_index(old)
+    after = split_index(new, make_plan(before.components, [[c.name] for c in before.components], 2, 0))
+    return download_bytes(
+        before, [[c.name] for c in before.components], after, [[c.name] for c in after.components]
+    )
 
 
 # Perturbation of the change probabilities for the sensitivity figures: each
@@ -484,6 +539,7 @@ def run_pair(
     old_v, new_v = old.source_versions(), new.source_versions()
     changed = sum(1 for s in set(old_v) | set(new_v) if old_v.get(s) != new_v.get(s))
     case = Case(set_name, pair, old.build_name, new.build_name, max_layers, ideal, single, changed)
+    case.bound, case.finest = component_bound(old, new), finest_bound(old, new)
 
     def waste(got: int) -> float | None:
         return (got - ideal) / (single - ideal) if single > ideal else None
@@ -635,7 +691,8 @@ def print_case(case: Case) -> None:
     print(
         f"\n{case.set_name}: {case.pair} ({case.old_build} -> {case.new_build}), N={case.max_layers}: "
         f"{case.changed_sources} source packages changed; ideal {case.ideal / 1e6:.1f} MB, "
-        f"single layer {case.single / 1e6:.1f} MB"
+        f"single layer {case.single / 1e6:.1f} MB; bounds: debchunk's components alone "
+        f"{case.bound / 1e6:.1f} MB, finest units alone {case.finest / 1e6:.1f} MB"
     )
     perturbed = any(r.perturbed_mean is not None for r in case.rows)
     spread = f" {'perturbed':>14}" if perturbed else ""
@@ -683,6 +740,10 @@ class Ratio:
     # Baselines downloading less than debchunk, and as much.
     beaten_by: list[str]
     tied_with: list[str]
+    # The waste of ``component_bound`` over the best baseline's: no plan of
+    # debchunk's components has a lower ratio; and of ``finest_bound``.
+    bound_ratio: float | None = None
+    finest_ratio: float | None = None
 
 
 def best_baseline(case: Case) -> Row:
@@ -701,11 +762,26 @@ def ratios(cases: Sequence[Case]) -> list[Ratio]:
             ratio = ours.waste / best.waste
         else:
             ratio = None
+        bound: float | None = None
+        finest: float | None = None
+        if c.pair != "rebuild" and best.waste and c.single > c.ideal:
+            bound = (c.bound - c.ideal) / (c.single - c.ideal) / best.waste
+            finest = (c.finest - c.ideal) / (c.single - c.ideal) / best.waste
         beaten = [b for b in BASELINES if c.row(b).download < ours.download]
         tied = [b for b in BASELINES if c.row(b).download == ours.download and c.single > c.ideal]
         out.append(
             Ratio(
-                c.set_name, c.pair, c.max_layers, ours.waste, best.strategy, best.waste, ratio, beaten, tied
+                c.set_name,
+                c.pair,
+                c.max_layers,
+                ours.waste,
+                best.strategy,
+                best.waste,
+                ratio,
+                beaten,
+                tied,
+                bound,
+                finest,
             )
         )
     return out
@@ -749,15 +825,22 @@ def corpus_summary(rs: Sequence[Ratio]) -> list[CorpusFigure]:
 def print_summary(rs: Sequence[Ratio], corpus: Sequence[CorpusFigure]) -> None:
     """The corpus summary: one line per set, pair and budget, then the totals."""
     print("\ncorpus: debchunk's waste / the best baseline's waste (rebuilds: download / floor)")
-    print(f"  {'set':15} {'pair':22} {'N':>4} {'ours':>7} {'best':>7}  {'best baseline':28} {'ratio':>6}")
+    print(
+        "  (bound: the ratio with each of debchunk's components in a layer of its own, the least any\n"
+        "  plan of them reaches; finest: the same with each binary package's data, docs and rest apart)"
+    )
+    head = f"  {'set':15} {'pair':22} {'N':>4} {'ours':>7} {'best':>7}  {'best baseline':28} {'ratio':>6}"
+    print(f"{head} {'bound':>6} {'finest':>6}")
     for r in rs:
         ours = "-" if r.waste is None else f"{100 * r.waste:6.1f}%"
         best = "-" if r.best_waste is None else f"{100 * r.best_waste:6.1f}%"
         ratio = "-" if r.ratio is None else f"{r.ratio:6.2f}"
         beaten = f"  beaten by {', '.join(r.beaten_by)}" if r.beaten_by else ""
         beaten += f"  tied with {', '.join(r.tied_with)}" if r.tied_with else ""
+        bound = "-" if r.bound_ratio is None else f"{r.bound_ratio:6.2f}"
+        finest = "-" if r.finest_ratio is None else f"{r.finest_ratio:6.2f}"
         head = f"  {r.set_name:15} {r.pair:22} {r.max_layers:4} {ours:>7} {best:>7}"
-        print(f"{head}  {r.best:28} {ratio:>6}{beaten}")
+        print(f"{head}  {r.best:28} {ratio:>6} {bound:>6} {finest:>6}{beaten}")
     for f in corpus:
         lost = f"; a baseline downloads no more on {', '.join(f.lost)}" if f.lost else ""
         print(
