@@ -46,6 +46,30 @@ class BlobStore(Protocol):
     def open_blob(self, digest: str) -> BinaryIO: ...
 
 
+class BlobExtent(NamedTuple):
+    """Where a blob's bytes are in a file on this machine."""
+
+    path: str
+    offset: int
+    size: int
+
+
+def blob_extent(store: BlobStore, digest: str) -> BlobExtent | None:
+    """Where ``store`` keeps the blob ``digest`` on this machine (a layout's
+    blob file, an archive's member), so it can be copied without reading it
+    through Python; None for a store that has no such place (a registry) or
+    a blob it lacks."""
+    try:
+        if isinstance(store, Layout):
+            path = store.blob_path(digest)
+            return BlobExtent(path, 0, os.stat(path).st_size)
+        if isinstance(store, ArchiveBlobs):
+            return store.extent(digest)
+    except (OSError, EncapsulateError):
+        return None
+    return None
+
+
 class _LayoutLike(BlobStore, Protocol):
     def manifest_for(self, tag: str | None) -> Descriptor: ...
 
@@ -104,8 +128,17 @@ class ArchiveBlobs:
 
     def open_blob(self, digest: str) -> BinaryIO:
         """A blob, opened for streaming."""
+        return self._open(self._blob_name(digest))
+
+    @staticmethod
+    def _blob_name(digest: str) -> str:
         algorithm, _, hexdigest = digest.partition(":")
-        return self._open(f"blobs/{algorithm}/{os.path.basename(hexdigest)}")
+        return f"blobs/{algorithm}/{os.path.basename(hexdigest)}"
+
+    def extent(self, digest: str) -> BlobExtent | None:
+        """Where the blob ``digest`` is in the archive file (None: not there)."""
+        member = self._members.get(self._blob_name(digest))
+        return None if member is None else BlobExtent(self.path, member.offset_data, member.size)
 
     def read_blob(self, digest: str) -> bytes:
         """The content of a (small) blob."""

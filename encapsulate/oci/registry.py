@@ -19,6 +19,7 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -88,24 +89,33 @@ class _NoAuthElsewhere(urllib.request.HTTPRedirectHandler):
 
 
 @dataclass
-class RegistryBlobs:
-    """The blobs of one registry repository, fetched one at a time.
-    ``tls_verify=False``: HTTPS without certificate checks, then plain HTTP
-    (as containers/image does for an insecure registry)."""
+class RegistrySession:
+    """Requests to one registry repository (``ref``'s), answering its ``401``
+    challenges.  ``tls_verify=False``: HTTPS without certificate checks, then
+    plain HTTP (as containers/image does for an insecure registry)."""
 
     ref: ImageRef
     tls_verify: bool | None = None
     authfile: str | None = None
-    fetched: list[str] = field(default_factory=list)
-    _authorization: str | None = None
-    _base: str | None = None
+    _authorization: str | None = field(default=None, init=False, repr=False)
+    _base: str | None = field(default=None, init=False, repr=False)
+    _built: urllib.request.OpenerDirector | None = field(default=None, init=False, repr=False)
+
+    def scopes(self, name: str) -> list[str]:
+        """The token scopes asked for (``repository:NAME:ACTIONS``, token-auth spec)."""
+        return [f"repository:{name}:pull"]
 
     def _opener(self) -> urllib.request.OpenerDirector:
-        context = ssl.create_default_context()
-        if self.tls_verify is False:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoAuthElsewhere)
+        # Made once: loading the system's certificates takes milliseconds.
+        if self._built is None:
+            context = ssl.create_default_context()
+            if self.tls_verify is False:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            self._built = urllib.request.build_opener(
+                urllib.request.HTTPSHandler(context=context), _NoAuthElsewhere
+            )
+        return self._built
 
     def _get(self, url: str) -> BinaryIO:
         request = urllib.request.Request(url)
@@ -127,9 +137,9 @@ class RegistryBlobs:
         realm = params.get("realm")
         if scheme != "bearer" or not realm:
             raise EncapsulateError(f"{self.ref}: unsupported registry authentication {challenge!r:.60}")
-        query = {"scope": f"repository:{name}:pull"}
+        query = [("scope", scope) for scope in self.scopes(name)]
         if params.get("service"):
-            query["service"] = params["service"]
+            query.append(("service", params["service"]))
         request = urllib.request.Request(f"{realm}?{urllib.parse.urlencode(query)}")
         if secret is not None:
             request.add_header("Authorization", f"Basic {secret}")
@@ -164,21 +174,52 @@ class RegistryBlobs:
         hint = "" if self.tls_verify is False else "; give --tls-verify false for a plain-HTTP registry"
         raise EncapsulateError(f"{self.ref}: cannot reach the registry ({last}){hint}")
 
-    def open_blob(self, digest: str) -> BinaryIO:
-        """The blob ``digest`` of the repository, streamed."""
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | Callable[[], Iterable[bytes]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> BinaryIO:
+        """The response to ``METHOD path`` (a path from ``/v2/``, or a whole
+        URL the registry gave), after answering one ``401`` challenge.  A
+        streamed ``body`` is a function giving its chunks (called again for
+        the retry; give its ``Content-Length``).  Other HTTP errors are raised
+        (``urllib.error.HTTPError``), as are network errors (``OSError``)."""
         host, name = registry_name(self.ref)
-        url = f"{self._url(host)}/v2/{name}/blobs/{digest}"
+        url = urllib.parse.urljoin(self._url(host), path)
         for attempt in range(2):
+            data = body() if callable(body) else body
+            request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+            if self._authorization:
+                request.add_header("Authorization", self._authorization)
             try:
-                response = self._get(url)
+                response: BinaryIO = self._opener().open(request, timeout=_TIMEOUT)
+                return response
             except urllib.error.HTTPError as e:
                 challenge = e.headers.get("WWW-Authenticate") if e.headers else None
                 if e.code == 401 and challenge and attempt == 0:
+                    e.close()
                     self._authorize(challenge, host, name)
                     continue
-                raise EncapsulateError(f"{self.ref}: blob {digest}: HTTP {e.code} {e.reason}") from None
-            except OSError as e:
-                raise EncapsulateError(f"{self.ref}: blob {digest}: {e}") from None
-            self.fetched.append(digest)
-            return response
-        raise EncapsulateError(f"{self.ref}: blob {digest}: the registry refused the credentials")
+                raise
+        raise EncapsulateError(f"{self.ref}: the registry refused the credentials; check --authfile")
+
+
+@dataclass
+class RegistryBlobs(RegistrySession):
+    """The blobs of one registry repository, fetched one at a time."""
+
+    fetched: list[str] = field(default_factory=list)
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        """The blob ``digest`` of the repository, streamed."""
+        _, name = registry_name(self.ref)
+        try:
+            response = self.send("GET", f"/v2/{name}/blobs/{digest}")
+        except urllib.error.HTTPError as e:
+            raise EncapsulateError(f"{self.ref}: blob {digest}: HTTP {e.code} {e.reason}") from None
+        except OSError as e:
+            raise EncapsulateError(f"{self.ref}: blob {digest}: {e}") from None
+        self.fetched.append(digest)
+        return response
