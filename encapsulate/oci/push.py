@@ -64,6 +64,9 @@ class RegistryPush(RegistrySession):
     # Repositories of the same registry blobs are mounted from.
     _sources: set[str] = field(default_factory=set)
 
+    def __post_init__(self) -> None:
+        self.tls_option = "--dest-tls-verify"
+
     @property
     def host(self) -> str:
         """The registry's host (and port)."""

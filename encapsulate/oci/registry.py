@@ -97,6 +97,8 @@ class RegistrySession:
     ref: ImageRef
     tls_verify: bool | None = None
     authfile: str | None = None
+    # The option that sets ``tls_verify``, for messages.
+    tls_option: str = field(default="--tls-verify", init=False, repr=False)
     _authorization: str | None = field(default=None, init=False, repr=False)
     _base: str | None = field(default=None, init=False, repr=False)
     _built: urllib.request.OpenerDirector | None = field(default=None, init=False, repr=False)
@@ -171,8 +173,15 @@ class RegistrySession:
                 continue
             self._base = f"{scheme}://{host}"
             return self._base
-        hint = "" if self.tls_verify is False else "; give --tls-verify false for a plain-HTTP registry"
-        raise EncapsulateError(f"{self.ref}: cannot reach the registry ({last}){hint}")
+        hint = (
+            "check its address and that it runs"
+            if self.tls_verify is False
+            else f"give {self.tls_option} false for a plain-HTTP registry"
+        )
+        reason = getattr(last, "reason", last)
+        if isinstance(reason, OSError) and reason.strerror:
+            reason = reason.strerror.lower()
+        raise EncapsulateError(f"{self.ref}: cannot reach the registry {host} ({reason}); {hint}")
 
     def send(
         self,
