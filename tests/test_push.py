@@ -23,9 +23,10 @@ from encapsulate.errors import EncapsulateError
 from encapsulate.oci.push import registry_reference
 from encapsulate.oci.read import ArchiveBlobs
 from encapsulate.oci.registry import RegistryBlobs, RegistrySession
+from encapsulate.oci.reuse import check_local_blob
 from encapsulate.write.image import ImageResult
-from tests.images import build, packages_tree
-from tests.test_cache import LAYERS, _from_scratch, _update
+from tests.images import EPOCH, build, packages_tree
+from tests.test_cache import LAYERS, _from_scratch, _start_build, _update
 
 
 @pytest.fixture
@@ -286,3 +287,51 @@ def test_registry_reference() -> None:
     assert registry_reference("host:5000/a/b:v2") == "v2"
     assert registry_reference("//host:5000/a/b") == "latest"
     assert registry_reference("host/a@sha256:" + "0" * 64) == "sha256:" + "0" * 64
+
+
+def test_an_archive_read_in_place_is_the_one_opened(tree: tuple[RootfsOrigin, Path], tmp_path: Path) -> None:
+    """A prior archive replaced while a build reads it (another build
+    delivered to it): the build still reads the archive it opened."""
+    origin, root = tree
+    v1 = build(origin, f"oci-archive:{tmp_path}/v1.tar", max_layers=LAYERS)
+    prior = ArchiveBlobs(str(tmp_path / "v1.tar"), "v1")
+    _update(root)
+    build(origin, f"oci-archive:{tmp_path}/other.tar", max_layers=LAYERS, epoch=EPOCH + 1)
+    os.replace(tmp_path / "other.tar", tmp_path / "v1.tar")
+    for b in v1.layers:
+        assert check_local_blob(prior, b.descriptor)
+        with prior.open_blob(b.descriptor.digest) as f:
+            assert "sha256:" + hashlib.sha256(f.read()).hexdigest() == b.descriptor.digest
+
+
+def test_concurrent_rebuilds_of_one_archive(tree: tuple[RootfsOrigin, Path], tmp_path: Path) -> None:
+    """Two rebuilds at once, each taking layers from the archive both replace:
+    both succeed and the archive left is the one a build from scratch gives."""
+    origin, root = tree
+    archive = tmp_path / "os.tar"
+    v1 = build(origin, f"oci-archive:{archive}", max_layers=LAYERS)
+    _update(root)
+    fresh = _from_scratch(origin, v1, tmp_path / "fresh")
+    runs = [
+        _start_build(
+            "--rootfs",
+            str(root),
+            f"oci-archive:{archive}",
+            "--prior",
+            f"oci-archive:{archive}",
+            "--max-layers",
+            str(LAYERS),
+        )
+        for _ in range(2)
+    ]
+    for proc in runs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", f"oci-archive:{archive}"], check=True, capture_output=True
+    ).stdout
+    assert "sha256:" + hashlib.sha256(raw).hexdigest() == fresh.manifest.digest
+    blobs = ArchiveBlobs(str(archive), "os")
+    for b in fresh.layers:
+        assert check_local_blob(blobs, b.descriptor)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]

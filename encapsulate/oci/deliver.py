@@ -61,8 +61,8 @@ def _write_all(fd: int, data: bytes) -> None:
 def _copy_extent(extent: BlobExtent, out: int) -> None:
     """Append the bytes of ``extent`` to the file ``out``: in the kernel
     (``copy_file_range``), else by ``pread`` where a file system cannot."""
-    with open(extent.path, "rb") as source:
-        fd = source.fileno()
+    with contextlib.ExitStack() as stack:
+        fd = extent.fd if extent.fd is not None else stack.enter_context(open(extent.path, "rb")).fileno()
         offset, left = extent.offset, extent.size
         with contextlib.suppress(OSError):
             while left:

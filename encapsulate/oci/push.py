@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 from ..errors import EncapsulateError
 from .layout import Descriptor, Layout
-from .read import BlobStore, blob_extent
+from .read import BlobStore
 from .registry import RegistryBlobs, RegistrySession, registry_name
 from .reuse import check_local_blob
 
@@ -132,23 +132,6 @@ class RegistryPush(RegistrySession):
                 f"{self.ref}: lost the registry {self.host} during {what} ({e}); run again"
             ) from None
 
-    def _content(
-        self, d: Descriptor, layout: Layout, lent: Mapping[str, BlobStore]
-    ) -> Callable[[], BinaryIO]:
-        store = lent.get(d.digest)
-        if store is None:
-            return lambda: layout.open_blob(d.digest)
-        extent = blob_extent(store, d.digest)
-        if extent is None:
-            return lambda: store.open_blob(d.digest)
-
-        def open_extent() -> BinaryIO:
-            f = open(extent.path, "rb")  # noqa: SIM115 (closed by the caller)
-            f.seek(extent.offset)
-            return f
-
-        return open_extent
-
     def push_blob(self, d: Descriptor, layout: Layout, lent: Mapping[str, BlobStore]) -> None:
         """Put the blob ``d`` names into the repository unless it is there."""
         blob = f"/v2/{self.name}/blobs/{d.digest}"
@@ -168,13 +151,13 @@ class RegistryPush(RegistrySession):
             return
         if location is None:
             raise EncapsulateError(f"{self.ref}: the registry {self.host} gave no upload location; run again")
-        content = self._content(d, layout, lent)
+        content = lent.get(d.digest) or layout
         put = location + ("&" if "?" in location else "?") + urllib.parse.urlencode({"digest": d.digest})
         self._request(
             f"the upload of {d.digest}",
             "PUT",
             put,
-            _chunks(content),
+            _chunks(lambda: content.open_blob(d.digest)),
             {"Content-Type": "application/octet-stream", "Content-Length": str(d.size)},
         )
         self.uploaded.append(d.digest)
