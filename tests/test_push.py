@@ -6,7 +6,9 @@ scratch gives, read back by skopeo and umoci."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
 import subprocess
 import tarfile
@@ -17,7 +19,7 @@ from typing import BinaryIO
 
 import pytest
 
-from benches.registry import manifest_digest
+from benches.registry import docker_registry, manifest_digest
 from encapsulate import RootfsOrigin
 from encapsulate.errors import EncapsulateError
 from encapsulate.oci.push import registry_reference
@@ -335,3 +337,42 @@ def test_concurrent_rebuilds_of_one_archive(tree: tuple[RootfsOrigin, Path], tmp
     for b in fresh.layers:
         assert check_local_blob(blobs, b.descriptor)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_registry_that_wants_credentials(tree: tuple[RootfsOrigin, Path], tmp_path: Path) -> None:
+    """Basic authentication (htpasswd): the push answers the challenge with
+    the --authfile's credentials; without them, one line saying so."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # the registry reads bcrypt entries only
+
+        entry = crypt.crypt("secret", crypt.mksalt(crypt.METHOD_BLOWFISH))
+    (tmp_path / "htpasswd").write_text(f"builder:{entry}\n")
+    origin, _ = tree
+    (tmp_path / "auth-registry").mkdir()
+    with docker_registry(tmp_path / "auth-registry", tmp_path / "htpasswd") as host:
+        authfile = tmp_path / "auth.json"
+        secret = base64.b64encode(b"builder:secret").decode()
+        authfile.write_text(json.dumps({"auths": {host: {"auth": secret}}}))
+        (tmp_path / "other.json").write_text(json.dumps({"auths": {"elsewhere.example": {"auth": secret}}}))
+        ref = f"{host}/private/os:v1"
+        with pytest.raises(EncapsulateError, match="wants credentials; give --authfile") as refused:
+            build(
+                origin,
+                f"registry:{ref}",
+                max_layers=LAYERS,
+                dest_tls_verify=False,
+                authfile=str(tmp_path / "other.json"),
+            )
+        assert "\n" not in str(refused.value)
+        pushed = build(
+            origin, f"registry:{ref}", max_layers=LAYERS, dest_tls_verify=False, authfile=str(authfile)
+        )
+        raw = subprocess.run(
+            ["skopeo", "inspect", "--raw", "--tls-verify=false", f"--authfile={authfile}", f"docker://{ref}"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        assert "sha256:" + hashlib.sha256(raw).hexdigest() == pushed.manifest.digest

@@ -51,12 +51,17 @@ def registry_name(ref: ImageRef) -> tuple[str, str]:
 def _credentials(host: str, authfile: str | None) -> str | None:
     """``user:password`` for ``host`` (base64 as stored) from the authfile:
     the one given, else ``REGISTRY_AUTH_FILE``, else podman's default
-    ``$XDG_RUNTIME_DIR/containers/auth.json`` (containers-auth.json(5))."""
+    ``$XDG_RUNTIME_DIR/containers/auth.json``, then
+    ``$XDG_CONFIG_HOME/containers/auth.json`` and Docker's
+    ``~/.docker/config.json``, where skopeo looks too (containers-auth.json(5))."""
     candidates: list[str | None] = [authfile] if authfile else []
     if not authfile:
         candidates.append(os.environ.get("REGISTRY_AUTH_FILE"))
         runtime = os.environ.get("XDG_RUNTIME_DIR")
         candidates.append(os.path.join(runtime, "containers", "auth.json") if runtime else None)
+        config = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+        candidates.append(os.path.join(config, "containers", "auth.json"))
+        candidates.append(os.path.expanduser("~/.docker/config.json"))
     for path in filter(None, candidates):
         try:
             with open(path, encoding="utf-8") as f:
@@ -67,7 +72,9 @@ def _credentials(host: str, authfile: str | None) -> str | None:
             continue
         except (OSError, ValueError, AttributeError) as e:
             raise EncapsulateError(f"{path}: not a readable authfile ({e}); fix or remove it") from None
-        names = (host, f"https://{host}", _HUB if host == _HUB_API else host)
+        # Docker's own files name Docker Hub by its old index address.
+        hub = (_HUB, "https://index.docker.io/v1/") if host == _HUB_API else ()
+        names = (host, f"https://{host}", *hub)
         for name in names:
             entry = auths.get(name)
             if isinstance(entry, dict) and isinstance(entry.get("auth"), str):
