@@ -51,6 +51,19 @@ def _from_scratch(origin: RootfsOrigin, prior: ImageResult, where: Path) -> Imag
     return fresh
 
 
+def _count_fetches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The digests of the blobs read from a registry (``RegistryBlobs.open_blob``), in order."""
+    fetched: list[str] = []
+    fetch = RegistryBlobs.open_blob
+
+    def counted(self: RegistryBlobs, digest: str) -> BinaryIO:
+        fetched.append(digest)
+        return fetch(self, digest)
+
+    monkeypatch.setattr(RegistryBlobs, "open_blob", counted)
+    return fetched
+
+
 def _check_taken(new: ImageResult, old: ImageResult, place: str) -> None:
     """Every layer whose blob the old image has was taken from ``place``; the
     others (the changed package's and nothing else) were compressed."""
@@ -103,14 +116,7 @@ def test_prior_from_a_registry_fetches_no_blob_it_takes(
     with open_image(f"oci:{tmp_path}/v1:v1", blobs=False) as local:
         v1 = build(origin, f"oci:{tmp_path}/v1:v1", max_layers=LAYERS)
         assert v1.manifest.digest == local.manifest_digest
-    fetched: list[str] = []
-    fetch = RegistryBlobs.open_blob
-
-    def counted(self: RegistryBlobs, digest: str) -> BinaryIO:
-        fetched.append(digest)
-        return fetch(self, digest)
-
-    monkeypatch.setattr(RegistryBlobs, "open_blob", counted)
+    fetched = _count_fetches(monkeypatch)
     _update(root)
     v2_ref = f"{registry}/cache-test:v2"
     v2 = build(

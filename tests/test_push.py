@@ -24,11 +24,11 @@ from encapsulate import RootfsOrigin
 from encapsulate.errors import EncapsulateError
 from encapsulate.oci.push import registry_reference
 from encapsulate.oci.read import ArchiveBlobs
-from encapsulate.oci.registry import RegistryBlobs, RegistrySession
+from encapsulate.oci.registry import RegistrySession
 from encapsulate.oci.reuse import check_local_blob
 from encapsulate.write.image import ImageResult
 from tests.images import EPOCH, build, packages_tree
-from tests.test_cache import LAYERS, _from_scratch, _start_build, _update
+from tests.test_cache import LAYERS, _count_fetches, _from_scratch, _start_build, _update
 
 
 @pytest.fixture
@@ -60,19 +60,6 @@ def requests(monkeypatch: pytest.MonkeyPatch) -> list[Request]:
 
     monkeypatch.setattr(RegistrySession, "send", counted)
     return sent
-
-
-def _count_fetches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The digests of the blobs read from a registry (``RegistryBlobs.open_blob``), in order."""
-    fetched: list[str] = []
-    fetch = RegistryBlobs.open_blob
-
-    def counted(self: RegistryBlobs, digest: str) -> BinaryIO:
-        fetched.append(digest)
-        return fetch(self, digest)
-
-    monkeypatch.setattr(RegistryBlobs, "open_blob", counted)
-    return fetched
 
 
 def _pulled(ref: str, into: Path) -> str:

@@ -78,7 +78,7 @@ def _copy_extent(extent: BlobExtent, out: int) -> None:
             offset, left = offset + len(data), left - len(data)
 
 
-def _member(name: str, size: int, directory: bool) -> bytes:
+def _tar_header(name: str, size: int, directory: bool) -> bytes:
     """A member's header as ``tarfile`` writes it for ``gettarinfo`` with the
     archive's fixed metadata (mode 0755/0644, owner 0, mtime 0, no names)."""
     info = tarfile.TarInfo(name)
@@ -122,7 +122,7 @@ def write_archive(layout: str, lent: Mapping[str, BlobStore], destination: str) 
             written = 0
             for name, extent in archive_members(layout, lent):
                 size = 0 if extent is None else extent.size
-                header = _member(name, size, extent is None)
+                header = _tar_header(name, size, extent is None)
                 _write_all(out, header)
                 written += len(header)
                 if extent is not None:
@@ -161,7 +161,7 @@ def deliver(
         layout = os.path.join(tmp, "layout")
         if ref.registry:
             push = RegistryPush(ref, tls_verify, authfile)
-            lent = write(layout, tag, push.lend)
+            lent = write(layout, tag, push.keeps_in_place)
             push.push_image(layout, tag, lent)
             return
         write(layout, tag, None)

@@ -21,7 +21,7 @@ import urllib.error
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..errors import EncapsulateError
@@ -55,17 +55,12 @@ def _chunks(open_blob: Callable[[], BinaryIO]) -> Callable[[], Iterator[bytes]]:
 
 @dataclass
 class RegistryPush(RegistrySession):
-    """One image pushed to ``ref``; what happened to each blob is kept
-    (``present``, ``mounted``, ``uploaded``: digests)."""
-
-    present: list[str] = field(default_factory=list)
-    mounted: list[str] = field(default_factory=list)
-    uploaded: list[str] = field(default_factory=list)
-    # Repositories of the same registry blobs are mounted from.
-    _sources: set[str] = field(default_factory=set)
+    """One image pushed to ``ref``."""
 
     def __post_init__(self) -> None:
         self.tls_option = "--dest-tls-verify"
+        # Blobs are mounted from the repositories in ``pull_from``.
+        self.actions = "pull,push"
 
     @property
     def host(self) -> str:
@@ -77,11 +72,7 @@ class RegistryPush(RegistrySession):
         """The repository pushed to."""
         return registry_name(self.ref)[1]
 
-    def scopes(self, name: str) -> list[str]:
-        """Push to the destination, pull from where blobs are mounted from."""
-        return [f"repository:{name}:pull,push", *(f"repository:{s}:pull" for s in sorted(self._sources))]
-
-    def lend(self, store: BlobStore, descriptor: Descriptor) -> bool:
+    def keeps_in_place(self, store: BlobStore, descriptor: Descriptor) -> bool:
         """The push's ``Lender``: a blob of this registry stays there (no
         download: it is present or mounted), a blob on this machine stays
         where it is (checked there), a blob of another registry is copied."""
@@ -90,7 +81,7 @@ class RegistryPush(RegistrySession):
             if host != self.host:
                 return False
             if name != self.name:
-                self._sources.add(name)
+                self.pull_from.add(name)
             return True
         return check_local_blob(store, descriptor)
 
@@ -137,7 +128,6 @@ class RegistryPush(RegistrySession):
         blob = f"/v2/{self.name}/blobs/{d.digest}"
         status, _ = self._request(f"HEAD {blob}", "HEAD", blob, missing=(404,))
         if status == 200:
-            self.present.append(d.digest)
             return
         uploads = f"/v2/{self.name}/blobs/uploads/"
         store = lent.get(d.digest)
@@ -147,7 +137,6 @@ class RegistryPush(RegistrySession):
             start += "?" + urllib.parse.urlencode({"mount": d.digest, "from": source})
         status, location = self._request(f"POST {uploads}", "POST", start, b"", {"Content-Length": "0"})
         if status == 201 and start != uploads:
-            self.mounted.append(d.digest)
             return
         if location is None:
             raise EncapsulateError(f"{self.ref}: the registry {self.host} gave no upload location; run again")
@@ -160,7 +149,6 @@ class RegistryPush(RegistrySession):
             _chunks(lambda: content.open_blob(d.digest)),
             {"Content-Type": "application/octet-stream", "Content-Length": str(d.size)},
         )
-        self.uploaded.append(d.digest)
 
     def push_image(self, layout_path: str, tag: str, lent: Mapping[str, BlobStore]) -> str:
         """Push the image tagged ``tag`` in the layout (its ``lent`` blobs

@@ -106,13 +106,13 @@ class RegistrySession:
     authfile: str | None = None
     # The option that sets ``tls_verify``, for messages.
     tls_option: str = field(default="--tls-verify", init=False, repr=False)
+    # What a token is asked for (token-auth spec, ``repository:NAME:ACTIONS``):
+    # ``actions`` on this repository, pull on the ``pull_from`` ones.
+    actions: str = field(default="pull", init=False, repr=False)
+    pull_from: set[str] = field(default_factory=set, init=False, repr=False)
     _authorization: str | None = field(default=None, init=False, repr=False)
     _base: str | None = field(default=None, init=False, repr=False)
     _built: urllib.request.OpenerDirector | None = field(default=None, init=False, repr=False)
-
-    def scopes(self, name: str) -> list[str]:
-        """The token scopes asked for (``repository:NAME:ACTIONS``, token-auth spec)."""
-        return [f"repository:{name}:pull"]
 
     def _opener(self) -> urllib.request.OpenerDirector:
         # Made once: loading the system's certificates takes milliseconds.
@@ -146,7 +146,11 @@ class RegistrySession:
         realm = params.get("realm")
         if scheme != "bearer" or not realm:
             raise EncapsulateError(f"{self.ref}: unsupported registry authentication {challenge!r:.60}")
-        query = [("scope", scope) for scope in self.scopes(name)]
+        scopes = [
+            f"repository:{name}:{self.actions}",
+            *(f"repository:{r}:pull" for r in sorted(self.pull_from)),
+        ]
+        query = [("scope", scope) for scope in scopes]
         if params.get("service"):
             query.append(("service", params["service"]))
         request = urllib.request.Request(f"{realm}?{urllib.parse.urlencode(query)}")
