@@ -47,11 +47,9 @@ def docker_registry(root: Path, htpasswd: Path | None = None) -> Iterator[str]:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1) as r:
                     if r.status == 200:
                         break
-            except urllib.error.HTTPError as e:
-                if e.code == 401 and htpasswd:
-                    break
-                raise
-            except OSError:
+            except OSError as e:
+                if htpasswd and isinstance(e, urllib.error.HTTPError) and e.code == 401:
+                    break  # up, and asking for the credentials
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("docker-registry did not start") from None
                 time.sleep(0.1)
