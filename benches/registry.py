@@ -12,6 +12,7 @@ import hashlib
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,8 +20,9 @@ from pathlib import Path
 
 
 @contextmanager
-def docker_registry(root: Path) -> Iterator[str]:
-    """A docker-registry on 127.0.0.1, on a free port; HOST:PORT."""
+def docker_registry(root: Path, htpasswd: Path | None = None) -> Iterator[str]:
+    """A docker-registry on 127.0.0.1, on a free port; HOST:PORT.  With
+    ``htpasswd`` (bcrypt entries), it asks for those credentials (Basic)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -30,6 +32,7 @@ def docker_registry(root: Path) -> Iterator[str]:
         "log: {level: error}\n"
         f"storage: {{filesystem: {{rootdirectory: {root}/data}}, delete: {{enabled: true}}}}\n"
         f"http: {{addr: 127.0.0.1:{port}}}\n"
+        + (f"auth: {{htpasswd: {{realm: debchunk, path: {htpasswd}}}}}\n" if htpasswd else "")
     )
     proc = subprocess.Popen(
         ["docker-registry", "serve", str(config)],
@@ -44,7 +47,9 @@ def docker_registry(root: Path) -> Iterator[str]:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1) as r:
                     if r.status == 200:
                         break
-            except OSError:
+            except OSError as e:
+                if htpasswd and isinstance(e, urllib.error.HTTPError) and e.code == 401:
+                    break  # up, and asking for the credentials
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("docker-registry did not start") from None
                 time.sleep(0.1)

@@ -36,8 +36,8 @@ from .errors import ConfigError, EncapsulateError
 from .oci.deliver import deliver
 from .oci.imgref import parse_imgref
 from .oci.layout import Layout, atomic_write, read_json_object
-from .oci.read import SourceImage, open_image
-from .oci.reuse import ReachableLayers, image_records, layout_records
+from .oci.read import BlobStore, SourceImage, open_image
+from .oci.reuse import Lender, ReachableLayers, image_records, layout_records
 from .progress import Progress, Step
 from .rechunk import above_base, kept_config, layer_archives, shared_base, source_architecture
 from .tools.prior import image_layer_digests, plan_from_image, prior_from_manifest_file
@@ -445,17 +445,22 @@ def _notify(progress: Progress | None, step: Step) -> None:
         progress(step)
 
 
-def fill_cache(cache: Layout, layout_path: str, image: ImageResult) -> None:
+def fill_cache(
+    cache: Layout, layout_path: str, image: ImageResult, lent: dict[str, BlobStore] | None = None
+) -> None:
     """Put the image (its layers, config and manifest) into the ``--cache``
     layout, tagged by its manifest digest, so later builds can take its
-    layers.  A blob just taken from the cache was checked as it was read,
-    and is not hashed again."""
+    layers; a blob ``lent`` is read from its store.  A blob just taken from
+    the cache was checked as it was read, and is not hashed again."""
     written = Layout(layout_path, create=False)
     for blob, taken in zip(image.layers, image.taken, strict=True):
         if taken == CACHE:
             cache.verified(blob.descriptor)
     for d in (*(b.descriptor for b in image.layers), image.config, image.manifest):
-        with written.open_blob(d.digest) as f:
+        if cache.has_blob(d):
+            continue
+        store: BlobStore = (lent or {}).get(d.digest) or written
+        with store.open_blob(d.digest) as f:
             cache.import_blob(f, d)
     cache.tag(image.manifest, "sha256-" + image.manifest.digest.removeprefix("sha256:"))
 
@@ -479,7 +484,8 @@ def write_and_deliver(
     written: list[ImageResult] = []
     destination = parse_imgref(config.destination)
 
-    def write(layout_path: str, tag: str) -> None:
+    def write(layout_path: str, tag: str, lender: Lender | None) -> dict[str, BlobStore]:
+        places = None if reachable is None else reachable.lending(lender)
         image = write_image(
             mapping,
             plan,
@@ -498,13 +504,15 @@ def write_and_deliver(
             progress=progress,
             base=base,
             whiteouts=whiteouts,
-            reachable=reachable,
+            reachable=places,
         )
         written.append(image)
+        lent = {} if places is None else places.lent
         if cache is not None:
-            fill_cache(cache, layout_path, image)
+            fill_cache(cache, layout_path, image, lent)
         if destination.transport != "oci":
             _notify(progress, Step("delivery"))
+        return lent
 
     deliver(destination, write, authfile=config.authfile, tls_verify=config.dest_tls_verify)
     if destination.transport != "oci":

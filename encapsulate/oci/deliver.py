@@ -1,9 +1,16 @@
-"""Where images go: ``oci:`` and ``oci-archive:`` written here, every other
-transport through ``skopeo copy`` from a temporary OCI layout.
+"""Where images go: ``oci:`` and ``oci-archive:`` written here, a registry
+(``registry:``, ``docker://``) pushed to here over the distribution API
+(``push.push_image``), every other transport through ``skopeo copy`` from a
+temporary OCI layout.
 
 An ``oci-archive:`` is a tar of an OCI layout; it is built next to the
 destination and renamed into place, so an existing archive is replaced whole
-or not at all.  Temporary layouts are removed whatever happens.
+or not at all.  The image is written into a temporary layout first, except
+the layers it takes from an image on this machine (``--prior``, ``--cache``):
+those are lent (``ReachableLayers.lending``), checked where they are and
+copied once, from there into the archive, by the kernel
+(``copy_file_range``).  A registry is sent only the blobs it lacks.
+Temporary layouts are removed whatever happens.
 """
 
 from __future__ import annotations
@@ -13,15 +20,21 @@ import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from ..errors import EncapsulateError
 from .imgref import ImageRef
 from .layout import atomic_write
+from .push import RegistryPush
+from .read import BlobExtent, BlobStore, blob_extent
+from .reuse import Lender, check_local_blob
 from .skopeo import skopeo_copy
 
 # The tag written when an oci:/oci-archive: destination names none.
 DEFAULT_TAG = "latest"
+# ``write(layout_dir, tag, lender)``: writes the image, returns the blobs lent (digest -> store).
+Write = Callable[[str, str, Lender | None], Mapping[str, BlobStore]]
+_BLOCK = 1 << 20
 
 
 @contextlib.contextmanager
@@ -39,46 +52,117 @@ def _temporary_dir(near: str) -> Iterator[str]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _archive(layout: str, destination: str) -> None:
-    """Tar the layout (sorted, fixed metadata) and put it at ``destination``."""
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _copy_extent(extent: BlobExtent, out: int) -> None:
+    """Append the bytes of ``extent`` to the file ``out``: in the kernel
+    (``copy_file_range``), else by ``pread`` where a file system cannot."""
+    with contextlib.ExitStack() as stack:
+        fd = extent.fd if extent.fd is not None else stack.enter_context(open(extent.path, "rb")).fileno()
+        offset, left = extent.offset, extent.size
+        with contextlib.suppress(OSError):
+            while left:
+                n = os.copy_file_range(fd, out, left, offset)
+                if n == 0:
+                    break
+                offset, left = offset + n, left - n
+        while left:
+            data = os.pread(fd, min(left, _BLOCK), offset)
+            if not data:
+                raise EncapsulateError(f"{extent.path}: ends before the blob does; the image is damaged")
+            _write_all(out, data)
+            offset, left = offset + len(data), left - len(data)
+
+
+def _tar_header(name: str, size: int, directory: bool) -> bytes:
+    """A member's header as ``tarfile`` writes it for ``gettarinfo`` with the
+    archive's fixed metadata (mode 0755/0644, owner 0, mtime 0, no names)."""
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
+    info.mode = 0o755 if directory else 0o644
+    info.size = size
+    return info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+
+
+def archive_members(layout: str, lent: Mapping[str, BlobStore]) -> Iterator[tuple[str, BlobExtent | None]]:
+    """The archive's members in order: the layout's directories and files,
+    each directory's entries sorted (a directory as ``None``), with the lent
+    blobs among the layout's own in ``blobs/sha256``."""
+    lent_names = {d.partition(":")[2]: d for d in lent if d.startswith("sha256:")}
+    for dirpath, dirnames, filenames in os.walk(layout):
+        dirnames.sort()
+        files = {name: os.path.join(dirpath, name) for name in filenames}
+        borrowed: dict[str, str] = {}
+        if os.path.relpath(dirpath, layout) == os.path.join("blobs", "sha256"):
+            borrowed = {n: d for n, d in lent_names.items() if n not in files}
+        for name in dirnames:
+            yield os.path.relpath(os.path.join(dirpath, name), layout), None
+        for name in sorted([*files, *borrowed]):
+            member = os.path.relpath(os.path.join(dirpath, name), layout)
+            if name in borrowed:
+                extent = blob_extent(lent[borrowed[name]], borrowed[name])
+                if extent is None:
+                    raise EncapsulateError(f"blob {borrowed[name]} is no longer where it was taken from")
+                yield member, extent
+            else:
+                yield member, BlobExtent(files[name], 0, os.lstat(files[name]).st_size)
+
+
+def write_archive(layout: str, lent: Mapping[str, BlobStore], destination: str) -> None:
+    """Put the layout, with the ``lent`` blobs, at ``destination`` as an OCI
+    archive: the tar ``tarfile`` would write of the layout holding them all
+    (sorted members, fixed metadata), its contents copied by the kernel."""
     try:
-        with (
-            atomic_write(destination, ".tmp-archive-") as raw,
-            tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar,
-        ):
-            for dirpath, dirnames, filenames in os.walk(layout):
-                dirnames.sort()
-                for name in sorted(dirnames) + sorted(filenames):
-                    full = os.path.join(dirpath, name)
-                    info = tar.gettarinfo(full, os.path.relpath(full, layout))
-                    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-                    info.mode = 0o755 if info.isdir() else 0o644
-                    if info.isfile():
-                        with open(full, "rb") as f:
-                            tar.addfile(info, f)
-                    else:
-                        tar.addfile(info)
+        with atomic_write(destination, ".tmp-archive-") as raw:
+            out = raw.fileno()
+            written = 0
+            for name, extent in archive_members(layout, lent):
+                size = 0 if extent is None else extent.size
+                header = _tar_header(name, size, extent is None)
+                _write_all(out, header)
+                written += len(header)
+                if extent is not None:
+                    _copy_extent(extent, out)
+                    padding = -size % tarfile.BLOCKSIZE
+                    _write_all(out, tarfile.NUL * padding)
+                    written += size + padding
+            # The end: two zero blocks, then zeros to a whole record (as tarfile closes).
+            end = 2 * tarfile.BLOCKSIZE
+            end += -(written + end) % tarfile.RECORDSIZE
+            _write_all(out, tarfile.NUL * end)
     except OSError as e:
         raise EncapsulateError(f"{destination}: cannot write the archive ({e.strerror})") from None
 
 
 def deliver(
     ref: ImageRef,
-    write: Callable[[str, str], object],
+    write: Write,
     *,
     authfile: str | None = None,
     tls_verify: bool | None = None,
 ) -> None:
-    """Write the image with ``write(layout_dir, tag)`` and put it where ``ref``
-    says (``oci:``/``oci-archive:`` without a tag: ``latest``)."""
+    """Write the image with ``write(layout_dir, tag, lender)`` and put it
+    where ``ref`` says (``oci:``/``oci-archive:`` without a tag: ``latest``)."""
     tag = ref.tag or DEFAULT_TAG
     if ref.transport == "oci":
-        write(ref.location, tag)
+        write(ref.location, tag, None)
         return
-    with _temporary_dir(ref.location if ref.transport == "oci-archive" else tempfile.gettempdir()) as tmp:
+    if ref.transport == "oci-archive":
+        with _temporary_dir(ref.location) as tmp:
+            layout = os.path.join(tmp, "layout")
+            lent = write(layout, tag, check_local_blob)
+            write_archive(layout, lent, ref.location)
+        return
+    with _temporary_dir(tempfile.gettempdir()) as tmp:
         layout = os.path.join(tmp, "layout")
-        write(layout, tag)
-        if ref.transport == "oci-archive":
-            _archive(layout, ref.location)
-        else:
-            skopeo_copy(ImageRef("oci", layout, tag), ref, dest_tls_verify=tls_verify, dest_authfile=authfile)
+        if ref.registry:
+            push = RegistryPush(ref, tls_verify, authfile)
+            lent = write(layout, tag, push.keeps_in_place)
+            push.push_image(layout, tag, lent)
+            return
+        write(layout, tag, None)
+        skopeo_copy(ImageRef("oci", layout, tag), ref, dest_tls_verify=tls_verify, dest_authfile=authfile)

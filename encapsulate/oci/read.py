@@ -23,6 +23,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, NamedTuple, Protocol
@@ -46,6 +47,32 @@ class BlobStore(Protocol):
     def open_blob(self, digest: str) -> BinaryIO: ...
 
 
+class BlobExtent(NamedTuple):
+    """Where a blob's bytes are in a file on this machine: its path, or the
+    file itself when its store holds it open (``fd``)."""
+
+    path: str
+    offset: int
+    size: int
+    fd: int | None = None
+
+
+def blob_extent(store: BlobStore, digest: str) -> BlobExtent | None:
+    """Where ``store`` keeps the blob ``digest`` on this machine (a layout's
+    blob file, an archive's member), so it can be copied without reading it
+    through Python; None for a store that has no such place (a registry) or
+    a blob it lacks."""
+    try:
+        if isinstance(store, Layout):
+            path = store.blob_path(digest)
+            return BlobExtent(path, 0, os.stat(path).st_size)
+        if isinstance(store, ArchiveBlobs):
+            return store.extent(digest)
+    except (OSError, EncapsulateError):
+        return None
+    return None
+
+
 class _LayoutLike(BlobStore, Protocol):
     def manifest_for(self, tag: str | None) -> Descriptor: ...
 
@@ -53,12 +80,15 @@ class _LayoutLike(BlobStore, Protocol):
 
 
 class _Slice(io.RawIOBase):
-    """``size`` bytes of a file from ``offset``, through a handle of its own."""
+    """``size`` bytes of an open file from ``offset``, read by ``pread``
+    (several slices of one file read at once in threads)."""
 
-    def __init__(self, path: str, offset: int, size: int) -> None:
+    def __init__(self, owner: object, fd: int, offset: int, size: int) -> None:
         super().__init__()
-        self._file = open(path, "rb")  # noqa: SIM115 (closed with this object)
-        self._file.seek(offset)
+        # What closes ``fd`` when it goes: kept while the slice is read.
+        self._owner = owner
+        self._fd = fd
+        self._offset = offset
         self._left = size
 
     def readable(self) -> bool:
@@ -66,31 +96,34 @@ class _Slice(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")[: self._left]
-        n = self._file.readinto(view)
+        n = os.preadv(self._fd, [view], self._offset)
+        self._offset += n
         self._left -= n
         return n
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
 
 
 class ArchiveBlobs:
     """The blobs of an uncompressed OCI archive read in place: its headers are
-    read once, a blob is then read from its offset (several at once, each
-    through its own handle), and nothing is unpacked."""
+    read once, a blob is then read from its offset (several at once), and
+    nothing is unpacked.  The archive stays open while this object lives, so
+    an archive renamed over it meanwhile (another build's) is not read."""
 
     def __init__(self, path: str, where: str) -> None:
         self.path = path
         self.where = where
         self._members: dict[str, tarfile.TarInfo] = {}
         try:
-            with tarfile.open(path, "r:") as tar:
+            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise EncapsulateError(f"{where}: no such archive; check the path") from None
+        except OSError as e:
+            raise EncapsulateError(f"{where}: not a readable OCI archive ({e.strerror})") from None
+        weakref.finalize(self, os.close, self.fd)
+        try:
+            with os.fdopen(os.dup(self.fd), "rb") as raw, tarfile.open(fileobj=raw, mode="r:") as tar:
                 for member in tar:
                     if member.isfile() and not member.sparse:
                         self._members[os.path.normpath(member.name)] = member
-        except FileNotFoundError:
-            raise EncapsulateError(f"{where}: no such archive; check the path") from None
         except (OSError, tarfile.TarError, EOFError) as e:
             raise EncapsulateError(f"{where}: not a readable OCI archive ({e})") from None
         if "oci-layout" not in self._members:
@@ -100,12 +133,21 @@ class ArchiveBlobs:
         member = self._members.get(name)
         if member is None:
             raise EncapsulateError(f"{self.where}: no {name} in the archive; the image is damaged")
-        return io.BufferedReader(_Slice(self.path, member.offset_data, member.size), _BLOCK)
+        return io.BufferedReader(_Slice(self, self.fd, member.offset_data, member.size), _BLOCK)
 
     def open_blob(self, digest: str) -> BinaryIO:
         """A blob, opened for streaming."""
+        return self._open(self._blob_name(digest))
+
+    @staticmethod
+    def _blob_name(digest: str) -> str:
         algorithm, _, hexdigest = digest.partition(":")
-        return self._open(f"blobs/{algorithm}/{os.path.basename(hexdigest)}")
+        return f"blobs/{algorithm}/{os.path.basename(hexdigest)}"
+
+    def extent(self, digest: str) -> BlobExtent | None:
+        """Where the blob ``digest`` is in the archive file (None: not there)."""
+        member = self._members.get(self._blob_name(digest))
+        return None if member is None else BlobExtent(self.path, member.offset_data, member.size, self.fd)
 
     def read_blob(self, digest: str) -> bytes:
         """The content of a (small) blob."""

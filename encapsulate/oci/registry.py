@@ -19,6 +19,7 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -50,12 +51,17 @@ def registry_name(ref: ImageRef) -> tuple[str, str]:
 def _credentials(host: str, authfile: str | None) -> str | None:
     """``user:password`` for ``host`` (base64 as stored) from the authfile:
     the one given, else ``REGISTRY_AUTH_FILE``, else podman's default
-    ``$XDG_RUNTIME_DIR/containers/auth.json`` (containers-auth.json(5))."""
+    ``$XDG_RUNTIME_DIR/containers/auth.json``, then
+    ``$XDG_CONFIG_HOME/containers/auth.json`` and Docker's
+    ``~/.docker/config.json``, where skopeo looks too (containers-auth.json(5))."""
     candidates: list[str | None] = [authfile] if authfile else []
     if not authfile:
         candidates.append(os.environ.get("REGISTRY_AUTH_FILE"))
         runtime = os.environ.get("XDG_RUNTIME_DIR")
         candidates.append(os.path.join(runtime, "containers", "auth.json") if runtime else None)
+        config = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+        candidates.append(os.path.join(config, "containers", "auth.json"))
+        candidates.append(os.path.expanduser("~/.docker/config.json"))
     for path in filter(None, candidates):
         try:
             with open(path, encoding="utf-8") as f:
@@ -66,7 +72,9 @@ def _credentials(host: str, authfile: str | None) -> str | None:
             continue
         except (OSError, ValueError, AttributeError) as e:
             raise EncapsulateError(f"{path}: not a readable authfile ({e}); fix or remove it") from None
-        names = (host, f"https://{host}", _HUB if host == _HUB_API else host)
+        # Docker's own files name Docker Hub by its old index address.
+        hub = (_HUB, "https://index.docker.io/v1/") if host == _HUB_API else ()
+        names = (host, f"https://{host}", *hub)
         for name in names:
             entry = auths.get(name)
             if isinstance(entry, dict) and isinstance(entry.get("auth"), str):
@@ -88,24 +96,35 @@ class _NoAuthElsewhere(urllib.request.HTTPRedirectHandler):
 
 
 @dataclass
-class RegistryBlobs:
-    """The blobs of one registry repository, fetched one at a time.
-    ``tls_verify=False``: HTTPS without certificate checks, then plain HTTP
-    (as containers/image does for an insecure registry)."""
+class RegistrySession:
+    """Requests to one registry repository (``ref``'s), answering its ``401``
+    challenges.  ``tls_verify=False``: HTTPS without certificate checks, then
+    plain HTTP (as containers/image does for an insecure registry)."""
 
     ref: ImageRef
     tls_verify: bool | None = None
     authfile: str | None = None
-    fetched: list[str] = field(default_factory=list)
-    _authorization: str | None = None
-    _base: str | None = None
+    # The option that sets ``tls_verify``, for messages.
+    tls_option: str = field(default="--tls-verify", init=False, repr=False)
+    # What a token is asked for (token-auth spec, ``repository:NAME:ACTIONS``):
+    # ``actions`` on this repository, pull on the ``pull_from`` ones.
+    actions: str = field(default="pull", init=False, repr=False)
+    pull_from: set[str] = field(default_factory=set, init=False, repr=False)
+    _authorization: str | None = field(default=None, init=False, repr=False)
+    _base: str | None = field(default=None, init=False, repr=False)
+    _built: urllib.request.OpenerDirector | None = field(default=None, init=False, repr=False)
 
     def _opener(self) -> urllib.request.OpenerDirector:
-        context = ssl.create_default_context()
-        if self.tls_verify is False:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoAuthElsewhere)
+        # Made once: loading the system's certificates takes milliseconds.
+        if self._built is None:
+            context = ssl.create_default_context()
+            if self.tls_verify is False:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            self._built = urllib.request.build_opener(
+                urllib.request.HTTPSHandler(context=context), _NoAuthElsewhere
+            )
+        return self._built
 
     def _get(self, url: str) -> BinaryIO:
         request = urllib.request.Request(url)
@@ -127,9 +146,13 @@ class RegistryBlobs:
         realm = params.get("realm")
         if scheme != "bearer" or not realm:
             raise EncapsulateError(f"{self.ref}: unsupported registry authentication {challenge!r:.60}")
-        query = {"scope": f"repository:{name}:pull"}
+        scopes = [
+            f"repository:{name}:{self.actions}",
+            *(f"repository:{r}:pull" for r in sorted(self.pull_from)),
+        ]
+        query = [("scope", scope) for scope in scopes]
         if params.get("service"):
-            query["service"] = params["service"]
+            query.append(("service", params["service"]))
         request = urllib.request.Request(f"{realm}?{urllib.parse.urlencode(query)}")
         if secret is not None:
             request.add_header("Authorization", f"Basic {secret}")
@@ -161,24 +184,62 @@ class RegistryBlobs:
                 continue
             self._base = f"{scheme}://{host}"
             return self._base
-        hint = "" if self.tls_verify is False else "; give --tls-verify false for a plain-HTTP registry"
-        raise EncapsulateError(f"{self.ref}: cannot reach the registry ({last}){hint}")
+        hint = (
+            "check its address and that it runs"
+            if self.tls_verify is False
+            else f"give {self.tls_option} false for a plain-HTTP registry"
+        )
+        reason = getattr(last, "reason", last)
+        if isinstance(reason, OSError) and reason.strerror:
+            reason = reason.strerror.lower()
+        raise EncapsulateError(f"{self.ref}: cannot reach the registry {host} ({reason}); {hint}")
 
-    def open_blob(self, digest: str) -> BinaryIO:
-        """The blob ``digest`` of the repository, streamed."""
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | Callable[[], Iterable[bytes]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> BinaryIO:
+        """The response to ``METHOD path`` (a path from ``/v2/``, or a whole
+        URL the registry gave), after answering one ``401`` challenge.  A
+        streamed ``body`` is a function giving its chunks (called again for
+        the retry; give its ``Content-Length``).  Other HTTP errors are raised
+        (``urllib.error.HTTPError``), as are network errors (``OSError``)."""
         host, name = registry_name(self.ref)
-        url = f"{self._url(host)}/v2/{name}/blobs/{digest}"
+        url = urllib.parse.urljoin(self._url(host), path)
         for attempt in range(2):
+            data = body() if callable(body) else body
+            request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+            if self._authorization:
+                request.add_header("Authorization", self._authorization)
             try:
-                response = self._get(url)
+                response: BinaryIO = self._opener().open(request, timeout=_TIMEOUT)
+                return response
             except urllib.error.HTTPError as e:
                 challenge = e.headers.get("WWW-Authenticate") if e.headers else None
                 if e.code == 401 and challenge and attempt == 0:
+                    e.close()
                     self._authorize(challenge, host, name)
                     continue
-                raise EncapsulateError(f"{self.ref}: blob {digest}: HTTP {e.code} {e.reason}") from None
-            except OSError as e:
-                raise EncapsulateError(f"{self.ref}: blob {digest}: {e}") from None
-            self.fetched.append(digest)
-            return response
-        raise EncapsulateError(f"{self.ref}: blob {digest}: the registry refused the credentials")
+                raise
+        raise EncapsulateError(f"{self.ref}: the registry refused the credentials; check --authfile")
+
+
+@dataclass
+class RegistryBlobs(RegistrySession):
+    """The blobs of one registry repository, fetched one at a time."""
+
+    fetched: list[str] = field(default_factory=list)
+
+    def open_blob(self, digest: str) -> BinaryIO:
+        """The blob ``digest`` of the repository, streamed."""
+        _, name = registry_name(self.ref)
+        try:
+            response = self.send("GET", f"/v2/{name}/blobs/{digest}")
+        except urllib.error.HTTPError as e:
+            raise EncapsulateError(f"{self.ref}: blob {digest}: HTTP {e.code} {e.reason}") from None
+        except OSError as e:
+            raise EncapsulateError(f"{self.ref}: blob {digest}: {e}") from None
+        self.fetched.append(digest)
+        return response

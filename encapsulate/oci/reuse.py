@@ -7,20 +7,28 @@ with the store its blob is read from.  Records come from the
 ``org.debchunk.layers`` config label and from the layers' annotations
 (``labels.layer_records``); only blobs the image's manifest lists count.
 A blob is read only when a build takes it, and checked then (digest and
-size, by ``Layout.import_blob``).
+size, by ``Layout.import_blob``), or lent: a build delivered elsewhere
+than an ``oci:`` layout may leave a taken blob where it was found
+(``ReachableLayers.lending``), and the delivery reads it from there.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ..errors import EncapsulateError
 from .labels import LayerRecord, config_labels, layer_records
-from .layout import Layout
-from .read import BlobStore
+from .layout import Descriptor, Layout
+from .read import BlobStore, blob_extent
+
+# Whether the blob a descriptor names may stay in a store until delivery
+# (``ReachableLayers.lending``); raises ``EncapsulateError`` for a blob that
+# reads back wrong.
+Lender = Callable[[BlobStore, Descriptor], bool]
 
 
 def image_records(manifest: dict[str, Any], config: dict[str, Any]) -> list[LayerRecord]:
@@ -61,6 +69,21 @@ class ReachableLayers:
     """Every place a build can take layers from, in the order tried."""
 
     places: list[Reachable] = field(default_factory=list)
+    # Which taken blobs stay where they were found, and those that did (digest -> store).
+    lender: Lender | None = None
+    lent: dict[str, BlobStore] = field(default_factory=dict)
+
+    def lending(self, lender: Lender | None) -> ReachableLayers:
+        """The same places, blobs taken from them left there when ``lender`` says so."""
+        return ReachableLayers(list(self.places), lender)
+
+    def lend(self, store: BlobStore, descriptor: Descriptor) -> bool:
+        """Whether the taken blob ``descriptor`` names stays in ``store`` (then
+        remembered in ``lent``) instead of being copied into the layout written."""
+        if self.lender is None or not self.lender(store, descriptor):
+            return False
+        self.lent[descriptor.digest] = store
+        return True
 
     def add(self, name: str, store: BlobStore, records: list[LayerRecord]) -> None:
         """Add a place (tried after those added before)."""
@@ -76,3 +99,22 @@ class ReachableLayers:
 
     def __len__(self) -> int:
         return sum(len(p.records) for p in self.places)
+
+
+def check_local_blob(store: BlobStore, descriptor: Descriptor) -> bool:
+    """Whether ``store`` holds the blob ``descriptor`` names on this machine
+    (``blob_extent``); its bytes are hashed, and a blob that reads back wrong
+    (digest or size) raises ``EncapsulateError``, as ``Layout.import_blob`` does."""
+    extent = blob_extent(store, descriptor.digest)
+    if extent is None:
+        return False
+    digest = None
+    if extent.size == descriptor.size:
+        with store.open_blob(descriptor.digest) as f:
+            digest = "sha256:" + hashlib.file_digest(cast(Any, f), "sha256").hexdigest()
+    if digest != descriptor.digest:
+        raise EncapsulateError(
+            f"blob {descriptor.digest} reads back wrong ({extent.size} bytes, digest {digest}); "
+            "the image is damaged"
+        )
+    return True

@@ -161,6 +161,8 @@ class _LayerWriter:
         self.reachable = ReachableLayers()
         self.reachable.add(IN_LAYOUT, layout, layout_records(layout))
         self.reachable.places += reachable.places if reachable is not None else []
+        # Decides which taken blobs stay where they are until delivery.
+        self.lending = reachable if reachable is not None else self.reachable
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.done = 0
@@ -200,8 +202,9 @@ class _LayerWriter:
                     continue
             else:
                 try:
-                    with place.store.open_blob(record.digest) as f:
-                        self.layout.import_blob(f, descriptor)
+                    if not self.lending.lend(place.store, descriptor):
+                        with place.store.open_blob(record.digest) as f:
+                            self.layout.import_blob(f, descriptor)
                 except (EncapsulateError, OSError) as e:
                     log.warning("layer %d: not taken from %s (%s); compressing it", k + 1, place.name, e)
                     continue

@@ -1,0 +1,176 @@
+"""Pushing an image to a registry over the distribution API.
+
+In: an image in an OCI layout, the blobs it lent (left where the build found
+them: ``ReachableLayers.lending``) and a registry ``ImageRef``.  Out: the
+image in the registry, its manifest stored byte for byte as written, so it
+keeps its digest.  ``skopeo copy`` reads and sends every blob; here each
+blob is first asked for (``HEAD /v2/<name>/blobs/<digest>``) and sent only
+when missing: mounted from the repository of an image on the same registry
+that holds it (``POST .../blobs/uploads/?mount=<digest>&from=<repo>``, ``201``
+when done), else uploaded in one piece (``POST`` then ``PUT ?digest=``).  The
+manifest goes last (``PUT /v2/<name>/manifests/<tag>``), so a failed push
+tags nothing (OCI distribution-spec v1.1, "Pushing blobs", "Mounting a blob
+from another repository", "Pushing manifests").  A layer taken from a
+previous image in the same registry is never downloaded: the registry has it.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from ..errors import EncapsulateError
+from .layout import Descriptor, Layout
+from .read import BlobStore
+from .registry import RegistryBlobs, RegistrySession, registry_name
+from .reuse import check_local_blob
+
+_BLOCK = 1 << 20
+# Blobs asked for or sent at once: requests to a registry wait mostly on the network.
+_PARALLEL = 4
+
+
+def registry_reference(location: str) -> str:
+    """The tag (or ``sha256:...`` digest) a registry location names; ``latest`` without one."""
+    name, at, digest = location.lstrip("/").partition("@")
+    if at:
+        return digest
+    slash, colon = name.rfind("/"), name.rfind(":")
+    return name[colon + 1 :] if colon > slash else "latest"
+
+
+def _chunks(open_blob: Callable[[], BinaryIO]) -> Callable[[], Iterator[bytes]]:
+    def chunks() -> Iterator[bytes]:
+        with open_blob() as f:
+            while data := f.read(_BLOCK):
+                yield data
+
+    return chunks
+
+
+@dataclass
+class RegistryPush(RegistrySession):
+    """One image pushed to ``ref``."""
+
+    def __post_init__(self) -> None:
+        self.tls_option = "--dest-tls-verify"
+        # Blobs are mounted from the repositories in ``pull_from``.
+        self.actions = "pull,push"
+
+    @property
+    def host(self) -> str:
+        """The registry's host (and port)."""
+        return registry_name(self.ref)[0]
+
+    @property
+    def name(self) -> str:
+        """The repository pushed to."""
+        return registry_name(self.ref)[1]
+
+    def keeps_in_place(self, store: BlobStore, descriptor: Descriptor) -> bool:
+        """The push's ``Lender``: a blob of this registry stays there (no
+        download: it is present or mounted), a blob on this machine stays
+        where it is (checked there), a blob of another registry is copied."""
+        if isinstance(store, RegistryBlobs):
+            host, name = registry_name(store.ref)
+            if host != self.host:
+                return False
+            if name != self.name:
+                self.pull_from.add(name)
+            return True
+        return check_local_blob(store, descriptor)
+
+    def _refused(self, what: str, e: urllib.error.HTTPError) -> EncapsulateError:
+        detail = ""
+        try:
+            errors = json.loads(e.read() or b"{}").get("errors") or []
+            detail = "; ".join(f"{x.get('code')}: {x.get('message')}" for x in errors if isinstance(x, dict))
+        except (OSError, ValueError, AttributeError):
+            pass
+        return EncapsulateError(
+            f"{self.ref}: the registry {self.host} refused {what} (HTTP {e.code} {e.reason}"
+            f"{': ' + detail if detail else ''}); check that it accepts pushes to {self.name} "
+            "and the credentials (--authfile)"
+        )
+
+    def _request(
+        self,
+        what: str,
+        method: str,
+        path: str,
+        body: bytes | Callable[[], Iterator[bytes]] | None = None,
+        headers: dict[str, str] | None = None,
+        missing: tuple[int, ...] = (),
+    ) -> tuple[int, str | None]:
+        """The status and ``Location`` of a request; a status in ``missing``
+        is answered, other errors become one ``EncapsulateError``."""
+        try:
+            with self.send(method, path, body, headers) as response:
+                response.read()
+                return response.status, response.headers.get("Location")  # type: ignore[attr-defined]
+        except urllib.error.HTTPError as e:
+            with e:
+                if e.code in missing:
+                    return e.code, None
+                raise self._refused(what, e) from None
+        except OSError as e:
+            raise EncapsulateError(
+                f"{self.ref}: lost the registry {self.host} during {what} ({e}); run again"
+            ) from None
+
+    def push_blob(self, d: Descriptor, layout: Layout, lent: Mapping[str, BlobStore]) -> None:
+        """Put the blob ``d`` names into the repository unless it is there."""
+        blob = f"/v2/{self.name}/blobs/{d.digest}"
+        status, _ = self._request(f"HEAD {blob}", "HEAD", blob, missing=(404,))
+        if status == 200:
+            return
+        uploads = f"/v2/{self.name}/blobs/uploads/"
+        store = lent.get(d.digest)
+        start = uploads
+        if isinstance(store, RegistryBlobs):
+            source = registry_name(store.ref)[1]
+            start += "?" + urllib.parse.urlencode({"mount": d.digest, "from": source})
+        status, location = self._request(f"POST {uploads}", "POST", start, b"", {"Content-Length": "0"})
+        if status == 201 and start != uploads:
+            return
+        if location is None:
+            raise EncapsulateError(f"{self.ref}: the registry {self.host} gave no upload location; run again")
+        content = lent.get(d.digest) or layout
+        put = location + ("&" if "?" in location else "?") + urllib.parse.urlencode({"digest": d.digest})
+        self._request(
+            f"the upload of {d.digest}",
+            "PUT",
+            put,
+            _chunks(lambda: content.open_blob(d.digest)),
+            {"Content-Type": "application/octet-stream", "Content-Length": str(d.size)},
+        )
+
+    def push_image(self, layout_path: str, tag: str, lent: Mapping[str, BlobStore]) -> str:
+        """Push the image tagged ``tag`` in the layout (its ``lent`` blobs
+        read from their stores, or mounted); the manifest's digest."""
+        layout = Layout(layout_path, create=False)
+        manifest_descriptor = layout.manifest_for(tag)
+        raw = layout.read_blob(manifest_descriptor.digest)
+        manifest = json.loads(raw)
+        blobs = [Descriptor.from_json(d) for d in manifest.get("layers") or []]
+        blobs.append(Descriptor.from_json(manifest["config"]))
+        host = self.host
+        self._url(host)  # found once, before the requests run in parallel
+        with ThreadPoolExecutor(max_workers=_PARALLEL) as pool:
+            for _ in pool.map(lambda d: self.push_blob(d, layout, lent), blobs):
+                pass
+        reference = registry_reference(self.ref.location)
+        path = f"/v2/{self.name}/manifests/{reference}"
+        self._request(
+            f"the manifest ({path})",
+            "PUT",
+            path,
+            raw,
+            {"Content-Type": manifest_descriptor.media_type, "Content-Length": str(len(raw))},
+        )
+        return manifest_descriptor.digest
