@@ -15,19 +15,23 @@ child process):
 1. ``umoci insert`` of the new tree into an empty image (the reference);
 2. the new tree ``--prior oci-archive:OLD.tar`` into ``oci-archive:NEW.tar``;
 3. the new tree ``--prior registry:OLD`` into ``registry:NEW`` (plain HTTP);
-4. the new tree ``--cache CACHE`` into a fresh ``oci:`` layout (the cache
-   restored to its state after the old build before each run, untimed).
+4. the new tree ``--cache CACHE --prior-plan PLAN`` (the old image's plan)
+   into a fresh ``oci:`` layout (the cache restored to its state after the
+   old build before each run, untimed).
 
 Targets: each of 2-4 at most 0.3x of 1; each manifest the one a build from
 scratch (the same plan, nothing to take) gives.
 
-Usage: ``python -m benches.rebuild_speed [--runs N] [--json FILE]``; exits 1
-when a target is missed.
+``--tree desktop`` takes a real point update instead: the desktop set's
+trixie tree as the old build and its trixie + updates + security tree as the
+new one (``benches.update_pairs``, 2.3 GB each, built there first).
+
+Usage: ``python -m benches.rebuild_speed [--tree minbase|desktop] [--runs N]
+[--json FILE]``; exits 1 when a target is missed.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -44,13 +48,16 @@ from benches.encapsulate_speed import (
     SOURCE_DATE_EPOCH,
     Job,
     Run,
+    bench_arguments,
     laid_out_tree,
     run_child,
     run_interleaved,
+    tree_option,
     umoci_job,
 )
 from benches.mapping_speed import host_info, note, source_revision
 from benches.registry import docker_registry, manifest_digest
+from benches.update_pairs import tree_path
 from encapsulate.tools.prior import prior_plan as read_plan
 
 # container-encapsulate is the entry point beside this interpreter (the venv's).
@@ -104,12 +111,27 @@ def ours_job(name: str, argv: Sequence[str], before: Any = None) -> tuple[Job, l
     return Job(name, " ".join(argv[1:]), once), reports
 
 
-def bench(runs: int, work: Path) -> dict[str, Any]:
-    """Build, time and check; the figures."""
+def pair_trees(tree: str, work: Path) -> tuple[Path, Path, str]:
+    """The old and new trees of the point update, and how the new one was made:
+    ``minbase``, the trixie minbase tree and a copy with ``CHANGED`` changed;
+    ``desktop``, the trees of the desktop set's trixie point update
+    (``benches.update_pairs``, built there first)."""
+    if tree == "desktop":
+        old, new = (tree_path("desktop", b) for b in ("trixie", "trixie-updated"))
+        for path in (old, new):
+            if not (path / "usr").is_dir():
+                raise SystemExit(f"{path}: not built; run python -m benches.update_pairs build --set desktop")
+        return old, new, "the desktop set's trixie + updates + security"
     old = laid_out_tree(TreeSpec("trixie"))
     new = work / "new-tree"
     note(f"  point update of {old}: {CHANGED}")
     point_update(old, new)
+    return old, new, f"{old} with {CHANGED} changed"
+
+
+def bench(runs: int, work: Path, tree: str = "minbase") -> dict[str, Any]:
+    """Build, time and check; the figures."""
+    old, new, what = pair_trees(tree, work)
     with docker_registry(work) as registry:
         note("  old builds (untimed)")
         run_child(encapsulate_argv(old, f"oci-archive:{work}/old.tar"), ENV)
@@ -153,7 +175,11 @@ def bench(runs: int, work: Path) -> dict[str, Any]:
         )
         cached, cached_reports = ours_job(
             "--cache -> oci:",
-            encapsulate_argv(new, f"oci:{work}/cached-out", "--cache", str(work / "cache")),
+            # The plan of the previous build, as a CI job passes it (the cache
+            # holds layers, not which plan to keep).
+            encapsulate_argv(
+                new, f"oci:{work}/cached-out", "--cache", str(work / "cache"), "--prior-plan", str(prior_plan)
+            ),
             restore_cache,
         )
         jobs = [umoci, archive, pushed, cached]
@@ -182,7 +208,7 @@ def bench(runs: int, work: Path) -> dict[str, Any]:
     return {
         "host": host_info(),
         "revision": source_revision(),
-        "trees": {"old": str(old), "new": f"{old} with {CHANGED} changed"},
+        "trees": {"old": str(old), "new": str(new), "update": what},
         "umoci_insert_s": reference,
         "umoci_runs_s": umoci.measure().runs_s,
         "rebuilds": rows,
@@ -210,12 +236,9 @@ def report(result: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the bench; 1 when a target is missed."""
-    parser = argparse.ArgumentParser(prog="python -m benches.rebuild_speed", description=__doc__)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--json", metavar="FILE")
-    args = parser.parse_args(argv)
+    args = bench_arguments(argv, "benches.rebuild_speed", __doc__, tree_option)
     with tempfile.TemporaryDirectory(prefix="debchunk-rebuild-", dir=os.environ.get("TMPDIR")) as tmp:
-        result = bench(args.runs, Path(tmp))
+        result = bench(args.runs, Path(tmp), args.tree)
     report(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")

@@ -7,8 +7,10 @@ Profiles:
 - ``short`` (CI, a few minutes once the trixie tree is cached): mapping speed on
   the real trixie commit and a 50,000-file generated commit, the chunker's
   speed, encapsulation against umoci, tar and gzip/pigz, re-chunking a
-  single-layer image against ``--rootfs`` and skopeo + umoci unpack (one run
-  each), and the update-cost experiment on the frozen update pairs stored in
+  single-layer image against ``--rootfs`` and skopeo + umoci unpack, a
+  rebuild after a point update taking its layers from the prior (in an
+  archive and in a registry) and from ``--cache``, against ``umoci insert``
+  (one run each), and the update-cost experiment on the frozen update pairs stored in
   the repository (``benches/data``) of a subset of the package sets
   (``SHORT_UPDATE_SETS``);
 - ``full`` (``make bench``): the same with more runs, a 500,000-file generated
@@ -42,7 +44,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benches import encapsulate_speed, mapping_speed, rechunk_speed
+from benches import encapsulate_speed, mapping_speed, rebuild_speed, rechunk_speed
 from benches.chunker_speed import COMPONENTS_TARGET_S, FILES_TARGET_S
 from benches.mapping_speed import host_info, note, source_revision
 
@@ -55,12 +57,14 @@ PROFILES: dict[str, dict[str, list[str]]] = {
         "chunker_speed": [],
         "encapsulate_speed": ["--runs", "1"],
         "rechunk_speed": ["--runs", "1"],
+        "rebuild_speed": ["--runs", "1"],
     },
     "full": {
         "mapping_speed": ["--profile", "full"],
         "chunker_speed": [],
         "encapsulate_speed": ["--runs", "3"],
         "rechunk_speed": ["--runs", "3"],
+        "rebuild_speed": ["--runs", "3"],
     },
 }
 
@@ -255,6 +259,34 @@ def rechunk_figures(data: dict[str, Any]) -> list[Figure]:
     ]
 
 
+def rebuild_figures(data: dict[str, Any]) -> list[Figure]:
+    """Per rebuild after a point update (layers taken from the prior or the
+    cache): its time against ``umoci insert`` of the new tree, and whether its
+    manifest differs from a build from scratch (any difference is a regression)."""
+    out = []
+    for row in data["rebuilds"]:
+        out.append(
+            Figure(
+                "rebuild",
+                f"{row['name']} / umoci insert",
+                row["ratio_to_umoci"],
+                "x",
+                rebuild_speed.RATIO_TARGET,
+                "umoci",
+            )
+        )
+        out.append(
+            Figure(
+                "rebuild",
+                f"{row['name']}: manifest differs from scratch",
+                0.0 if row["same_manifest_as_from_scratch"] else 1.0,
+                "",
+                0.0,
+            )
+        )
+    return out
+
+
 def update_cost_figures(data: dict[str, Any], source: str) -> list[Figure]:
     """Per case: debchunk's download and its ratio to the best baseline; per
     simulation: the mean weekly download and its ratio to the floor."""
@@ -344,6 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "chunker_speed": chunker_figures,
         "encapsulate_speed": encapsulate_figures,
         "rechunk_speed": rechunk_figures,
+        "rebuild_speed": rebuild_figures,
     }
     for module, extra in PROFILES[args.profile].items():
         data, timings[module] = run_bench(module, extra, log)
