@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from encapsulate import RootfsOrigin
 from tests.conftest import RunCli, snapshot
 from tests.images import EPOCH, build
@@ -121,9 +123,12 @@ def test_ctrl_c_leaves_the_layout_as_it_was(sample_tree: Path, tmp_path: Path) -
     build(RootfsOrigin(str(sample_tree)), f"oci:{layout}:keep")
     big = tmp_path / "big"
     subprocess.run(["cp", "-a", str(sample_tree), str(big)], check=True)
+    # Letters drawn at random: deflate must work through every byte (random
+    # bytes would be stored as they are, in a blink), so the write lasts.
+    rng = np.random.default_rng(7)
     with open(big / "usr/lib/firmware/huge.bin", "wb") as f:
         for _ in range(300):
-            f.write(os.urandom(1 << 20))
+            f.write(rng.integers(ord("a"), ord("q"), size=1 << 20, dtype=np.uint8).tobytes())
     before = snapshot(layout, dir_mtimes=False)
     proc = subprocess.Popen(
         [sys.executable, "-c", ENTRY, "--rootfs", str(big), f"oci:{layout}:new"],
