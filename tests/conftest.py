@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -100,3 +101,11 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     with docker_registry(tmp_path_factory.mktemp("registry")) as host:
         yield host
+
+
+def default_sigint() -> None:
+    """For ``Popen(preexec_fn=...)`` of a child a test interrupts: SIGINT back
+    to its default.  A shell without job control starts background commands
+    with SIGINT ignored, and Python keeps an ignored SIGINT ignored, so the
+    child would not see the interrupt a terminal gives."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from encapsulate import RootfsOrigin
-from tests.conftest import RunCli, snapshot
+from tests.conftest import RunCli, default_sigint, snapshot
 from tests.images import EPOCH, build
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,10 +118,6 @@ def test_skopeo_missing(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -> N
     assert not Path("/tmp/never.tar").exists()
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_ctrl_c_leaves_the_layout_as_it_was(sample_tree: Path, tmp_path: Path) -> None:
     layout = tmp_path / "img"
     build(RootfsOrigin(str(sample_tree)), f"oci:{layout}:keep")
@@ -141,10 +137,7 @@ def test_ctrl_c_leaves_the_layout_as_it_was(sample_tree: Path, tmp_path: Path) -
         text=True,
         cwd=ROOT,
         env={**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)},
-        # A shell without job control starts background commands with SIGINT
-        # ignored, and Python keeps an ignored SIGINT ignored: give the build
-        # the default, as a terminal would.
-        preexec_fn=_default_sigint,
+        preexec_fn=default_sigint,
     )
     # Interrupt it while a layer is being written (a temporary blob is there):
     # a fixed delay can outlast the whole run on a fast machine.

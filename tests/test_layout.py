@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from encapsulate.oci.layout import MEDIA_CONFIG, MEDIA_MANIFEST, REF_NAME, Layout, canonical_json
-from tests.conftest import RunCli
+from tests.conftest import RunCli, default_sigint
 
 EPOCH = "1767225600"
 INTERRUPTED = "container-encapsulate: error: interrupted; nothing was written"
@@ -41,6 +41,7 @@ def start(tree: Path, imgref: str) -> subprocess.Popen[str]:
         text=True,
         cwd=Path(__file__).resolve().parent.parent,
         env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH},
+        preexec_fn=default_sigint,
     )
 
 
