@@ -51,6 +51,25 @@ def _from_scratch(origin: RootfsOrigin, prior: ImageResult, where: Path) -> Imag
     return fresh
 
 
+def rebuild_into_registry(
+    origin: RootfsOrigin, v1: ImageResult, prior_ref: str, target_ref: str, scratch: Path
+) -> tuple[ImageResult, ImageResult]:
+    """Build ``origin`` into ``registry:target_ref`` with ``registry:prior_ref``
+    (the build ``v1``) as its prior, plain HTTP; that image and a build from
+    scratch into ``scratch`` with the same plan, whose manifests must be equal."""
+    rebuilt = build(
+        origin,
+        f"registry:{target_ref}",
+        max_layers=LAYERS,
+        prior=f"registry:{prior_ref}",
+        tls_verify=False,
+        dest_tls_verify=False,
+    )
+    fresh = _from_scratch(origin, v1, scratch)
+    assert rebuilt.manifest == fresh.manifest
+    return rebuilt, fresh
+
+
 def _count_fetches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The digests of the blobs read from a registry (``RegistryBlobs.open_blob``), in order."""
     fetched: list[str] = []
@@ -119,16 +138,7 @@ def test_prior_from_a_registry_fetches_no_blob_it_takes(
     fetched = _count_fetches(monkeypatch)
     _update(root)
     v2_ref = f"{registry}/cache-test:v2"
-    v2 = build(
-        origin,
-        f"registry:{v2_ref}",
-        max_layers=LAYERS,
-        prior=f"registry:{v1_ref}",
-        tls_verify=False,
-        dest_tls_verify=False,
-    )
-    fresh = _from_scratch(origin, v1, tmp_path / "fresh")
-    assert v2.manifest == fresh.manifest
+    v2, fresh = rebuild_into_registry(origin, v1, v1_ref, v2_ref, tmp_path / "fresh")
     assert manifest_digest(v2_ref) == fresh.manifest.digest
     _check_taken(v2, v1, "prior")
     # Pushed to the prior's registry, the taken layers are mounted there, never downloaded.

@@ -28,7 +28,14 @@ from encapsulate.oci.registry import RegistrySession
 from encapsulate.oci.reuse import check_local_blob
 from encapsulate.write.image import ImageResult
 from tests.images import EPOCH, build, packages_tree
-from tests.test_cache import LAYERS, _count_fetches, _from_scratch, _start_build, _update
+from tests.test_cache import (
+    LAYERS,
+    _count_fetches,
+    _from_scratch,
+    _start_build,
+    _update,
+    rebuild_into_registry,
+)
 
 
 @pytest.fixture
@@ -76,22 +83,14 @@ def _pulled(ref: str, into: Path) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def _uploads(sent: list[Request]) -> list[str]:
-    """The digests of the blobs uploaded (``PUT ...?digest=``)."""
+def _sent(sent: list[Request], method: str, key: str) -> list[str]:
+    """The values of query parameter ``key`` in the ``method`` requests:
+    ``PUT ...?digest=`` names a blob uploaded, ``POST ...?mount=`` one mounted."""
     found = []
-    for method, path in sent:
+    for m, path in sent:
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
-        if method == "PUT" and "digest" in query:
-            found += query["digest"]
-    return found
-
-
-def _mounts(sent: list[Request]) -> list[str]:
-    found = []
-    for method, path in sent:
-        query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
-        if method == "POST" and "mount" in query:
-            found += query["mount"]
+        if m == method and key in query:
+            found += query[key]
     return found
 
 
@@ -115,12 +114,12 @@ def test_a_pushed_image_is_the_one_built(
     assert _pulled(ref, tmp_path / "pulled") == local.manifest.digest
     # An empty repository: every layer and the config sent once, the manifest last.
     blobs = {b.descriptor.digest for b in local.layers} | {local.config.digest}
-    assert sorted(_uploads(requests)) == sorted(blobs)
+    assert sorted(_sent(requests, "PUT", "digest")) == sorted(blobs)
     assert requests[-1] == ("PUT", "/v2/push-first/os/manifests/v1")
     # Again: every blob is there, only the manifest is sent.
     requests.clear()
     build(origin, f"docker://{registry}/push-first/os", max_layers=LAYERS, dest_tls_verify=False)
-    assert _uploads(requests) == [] and _mounts(requests) == []
+    assert _sent(requests, "PUT", "digest") == [] and _sent(requests, "POST", "mount") == []
     assert [r for r in requests if r[0] != "HEAD"] == [("PUT", "/v2/push-first/os/manifests/latest")]
     assert manifest_digest(f"{registry}/push-first/os:latest") == local.manifest.digest
 
@@ -146,22 +145,13 @@ def test_a_rebuild_in_the_same_registry_sends_no_taken_layer(
     _update(root)
     requests.clear()
     v2_ref = f"{registry}/{pushed}:v2"
-    v2 = build(
-        origin,
-        f"registry:{v2_ref}",
-        max_layers=LAYERS,
-        prior=f"registry:{v1_ref}",
-        tls_verify=False,
-        dest_tls_verify=False,
-    )
-    fresh = _from_scratch(origin, v1, tmp_path / "fresh")
-    assert v2.manifest == fresh.manifest
+    v2, fresh = rebuild_into_registry(origin, v1, v1_ref, v2_ref, tmp_path / "fresh")
     assert _pulled(v2_ref, tmp_path / "pulled") == fresh.manifest.digest
     taken, written = _digests(v2, True), _digests(v2, False)
     assert len(taken) >= LAYERS - 3 and 1 <= len(written) <= 2
     assert fetched == [] and not any(m == "GET" for m, _ in requests)
-    assert sorted(_uploads(requests)) == sorted(written | {v2.config.digest})
-    assert sorted(_mounts(requests)) == ([] if prior == pushed else sorted(taken))
+    assert sorted(_sent(requests, "PUT", "digest")) == sorted(written | {v2.config.digest})
+    assert sorted(_sent(requests, "POST", "mount")) == ([] if prior == pushed else sorted(taken))
 
 
 def test_a_registry_prior_into_an_archive_fetches_only_the_taken_blobs(
