@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from benches import update_cost as uc
 from benches import update_pairs as up
+from chunker.cost import make_plan
 
 
 def small_index(corpus: dict[str, Any], built_at: str, build: str) -> dict[str, Any]:
@@ -106,3 +108,26 @@ def test_the_repository_corpus_has_no_pair_named_twice() -> None:
 def test_dated_names_sort_by_time() -> None:
     t = dt.datetime(2026, 12, 1, 23, 59, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     assert up.dated_name("bookworm-updated", t) == "bookworm-updated@20261201T2159"
+
+
+def test_the_component_bound_is_below_every_plan_of_the_components() -> None:
+
+    old = up.load_index("server", "bookworm", frozen=True)
+    new = up.load_index("server", "bookworm-updated", frozen=True)
+    bound = uc.component_bound(old, new)
+    for budget in (16, 64):
+        case = uc.run_pair(old, new, "server", "bookworm-point-update", budget)
+        assert case.bound == bound
+        assert case.ideal <= bound <= case.row(uc.OURS).download
+        assert case.ideal <= case.finest <= case.single
+    # With a layer for every component and no prior, the plan reaches the bound.
+    before = uc.split_index(old)
+    groups = [[c.name] for c in before.components]
+    after = uc.split_index(new, make_plan(before.components, groups, 2, 0))
+    alone = up.download_bytes(before, groups, after, [[c.name] for c in after.components])
+    assert alone == bound
+    # A plan of one layer downloads everything (each component's contents
+    # counted in it: at least the tree's distinct contents).
+    assert up.download_bytes(
+        before, [[c.name for c in before.components]], after, [[c.name for c in after.components]]
+    ) >= up.single_layer_bytes(old, new)
