@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GZIPSTREAM = REPO_ROOT / "encapsulate" / "write" / "gzipstream.py"
@@ -103,16 +104,26 @@ def ours_gzip(level: int) -> Callable[[bytes], bytes]:
     return compress
 
 
+def _raw_stream(make: Callable[[], Any]) -> Callable[[bytes], bytes]:
+    """One raw deflate stream from the zlib-style compressor ``make()`` returns."""
+
+    def compress(data: bytes) -> bytes:
+        deflate = make()
+        out: bytes = b"".join(deflate.compress(p) for p in pieces(data)) + deflate.flush()
+        return out
+
+    return compress
+
+
 def zlib_ng_stream(level: int) -> Callable[[bytes], bytes]:
     """One raw deflate stream by zlib-ng."""
 
-    def compress(data: bytes) -> bytes:
+    def make() -> Any:
         from zlib_ng import zlib_ng
 
-        deflate = zlib_ng.compressobj(level, zlib_ng.DEFLATED, -15)
-        return b"".join(deflate.compress(p) for p in pieces(data)) + deflate.flush()
+        return zlib_ng.compressobj(level, zlib_ng.DEFLATED, -15)
 
-    return compress
+    return _raw_stream(make)
 
 
 def libdeflate_blocks(level: int) -> Callable[[bytes], bytes]:
@@ -129,13 +140,12 @@ def libdeflate_blocks(level: int) -> Callable[[bytes], bytes]:
 def isal_stream(level: int) -> Callable[[bytes], bytes]:
     """One raw deflate stream by ISA-L (levels 0 to 3)."""
 
-    def compress(data: bytes) -> bytes:
+    def make() -> Any:
         from isal import isal_zlib
 
-        deflate = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15)
-        return b"".join(deflate.compress(p) for p in pieces(data)) + deflate.flush()
+        return isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15)
 
-    return compress
+    return _raw_stream(make)
 
 
 def zstd_stream(level: int, threads: int) -> Callable[[bytes], bytes]:

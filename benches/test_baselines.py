@@ -22,12 +22,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from benches import baselines as bl
 from benches import update_cost as uc
-from benches.update_pairs import InstalledPackage, TreeIndex, row_digests
+from benches.update_pairs import InstalledPackage, TreeIndex
 from chunker import ChunkerError, Plan
 from mapping import Component
 from mapping.changelog import probability
@@ -656,31 +655,23 @@ def small_index() -> TreeIndex:
         Component("foo", "package", size=1137, files=4, change_probability=0.2),
         Component("volatile:dpkg", "volatile", size=20, files=1, change_probability=1.0),
     )
-    position = {c.name: i for i, c in enumerate(components)}
-    paths = tuple(r[0] for r in rows)
-    content_ids = tuple(f"c{i}" for i in range(len(rows)))
-    modes = [r[2] for r in rows]
     day = (dt.date(2025, 6, 1) - dt.date(1970, 1, 1)).days
-    return TreeIndex(
-        set_name="small",
-        build_name="one",
-        spec={},
+    return TreeIndex.of_rows(
+        "small",
+        "one",
+        components,
+        [r[0] for r in rows],
+        [f"c{i}" for i in range(len(rows))],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
         reference_date="2025-06-01T00:00:00+00:00",
-        build_info=None,
-        components=components,
-        component_index=position,
-        paths=paths,
-        content_ids=content_ids,
-        sizes=np.array([r[1] for r in rows], dtype=np.int64),
-        modes=np.array(modes, dtype=np.int64),
-        owners=np.array([position[r[3]] for r in rows], dtype=np.int64),
-        row_digests=row_digests(paths, content_ids, modes),
         packages=(
             InstalledPackage("bar", "amd64", "1", "bar", "1", (day,), 1, "bar"),
             InstalledPackage("foo", "amd64", "2", "foo", "2", (day, day - 30), 2, "foo"),
             InstalledPackage("python3-foo", "all", "2", "foo", "2", (day, day - 30), 2, "python3-foo"),
         ),
-        row_packages=np.array([r[4] for r in rows], dtype=np.int64),
+        row_packages=[r[4] for r in rows],
     )
 
 

@@ -595,6 +595,49 @@ class TreeIndex:
     # file list holds it (-1: none); None for a format-1 index, which lacks it.
     row_packages: NDArray[np.int64] | None = None
 
+    @classmethod
+    def of_rows(
+        cls,
+        set_name: str,
+        build_name: str,
+        components: Sequence[Component],
+        paths: Sequence[str],
+        content_ids: Sequence[str],
+        sizes: Sequence[int],
+        modes: Sequence[int],
+        owner_names: Sequence[str],
+        *,
+        spec: dict[str, Any] | None = None,
+        reference_date: str | None = None,
+        build_info: dict[str, Any] | None = None,
+        packages: Sequence[InstalledPackage] = (),
+        mapping_digest: str | None = None,
+        row_packages: Sequence[int] | None = None,
+    ) -> TreeIndex:
+        """An index of rows given column by column (sorted by path), each
+        owned by the component ``owner_names`` names; the derived columns
+        (owner positions, row digests) made here."""
+        component_index = {c.name: i for i, c in enumerate(components)}
+        paths, content_ids = tuple(paths), tuple(content_ids)
+        return cls(
+            set_name=set_name,
+            build_name=build_name,
+            spec=spec or {},
+            reference_date=reference_date,
+            build_info=build_info,
+            components=tuple(components),
+            component_index=component_index,
+            paths=paths,
+            content_ids=content_ids,
+            sizes=np.asarray(sizes, dtype=np.int64),
+            modes=np.asarray(modes, dtype=np.int64),
+            owners=np.asarray([component_index[n] for n in owner_names], dtype=np.int64),
+            row_digests=row_digests(paths, content_ids, modes),
+            packages=tuple(packages),
+            mapping_digest=mapping_digest,
+            row_packages=None if row_packages is None else np.asarray(row_packages, dtype=np.int64),
+        )
+
     @property
     def file_count(self) -> int:
         """Non-directory entries."""
@@ -774,27 +817,23 @@ def load_index(set_name: str, build_name: str, frozen: bool = False) -> TreeInde
         files["component"],
         files.get("package"),
     )
-    component_index = {c.name: i for i, c in enumerate(components)}
-    modes = files["mode"]
     if any(a >= b for a, b in itertools.pairwise(paths)):
         raise ValueError(f"{path}: file rows are not sorted by path; rebuild the index")
-    return TreeIndex(
-        set_name=set_name,
-        build_name=build_name,
+    return TreeIndex.of_rows(
+        set_name,
+        build_name,
+        components,
+        paths,
+        content_ids,
+        files["size"],
+        files["mode"],
+        owner_names,
         spec=data["spec"],
         reference_date=data["reference_date"],
         build_info=data.get("build_info"),
-        components=components,
-        component_index=component_index,
-        paths=paths,
-        content_ids=content_ids,
-        sizes=np.asarray(files["size"], dtype=np.int64),
-        modes=np.asarray(modes, dtype=np.int64),
-        owners=np.asarray([component_index[n] for n in owner_names], dtype=np.int64),
-        row_digests=row_digests(paths, content_ids, modes),
         packages=tuple(_installed(p) for p in data["packages"]),
         mapping_digest=data.get("mapping_digest"),
-        row_packages=None if "package" not in files else np.asarray(files["package"], dtype=np.int64),
+        row_packages=files.get("package"),
     )
 
 

@@ -12,11 +12,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from benches.update_cost import split_index
-from benches.update_pairs import TreeIndex, download_bytes, row_content_id, row_digests
+from benches.update_pairs import TreeIndex, download_bytes, row_content_id
 from chunker import Plan
 from mapping import EntryType, build_mapping
 from tests.conftest import RunCli, snapshot
@@ -295,24 +294,8 @@ def tree_index(root: Path, name: str) -> TreeIndex:
         for e, o in zip(m.tree.entries, m.owners, strict=True)
         if e.type is not EntryType.DIR
     )
-    where = {c.name: k for k, c in enumerate(m.components)}
-    paths, content_ids, modes = tuple(r[0] for r in rows), tuple(r[1] for r in rows), [r[3] for r in rows]
-    return TreeIndex(
-        set_name="test",
-        build_name=name,
-        spec={},
-        reference_date=None,
-        build_info=None,
-        components=tuple(m.components),
-        component_index=where,
-        paths=paths,
-        content_ids=content_ids,
-        sizes=np.asarray([r[2] for r in rows], dtype=np.int64),
-        modes=np.asarray(modes, dtype=np.int64),
-        owners=np.asarray([where[r[4]] for r in rows], dtype=np.int64),
-        row_digests=row_digests(paths, content_ids, modes),
-        packages=(),
-    )
+    columns = list(zip(*rows, strict=True))
+    return TreeIndex.of_rows("test", name, m.components, *columns)
 
 
 def test_diff_after_one_package_changed(run_cli: RunCli, tmp_path: Path) -> None:

@@ -162,8 +162,7 @@ class RegistryPush(RegistrySession):
         host = self.host
         self._url(host)  # found once, before the requests run in parallel
         with ThreadPoolExecutor(max_workers=_PARALLEL) as pool:
-            for _ in pool.map(lambda d: self.push_blob(d, layout, lent), blobs):
-                pass
+            list(pool.map(lambda d: self.push_blob(d, layout, lent), blobs))  # raises the first error
         reference = registry_reference(self.ref.location)
         path = f"/v2/{self.name}/manifests/{reference}"
         self._request(
