@@ -226,15 +226,15 @@ class RealTreeResult:
 
 def bench_real_tree(runs: int) -> RealTreeResult:
     """Time build_mapping, ostree ls and debchunk map over the trixie commit."""
-    from mapping import build_mapping
+    from mapping import CommitOrigin, build_mapping
 
     repo = real_repo(TreeSpec("trixie"))
-    warm = build_mapping(repo=str(repo), ref=REAL_REF)
+    warm = build_mapping(CommitOrigin(str(repo), REAL_REF))
     assert warm.tree is not None
     entries, components = len(warm.tree), len(warm.components)
     assert any(c.name == "glibc" for c in warm.components), "trixie mapping has no glibc component"
     del warm
-    mapping_s, mapping_runs = best_of(runs, lambda: build_mapping(repo=str(repo), ref=REAL_REF))
+    mapping_s, mapping_runs = best_of(runs, lambda: build_mapping(CommitOrigin(str(repo), REAL_REF)))
     ls = ["ostree", "ls", "-R", "-C", f"--repo={repo}", REAL_REF]
     run_quiet(ls)
     ls_s, ls_runs = best_of(runs, lambda: run_quiet(ls))
@@ -262,9 +262,9 @@ def bench_real_tree(runs: int) -> RealTreeResult:
 _CHILD = """\
 import json, sys, time
 t0 = time.perf_counter()
-from mapping import build_mapping
+from mapping import CommitOrigin, build_mapping
 t1 = time.perf_counter()
-m = build_mapping(repo=sys.argv[1], ref=sys.argv[2])
+m = build_mapping(CommitOrigin(sys.argv[1], sys.argv[2]))
 t2 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "build_mapping_s": t2 - t1, "entries": len(m.tree),
                   "components": {c.name: c.files for c in m.components}}))

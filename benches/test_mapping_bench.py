@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from mapping import Mapping, build_mapping
+from mapping import CommitOrigin, Mapping, RootfsOrigin, build_mapping
 from tests.sample import KVER, build_sample, commit
 
 REF = "debian/sample"
@@ -59,7 +59,7 @@ def check_sample_mapping(m: Mapping) -> None:
 def test_build_mapping_commit(benchmark: Any, sample: tuple[Path, Path]) -> None:
     """Map the sample commit through libostree."""
     _, repo = sample
-    m = benchmark(build_mapping, repo=str(repo), ref=REF)
+    m = benchmark(build_mapping, CommitOrigin(str(repo), REF))
     check_sample_mapping(m)
     assert m.tree is not None
     libc = m.tree.get("usr/lib/x86_64-linux-gnu/libc.so.6")
@@ -70,7 +70,7 @@ def test_build_mapping_commit(benchmark: Any, sample: tuple[Path, Path]) -> None
 def test_build_mapping_rootfs(benchmark: Any, sample: tuple[Path, Path]) -> None:
     """Map the sample's root directory (lstat walk, sha256 of each file)."""
     tree, repo = sample
-    m = benchmark(build_mapping, rootfs=str(tree))
+    m = benchmark(build_mapping, RootfsOrigin(str(tree)))
     check_sample_mapping(m)
     # Both readers must agree on every component.
-    assert m.components == build_mapping(repo=str(repo), ref=REF).components
+    assert m.components == build_mapping(CommitOrigin(str(repo), REF)).components

@@ -86,7 +86,7 @@ from numpy.typing import NDArray
 
 import mapping
 from benches.debtrees import MIRROR, SERVER_PACKAGES, TreeSpec, cache_dir, ostreeify
-from mapping import Component, EntryType, map_tree, read_tree
+from mapping import Component, EntryType, RootfsOrigin, map_tree, read_tree
 from mapping.changelog import read_history
 from mapping.debian_formats import paragraphs, version_compare
 from mapping.dpkg import Database
@@ -497,7 +497,7 @@ def make_index(set_name: str, build_name: str, tree: Path) -> dict[str, Any]:
     digest = mapping_digest()
     # Unsplit: the baselines plan whole packages; debchunk's rows split the
     # index themselves (benches.update_cost.split_index).
-    m = map_tree(read_tree(rootfs=str(tree)))
+    m = map_tree(read_tree(RootfsOrigin(str(tree))))
     assert m.tree is not None
     packages, listed_by = binary_package_records(m.tree)
     rows = []

@@ -1,93 +1,46 @@
-"""The pipeline: ``build_image(config)`` reads the origin and the previous
-build, maps, plans, collects labels, writes and delivers the image.
+"""The pipeline: ``build_image(config)`` as named steps over one ``BuildContext``.
 
-Each step is a function of the config and what earlier steps made, so the
-whole pipeline reads in one screen (``build_image``).  The command line and
-compose tooling both call it; nothing else strings the stages together.
+Open the previous build and the origin, map, plan, describe the image, write
+it, deliver it, compare it with another build, write the side files.  Each
+step takes the context, decides for itself whether it applies, and leaves
+what it made there for the steps after it; ``build_image`` reads in one
+screen.  The command line and compose tooling both call it; nothing else
+strings the stages together.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import logging
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from chunker import ChunkerError, Plan, pack
-from mapping import Component, Mapping, build_mapping, map_tree, read_tree
+from mapping import Component, LayersOrigin, Mapping, Origin, above_base, build_mapping, read_tree
 
-from .config import (
-    DOCKER_LAYER_LIMIT,
-    BuildConfig,
-    CommitOrigin,
-    Format,
-    ImageOrigin,
-    Origin,
-    host_architecture,
-    oci_platform,
-)
+from .config import DOCKER_LAYER_LIMIT, BuildConfig, Format, ImageOrigin, reference_date
+from .describe import ImageDescription, describe_image, read_image_config_file, requested_architecture
 from .errors import ConfigError, EncapsulateError
-from .oci.deliver import deliver
+from .oci.deliver import Destination
 from .oci.imgref import parse_imgref
 from .oci.layout import Layout, atomic_write, read_json_object
 from .oci.read import BlobStore, SourceImage, open_image
-from .oci.reuse import Lender, ReachableLayers, image_records, layout_records
+from .oci.reuse import ReachableLayers, image_records, layout_records
 from .progress import Progress, Step
-from .rechunk import above_base, kept_config, layer_archives, shared_base, source_architecture
+from .rechunk import commit_image, layers_origin, shared_base
 from .tools.prior import image_layer_digests, plan_from_image, prior_from_manifest_file
-from .tools.prior import prior_plan as prior_plan_of
-from .write.image import BaseLayers, ImageResult, write_image
+from .write.image import BaseLayers, ImageResult, LayerSettings, fit_layers, write_image
 
 log = logging.getLogger("debchunk.encapsulate")
 
 # The names of the places layers are taken from (``ImageResult.taken``).
 CACHE = "cache"
 PRIOR = "prior"
-
-# Keys of a full OCI image config (image-spec, config.md "Properties"); a
-# file holding none of them is the inner ``config`` object, as rpm-ostree's
-# and ostree-ext's --image-config take it.
-_IMAGE_CONFIG_TOP = frozenset(
-    (
-        "created",
-        "author",
-        "architecture",
-        "os",
-        "os.version",
-        "os.features",
-        "variant",
-        "config",
-        "rootfs",
-        "history",
-    )
-)
-# Keys of the inner object (image-spec, config.md "config").
-_RUNTIME_KEYS = frozenset(
-    (
-        "User",
-        "ExposedPorts",
-        "Env",
-        "Entrypoint",
-        "Cmd",
-        "Volumes",
-        "WorkingDir",
-        "Labels",
-        "StopSignal",
-        "ArgsEscaped",
-        "Memory",
-        "MemorySwap",
-        "CpuShares",
-        "Healthcheck",
-        "OnBuild",
-        "Shell",
-    )
-)
 
 
 @dataclass(frozen=True)
@@ -142,6 +95,65 @@ class BuildResult:
         return out
 
 
+@dataclass
+class BuildContext:
+    """What the steps of one build share: the config, and what each step made
+    for the steps after it.  ``stack`` holds what stays open until the build
+    ends (images read, the cache layout, temporary directories)."""
+
+    config: BuildConfig
+    stack: contextlib.ExitStack
+    progress: Progress | None = None
+    # The previous build's plan, and the layers the build can take.
+    prior: Plan | None = None
+    reachable: ReachableLayers = field(default_factory=ReachableLayers)
+    cache: Layout | None = None
+    # What is mapped: the origin as the mapping stage reads it, and an image origin opened.
+    origin: Origin | None = None
+    source: SourceImage | None = None
+    workdir: str | None = None
+    image_config: dict[str, Any] | None = None
+    # ``--keep-base``: the base's layers kept as they are, and the tree they hold.
+    base: BaseLayers | None = None
+    base_origin: LayersOrigin | None = None
+    mapping: Mapping | None = None
+    whiteouts: tuple[str, ...] = ()
+    plan: Plan | None = None
+    description: ImageDescription | None = None
+    image: ImageResult | None = None
+    comparison: Comparison | None = None
+
+    def notify(self, step: Step) -> None:
+        """Tell the progress display how the build goes."""
+        if self.progress is not None:
+            self.progress(step)
+
+
+def build_image(config: BuildConfig, *, progress: Progress | None = None) -> BuildResult:
+    """Encapsulate ``config.origin`` as a chunked image at ``config.destination``
+    (see ``BuildConfig``).  ``progress`` is given a ``Step`` as the build goes
+    (mapping, planning, writing, delivery).  Raises ``DebchunkError`` subclasses
+    naming what is at fault; a failed or interrupted build leaves the
+    destination as it was."""
+    config.check()
+    with contextlib.ExitStack() as stack:
+        context = BuildContext(config, stack, progress)
+        open_previous_build(context)
+        open_origin(context)
+        open_base(context)
+        map_origin(context)
+        plan_layers(context)
+        describe(context)
+        write_contentmeta(context)
+        write_and_deliver(context)
+        compare(context)
+        write_plan(context)
+    assert context.mapping is not None and context.plan is not None and context.description is not None
+    return BuildResult(
+        config, context.mapping, context.plan, context.description.epoch, context.image, context.comparison
+    )
+
+
 def read_prior(
     *,
     prior: str | None = None,
@@ -158,259 +170,133 @@ def read_prior(
         except ChunkerError as e:
             raise ChunkerError(f"{prior_plan}: {e}") from None
     if prior is not None:
-        return prior_plan_of(prior, tls_verify=tls_verify)
+        with open_image(prior, blobs=False, tls_verify=tls_verify) as image:
+            return plan_from_image(image.manifest, image.config, image.ref)
     if previous_build_manifest is not None:
         return prior_from_manifest_file(previous_build_manifest)
     return None
 
 
-def read_image_config(config: BuildConfig, base: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The image config to build on: ``base`` (what an image origin's config
-    passes on), then the ``image_config`` file as a full OCI image config (an
-    inner ``config`` object is put in its place) over it, then ``cmd``."""
-    document: dict[str, Any] = {}
+def open_previous_build(context: BuildContext) -> None:
+    """The previous build's plan, and the places the build can take layers
+    from besides the destination layout: the ``--cache`` layout's, then the
+    ``--prior`` image's, in any transport (its blobs are read only when taken)."""
+    config = context.config
+    if config.max_layers > DOCKER_LAYER_LIMIT:
+        log.warning(
+            "--max-layers %d: Docker's overlay2 driver cannot pull images of more than %d layers",
+            config.max_layers,
+            DOCKER_LAYER_LIMIT,
+        )
+    if config.cache is not None:
+        context.cache = context.stack.enter_context(Layout(config.cache))
+        context.reachable.add(CACHE, context.cache, layout_records(context.cache))
+    if config.prior is None:
+        context.prior = read_prior(
+            prior_plan=config.prior_plan, previous_build_manifest=config.previous_build_manifest
+        )
+        return
+    image = context.stack.enter_context(
+        open_image(config.prior, blobs=False, tls_verify=config.tls_verify, authfile=config.authfile)
+    )
+    if image.store is not None:
+        context.reachable.add(PRIOR, image.store, image_records(image.manifest, image.config))
+    context.prior = plan_from_image(image.manifest, image.config, image.ref)
+
+
+def open_origin(context: BuildContext) -> None:
+    """What the mapping stage reads: a commit or a root tree as given; an
+    image origin opened (of a multi-platform image, the ``--arch`` platform,
+    default this machine's), its blobs on this machine until the build ends,
+    as its layers or (``--format ostree``) as a commit of its tree.  The
+    ``--image-config`` file is read here, before any long step."""
+    config = context.config
     if config.image_config is not None:
-        path = config.image_config
-        document = read_json_object(path, "image config", "pass an OCI image config (JSON object)")
-        top = set(document) & _IMAGE_CONFIG_TOP
-        inner = set(document) & _RUNTIME_KEYS
-        unknown = set(document) - _IMAGE_CONFIG_TOP - _RUNTIME_KEYS
-        if top and inner:
-            raise EncapsulateError(
-                f"mixes top-level keys ({', '.join(sorted(top))}) "
-                f"with runtime keys ({', '.join(sorted(inner))})",
-                where=path,
-                hint="give a full image config, or only its inner 'config' object",
-            )
-        if unknown:
-            raise EncapsulateError(
-                f"unknown key {sorted(unknown)[0]!r}",
-                where=path,
-                hint="give an OCI image config or its 'config' object (Env, Cmd, Labels, ...)",
-            )
-        if not top:
-            document = {"config": document}
-        if not isinstance(document.get("config", {}), dict):
-            raise EncapsulateError("'config' is not an object", where=path)
-    if base is not None:
-        runtime = {**(base.get("config") or {}), **(document.get("config") or {})}
-        labels = {
-            **(base.get("config") or {}).get("Labels", {}),
-            **(document.get("config") or {}).get("Labels", {}),
-        }
-        if labels:
-            runtime["Labels"] = labels
-        document = {**base, **document, "config": runtime}
-    if config.cmd is not None:
-        document = {**document, "config": {**(document.get("config") or {}), "Cmd": list(config.cmd)}}
-    return document
-
-
-def with_commit_cmd(document: dict[str, Any], config: BuildConfig, mapping: Mapping) -> dict[str, Any]:
-    """The image config with the commit's ``ostree.container-cmd`` metadata
-    as its ``Cmd``, unless ``--cmd`` was given: ostree-ext takes the commit's
-    over the image config's and the command line's over both
-    (``container/encapsulate.rs``, ``build_oci``)."""
-    metadata = getattr(mapping.tree, "metadata", None) or {}
-    cmd = metadata.get("ostree.container-cmd")
-    if config.cmd is not None or not cmd:
-        return document
-    if not (isinstance(cmd, list) and all(isinstance(a, str) for a in cmd)):
-        raise EncapsulateError(
-            "the commit's ostree.container-cmd metadata is not a list of strings",
-            where=mapping.source,
-            hint="commit it as an 'as' variant, or give --cmd",
-        )
-    return {**document, "config": {**(document.get("config") or {}), "Cmd": list(cmd)}}
-
-
-def map_origin(
-    origin: Origin,
-    *,
-    epoch: int | None = None,
-    prior: Plan | None = None,
-    threads: int | None = None,
-    image: SourceImage | None = None,
-    workdir: str | None = None,
-) -> Mapping:
-    """The origin mapped, its packages split as the plan will see them (as the
-    previous build split them, when there is one).  ``epoch``
-    (``SOURCE_DATE_EPOCH``) pins the date change probabilities are computed at.
-    An ``ImageOrigin`` is read from ``image`` (opened by ``open_origin_image``),
-    its layers spooled under ``workdir``."""
-    reference = None if epoch is None else dt.datetime.fromtimestamp(epoch, dt.UTC)
-    names = None if prior is None else prior.layer_index().keys()
-    if isinstance(origin, ImageOrigin):
-        if image is None or workdir is None:
-            raise EncapsulateError("an image origin is read from an opened image", where=origin.imgref)
-        return build_mapping(
-            layers=layer_archives(image),
-            workdir=workdir,
-            description=origin.imgref,
-            reference_date=reference,
-            threads=threads,
-            prior=names,
-        )
-    if isinstance(origin, CommitOrigin):
-        return build_mapping(
-            repo=origin.repo, ref=origin.ref, reference_date=reference, threads=threads, prior=names
-        )
-    return build_mapping(rootfs=origin.path, reference_date=reference, threads=threads, prior=names)
-
-
-# The branch the commit of an image origin is on, in its scratch repository.
-IMAGE_REF = "debchunk/image"
-# The commit's metadata keys taken from the image's labels (``ostree.commit``'s
-# ``version`` is what ``bootc status`` and rpm-ostree show).
-_VERSION_LABELS = ("org.opencontainers.image.version", "version")
-
-
-def commit_image(config: BuildConfig, image: SourceImage, workdir: str) -> CommitOrigin:
-    """``--from IMGREF --format ostree``: the image's flattened tree laid out
-    as an OSTree image builder lays a tree out (``ostree_layout``) and
-    committed to a scratch repository under ``workdir``, which the build then
-    reads as it reads any commit.  The commit's time is the build's epoch
-    (``SOURCE_DATE_EPOCH``, else the newest changelog date in the tree, as for
-    any image origin), so the same image gives the same commit."""
-    # Only this step and the ostree writer need libostree (gi).
-    from .write.ostree_commit import commit_tree, ostree_layout
-
-    assert isinstance(config.origin, ImageOrigin)
-    tree = read_tree(
-        layers=layer_archives(image),
-        workdir=os.path.join(workdir, "layers"),
-        description=config.origin.imgref,
-        threads=config.threads,
+        context.image_config = read_image_config_file(config.image_config)
+    if not isinstance(config.origin, ImageOrigin):
+        context.origin = config.origin
+        return
+    source = open_image(
+        config.origin.imgref, blobs=True, tls_verify=config.tls_verify, arch=requested_architecture(config)
     )
-    laid_out = ostree_layout(tree)
-    timestamp = config.epoch
-    if timestamp is None:
-        # The date comes from the mapping of the same tree; its warnings are
-        # given once, by the mapping of the commit that follows.
-        with _quiet(logging.getLogger("debchunk.mapping")):
-            reference = map_tree(laid_out).reference_date
-        if reference is None:
-            raise EncapsulateError(
-                "no timestamp for the commit: the tree has no changelogs",
-                where=config.origin.imgref,
-                hint="set SOURCE_DATE_EPOCH",
-            )
-        timestamp = int(reference.timestamp())
-    runtime = image.config.get("config")
-    labels = runtime.get("Labels") if isinstance(runtime, dict) else None
-    labels = labels if isinstance(labels, dict) else {}
-    version = next((str(labels[k]) for k in _VERSION_LABELS if labels.get(k)), None)
-    repo = os.path.join(workdir, "ostree")
-    commit_tree(
-        laid_out,
-        repo,
-        IMAGE_REF,
-        timestamp=timestamp,
-        metadata={} if version is None else {"version": version},
-        threads=config.threads,
-    )
-    return CommitOrigin(repo, IMAGE_REF)
+    context.source = context.stack.enter_context(source)
+    workdir = context.stack.enter_context(tempfile.TemporaryDirectory(prefix="debchunk-layers-"))
+    layers = layers_origin(context.source, workdir)
+    context.origin = layers
+    if config.layer_format is Format.OSTREE:
+        context.origin = commit_image(context.source, layers, workdir, config.epoch, config.threads)
+    context.workdir = workdir
 
 
-@contextlib.contextmanager
-def _quiet(logger: logging.Logger) -> Iterator[None]:
-    """``logger`` says nothing inside the block."""
-    disabled = logger.disabled
-    logger.disabled = True
-    try:
-        yield
-    finally:
-        logger.disabled = disabled
-
-
-def image_epoch(config: BuildConfig, mapping: Mapping) -> int:
-    """The image's time: ``SOURCE_DATE_EPOCH``, else the commit's timestamp,
-    else the newest changelog date in the tree; never the wall clock."""
-    if config.epoch is not None:
-        return config.epoch
-    timestamp = getattr(mapping.tree, "timestamp", None)
-    if isinstance(timestamp, int):
-        return timestamp
-    if mapping.reference_date is not None:
-        return int(mapping.reference_date.timestamp())
-    raise EncapsulateError(
-        "no timestamp for the image: the tree has no changelogs", hint="set SOURCE_DATE_EPOCH"
-    )
-
-
-def tree_architecture(mapping: Mapping) -> str | None:
-    """The tree's native architecture as dpkg records it: ``arch-native`` in
-    its admindir (dpkg 1.21+), else the first line of ``arch``, else the
-    architecture of the installed ``dpkg`` package (always native)."""
-    tree, admindir = mapping.tree, mapping.admindir
-    if tree is None or admindir is None:
-        return None
-    for name in ("arch-native", "arch"):
-        data = tree.read_bytes(f"{admindir}/{name}", 4096)
-        first = (data or b"").decode("ascii", "replace").strip().split("\n")[0].strip()
-        if first:
-            return first
-    status = tree.read_bytes(f"{admindir}/status") or b""
-    for paragraph in status.decode("utf-8", "replace").split("\n\n"):
-        fields = dict(
-            line.split(":", 1) for line in paragraph.splitlines() if ":" in line and not line.startswith(" ")
+def open_base(context: BuildContext) -> None:
+    """``--keep-base``: the layers the image origin shares with the base, kept
+    as they are, and the tree they hold (what the mapping leaves out)."""
+    config, source, workdir = context.config, context.source, context.workdir
+    if config.keep_base is None or source is None or workdir is None:
+        return
+    with open_image(
+        config.keep_base, blobs=False, tls_verify=config.tls_verify, arch=requested_architecture(config)
+    ) as base_image:
+        base = shared_base(source, base_image)
+    count = len(base.descriptors)
+    if config.max_layers - count < 2:
+        raise ConfigError(
+            f"--max-layers {config.max_layers}: the base keeps {count} layers, "
+            "and what was added needs 2 more at least",
+            hint=f"give --max-layers {count + 2} or more",
         )
-        if fields.get("Package", "").strip() == "dpkg" and fields.get("Architecture", "").strip():
-            return fields["Architecture"].strip()
-    return None
+    context.base = base
+    base_workdir = os.path.join(workdir, "base")
+    context.base_origin = layers_origin(source, workdir).below(count, base_workdir, config.keep_base)
 
 
-def image_architecture(
-    config: BuildConfig, mapping: Mapping, source_config: dict[str, Any] | None
-) -> tuple[str, str | None]:
-    """The image's OCI (architecture, variant): ``--arch``, else an image
-    origin's own, else the tree's dpkg architecture, else this machine's.
-    bootc refuses an image whose architecture is not the machine's, so a
-    commit of an arm64 tree must not be labelled amd64."""
-    if config.arch:
-        return oci_platform(config.arch)
-    own = None if source_config is None else source_architecture(source_config)
-    if own is not None:
-        variant = source_config.get("variant") if source_config is not None else None
-        return own, variant if isinstance(variant, str) and variant else None
-    return oci_platform(tree_architecture(mapping) or host_architecture())
+def map_origin(context: BuildContext) -> None:
+    """The origin mapped once, its packages split as the previous build split
+    them; with a base, only what the layers above it add stays owned."""
+    config = context.config
+    assert context.origin is not None
+    context.notify(Step("mapping"))
+    names = None if context.prior is None else context.prior.layer_index().keys()
+    mapping = build_mapping(
+        context.origin, reference_date=reference_date(config.epoch), threads=config.threads, prior=names
+    )
+    entries = mapping.tree.entries if mapping.tree is not None else ()
+    context.notify(Step("mapping", len(entries), len(entries), sum(e.size for e in entries), finished=True))
+    if context.base_origin is not None and context.base is not None:
+        above = above_base(mapping, read_tree(context.base_origin, config.threads))
+        mapping, context.whiteouts = above.mapping, above.whiteouts
+    context.mapping = mapping
 
 
-def collect_labels(config: BuildConfig, mapping: Mapping) -> dict[str, str]:
-    """The labels asked for, with the commit metadata keys copied
-    (``copymeta``; ``copymeta_opt`` when present), less ``remove_labels``."""
-    metadata = getattr(mapping.tree, "metadata", None) or {}
-    labels = dict(config.labels)
-    for key in (*config.copymeta, *config.copymeta_opt):
-        if key not in metadata:
-            if key in config.copymeta:
-                raise EncapsulateError(
-                    f"--copymeta {key}: the commit has no such metadata key",
-                    hint="use --copymeta-opt to make it optional",
-                )
-            continue
-        value = metadata[key]
-        labels[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    if config.bootc:
-        # bootc's own label for an image it can boot (bootc's docs, "bootc images").
-        labels["containers.bootc"] = "1"
-    for key in config.remove_labels:
-        labels.pop(key, None)
-    return labels
+def plan_layers(context: BuildContext) -> None:
+    """The components packed into the layers left beside the base's, keeping
+    the previous build's grouping where that pays."""
+    assert context.mapping is not None
+    budget = context.config.max_layers - (len(context.base.descriptors) if context.base else 0)
+    context.notify(Step("planning"))
+    context.plan = pack(context.mapping.components, budget, context.prior)
+    layers = len(context.plan.layers)
+    context.notify(Step("planning", layers, layers, finished=True))
+
+
+def describe(context: BuildContext) -> None:
+    """The image's time, platform, labels and the config it starts from."""
+    assert context.mapping is not None
+    source = None if context.source is None else context.source.config
+    context.description = describe_image(context.config, context.mapping, context.image_config, source)
 
 
 def contentmeta(components: Sequence[Component]) -> list[dict[str, Any]]:
     """The components as rpm-ostree's ``--write-contentmeta-json`` writes them:
     ostree-ext's ``ObjectSourceMetaSized`` (identifier, name, srcid,
-    change_time_offset, change_frequency, and the size of the component's
-    content), one per component."""
+    change_time_offset, change_frequency: expected changes per year, and the
+    size of the component's content), one per component."""
     return [
         {
             "identifier": c.name,
             "name": c.name,
             "srcid": c.name,
             "change_time_offset": 0,
-            # Expected changes per year, from the weekly probability.
             "change_frequency": round(-52.0 * math.log1p(-min(c.change_probability, 0.999999))),
             "size": c.size,
         }
@@ -427,22 +313,11 @@ def write_json_file(path: str, value: Any, what: str) -> None:
         raise EncapsulateError(f"cannot write the {what}: {e.strerror}", where=path) from None
 
 
-def compare_with(imgref: str, image: ImageResult, tls_verify: bool | None = None) -> Comparison:
-    """Which layers a client holding ``imgref`` would download for ``image``."""
-    have = set(image_layer_digests(imgref, tls_verify=tls_verify))
-    fresh = [b for b in image.layers if b.descriptor.digest not in have]
-    return Comparison(
-        imgref,
-        len(image.layers) - len(fresh),
-        len(image.layers),
-        sum(b.descriptor.size for b in fresh),
-        sum(b.descriptor.size for b in image.layers),
-    )
-
-
-def _notify(progress: Progress | None, step: Step) -> None:
-    if progress is not None:
-        progress(step)
+def write_contentmeta(context: BuildContext) -> None:
+    """``--write-contentmeta-json``: the components, as rpm-ostree writes them."""
+    path = context.config.write_contentmeta_json
+    if path is not None and context.mapping is not None:
+        write_json_file(path, contentmeta(context.mapping.components), "content metadata")
 
 
 def fill_cache(
@@ -465,215 +340,57 @@ def fill_cache(
     cache.tag(image.manifest, "sha256-" + image.manifest.digest.removeprefix("sha256:"))
 
 
-def write_and_deliver(
-    config: BuildConfig,
-    mapping: Mapping,
-    plan: Plan,
-    epoch: int,
-    labels: dict[str, str],
-    image_config: dict[str, Any],
-    architecture: tuple[str, str | None],
-    progress: Progress | None,
-    base: BaseLayers | None = None,
-    whiteouts: Sequence[str] = (),
-    reachable: ReachableLayers | None = None,
-    cache: Layout | None = None,
-) -> ImageResult:
-    """Write the image into an OCI layout (taking the ``reachable`` layers),
-    put it into the ``cache`` layout, and put it at ``config.destination``."""
-    written: list[ImageResult] = []
-    destination = parse_imgref(config.destination)
-
-    def write(layout_path: str, tag: str, lender: Lender | None) -> dict[str, BlobStore]:
-        places = None if reachable is None else reachable.lending(lender)
+def write_and_deliver(context: BuildContext) -> None:
+    """The image written (taking the layers it can reach), put into the
+    ``--cache`` layout, and delivered to the destination; not on a dry run."""
+    config = context.config
+    if config.dry_run:
+        return
+    assert context.mapping is not None and context.plan is not None and context.description is not None
+    settings = LayerSettings(
+        config.layer_format, config.format_version, config.compression, config.level, config.threads
+    )
+    layers = fit_layers(context.mapping, context.plan, settings, context.description.epoch, context.whiteouts)
+    ref = parse_imgref(config.destination)
+    with Destination(ref, authfile=config.authfile, tls_verify=config.dest_tls_verify) as destination:
+        places = context.reachable.lending(destination.lender)
         image = write_image(
-            mapping,
-            plan,
-            layout_path,
-            tag,
-            epoch=epoch,
-            labels=labels,
-            architecture=architecture[0],
-            variant=architecture[1],
-            compression=config.compression,
-            compression_level=config.level,
-            layer_format=config.layer_format,
-            format_version=config.format_version,
-            threads=config.threads,
-            image_config=image_config,
-            progress=progress,
-            base=base,
-            whiteouts=whiteouts,
+            layers,
+            destination.target,
+            context.description,
+            settings,
+            base=context.base,
             reachable=places,
+            progress=context.progress,
         )
-        written.append(image)
-        lent = {} if places is None else places.lent
-        if cache is not None:
-            fill_cache(cache, layout_path, image, lent)
-        if destination.transport != "oci":
-            _notify(progress, Step("delivery"))
-        return lent
-
-    deliver(destination, write, authfile=config.authfile, tls_verify=config.dest_tls_verify)
-    if destination.transport != "oci":
-        _notify(progress, Step("delivery", finished=True))
-    return written[0]
+        if context.cache is not None:
+            fill_cache(context.cache, destination.target.path, image, places.lent)
+        if destination.copies:
+            context.notify(Step("delivery"))
+        destination.deliver(places.lent)
+        if destination.copies:
+            context.notify(Step("delivery", finished=True))
+    context.image, context.plan = image, layers.plan
 
 
-def reachable_layers(
-    config: BuildConfig, stack: contextlib.ExitStack
-) -> tuple[Plan | None, ReachableLayers, Layout | None]:
-    """The previous build's plan, the layers the build can take besides
-    those in the destination layout (the ``--cache`` layout's, then the
-    ``--prior`` image's, in any transport: its blobs are read only when
-    taken), and the cache layout, open for writing until ``stack`` closes."""
-    reachable = ReachableLayers()
-    cache = None
-    if config.cache is not None:
-        cache = stack.enter_context(Layout(config.cache))
-        reachable.add(CACHE, cache, layout_records(cache))
-    if config.prior is None:
-        prior = read_prior(
-            prior_plan=config.prior_plan,
-            previous_build_manifest=config.previous_build_manifest,
-        )
-        return prior, reachable, cache
-    image = stack.enter_context(
-        open_image(config.prior, blobs=False, tls_verify=config.tls_verify, authfile=config.authfile)
-    )
-    if image.store is not None:
-        reachable.add(PRIOR, image.store, image_records(image.manifest, image.config))
-    return plan_from_image(image.manifest, image.config, image.ref), reachable, cache
-
-
-def build_image(config: BuildConfig, *, progress: Progress | None = None) -> BuildResult:
-    """Encapsulate ``config.origin`` as a chunked image at ``config.destination``
-    (see ``BuildConfig``).  ``progress`` is given a ``Step`` as the build goes
-    (mapping, planning, writing, delivery).  Raises ``DebchunkError`` subclasses naming what is at fault; a
-    failed or interrupted build leaves the destination as it was."""
-    config.check()
-    if config.max_layers > DOCKER_LAYER_LIMIT:
-        log.warning(
-            "--max-layers %d: Docker's overlay2 driver cannot pull images of more than %d layers",
-            config.max_layers,
-            DOCKER_LAYER_LIMIT,
-        )
-    with contextlib.ExitStack() as stack:
-        prior, reachable, cache = reachable_layers(config, stack)
-        source = open_origin_image(config, stack)
-        image_config = read_image_config(
-            config, None if source is None else kept_config(source.config, config.remove_labels)
-        )
-        workdir = None if source is None else stack.enter_context(_workdir())
-        origin = config.origin
-        if source is not None and workdir is not None and config.layer_format is Format.OSTREE:
-            origin = commit_image(config, source, workdir)
-        _notify(progress, Step("mapping"))
-        mapping = map_origin(
-            origin,
-            epoch=config.epoch,
-            prior=prior,
-            threads=config.threads,
-            image=source,
-            workdir=workdir,
-        )
-        _notify(progress, mapped(mapping))
-        labels = collect_labels(config, mapping)
-        image_config = with_commit_cmd(image_config, config, mapping)
-        epoch = image_epoch(config, mapping)
-        arch = image_architecture(config, mapping, None if source is None else source.config)
-        base: BaseLayers | None = None
-        whiteouts: list[str] = []
-        budget = config.max_layers
-        if config.keep_base is not None and source is not None and workdir is not None:
-            base, mapping, whiteouts = keep_base_layers(config, source, mapping, workdir)
-            budget = config.max_layers - len(base.descriptors)
-        _notify(progress, Step("planning"))
-        plan = pack(mapping.components, budget, prior)
-        _notify(progress, Step("planning", len(plan.layers), len(plan.layers), finished=True))
-        if config.write_contentmeta_json is not None:
-            write_json_file(
-                config.write_contentmeta_json, contentmeta(mapping.components), "content metadata"
-            )
-        if config.dry_run:
-            return BuildResult(config, mapping, plan, epoch, None)
-        image = write_and_deliver(
-            config,
-            mapping,
-            plan,
-            epoch,
-            labels,
-            image_config,
-            arch,
-            progress,
-            base,
-            whiteouts,
-            reachable,
-            cache,
-        )
-        plan = image.plan or plan
-    comparison = (
-        None
-        if config.compare_with_build is None
-        else compare_with(config.compare_with_build, image, config.tls_verify)
-    )
-    if config.plan_json is not None:
-        write_json_file(config.plan_json, plan.to_json(), "plan")
-    return BuildResult(config, mapping, plan, epoch, image, comparison)
-
-
-def mapped(mapping: Mapping) -> Step:
-    """The finished mapping step: entries read and the bytes of their content."""
-    entries = mapping.tree.entries if mapping.tree is not None else ()
-    return Step("mapping", len(entries), len(entries), sum(e.size for e in entries), finished=True)
-
-
-def keep_base_layers(
-    config: BuildConfig, image: SourceImage, mapping: Mapping, workdir: str
-) -> tuple[BaseLayers, Mapping, list[str]]:
-    """``--keep-base``: the layers ``image`` shares with the base, kept as they
-    are; the mapping of what the layers above them add (the rest of the tree
-    is in the base); and the base paths they remove, as whiteouts."""
-    assert config.keep_base is not None
-    with open_image(
-        config.keep_base,
-        blobs=False,
-        tls_verify=config.tls_verify,
-        arch=oci_platform(config.arch)[0] if config.arch else host_architecture(),
-    ) as base_image:
-        base = shared_base(image, base_image)
-    room = config.max_layers - len(base.descriptors)
-    if room < 2:
-        raise ConfigError(
-            f"--max-layers {config.max_layers}: the base keeps {len(base.descriptors)} layers, "
-            "and what was added needs 2 more at least",
-            hint=f"give --max-layers {len(base.descriptors) + 2} or more",
-        )
-    archives = layer_archives(image)[: len(base.descriptors)]
-    base_tree = read_tree(
-        layers=archives,
-        workdir=os.path.join(workdir, "base"),
-        description=config.keep_base,
-        threads=config.threads,
-    )
-    above, whiteouts = above_base(mapping, base_tree)
-    return base, above, whiteouts
-
-
-def open_origin_image(config: BuildConfig, stack: contextlib.ExitStack) -> SourceImage | None:
-    """The image of an ``ImageOrigin``, its blobs on this machine until
-    ``stack`` closes (None for other origins).  Of a multi-platform image, the
-    ``arch`` platform is read (default: this machine's)."""
-    if not isinstance(config.origin, ImageOrigin):
-        return None
-    arch = oci_platform(config.arch)[0] if config.arch else host_architecture()
-    return stack.enter_context(
-        open_image(config.origin.imgref, blobs=True, tls_verify=config.tls_verify, arch=arch)
+def compare(context: BuildContext) -> None:
+    """``--compare-with-build``: which layers a client holding that image downloads."""
+    imgref, image = context.config.compare_with_build, context.image
+    if imgref is None or image is None:
+        return
+    have = set(image_layer_digests(imgref, tls_verify=context.config.tls_verify))
+    fresh = [b for b in image.layers if b.descriptor.digest not in have]
+    context.comparison = Comparison(
+        imgref,
+        len(image.layers) - len(fresh),
+        len(image.layers),
+        sum(b.descriptor.size for b in fresh),
+        sum(b.descriptor.size for b in image.layers),
     )
 
 
-@contextlib.contextmanager
-def _workdir() -> Iterator[str]:
-    """A temporary directory for the spooled layers of an image origin."""
-    with tempfile.TemporaryDirectory(prefix="debchunk-layers-") as path:
-        yield path
+def write_plan(context: BuildContext) -> None:
+    """``--plan-json``: the plan written (not on a dry run)."""
+    path = context.config.plan_json
+    if path is not None and context.plan is not None and not context.config.dry_run:
+        write_json_file(path, context.plan.to_json(), "plan")

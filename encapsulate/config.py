@@ -9,11 +9,15 @@ where a config is made: never inside ``mapping`` or ``chunker``.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import os
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from mapping import CommitOrigin as CommitOrigin
+from mapping import RootfsOrigin as RootfsOrigin
 
 from .errors import ConfigError, EncapsulateError
 from .oci.imgref import parse_imgref
@@ -44,21 +48,6 @@ class Compression(enum.StrEnum):
 COMPRESSION_DEFAULT = {Compression.GZIP: 6, Compression.ZSTD: 3}
 COMPRESSION_FASTEST = {Compression.GZIP: 1, Compression.ZSTD: 1}
 COMPRESSION_LEVELS = {Compression.GZIP: (1, 9), Compression.ZSTD: (1, 19)}
-
-
-@dataclass(frozen=True)
-class CommitOrigin:
-    """An OSTree commit: ``ref`` (a ref or a checksum) in the repository ``repo``."""
-
-    repo: str
-    ref: str
-
-
-@dataclass(frozen=True)
-class RootfsOrigin:
-    """A root directory, read with lstat (symlinks never followed)."""
-
-    path: str
 
 
 @dataclass(frozen=True)
@@ -112,6 +101,23 @@ def oci_platform(name: str) -> tuple[str, str | None]:
     kernel's way (``x86_64``, ``aarch64``) or the OCI way, as OCI's
     (architecture, variant)."""
     return _PLATFORMS.get(name, (name, None))
+
+
+def check_max_layers(max_layers: int) -> None:
+    """The layer budget is one an image can have: 2 (metadata + content) to
+    ``MAX_LAYERS_LIMIT``; ``ConfigError`` naming ``--max-layers`` otherwise."""
+    if not 2 <= max_layers <= MAX_LAYERS_LIMIT:
+        raise ConfigError(
+            f"--max-layers {max_layers}: an image has 2 (metadata + content) to "
+            f"{MAX_LAYERS_LIMIT} layers (containers-storage's limit)",
+            hint="choose a number in that range",
+        )
+
+
+def reference_date(epoch: int | None) -> dt.datetime | None:
+    """The date change probabilities are counted back from: ``epoch``
+    (``SOURCE_DATE_EPOCH``) when set, else None (the tree's newest changelog date)."""
+    return None if epoch is None else dt.datetime.fromtimestamp(epoch, dt.UTC)
 
 
 def epoch_from_environment(environ: Mapping[str, str] | None = None) -> int | None:
@@ -224,12 +230,7 @@ class BuildConfig:
             parse_imgref(self.destination)
         except EncapsulateError as e:
             raise ConfigError(str(e)) from None
-        if not 2 <= self.max_layers <= MAX_LAYERS_LIMIT:
-            raise ConfigError(
-                f"--max-layers {self.max_layers}: an image has 2 (metadata + content) to "
-                f"{MAX_LAYERS_LIMIT} layers (containers-storage's limit)",
-                hint="choose a number in that range",
-            )
+        check_max_layers(self.max_layers)
         if not isinstance(self.format, Format | None) or not isinstance(self.compression, Compression):
             raise ConfigError(
                 "format and compression are encapsulate.Format and encapsulate.Compression values"

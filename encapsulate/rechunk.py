@@ -1,31 +1,35 @@
 """An existing container image as the origin of a build (``--from IMGREF``).
 
 In: an image read back (``oci.read.SourceImage``, its blobs on this machine).
-Out: its layer blobs as ``mapping.LayerArchive`` values, which the mapping
-stage applies in order into one tree, and what of its config the new image
-keeps: the runtime settings, the labels that do not describe the old layers,
-and its platform.
+Out: what the mapping stage reads of it: its layer blobs as a
+``mapping.LayersOrigin``, applied in order into one tree, or (``--format
+ostree``) that tree committed to a scratch repository as a
+``mapping.CommitOrigin``; and, with ``--keep-base``, the base image's layers
+that are kept as they are (``BaseLayers``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping as MappingABC
-from dataclasses import replace
+import os
 from typing import Any
 
-from mapping import Entry, EntryType, LayerArchive, Mapping, Tree
+from mapping import CommitOrigin, LayerArchive, LayersOrigin, newest_change_date, read_tree
 
 from .errors import EncapsulateError
-from .oci.labels import COMPONENTS_LABEL, LAYERS_LABEL, PLAN_LABEL
 from .oci.layout import LAYER_COMPRESSION, Descriptor
 from .oci.read import SourceImage
 from .write.image import BaseLayers
 
-# The runtime settings a re-chunked image keeps (image-spec config.md, "config").
-KEPT_SETTINGS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes", "StopSignal")
-# Labels that describe the old image's layers, not its content: they would be
-# wrong on the new one (the new build writes its own).
-LAYER_LABELS = frozenset(("ostree.final-diffid", "ostree.commit", PLAN_LABEL, COMPONENTS_LABEL, LAYERS_LABEL))
+# The branch the commit of an image origin is on, in its scratch repository.
+IMAGE_REF = "debchunk/image"
+# The commit's metadata keys taken from the image's labels (``ostree.commit``'s
+# ``version`` is what ``bootc status`` and rpm-ostree show).
+_VERSION_LABELS = ("org.opencontainers.image.version", "version")
+
+
+def layers_origin(image: SourceImage, workdir: str) -> LayersOrigin:
+    """The image's layers as the mapping stage reads them, spooled under ``workdir``."""
+    return LayersOrigin(tuple(layer_archives(image)), os.path.join(workdir, "layers"), image.ref)
 
 
 def layer_archives(image: SourceImage) -> list[LayerArchive]:
@@ -54,31 +58,6 @@ def layer_archives(image: SourceImage) -> list[LayerArchive]:
     if not out:
         raise EncapsulateError("the image has no layers", where=image.ref)
     return out
-
-
-def kept_config(source: MappingABC[str, Any], remove_labels: tuple[str, ...] = ()) -> dict[str, Any]:
-    """What the new image keeps of ``source`` (the old image's config), as a
-    full image config to build on: its runtime settings, its labels less
-    those of the old layers, and its os variant."""
-    runtime = source.get("config")
-    runtime = runtime if isinstance(runtime, dict) else {}
-    kept: dict[str, Any] = {k: runtime[k] for k in KEPT_SETTINGS if runtime.get(k) is not None}
-    labels = runtime.get("Labels")
-    if isinstance(labels, dict):
-        kept["Labels"] = {
-            str(k): str(v) for k, v in labels.items() if k not in LAYER_LABELS and k not in remove_labels
-        }
-    document: dict[str, Any] = {"config": kept}
-    for key in ("variant", "os.version", "os.features", "author"):
-        if source.get(key) is not None:
-            document[key] = source[key]
-    return document
-
-
-def source_architecture(source: MappingABC[str, Any]) -> str | None:
-    """The old image's architecture, if it says one."""
-    arch = source.get("architecture")
-    return arch if isinstance(arch, str) and arch else None
 
 
 def shared_base(image: SourceImage, base: SourceImage) -> BaseLayers:
@@ -117,65 +96,34 @@ def shared_base(image: SourceImage, base: SourceImage) -> BaseLayers:
     return BaseLayers(descriptors, tuple(str(x) for x in diff_ids[:k]), tuple(kept_history), image.open_blob)
 
 
-def _same(a: Entry, b: Entry) -> bool:
-    return (a.type, a.mode, a.uid, a.gid, a.size, a.xattrs, a.target, a.content_id, a.rdev) == (
-        b.type,
-        b.mode,
-        b.uid,
-        b.gid,
-        b.size,
-        b.xattrs,
-        b.target,
-        b.content_id,
-        b.rdev,
-    )
+def commit_image(
+    image: SourceImage, layers: LayersOrigin, workdir: str, epoch: int | None, threads: int | None
+) -> CommitOrigin:
+    """``--from IMGREF --format ostree``: the image's flattened tree laid out
+    as an OSTree image builder lays a tree out (``ostree_layout``) and
+    committed to a scratch repository under ``workdir``, which the build then
+    maps as it maps any commit.  The commit's time is ``epoch``
+    (``SOURCE_DATE_EPOCH``), else the newest changelog date in the tree, so
+    the same image gives the same commit."""
+    # Only this step and the ostree writer need libostree (gi).
+    from .write.ostree_commit import commit_tree, ostree_layout
 
-
-def above_base(mapping: Mapping, base: Tree) -> tuple[Mapping, list[str]]:
-    """What the layers above the base add: ``mapping`` (of the whole image)
-    with only the entries that are new or differ from ``base`` owned (the
-    components sized by what they hold of those), and the paths of the base
-    to white out (the topmost of each removed subtree)."""
-    assert mapping.tree is not None
-    tree = mapping.tree
-    owners = list(mapping.owners)
-    for i, e in enumerate(tree.entries):
-        before = base.get(e.path)
-        if owners[i] >= 0 and before is not None and _same(before, e):
-            owners[i] = -1
-    # A hardlink group any of whose paths is written is written whole (its
-    # paths must stay one inode in the layer that holds them).
-    written = {e.hardlink for i, e in enumerate(tree.entries) if owners[i] >= 0 and e.hardlink}
-    for i, e in enumerate(tree.entries):
-        if e.hardlink in written and owners[i] < 0:
-            owners[i] = mapping.owners[i]
-    sizes = [0] * len(mapping.components)
-    files = [0] * len(mapping.components)
-    seen: set[tuple[int, str]] = set()
-    for i, e in enumerate(tree.entries):
-        o = owners[i]
-        if o < 0:
-            continue
-        files[o] += 1
-        if (o, e.content_id or e.path) not in seen:
-            seen.add((o, e.content_id or e.path))
-            sizes[o] += e.size
-    keep = [k for k, n in enumerate(files) if n]
-    renumber = {old: new for new, old in enumerate(keep)}
-    components = tuple(replace(mapping.components[k], size=sizes[k], files=files[k]) for k in keep)
-    owners = [renumber.get(o, -1) for o in owners]
-    # Whiteouts: each topmost base path that is gone, or whose kind changed
-    # between directory and not (the new one is written above the whiteout).
-    removed: list[str] = []
-    below: set[str] = set()
-    for e in base.entries:
-        if not e.path:
-            continue
-        if e.path.rpartition("/")[0] in below:
-            below.add(e.path)
-            continue
-        now = tree.get(e.path)
-        if now is None or (now.type is EntryType.DIR) != (e.type is EntryType.DIR):
-            removed.append(e.path)
-            below.add(e.path)
-    return replace(mapping, components=components, owners=owners), removed
+    laid_out = ostree_layout(read_tree(layers, threads))
+    timestamp = epoch
+    if timestamp is None:
+        newest = newest_change_date(laid_out)
+        if newest is None:
+            raise EncapsulateError(
+                "no timestamp for the commit: the tree has no changelogs",
+                where=image.ref,
+                hint="set SOURCE_DATE_EPOCH",
+            )
+        timestamp = int(newest.timestamp())
+    runtime = image.config.get("config")
+    labels: Any = runtime.get("Labels") if isinstance(runtime, dict) else None
+    labels = labels if isinstance(labels, dict) else {}
+    version = next((str(labels[k]) for k in _VERSION_LABELS if labels.get(k)), None)
+    repo = os.path.join(workdir, "ostree")
+    metadata = {} if version is None else {"version": version}
+    commit_tree(laid_out, repo, IMAGE_REF, timestamp=timestamp, metadata=metadata, threads=threads)
+    return CommitOrigin(repo, IMAGE_REF)

@@ -10,81 +10,64 @@ of every entry.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 
+from .base import AboveBase, above_base
 from .errors import DebchunkError, MappingError
 from .layers import LayerArchive
 from .model import Component, Mapping
+from .origin import CommitOrigin, LayersOrigin, Origin, RootfsOrigin, read_tree
 from .ownership import map_tree
 from .split import split_components, split_packages
 from .tree import Entry, EntryType, Tree
 
 __all__ = [
+    "AboveBase",
+    "CommitOrigin",
     "Component",
     "DebchunkError",
     "Entry",
     "EntryType",
     "LayerArchive",
+    "LayersOrigin",
     "Mapping",
     "MappingError",
+    "Origin",
+    "RootfsOrigin",
     "Tree",
+    "above_base",
     "build_mapping",
     "map_tree",
+    "newest_change_date",
     "read_tree",
     "split_components",
     "split_packages",
 ]
 
 
-def read_tree(
-    repo: str | None = None,
-    ref: str | None = None,
-    rootfs: str | None = None,
-    threads: int | None = None,
-    *,
-    layers: Sequence[LayerArchive] | None = None,
-    workdir: str | None = None,
-    description: str | None = None,
-) -> Tree:
-    """Read an OSTree commit (``repo`` + ``ref``), a root directory
-    (``rootfs``) or an image's layer blobs (``layers``, lowest first, spooled
-    under ``workdir``; ``description`` names the image in messages)."""
-    origins = (repo is not None or ref is not None, rootfs is not None, layers is not None)
-    if sum(origins) != 1 or (origins[0] and (repo is None or ref is None)):
-        raise MappingError("give exactly one of: a repo and a ref, a rootfs directory, or an image's layers")
-    if layers is not None:
-        from .layers import LayersTree
-
-        if workdir is None:
-            raise MappingError("reading an image's layers needs a work directory to spool them in")
-        return LayersTree(description or "image layers", layers, workdir, threads=threads)
-    if rootfs is not None:
-        from .rootfs import RootfsTree
-
-        return RootfsTree(rootfs, threads=threads)
-    from .commit import CommitTree
-
-    assert repo is not None and ref is not None
-    return CommitTree(repo, ref, threads=threads)
-
-
 def build_mapping(
-    repo: str | None = None,
-    ref: str | None = None,
-    rootfs: str | None = None,
+    origin: Origin,
     *,
     reference_date: dt.datetime | None = None,
     threads: int | None = None,
     prior: Collection[str] | None = None,
-    layers: Sequence[LayerArchive] | None = None,
-    workdir: str | None = None,
-    description: str | None = None,
 ) -> Mapping:
-    """Map an OSTree commit, a root directory or an image's layers (see
-    ``read_tree`` and ``map_tree``), with its packages split below package level
-    (``split_packages``; ``prior``: the component names of the previous
-    build's plan, so that a package is split exactly when it was before).
-    ``reference_date`` pins the date change rates are counted back from."""
-    tree = read_tree(repo, ref, rootfs, threads, layers=layers, workdir=workdir, description=description)
-    unsplit = map_tree(tree, reference_date=reference_date)
+    """Map the tree ``origin`` holds (see ``read_tree`` and ``map_tree``), with
+    its packages split below package level (``split_packages``; ``prior``: the
+    component names of the previous build's plan, so that a package is split
+    exactly when it was before).  ``reference_date`` pins the date change rates
+    are counted back from."""
+    unsplit = map_tree(read_tree(origin, threads), reference_date=reference_date)
     return split_packages(unsplit, prior=prior)
+
+
+def newest_change_date(tree: Tree) -> dt.datetime | None:
+    """The newest changelog date in ``tree``."""
+    import logging
+
+    logger = logging.getLogger("debchunk.mapping")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        return map_tree(tree).reference_date
+    finally:
+        logger.disabled = disabled

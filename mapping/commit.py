@@ -107,7 +107,7 @@ class CommitTree(Tree):
         self.metadata: dict[str, Any] = commit.get_child_value(0).unpack()
         # The commit variant is (metadata, parent, related, subject, body, ...).
         self.subject: str = commit.get_child_value(3).get_string()
-        self.timestamp = OSTree.commit_get_timestamp(commit)
+        self.timestamp: int | None = OSTree.commit_get_timestamp(commit)
         self._dirmeta: dict[str, tuple[int, int, int, tuple[tuple[bytes, bytes], ...]]] = {}
         records: list[tuple[str, str, str | None]] = []
         root_tree = OSTree.checksum_from_bytes_v(commit.get_child_value(6))

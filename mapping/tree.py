@@ -12,8 +12,10 @@ import enum
 import posixpath
 import stat
 from collections.abc import Iterator, Sequence
+from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from types import MappingProxyType
+from typing import Any, BinaryIO, Protocol
 
 from .errors import MappingError, show, warn
 
@@ -96,6 +98,10 @@ class Entry:
 
 class Tree:
     """The entries of one root tree, indexed by path."""
+
+    # An OSTree commit's metadata and timestamp (set by ``CommitTree``).
+    metadata: MappingABC[str, Any] = MappingProxyType({})
+    timestamp: int | None = None
 
     def __init__(self, description: str, entries: Sequence[Entry]) -> None:
         self.description = description

@@ -44,7 +44,7 @@ def _key(e: Entry) -> tuple[object, ...]:
 def hardlink_groups(tree: Path) -> list[list[str]]:
     """Paths sharing an inode, in groups."""
     groups: dict[str, list[str]] = {}
-    for e in read_tree(rootfs=str(tree)):
+    for e in read_tree(RootfsOrigin(str(tree))):
         if e.hardlink:
             groups.setdefault(e.hardlink, []).append(e.path)
     return sorted(sorted(g) for g in groups.values() if len(g) > 1)
@@ -53,8 +53,8 @@ def hardlink_groups(tree: Path) -> list[list[str]]:
 def assert_same_tree(source: Path, unpacked: Path, hardlinks: bool = True) -> None:
     """Every path of ``source`` is in ``unpacked`` with the same type, mode,
     owner, size, target, content, device and xattrs (and the same hardlinks)."""
-    a = {e.path: e for e in read_tree(rootfs=str(source)) if e.path}
-    b = {e.path: e for e in read_tree(rootfs=str(unpacked)) if e.path}
+    a = {e.path: e for e in read_tree(RootfsOrigin(str(source))) if e.path}
+    b = {e.path: e for e in read_tree(RootfsOrigin(str(unpacked))) if e.path}
     assert sorted(a) == sorted(b)
     for path, e in a.items():
         assert _key(e) == _key(b[path]), path

@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 from encapsulate import RootfsOrigin
-from encapsulate.build import map_origin
-from mapping import MappingError, build_mapping
+from mapping import CommitOrigin, MappingError, build_mapping
 from tests.conftest import RunCli, snapshot
 from tests.sample import Pkg, SampleTree, build_sample, commit
 
@@ -37,7 +36,7 @@ def map_rootfs(root: Path, caplog: pytest.LogCaptureFixture) -> tuple[dict[str, 
     """A root tree mapped as ``debchunk map`` maps it (its packages split as the
     plan sees them): its JSON and the warnings it logged."""
     with caplog.at_level(logging.WARNING, logger="debchunk"):
-        mapping = map_origin(RootfsOrigin(str(root)))
+        mapping = build_mapping(RootfsOrigin(str(root)))
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     return mapping.to_json(), warnings
 
@@ -60,13 +59,13 @@ def test_missing_ref(repo_copy: Path) -> None:
     before = snapshot(repo_copy)
     where = re.escape(str(repo_copy))
     with pytest.raises(MappingError, match=rf"^{where}: .*'no/such/ref'.*'ostree refs --repo={where}'"):
-        build_mapping(repo=str(repo_copy), ref="no/such/ref")
+        build_mapping(CommitOrigin(str(repo_copy), "no/such/ref"))
     assert snapshot(repo_copy) == before
 
 
 def test_missing_repo(tmp_path: Path) -> None:
     with pytest.raises(MappingError, match=rf"^{re.escape(str(tmp_path / 'nope'))}: .*--repo"):
-        build_mapping(repo=str(tmp_path / "nope"), ref="sample")
+        build_mapping(CommitOrigin(str(tmp_path / "nope"), "sample"))
 
 
 def test_not_a_repo(tmp_path: Path) -> None:
@@ -76,7 +75,7 @@ def test_not_a_repo(tmp_path: Path) -> None:
     with pytest.raises(
         MappingError, match=rf"^{re.escape(str(tmp_path / 'junk'))}: not an OSTree repository"
     ):
-        build_mapping(repo=str(tmp_path / "junk"), ref="sample")
+        build_mapping(CommitOrigin(str(tmp_path / "junk"), "sample"))
     assert snapshot(tmp_path / "junk") == before
 
 
@@ -90,7 +89,7 @@ def test_truncated_metadata_object(repo_copy: Path, kind: str) -> None:
     os.truncate(victim, victim.stat().st_size // 2)
     before = snapshot(repo_copy)
     with pytest.raises(MappingError, match=rf"{kind}.* {victim.parent.name}.*damaged.*ostree fsck"):
-        build_mapping(repo=str(repo_copy), ref="sample")
+        build_mapping(CommitOrigin(str(repo_copy), "sample"))
     assert snapshot(repo_copy) == before
 
 
@@ -105,7 +104,7 @@ def test_truncated_file_object_read_by_the_mapping(repo_copy: Path) -> None:
     victim = repo_copy / "objects" / checksum[:2] / f"{checksum[2:]}.file"
     os.truncate(victim, 10)
     with pytest.raises(MappingError, match=rf"{checksum}.*ostree fsck"):
-        build_mapping(repo=str(repo_copy), ref="sample")
+        build_mapping(CommitOrigin(str(repo_copy), "sample"))
 
 
 def test_truncated_status_paragraph(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -180,9 +179,9 @@ def test_unreadable_file(run_cli: RunCli, tmp_path: Path) -> None:
 def test_rootfs_not_a_directory(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     with pytest.raises(MappingError, match=rf"^{re.escape(str(tmp_path / 'f'))}: not a directory"):
-        build_mapping(rootfs=str(tmp_path / "f"))
+        build_mapping(RootfsOrigin(str(tmp_path / "f")))
     with pytest.raises(MappingError, match=rf"^{re.escape(str(tmp_path / 'missing'))}: "):
-        build_mapping(rootfs=str(tmp_path / "missing"))
+        build_mapping(RootfsOrigin(str(tmp_path / "missing")))
 
 
 def test_bad_source_date_epoch(run_cli: RunCli, sample_tree: Path) -> None:
@@ -205,4 +204,4 @@ def test_archive_repo_truncated_object(tmp_path: Path, sample_tree: Path) -> Non
     victim = _objects(repo, "dirtree")[-1]
     os.truncate(victim, 3)
     with pytest.raises(MappingError, match=r"dirtree.*ostree fsck"):
-        build_mapping(repo=str(repo), ref="sample")
+        build_mapping(CommitOrigin(str(repo), "sample"))

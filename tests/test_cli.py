@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from mapping import Mapping, build_mapping
+from mapping import CommitOrigin, Mapping, build_mapping
 from tests.conftest import RunCli
 from tests.sample import day
 
@@ -32,7 +32,7 @@ def test_map_json_matches_the_library_and_reads_back(run_cli: RunCli, sample_rep
     assert glibc["date"] == int(day(0).timestamp())
     assert glibc["packages"] == ["libc-bin", "libc6:amd64", "locales"]
     assert glibc["kind"] == "package" and glibc["version"] == "2.41-12"
-    library = build_mapping(repo=str(sample_repos["bare-user"]), ref="sample")
+    library = build_mapping(CommitOrigin(str(sample_repos["bare-user"]), "sample"))
     assert data["components"] == library.to_json()["components"]
     assert Mapping.from_json(data).components == library.components
     sizes = [c["size"] for c in data["components"]]

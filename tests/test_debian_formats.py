@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mapping import build_mapping, debian_formats
+from mapping import RootfsOrigin, build_mapping, debian_formats
 from tests.sample import build_sample
 
 STATUS = b"""Package: zlib1g
@@ -95,11 +95,11 @@ def test_damaged_status_is_read_leniently_either_way(without_apt: None) -> None:
 
 def test_mapping_is_the_same_without_apt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = build_sample(tmp_path / "t")
-    with_apt = build_mapping(rootfs=str(root))
+    with_apt = build_mapping(RootfsOrigin(str(root)))
     debian_formats.apt_pkg.cache_clear()
     monkeypatch.setitem(sys.modules, "apt_pkg", None)
     try:
-        assert build_mapping(rootfs=str(root)).to_json() == with_apt.to_json()
+        assert build_mapping(RootfsOrigin(str(root))).to_json() == with_apt.to_json()
     finally:
         debian_formats.apt_pkg.cache_clear()
 
@@ -120,4 +120,7 @@ def test_map_rootfs_runs_without_apt_and_gi(tmp_path: Path) -> None:
         [sys.executable, "-c", code, str(root)], capture_output=True, text=True, env=env, check=False
     )
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["components"] == build_mapping(rootfs=str(root)).to_json()["components"]
+    assert (
+        json.loads(proc.stdout)["components"]
+        == build_mapping(RootfsOrigin(str(root))).to_json()["components"]
+    )

@@ -8,6 +8,8 @@ from pathlib import Path
 import gi
 import pytest
 
+from mapping import CommitOrigin
+
 gi.require_version("OSTree", "1.0")
 from gi.repository import Gio, OSTree  # noqa: E402
 
@@ -70,4 +72,4 @@ def test_ls_sees_what_the_decoder_sees(sample_repos: dict[str, Path]) -> None:
         line.split()[-1].lstrip("/") if " -> " not in line else line.split()[-3].lstrip("/")
         for line in listing
     )
-    assert sorted(e.path for e in read_tree(repo=str(repo), ref="sample")) == paths
+    assert sorted(e.path for e in read_tree(CommitOrigin(str(repo), "sample"))) == paths

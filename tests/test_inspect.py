@@ -17,7 +17,7 @@ import pytest
 from benches.update_cost import split_index
 from benches.update_pairs import TreeIndex, download_bytes, row_content_id
 from chunker import Plan
-from mapping import EntryType, build_mapping
+from mapping import EntryType, RootfsOrigin, build_mapping
 from tests.conftest import RunCli, snapshot
 from tests.images import build_args
 from tests.sample import Pkg, SampleTree, blob, day
@@ -287,7 +287,7 @@ def packages_tree(root: Path) -> Path:
 
 def tree_index(root: Path, name: str) -> TreeIndex:
     """The tree index ``benches.update_pairs.make_index`` records, made in memory."""
-    m = build_mapping(rootfs=str(root))
+    m = build_mapping(RootfsOrigin(str(root)))
     assert m.tree is not None
     rows = sorted(
         (e.path, row_content_id(e.type, e.content_id, e.target, e.rdev), e.size, e.mode, m.components[o].name)

@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from mapping import EntryType, LayerArchive, MappingError, build_mapping, read_tree
+from mapping import (
+    EntryType,
+    LayerArchive,
+    LayersOrigin,
+    MappingError,
+    RootfsOrigin,
+    build_mapping,
+    read_tree,
+)
 from mapping.layers import LayersTree
 from mapping.tree import Entry, Tree
 
@@ -391,9 +399,9 @@ def odd_tree(tmp_path: Path) -> Path:
 
 
 def test_layers_read_as_the_rootfs_does(tmp_path: Path, odd_tree: Path) -> None:
-    rootfs = read_tree(rootfs=str(odd_tree))
+    rootfs = read_tree(RootfsOrigin(str(odd_tree)))
     archive = blob(tmp_path, _tar_of(odd_tree), "gzip")
-    tree = read_tree(layers=[archive], workdir=str(tmp_path / "work"), description="odd:latest")
+    tree = read_tree(LayersOrigin((archive,), str(tmp_path / "work"), "odd:latest"))
     assert [_fields(e) for e in tree] == [_fields(e) for e in rootfs]
     assert _partition(tree) == _partition(rootfs) == {frozenset({"d/file", "d/hardlink", "d/sub/third-link"})}
     for e in tree:
@@ -404,15 +412,13 @@ def test_layers_read_as_the_rootfs_does(tmp_path: Path, odd_tree: Path) -> None:
 
 def test_build_mapping_from_layers_matches_the_rootfs(tmp_path: Path, sample_tree: Path) -> None:
     archive = blob(tmp_path, _tar_of(sample_tree), "zstd")
-    from_layers = build_mapping(layers=[archive], workdir=str(tmp_path / "work"), description="sample")
-    from_rootfs = build_mapping(rootfs=str(sample_tree))
+    from_layers = build_mapping(LayersOrigin((archive,), str(tmp_path / "work"), "sample"))
+    from_rootfs = build_mapping(RootfsOrigin(str(sample_tree)))
     assert from_layers.to_json()["components"] == from_rootfs.to_json()["components"]
     assert from_layers.content_owners() == from_rootfs.content_owners()
     assert len(from_layers.components) > 5
 
 
-def test_exactly_one_origin(tmp_path: Path, sample_tree: Path) -> None:
-    with pytest.raises(MappingError, match="exactly one"):
-        read_tree(rootfs=str(sample_tree), layers=[])
-    with pytest.raises(MappingError, match="work directory"):
-        read_tree(layers=[])
+def test_an_image_origin_has_layers(tmp_path: Path) -> None:
+    with pytest.raises(MappingError, match="at least one layer"):
+        read_tree(LayersOrigin((), str(tmp_path / "work"), "empty:latest"))

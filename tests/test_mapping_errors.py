@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chunker import ChunkerError, make_plan, pack
-from mapping import Component, DebchunkError, Mapping, MappingError, build_mapping
+from mapping import Component, DebchunkError, Mapping, MappingError, RootfsOrigin, build_mapping
 from mapping.rootfs import _xattrs
 from tests.sample import build_sample
 
@@ -28,7 +28,7 @@ def test_message_is_where_what_hint() -> None:
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory) -> Mapping:
-    return build_mapping(rootfs=str(build_sample(tmp_path_factory.mktemp("errors") / "t")))
+    return build_mapping(RootfsOrigin(str(build_sample(tmp_path_factory.mktemp("errors") / "t"))))
 
 
 def test_lookups_raise_mapping_error(sample: Mapping) -> None:

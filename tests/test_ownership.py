@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mapping import Mapping, MappingError, map_tree, read_tree
+from mapping import CommitOrigin, Mapping, MappingError, RootfsOrigin, map_tree, read_tree
 from mapping.changelog import CHANGES_PRIOR, CVE_WEIGHT, DEFAULT_CHANGE_PROBABILITY
 from mapping.ownership import is_volatile_path
 from tests.sample import KVER, Pkg, SampleTree, blob, day
@@ -33,7 +33,8 @@ def build_mapping(
 ) -> Mapping:
     """The ownership rules' mapping, before packages are split
     (tests/test_split.py covers ``mapping.build_mapping``'s split)."""
-    return map_tree(read_tree(repo, ref, rootfs), reference_date=reference_date)
+    origin = RootfsOrigin(rootfs) if rootfs is not None else CommitOrigin(str(repo), str(ref))
+    return map_tree(read_tree(origin), reference_date=reference_date)
 
 
 def owner(m: Mapping, path: str) -> str:
@@ -341,8 +342,8 @@ def test_doc_dir_symlinked_to_a_sibling_gives_the_changelog(tmp_path: Path) -> N
 
 
 def test_reading_does_not_depend_on_input_order(tmp_path: Path, sample_tree: Path) -> None:
-    a = map_tree(read_tree(rootfs=str(sample_tree)))
-    b = map_tree(read_tree(rootfs=str(sample_tree), threads=1))
+    a = map_tree(read_tree(RootfsOrigin(str(sample_tree))))
+    b = map_tree(read_tree(RootfsOrigin(str(sample_tree)), threads=1))
     assert a.to_json() == b.to_json()
     assert list(a.owners) == list(b.owners)
 

@@ -31,7 +31,7 @@ def real_commit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def real_mapping(real_commit: tuple[Path, Path]) -> Mapping:
-    return build_mapping(repo=str(real_commit[1]), ref="debian/trixie")
+    return build_mapping(CommitOrigin(str(real_commit[1]), "debian/trixie"))
 
 
 def _bytes(m: Mapping, *kinds: str) -> int:
@@ -115,7 +115,7 @@ def test_initramfs_and_dpkg_database_are_volatile(real_mapping: Mapping) -> None
 
 
 def test_rootfs_gives_the_same_components(real_commit: tuple[Path, Path], real_mapping: Mapping) -> None:
-    by_rootfs = build_mapping(rootfs=str(real_commit[0]))
+    by_rootfs = build_mapping(RootfsOrigin(str(real_commit[0])))
     assert by_rootfs.to_json()["components"] == real_mapping.to_json()["components"]
 
 
@@ -151,7 +151,7 @@ def test_encapsulated_real_commit(real_commit: tuple[Path, Path], tmp_path: Path
     plain = umoci_unpack(tmp_path / "img", "plain", tmp_path / "p")
     assert_same_tree(tmp_path / "o/from-source", plain, hardlinks=False)
     objects: dict[str, list[str]] = {}
-    for e in build_mapping(repo=str(repo), ref="debian/trixie").tree or ():
+    for e in build_mapping(CommitOrigin(str(repo), "debian/trixie")).tree or ():
         if e.type.value == "file" and e.content_id:
             objects.setdefault(e.content_id, []).append(e.path)
     assert hardlink_groups(plain) == sorted(sorted(g) for g in objects.values() if len(g) > 1)

@@ -23,7 +23,7 @@ from encapsulate import (
     RootfsOrigin,
     build_image,
 )
-from encapsulate.rechunk import LAYER_LABELS, kept_config
+from encapsulate.describe import LAYER_LABELS, kept_config
 from mapping import MappingError
 from tests.conftest import RunCli, snapshot
 from tests.images import assert_same_tree, manifest, umoci_unpack

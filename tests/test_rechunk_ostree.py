@@ -22,7 +22,7 @@ import pytest
 from encapsulate import BuildConfig, BuildResult, ConfigError, Format, ImageOrigin, build_image
 from encapsulate.tools.diff import diff_images
 from encapsulate.write.ostree_commit import ostree_layout
-from mapping import Entry, EntryType, Tree, read_tree
+from mapping import Entry, EntryType, RootfsOrigin, Tree, read_tree
 from tests.conftest import RunCli
 from tests.containerfiles import BuiltImages, build_test_images
 from tests.images import EPOCH, image_config, manifest, umoci_unpack
@@ -94,8 +94,8 @@ def test_an_image_is_written_as_an_ostree_commit(images: BuiltImages, tmp_path: 
 
     tree, _ = checkout(out, "r", tmp_path)
     source = umoci_unpack(images.a.layout, images.a.tag, tmp_path / "source")
-    before = {e.path: e for e in read_tree(rootfs=str(source)) if e.path}
-    after = {e.path: e for e in read_tree(rootfs=str(tree)) if e.path}
+    before = {e.path: e for e in read_tree(RootfsOrigin(str(source))) if e.path}
+    after = {e.path: e for e in read_tree(RootfsOrigin(str(tree))) if e.path}
     # Everything outside what the layout moves is committed as it was: type,
     # mode (setuid too), owner, size, content, symlink target, xattrs.
     kept = {p for p in before if p.partition("/")[0] not in LAID_OUT and before[p].type is not EntryType.FIFO}
@@ -212,7 +212,7 @@ def test_a_kernel_makes_the_commit_bootable(tmp_path: Path) -> None:
     labels = image_config(tmp_path / "out", "r")["config"]["Labels"]
     assert labels["ostree.bootable"] == "true" and labels["containers.bootc"] == "1"
     assert result.mapping.tree is not None
-    assert result.mapping.tree.metadata["ostree.linux"] == KERNEL  # type: ignore[attr-defined]
+    assert result.mapping.tree.metadata["ostree.linux"] == KERNEL
     tree, _ = checkout(tmp_path / "out", "r", tmp_path)
     modules = tree / "usr/lib/modules" / KERNEL
     assert (modules / "vmlinuz").read_bytes() == b"kernel" * 100
@@ -229,7 +229,7 @@ def test_a_tree_already_laid_out_passes_unchanged(tmp_path: Path) -> None:
     source = _image(tmp_path / "src", BOOTABLE)
     rechunk_ostree(source, f"oci:{tmp_path}/out:r", max_layers=4)
     tree, _ = checkout(tmp_path / "out", "r", tmp_path)
-    laid_out = read_tree(rootfs=str(tree))
+    laid_out = read_tree(RootfsOrigin(str(tree)))
     again = ostree_layout(laid_out)
     assert [(e.path, _key(e)) for e in again] == [(e.path, _key(e)) for e in laid_out]
     # usr/etc and an etc of its own (a bootc base keeps /etc in the image):

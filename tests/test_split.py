@@ -9,7 +9,7 @@ import numpy as np
 
 from chunker import layer_of_entries, pack
 from chunker.cost import Events
-from mapping import Component, Mapping, build_mapping, map_tree, read_tree, split_packages
+from mapping import Component, Mapping, RootfsOrigin, build_mapping, map_tree, read_tree, split_packages
 from mapping.split import DATA_SUFFIX, is_data_path, split_components
 from tests.sample import Pkg, SampleTree, blob, build_sample, day
 
@@ -86,7 +86,7 @@ def test_split_mapping_on_a_tree(tmp_path: Path) -> None:
         )
     )
     root = t.finish()
-    s = build_mapping(rootfs=str(root))
+    s = build_mapping(RootfsOrigin(str(root)))
     assert s.owner("usr/share/icons/big.png").name == "icons" + DATA_SUFFIX  # type: ignore[union-attr]
     assert s.owner("usr/bin/icon-tool").name == "icons"  # type: ignore[union-attr]
     assert s.owner("usr/share/dpkg/database/info/icons.list").name == "icons"  # type: ignore[union-attr]
@@ -96,20 +96,20 @@ def test_split_mapping_on_a_tree(tmp_path: Path) -> None:
     plan = pack(s.components, 8)
     assert {"icons", "icons:data"} <= set(plan.layer_index())
     # The unsplit mapping (map_tree) split by split_packages is build_mapping's.
-    unsplit = map_tree(read_tree(rootfs=str(root)))
+    unsplit = map_tree(read_tree(RootfsOrigin(str(root))))
     assert "icons:data" not in [c.name for c in unsplit.components]
     again = split_packages(unsplit)
     assert again.components == s.components and list(again.owners) == list(s.owners)
     # Splitting a split mapping changes nothing.
     assert split_packages(s) is s
     # A prior plan that had icons whole keeps it whole.
-    whole = build_mapping(rootfs=str(root), prior=["icons", "volatile:dpkg"])
+    whole = build_mapping(RootfsOrigin(str(root)), prior=["icons", "volatile:dpkg"])
     assert "icons:data" not in [c.name for c in whole.components]
     assert whole.owner("usr/share/icons/big.png").name == "icons"  # type: ignore[union-attr]
 
 
 def test_map_json_carries_the_split(tmp_path: Path) -> None:
-    m = build_mapping(rootfs=str(build_sample(tmp_path / "t")))
+    m = build_mapping(RootfsOrigin(str(build_sample(tmp_path / "t"))))
     links = {c.name: c.part_of for c in m.components if c.part_of is not None}
     assert links == {"glibc:data": "glibc"}
     back = Mapping.from_json(m.to_json())
@@ -130,7 +130,7 @@ def test_owners_point_at_the_split_components(tmp_path: Path) -> None:
     # The image writer takes the mapping's owners as they are: the data part
     # must own the package's usr/share files, and every owner must be a
     # component of the plan made from the mapping.
-    m = build_mapping(rootfs=str(build_sample(tmp_path / "t")))
+    m = build_mapping(RootfsOrigin(str(build_sample(tmp_path / "t"))))
     assert m.tree is not None
     data = [i for i, c in enumerate(m.components) if c.name == "glibc:data"]
     assert len(data) == 1

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mapping import EntryType, read_tree
+from mapping import CommitOrigin, EntryType, RootfsOrigin, read_tree
 from mapping.tree import Entry, Tree
 from tests.sample import CAP_NET_RAW_EP
 
@@ -23,8 +23,8 @@ def _meta(e: Entry) -> tuple[object, ...]:
 def test_commit_and_rootfs_read_the_same_tree(
     sample_tree: Path, sample_repos: dict[str, Path], mode: str
 ) -> None:
-    commit = read_tree(repo=str(sample_repos[mode]), ref="sample")
-    rootfs = read_tree(rootfs=str(sample_tree))
+    commit = read_tree(CommitOrigin(str(sample_repos[mode]), "sample"))
+    rootfs = read_tree(RootfsOrigin(str(sample_tree)))
     assert [e.path for e in commit] == [e.path for e in rootfs]
     for a, b in zip(commit, rootfs, strict=True):
         assert _meta(a) == _meta(b), a.path
@@ -40,14 +40,14 @@ def test_commit_checksum_accepted_as_ref(sample_repos: dict[str, Path]) -> None:
     checksum = subprocess.run(
         ["ostree", "rev-parse", f"--repo={repo}", "sample"], capture_output=True, text=True, check=True
     ).stdout.strip()
-    by_ref = read_tree(repo=str(repo), ref="sample")
-    by_checksum = read_tree(repo=str(repo), ref=checksum)
+    by_ref = read_tree(CommitOrigin(str(repo), "sample"))
+    by_checksum = read_tree(CommitOrigin(str(repo), checksum))
     assert [(_meta(e), e.content_id) for e in by_ref] == [(_meta(e), e.content_id) for e in by_checksum]
 
 
 @pytest.mark.parametrize("mode", ["bare-user", "bare", "archive"])
 def test_xattrs_setuid_and_hardlinks_survive_the_commit(sample_repos: dict[str, Path], mode: str) -> None:
-    tree = read_tree(repo=str(sample_repos[mode]), ref="sample")
+    tree = read_tree(CommitOrigin(str(sample_repos[mode]), "sample"))
     app = tree.get("opt/app")
     assert app is not None and app.xattr(b"user.component") == b"app"
     ping, su = tree.get("usr/bin/ping"), tree.get("usr/bin/su")
@@ -90,7 +90,7 @@ def odd_tree(tmp_path: Path) -> Path:
 
 
 def test_rootfs_preserves_every_kind_of_object(odd_tree: Path, caplog: pytest.LogCaptureFixture) -> None:
-    tree: Tree = read_tree(rootfs=str(odd_tree))
+    tree: Tree = read_tree(RootfsOrigin(str(odd_tree)))
     by = {e.path: e for e in tree}
     f, h, same = by["d/file"], by["d/hardlink"], by["d/same-content"]
     assert f.hardlink is not None and f.hardlink == h.hardlink and same.hardlink is None
@@ -125,7 +125,7 @@ def test_rootfs_xattrs_of_the_entry_itself(tmp_path: Path) -> None:
     os.symlink("target", root / "link")
     os.symlink("/", root / "to-host-root")
     (root / "plain").write_bytes(b"p")
-    tree = read_tree(rootfs=str(root))
+    tree = read_tree(RootfsOrigin(str(root)))
     by = {e.path: e for e in tree}
     assert by["target"].xattrs == (
         (b"user.a", b""),
@@ -143,17 +143,17 @@ def test_rootfs_xattrs_of_the_entry_itself(tmp_path: Path) -> None:
 
 
 def test_symlinks_resolve_inside_the_tree_only(odd_tree: Path) -> None:
-    tree = read_tree(rootfs=str(odd_tree))
+    tree = read_tree(RootfsOrigin(str(odd_tree)))
     # /etc/passwd exists on the host but not in the tree: never read from the host.
     assert tree.resolve("d/absolute") is None
     assert tree.read_bytes("d/absolute") is None
     (odd_tree / "etc").mkdir()
     (odd_tree / "etc/passwd").write_bytes(b"tree's own\n")
-    tree = read_tree(rootfs=str(odd_tree))
+    tree = read_tree(RootfsOrigin(str(odd_tree)))
     assert tree.resolve("d/absolute") == "etc/passwd"
     assert tree.read_bytes("d/absolute") == b"tree's own\n"
     # Parents are followed: a link to a directory works, climbing stops at the root.
     os.symlink("../../../../../d", odd_tree / "up")
-    tree = read_tree(rootfs=str(odd_tree))
+    tree = read_tree(RootfsOrigin(str(odd_tree)))
     assert tree.resolve("up/file") == "d/file"
     assert tree.read_bytes("up/file") == b"hello\n"

@@ -11,35 +11,59 @@ import stat
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from chunker import Layer, pack
+from chunker import Layer, Plan, pack
 from encapsulate import CommitOrigin, RootfsOrigin
-from encapsulate.build import map_origin
+from encapsulate.config import reference_date
+from encapsulate.describe import ImageDescription
 from encapsulate.oci.labels import COMPONENTS_ANNOTATION, PLAN_LABEL
-from encapsulate.oci.layout import Layout
+from encapsulate.oci.layout import Layout, LayoutTarget
 from encapsulate.tools.validate import validate_image
-from encapsulate.write.image import write_image
+from encapsulate.write.image import ImageResult, LayerSettings, fit_layers, write_image
+from mapping import Mapping, Origin, build_mapping
 from tests.images import EPOCH, build, components_of, digests, image_config, manifest, packages_tree, tags
 from tests.sample import blob
 
 
+def map_origin(origin: Origin) -> Mapping:
+    """The origin mapped as a build at ``EPOCH`` maps it."""
+    return build_mapping(origin, reference_date=reference_date(EPOCH))
+
+
+def write(
+    mapping: Mapping,
+    plan: Plan,
+    path: str,
+    tag: str,
+    *,
+    labels: dict[str, str] | None = None,
+    image_config: dict[str, Any] | None = None,
+    layer_format: str = "plain",
+) -> ImageResult:
+    """``write_image`` of ``plan`` at ``EPOCH``, its layers fitted to ``layer_format``."""
+    settings = LayerSettings(layer_format=layer_format)
+    description = ImageDescription(EPOCH, "amd64", None, labels or {}, image_config or {})
+    layers = fit_layers(mapping, plan, settings, EPOCH)
+    return write_image(layers, LayoutTarget(path, tag), description, settings)
+
+
 def test_layer_count_never_exceeds_max_layers(sample_tree: Path, tmp_path: Path) -> None:
-    mapping = map_origin(RootfsOrigin(str(sample_tree)), epoch=EPOCH)
+    mapping = map_origin(RootfsOrigin(str(sample_tree)))
     for n in (2, 3, 5, 64):
-        image = write_image(mapping, pack(mapping.components, n), str(tmp_path / "img"), f"n{n}", epoch=EPOCH)
+        image = write(mapping, pack(mapping.components, n), str(tmp_path / "img"), f"n{n}")
         layers = manifest(tmp_path / "img", f"n{n}")["layers"]
         assert 2 <= len(layers) <= n and [d["digest"] for d in layers] == digests(image)
 
 
 def test_labels_history_and_annotations(sample_tree: Path, tmp_path: Path) -> None:
-    mapping = map_origin(RootfsOrigin(str(sample_tree)), epoch=EPOCH)
+    mapping = map_origin(RootfsOrigin(str(sample_tree)))
     plan = pack(mapping.components, 5)
-    image = write_image(
+    image = write(
         mapping,
         plan,
         str(tmp_path / "img"),
         "v1",
-        epoch=EPOCH,
         labels={"org.example": "1"},
         image_config={"author": "me", "config": {"Env": ["A=1"], "Labels": {"x": "y"}}},
     )
@@ -173,12 +197,12 @@ def test_no_layer_is_empty(sample_tree: Path, sample_repos: dict[str, Path], tmp
         ("ostree", CommitOrigin(str(sample_repos["bare-user"]), "sample")),
     )
     for fmt, origin in origins:
-        mapping = map_origin(origin, epoch=EPOCH)
+        mapping = map_origin(origin)
         packed = pack(mapping.components, 6)
         ghost = [Layer(("ghost-a",), 0, 0.1), Layer(("ghost-b",), 0, 0.1)]
         layers = (packed.layers[0], ghost[0], *packed.layers[1:], ghost[1])
         plan = replace(packed, layers=layers)
-        image = write_image(mapping, plan, str(tmp_path / "img"), fmt, epoch=EPOCH, layer_format=fmt)
+        image = write(mapping, plan, str(tmp_path / "img"), fmt, layer_format=fmt)
         diff_ids = [b.diff_id for b in image.layers]
         assert len(set(diff_ids)) == len(diff_ids) == len(packed.layers) + 1
         assert image.plan is not None

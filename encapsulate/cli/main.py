@@ -11,14 +11,15 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 
 from chunker import ChunkerError, pack
-from mapping import DebchunkError, Mapping, MappingError
+from mapping import DebchunkError, Mapping, MappingError, build_mapping
+from mapping import Origin as TreeOrigin
 
-from ..build import build_image, map_origin, read_prior
-from ..config import Origin, epoch_from_environment
+from ..build import build_image, read_prior
+from ..config import ImageOrigin, check_max_layers, epoch_from_environment, reference_date
 from ..errors import ConfigError
 from ..oci.layout import read_json_object
 from . import tools
-from .options import common_options, print_json, tls_verify_option
+from .options import print_json
 from .progress import progress_line
 from .render import format_mapping, format_plan, format_result
 from .settings import add_settings, config_from_args, origin_from_args
@@ -56,18 +57,14 @@ def _version() -> str:
         return "unknown"
 
 
-def _origin_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("ref", nargs="?", metavar="REF", help="OSTree ref or commit checksum (with --repo)")
-    parser.add_argument("--repo", metavar="REPO", help="OSTree repository holding REF")
-    parser.add_argument("--rootfs", metavar="DIR", help="a root directory instead of a commit")
-
-
-def _origin(args: argparse.Namespace) -> Origin:
-    return origin_from_args(args, "give --repo REPO REF, or --rootfs DIR")
+def _origin(args: argparse.Namespace) -> TreeOrigin:
+    origin = origin_from_args(args, "give --repo REPO REF, or --rootfs DIR")
+    assert not isinstance(origin, ImageOrigin)
+    return origin
 
 
 def _cmd_map(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    mapping = map_origin(_origin(args), epoch=epoch_from_environment())
+    mapping = build_mapping(_origin(args), reference_date=reference_date(epoch_from_environment()))
     if args.json:
         print_json(mapping.to_json())
     else:
@@ -76,10 +73,7 @@ def _cmd_map(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if args.max_layers < 2:
-        raise ConfigError(
-            f"--max-layers {args.max_layers}: an image needs at least 2 layers (metadata + content)"
-        )
+    check_max_layers(args.max_layers)
     if args.prior is not None and args.prior_plan is not None:
         raise ConfigError("--prior and --prior-plan: give only one previous build")
     prior = read_prior(prior=args.prior, prior_plan=args.prior_plan, tls_verify=args.tls_verify)
@@ -93,7 +87,9 @@ def _cmd_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         except MappingError as e:
             raise ChunkerError(f"{args.mapping}: {e}") from None
     else:
-        mapping = map_origin(_origin(args), epoch=epoch_from_environment(), prior=prior)
+        names = None if prior is None else prior.layer_index().keys()
+        epoch = epoch_from_environment()
+        mapping = build_mapping(_origin(args), reference_date=reference_date(epoch), prior=names)
     plan = pack(mapping.components, args.max_layers, prior)
     if args.json:
         print_json(plan.to_json())
@@ -159,11 +155,10 @@ def _run(
     return EXIT_FAILURE
 
 
-def _fill_encapsulate(parser: argparse.ArgumentParser, rechunk: bool = False) -> None:
-    add_settings(parser, rechunk)
-    parser.add_argument("--json", action="store_true", help="print the digests and layer sizes as JSON")
-    common_options(parser)
-    parser.set_defaults(handler=_cmd_encapsulate, parser=parser)
+def _command(parser: argparse.ArgumentParser, command: str, handler: Handler) -> None:
+    """``parser`` made to take the settings of ``command`` and run ``handler``."""
+    add_settings(parser, command)
+    parser.set_defaults(handler=handler, parser=parser)
 
 
 def debchunk_parser() -> argparse.ArgumentParser:
@@ -179,39 +174,26 @@ def debchunk_parser() -> argparse.ArgumentParser:
         help="show who owns every file of a tree and how often it changes",
         description="Map a commit or root tree to components.",
     )
-    _origin_args(p)
-    p.add_argument("--json", action="store_true", help="print the mapping as JSON")
-    common_options(p)
-    p.set_defaults(handler=_cmd_map, parser=p)
+    _command(p, "map", _cmd_map)
     p = sub.add_parser(
         "plan",
         help="group a tree's components into layers",
         description="Plan the layers of a commit, a root tree or a saved mapping.",
     )
-    _origin_args(p)
-    p.add_argument("--mapping", metavar="FILE", help="plan from 'debchunk map --json' output")
-    p.add_argument(
-        "--max-layers", type=int, default=64, metavar="N", help="layers in the image, at most (64)"
-    )
-    p.add_argument("--prior-plan", metavar="FILE", help="the previous build's plan ('debchunk plan --json')")
-    p.add_argument("--prior", metavar="IMGREF", help="the previous build's image (its plan label)")
-    tls_verify_option(p)
-    p.add_argument("--json", action="store_true", help="print the plan as JSON")
-    common_options(p)
-    p.set_defaults(handler=_cmd_plan, parser=p)
+    _command(p, "plan", _cmd_plan)
     p = sub.add_parser(
         "encapsulate",
         help="write a commit or root tree as an OCI image (as container-encapsulate)",
         description="Write an OSTree commit or a root tree as a chunked, reproducible OCI image.",
     )
-    _fill_encapsulate(p)
+    _command(p, "encapsulate", _cmd_encapsulate)
     p = sub.add_parser(
         "rechunk",
         help="re-chunk an existing container image (as container-encapsulate --from)",
         description="Re-chunk an existing container image: its layers applied in order, read from the "
         "blobs (no root, nothing extracted), mapped and planned like a root tree.",
     )
-    _fill_encapsulate(p, rechunk=True)
+    _command(p, "rechunk", _cmd_encapsulate)
     tools.register(sub)
     return parser
 
@@ -228,7 +210,7 @@ def encapsulate_parser(prog: str = "container-encapsulate") -> argparse.Argument
         prog=prog, description="Write an OSTree commit or a root tree as a chunked, reproducible OCI image."
     )
     parser.add_argument("--version", action="version", version=f"{prog} {_version()}")
-    _fill_encapsulate(parser)
+    _command(parser, "encapsulate", _cmd_encapsulate)
     return parser
 
 

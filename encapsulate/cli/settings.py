@@ -1,7 +1,7 @@
-"""The options of ``container-encapsulate`` (and ``debchunk encapsulate``) as
-one table: each ``Setting`` makes its argparse argument, fills its
+"""The command line as one table: each ``Setting`` names the commands that
+take it, makes its argparse argument (with its converter), fills its
 ``BuildConfig`` field and writes its line of the README's option table, so a
-new option is one entry here.
+new option is one entry here, whichever commands share it.
 """
 
 from __future__ import annotations
@@ -32,12 +32,23 @@ class Kind(enum.Enum):
     VALUE = "value"  # --opt VALUE
     FLAG = "flag"  # --opt
     REPEAT = "repeat"  # --opt VALUE, repeatable, collected in order
+    ARGUMENT = "argument"  # a positional argument
+    OPTIONAL_ARGUMENT = "optional argument"  # a positional argument that may be left out
+
+
+# The commands of the table: ``container-encapsulate`` is ``encapsulate``.
+ENCAPSULATE = frozenset(("encapsulate", "rechunk"))
+TREE = frozenset(("encapsulate", "map", "plan"))
+READERS = frozenset(("inspect", "diff", "report", "validate"))
+EVERY = ENCAPSULATE | TREE | READERS
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One option: its flags, the ``BuildConfig`` field it fills (None: read by
-    ``config_from_args`` itself), how it is given and what it means."""
+    """One option or argument: its flags (a positional argument's name), the
+    ``BuildConfig`` field it fills (None: read by the command itself), what
+    it means, how it is given, its converter, the commands that take it and
+    its group in their help."""
 
     flags: tuple[str, ...]
     field: str | None
@@ -48,15 +59,28 @@ class Setting:
     choices: Sequence[str] | None = None
     default: Any = None
     group: str = "image"
+    commands: frozenset[str] = ENCAPSULATE
+    required: bool = False
 
     @property
     def dest(self) -> str:
         """The argparse destination: the field's name, else the long flag's."""
         return self.field or self.flags[0].lstrip("-").replace("-", "_")
 
+    @property
+    def positional(self) -> bool:
+        """Whether this is a positional argument."""
+        return self.kind in (Kind.ARGUMENT, Kind.OPTIONAL_ARGUMENT)
+
     def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
         """Add this option to ``parser``."""
+        if self.positional:
+            nargs = "?" if self.kind is Kind.OPTIONAL_ARGUMENT else None
+            parser.add_argument(self.dest, metavar=self.metavar, nargs=nargs, help=self.help)
+            return
         kwargs: dict[str, Any] = {"dest": self.dest, "help": self.help}
+        if self.required:
+            kwargs["required"] = True
         if self.kind is Kind.FLAG:
             kwargs["action"] = "store_true"
         else:
@@ -96,10 +120,67 @@ def _format_version(value: str) -> int:
     return int(value)
 
 
+_DESTINATION = (
+    "destination: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE, registry:HOST/REPO[:TAG], "
+    "docker://..., containers-storage:NAME"
+)
+_IMAGE = "the image: oci:DIR[:TAG], oci-archive:FILE[:TAG], registry:HOST/REPO[:TAG], ..."
+
 SETTINGS: tuple[Setting, ...] = (
-    Setting(("--repo",), None, "OSTree repository holding REF", metavar="REPO", group="origin"),
     Setting(
-        ("--rootfs",), None, "encapsulate a root directory instead of a commit", metavar="DIR", group="origin"
+        ("ref",),
+        None,
+        "OSTree ref or commit checksum (with --repo)",
+        Kind.OPTIONAL_ARGUMENT,
+        metavar="REF",
+        commands=TREE,
+    ),
+    Setting(
+        ("source",),
+        None,
+        "the image to re-chunk (any IMGREF transport)",
+        Kind.ARGUMENT,
+        metavar="SOURCE",
+        commands=frozenset(("rechunk",)),
+    ),
+    Setting(("imgref",), None, _DESTINATION, Kind.ARGUMENT, metavar="IMGREF"),
+    Setting(
+        ("imgref",),
+        None,
+        _IMAGE,
+        Kind.ARGUMENT,
+        metavar="IMGREF",
+        commands=frozenset(("inspect", "report", "validate")),
+    ),
+    Setting(
+        ("old",),
+        None,
+        "the image the client holds",
+        Kind.ARGUMENT,
+        metavar="OLD",
+        commands=frozenset(("diff",)),
+    ),
+    Setting(
+        ("new",), None, "the image it updates to", Kind.ARGUMENT, metavar="NEW", commands=frozenset(("diff",))
+    ),
+    Setting(
+        ("--repo",), None, "OSTree repository holding REF", metavar="REPO", group="origin", commands=TREE
+    ),
+    Setting(
+        ("--rootfs",),
+        None,
+        "a root directory instead of a commit",
+        metavar="DIR",
+        group="origin",
+        commands=TREE,
+    ),
+    Setting(
+        ("--mapping",),
+        None,
+        "plan from 'debchunk map --json' output instead of a tree",
+        metavar="FILE",
+        group="origin",
+        commands=frozenset(("plan",)),
     ),
     Setting(
         ("--from",),
@@ -107,6 +188,7 @@ SETTINGS: tuple[Setting, ...] = (
         "re-chunk an existing image (any IMGREF transport) instead of a commit",
         metavar="IMGREF",
         group="origin",
+        commands=frozenset(("encapsulate",)),
     ),
     Setting(
         ("--max-layers",),
@@ -115,6 +197,7 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="N",
         parse=_whole_number,
         default=64,
+        commands=ENCAPSULATE | {"plan"},
     ),
     Setting(
         ("--format",),
@@ -215,6 +298,15 @@ SETTINGS: tuple[Setting, ...] = (
         "the previous build's image: keep its layers where that pays",
         metavar="IMGREF",
         group="previous build",
+        commands=ENCAPSULATE | {"plan"},
+    ),
+    Setting(
+        ("--prior",),
+        None,
+        "the image a client already holds: what it downloads for IMGREF",
+        metavar="IMGREF",
+        group="previous build",
+        commands=frozenset(("report",)),
     ),
     Setting(
         ("--prior-plan",),
@@ -222,6 +314,7 @@ SETTINGS: tuple[Setting, ...] = (
         "the previous build's plan ('debchunk plan --json')",
         metavar="FILE",
         group="previous build",
+        commands=ENCAPSULATE | {"plan"},
     ),
     Setting(
         ("--previous-build-manifest",),
@@ -259,6 +352,44 @@ SETTINGS: tuple[Setting, ...] = (
         ("--dry-run",), "dry_run", "map and plan, print the layers, write no image", Kind.FLAG, group="output"
     ),
     Setting(
+        ("--output", "-o"),
+        None,
+        "the HTML file to write",
+        metavar="FILE",
+        group="output",
+        commands=frozenset(("report",)),
+        required=True,
+    ),
+    Setting(
+        ("--fetch",),
+        None,
+        "copy the layers of images read through skopeo (registry:, docker://, docker-archive:, "
+        "containers-storage:) to a temporary directory, to read them",
+        Kind.FLAG,
+        group="output",
+        commands=frozenset(("inspect", "diff")),
+    ),
+    Setting(
+        ("--no-layers",),
+        None,
+        "read manifests and configs only, not the layers (no file counts, uncompressed sizes or ideal bytes)",
+        Kind.FLAG,
+        group="output",
+        commands=frozenset(("inspect", "diff")),
+    ),
+    Setting(
+        ("--json",),
+        None,
+        "print the result as JSON (encapsulate: digests and layers; map: the mapping; plan: the plan)",
+        Kind.FLAG,
+        group="output",
+        commands=ENCAPSULATE | {"map", "plan", "inspect", "diff"},
+    ),
+    Setting(("--quiet", "-q"), None, "print errors only", Kind.FLAG, group="output", commands=EVERY),
+    Setting(
+        ("--debug",), None, "show tracebacks and debug messages", Kind.FLAG, group="output", commands=EVERY
+    ),
+    Setting(
         ("--authfile",),
         "authfile",
         "registry credentials: for skopeo, and for the blobs taken from a --prior registry image",
@@ -268,11 +399,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         ("--tls-verify",),
         "tls_verify",
-        "verify TLS certificates of registries images are read from (--prior, --compare-with-build): "
-        "true or false (default: skopeo's, true)",
+        "verify TLS certificates of registries images are read from (--from, --prior, --keep-base, "
+        "--compare-with-build, the images inspected): true or false (default: skopeo's, true)",
         metavar="BOOL",
         parse=boolean,
         group="registry",
+        commands=ENCAPSULATE | READERS | {"plan"},
     ),
     Setting(
         ("--dest-tls-verify",),
@@ -285,26 +417,15 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
-_DESTINATION = (
-    "destination: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE, registry:HOST/REPO[:TAG], "
-    "docker://..., containers-storage:NAME"
-)
-
-
-def add_settings(parser: argparse.ArgumentParser, rechunk: bool = False) -> None:
-    """The positional arguments and every setting, grouped as in the README;
-    ``rechunk``: ``debchunk rechunk SOURCE IMGREF``, whose origin is SOURCE."""
-    if rechunk:
-        parser.add_argument("source", metavar="SOURCE", help="the image to re-chunk (any IMGREF transport)")
-        parser.set_defaults(ref=None, repo=None, rootfs=None)
-    else:
-        parser.add_argument(
-            "ref", metavar="REF", nargs="?", help="OSTree ref or commit checksum (with --repo)"
-        )
-    parser.add_argument("imgref", metavar="IMGREF", help=_DESTINATION)
+def add_settings(parser: argparse.ArgumentParser, command: str) -> None:
+    """Every argument and option ``command`` takes, grouped as in the README
+    (``container-encapsulate`` is ``encapsulate``)."""
     groups: dict[str, argparse._ArgumentGroup] = {}
     for setting in SETTINGS:
-        if rechunk and setting.group == "origin":
+        if command not in setting.commands:
+            continue
+        if setting.positional:
+            setting.add_to(parser)
             continue
         if setting.group not in groups:
             groups[setting.group] = parser.add_argument_group(setting.group)
@@ -332,19 +453,20 @@ def origin_from_args(args: argparse.Namespace, usage: str) -> Origin:
     """The one origin the command line names (``--repo REPO REF``,
     ``--rootfs DIR``, ``--from``/``SOURCE`` IMGREF); ``usage`` when it names none."""
     image = getattr(args, "source", None) or getattr(args, "from", None)
+    repo, ref, rootfs = (getattr(args, name, None) for name in ("repo", "ref", "rootfs"))
     given = [
-        name for name, value in (("--rootfs DIR", args.rootfs), ("--from IMGREF", image)) if value is not None
+        name for name, value in (("--rootfs DIR", rootfs), ("--from IMGREF", image)) if value is not None
     ]
-    if args.repo is not None or args.ref is not None:
+    if repo is not None or ref is not None:
         given.insert(0, "--repo REPO REF")
     if len(given) > 1:
         raise ConfigError(f"{' and '.join(given)}: give one origin")
-    if args.rootfs is not None:
-        return RootfsOrigin(args.rootfs)
+    if rootfs is not None:
+        return RootfsOrigin(rootfs)
     if image is not None:
         return ImageOrigin(image)
-    if args.repo is not None and args.ref is not None:
-        return CommitOrigin(args.repo, args.ref)
+    if repo is not None and ref is not None:
+        return CommitOrigin(repo, ref)
     raise ConfigError(usage)
 
 
@@ -355,7 +477,7 @@ def config_from_args(args: argparse.Namespace, epoch: int | None) -> BuildConfig
         args, "give --repo REPO REF IMGREF, --rootfs DIR IMGREF or --from IMGREF IMGREF"
     )
     labels, removed = _labels(args.label or ())
-    fields = {s.field: getattr(args, s.dest) for s in SETTINGS if s.field is not None}
+    fields: dict[str, Any] = {s.field: getattr(args, s.dest, None) for s in SETTINGS if s.field is not None}
     fields = {k: v for k, v in fields.items() if v is not None}
     for name in ("copymeta", "copymeta_opt"):
         fields[name] = tuple(fields.get(name, ()))
@@ -373,5 +495,5 @@ def config_from_args(args: argparse.Namespace, epoch: int | None) -> BuildConfig
 def options_markdown() -> str:
     """The README's option table of ``container-encapsulate``."""
     lines = ["| option | meaning |", "|---|---|"]
-    lines += [s.markdown() for s in SETTINGS]
+    lines += [s.markdown() for s in SETTINGS if "encapsulate" in s.commands and not s.positional]
     return "\n".join(lines)

@@ -20,11 +20,11 @@ import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 from ..errors import EncapsulateError
 from .imgref import ImageRef
-from .layout import atomic_write
+from .layout import LayoutTarget, atomic_write
 from .push import RegistryPush
 from .read import BlobExtent, BlobStore, blob_extent
 from .reuse import Lender, check_local_blob
@@ -32,8 +32,6 @@ from .skopeo import skopeo_copy
 
 # The tag written when an oci:/oci-archive: destination names none.
 DEFAULT_TAG = "latest"
-# ``write(layout_dir, tag, lender)``: writes the image, returns the blobs lent (digest -> store).
-Write = Callable[[str, str, Lender | None], Mapping[str, BlobStore]]
 _BLOCK = 1 << 20
 
 
@@ -138,31 +136,58 @@ def write_archive(layout: str, lent: Mapping[str, BlobStore], destination: str) 
         raise EncapsulateError(f"{destination}: cannot write the archive ({e.strerror})") from None
 
 
-def deliver(
-    ref: ImageRef,
-    write: Write,
-    *,
-    authfile: str | None = None,
-    tls_verify: bool | None = None,
-) -> None:
-    """Write the image with ``write(layout_dir, tag, lender)`` and put it
-    where ``ref`` says (``oci:``/``oci-archive:`` without a tag: ``latest``)."""
-    tag = ref.tag or DEFAULT_TAG
-    if ref.transport == "oci":
-        write(ref.location, tag, None)
-        return
-    if ref.transport == "oci-archive":
-        with _temporary_dir(ref.location) as tmp:
-            layout = os.path.join(tmp, "layout")
-            lent = write(layout, tag, check_local_blob)
-            write_archive(layout, lent, ref.location)
-        return
-    with _temporary_dir(tempfile.gettempdir()) as tmp:
-        layout = os.path.join(tmp, "layout")
-        if ref.registry:
-            push = RegistryPush(ref, tls_verify, authfile)
-            lent = write(layout, tag, push.keeps_in_place)
-            push.push_image(layout, tag, lent)
+class Destination:
+    """Where the image goes (``ref``), as a context: inside it the image is
+    written into the OCI layout ``target`` (the destination itself for
+    ``oci:``, else a temporary layout), taking the blobs the ``lender`` lets
+    stay where they are; ``deliver`` then puts it at ``ref``.  The temporary
+    layout is removed on leaving, whatever happens."""
+
+    def __init__(self, ref: ImageRef, *, authfile: str | None = None, tls_verify: bool | None = None) -> None:
+        self.ref = ref
+        self.authfile = authfile
+        self.tls_verify = tls_verify
+        self.target = LayoutTarget(ref.location, ref.tag or DEFAULT_TAG)
+        # Which taken blobs may stay where they are until delivery.
+        self.lender: Lender | None = None
+        self._push: RegistryPush | None = None
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> Destination:
+        if self.ref.transport == "oci":
+            return self
+        near = self.ref.location if self.ref.transport == "oci-archive" else tempfile.gettempdir()
+        tmp = self._stack.enter_context(_temporary_dir(near))
+        self.target = LayoutTarget(os.path.join(tmp, "layout"), self.target.tag)
+        if self.ref.transport == "oci-archive":
+            self.lender = check_local_blob
+        elif self.ref.registry:
+            self._push = RegistryPush(self.ref, self.tls_verify, self.authfile)
+            self.lender = self._push.keeps_in_place
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    @property
+    def copies(self) -> bool:
+        """Whether delivery copies the written layout somewhere (every transport but ``oci:``)."""
+        return self.ref.transport != "oci"
+
+    def deliver(self, lent: Mapping[str, BlobStore]) -> None:
+        """Put the image written into ``target`` at ``ref``, with the ``lent``
+        blobs read from where they were taken."""
+        layout, tag = self.target
+        if self.ref.transport == "oci":
             return
-        write(layout, tag, None)
-        skopeo_copy(ImageRef("oci", layout, tag), ref, dest_tls_verify=tls_verify, dest_authfile=authfile)
+        if self.ref.transport == "oci-archive":
+            write_archive(layout, lent, self.ref.location)
+        elif self._push is not None:
+            self._push.push_image(layout, tag, lent)
+        else:
+            skopeo_copy(
+                ImageRef("oci", layout, tag),
+                self.ref,
+                dest_tls_verify=self.tls_verify,
+                dest_authfile=self.authfile,
+            )

@@ -30,7 +30,7 @@ import tempfile
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from ..errors import EncapsulateError
 
@@ -128,6 +128,13 @@ class Descriptor:
             )
         except (KeyError, TypeError, ValueError) as e:
             raise EncapsulateError(f"bad descriptor {data!r:.80}: {e}") from None
+
+
+class LayoutTarget(NamedTuple):
+    """Where an image is written: the OCI layout at ``path``, tagged ``tag``."""
+
+    path: str
+    tag: str
 
 
 class BlobWriter:

@@ -13,7 +13,6 @@ image's time is on the config and the first layer only.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
 import os
@@ -26,6 +25,7 @@ from typing import Any, BinaryIO, Protocol
 from chunker import Plan
 from mapping import Mapping
 
+from ..describe import ImageDescription
 from ..errors import EncapsulateError
 from ..oci.labels import (
     COMPONENTS_ANNOTATION,
@@ -35,7 +35,7 @@ from ..oci.labels import (
     PLAN_LABEL,
     LayerRecord,
 )
-from ..oci.layout import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, Layout, canonical_json
+from ..oci.layout import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, Layout, LayoutTarget, canonical_json
 from ..oci.reuse import ReachableLayers, layout_records
 from ..progress import Progress, Step
 from .gzipstream import CompressPool
@@ -131,10 +131,6 @@ def components_label(mapping: Mapping) -> str:
             for c, d in zip(mapping.components, digests, strict=True)
         }
     ).decode()
-
-
-def _created(epoch: int) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class _LayerWriter:
@@ -272,49 +268,57 @@ class _LayerWriter:
         return tuple(b for b, _ in done), tuple(t for _, t in done)
 
 
-def layer_source(
-    mapping: Mapping,
-    plan: Plan,
-    layer_format: str,
-    epoch: int,
-    whiteouts: Sequence[str] = (),
-    format_version: int = 1,
+@dataclass(frozen=True)
+class LayerSettings:
+    """How layers are written: ``layer_format`` ``plain`` (rootfs layers) or
+    ``ostree`` (ostree-ext chunked layers of ``format_version``, commits
+    only), compressed with ``compression`` at ``compression_level`` (None: the
+    compression's default), in ``threads`` threads (None: one per CPU)."""
+
+    layer_format: str = "plain"
+    format_version: int = 1
+    compression: str = "gzip"
+    compression_level: int | None = None
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class ImageLayers:
+    """The layers of an image: ``mapping``'s components grouped as ``plan``
+    says, in a layer format (``source``); no layer of ``plan`` is empty."""
+
+    mapping: Mapping
+    plan: Plan
+    source: LayerSource
+
+
+def _layer_source(
+    mapping: Mapping, plan: Plan, settings: LayerSettings, epoch: int, whiteouts: Sequence[str]
 ) -> LayerSource:
-    """The layers of ``mapping`` and ``plan`` in ``layer_format`` (``plain`` or
-    ``ostree``, of ``format_version``); ``whiteouts`` (plain only) remove
-    paths of kept base layers."""
-    if layer_format == "ostree":
+    if settings.layer_format == "ostree":
         # Only the ostree format reads objects through libostree (gi).
         from .ostree import OstreeLayers
 
-        return OstreeLayers(mapping, plan, epoch, format_version)
+        return OstreeLayers(mapping, plan, epoch, settings.format_version)
     return PlainLayers(mapping, plan, epoch, whiteouts)
 
 
-def image_config_document(
-    base: dict[str, Any],
-    *,
-    labels: dict[str, str],
-    architecture: str,
-    created: str,
-    diff_ids: Sequence[str],
-    history: Sequence[dict[str, str]],
-    variant: str | None = None,
-) -> dict[str, Any]:
-    """The image config: ``base`` (a full OCI image config) under what
-    debchunk sets (labels merged, its own last)."""
-    runtime = dict(base.get("config") or {})
-    runtime["Labels"] = {**(runtime.get("Labels") or {}), **labels}
-    return {
-        **{k: v for k, v in base.items() if k not in ("rootfs", "history", "config", "variant")},
-        **({"variant": variant} if variant else {}),
-        "architecture": architecture,
-        "os": "linux",
-        "created": created,
-        "config": runtime,
-        "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
-        "history": list(history),
-    }
+def fit_layers(
+    mapping: Mapping, plan: Plan, settings: LayerSettings, epoch: int, whiteouts: Sequence[str] = ()
+) -> ImageLayers:
+    """The layers of ``mapping`` and ``plan`` in ``settings.layer_format``,
+    file mtimes clamped to ``epoch``; ``whiteouts`` (plain only) remove paths
+    of kept base layers.  A layer that would hold nothing (its content all
+    placed in other layers) has its components refitted into a neighbour's:
+    the plan written is this one's ``plan``."""
+    if mapping.tree is None:
+        raise EncapsulateError("the mapping has no tree to write", hint="map the tree again")
+    source = _layer_source(mapping, plan, settings, epoch, whiteouts)
+    empty = source.empty_layers()
+    if empty:
+        plan = plan.merging(k - 1 for k in empty)
+        source = _layer_source(mapping, plan, settings, epoch, whiteouts)
+    return ImageLayers(mapping, plan, source)
 
 
 def layers_label(records: Sequence[LayerRecord | None]) -> str:
@@ -345,54 +349,54 @@ def manifest_annotations(labels: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in sorted(labels.items()) if k not in _CONFIG_ONLY_LABELS}
 
 
+def _history(
+    layers: ImageLayers, description: ImageDescription, settings: LayerSettings, base: BaseLayers | None
+) -> list[dict[str, Any]]:
+    """The history entries: the base's, then one per layer written, naming its components."""
+    first = "ostree commit and metadata" if settings.layer_format == "ostree" else "directories"
+    own = [
+        {
+            "created": description.created,
+            "created_by": layer_name(c) if c else layers.source.first_layer_name(),
+            "comment": ("components: " + ", ".join(c))[:4096] if c else first,
+        }
+        for c in _components(layers)
+    ]
+    return [*(base.history if base else ()), *own]
+
+
+def _components(layers: ImageLayers) -> list[tuple[str, ...]]:
+    """The component names of each layer written, the first (metadata) layer's none."""
+    return [(), *(layer.components for layer in layers.plan.layers)]
+
+
 def write_image(
-    mapping: Mapping,
-    plan: Plan,
-    layout_path: str,
-    tag: str,
+    layers: ImageLayers,
+    target: LayoutTarget,
+    description: ImageDescription,
+    settings: LayerSettings,
     *,
-    epoch: int,
-    labels: dict[str, str] | None = None,
-    architecture: str = "amd64",
-    variant: str | None = None,
-    compression: str = "gzip",
-    compression_level: int | None = None,
-    layer_format: str = "plain",
-    format_version: int = 1,
-    threads: int | None = None,
-    image_config: dict[str, Any] | None = None,
-    progress: Progress | None = None,
     base: BaseLayers | None = None,
-    whiteouts: Sequence[str] = (),
     reachable: ReachableLayers | None = None,
+    progress: Progress | None = None,
 ) -> ImageResult:
-    """Write the image and tag it ``tag`` in the OCI layout at ``layout_path``
-    (created if needed; other tags are kept).  ``mapping``'s components are
-    those ``plan`` groups (``mapping.build_mapping`` splits packages as the
-    planner sees them; nothing is split again here).  ``layer_format`` is
-    ``plain`` (rootfs layers) or ``ostree`` (ostree-ext chunked layers, commits
-    only).  ``compression_level`` defaults to the compression's own
-    (``config.COMPRESSION_DEFAULT``).  ``image_config`` (a full OCI image config) is merged under what
-    debchunk sets; ``progress`` is given a ``Step`` as layers progress.  A
-    layer whose key matches one in the layout or in ``reachable`` is taken,
-    not compressed again (its blob checked as it is copied).  On
-    any failure, or Ctrl-C, the layers still being written stop and nothing is
-    tagged.  With ``base``, its layers come first, copied as they are, and the
-    written ones above them remove ``whiteouts``."""
-    if mapping.tree is None:
-        raise EncapsulateError("the mapping has no tree to write", hint="map the tree again")
-    source = layer_source(mapping, plan, layer_format, epoch, whiteouts, format_version)
-    empty = source.empty_layers()
-    if empty:
-        # Never an empty layer: its components join a neighbour's.
-        plan = plan.merging(k - 1 for k in empty)
-        source = layer_source(mapping, plan, layer_format, epoch, whiteouts, format_version)
-    components: list[tuple[str, ...]] = [(), *(layer.components for layer in plan.layers)]
+    """Write the image of ``layers`` and tag it in the OCI layout ``target``
+    (created if needed; other tags are kept), described as ``description``
+    says, its layers written as ``settings`` say.  A layer whose key matches
+    one in the layout or in ``reachable`` is taken, not compressed again (its
+    blob checked as it is copied).  With ``base``, its layers come first,
+    copied as they are.  ``progress`` is given a ``Step`` as layers progress.
+    On any failure, or Ctrl-C, the layers still being written stop and
+    nothing is tagged."""
+    components = _components(layers)
     below = base.descriptors if base is not None else ()
     # Held for writing until the image is tagged (concurrent runs keep each other's blobs).
-    with Layout(layout_path) as layout:
-        writer = _LayerWriter(layout, source, compression, compression_level, progress, reachable)
-        written, taken = writer.write(components, [0, *(layer.size for layer in plan.layers)], threads)
+    with Layout(target.path) as layout:
+        writer = _LayerWriter(
+            layout, layers.source, settings.compression, settings.compression_level, progress, reachable
+        )
+        sizes = [0, *(layer.size for layer in layers.plan.layers)]
+        written, taken = writer.write(components, sizes, settings.threads)
         for d in below:
             assert base is not None
             with base.open_blob(d.digest) as blob_file:
@@ -402,52 +406,40 @@ def write_image(
             for d, diff_id in zip(below, base.diff_ids if base else (), strict=True)
         )
         blobs = kept + written
-        created = _created(epoch)
-        history = [
-            {
-                "created": created,
-                "created_by": layer_name(c) if c else source.first_layer_name(),
-                "comment": ("ostree commit and metadata" if layer_format == "ostree" else "directories")
-                if not c
-                else ("components: " + ", ".join(c))[:4096],
-            }
-            for c in components
-        ]
-        history = [*(base.history if base else ()), *history]
-        components = [*([()] * len(below)), *components]
-        config = image_config_document(
-            image_config or {},
-            labels={
-                **(labels or {}),
-                **source.labels(written[-1].diff_id),
-                PLAN_LABEL: canonical_json([list(c) for c in components[1:]]).decode(),
-                COMPONENTS_LABEL: components_label(mapping),
-                LAYERS_LABEL: layers_label([None] * len(below) + [_record(b) for b in written]),
-            },
-            architecture=architecture,
-            variant=variant,
-            created=created,
-            diff_ids=[b.diff_id for b in blobs],
-            history=history,
+        all_components = [*([()] * len(below)), *components]
+        layer_labels = {
+            **layers.source.labels(written[-1].diff_id),
+            PLAN_LABEL: canonical_json([list(c) for c in all_components[1:]]).decode(),
+            COMPONENTS_LABEL: components_label(layers.mapping),
+            LAYERS_LABEL: layers_label([None] * len(below) + [_record(b) for b in written]),
+        }
+        config = description.config_document(
+            [b.diff_id for b in blobs], _history(layers, description, settings, base), layer_labels
         )
         config_descriptor = layout.add_bytes(canonical_json(config), MEDIA_CONFIG)
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": MEDIA_MANIFEST,
-            "config": config_descriptor.to_json(),
-            "layers": [b.descriptor.to_json() for b in blobs],
-        }
-        annotations = manifest_annotations(config["config"]["Labels"])
-        if annotations:
-            manifest["annotations"] = annotations
-        manifest_descriptor = layout.add_bytes(canonical_json(manifest), MEDIA_MANIFEST)
-        platform = {"architecture": architecture, "os": "linux", **({"variant": variant} if variant else {})}
-        layout.tag(manifest_descriptor, tag, platform)
+        manifest_descriptor = _add_manifest(layout, config_descriptor, blobs, config["config"]["Labels"])
+        layout.tag(manifest_descriptor, target.tag, description.platform())
         return ImageResult(
             manifest_descriptor,
             config_descriptor,
             blobs,
-            tuple(components),
-            plan,
+            tuple(all_components),
+            layers.plan,
             ("base",) * len(below) + taken,
         )
+
+
+def _add_manifest(
+    layout: Layout, config: Descriptor, blobs: Sequence[LayerBlob], labels: dict[str, str]
+) -> Descriptor:
+    """The image manifest, its annotations the config's labels (``manifest_annotations``)."""
+    manifest: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "config": config.to_json(),
+        "layers": [b.descriptor.to_json() for b in blobs],
+    }
+    annotations = manifest_annotations(labels)
+    if annotations:
+        manifest["annotations"] = annotations
+    return layout.add_bytes(canonical_json(manifest), MEDIA_MANIFEST)

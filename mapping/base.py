@@ -1,0 +1,98 @@
+"""A tree less the base it was built on (``--keep-base``).
+
+In: the ``Mapping`` of a whole image's tree and the ``Tree`` of its base
+image's layers.  Out: the mapping of what the layers above the base add (only
+the entries that are new or differ from the base stay owned, each component
+sized by what it holds of them) and the base paths those layers remove, as
+whiteouts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .model import Mapping
+from .tree import Entry, EntryType, Tree
+
+
+@dataclass(frozen=True)
+class AboveBase:
+    """What the layers above a base add: their mapping, and the base paths they remove."""
+
+    mapping: Mapping
+    whiteouts: tuple[str, ...]
+
+
+def _same(a: Entry, b: Entry) -> bool:
+    """Whether two entries would be written as the same tar entry."""
+    return (a.type, a.mode, a.uid, a.gid, a.size, a.xattrs, a.target, a.content_id, a.rdev) == (
+        b.type,
+        b.mode,
+        b.uid,
+        b.gid,
+        b.size,
+        b.xattrs,
+        b.target,
+        b.content_id,
+        b.rdev,
+    )
+
+
+def _owners_above(mapping: Mapping, base: Tree) -> list[int]:
+    """``mapping.owners`` with every entry the base already holds unowned (-1);
+    a hardlink group any of whose paths is written is written whole (its paths
+    must stay one inode in the layer that holds them)."""
+    assert mapping.tree is not None
+    entries = mapping.tree.entries
+    owners = list(mapping.owners)
+    for i, e in enumerate(entries):
+        before = base.get(e.path)
+        if owners[i] >= 0 and before is not None and _same(before, e):
+            owners[i] = -1
+    written = {e.hardlink for i, e in enumerate(entries) if owners[i] >= 0 and e.hardlink}
+    for i, e in enumerate(entries):
+        if e.hardlink in written and owners[i] < 0:
+            owners[i] = mapping.owners[i]
+    return owners
+
+
+def _whiteouts(tree: Tree, base: Tree) -> tuple[str, ...]:
+    """Each topmost base path that is gone from ``tree``, or whose kind changed
+    between directory and not (the new one is written above the whiteout)."""
+    removed: list[str] = []
+    below: set[str] = set()
+    for e in base.entries:
+        if not e.path:
+            continue
+        if e.path.rpartition("/")[0] in below:
+            below.add(e.path)
+            continue
+        now = tree.get(e.path)
+        if now is None or (now.type is EntryType.DIR) != (e.type is EntryType.DIR):
+            removed.append(e.path)
+            below.add(e.path)
+    return tuple(removed)
+
+
+def above_base(mapping: Mapping, base: Tree) -> AboveBase:
+    """What the layers above ``base`` add to the tree ``mapping`` maps: the
+    components that own something new, sized by what they own of it, and the
+    base paths to white out."""
+    assert mapping.tree is not None
+    tree = mapping.tree
+    owners = _owners_above(mapping, base)
+    sizes = [0] * len(mapping.components)
+    files = [0] * len(mapping.components)
+    seen: set[tuple[int, str]] = set()
+    for o, e in zip(owners, tree.entries, strict=True):
+        if o < 0:
+            continue
+        files[o] += 1
+        if (o, e.content_id or e.path) not in seen:
+            seen.add((o, e.content_id or e.path))
+            sizes[o] += e.size
+    keep = [k for k, n in enumerate(files) if n]
+    renumber = {old: new for new, old in enumerate(keep)}
+    components = tuple(replace(mapping.components[k], size=sizes[k], files=files[k]) for k in keep)
+    above = replace(mapping, components=components, owners=[renumber.get(o, -1) for o in owners])
+    return AboveBase(above, _whiteouts(tree, base))
