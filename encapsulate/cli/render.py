@@ -29,7 +29,7 @@ def format_mapping(mapping: Mapping) -> str:
     for c in mapping.components:
         by_kind[c.kind] = by_kind.get(c.kind, 0) + c.size
     summary = ", ".join(
-        f"{k} {100 * v / total:.1f}%" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])
+        f"{k} {100 * v / (total or 1):.1f}%" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])
     )
     lines.append("")
     lines.append(
