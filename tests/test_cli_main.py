@@ -150,14 +150,14 @@ def test_usage_errors_exit_2(run: Callable[..., Ran], sample_tree: Path, tmp_pat
     mapping = tmp_path / "mapping.json"
     mapping.write_text(run("map", "--rootfs", tree, "--json").out)
     cases = [
-        (("plan", "--rootfs", tree, "--max-layers", "1"), "--max-layers 1: an image needs at least 2 layers"),
+        (("plan", "--rootfs", tree, "--max-layers", "1"), "--max-layers 1: an image has 2 (metadata + content) to 500 layers"),
         (("plan", "--rootfs", tree, "--prior", "oci:/x", "--prior-plan", "p"), "only one previous build"),
         (("plan", "--mapping", str(mapping), "--rootfs", tree), "--mapping FILE takes no --repo, REF"),
         (("plan",), "give --repo REPO REF, or --rootfs DIR"),
         (("map",), "give --repo REPO REF, or --rootfs DIR"),
         (("map", "--repo", "/r", "ref", "--rootfs", tree), "--repo REPO REF and --rootfs DIR: give one"),
         (("map", "--rootfs", tree, "--bogus"), "unrecognized arguments: --bogus"),
-        (("plan", "--rootfs", tree, "--max-layers", "many"), "invalid int value: 'many'"),
+        (("plan", "--rootfs", tree, "--max-layers", "many"), "'many' is not a whole number"),
         (("frobnicate",), "invalid choice: 'frobnicate'"),
         ((), "the following arguments are required: COMMAND"),
     ]  # fmt: skip
@@ -193,7 +193,7 @@ def test_an_unforeseen_error_is_one_line_and_debug_shows_it(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the unforeseen")
 
-    monkeypatch.setattr(main, "map_origin", broken)
+    monkeypatch.setattr(main, "build_mapping", broken)
     line = run("map", "--rootfs", str(sample_tree)).one_error()
     assert line == (
         "debchunk: error: internal error: RuntimeError: the unforeseen; rerun with --debug and report it"

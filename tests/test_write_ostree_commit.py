@@ -24,7 +24,7 @@ from gi.repository import Gio, OSTree  # noqa: E402
 
 from encapsulate import EncapsulateError  # noqa: E402
 from encapsulate.write.ostree_commit import commit_tree, kernels, ostree_layout  # noqa: E402
-from mapping import Entry, EntryType, Tree, read_tree  # noqa: E402
+from mapping import CommitOrigin, Entry, EntryType, RootfsOrigin, Tree, read_tree  # noqa: E402
 from tests.images import EPOCH  # noqa: E402
 from tests.sample import blob  # noqa: E402
 
@@ -230,7 +230,7 @@ def test_sockets_and_fifos_of_a_root_directory_are_not_committed(tmp_path: Path)
     os.mkfifo(root / "srv/fifo")
     with socket.socket(socket.AF_UNIX) as s:
         s.bind(str(root / "srv/socket"))
-        laid_out = ostree_layout(read_tree(rootfs=str(root)))
+        laid_out = ostree_layout(read_tree(RootfsOrigin(str(root))))
     paths = [e.path for e in laid_out]
     assert "srv/kept" in paths and "srv/fifo" not in paths and "srv/socket" not in paths
 
@@ -325,7 +325,7 @@ def test_commit_tree_writes_a_commit_libostree_reads(tmp_path: Path) -> None:
     assert metadata["version"] == "42.1"
     assert metadata["ostree.bootable"] is True and metadata["ostree.linux"] == KERNEL
     # Read back, every entry is as the tree said, content included.
-    committed = by_path(read_tree(repo=str(repo), ref="test/ref"))
+    committed = by_path(read_tree(CommitOrigin(str(repo), "test/ref")))
     assert sorted(committed) == sorted(LAID_OUT)
     for e in laid_out.entries:
         c = committed[e.path]
