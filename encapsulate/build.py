@@ -27,7 +27,6 @@ from .config import DOCKER_LAYER_LIMIT, BuildConfig, Format, ImageOrigin, refere
 from .describe import ImageDescription, describe_image, read_image_config_file, requested_architecture
 from .errors import ConfigError, EncapsulateError
 from .oci.deliver import Destination
-from .oci.imgref import parse_imgref
 from .oci.layout import Layout, atomic_write, read_json_object
 from .oci.read import BlobStore, SourceImage, open_image
 from .oci.reuse import ReachableLayers, image_records, layout_records
@@ -72,7 +71,7 @@ class BuildResult:
 
     def to_json(self) -> dict[str, Any]:
         """Digests and layers (``container-encapsulate --json``)."""
-        out: dict[str, Any] = {"destination": self.config.destination, "plan": self.plan.to_json()}
+        out: dict[str, Any] = {"destination": str(self.config.destination), "plan": self.plan.to_json()}
         if self.image is not None:
             out["manifest"] = self.image.manifest.digest
             out["config"] = self.image.config.digest
@@ -247,7 +246,7 @@ def open_base(context: BuildContext) -> None:
         )
     context.base = base
     base_workdir = os.path.join(workdir, "base")
-    context.base_origin = layers_origin(source, workdir).below(count, base_workdir, config.keep_base)
+    context.base_origin = layers_origin(source, workdir).below(count, base_workdir, str(config.keep_base))
 
 
 def map_origin(context: BuildContext) -> None:
@@ -351,8 +350,9 @@ def write_and_deliver(context: BuildContext) -> None:
         config.layer_format, config.format_version, config.compression, config.level, config.threads
     )
     layers = fit_layers(context.mapping, context.plan, settings, context.description.epoch, context.whiteouts)
-    ref = parse_imgref(config.destination)
-    with Destination(ref, authfile=config.authfile, tls_verify=config.dest_tls_verify) as destination:
+    with Destination(
+        config.destination, authfile=config.authfile, tls_verify=config.dest_tls_verify
+    ) as destination:
         places = context.reachable.lending(destination.lender)
         image = write_image(
             layers,
@@ -378,10 +378,10 @@ def compare(context: BuildContext) -> None:
     imgref, image = context.config.compare_with_build, context.image
     if imgref is None or image is None:
         return
-    have = set(image_layer_digests(imgref, tls_verify=context.config.tls_verify))
+    have = set(image_layer_digests(str(imgref), tls_verify=context.config.tls_verify))
     fresh = [b for b in image.layers if b.descriptor.digest not in have]
     context.comparison = Comparison(
-        imgref,
+        str(imgref),
         len(image.layers) - len(fresh),
         len(image.layers),
         sum(b.descriptor.size for b in fresh),

@@ -15,12 +15,13 @@ import os
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import overload
 
 from mapping import CommitOrigin as CommitOrigin
 from mapping import RootfsOrigin as RootfsOrigin
 
 from .errors import ConfigError, EncapsulateError
-from .oci.imgref import parse_imgref
+from .oci.imgref import ImageRef, parse_imgref
 
 # containers-storage refuses images of more layers (DESIGN.md, "Layer counts").
 MAX_LAYERS_LIMIT = 500
@@ -50,12 +51,83 @@ COMPRESSION_FASTEST = {Compression.GZIP: 1, Compression.ZSTD: 1}
 COMPRESSION_LEVELS = {Compression.GZIP: (1, 9), Compression.ZSTD: (1, 19)}
 
 
+def image_ref(value: ImageRef | str, option: str) -> ImageRef:
+    """``value`` as an ``ImageRef``: parsed once, where a config is made; a
+    bad IMGREF is a ``ConfigError`` naming ``option``."""
+    if isinstance(value, ImageRef):
+        return value
+    try:
+        return parse_imgref(value)
+    except EncapsulateError as e:
+        raise ConfigError(f"{option}{': ' if option else ''}{e}") from None
+
+
+class _ImageRefField:
+    """A config field holding a parsed ``ImageRef``: set from an ``ImageRef``
+    or from IMGREF text, which is parsed as it is set (``image_ref``), so a
+    config holds parsed references only, and a bad one is refused where the
+    config is made, naming ``option``."""
+
+    def __init__(self, option: str) -> None:
+        self.option = option
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = "_" + name
+
+    def _get(self, obj: object) -> ImageRef | None:
+        value: ImageRef | None = getattr(obj, self.name)
+        return value
+
+    def _set(self, obj: object, value: ImageRef | str | None) -> None:
+        object.__setattr__(obj, self.name, None if value is None else image_ref(value, self.option))
+
+
+class OptionalImageRef(_ImageRefField):
+    """An ``ImageRef`` field that may be left out (None)."""
+
+    @overload
+    def __get__(self, obj: None, objtype: type) -> None: ...
+
+    @overload
+    def __get__(self, obj: object, objtype: type) -> ImageRef | None: ...
+
+    def __get__(self, obj: object | None, objtype: type | None = None) -> ImageRef | None:
+        return None if obj is None else self._get(obj)
+
+    def __set__(self, obj: object, value: ImageRef | str | None) -> None:
+        self._set(obj, value)
+
+
+class RequiredImageRef(_ImageRefField):
+    """An ``ImageRef`` field that must be given."""
+
+    @overload
+    def __get__(self, obj: None, objtype: type) -> RequiredImageRef: ...
+
+    @overload
+    def __get__(self, obj: object, objtype: type) -> ImageRef: ...
+
+    def __get__(self, obj: object | None, objtype: type | None = None) -> ImageRef | RequiredImageRef:
+        if obj is None:
+            # What dataclasses read as "no default".
+            raise AttributeError(self.name)
+        value = self._get(obj)
+        if value is None:
+            raise ConfigError(f"{self.option or 'IMGREF'}: give an image reference")
+        return value
+
+    def __set__(self, obj: object, value: ImageRef | str) -> None:
+        self._set(obj, value)
+
+
 @dataclass(frozen=True)
 class ImageOrigin:
-    """An existing container image (any IMGREF transport), re-chunked: its
-    layers applied in order, read from their blobs, never extracted."""
+    """An existing container image (any IMGREF transport, given as an
+    ``ImageRef`` or its text), re-chunked: its layers applied in order, read
+    from their blobs, never extracted."""
 
-    imgref: str
+    imgref: RequiredImageRef = RequiredImageRef("--from")
 
 
 Origin = CommitOrigin | RootfsOrigin | ImageOrigin
@@ -164,14 +236,14 @@ class BuildConfig:
     """
 
     origin: Origin
-    destination: str
+    destination: RequiredImageRef = RequiredImageRef("")
     max_layers: int = 64
     format: Format | None = None
     format_version: int = 1
     compression: Compression = Compression.GZIP
     compression_level: int | None = None
     compression_fast: bool = False
-    prior: str | None = None
+    prior: OptionalImageRef = OptionalImageRef("--prior")
     prior_plan: str | None = None
     previous_build_manifest: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -185,13 +257,13 @@ class BuildConfig:
     epoch: int | None = None
     write_contentmeta_json: str | None = None
     plan_json: str | None = None
-    compare_with_build: str | None = None
+    compare_with_build: OptionalImageRef = OptionalImageRef("--compare-with-build")
     dry_run: bool = False
     authfile: str | None = None
     tls_verify: bool | None = None
     dest_tls_verify: bool | None = None
     threads: int | None = None
-    keep_base: str | None = None
+    keep_base: OptionalImageRef = OptionalImageRef("--keep-base")
     cache: str | None = None
 
     @property
@@ -212,95 +284,92 @@ class BuildConfig:
     def check(self) -> None:
         """Every rule between options; raises ``ConfigError`` (a usage error)
         naming the option at fault.  Nothing is read or written."""
-        origin = self.origin
-        if isinstance(origin, CommitOrigin):
-            if not origin.repo or not origin.ref:
-                raise ConfigError("give the commit as --repo REPO REF")
-        elif isinstance(origin, RootfsOrigin):
-            if not origin.path:
-                raise ConfigError("--rootfs: give a directory")
-        elif isinstance(origin, ImageOrigin):
-            try:
-                parse_imgref(origin.imgref)
-            except EncapsulateError as e:
-                raise ConfigError(f"--from: {e}") from None
-        else:
-            raise ConfigError(f"origin {origin!r}: give a CommitOrigin, a RootfsOrigin or an ImageOrigin")
-        try:
-            parse_imgref(self.destination)
-        except EncapsulateError as e:
-            raise ConfigError(str(e)) from None
-        check_max_layers(self.max_layers)
-        if not isinstance(self.format, Format | None) or not isinstance(self.compression, Compression):
+        for rule in _RULES:
+            rule(self)
+
+
+def _check_origin(config: BuildConfig) -> None:
+    origin = config.origin
+    if isinstance(origin, CommitOrigin):
+        if not origin.repo or not origin.ref:
+            raise ConfigError("give the commit as --repo REPO REF")
+    elif isinstance(origin, RootfsOrigin):
+        if not origin.path:
+            raise ConfigError("--rootfs: give a directory")
+    elif not isinstance(origin, ImageOrigin):
+        raise ConfigError(f"origin {origin!r}: give a CommitOrigin, a RootfsOrigin or an ImageOrigin")
+    if config.layer_format is Format.OSTREE and isinstance(origin, RootfsOrigin):
+        raise ConfigError(
+            "--format ostree needs an OSTree commit (--repo REPO REF) or an image (--from IMGREF)",
+            hint="a --rootfs tree is written --format plain",
+        )
+    if (config.copymeta or config.copymeta_opt) and not isinstance(origin, CommitOrigin):
+        raise ConfigError("--copymeta needs an OSTree commit; a root tree or an image has no commit metadata")
+
+
+def _check_layers(config: BuildConfig) -> None:
+    check_max_layers(config.max_layers)
+    if not isinstance(config.format, Format | None) or not isinstance(config.compression, Compression):
+        raise ConfigError("format and compression are encapsulate.Format and encapsulate.Compression values")
+    if config.compression_level is not None:
+        if config.compression_fast:
+            raise ConfigError("--compression-level and --compression-fast: give one of them")
+        low, high = COMPRESSION_LEVELS[config.compression]
+        if not low <= config.compression_level <= high:
             raise ConfigError(
-                "format and compression are encapsulate.Format and encapsulate.Compression values"
+                f"--compression-level {config.compression_level}: "
+                f"{config.compression} levels are {low} to {high}",
+                hint="choose a level in that range",
             )
-        if self.compression_level is not None:
-            if self.compression_fast:
-                raise ConfigError("--compression-level and --compression-fast: give one of them")
-            low, high = COMPRESSION_LEVELS[self.compression]
-            if not low <= self.compression_level <= high:
-                raise ConfigError(
-                    f"--compression-level {self.compression_level}: {self.compression} levels are "
-                    f"{low} to {high}",
-                    hint="choose a level in that range",
-                )
-        if self.layer_format is Format.OSTREE and isinstance(origin, RootfsOrigin):
+    if config.format_version not in (1, 2):
+        raise ConfigError(
+            f"--format-version {config.format_version}: versions 1 and 2 are written", hint="use 1 or 2"
+        )
+    if config.threads is not None and config.threads < 1:
+        raise ConfigError(f"threads {config.threads}: give at least 1")
+
+
+def _check_previous_build(config: BuildConfig) -> None:
+    if config.keep_base is not None:
+        if not isinstance(config.origin, ImageOrigin):
+            raise ConfigError("--keep-base needs an image origin (--from IMGREF)")
+        if config.layer_format is Format.OSTREE:
+            # The base's layers are rootfs tarballs; an ostree-format image
+            # is one commit whose objects all live in its own layers.
             raise ConfigError(
-                "--format ostree needs an OSTree commit (--repo REPO REF) or an image (--from IMGREF)",
-                hint="a --rootfs tree is written --format plain",
+                "--keep-base keeps the base's plain layers, and --format ostree writes "
+                "the whole tree as one commit",
+                hint="drop one of --keep-base and --format ostree",
             )
-        if self.keep_base is not None:
-            if not isinstance(origin, ImageOrigin):
-                raise ConfigError("--keep-base needs an image origin (--from IMGREF)")
-            if self.layer_format is Format.OSTREE:
-                # The base's layers are rootfs tarballs; an ostree-format image
-                # is one commit whose objects all live in its own layers.
-                raise ConfigError(
-                    "--keep-base keeps the base's plain layers, and --format ostree writes "
-                    "the whole tree as one commit",
-                    hint="drop one of --keep-base and --format ostree",
-                )
-            try:
-                parse_imgref(self.keep_base)
-            except EncapsulateError as e:
-                raise ConfigError(f"--keep-base: {e}") from None
-        if self.cache is not None and (not self.cache or os.path.isfile(self.cache)):
-            raise ConfigError(f"--cache {self.cache!r}: give a directory (an OCI layout, created if missing)")
-        if self.format_version not in (1, 2):
-            raise ConfigError(
-                f"--format-version {self.format_version}: versions 1 and 2 are written", hint="use 1 or 2"
-            )
-        if (self.copymeta or self.copymeta_opt) and not isinstance(origin, CommitOrigin):
-            raise ConfigError(
-                "--copymeta needs an OSTree commit; a root tree or an image has no commit metadata"
-            )
-        priors = [
-            name
-            for name, value in (
-                ("--prior", self.prior),
-                ("--prior-plan", self.prior_plan),
-                ("--previous-build-manifest", self.previous_build_manifest),
-            )
-            if value is not None
-        ]
-        if len(priors) > 1:
-            raise ConfigError(f"{' and '.join(priors)}: give only one previous build")
-        for key in (*self.labels, *self.remove_labels):
-            if not key or "=" in key:
-                raise ConfigError(f"--label {key!r}: give KEY=VALUE, or KEY- to remove a label")
-        if self.cmd is not None and not self.cmd:
-            raise ConfigError("--cmd: give the command and its arguments")
-        if self.epoch is not None and self.epoch < 0:
-            raise ConfigError(f"SOURCE_DATE_EPOCH {self.epoch}: before 1970", hint="fix or unset it")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads {self.threads}: give at least 1")
-        for option, path in (
-            ("--plan-json", self.plan_json),
-            ("--write-contentmeta-json", self.write_contentmeta_json),
-        ):
-            if path is not None:
-                _check_output_file(option, path)
+    if config.cache is not None and (not config.cache or os.path.isfile(config.cache)):
+        raise ConfigError(f"--cache {config.cache!r}: give a directory (an OCI layout, created if missing)")
+    given = (
+        ("--prior", config.prior),
+        ("--prior-plan", config.prior_plan),
+        ("--previous-build-manifest", config.previous_build_manifest),
+    )
+    priors = [name for name, value in given if value is not None]
+    if len(priors) > 1:
+        raise ConfigError(f"{' and '.join(priors)}: give only one previous build")
+
+
+def _check_image(config: BuildConfig) -> None:
+    for key in (*config.labels, *config.remove_labels):
+        if not key or "=" in key:
+            raise ConfigError(f"--label {key!r}: give KEY=VALUE, or KEY- to remove a label")
+    if config.cmd is not None and not config.cmd:
+        raise ConfigError("--cmd: give the command and its arguments")
+    if config.epoch is not None and config.epoch < 0:
+        raise ConfigError(f"SOURCE_DATE_EPOCH {config.epoch}: before 1970", hint="fix or unset it")
+    for option, path in (
+        ("--plan-json", config.plan_json),
+        ("--write-contentmeta-json", config.write_contentmeta_json),
+    ):
+        if path is not None:
+            _check_output_file(option, path)
+
+
+_RULES = (_check_origin, _check_layers, _check_previous_build, _check_image)
 
 
 def _check_output_file(option: str, path: str) -> None:

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ def test_build_image_writes_what_the_config_says(sample_tree: Path, tmp_path: Pa
     assert image_config["created"] == "2023-11-14T22:13:20Z"
     assert json.loads((tmp_path / "plan.json").read_text()) == result.plan.to_json()
     # The same config again gives the same bytes.
-    again = build_image(BuildConfig(**{**config.__dict__, "destination": f"oci:{tmp_path / 'b'}:one"}))
+    again = build_image(replace(config, destination=f"oci:{tmp_path / 'b'}:one"))
     assert again.image is not None and again.image.manifest == result.image.manifest
 
 
@@ -169,8 +170,10 @@ def test_library_errors_are_debchunk_errors(
             "gone",
         ),
         (BuildConfig(rootfs, f"oci:{tmp_path / 'file'}/sub"), EncapsulateError, "file"),
-        (BuildConfig(rootfs, "oci:" + str(out) + ":bad tag!"), ConfigError, "bad tag!"),
     ]
+    # A bad IMGREF is refused as the config is made.
+    with pytest.raises(ConfigError, match="bad tag!"):
+        BuildConfig(rootfs, "oci:" + str(out) + ":bad tag!")
     for config, error, words in cases:
         with pytest.raises(error) as raised:
             build_image(config)
