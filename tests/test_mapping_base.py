@@ -37,10 +37,9 @@ def test_only_what_the_layers_above_add_is_owned(tmp_path: Path) -> None:
     )
     mapping = build_mapping(RootfsOrigin(str(full)))
     above = above_base(mapping, read_tree(RootfsOrigin(str(base))))
-    assert above.mapping.tree is mapping.tree and mapping.tree is not None
-    owned = sorted(
-        e.path for e, o in zip(above.mapping.tree.entries, above.mapping.owners, strict=True) if o >= 0
-    )
+    tree = above.mapping.tree
+    assert tree is mapping.tree and tree is not None
+    owned = sorted(e.path for e, o in zip(tree.entries, above.mapping.owners, strict=True) if o >= 0)
     assert owned == ["opt", "usr/bin/added", "usr/bin/changed"]
     # Components are sized by what they own of the new content only.
     assert sum(c.size for c in above.mapping.components) == len(b"new!") + len(b"added") + len(b"file now")
