@@ -211,7 +211,7 @@ def with_commit_cmd(document: dict[str, Any], config: BuildConfig, mapping: Mapp
     as its ``Cmd``, unless ``--cmd`` was given: ostree-ext takes the commit's
     over the image config's and the command line's over both
     (``container/encapsulate.rs``, ``build_oci``)."""
-    metadata = getattr(mapping.tree, "metadata", None) or {}
+    metadata = mapping.tree.metadata if mapping.tree is not None else {}
     cmd = metadata.get("ostree.container-cmd")
     if config.cmd is not None or not cmd:
         return document
@@ -328,8 +328,8 @@ def image_epoch(config: BuildConfig, mapping: Mapping) -> int:
     else the newest changelog date in the tree; never the wall clock."""
     if config.epoch is not None:
         return config.epoch
-    timestamp = getattr(mapping.tree, "timestamp", None)
-    if isinstance(timestamp, int):
+    timestamp = mapping.tree.timestamp if mapping.tree is not None else None
+    if timestamp is not None:
         return timestamp
     if mapping.reference_date is not None:
         return int(mapping.reference_date.timestamp())
@@ -339,25 +339,8 @@ def image_epoch(config: BuildConfig, mapping: Mapping) -> int:
 
 
 def tree_architecture(mapping: Mapping) -> str | None:
-    """The tree's native architecture as dpkg records it: ``arch-native`` in
-    its admindir (dpkg 1.21+), else the first line of ``arch``, else the
-    architecture of the installed ``dpkg`` package (always native)."""
-    tree, admindir = mapping.tree, mapping.admindir
-    if tree is None or admindir is None:
-        return None
-    for name in ("arch-native", "arch"):
-        data = tree.read_bytes(f"{admindir}/{name}", 4096)
-        first = (data or b"").decode("ascii", "replace").strip().split("\n")[0].strip()
-        if first:
-            return first
-    status = tree.read_bytes(f"{admindir}/status") or b""
-    for paragraph in status.decode("utf-8", "replace").split("\n\n"):
-        fields = dict(
-            line.split(":", 1) for line in paragraph.splitlines() if ":" in line and not line.startswith(" ")
-        )
-        if fields.get("Package", "").strip() == "dpkg" and fields.get("Architecture", "").strip():
-            return fields["Architecture"].strip()
-    return None
+    """The tree's native architecture as dpkg records it (``Mapping.architecture``)."""
+    return mapping.architecture
 
 
 def image_architecture(
@@ -379,7 +362,7 @@ def image_architecture(
 def collect_labels(config: BuildConfig, mapping: Mapping) -> dict[str, str]:
     """The labels asked for, with the commit metadata keys copied
     (``copymeta``; ``copymeta_opt`` when present), less ``remove_labels``."""
-    metadata = getattr(mapping.tree, "metadata", None) or {}
+    metadata = mapping.tree.metadata if mapping.tree is not None else {}
     labels = dict(config.labels)
     for key in (*config.copymeta, *config.copymeta_opt):
         if key not in metadata:

@@ -14,9 +14,10 @@ from collections.abc import Collection, Sequence
 
 from .errors import DebchunkError, MappingError
 from .layers import LayerArchive
-from .model import Component, Mapping
+from .model import Component, Mapping, component_sizes
 from .ownership import map_tree
 from .split import split_components, split_packages
+from .stability import newest_change_date
 from .tree import Entry, EntryType, Tree
 
 __all__ = [
@@ -29,7 +30,9 @@ __all__ = [
     "MappingError",
     "Tree",
     "build_mapping",
+    "component_sizes",
     "map_tree",
+    "newest_change_date",
     "read_tree",
     "split_components",
     "split_packages",

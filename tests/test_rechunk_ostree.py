@@ -212,7 +212,7 @@ def test_a_kernel_makes_the_commit_bootable(tmp_path: Path) -> None:
     labels = image_config(tmp_path / "out", "r")["config"]["Labels"]
     assert labels["ostree.bootable"] == "true" and labels["containers.bootc"] == "1"
     assert result.mapping.tree is not None
-    assert result.mapping.tree.metadata["ostree.linux"] == KERNEL  # type: ignore[attr-defined]
+    assert result.mapping.tree.metadata["ostree.linux"] == KERNEL
     tree, _ = checkout(tmp_path / "out", "r", tmp_path)
     modules = tree / "usr/lib/modules" / KERNEL
     assert (modules / "vmlinuz").read_bytes() == b"kernel" * 100
