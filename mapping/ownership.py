@@ -298,7 +298,7 @@ def _claim_by_dpkg(claims: _Claims, db: Database | None) -> _Packaged:
     compiled from them."""
     if db is None:
         return _Packaged()
-    dir_sources = _claim_dpkg(claims.tree, db, claims.names, claims.owners)
+    dir_sources = _claim_listed_files(claims.tree, db, claims.names, claims.owners)
     _claim_bytecode(claims.tree, claims.names)
     return _Packaged(dir_sources, _database_paths(claims.tree, db))
 
@@ -433,7 +433,7 @@ def _volatile_name(path: str, db: Database | None) -> str:
 _EMPTIED_BY_BUILDERS = ("/boot/", "/var/", "/run/", "/tmp/", "/dev/")
 
 
-def _claim_dpkg(
+def _claim_listed_files(
     tree: Tree, db: Database, owner_name: list[str | None], owners: dict[str, _Owner]
 ) -> dict[str, set[str]]:
     """Give each listed file to its package's source; return, for each listed
