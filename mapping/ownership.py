@@ -1,6 +1,8 @@
 """Decide who owns every file of a tree (DESIGN.md, stage 1, "Ownership").
 
-In: a ``Tree``.  Out: a ``Mapping``.  Rules, first claim wins for a file:
+In: a ``Tree``.  Out: a ``Mapping``: its components' change probabilities
+come from ``mapping.stability``, their sizes from ``model.component_sizes``.
+``map_tree`` applies the rules in order, first claim wins for a file:
 1. a ``user.component`` xattr (recursive from directories, closest wins;
    symlinks take their directory's); such a component's change rate comes
    from a ``user.update-interval`` xattr on any of its files or on the
