@@ -10,41 +10,30 @@ import pytest
 
 from mapping import EntryType, MappingError
 from mapping.commit import CommitTree
+from tests.sample import commit
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, sample_tree: Path) -> Path:
     """The sample committed with metadata, in a bare-user repo."""
     repo = tmp_path_factory.mktemp("commit-repo")
-    subprocess.run(["ostree", "init", f"--repo={repo}", "--mode=bare-user"], check=True)
-    subprocess.run(
-        [
-            "ostree",
-            "commit",
-            f"--repo={repo}",
-            f"--tree=dir={sample_tree}",
-            "-b",
-            "meta",
-            "--timestamp=2026-01-02T03:04:05Z",
-            "-s",
-            "a subject",
-            "--add-metadata-string=version=13.1",
-            "--add-metadata=ostree.container-cmd=['/usr/bin/bash', '-l']",
-            "--add-metadata=ostree.bootable=true",
-        ],
-        check=True,
-        capture_output=True,
+    metadata = (
+        "--add-metadata-string=version=13.1",
+        "--add-metadata=ostree.container-cmd=['/usr/bin/bash', '-l']",
+        "--add-metadata=ostree.bootable=true",
     )
+    commit(sample_tree, repo, "meta", options=metadata)
     return repo
 
 
 def test_metadata_and_timestamp(repo: Path) -> None:
     tree = CommitTree(str(repo), "meta")
-    assert tree.timestamp == 1767323045 and isinstance(tree.timestamp, int)
+    # tests.sample.commit's time: 2026-01-01T00:00:00Z.
+    assert tree.timestamp == 1767225600 and isinstance(tree.timestamp, int)
     assert tree.metadata["version"] == "13.1"
     assert tree.metadata["ostree.container-cmd"] == ["/usr/bin/bash", "-l"]
     assert tree.metadata["ostree.bootable"] is True
-    assert tree.subject == "a subject"
+    assert tree.subject == "sample"
     assert tree.description == f"{repo}:meta"
     checksum = subprocess.run(
         ["ostree", "rev-parse", f"--repo={repo}", "meta"], capture_output=True, text=True, check=True
