@@ -91,7 +91,8 @@ from mapping.changelog import read_history
 from mapping.debian_formats import paragraphs, version_compare
 from mapping.dpkg import Database
 from mapping.model import VOLATILE
-from mapping.ownership import VOLATILE_CHANGE_PROBABILITY, is_volatile_path, locate
+from mapping.ownership import is_volatile_path, locate
+from mapping.stability import VOLATILE_CHANGE_PROBABILITY
 from mapping.tree import Tree
 
 SECURITY_MIRROR = os.environ.get("DEBCHUNK_SECURITY_MIRROR", "http://deb.debian.org/debian-security")

@@ -262,7 +262,7 @@ def image_platform(
     if isinstance(own, str) and own:
         variant = source.get("variant") if source is not None else None
         return own, variant if isinstance(variant, str) and variant else None
-    return oci_platform(_tree_architecture(mapping) or host_architecture())
+    return oci_platform(mapping.architecture or host_architecture())
 
 
 def describe_image(
@@ -281,22 +281,3 @@ def describe_image(
         labels_asked(config, mapping),
         base_config(config, mapping, file, source),
     )
-
-
-def _tree_architecture(mapping: Mapping) -> str | None:
-    tree, admindir = mapping.tree, mapping.admindir
-    if tree is None or admindir is None:
-        return None
-    for name in ("arch-native", "arch"):
-        data = tree.read_bytes(f"{admindir}/{name}", 4096)
-        first = (data or b"").decode("ascii", "replace").strip().split("\n")[0].strip()
-        if first:
-            return first
-    status = tree.read_bytes(f"{admindir}/status") or b""
-    for paragraph in status.decode("utf-8", "replace").split("\n\n"):
-        fields = dict(
-            line.split(":", 1) for line in paragraph.splitlines() if ":" in line and not line.startswith(" ")
-        )
-        if fields.get("Package", "").strip() == "dpkg" and fields.get("Architecture", "").strip():
-            return fields["Architecture"].strip()
-    return None

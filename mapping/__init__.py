@@ -15,10 +15,11 @@ from collections.abc import Collection
 from .base import AboveBase, above_base
 from .errors import DebchunkError, MappingError
 from .layers import LayerArchive
-from .model import Component, Mapping
+from .model import Component, Mapping, component_sizes
 from .origin import CommitOrigin, LayersOrigin, Origin, RootfsOrigin, read_tree
 from .ownership import map_tree
 from .split import split_components, split_packages
+from .stability import newest_change_date
 from .tree import Entry, EntryType, Tree
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Tree",
     "above_base",
     "build_mapping",
+    "component_sizes",
     "map_tree",
     "newest_change_date",
     "read_tree",
@@ -59,15 +61,3 @@ def build_mapping(
     are counted back from."""
     unsplit = map_tree(read_tree(origin, threads), reference_date=reference_date)
     return split_packages(unsplit, prior=prior)
-
-
-def newest_change_date(tree: Tree) -> dt.datetime | None:
-    """The newest changelog date in ``tree``."""
-    import logging
-
-    logger = logging.getLogger("debchunk.mapping")
-    disabled, logger.disabled = logger.disabled, True
-    try:
-        return map_tree(tree).reference_date
-    finally:
-        logger.disabled = disabled

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .model import Mapping
+from .model import Mapping, component_sizes
 from .tree import Entry, EntryType, Tree
 
 
@@ -81,16 +81,7 @@ def above_base(mapping: Mapping, base: Tree) -> AboveBase:
     assert mapping.tree is not None
     tree = mapping.tree
     owners = _owners_above(mapping, base)
-    sizes = [0] * len(mapping.components)
-    files = [0] * len(mapping.components)
-    seen: set[tuple[int, str]] = set()
-    for o, e in zip(owners, tree.entries, strict=True):
-        if o < 0:
-            continue
-        files[o] += 1
-        if (o, e.content_id or e.path) not in seen:
-            seen.add((o, e.content_id or e.path))
-            sizes[o] += e.size
+    sizes, files = component_sizes(tree.entries, owners, len(mapping.components))
     keep = [k for k, n in enumerate(files) if n]
     renumber = {old: new for new, old in enumerate(keep)}
     components = tuple(replace(mapping.components[k], size=sizes[k], files=files[k]) for k in keep)

@@ -78,33 +78,57 @@ def read_history(tree: Tree, path: str) -> list[Change] | None:
     part only: reading stops at the first entry more than a window older than
     the newest one (the reference can only be newer, so older entries never
     count; that entry's version is still read, to tell whether the last one in
-    the window changed the upstream version).  None when the file is missing."""
+    the window changed the upstream version).  None when the file is missing,
+    or unreadable (with a warning)."""
     data = tree.read_bytes(path)
     if data is None:
         return None
+    try:
+        return _parse_history(data)
+    except _UNREADABLE as e:
+        warn(f"{show(path)}: unreadable changelog ({e}); default change rate used")
+        return None
+
+
+def newest_change(tree: Tree, path: str) -> dt.datetime | None:
+    """The date of the newest change ``read_history`` finds in the changelog
+    at ``path``; None when it is missing, has no dated entry or is unreadable
+    (silently: mapping the tree gives that warning)."""
+    data = tree.read_bytes(path)
+    if data is None:
+        return None
+    try:
+        history = _parse_history(data)
+    except _UNREADABLE:
+        return None
+    return history[0].date if history else None
+
+
+# What a damaged gzip stream raises.
+_UNREADABLE = (OSError, EOFError, zlib.error)
+
+
+def _parse_history(data: bytes) -> list[Change]:
+    """``read_history`` of a changelog's gzip'd bytes; raises ``_UNREADABLE``."""
     entries: list[tuple[dt.datetime, str]] = []
     version: str | None = None
     older: str | None = None
-    try:
-        with gzip.open(io.BytesIO(data)) as f:
-            for line in f:
-                header = _HEADER.match(line)
-                if header:
-                    version = header.group(1).decode("ascii", "replace")
-                    if entries and entries[0][0] - entries[-1][0] > dt.timedelta(days=WINDOW_DAYS):
-                        older = version
-                        break
-                    continue
-                match = _TRAILER.match(line)
-                if not match or version is None:
-                    continue
-                when = _parse_date(match.group(1))
-                if when is not None:
-                    entries.append((when, version))
-                version = None
-    except (OSError, EOFError, zlib.error) as e:
-        warn(f"{show(path)}: unreadable changelog ({e}); default change rate used")
-        return None
+    with gzip.open(io.BytesIO(data)) as f:
+        for line in f:
+            header = _HEADER.match(line)
+            if header:
+                version = header.group(1).decode("ascii", "replace")
+                if entries and entries[0][0] - entries[-1][0] > dt.timedelta(days=WINDOW_DAYS):
+                    older = version
+                    break
+                continue
+            match = _TRAILER.match(line)
+            if not match or version is None:
+                continue
+            when = _parse_date(match.group(1))
+            if when is not None:
+                entries.append((when, version))
+            version = None
     entries.sort(key=lambda e: e[0], reverse=True)
     versions = [upstream_version(v) for _, v in entries] + [upstream_version(older) if older else ""]
     return [Change(when, versions[k] != versions[k + 1]) for k, (when, _) in enumerate(entries)]
@@ -131,7 +155,7 @@ def count_cves(tree: Tree, path: str) -> int:
         return 0
     try:
         text = gzip.decompress(data)
-    except (OSError, EOFError, zlib.error):
+    except _UNREADABLE:
         return 0
     return len(set(_CVE.findall(text)))
 

@@ -104,10 +104,10 @@ class CommitTree(Tree):
             ) from None
         self.rev = rev
         commit = self._load_variant(OSTree.ObjectType.COMMIT, self.checksum)
-        self.metadata: dict[str, Any] = commit.get_child_value(0).unpack()
+        metadata: dict[str, Any] = commit.get_child_value(0).unpack()
         # The commit variant is (metadata, parent, related, subject, body, ...).
         self.subject: str = commit.get_child_value(3).get_string()
-        self.timestamp: int | None = OSTree.commit_get_timestamp(commit)
+        timestamp = int(OSTree.commit_get_timestamp(commit))
         self._dirmeta: dict[str, tuple[int, int, int, tuple[tuple[bytes, bytes], ...]]] = {}
         records: list[tuple[str, str, str | None]] = []
         root_tree = OSTree.checksum_from_bytes_v(commit.get_child_value(6))
@@ -117,7 +117,7 @@ class CommitTree(Tree):
         unique = sorted({c for _, c, meta in records if meta is None})
         files = dict(map_in_threads(self._load_file, unique, threads))
         entries = [self._entry(path, csum, meta, files) for path, csum, meta in records]
-        super().__init__(f"{repo_path}:{rev}", entries)
+        super().__init__(f"{repo_path}:{rev}", entries, metadata=metadata, timestamp=timestamp)
 
     def _load_variant(self, kind: OSTree.ObjectType, checksum: str) -> GLib.Variant:
         """Load a metadata object and check it against its checksum (libostree

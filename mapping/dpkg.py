@@ -2,9 +2,10 @@
 
 In: a ``Tree``.  Out: the admindir found by the probe order of DESIGN.md, the
 installed binary packages (with their source package and version), the paths
-each one lists, the diversions and the alternatives links, all read through the
-tree (never from the host).  ``status`` is parsed by ``apt_pkg.TagFile``, or
-python-debian without python-apt (``mapping.debian_formats``).
+each one lists, the diversions, the alternatives links and the native
+architecture, all read through the tree (never from the host).  ``status`` is
+parsed by ``apt_pkg.TagFile``, or python-debian without python-apt
+(``mapping.debian_formats``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,25 @@ class Diversion:
     package: str | None
 
 
+# An architecture file holds a few short lines; more is not one.
+_ARCH_FILE_LIMIT = 4096
+
+
+def _package(para: dict[str, str]) -> Package:
+    """The package of a ``status`` paragraph that has every field it needs."""
+    name, version = para["Package"], para["Version"]
+    # "Source: name (version)", the version only when it differs (deb-control(5)).
+    source, _, rest = para.get("Source", name).partition(" ")
+    return Package(
+        name,
+        para["Architecture"],
+        version,
+        source or name,
+        rest.strip().strip("()") or version,
+        para.get("Multi-Arch", "") == "same",
+    )
+
+
 class Database:
     """The dpkg database of a tree, located by ``find``."""
 
@@ -82,38 +102,50 @@ class Database:
         return self.tree.read_bytes(f"{self.admindir}/{name}")
 
     def packages(self) -> list[Package]:
-        """Installed packages from ``status``, sorted by (name, architecture)."""
-        data = self._read("status") or b""
+        """Installed packages from ``status``, sorted by (name, architecture);
+        a damaged paragraph is skipped with a warning."""
+        found, damaged = self.read_status()
+        for message in damaged:
+            warn(message)
+        return found
+
+    def read_status(self) -> tuple[list[Package], list[str]]:
+        """Installed packages from ``status``, sorted by (name, architecture),
+        and a message for each damaged paragraph, which is skipped; nothing is
+        logged, so a caller that only looks can stay quiet."""
         found: list[Package] = []
+        damaged: list[str] = []
         where = f"{show(self.admindir)}/status"
-        for number, para in enumerate(paragraphs(data), 1):
+        for number, para in enumerate(paragraphs(self._read("status") or b""), 1):
             name = para.get("Package", "")
             status = para.get("Status", "").split()
             missing = [f for f in ("Package", "Status", "Version", "Architecture") if not para.get(f)]
             if missing or len(status) != 3:
                 label = f"package {name}" if name else f"paragraph {number}"
-                warn(
+                damaged.append(
                     f"{where}: {label} has no valid {', '.join(missing) or 'Status'} field "
                     "(truncated or corrupt database); its files are treated as unpackaged"
                 )
-                continue
-            if status[2] not in INSTALLED_STATES:
-                continue
-            version = para["Version"]
-            source, _, rest = para.get("Source", name).partition(" ")
-            source_version = rest.strip().strip("()") or version
-            found.append(
-                Package(
-                    name,
-                    para["Architecture"],
-                    version,
-                    source or name,
-                    source_version,
-                    para.get("Multi-Arch", "") == "same",
-                )
-            )
+            elif status[2] in INSTALLED_STATES:
+                found.append(_package(para))
         found.sort(key=lambda p: (p.name, p.architecture))
-        return found
+        return found, damaged
+
+    def architecture(self) -> str | None:
+        """The tree's native architecture as dpkg records it: the first line
+        of ``arch-native`` (dpkg 1.21+), else of ``arch`` (whose first line is
+        the native one), else the ``dpkg`` package's Architecture in
+        ``status`` (dpkg is always native); None when none says."""
+        for name in ("arch-native", "arch"):
+            data = self.tree.read_bytes(f"{self.admindir}/{name}", _ARCH_FILE_LIMIT)
+            first = (data or b"").decode("ascii", "replace").strip().split("\n")[0].strip()
+            if first:
+                return first
+        # Any state counts: a half-configured dpkg still says what it was built for.
+        for para in paragraphs(self._read("status") or b""):
+            if para.get("Package") == "dpkg" and para.get("Architecture"):
+                return para["Architecture"]
+        return None
 
     def listed_paths(self, package: Package) -> Iterator[str]:
         """Absolute paths a package lists in ``info/<pkg>[:<arch>].list``."""

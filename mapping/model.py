@@ -1,11 +1,12 @@
-"""The mapping's value types: ``Component`` and ``Mapping``, with their JSON form."""
+"""The mapping's value types: ``Component`` and ``Mapping``, with their JSON
+form, and ``component_sizes``, the one way components are sized."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from .errors import MappingError, show
 from .tree import Entry, Tree
@@ -17,6 +18,41 @@ KINDS: tuple[Kind, ...] = ("package", "component", "bigfile", "volatile", "unpac
 VOLATILE = "volatile"
 UNPACKAGED = "unpackaged"
 BIGFILE_PREFIX = "bigfile:"
+
+
+class Counted(Protocol):
+    """What ``component_sizes`` reads of an entry (an ``Entry`` has it)."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def content_id(self) -> str | None: ...
+
+
+def component_sizes(
+    entries: Sequence[Counted], owners: Sequence[int], count: int
+) -> tuple[list[int], list[int]]:
+    """The size in bytes and the file count of each of ``count`` components,
+    ``owners[i]`` being the index of the component owning ``entries[i]`` (-1
+    for none, as for directories).  A component's size counts each distinct
+    content once (by content id, by path for an entry without one: identical
+    files cost one blob in a layer); its file count counts every entry."""
+    sizes = [0] * count
+    files = [0] * count
+    seen: set[tuple[int, str]] = set()
+    for entry, owner in zip(entries, owners, strict=True):
+        if owner < 0:
+            continue
+        files[owner] += 1
+        key = (owner, entry.content_id or entry.path)
+        if key not in seen:
+            seen.add(key)
+            sizes[owner] += entry.size
+    return sizes, files
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +135,9 @@ class Mapping:
 
     ``owners[i]`` is the index in ``components`` of the owner of
     ``tree.entries[i]``, or -1 for directories, which belong to no component.
-    A mapping read back from JSON has no tree.
+    ``architecture`` is the tree's native architecture as its dpkg database
+    records it (``mapping.dpkg.Database.architecture``).  A mapping read back
+    from JSON has neither tree nor architecture.
     """
 
     source: str
@@ -108,6 +146,7 @@ class Mapping:
     components: tuple[Component, ...]
     tree: Tree | None = field(default=None, repr=False, compare=False)
     owners: Sequence[int] = field(default=(), repr=False, compare=False)
+    architecture: str | None = field(default=None, compare=False)
 
     def _index_of(self, name: str) -> int:
         for i, c in enumerate(self.components):

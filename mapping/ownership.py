@@ -1,6 +1,8 @@
 """Decide who owns every file of a tree (DESIGN.md, stage 1, "Ownership").
 
-In: a ``Tree``.  Out: a ``Mapping``.  Rules, first claim wins for a file:
+In: a ``Tree``.  Out: a ``Mapping``: its components' change probabilities
+come from ``mapping.stability``, their sizes from ``model.component_sizes``.
+``map_tree`` applies the rules in order, first claim wins for a file:
 1. a ``user.component`` xattr (recursive from directories, closest wins;
    symlinks take their directory's); such a component's change rate comes
    from a ``user.update-interval`` xattr on any of its files or on the
@@ -29,32 +31,21 @@ In: a ``Tree``.  Out: a ``Mapping``.  Rules, first claim wins for a file:
 from __future__ import annotations
 
 import datetime as dt
-import math
 import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from . import changelog
 from .debian_formats import newest_version
-from .dpkg import Database, Package
+from .dpkg import Database
 from .errors import MappingError, show, warn
-from .model import BIGFILE_PREFIX, UNPACKAGED, VOLATILE, Component, Kind, Mapping
-from .tree import EntryType, Tree
+from .model import BIGFILE_PREFIX, UNPACKAGED, VOLATILE, Component, Kind, Mapping, component_sizes
+from .stability import Stability, change_probabilities, changelog_paths, update_interval_days
+from .tree import Entry, EntryType, Tree
 
 COMPONENT_XATTR = b"user.component"
 UPDATE_INTERVAL_XATTR = b"user.update-interval"
-# chunkah's named update intervals, in days (coreos/chunkah, README and
-# src/components/xattr.rs), so trees labelled for chunkah keep their meaning.
-NAMED_INTERVALS = {"daily": 1, "weekly": 7, "biweekly": 14, "monthly": 30, "quarterly": 90, "yearly": 365}
 BIGFILE_THRESHOLD = 1 << 20
-
-# Change probabilities of the kinds that have no changelog.  Volatile content is
-# rewritten by every build.  Unpackaged files are written by maintainer scripts
-# and image builders, so they change about as often as the packages do; a
-# bigfile or an xattr component has no history to go on.
-VOLATILE_CHANGE_PROBABILITY = 1.0
-UNPACKAGED_CHANGE_PROBABILITY = changelog.probability(12.0)
 
 # Paths rewritten by every build: package manager state, caches, identity, logs,
 # initramfs images.  Matched on the path with a leading usr/ dropped before etc/
@@ -202,22 +193,6 @@ def _copied_defaults(tree: Tree, owner_name: list[str | None], owners: dict[str,
     }
 
 
-def update_interval_days(value: bytes, where: str) -> int:
-    """A ``user.update-interval`` value as days: a named interval or a
-    positive whole number of days."""
-    text = value.decode("utf-8", "replace").strip()
-    days = NAMED_INTERVALS.get(text)
-    if days is None:
-        days = int(text) if text.isdigit() else 0
-    if days <= 0:
-        raise MappingError(
-            f"user.update-interval {text!r} is not a number of days or one of {', '.join(NAMED_INTERVALS)}",
-            where,
-            "fix the xattr",
-        )
-    return days
-
-
 def _set_interval(intervals: dict[str, tuple[int, str]], name: str, value: bytes, path: str) -> None:
     """Record component ``name``'s interval; two different ones are an error."""
     days = update_interval_days(value, show(path))
@@ -237,92 +212,148 @@ def map_tree(
     """Assign every entry of ``tree`` to a component (see the module docstring).
     Change rates count back from ``reference_date``, else from the newest
     changelog date in the tree (never the wall clock or the environment)."""
-    entries = tree.entries
-    owner_name: list[str | None] = [None] * len(entries)
-    owners: dict[str, _Owner] = {}
+    claims = _Claims(tree)
+    _claim_by_xattr(claims)
+    db = _find_database(tree)
+    packaged = _claim_by_dpkg(claims, db)
+    _claim_the_rest(claims, db, packaged, bigfile_threshold)
+    stability, reference = change_probabilities(tree, list(claims.owners.values()), reference_date)
+    components, owners = _components(claims, stability)
+    return Mapping(
+        source=tree.description,
+        admindir=db.admindir if db else None,
+        reference_date=reference,
+        components=components,
+        tree=tree,
+        owners=owners,
+        architecture=db.architecture() if db else None,
+    )
 
-    # 1. user.component, inherited down directories; user.update-interval.
+
+class _Claims:
+    """What the rules have decided so far: the name of each entry's owner
+    (None: not yet claimed, or a directory), and the owners by name."""
+
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+        self.names: list[str | None] = [None] * len(tree.entries)
+        self.owners: dict[str, _Owner] = {}
+
+    def give(self, i: int, name: str, kind: Kind) -> None:
+        """Entry ``i`` to ``name`` (made an owner of ``kind`` if new)."""
+        self.names[i] = name
+        self.owners.setdefault(name, _Owner(name, kind))
+
+
+def _claim_by_xattr(claims: _Claims) -> None:
+    """Rule 1: ``user.component``, inherited down directories (a closer one
+    wins; symlinks take their directory's); and the ``user.update-interval``
+    of each such component."""
     dir_component: dict[str, str | None] = {}
     intervals: dict[str, tuple[int, str]] = {}
-    for i, e in enumerate(entries):
+    for i, e in enumerate(claims.tree.entries):
         parent = dir_component.get(e.path.rpartition("/")[0]) if e.path else None
         own = e.xattr(COMPONENT_XATTR) if e.type in (EntryType.FILE, EntryType.DIR) else None
         name = own.decode("utf-8", "replace").strip() if own else parent
         if e.type is EntryType.DIR:
             dir_component[e.path] = name
         elif name:
-            owner_name[i] = name
             # Naming a catch-all component puts the file in it, with its meaning.
             kind: Kind = (
                 "volatile" if name == VOLATILE else "unpackaged" if name == UNPACKAGED else "component"
             )
-            owners.setdefault(name, _Owner(name, kind))
+            claims.give(i, name, kind)
         interval = e.xattr(UPDATE_INTERVAL_XATTR) if e.type in (EntryType.FILE, EntryType.DIR) else None
+        # A directory's interval is for the component it names, not one it inherits.
         if name and interval is not None and (e.type is not EntryType.DIR or own):
             _set_interval(intervals, name, interval, e.path)
     for name, (days, _) in intervals.items():
-        if name in owners and owners[name].kind == "component":
-            owners[name].interval_days = days
+        owner = claims.owners.get(name)
+        if owner is not None and owner.kind == "component":
+            owner.interval_days = days
 
-    # 2. dpkg, by source package.
+
+def _find_database(tree: Tree) -> Database | None:
+    """The tree's dpkg database; a warning when there is none."""
     db = Database.find(tree)
-    volatile_paths: set[str] = set()
-    dir_sources: dict[str, set[str]] = {}
     if db is None:
         warn(
             f"{tree.description}: no dpkg database found (looked in "
             "usr/lib/sysimage/dpkg, usr/share/dpkg/database, usr/rootdirs/var/lib/dpkg, "
             "usr/share/factory/var/lib/dpkg, var/lib/dpkg); files are mapped without packages"
         )
-    else:
-        dir_sources = _claim_dpkg(tree, db, owner_name, owners)
-        _claim_bytecode(tree, owner_name)
-        prefix = db.admindir + "/"
-        volatile_paths.update(e.path for e in entries if e.path.startswith(prefix))
-        for link in db.alternative_links():
-            found = locate(tree, link)
-            if found is not None:
-                volatile_paths.add(found)
+    return db
 
-    # 3-6. volatile, generated in a package's directory, bigfile, unpackaged.
-    generated = _generated_owners(tree, owner_name, owners)
-    copied = _copied_defaults(tree, owner_name, owners)
-    for i, e in enumerate(entries):
-        if owner_name[i] is not None or e.type is EntryType.DIR:
+
+@dataclass(frozen=True)
+class _Packaged:
+    """What the dpkg database says beyond its files' owners: for each listed
+    directory, the sources listing it; and the paths of the database itself
+    and of the alternatives links, which every build rewrites."""
+
+    dir_sources: dict[str, set[str]] = field(default_factory=dict)
+    volatile_paths: set[str] = field(default_factory=set)
+
+
+def _claim_by_dpkg(claims: _Claims, db: Database | None) -> _Packaged:
+    """Rule 2: the files dpkg lists, by source package, and the bytecode
+    compiled from them."""
+    if db is None:
+        return _Packaged()
+    dir_sources = _claim_listed_files(claims.tree, db, claims.names, claims.owners)
+    _claim_bytecode(claims.tree, claims.names)
+    return _Packaged(dir_sources, _database_paths(claims.tree, db))
+
+
+def _database_paths(tree: Tree, db: Database) -> set[str]:
+    """The database's own files and the alternatives links, as tree paths."""
+    prefix = db.admindir + "/"
+    paths = {e.path for e in tree.entries if e.path.startswith(prefix)}
+    for link in db.alternative_links():
+        found = locate(tree, link)
+        if found is not None:
+            paths.add(found)
+    return paths
+
+
+def _claim_the_rest(
+    claims: _Claims, db: Database | None, packaged: _Packaged, bigfile_threshold: int
+) -> None:
+    """Rules 3 to 6, in order, for every unclaimed file: volatile, generated
+    or written in a package's own directory or copied from a package's
+    default, bigfile, unpackaged."""
+    tree = claims.tree
+    generated = _generated_owners(tree, claims.names, claims.owners)
+    copied = _copied_defaults(tree, claims.names, claims.owners)
+    for i, e in enumerate(tree.entries):
+        if claims.names[i] is not None or e.type is EntryType.DIR:
             continue
-        parent = e.path.rpartition("/")[0]
-        dir_owner = dir_sources.get(parent, ()) if parent.count("/") >= 2 else ()
-        if e.path in volatile_paths or is_volatile_path(e.path):
-            name, kind = _volatile_name(e.path, db), "volatile"
-        elif i in generated:
-            name, kind = generated[i], "package"
-        elif len(dir_owner) == 1:
-            (name,) = dir_owner
-            kind = "package"
-        elif i in copied:
-            name, kind = copied[i], "package"
+        if e.path in packaged.volatile_paths or is_volatile_path(e.path):
+            claims.give(i, _volatile_name(e.path, db), "volatile")
+            continue
+        package = generated.get(i) or _directory_owner(e, packaged.dir_sources) or copied.get(i)
+        if package is not None:
+            claims.give(i, package, "package")
         elif e.type is EntryType.FILE and e.size >= bigfile_threshold:
-            name, kind = BIGFILE_PREFIX + e.path, "bigfile"
+            claims.give(i, BIGFILE_PREFIX + e.path, "bigfile")
         else:
-            name, kind = UNPACKAGED, "unpackaged"
-        owner_name[i] = name
-        owners.setdefault(name, _Owner(name, kind))
+            claims.give(i, UNPACKAGED, "unpackaged")
 
-    probabilities, reference, dates = _change_probabilities(tree, owners, reference_date)
 
-    # Sizes count each distinct content once per component.
-    sizes: dict[str, int] = defaultdict(int)
-    counts: dict[str, int] = defaultdict(int)
-    seen: set[tuple[str, str]] = set()
-    for e, name in zip(entries, owner_name, strict=True):
-        if name is None:
-            continue
-        counts[name] += 1
-        key = (name, e.content_id or e.path)
-        if key not in seen:
-            seen.add(key)
-            sizes[name] += e.size
+def _directory_owner(entry: Entry, dir_sources: dict[str, set[str]]) -> str | None:
+    """The one source listing ``entry``'s directory, when that directory is
+    a package's own (three levels deep or more, like ``usr/lib/udev``)."""
+    parent = entry.path.rpartition("/")[0]
+    sources = dir_sources.get(parent, ()) if parent.count("/") >= 2 else ()
+    return next(iter(sources)) if len(sources) == 1 else None
 
+
+def _components(claims: _Claims, stability: dict[str, Stability]) -> tuple[tuple[Component, ...], list[int]]:
+    """The owners as components, largest first, and each entry's component
+    index (-1 for directories)."""
+    number = {name: k for k, name in enumerate(claims.owners)}
+    owners = [-1 if name is None else number[name] for name in claims.names]
+    sizes, files = component_sizes(claims.tree.entries, owners, len(number))
     components = sorted(
         (
             Component(
@@ -330,24 +361,19 @@ def map_tree(
                 o.kind,
                 tuple(sorted(o.packages)),
                 newest_version(o.versions),
-                sizes[o.name],
-                counts[o.name],
-                *probabilities[o.name],
-                date=dates.get(o.name),
+                sizes[k],
+                files[k],
+                stability[o.name].change_probability,
+                stability[o.name].upstream_change_probability,
+                date=stability[o.name].date,
             )
-            for o in owners.values()
+            for k, o in enumerate(claims.owners.values())
         ),
         key=lambda c: (-c.size, c.name),
     )
-    index = {c.name: i for i, c in enumerate(components)}
-    return Mapping(
-        source=tree.description,
-        admindir=db.admindir if db else None,
-        reference_date=reference,
-        components=tuple(components),
-        tree=tree,
-        owners=[-1 if n is None else index[n] for n in owner_name],
-    )
+    position = {c.name: i for i, c in enumerate(components)}
+    renumber = [position[name] for name in claims.owners]
+    return tuple(components), [-1 if k < 0 else renumber[k] for k in owners]
 
 
 def _generated_owners(tree: Tree, owner_name: list[str | None], owners: dict[str, _Owner]) -> dict[int, str]:
@@ -409,7 +435,7 @@ def _volatile_name(path: str, db: Database | None) -> str:
 _EMPTIED_BY_BUILDERS = ("/boot/", "/var/", "/run/", "/tmp/", "/dev/")
 
 
-def _claim_dpkg(
+def _claim_listed_files(
     tree: Tree, db: Database, owner_name: list[str | None], owners: dict[str, _Owner]
 ) -> dict[str, set[str]]:
     """Give each listed file to its package's source; return, for each listed
@@ -424,7 +450,7 @@ def _claim_dpkg(
             owner = owners[package.source] = _Owner(package.source, "package")
         owner.packages.add(package.id)
         owner.versions.add(package.source_version)
-        owner.changelogs.extend(_changelog_paths(package))
+        owner.changelogs.extend(changelog_paths(package.name))
         for listed in db.listed_paths(package):
             parents.add(listed.rpartition("/")[0])
             diversion = diversions.get(listed)
@@ -452,70 +478,3 @@ def _claim_dpkg(
             f"absent from the tree (first: {show(example)} of {pkg}); they are ignored"
         )
     return dir_sources
-
-
-def _changelog_paths(package: Package) -> list[str]:
-    doc = f"usr/share/doc/{package.name}"
-    return [f"{doc}/changelog.Debian.gz", f"{doc}/changelog.gz"]
-
-
-def stable_release(tree: Tree) -> bool:
-    """Whether the tree is a stable release (os-release(5) gives a VERSION_ID:
-    Debian 13, Ubuntu 24.04; Debian testing and unstable have none), whose
-    packages change by security and bug-fix updates only."""
-    for path in ("etc/os-release", "usr/lib/os-release", "usr/etc/os-release"):
-        data = tree.read_bytes(path)  # follows symlinks inside the tree
-        if data is not None:
-            return any(line.startswith(b"VERSION_ID=") for line in data.splitlines())
-    return False
-
-
-def _change_probabilities(
-    tree: Tree, owners: dict[str, _Owner], reference: dt.datetime | None
-) -> tuple[dict[str, tuple[float, float | None]], dt.datetime | None, dict[str, int]]:
-    """Weekly probabilities of any change and of an upstream version change, per
-    owner, the reference date used, and each owner's newest changelog date."""
-    histories: dict[str, list[changelog.Change]] = {}
-    cves: dict[str, int] = {}
-    stable = stable_release(tree)
-    for owner in owners.values():
-        for path in owner.changelogs:
-            found = changelog.read_history(tree, path)
-            if found:
-                histories[owner.name] = found
-                if stable:
-                    cves[owner.name] = changelog.count_cves(tree, path)
-                break
-    if reference is None and histories:
-        reference = max(h[0].date for h in histories.values())
-    result: dict[str, tuple[float, float | None]] = {}
-    factors = [changelog.security_factor(n) for n in cves.values()]
-    mean_factor = sum(factors) / len(factors) if factors else 1.0
-    for owner in owners.values():
-        upstream: float | None = None
-        if owner.kind == "volatile":
-            p = VOLATILE_CHANGE_PROBABILITY
-        elif owner.kind == "unpackaged":
-            p = UNPACKAGED_CHANGE_PROBABILITY
-        elif owner.interval_days is not None:
-            # An update every N days on average: a weekly chance of 1 - exp(-7/N).
-            p = -math.expm1(-7.0 / owner.interval_days)
-        elif owner.name in histories and reference is not None:
-            history = histories[owner.name]
-            p = changelog.probability(changelog.changes_per_year((c.date for c in history), reference))
-            upstream = changelog.probability(
-                changelog.changes_per_year((c.date for c in history if c.upstream), reference)
-            )
-            if owner.name in cves:
-                p = changelog.security_weighted(p, cves[owner.name], mean_factor)
-                upstream = changelog.security_weighted(upstream, cves[owner.name], mean_factor)
-        else:
-            p = changelog.DEFAULT_CHANGE_PROBABILITY
-        result[owner.name] = (p, upstream)
-    # The dpkg database changes when any package does, and only then.
-    dpkg = VOLATILE + ":dpkg"
-    if dpkg in result:
-        keep = math.prod(1.0 - p for name, (p, _) in result.items() if owners[name].kind == "package")
-        result[dpkg] = (1.0 - keep, None)
-    dates = {name: int(history[0].date.timestamp()) for name, history in histories.items()}
-    return result, reference, dates

@@ -24,11 +24,12 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import replace
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from .model import Component, Mapping
+from .model import Component, Mapping, component_sizes
 
 DATA_SUFFIX = ":data"
 # Below this, a data part is not worth a component of its own.
@@ -63,7 +64,10 @@ def split_components(
     hold, and the new owners array.
     """
     owner = np.array(owners, dtype=np.int64)
-    size = np.asarray(sizes, dtype=np.int64)
+    # What each component holds is counted as the mapping counts it.
+    rows = [
+        _Row(*row) for row in zip(paths, np.asarray(sizes, dtype=np.int64).tolist(), content_ids, strict=True)
+    ]
     records = _attach_package_records(components, paths, owner)
     n = len(components)
     data = np.fromiter((is_data_path(p) for p in paths), dtype=bool, count=len(paths))
@@ -81,8 +85,8 @@ def split_components(
     )
     safe_owner = np.where(owner < 0, n, owner)
     candidate = data & ~records & splittable[safe_owner]
-    data_bytes = _unique_bytes(np.where(candidate, owner, -1), size, content_ids, paths, n)
-    split = data_bytes >= min_data_bytes
+    data_bytes, _ = component_sizes(rows, np.where(candidate, owner, -1).tolist(), n)
+    split = np.array(data_bytes, dtype=np.int64) >= min_data_bytes
     if prior is not None:
         before = set(prior)
         for k, c in enumerate(components):
@@ -102,34 +106,20 @@ def split_components(
     result = new_index[safe_owner]
     moved = candidate & (data_index[safe_owner] >= 0)
     result[moved] = data_index[safe_owner[moved]]
-    # Sizes and counts of what each component now holds, as the mapping counts them.
-    unique = _unique_bytes(result, size, content_ids, paths, len(parts))
-    files = np.bincount(result[result >= 0], minlength=len(parts))
+    unique, files = component_sizes(rows, result.tolist(), len(parts))
     final = tuple(
-        replace(c, size=int(unique[k]), files=int(files[k]))
-        if c.size != unique[k] or c.files != files[k]
-        else c
+        replace(c, size=unique[k], files=files[k]) if (c.size, c.files) != (unique[k], files[k]) else c
         for k, c in enumerate(parts)
     )
     return final, result
 
 
-def _unique_bytes(
-    owner: npt.NDArray[np.int64],
-    size: npt.NDArray[np.int64],
-    content_ids: Sequence[str | None],
-    paths: Sequence[str],
-    n: int,
-) -> npt.NDArray[np.int64]:
-    """Bytes of distinct content per owner (each content counted once per owner)."""
-    total = np.zeros(n, dtype=np.int64)
-    seen: set[tuple[int, str]] = set()
-    for i in np.flatnonzero(owner >= 0).tolist():
-        key = (int(owner[i]), content_ids[i] or paths[i])
-        if key not in seen:
-            seen.add(key)
-            total[owner[i]] += size[i]
-    return total
+class _Row(NamedTuple):
+    """One entry, as ``component_sizes`` reads it."""
+
+    path: str
+    size: int
+    content_id: str | None
 
 
 # dpkg's per-package records: <admindir>/info/NAME[:ARCH].{list,md5sums,...}.

@@ -1,7 +1,8 @@
 """What a tree holds: entries, and path resolution that never leaves the tree.
 
 In: a reader (root directory or OSTree commit) fills a ``Tree`` with ``Entry``
-values in depth-first order, children sorted by name.  Out: lookups by path,
+values in depth-first order, children sorted by name, and with what an OSTree
+commit says about itself (its metadata and timestamp).  Out: lookups by path,
 symlink resolution confined to the tree (``/`` and ``..`` stop at its root, as in
 a chroot), and ``open()`` of regular files' content.
 """
@@ -11,10 +12,8 @@ from __future__ import annotations
 import enum
 import posixpath
 import stat
-from collections.abc import Iterator, Sequence
-from collections.abc import Mapping as MappingABC
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, BinaryIO, Protocol
 
 from .errors import MappingError, show, warn
@@ -97,15 +96,30 @@ class Entry:
 
 
 class Tree:
-    """The entries of one root tree, indexed by path."""
+    """The entries of one root tree, indexed by path.
 
-    # An OSTree commit's metadata and timestamp (set by ``CommitTree``).
-    metadata: MappingABC[str, Any] = MappingProxyType({})
-    timestamp: int | None = None
+    ``metadata`` and ``timestamp`` are an OSTree commit's metadata (its
+    ``a{sv}``, unpacked) and its time in seconds since 1970; other trees have
+    empty metadata and no timestamp.
+    """
 
-    def __init__(self, description: str, entries: Sequence[Entry]) -> None:
+    description: str
+    entries: Sequence[Entry]
+    metadata: Mapping[str, Any]
+    timestamp: int | None
+
+    def __init__(
+        self,
+        description: str,
+        entries: Sequence[Entry],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        timestamp: int | None = None,
+    ) -> None:
         self.description = description
         self.entries = entries
+        self.metadata = {} if metadata is None else metadata
+        self.timestamp = timestamp
         self.index: dict[str, int] = {e.path: i for i, e in enumerate(entries)}
         self._dirs: dict[str, str | None] = {"": ""}
 

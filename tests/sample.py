@@ -182,8 +182,11 @@ class SampleTree:
         return self.root
 
 
-def commit(tree: Path, repo: Path, ref: str = "sample", mode: str = "bare-user") -> str:
-    """``ostree commit`` the tree into ``repo`` (initialised if needed)."""
+def commit(
+    tree: Path, repo: Path, ref: str = "sample", mode: str = "bare-user", options: Sequence[str] = ()
+) -> str:
+    """``ostree commit`` the tree into ``repo`` (initialised if needed), with
+    ``options`` given to ``ostree commit`` too (metadata, ...)."""
     if not (repo / "config").exists():
         subprocess.run(["ostree", "init", f"--repo={repo}", f"--mode={mode}"], check=True)
     out = subprocess.run(
@@ -197,6 +200,7 @@ def commit(tree: Path, repo: Path, ref: str = "sample", mode: str = "bare-user")
             "--timestamp=2026-01-01T00:00:00Z",
             "-s",
             "sample",
+            *options,
         ],
         check=True,
         capture_output=True,

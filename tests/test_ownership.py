@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mapping import CommitOrigin, Mapping, MappingError, RootfsOrigin, map_tree, read_tree
+from mapping import CommitOrigin, Mapping, MappingError, Origin, RootfsOrigin, map_tree, read_tree
 from mapping.changelog import CHANGES_PRIOR, CVE_WEIGHT, DEFAULT_CHANGE_PROBABILITY
 from mapping.ownership import is_volatile_path
 from tests.sample import KVER, Pkg, SampleTree, blob, day
@@ -21,19 +21,13 @@ def sample_mapping(
     request: pytest.FixtureRequest, sample_tree: Path, sample_repos: dict[str, Path]
 ) -> Mapping:
     if request.param == "commit":
-        return build_mapping(repo=str(sample_repos["bare-user"]), ref="sample")
-    return build_mapping(rootfs=str(sample_tree))
+        return build_mapping(CommitOrigin(str(sample_repos["bare-user"]), "sample"))
+    return build_mapping(RootfsOrigin(str(sample_tree)))
 
 
-def build_mapping(
-    repo: str | None = None,
-    ref: str | None = None,
-    rootfs: str | None = None,
-    reference_date: dt.datetime | None = None,
-) -> Mapping:
+def build_mapping(origin: Origin, reference_date: dt.datetime | None = None) -> Mapping:
     """The ownership rules' mapping, before packages are split
     (tests/test_split.py covers ``mapping.build_mapping``'s split)."""
-    origin = RootfsOrigin(rootfs) if rootfs is not None else CommitOrigin(str(repo), str(ref))
     return map_tree(read_tree(origin), reference_date=reference_date)
 
 
@@ -103,7 +97,7 @@ def test_bytecode_goes_with_its_source(tmp_path: Path) -> None:
     t.write("/usr/lib/python3.13/json/__pycache__/decoder.cpython-313.pyc", b"compiled")
     t.write("/usr/lib/python3.13/json/__pycache__/decoder.cpython-313.opt-1.pyc", b"optimised")
     t.write("/usr/lib/python3.13/json/__pycache__/orphan.cpython-313.pyc", b"no source")
-    m = build_mapping(rootfs=str(t.finish()))
+    m = build_mapping(RootfsOrigin(str(t.finish())))
     assert owner(m, "usr/lib/python3.13/json/__pycache__/decoder.cpython-313.pyc") == "python3.13"
     assert owner(m, "usr/lib/python3.13/json/__pycache__/decoder.cpython-313.opt-1.pyc") == "python3.13"
     assert owner(m, "usr/lib/python3.13/json/__pycache__/orphan.cpython-313.pyc") == "unpackaged"
@@ -146,7 +140,7 @@ def test_generated_files_go_with_the_owner_of_their_inputs(tmp_path: Path) -> No
     t.write(f"{moddir}/modules.dep", blob("dep", 20_000))
     t.write("/usr/lib/udev/hwdb.bin", blob("hwdb", 1_400_000))
     t.write("/usr/lib/udev/other.bin", blob("other", 1_100_000))
-    m = build_mapping(rootfs=str(t.finish()))
+    m = build_mapping(RootfsOrigin(str(t.finish())))
     assert owner(m, f"usr/lib/modules/{KVER}/modules.alias") == "linux"
     assert owner(m, f"usr/lib/modules/{KVER}/modules.dep") == "linux"
     assert owner(m, "usr/lib/udev/hwdb.bin") == "systemd"
@@ -182,8 +176,8 @@ def test_every_file_has_exactly_one_owner(sample_mapping: Mapping) -> None:
 
 
 def test_commit_and_rootfs_give_the_same_components(sample_tree: Path, sample_repos: dict[str, Path]) -> None:
-    by_commit = build_mapping(repo=str(sample_repos["archive"]), ref="sample").to_json()
-    by_rootfs = build_mapping(rootfs=str(sample_tree)).to_json()
+    by_commit = build_mapping(CommitOrigin(str(sample_repos["archive"]), "sample")).to_json()
+    by_rootfs = build_mapping(RootfsOrigin(str(sample_tree))).to_json()
     assert by_commit["components"] == by_rootfs["components"]
     assert by_commit["admindir"] == by_rootfs["admindir"] == "usr/share/dpkg/database"
 
@@ -208,15 +202,15 @@ def test_change_probability_relative_to_newest_changelog(sample_mapping: Mapping
 
 def test_reference_date_pins_the_reference(sample_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pinned = day(0) + dt.timedelta(days=100)
-    m = build_mapping(rootfs=str(sample_tree), reference_date=pinned)
+    m = build_mapping(RootfsOrigin(str(sample_tree)), reference_date=pinned)
     assert m.reference_date == pinned
     # The environment is the caller's to read (the CLI passes reference_date):
     # SOURCE_DATE_EPOCH alone changes nothing here.
     monkeypatch.setenv("SOURCE_DATE_EPOCH", str(int(pinned.timestamp())))
-    unpinned = build_mapping(rootfs=str(sample_tree))
+    unpinned = build_mapping(RootfsOrigin(str(sample_tree)))
     assert unpinned.reference_date == day(0)
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "not a number")
-    assert build_mapping(rootfs=str(sample_tree)).components == unpinned.components
+    assert build_mapping(RootfsOrigin(str(sample_tree))).components == unpinned.components
     # Window (day 0 + 100 - 365, day 0 + 100]: day 0, 30, 60, 200 -> day 200 is 265 days before
     # the reference, within it; day 400 is not.
     assert m.component("glibc").change_probability == pytest.approx(1 - math.exp(-7 * 4.5 / 365))
@@ -239,7 +233,7 @@ def test_diversion_puts_the_diverted_file_with_its_package(tmp_path: Path) -> No
     t.add(Pkg("grep", files={"/usr/bin/grep": b"grep"}))
     os.rename(t.where("/usr/bin/grep"), t.where("/usr/bin/grep.orig"))
     t.divert("/usr/bin/grep", "/usr/bin/grep.orig", ":")
-    m = build_mapping(rootfs=str(t.finish()))
+    m = build_mapping(RootfsOrigin(str(t.finish())))
     assert owner(m, "usr/bin/foo.distrib") == "dash"
     assert owner(m, "usr/bin/foo") == "bash"
     assert owner(m, "usr/bin/grep.orig") == "grep"
@@ -261,7 +255,7 @@ def test_multi_arch_same_package_installed_twice(tmp_path: Path) -> None:
                 },
             )
         )
-    m = build_mapping(rootfs=str(t.finish()))
+    m = build_mapping(RootfsOrigin(str(t.finish())))
     foo = m.component("foo")
     assert foo.packages == ("libfoo1:amd64", "libfoo1:i386")
     assert owner(m, "usr/lib/i386-linux-gnu/libfoo.so.1") == "foo"
@@ -275,7 +269,7 @@ def test_identical_content_keeps_each_owner(tmp_path: Path) -> None:
     t.add(Pkg("alpha", files={"/usr/share/alpha/data": same}))
     t.add(Pkg("beta", files={"/usr/share/beta/data": same}))
     t.write("/usr/share/gamma/data", same)
-    m = build_mapping(rootfs=str(t.finish()))
+    m = build_mapping(RootfsOrigin(str(t.finish())))
     assert owner(m, "usr/share/alpha/data") == "alpha"
     assert owner(m, "usr/share/beta/data") == "beta"
     assert owner(m, "usr/share/gamma/data") == "unpackaged"
@@ -292,7 +286,7 @@ def test_only_installed_states_own_files(tmp_path: Path) -> None:
     t.add(Pkg("awaiting", files={"/usr/bin/awaiting": b"2"}, status="install ok triggers-awaiting"))
     t.add(Pkg("gone", files={"/usr/bin/gone": b"3"}, status="deinstall ok config-files"))
     t.add(Pkg("half", files={"/usr/bin/half": b"4"}, status="install reinstreq half-installed"))
-    m = build_mapping(rootfs=str(t.finish()))
+    m = build_mapping(RootfsOrigin(str(t.finish())))
     assert owner(m, "usr/bin/kept") == "kept"
     assert owner(m, "usr/bin/awaiting") == "awaiting"
     assert owner(m, "usr/bin/gone") == "unpackaged"
@@ -310,7 +304,7 @@ def test_admindir_probe_order(tmp_path: Path) -> None:
         "Package: wrong\nStatus: install ok installed\nVersion: 1\nArchitecture: all\n"
     )
     (stale / "info/wrong.list").write_text("/usr/bin/x\n")
-    m = build_mapping(rootfs=str(tmp_path / "t"))
+    m = build_mapping(RootfsOrigin(str(tmp_path / "t")))
     assert m.admindir == "usr/lib/sysimage/dpkg"
     assert owner(m, "usr/bin/x") == "right"
 
@@ -318,7 +312,7 @@ def test_admindir_probe_order(tmp_path: Path) -> None:
 def test_admindir_through_symlink_and_plain_etc(tmp_path: Path) -> None:
     t = _tree(tmp_path, admindir="var/lib/dpkg", ostree_layout=False)
     t.add(Pkg("cfg", files={"/etc/cfg.conf": b"c"}))
-    m = build_mapping(rootfs=str(t.finish()))
+    m = build_mapping(RootfsOrigin(str(t.finish())))
     assert m.admindir == "var/lib/dpkg"
     assert owner(m, "etc/cfg.conf") == "cfg"
 
@@ -337,7 +331,7 @@ def test_doc_dir_symlinked_to_a_sibling_gives_the_changelog(tmp_path: Path) -> N
         Pkg("bar", source="bar", files={"/usr/bin/bar": b"b"}, symlinks={"/usr/share/doc/bar": "bar-common"})
     )
     t.add(Pkg("other", changelog=[day(0)], files={"/usr/bin/other": b"o"}))
-    m = build_mapping(rootfs=str(t.finish()))
+    m = build_mapping(RootfsOrigin(str(t.finish())))
     assert m.component("bar").change_probability == pytest.approx(1 - math.exp(-7 * 3.5 / 365))
 
 
@@ -355,7 +349,7 @@ def test_user_component_can_name_a_catch_all(tmp_path: Path) -> None:
     os.setxattr(state, "user.component", b"volatile")
     mine = t.write("/usr/lib/app/mine.dat", b"mine")
     os.setxattr(mine, "user.component", b"tool")
-    m = build_mapping(rootfs=str(t.finish()))
+    m = build_mapping(RootfsOrigin(str(t.finish())))
     assert owner(m, "usr/lib/app/state.db") == "volatile"
     assert m.component("volatile").change_probability == 1.0
     # A component named like a source package holds both; the changelog still counts.
@@ -377,7 +371,7 @@ def test_upstream_change_probability_ignores_debian_revisions(tmp_path: Path) ->
             changelog_versions=["1:2.0-1", "1:1.9-3", "1:1.9-2+deb13u1", "1:1.9-2"],
         )
     )
-    m = build_mapping(rootfs=str(t.finish()))
+    m = build_mapping(RootfsOrigin(str(t.finish())))
     foo = m.component("foo")
     assert foo.change_probability == pytest.approx(1 - math.exp(-7 * 3.5 / 365))
     assert foo.upstream_change_probability == pytest.approx(1 - math.exp(-7 * 1.5 / 365))
@@ -403,7 +397,7 @@ def test_security_history_raises_change_rate_in_stable_releases(
     path.write_bytes(gzip.compress(text, mtime=0))
     if os_release is not None:
         (root / "usr/lib/os-release").write_bytes(os_release)
-    m = build_mapping(rootfs=str(root))
+    m = build_mapping(RootfsOrigin(str(root)))
     foo, bar = m.component("foo"), m.component("bar")
     base = 1 - math.exp(-7 * (3 + CHANGES_PRIOR) / 365)
     if os_release is not None and b"VERSION_ID" in os_release:
@@ -438,17 +432,17 @@ def test_user_update_interval_sets_a_component_change_rate(tmp_path: Path) -> No
     os.setxattr(root / "opt/app/bin", "user.component", b"app")
     os.setxattr(root / "opt/app/bin", "user.update-interval", b"14")
     os.setxattr(root / "opt/x/y", "user.component", b"plain")
-    m = build_mapping(rootfs=str(root))
+    m = build_mapping(RootfsOrigin(str(root)))
     p = {c.name: c.change_probability for c in m.components}
     assert p["fonts"] == pytest.approx(1 - math.exp(-7 / 365))
     assert p["app"] == pytest.approx(1 - math.exp(-7 / 14))
     assert p["plain"] == DEFAULT_CHANGE_PROBABILITY
     os.setxattr(root / "opt/fonts/b.ttf", "user.update-interval", b"monthly")
     with pytest.raises(MappingError, match="conflicts with 365 days"):
-        build_mapping(rootfs=str(root))
+        build_mapping(RootfsOrigin(str(root)))
     os.setxattr(root / "opt/fonts/b.ttf", "user.update-interval", b"often")
     with pytest.raises(MappingError, match="'often' is not a number of days"):
-        build_mapping(rootfs=str(root))
+        build_mapping(RootfsOrigin(str(root)))
 
 
 def test_a_default_copied_into_etc_goes_with_its_package(tmp_path: Path) -> None:
@@ -465,7 +459,7 @@ def test_a_default_copied_into_etc_goes_with_its_package(tmp_path: Path) -> None
     t.write("/etc/inputrc", default)
     t.write("/etc/both", shared)
     t.write("/opt/copy", default)
-    m = build_mapping(rootfs=str(t.finish()))
+    m = build_mapping(RootfsOrigin(str(t.finish())))
     assert owner(m, "usr/etc/inputrc") == "readline"
     assert owner(m, "usr/etc/both") == "unpackaged"  # two sources ship that content
     assert owner(m, "opt/copy") == "unpackaged"  # only configuration under etc

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import stat
 import tarfile
-from typing import Any
 
 import gi
 
@@ -137,7 +136,7 @@ class OstreeLayers:
 
     def labels(self, final_diff_id: str) -> dict[str, str]:
         """The config labels ostree-ext sets."""
-        metadata: dict[str, Any] = self.tree.metadata
+        metadata = self.tree.metadata
         labels = {"ostree.commit": self.tree.checksum, "ostree.final-diffid": final_diff_id}
         if metadata.get("ostree.bootable"):
             labels["ostree.bootable"] = "true"
