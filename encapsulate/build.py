@@ -12,7 +12,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -20,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from chunker import ChunkerError, Plan, pack
+from chunker.cost import changes_per_year
 from mapping import Component, Mapping, build_mapping, map_tree, read_tree
 
 from .config import (
@@ -411,7 +411,7 @@ def contentmeta(components: Sequence[Component]) -> list[dict[str, Any]]:
             "srcid": c.name,
             "change_time_offset": 0,
             # Expected changes per year, from the weekly probability.
-            "change_frequency": round(-52.0 * math.log1p(-min(c.change_probability, 0.999999))),
+            "change_frequency": round(changes_per_year(c.change_probability)),
             "size": c.size,
         }
         for c in sorted(components, key=lambda c: c.name)

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chunker import ChunkerError, Plan, expected_bytes, floor_bytes, make_plan, pack
+from chunker import ChunkerError, Plan, make_plan, pack
 from chunker.cost import Events
 from mapping import Component
 from mapping.model import Kind
@@ -157,21 +157,6 @@ def test_one_component_change_touches_only_its_layer(
         # The new component has a layer of its own or joins exactly one.
         assert changed_new and "zz-new" in changed_new[0]
         assert changed_new[0] - touched == (changed_old[0] if changed_old else frozenset())
-
-
-def test_cost_model_and_floor() -> None:
-    comps = [
-        Component("a", "package", size=100, change_probability=0.5),
-        Component("b", "package", size=50, change_probability=0.1),
-    ]
-    together = make_plan(comps, [["a", "b"]], 4)
-    assert together.expected_update_bytes == pytest.approx(150 * (1 - 0.5 * 0.9))
-    assert together.floor_bytes == pytest.approx(100 * 0.5 + 50 * 0.1)
-    apart = pack(comps, 4)
-    assert apart.expected_update_bytes == pytest.approx(apart.floor_bytes)
-    sizes, probs = np.array([100.0, 50.0]), np.array([0.5, 0.1])
-    assert expected_bytes([[0, 1]], sizes, probs) == pytest.approx(82.5)
-    assert floor_bytes(sizes, probs) == pytest.approx(55.0)
 
 
 def test_package_parts_share_their_upstream_changes() -> None:

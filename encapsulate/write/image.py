@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, Protocol
 
-from chunker import Plan
+from chunker import Plan, refit
 from mapping import Mapping
 
 from ..errors import EncapsulateError
@@ -385,7 +385,7 @@ def write_image(
     empty = source.empty_layers()
     if empty:
         # Never an empty layer: its components join a neighbour's.
-        plan = plan.merging(k - 1 for k in empty)
+        plan = refit(plan, mapping.components, (k - 1 for k in empty))
         source = layer_source(mapping, plan, layer_format, epoch, whiteouts, format_version)
     components: list[tuple[str, ...]] = [(), *(layer.components for layer in plan.layers)]
     below = base.descriptors if base is not None else ()
