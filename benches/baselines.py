@@ -71,6 +71,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from chunker import ChunkerError, Layer, Plan, make_plan
+from chunker.cost import changes_per_year as yearly_changes
+from chunker.cost import log_keep_probability
 from mapping import Component
 
 #: Layers every image has besides the plan's layers (the ostree commit layer).
@@ -129,11 +131,6 @@ def _prior_groups(prior: Plan | None) -> list[list[str]] | None:
     return [[name for name in layer.components if name] for layer in prior.layers]
 
 
-def _log_keep(p: float) -> float:
-    """log(1 - p), finite even for p = 1 (as in ``chunker.cost``)."""
-    return math.log1p(-min(max(p, 0.0), 1.0 - 1e-15))
-
-
 @dataclass(frozen=True)
 class _Unit:
     """What one of the original tools packs as one item: usually one of our
@@ -156,7 +153,7 @@ class _Unit:
 def _merged_unit(name: str, comps: Sequence[Component], frequency: int, special: bool) -> _Unit:
     keep = 0.0
     for c in comps:
-        keep += _log_keep(c.change_probability)
+        keep += log_keep_probability(c.change_probability)
     return _Unit(
         name,
         tuple(sorted(c.name for c in comps)),
@@ -346,17 +343,17 @@ def changes_per_year(p: float) -> int:
 
     Our mapping sets ``p = 1 - exp(-7 * r / 365)`` with ``r`` the number of
     distinct change days in the last 365 days plus a prior of 0.5
-    (``mapping.changelog``); inverting gives ``r = -365/7 * ln(1 - p)`` and the
-    floor takes the prior off again, which is the count rpm-ostree takes from the
-    RPM changelog (``change_frequency``: entries within 365 days of the newest
-    build).  p = 1 maps to ``MAX_CHANGES_PER_YEAR``, never to ``U32_MAX``, which
-    rpm-ostree keeps for non-package content."""
+    (``mapping.changelog``); inverting gives ``r = -365/7 * ln(1 - p)``
+    (``chunker.cost.changes_per_year``) and the floor takes the prior off
+    again, which is the count rpm-ostree takes from the RPM changelog
+    (``change_frequency``: entries within 365 days of the newest build).  p = 1
+    maps to ``MAX_CHANGES_PER_YEAR``, never to ``U32_MAX``, which rpm-ostree
+    keeps for non-package content."""
     if p >= 1.0:
         return MAX_CHANGES_PER_YEAR
     if p <= 0.0:
         return 0
-    rate = -365.0 / 7.0 * math.log1p(-p)
-    return min(MAX_CHANGES_PER_YEAR, math.floor(rate + 1e-9))
+    return min(MAX_CHANGES_PER_YEAR, math.floor(yearly_changes(p) + 1e-9))
 
 
 def _ostree_ext_units(
@@ -959,7 +956,7 @@ class _Todo:
 def _unit_state(u: _Unit, weeks: bool) -> Any:
     if weeks:
         return np.uint64(u.weeks if u.weeks is not None else RECHUNK_ALL_WEEKS)
-    return _log_keep(u.p)
+    return log_keep_probability(u.p)
 
 
 def _rechunk_prefill(

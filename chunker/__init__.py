@@ -7,17 +7,19 @@ ordered list of layers of component names, stable from build to build.
 
 from __future__ import annotations
 
-from .cost import expected_bytes, floor_bytes, make_plan
+from .cost import P_CAP, changes_per_year, floor_bytes, make_plan, refit
 from .pack import pack
 from .plan import ChunkerError, Layer, Plan, layer_of_entries
 
 __all__ = [
+    "P_CAP",
     "ChunkerError",
     "Layer",
     "Plan",
-    "expected_bytes",
+    "changes_per_year",
     "floor_bytes",
     "layer_of_entries",
     "make_plan",
     "pack",
+    "refit",
 ]

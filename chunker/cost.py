@@ -14,6 +14,11 @@ exactly as often as the binaries do, not more.
 ``Events`` writes every component's changes as a union of independent events,
 the two parts of a package sharing the upstream one; a layer is kept when none of
 the distinct events behind its components happens.
+
+Everything that turns a change probability into a cost or a rate goes through
+here: ``P_CAP`` and ``log_keep_probability``, ``changes_per_year`` (the inverse
+of ``mapping.changelog.probability``), and ``refit`` for a plan whose layers
+are regrouped after planning.
 """
 
 from __future__ import annotations
@@ -32,7 +37,36 @@ from .plan import ChunkerError, Layer, Plan
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
 
-_P_CAP = 1.0 - 1e-15  # log(1 - p) stays finite
+#: The highest change probability the cost model takes: ``log(1 - p)`` stays
+#: finite at p = 1, and a p = 1 component's "no change" weighs 1e-15 of its
+#: size, far below a byte.  ``pack`` decides with the cap ``make_plan`` costs
+#: with; every frozen update-cost figure (``benches.update_cost --frozen``) is
+#: the same as with the 1 - 1e-12 ``pack`` took before.
+P_CAP = 1.0 - 1e-15
+# Changes per year <-> weekly probability, as mapping.changelog.probability has them.
+_DAYS_PER_YEAR = 365.0
+_DAYS_PER_UPDATE = 7.0
+
+
+def log_keep_probability(p: float) -> float:
+    """``log(1 - p)``, the log of the probability of no change, for ``p``
+    clipped to ``[0, P_CAP]``: finite even for p = 1."""
+    return math.log1p(-min(max(p, 0.0), P_CAP))
+
+
+def log_keep_probabilities(probabilities: npt.ArrayLike) -> FloatArray:
+    """``log_keep_probability`` of each of ``probabilities``, at once."""
+    clipped = np.clip(np.asarray(probabilities, dtype=np.float64), 0.0, P_CAP)
+    return np.asarray(np.log1p(-clipped), dtype=np.float64)
+
+
+def changes_per_year(p: float) -> float:
+    """The changes per year behind a weekly change probability ``p``: the
+    inverse of ``mapping.changelog.probability`` (``p = 1 - exp(-7 r / 365)``,
+    so ``r = -365/7 * log(1 - p)``), with ``p`` capped at ``P_CAP``, so p = 1
+    gives a large finite rate."""
+    rate = -_DAYS_PER_YEAR / _DAYS_PER_UPDATE * log_keep_probability(p)
+    return rate + 0.0  # -0.0 (p = 0) as 0.0
 
 
 @dataclass(frozen=True)
@@ -55,7 +89,7 @@ class Events:
         ``part_of_index[i]`` is the index of the package component that
         component ``i`` is the data part of (-1: none): the data part shares its
         (upstream) changes with the package."""
-        logs = np.log1p(-np.clip(probabilities, 0.0, _P_CAP))
+        logs = log_keep_probabilities(probabilities)
         own = logs.copy()
         pairs: list[tuple[int, int]] = []
         shared_log: list[float] = []
@@ -76,12 +110,6 @@ class Events:
         """Events of ``components``, linked by their ``part_of``."""
         probabilities = np.array([c.change_probability for c in components], dtype=np.float64)
         return cls.of(probabilities, part_of_index(components))
-
-    @classmethod
-    def independent(cls, probabilities: FloatArray) -> Events:
-        """Every component changing on its own."""
-        logs = np.log1p(-np.clip(probabilities, 0.0, _P_CAP))
-        return cls(logs, np.zeros((0, 2), dtype=np.intp), np.zeros(0))
 
     def partners(self) -> tuple[IntArray, FloatArray]:
         """For each component, the other part of its package (-1: none) and
@@ -129,31 +157,6 @@ def part_of_index(components: Sequence[Component]) -> IntArray:
     )
 
 
-def layer_cost(sizes: FloatArray, probabilities: FloatArray) -> float:
-    """Expected update bytes of one layer holding components of these sizes and
-    change probabilities."""
-    keep = float(np.prod(1.0 - probabilities))
-    return float(sizes.sum()) * (1.0 - keep)
-
-
-def expected_bytes(
-    groups: Iterable[Sequence[int]],
-    sizes: FloatArray,
-    probabilities: FloatArray,
-    events: Events | None = None,
-) -> float:
-    """``E`` for a grouping given as index lists into ``sizes``/``probabilities``
-    (components independent unless ``events`` says otherwise)."""
-    # log(1 - p) sums are the stable way to multiply many (1 - p) terms.
-    model = Events.independent(probabilities) if events is None else events
-    total = 0.0
-    for g in groups:
-        idx = np.fromiter(g, dtype=np.intp)
-        if idx.size:
-            total += float(sizes[idx].sum()) * -math.expm1(model.log_keep(idx))
-    return total
-
-
 def floor_bytes(sizes: FloatArray, probabilities: FloatArray) -> float:
     """The lower bound of ``E``: every component alone in its layer."""
     return float(np.dot(sizes, probabilities))
@@ -193,3 +196,39 @@ def make_plan(
         floor_bytes(sizes, probabilities),
         reserved_layers,
     )
+
+
+def refit(plan: Plan, components: Sequence[Component], empty: Iterable[int]) -> Plan:
+    """``plan`` with each layer of ``empty`` (indices into ``plan.layers``:
+    layers that would hold nothing of the tree) merged into the nearest kept
+    layer before it, else the nearest after it; when every layer is empty,
+    their components stay together in one layer.
+
+    Two empty layers have the same diff_id, and ostree-ext's importer finds the
+    last commit layer by diff_id (``ostree.final-diffid``), so an image must
+    hold none.
+
+    The merged plan is made again by ``make_plan`` from ``components`` (those
+    the plan groups), so a merged layer's probability counts a change its
+    members share (the two parts of a split package) once, as ``pack`` did;
+    ``max_layers`` and ``reserved_layers`` are kept.  A name of the plan not
+    among ``components`` (a previous build's component this tree lacks) holds
+    nothing, so adds no bytes and no change.  With nothing empty the plan is
+    returned as it is."""
+    drop = set(empty)
+    if not drop:
+        return plan
+    outside = sorted(i for i in drop if not 0 <= i < len(plan.layers))
+    if outside:
+        raise ChunkerError(f"layer {outside[0]} is not among the plan's {len(plan.layers)} layers")
+    kept = [i for i in range(len(plan.layers)) if i not in drop] or [0]
+    into: dict[int, list[int]] = {k: [k] for k in kept}
+    for i in sorted(drop - into.keys()):
+        before = [k for k in kept if k < i]
+        into[before[-1] if before else kept[0]].append(i)
+    groups = [[name for i in into[k] for name in plan.layers[i].components] for k in kept]
+    known = {c.name for c in components}
+    # A component the tree lacks holds no bytes: no size, no change to download.
+    absent = sorted({name for g in groups for name in g} - known)
+    planned = [*components, *(Component(name, "package", size=0, change_probability=0.0) for name in absent)]
+    return make_plan(planned, groups, plan.max_layers, plan.reserved_layers)

@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from mapping import Component
 
-from .cost import Events, make_plan, part_of_index
+from .cost import P_CAP, Events, make_plan, part_of_index
 from .plan import ChunkerError, Plan
 
 FloatArray = npt.NDArray[np.float64]
@@ -45,7 +45,6 @@ MAX_MATRIX = 1500
 ALWAYS = 0.999
 # Updates over which a move of an existing component must pay for itself.
 DEFAULT_HORIZON = 26
-_P_CAP = 1.0 - 1e-12
 
 
 def pack(
@@ -71,7 +70,8 @@ def pack(
     if not comps:
         return make_plan(comps, [], max_layers, reserved_layers)
     sizes = np.array([float(c.size) for c in comps])
-    probs = np.clip(np.array([c.change_probability for c in comps]), 0.0, _P_CAP)
+    # The cost model's cap: a certain change is P_CAP here as in the plan's figures.
+    probs = np.clip(np.array([c.change_probability for c in comps]), 0.0, P_CAP)
     volatile = np.array([c.kind == "volatile" for c in comps])
     names = [c.name for c in comps]
     events = Events.of(probs, part_of_index(comps))

@@ -81,41 +81,6 @@ class Plan:
             "floor_bytes": self.floor_bytes,
         }
 
-    def merging(self, empty: Iterable[int]) -> Plan:
-        """This plan with each layer of ``empty`` (indices into ``layers``: layers
-        that would hold nothing) merged into the nearest layer before it that is
-        kept, else the nearest after it.  Two empty layers have the same diff_id,
-        and ostree-ext's importer finds the last commit layer by diff_id
-        (``ostree.final-diffid``), so an image must hold none.  When every layer
-        is empty, their components stay together in one layer."""
-        drop = set(empty)
-        kept = [i for i in range(len(self.layers)) if i not in drop]
-        if not drop:
-            return self
-        if not kept:
-            kept = [0]
-        into: dict[int, list[int]] = {k: [k] for k in kept}
-        for i in sorted(drop):
-            if i in into:
-                continue
-            before = [k for k in kept if k < i]
-            into[before[-1] if before else kept[0]].append(i)
-        layers = []
-        for k in kept:
-            members = [self.layers[i] for i in into[k]]
-            stays = 1.0
-            for m in members:
-                stays *= 1.0 - m.change_probability
-            layers.append(
-                Layer(
-                    tuple(sorted(c for m in members for c in m.components)),
-                    sum(m.size for m in members),
-                    1.0 - stays,
-                )
-            )
-        expected = sum(layer.size * layer.change_probability for layer in layers)
-        return Plan(self.max_layers, tuple(layers), expected, self.floor_bytes, self.reserved_layers)
-
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Plan:
         """Read ``debchunk plan --json`` output (or the plan label of an image)."""

@@ -13,14 +13,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from chunker import ChunkerError, Plan, pack
+from chunker import ChunkerError, Plan, changes_per_year, pack
 from mapping import Component, LayersOrigin, Mapping, Origin, above_base, build_mapping, read_tree
 
 from .config import DOCKER_LAYER_LIMIT, BuildConfig, Format, ImageOrigin, reference_date
@@ -296,7 +295,7 @@ def contentmeta(components: Sequence[Component]) -> list[dict[str, Any]]:
             "name": c.name,
             "srcid": c.name,
             "change_time_offset": 0,
-            "change_frequency": round(-52.0 * math.log1p(-min(c.change_probability, 0.999999))),
+            "change_frequency": round(changes_per_year(c.change_probability)),
             "size": c.size,
         }
         for c in sorted(components, key=lambda c: c.name)

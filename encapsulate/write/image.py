@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, Protocol
 
-from chunker import Plan
+from chunker import Plan, refit
 from mapping import Mapping
 
 from ..describe import ImageDescription
@@ -316,7 +316,7 @@ def fit_layers(
     source = _layer_source(mapping, plan, settings, epoch, whiteouts)
     empty = source.empty_layers()
     if empty:
-        plan = plan.merging(k - 1 for k in empty)
+        plan = refit(plan, mapping.components, (k - 1 for k in empty))
         source = _layer_source(mapping, plan, settings, epoch, whiteouts)
     return ImageLayers(mapping, plan, source)
 
