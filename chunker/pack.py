@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -137,24 +138,56 @@ def _agglomerate(
         if len(members) > MAX_MATRIX
         else [[i] for i in members]
     )
-    m = len(clusters)
-    if m <= target:
+    if len(clusters) <= target:
         return clusters
-    s = np.array([sizes[c].sum() for c in clusters])
-    q = np.exp(events.log_keeps(clusters))
-    alive = np.ones(m, dtype=bool)
-    # The two clusters holding each shared event (-1: none; the same twice once
-    # merged): only an event held by both makes a pair's cost differ.
-    shared_log = events.shared_log
-    cluster_of = np.full(len(sizes), -1, dtype=np.intp)
-    for n, c in enumerate(clusters):
-        cluster_of[c] = n
-    holders = cluster_of[events.pairs]
-    holders[holders[:, 0] == holders[:, 1]] = -1  # inside one cluster, or in none
+    merging = _Agglomeration(clusters, sizes, events)
+    for _ in range(len(clusters) - target):
+        merging.merge_cheapest()
+    return [c for c in merging.clusters if c]
 
-    def correct(i: int, r: FloatArray) -> None:
+
+class _Agglomeration:
+    """Clusters merged pairwise, cheapest first: a pair's cost is the expected
+    bytes its union adds; ``best[k]`` is each cluster's cheapest partner."""
+
+    def __init__(self, clusters: list[list[int]], sizes: FloatArray, events: Events) -> None:
+        self.clusters = clusters
+        self.m = m = len(clusters)
+        self.s = np.array([sizes[c].sum() for c in clusters])
+        self.q = np.exp(events.log_keeps(clusters))
+        self.alive = np.ones(m, dtype=bool)
+        # The two clusters holding each shared event (-1: none; the same twice
+        # once merged): only an event held by both makes a pair's cost differ.
+        self.shared_log = events.shared_log
+        cluster_of = np.full(len(sizes), -1, dtype=np.intp)
+        for n, c in enumerate(clusters):
+            cluster_of[c] = n
+        self.holders = cluster_of[events.pairs]
+        self.holders[self.holders[:, 0] == self.holders[:, 1]] = -1  # inside one cluster, or in none
+        self.cost = self._pair_costs()
+        self.best = self.cost.argmin(axis=1)
+        self.best_cost = self.cost[np.arange(m), self.best]
+
+    def _pair_costs(self) -> FloatArray:
+        """The cost of merging each pair of clusters (inf on the diagonal)."""
+        s, q, holders, shared_log = self.s, self.q, self.holders, self.shared_log
+        cost = np.empty((self.m, self.m))
+        a = s * q
+        np.multiply.outer(a, 1.0 - q, out=cost)
+        cost += cost.T
+        split = (holders[:, 0] >= 0) & (holders[:, 1] >= 0) & (holders[:, 0] != holders[:, 1])
+        if split.any():
+            pairs, where = np.unique(np.sort(holders[split], axis=1), axis=0, return_inverse=True)
+            common = np.bincount(where.ravel(), weights=shared_log[split])
+            x, y = pairs[:, 0], pairs[:, 1]
+            cost[x, y] = cost[y, x] = a[x] + a[y] - (s[x] + s[y]) * q[x] * q[y] * np.exp(-common)
+        np.fill_diagonal(cost, np.inf)
+        return cost
+
+    def _correct(self, i: int, r: FloatArray) -> None:
         """Set ``r[k]`` to the cost of merging ``i`` and ``k`` for the clusters
         ``k`` sharing events with ``i``: their union keeps the shared factor once."""
+        holders, shared_log, s, q = self.holders, self.shared_log, self.s, self.q
         if not len(shared_log):
             return
         mine = (holders[:, 0] == i) | (holders[:, 1] == i)
@@ -162,54 +195,50 @@ def _agglomerate(
         valid = (other >= 0) & (other != i)
         if not valid.any():
             return
-        common = np.bincount(other[valid], weights=shared_log[mine][valid], minlength=m)
+        common = np.bincount(other[valid], weights=shared_log[mine][valid], minlength=self.m)
         ks = np.flatnonzero(common)
         kept = q[i] * q[ks] * np.exp(-common[ks])
         r[ks] = s[i] * q[i] + s[ks] * q[ks] - (s[i] + s[ks]) * kept
 
-    def row(i: int) -> FloatArray:
+    def _row(self, i: int) -> FloatArray:
+        """The cost of merging cluster ``i`` with each other cluster."""
+        s, q = self.s, self.q
         a = s * q
         r: FloatArray = a[i] * (1.0 - q) + a * (1.0 - q[i])
-        correct(i, r)
-        r[~alive] = np.inf
+        self._correct(i, r)
+        r[~self.alive] = np.inf
         r[i] = np.inf
         return r
 
-    cost = np.empty((m, m))
-    a = s * q
-    np.multiply.outer(a, 1.0 - q, out=cost)
-    cost += cost.T
-    split = (holders[:, 0] >= 0) & (holders[:, 1] >= 0) & (holders[:, 0] != holders[:, 1])
-    if split.any():
-        pairs, where = np.unique(np.sort(holders[split], axis=1), axis=0, return_inverse=True)
-        common = np.bincount(where.ravel(), weights=shared_log[split])
-        x, y = pairs[:, 0], pairs[:, 1]
-        cost[x, y] = cost[y, x] = a[x] + a[y] - (s[x] + s[y]) * q[x] * q[y] * np.exp(-common)
-    np.fill_diagonal(cost, np.inf)
-    best = cost.argmin(axis=1)
-    best_cost = cost[np.arange(m), best]
-    for _ in range(m - target):
-        i = int(best_cost.argmin())
-        j = int(best[i])
-        if j < i:
-            i, j = j, i
-        # Merge j into i.
+    def _join(self, i: int, j: int) -> None:
+        """Cluster ``j`` merged into ``i``: sizes, keep probabilities and the
+        shared events now inside ``i``."""
+        holders, shared_log = self.holders, self.shared_log
         if len(shared_log):
             first, second = holders[:, 0], holders[:, 1]
             both = ((first == i) & (second == j)) | ((first == j) & (second == i))
             if both.any():
-                q[i] /= math.exp(float(shared_log[both].sum()))
+                self.q[i] /= math.exp(float(shared_log[both].sum()))
                 holders[both] = -1  # inside i from now on: no pair shares it
             holders[holders == j] = i
-        clusters[i].extend(clusters[j])
-        clusters[j] = []
-        s[i] += s[j]
-        q[i] *= q[j]
-        alive[j] = False
+        self.clusters[i].extend(self.clusters[j])
+        self.clusters[j] = []
+        self.s[i] += self.s[j]
+        self.q[i] *= self.q[j]
+        self.alive[j] = False
+
+    def merge_cheapest(self) -> None:
+        """Merge the cheapest pair, and bring the costs and best partners up to date."""
+        cost, best, best_cost, alive = self.cost, self.best, self.best_cost, self.alive
+        i = int(best_cost.argmin())
+        j = int(best[i])
+        if j < i:
+            i, j = j, i
+        self._join(i, j)
         cost[j, :] = np.inf
         cost[:, j] = np.inf
         best_cost[j] = np.inf
-        r = row(i)
+        r = self._row(i)
         cost[i, :] = r
         cost[:, i] = r
         best[i] = int(r.argmin())
@@ -224,7 +253,6 @@ def _agglomerate(
         better[i] = False
         best[better] = i
         best_cost[better] = r[better]
-    return [c for c in clusters if c]
 
 
 def _refine(groups: list[list[int]], sizes: FloatArray, events: Events, rounds: int = 8) -> list[list[int]]:
@@ -274,12 +302,44 @@ def _refine(groups: list[list[int]], sizes: FloatArray, events: Events, rounds: 
         delta[counts[owner] == 1, :] = np.inf
         target = delta.argmin(axis=1)
         gain = delta[np.arange(n), target]
+        order = np.flatnonzero(gain < 0)[np.argsort(gain[gain < 0], kind="stable")].tolist()
+        moves = _Moves(gs.tolist(), gl.tolist(), counts.tolist(), owner.tolist())
+        moved = moves.apply(order, target, size.tolist(), total.tolist(), shared.tolist(), partner.tolist())
+        gs, gl, counts = np.array(moves.gs), np.array(moves.gl), np.array(moves.counts)
+        owner = np.array(moves.owner, dtype=np.intp)
+        if not moved:
+            break
+    out: list[list[int]] = [[] for _ in groups]
+    for c, g in zip(members, owner, strict=True):
+        out[g].append(int(c))
+    return [g for g in out if g]
+
+
+@dataclass
+class _Moves:
+    """Each layer's size, log keep and member count, and each member's layer,
+    as plain floats and ints (cheaper than numpy scalars one move at a time)."""
+
+    gs: list[float]
+    gl: list[float]
+    counts: list[int]
+    owner: list[int]
+
+    def apply(
+        self,
+        order: list[int],
+        target: npt.NDArray[np.intp],
+        size_l: list[float],
+        total_l: list[float],
+        shared_l: list[float],
+        partner_l: list[int],
+    ) -> bool:
+        """Move each member of ``order`` (best gain first) to its ``target``
+        layer if that still lowers ``E`` against the layers as they are by
+        then; whether any moved."""
+        gs_l, gl_l, counts_l, owner_l = self.gs, self.gl, self.counts, self.owner
         moved = False
-        # Scalar bookkeeping in plain floats: cheaper than numpy scalars.
-        gs_l, gl_l, counts_l = gs.tolist(), gl.tolist(), counts.tolist()
-        size_l, total_l, shared_l = size.tolist(), total.tolist(), shared.tolist()
-        owner_l, partner_l = owner.tolist(), partner.tolist()
-        for c in np.flatnonzero(gain < 0)[np.argsort(gain[gain < 0], kind="stable")].tolist():
+        for c in order:
             g, t = owner_l[c], int(target[c])
             if counts_l[g] == 1:
                 continue
@@ -303,14 +363,7 @@ def _refine(groups: list[list[int]], sizes: FloatArray, events: Events, rounds: 
             counts_l[t] += 1
             owner_l[c] = t
             moved = True
-        gs, gl, counts = np.array(gs_l), np.array(gl_l), np.array(counts_l)
-        owner = np.array(owner_l, dtype=np.intp)
-        if not moved:
-            break
-    out: list[list[int]] = [[] for _ in groups]
-    for c, g in zip(members, owner, strict=True):
-        out[g].append(int(c))
-    return [g for g in out if g]
+        return moved
 
 
 def _pack_with_prior(
