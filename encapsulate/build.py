@@ -29,19 +29,19 @@ from .config import (
     Format,
     ImageOrigin,
     Origin,
-    host_architecture,
-    oci_platform,
 )
 from .errors import ConfigError, EncapsulateError
 from .oci.deliver import deliver
-from .oci.imgref import parse_imgref
+from .oci.imgref import RegistryOptions, parse_imgref
+from .oci.labels import BOOTC_LABEL, CONTAINER_CMD_KEY, OCI_VERSION_LABEL, VERSION_LABEL
 from .oci.layout import Layout, atomic_write, read_json_object
+from .oci.platform import Platform
+from .oci.prior import image_layer_digests, plan_from_image, prior_from_manifest_file
+from .oci.prior import prior_plan as prior_plan_of
 from .oci.read import BlobStore, SourceImage, open_image
 from .oci.reuse import Lender, ReachableLayers, image_records, layout_records
 from .progress import Progress, Step
 from .rechunk import above_base, kept_config, layer_archives, shared_base, source_architecture
-from .tools.prior import image_layer_digests, plan_from_image, prior_from_manifest_file
-from .tools.prior import prior_plan as prior_plan_of
 from .write.image import BaseLayers, ImageResult, write_image
 
 log = logging.getLogger("debchunk.encapsulate")
@@ -158,7 +158,7 @@ def read_prior(
         except ChunkerError as e:
             raise ChunkerError(f"{prior_plan}: {e}") from None
     if prior is not None:
-        return prior_plan_of(prior, tls_verify=tls_verify)
+        return prior_plan_of(prior, RegistryOptions(tls_verify=tls_verify))
     if previous_build_manifest is not None:
         return prior_from_manifest_file(previous_build_manifest)
     return None
@@ -212,12 +212,12 @@ def with_commit_cmd(document: dict[str, Any], config: BuildConfig, mapping: Mapp
     over the image config's and the command line's over both
     (``container/encapsulate.rs``, ``build_oci``)."""
     metadata = getattr(mapping.tree, "metadata", None) or {}
-    cmd = metadata.get("ostree.container-cmd")
+    cmd = metadata.get(CONTAINER_CMD_KEY)
     if config.cmd is not None or not cmd:
         return document
     if not (isinstance(cmd, list) and all(isinstance(a, str) for a in cmd)):
         raise EncapsulateError(
-            "the commit's ostree.container-cmd metadata is not a list of strings",
+            f"the commit's {CONTAINER_CMD_KEY} metadata is not a list of strings",
             where=mapping.source,
             hint="commit it as an 'as' variant, or give --cmd",
         )
@@ -262,7 +262,7 @@ def map_origin(
 IMAGE_REF = "debchunk/image"
 # The commit's metadata keys taken from the image's labels (``ostree.commit``'s
 # ``version`` is what ``bootc status`` and rpm-ostree show).
-_VERSION_LABELS = ("org.opencontainers.image.version", "version")
+_VERSION_LABELS = (OCI_VERSION_LABEL, VERSION_LABEL)
 
 
 def commit_image(config: BuildConfig, image: SourceImage, workdir: str) -> CommitOrigin:
@@ -296,17 +296,15 @@ def commit_image(config: BuildConfig, image: SourceImage, workdir: str) -> Commi
                 hint="set SOURCE_DATE_EPOCH",
             )
         timestamp = int(reference.timestamp())
-    runtime = image.config.get("config")
-    labels = runtime.get("Labels") if isinstance(runtime, dict) else None
-    labels = labels if isinstance(labels, dict) else {}
-    version = next((str(labels[k]) for k in _VERSION_LABELS if labels.get(k)), None)
+    labels = image.config.labels
+    version = next((labels[k] for k in _VERSION_LABELS if labels.get(k)), None)
     repo = os.path.join(workdir, "ostree")
     commit_tree(
         laid_out,
         repo,
         IMAGE_REF,
         timestamp=timestamp,
-        metadata={} if version is None else {"version": version},
+        metadata={} if version is None else {VERSION_LABEL: version},
         threads=config.threads,
     )
     return CommitOrigin(repo, IMAGE_REF)
@@ -368,12 +366,14 @@ def image_architecture(
     bootc refuses an image whose architecture is not the machine's, so a
     commit of an arm64 tree must not be labelled amd64."""
     if config.arch:
-        return oci_platform(config.arch)
+        platform = Platform.of(config.arch)
+        return platform.architecture, platform.variant
     own = None if source_config is None else source_architecture(source_config)
     if own is not None:
         variant = source_config.get("variant") if source_config is not None else None
         return own, variant if isinstance(variant, str) and variant else None
-    return oci_platform(tree_architecture(mapping) or host_architecture())
+    platform = Platform.of(tree_architecture(mapping) or Platform.host().architecture)
+    return platform.architecture, platform.variant
 
 
 def collect_labels(config: BuildConfig, mapping: Mapping) -> dict[str, str]:
@@ -393,7 +393,7 @@ def collect_labels(config: BuildConfig, mapping: Mapping) -> dict[str, str]:
         labels[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     if config.bootc:
         # bootc's own label for an image it can boot (bootc's docs, "bootc images").
-        labels["containers.bootc"] = "1"
+        labels[BOOTC_LABEL] = "1"
     for key in config.remove_labels:
         labels.pop(key, None)
     return labels
@@ -429,7 +429,7 @@ def write_json_file(path: str, value: Any, what: str) -> None:
 
 def compare_with(imgref: str, image: ImageResult, tls_verify: bool | None = None) -> Comparison:
     """Which layers a client holding ``imgref`` would download for ``image``."""
-    have = set(image_layer_digests(imgref, tls_verify=tls_verify))
+    have = set(image_layer_digests(imgref, RegistryOptions(tls_verify=tls_verify)))
     fresh = [b for b in image.layers if b.descriptor.digest not in have]
     return Comparison(
         imgref,
@@ -539,7 +539,7 @@ def reachable_layers(
         )
         return prior, reachable, cache
     image = stack.enter_context(
-        open_image(config.prior, blobs=False, tls_verify=config.tls_verify, authfile=config.authfile)
+        open_image(config.prior, RegistryOptions(config.authfile, config.tls_verify), blobs=False)
     )
     if image.store is not None:
         reachable.add(PRIOR, image.store, image_records(image.manifest, image.config))
@@ -562,7 +562,7 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
         prior, reachable, cache = reachable_layers(config, stack)
         source = open_origin_image(config, stack)
         image_config = read_image_config(
-            config, None if source is None else kept_config(source.config, config.remove_labels)
+            config, None if source is None else kept_config(source.config.document, config.remove_labels)
         )
         workdir = None if source is None else stack.enter_context(_workdir())
         origin = config.origin
@@ -581,7 +581,7 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
         labels = collect_labels(config, mapping)
         image_config = with_commit_cmd(image_config, config, mapping)
         epoch = image_epoch(config, mapping)
-        arch = image_architecture(config, mapping, None if source is None else source.config)
+        arch = image_architecture(config, mapping, None if source is None else source.config.document)
         base: BaseLayers | None = None
         whiteouts: list[str] = []
         budget = config.max_layers
@@ -637,9 +637,9 @@ def keep_base_layers(
     assert config.keep_base is not None
     with open_image(
         config.keep_base,
+        RegistryOptions(tls_verify=config.tls_verify),
         blobs=False,
-        tls_verify=config.tls_verify,
-        arch=oci_platform(config.arch)[0] if config.arch else host_architecture(),
+        platform=Platform.of(config.arch) if config.arch else Platform.host(),
     ) as base_image:
         base = shared_base(image, base_image)
     room = config.max_layers - len(base.descriptors)
@@ -666,9 +666,9 @@ def open_origin_image(config: BuildConfig, stack: contextlib.ExitStack) -> Sourc
     ``arch`` platform is read (default: this machine's)."""
     if not isinstance(config.origin, ImageOrigin):
         return None
-    arch = oci_platform(config.arch)[0] if config.arch else host_architecture()
+    platform = Platform.of(config.arch) if config.arch else Platform.host()
     return stack.enter_context(
-        open_image(config.origin.imgref, blobs=True, tls_verify=config.tls_verify, arch=arch)
+        open_image(config.origin.imgref, RegistryOptions(tls_verify=config.tls_verify), platform=platform)
     )
 
 

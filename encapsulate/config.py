@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import os
-import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -70,48 +69,6 @@ class ImageOrigin:
 
 
 Origin = CommitOrigin | RootfsOrigin | ImageOrigin
-
-# Machine names (uname -m) -> OCI architecture names (image-spec config.md,
-# "architecture": GOARCH values).
-_GOARCH = {
-    "x86_64": "amd64",
-    "aarch64": "arm64",
-    "armv7l": "arm",
-    "i686": "386",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-}
-
-
-def host_architecture() -> str:
-    """This machine's architecture as OCI names it (``amd64``, ``arm64``, ...)."""
-    machine = platform.machine()
-    return _GOARCH.get(machine, machine)
-
-
-# Debian architecture names and uname -m names -> OCI (architecture, variant)
-# (image-spec image-index.md "platform": GOARCH values, arm variants v5/v7).
-_PLATFORMS: dict[str, tuple[str, str | None]] = {
-    "amd64": ("amd64", None),
-    "x86_64": ("amd64", None),
-    "arm64": ("arm64", None),
-    "aarch64": ("arm64", None),
-    "armhf": ("arm", "v7"),
-    "armv7l": ("arm", "v7"),
-    "armel": ("arm", "v5"),
-    "i386": ("386", None),
-    "i686": ("386", None),
-    "ppc64el": ("ppc64le", None),
-    "mips64el": ("mips64le", None),
-}
-
-
-def oci_platform(name: str) -> tuple[str, str | None]:
-    """An architecture named the Debian way (``ppc64el``, ``armhf``), the
-    kernel's way (``x86_64``, ``aarch64``) or the OCI way, as OCI's
-    (architecture, variant)."""
-    return _PLATFORMS.get(name, (name, None))
 
 
 def epoch_from_environment(environ: Mapping[str, str] | None = None) -> int | None:

@@ -16,7 +16,13 @@ from typing import Any
 from mapping import Entry, EntryType, LayerArchive, Mapping, Tree
 
 from .errors import EncapsulateError
-from .oci.labels import COMPONENTS_LABEL, LAYERS_LABEL, PLAN_LABEL
+from .oci.labels import (
+    COMPONENTS_LABEL,
+    LAYERS_LABEL,
+    OSTREE_COMMIT_LABEL,
+    OSTREE_FINAL_DIFFID_LABEL,
+    PLAN_LABEL,
+)
 from .oci.layout import LAYER_COMPRESSION, Descriptor
 from .oci.read import SourceImage
 from .write.image import BaseLayers
@@ -25,7 +31,9 @@ from .write.image import BaseLayers
 KEPT_SETTINGS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes", "StopSignal")
 # Labels that describe the old image's layers, not its content: they would be
 # wrong on the new one (the new build writes its own).
-LAYER_LABELS = frozenset(("ostree.final-diffid", "ostree.commit", PLAN_LABEL, COMPONENTS_LABEL, LAYERS_LABEL))
+LAYER_LABELS = frozenset(
+    (OSTREE_FINAL_DIFFID_LABEL, OSTREE_COMMIT_LABEL, PLAN_LABEL, COMPONENTS_LABEL, LAYERS_LABEL)
+)
 
 
 def layer_archives(image: SourceImage) -> list[LayerArchive]:
@@ -35,8 +43,7 @@ def layer_archives(image: SourceImage) -> list[LayerArchive]:
         raise EncapsulateError("the image's blobs were not fetched", where=image.ref)
     out = []
     for i, d in enumerate(image.layers, 1):
-        media_type = str(d.get("mediaType", "")) if isinstance(d, dict) else ""
-        digest = str(d.get("digest", "")) if isinstance(d, dict) else ""
+        media_type, digest = d.media_type, d.digest
         if "+encrypted" in media_type:
             raise EncapsulateError(
                 f"layer {i} ({digest}) is encrypted ({media_type})",
@@ -84,8 +91,8 @@ def source_architecture(source: MappingABC[str, Any]) -> str | None:
 def shared_base(image: SourceImage, base: SourceImage) -> BaseLayers:
     """The layers of ``image`` that are ``base``'s, all of them and in order
     (``base`` must be what ``image`` was built FROM)."""
-    ours = [str(d.get("digest")) for d in image.layers]
-    theirs = [str(d.get("digest")) for d in base.layers]
+    ours = [d.digest for d in image.layers]
+    theirs = [d.digest for d in base.layers]
     if not theirs or ours[: len(theirs)] != theirs:
         raise EncapsulateError(
             f"the image does not start with the {len(theirs)} layer(s) of {base.ref}",
@@ -97,23 +104,18 @@ def shared_base(image: SourceImage, base: SourceImage) -> BaseLayers:
             f"the image adds nothing to {base.ref}", where=image.ref, hint="push the base image as it is"
         )
     k = len(theirs)
-    rootfs = image.config.get("rootfs")
-    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-    if not isinstance(diff_ids, list) or len(diff_ids) != len(ours):
+    diff_ids = image.config.diff_ids
+    if len(diff_ids) != len(ours):
         raise EncapsulateError("its config's diff_ids do not match its layers", where=image.ref)
-    history = image.config.get("history")
     kept_history: list[dict[str, Any]] = []
     seen = 0
-    for entry in history if isinstance(history, list) else []:
+    for entry in image.config.history:
         if seen >= k:
             break
-        if isinstance(entry, dict):
-            kept_history.append(entry)
-            if not entry.get("empty_layer"):
-                seen += 1
-    descriptors = tuple(
-        Descriptor(str(d["mediaType"]), str(d["digest"]), int(d["size"])) for d in image.layers[:k]
-    )
+        kept_history.append(entry)
+        if not entry.get("empty_layer"):
+            seen += 1
+    descriptors = tuple(Descriptor(d.media_type, d.digest, d.size) for d in image.layers[:k])
     return BaseLayers(descriptors, tuple(str(x) for x in diff_ids[:k]), tuple(kept_history), image.open_blob)
 
 

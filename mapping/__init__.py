@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Collection, Sequence
 
 from .errors import DebchunkError, MappingError
-from .layers import LayerArchive
+from .layers import LayerArchive, LayerMember, LayerStream
 from .model import Component, Mapping
 from .ownership import map_tree
 from .split import split_components, split_packages
@@ -25,6 +25,8 @@ __all__ = [
     "Entry",
     "EntryType",
     "LayerArchive",
+    "LayerMember",
+    "LayerStream",
     "Mapping",
     "MappingError",
     "Tree",

@@ -128,7 +128,7 @@ def test_layers_already_in_the_layout_are_reused(tmp_path: Path) -> None:
     (root / "usr/lib/pkg05/data").write_bytes(blob("changed", 123_456))
     # A damaged blob is not taken: its layer is written again, and repaired.
     old = components_of(first)
-    sizes = {b.descriptor.digest: b.descriptor.size for b in first.layers}
+    sizes: dict[str, int] = {b.descriptor.digest: b.descriptor.size for b in first.layers}
     damaged = next(d for d, c in old.items() if "pkg05" not in c and c)
     damaged_path = tmp_path / "img/blobs/sha256" / damaged[7:]
     damaged_path.write_bytes(damaged_path.read_bytes()[:100])

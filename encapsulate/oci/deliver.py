@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 
 from ..errors import EncapsulateError
-from .imgref import ImageRef
+from .imgref import DEFAULT_REGISTRY, ImageRef, RegistryOptions
 from .layout import atomic_write
 from .push import RegistryPush
 from .read import BlobExtent, BlobStore, blob_extent
@@ -160,9 +160,14 @@ def deliver(
     with _temporary_dir(tempfile.gettempdir()) as tmp:
         layout = os.path.join(tmp, "layout")
         if ref.registry:
-            push = RegistryPush(ref, tls_verify, authfile)
+            push = RegistryPush(ref, RegistryOptions(authfile, tls_verify))
             lent = write(layout, tag, push.keeps_in_place)
             push.push_image(layout, tag, lent)
             return
         write(layout, tag, None)
-        skopeo_copy(ImageRef("oci", layout, tag), ref, dest_tls_verify=tls_verify, dest_authfile=authfile)
+        skopeo_copy(
+            ImageRef("oci", layout, tag),
+            ref,
+            src=DEFAULT_REGISTRY,
+            dest=RegistryOptions(authfile, tls_verify),
+        )
