@@ -329,9 +329,9 @@ class ImageConfig:
         if not isinstance(runtime, dict):
             raise EncapsulateError(f"{what}: config is not an object; the image is damaged")
         rootfs = document.get("rootfs") or {}
-        diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-        if not isinstance(diff_ids if diff_ids is not None else [], list) or not isinstance(rootfs, dict):
+        if not isinstance(rootfs, dict) or not isinstance(rootfs.get("diff_ids") or [], list):
             raise EncapsulateError(f"{what}: rootfs.diff_ids is not a list; the image is damaged")
+        diff_ids = rootfs.get("diff_ids") or []
         history = document.get("history") or []
         if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
             raise EncapsulateError(f"{what}: history is not a list of objects; the image is damaged")
@@ -344,7 +344,7 @@ class ImageConfig:
             _optional_str(document, "created", what),
             runtime,
             _strings(runtime.get("Labels"), f"{what}: config.Labels"),
-            tuple(Digest.parse(d, f"{what}: rootfs.diff_ids") for d in diff_ids or []),
+            tuple(Digest.parse(d, f"{what}: rootfs.diff_ids") for d in diff_ids),
             tuple(history),
             document,
         )
