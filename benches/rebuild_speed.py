@@ -58,7 +58,8 @@ from benches.encapsulate_speed import (
 from benches.mapping_speed import host_info, note, source_revision
 from benches.registry import docker_registry, manifest_digest
 from benches.update_pairs import tree_path
-from encapsulate.tools.prior import prior_plan as read_plan
+from encapsulate.oci.imgref import DEFAULT_REGISTRY
+from encapsulate.oci.prior import prior_plan as read_plan
 
 # container-encapsulate is the entry point beside this interpreter (the venv's).
 VENV_BIN = Path(sys.executable).parent
@@ -141,7 +142,9 @@ def bench(runs: int, work: Path, tree: str = "minbase") -> dict[str, Any]:
         prior_plan = work / "prior-plan.json"
         # The old image's plan, as --prior reads it: the build from scratch
         # plans as the rebuilds do, with nothing to take.
-        prior_plan.write_text(json.dumps(read_plan(f"oci-archive:{work}/old.tar").to_json()))
+        prior_plan.write_text(
+            json.dumps(read_plan(f"oci-archive:{work}/old.tar", DEFAULT_REGISTRY).to_json())
+        )
         scratch = json.loads(
             run_child(
                 encapsulate_argv(new, f"oci:{work}/scratch", "--prior-plan", str(prior_plan)),

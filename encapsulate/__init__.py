@@ -21,6 +21,8 @@ from .config import (
     epoch_from_environment,
 )
 from .errors import ConfigError, EncapsulateError
+from .oci.imgref import ImageRef, RegistryOptions
+from .oci.platform import Platform
 
 __all__ = [
     "BuildConfig",
@@ -33,6 +35,9 @@ __all__ = [
     "EncapsulateError",
     "Format",
     "ImageOrigin",
+    "ImageRef",
+    "Platform",
+    "RegistryOptions",
     "RootfsOrigin",
     "build_image",
     "epoch_from_environment",

@@ -23,15 +23,16 @@ from chunker import ChunkerError, Plan, changes_per_year, pack
 from mapping import Component, LayersOrigin, Mapping, Origin, above_base, build_mapping, read_tree
 
 from .config import DOCKER_LAYER_LIMIT, BuildConfig, Format, ImageOrigin, reference_date
-from .describe import ImageDescription, describe_image, read_image_config_file, requested_architecture
+from .describe import ImageDescription, describe_image, read_image_config_file
 from .errors import ConfigError, EncapsulateError
 from .oci.deliver import Destination
+from .oci.imgref import ImageRef, RegistryOptions
 from .oci.layout import Layout, atomic_write, read_json_object
+from .oci.prior import image_layer_digests, plan_from_image, prior_from_manifest_file, prior_plan
 from .oci.read import BlobStore, SourceImage, open_image
 from .oci.reuse import ReachableLayers, image_records, layout_records
 from .progress import Progress, Step
 from .rechunk import commit_image, layers_origin, shared_base
-from .tools.prior import image_layer_digests, plan_from_image, prior_from_manifest_file
 from .write.image import BaseLayers, ImageResult, LayerSettings, fit_layers, write_image
 
 log = logging.getLogger("debchunk.encapsulate")
@@ -153,23 +154,23 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
 
 
 def read_prior(
+    registry: RegistryOptions,
     *,
-    prior: str | None = None,
-    prior_plan: str | None = None,
+    prior: ImageRef | str | None = None,
+    plan_file: str | None = None,
     previous_build_manifest: str | None = None,
-    tls_verify: bool | None = None,
 ) -> Plan | None:
-    """The previous build's plan: from a plan file (``prior_plan``), an image
-    (``prior``, an IMGREF) or a raw OCI manifest file; None without one."""
-    if prior_plan is not None:
-        data = read_json_object(prior_plan, "plan", "pass the output of 'debchunk plan --json'")
+    """The previous build's plan: from a plan file (``plan_file``), an image
+    (``prior``, reached as ``registry`` says) or a raw OCI manifest file; None
+    without one."""
+    if plan_file is not None:
+        data = read_json_object(plan_file, "plan", "pass the output of 'debchunk plan --json'")
         try:
             return Plan.from_json(data)
         except ChunkerError as e:
-            raise ChunkerError(f"{prior_plan}: {e}") from None
+            raise ChunkerError(f"{plan_file}: {e}") from None
     if prior is not None:
-        with open_image(prior, blobs=False, tls_verify=tls_verify) as image:
-            return plan_from_image(image.manifest, image.config, image.ref)
+        return prior_plan(prior, registry)
     if previous_build_manifest is not None:
         return prior_from_manifest_file(previous_build_manifest)
     return None
@@ -191,12 +192,12 @@ def open_previous_build(context: BuildContext) -> None:
         context.reachable.add(CACHE, context.cache, layout_records(context.cache))
     if config.prior is None:
         context.prior = read_prior(
-            prior_plan=config.prior_plan, previous_build_manifest=config.previous_build_manifest
+            config.registry,
+            plan_file=config.prior_plan,
+            previous_build_manifest=config.previous_build_manifest,
         )
         return
-    image = context.stack.enter_context(
-        open_image(config.prior, blobs=False, tls_verify=config.tls_verify, authfile=config.authfile)
-    )
+    image = context.stack.enter_context(open_image(config.prior, config.registry, blobs=False))
     if image.store is not None:
         context.reachable.add(PRIOR, image.store, image_records(image.manifest, image.config))
     context.prior = plan_from_image(image.manifest, image.config, image.ref)
@@ -214,9 +215,7 @@ def open_origin(context: BuildContext) -> None:
     if not isinstance(config.origin, ImageOrigin):
         context.origin = config.origin
         return
-    source = open_image(
-        config.origin.imgref, blobs=True, tls_verify=config.tls_verify, arch=requested_architecture(config)
-    )
+    source = open_image(config.origin.imgref, config.registry, platform=config.requested_platform)
     context.source = context.stack.enter_context(source)
     workdir = context.stack.enter_context(tempfile.TemporaryDirectory(prefix="debchunk-layers-"))
     layers = layers_origin(context.source, workdir)
@@ -233,7 +232,7 @@ def open_base(context: BuildContext) -> None:
     if config.keep_base is None or source is None or workdir is None:
         return
     with open_image(
-        config.keep_base, blobs=False, tls_verify=config.tls_verify, arch=requested_architecture(config)
+        config.keep_base, config.registry, blobs=False, platform=config.requested_platform
     ) as base_image:
         base = shared_base(source, base_image)
     count = len(base.descriptors)
@@ -335,7 +334,8 @@ def fill_cache(
         store: BlobStore = (lent or {}).get(d.digest) or written
         with store.open_blob(d.digest) as f:
             cache.import_blob(f, d)
-    cache.tag(image.manifest, "sha256-" + image.manifest.digest.removeprefix("sha256:"))
+    # Tagged by digest as cosign names its attachments: ALGORITHM-HEX.
+    cache.tag(image.manifest, f"{image.manifest.digest.algorithm}-{image.manifest.digest.hex}")
 
 
 def write_and_deliver(context: BuildContext) -> None:
@@ -349,9 +349,7 @@ def write_and_deliver(context: BuildContext) -> None:
         config.layer_format, config.format_version, config.compression, config.level, config.threads
     )
     layers = fit_layers(context.mapping, context.plan, settings, context.description.epoch, context.whiteouts)
-    with Destination(
-        config.destination, authfile=config.authfile, tls_verify=config.dest_tls_verify
-    ) as destination:
+    with Destination(config.destination, config.dest_registry) as destination:
         places = context.reachable.lending(destination.lender)
         image = write_image(
             layers,
@@ -377,7 +375,7 @@ def compare(context: BuildContext) -> None:
     imgref, image = context.config.compare_with_build, context.image
     if imgref is None or image is None:
         return
-    have = set(image_layer_digests(str(imgref), tls_verify=context.config.tls_verify))
+    have = set(image_layer_digests(imgref, context.config.registry))
     fresh = [b for b in image.layers if b.descriptor.digest not in have]
     context.comparison = Comparison(
         str(imgref),

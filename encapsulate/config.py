@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import os
-import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import overload
@@ -21,7 +20,8 @@ from mapping import CommitOrigin as CommitOrigin
 from mapping import RootfsOrigin as RootfsOrigin
 
 from .errors import ConfigError, EncapsulateError
-from .oci.imgref import ImageRef, parse_imgref
+from .oci.imgref import DEFAULT_REGISTRY, ImageRef, RegistryOptions, parse_imgref
+from .oci.platform import Platform
 
 # containers-storage refuses images of more layers (DESIGN.md, "Layer counts").
 MAX_LAYERS_LIMIT = 500
@@ -132,48 +132,6 @@ class ImageOrigin:
 
 Origin = CommitOrigin | RootfsOrigin | ImageOrigin
 
-# Machine names (uname -m) -> OCI architecture names (image-spec config.md,
-# "architecture": GOARCH values).
-_GOARCH = {
-    "x86_64": "amd64",
-    "aarch64": "arm64",
-    "armv7l": "arm",
-    "i686": "386",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-}
-
-
-def host_architecture() -> str:
-    """This machine's architecture as OCI names it (``amd64``, ``arm64``, ...)."""
-    machine = platform.machine()
-    return _GOARCH.get(machine, machine)
-
-
-# Debian architecture names and uname -m names -> OCI (architecture, variant)
-# (image-spec image-index.md "platform": GOARCH values, arm variants v5/v7).
-_PLATFORMS: dict[str, tuple[str, str | None]] = {
-    "amd64": ("amd64", None),
-    "x86_64": ("amd64", None),
-    "arm64": ("arm64", None),
-    "aarch64": ("arm64", None),
-    "armhf": ("arm", "v7"),
-    "armv7l": ("arm", "v7"),
-    "armel": ("arm", "v5"),
-    "i386": ("386", None),
-    "i686": ("386", None),
-    "ppc64el": ("ppc64le", None),
-    "mips64el": ("mips64le", None),
-}
-
-
-def oci_platform(name: str) -> tuple[str, str | None]:
-    """An architecture named the Debian way (``ppc64el``, ``armhf``), the
-    kernel's way (``x86_64``, ``aarch64``) or the OCI way, as OCI's
-    (architecture, variant)."""
-    return _PLATFORMS.get(name, (name, None))
-
 
 def check_max_layers(max_layers: int) -> None:
     """The layer budget is one an image can have: 2 (metadata + content) to
@@ -219,15 +177,14 @@ class BuildConfig:
     OCI manifest).  ``image_config`` is a file holding an OCI image config,
     whole or only its inner ``config`` object (rpm-ostree's form).  ``epoch``
     is the image's time (``SOURCE_DATE_EPOCH``); without it, the commit's
-    timestamp, else the newest changelog date in the tree.  ``arch``: the
-    image's architecture, named as Debian, the kernel or OCI names it
-    (default: an image origin's own, else the tree's dpkg architecture, else
+    timestamp, else the newest changelog date in the tree.  ``platform``:
+    the image's (``Platform.of`` takes the Debian, kernel or OCI name;
+    default: an image origin's own, else the tree's dpkg architecture, else
     this machine's); of a multi-platform image origin, the platform read
     (default: this machine's).  ``bootc`` labels the image
-    ``containers.bootc=1``.  ``tls_verify``
-    applies to every image read (``prior``, ``compare_with_build``,
-    ``keep_base``),
-    ``dest_tls_verify`` to the destination; None keeps skopeo's default.
+    ``containers.bootc=1``.  ``registry`` is how every image read is reached
+    (the origin, ``prior``, ``keep_base``, ``compare_with_build``: TLS and
+    credentials), ``dest_registry`` how the destination is.
     ``compression_level`` (gzip 1-9, zstd 1-19) or ``compression_fast`` (the
     fastest level, as ostree-ext's ``--compression-fast``) choose the level;
     every level gives the same bytes on every machine.  ``cache``: an OCI
@@ -250,7 +207,7 @@ class BuildConfig:
     remove_labels: tuple[str, ...] = ()
     image_config: str | None = None
     cmd: tuple[str, ...] | None = None
-    arch: str | None = None
+    platform: Platform | None = None
     bootc: bool = False
     copymeta: tuple[str, ...] = ()
     copymeta_opt: tuple[str, ...] = ()
@@ -259,9 +216,8 @@ class BuildConfig:
     plan_json: str | None = None
     compare_with_build: OptionalImageRef = OptionalImageRef("--compare-with-build")
     dry_run: bool = False
-    authfile: str | None = None
-    tls_verify: bool | None = None
-    dest_tls_verify: bool | None = None
+    registry: RegistryOptions = DEFAULT_REGISTRY
+    dest_registry: RegistryOptions = DEFAULT_REGISTRY
     threads: int | None = None
     keep_base: OptionalImageRef = OptionalImageRef("--keep-base")
     cache: str | None = None
@@ -286,6 +242,11 @@ class BuildConfig:
         naming the option at fault.  Nothing is read or written."""
         for rule in _RULES:
             rule(self)
+
+    @property
+    def requested_platform(self) -> Platform:
+        """The platform read from a multi-platform image: ``platform``, else this machine's."""
+        return self.platform if self.platform is not None else Platform.host()
 
 
 def _check_origin(config: BuildConfig) -> None:

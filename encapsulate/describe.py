@@ -19,10 +19,20 @@ from typing import Any
 
 from mapping import Mapping
 
-from .config import BuildConfig, host_architecture, oci_platform
+from .config import BuildConfig
 from .errors import EncapsulateError
-from .oci.labels import COMPONENTS_LABEL, LAYERS_LABEL, PLAN_LABEL
+from .oci.labels import (
+    BOOTC_LABEL,
+    COMPONENTS_LABEL,
+    CONTAINER_CMD_KEY,
+    LAYERS_LABEL,
+    OSTREE_COMMIT_LABEL,
+    OSTREE_FINAL_DIFFID_LABEL,
+    PLAN_LABEL,
+)
 from .oci.layout import read_json_object
+from .oci.model import ImageConfig
+from .oci.platform import Platform
 
 # Keys of a full OCI image config (image-spec, config.md "Properties"); a
 # file holding none of them is the inner ``config`` object, as rpm-ostree's
@@ -66,7 +76,9 @@ _RUNTIME_KEYS = frozenset(
 KEPT_SETTINGS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes", "StopSignal")
 # Labels that describe the old image's layers, not its content: they would be
 # wrong on the new one (the new build writes its own).
-LAYER_LABELS = frozenset(("ostree.final-diffid", "ostree.commit", PLAN_LABEL, COMPONENTS_LABEL, LAYERS_LABEL))
+LAYER_LABELS = frozenset(
+    (OSTREE_FINAL_DIFFID_LABEL, OSTREE_COMMIT_LABEL, PLAN_LABEL, COMPONENTS_LABEL, LAYERS_LABEL)
+)
 # The top-level keys of an image origin's config that the new image keeps.
 _KEPT_TOP = ("variant", "os.version", "os.features", "author")
 
@@ -77,8 +89,7 @@ class ImageDescription:
     the OCI image config it starts from (``base``: runtime settings, author...)."""
 
     epoch: int
-    architecture: str
-    variant: str | None = None
+    platform: Platform
     labels: MappingABC[str, str] = field(default_factory=dict)
     base: MappingABC[str, Any] = field(default_factory=dict)
 
@@ -87,12 +98,13 @@ class ImageDescription:
         """The image's time as the config's ``created`` and history dates say it."""
         return dt.datetime.fromtimestamp(self.epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    def platform(self) -> dict[str, str]:
+    def index_platform(self) -> dict[str, str]:
         """The platform of the image's index entry."""
+        variant = self.platform.variant
         return {
-            "architecture": self.architecture,
+            "architecture": self.platform.architecture,
             "os": "linux",
-            **({"variant": self.variant} if self.variant else {}),
+            **({"variant": variant} if variant else {}),
         }
 
     def config_document(
@@ -104,8 +116,8 @@ class ImageDescription:
         runtime["Labels"] = {**(runtime.get("Labels") or {}), **self.labels, **layer_labels}
         return {
             **{k: v for k, v in self.base.items() if k not in ("rootfs", "history", "config", "variant")},
-            **({"variant": self.variant} if self.variant else {}),
-            "architecture": self.architecture,
+            **({"variant": self.platform.variant} if self.platform.variant else {}),
+            "architecture": self.platform.architecture,
             "os": "linux",
             "created": self.created,
             "config": runtime,
@@ -176,12 +188,12 @@ def _commit_cmd(config: BuildConfig, mapping: Mapping) -> list[str] | None:
     given: ostree-ext takes the commit's over the image config's and the
     command line's over both (``container/encapsulate.rs``, ``build_oci``)."""
     metadata = mapping.tree.metadata if mapping.tree is not None else {}
-    cmd = metadata.get("ostree.container-cmd")
+    cmd = metadata.get(CONTAINER_CMD_KEY)
     if config.cmd is not None or not cmd:
         return None
     if not (isinstance(cmd, list) and all(isinstance(a, str) for a in cmd)):
         raise EncapsulateError(
-            "the commit's ostree.container-cmd metadata is not a list of strings",
+            f"the commit's {CONTAINER_CMD_KEY} metadata is not a list of strings",
             where=mapping.source,
             hint="commit it as an 'as' variant, or give --cmd",
         )
@@ -223,7 +235,7 @@ def labels_asked(config: BuildConfig, mapping: Mapping) -> dict[str, str]:
         labels[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     if config.bootc:
         # bootc's own label for an image it can boot (bootc's docs, "bootc images").
-        labels["containers.bootc"] = "1"
+        labels[BOOTC_LABEL] = "1"
     for key in config.remove_labels:
         labels.pop(key, None)
     return labels
@@ -244,40 +256,29 @@ def image_epoch(config: BuildConfig, mapping: Mapping) -> int:
     )
 
 
-def requested_architecture(config: BuildConfig) -> str:
-    """The platform read from a multi-platform image: ``--arch``, else this machine's."""
-    return oci_platform(config.arch)[0] if config.arch else host_architecture()
-
-
-def image_platform(
-    config: BuildConfig, mapping: Mapping, source: MappingABC[str, Any] | None
-) -> tuple[str, str | None]:
-    """The image's OCI (architecture, variant): ``--arch``, else an image
-    origin's own, else the tree's dpkg architecture, else this machine's.
-    bootc refuses an image whose architecture is not the machine's, so a
-    commit of an arm64 tree must not be labelled amd64."""
-    if config.arch:
-        return oci_platform(config.arch)
-    own = None if source is None else source.get("architecture")
-    if isinstance(own, str) and own:
-        variant = source.get("variant") if source is not None else None
-        return own, variant if isinstance(variant, str) and variant else None
-    return oci_platform(mapping.architecture or host_architecture())
+def image_platform(config: BuildConfig, mapping: Mapping, source: ImageConfig | None) -> Platform:
+    """The image's platform: ``--arch``, else an image origin's own, else the
+    tree's dpkg architecture, else this machine's.  bootc refuses an image
+    whose architecture is not the machine's, so a commit of an arm64 tree must
+    not be labelled amd64."""
+    if config.platform is not None:
+        return config.platform
+    if source is not None and source.architecture:
+        return Platform(source.architecture, source.variant or None)
+    return Platform.of(mapping.architecture) if mapping.architecture else Platform.host()
 
 
 def describe_image(
     config: BuildConfig,
     mapping: Mapping,
     file: MappingABC[str, Any] | None,
-    source: MappingABC[str, Any] | None,
+    source: ImageConfig | None,
 ) -> ImageDescription:
     """The image's description from the options, the ``--image-config``
     document (``file``), an image origin's config (``source``) and the mapping."""
-    architecture, variant = image_platform(config, mapping, source)
     return ImageDescription(
         image_epoch(config, mapping),
-        architecture,
-        variant,
+        image_platform(config, mapping, source),
         labels_asked(config, mapping),
-        base_config(config, mapping, file, source),
+        base_config(config, mapping, file, None if source is None else source.document),
     )

@@ -16,6 +16,7 @@ from typing import Any
 from mapping import CommitOrigin, LayerArchive, LayersOrigin, newest_change_date, read_tree
 
 from .errors import EncapsulateError
+from .oci.labels import OCI_VERSION_LABEL, VERSION_LABEL
 from .oci.layout import LAYER_COMPRESSION, Descriptor
 from .oci.read import SourceImage
 from .write.image import BaseLayers
@@ -24,7 +25,7 @@ from .write.image import BaseLayers
 IMAGE_REF = "debchunk/image"
 # The commit's metadata keys taken from the image's labels (``ostree.commit``'s
 # ``version`` is what ``bootc status`` and rpm-ostree show).
-_VERSION_LABELS = ("org.opencontainers.image.version", "version")
+_VERSION_LABELS = (OCI_VERSION_LABEL, VERSION_LABEL)
 
 
 def layers_origin(image: SourceImage, workdir: str) -> LayersOrigin:
@@ -39,8 +40,7 @@ def layer_archives(image: SourceImage) -> list[LayerArchive]:
         raise EncapsulateError("the image's blobs were not fetched", where=image.ref)
     out = []
     for i, d in enumerate(image.layers, 1):
-        media_type = str(d.get("mediaType", "")) if isinstance(d, dict) else ""
-        digest = str(d.get("digest", "")) if isinstance(d, dict) else ""
+        media_type, digest = d.media_type, d.digest
         if "+encrypted" in media_type:
             raise EncapsulateError(
                 f"layer {i} ({digest}) is encrypted ({media_type})",
@@ -63,8 +63,8 @@ def layer_archives(image: SourceImage) -> list[LayerArchive]:
 def shared_base(image: SourceImage, base: SourceImage) -> BaseLayers:
     """The layers of ``image`` that are ``base``'s, all of them and in order
     (``base`` must be what ``image`` was built FROM)."""
-    ours = [str(d.get("digest")) for d in image.layers]
-    theirs = [str(d.get("digest")) for d in base.layers]
+    ours = [d.digest for d in image.layers]
+    theirs = [d.digest for d in base.layers]
     if not theirs or ours[: len(theirs)] != theirs:
         raise EncapsulateError(
             f"the image does not start with the {len(theirs)} layer(s) of {base.ref}",
@@ -76,24 +76,20 @@ def shared_base(image: SourceImage, base: SourceImage) -> BaseLayers:
             f"the image adds nothing to {base.ref}", where=image.ref, hint="push the base image as it is"
         )
     k = len(theirs)
-    rootfs = image.config.get("rootfs")
-    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-    if not isinstance(diff_ids, list) or len(diff_ids) != len(ours):
+    diff_ids = image.config.diff_ids
+    if len(diff_ids) != len(ours):
         raise EncapsulateError("its config's diff_ids do not match its layers", where=image.ref)
-    history = image.config.get("history")
     kept_history: list[dict[str, Any]] = []
     seen = 0
-    for entry in history if isinstance(history, list) else []:
+    for entry in image.config.history:
         if seen >= k:
             break
-        if isinstance(entry, dict):
-            kept_history.append(entry)
-            if not entry.get("empty_layer"):
-                seen += 1
-    descriptors = tuple(
-        Descriptor(str(d["mediaType"]), str(d["digest"]), int(d["size"])) for d in image.layers[:k]
-    )
-    return BaseLayers(descriptors, tuple(str(x) for x in diff_ids[:k]), tuple(kept_history), image.open_blob)
+        kept_history.append(entry)
+        if not entry.get("empty_layer"):
+            seen += 1
+    # Kept as the base has them, less their annotations (the new image's own layers carry theirs).
+    descriptors = tuple(Descriptor(d.media_type, d.digest, d.size) for d in image.layers[:k])
+    return BaseLayers(descriptors, tuple(diff_ids[:k]), tuple(kept_history), image.open_blob)
 
 
 def commit_image(
@@ -119,11 +115,9 @@ def commit_image(
                 hint="set SOURCE_DATE_EPOCH",
             )
         timestamp = int(newest.timestamp())
-    runtime = image.config.get("config")
-    labels: Any = runtime.get("Labels") if isinstance(runtime, dict) else None
-    labels = labels if isinstance(labels, dict) else {}
-    version = next((str(labels[k]) for k in _VERSION_LABELS if labels.get(k)), None)
+    labels = image.config.labels
+    version = next((labels[k] for k in _VERSION_LABELS if labels.get(k)), None)
     repo = os.path.join(workdir, "ostree")
-    metadata = {} if version is None else {"version": version}
+    metadata = {} if version is None else {VERSION_LABEL: version}
     commit_tree(laid_out, repo, IMAGE_REF, timestamp=timestamp, metadata=metadata, threads=threads)
     return CommitOrigin(repo, IMAGE_REF)

@@ -14,7 +14,7 @@ from collections.abc import Collection
 
 from .base import AboveBase, above_base
 from .errors import DebchunkError, MappingError
-from .layers import LayerArchive
+from .layers import LayerArchive, LayerMember, LayerStream
 from .model import Component, Mapping, component_sizes
 from .origin import CommitOrigin, LayersOrigin, Origin, RootfsOrigin, read_tree
 from .ownership import map_tree
@@ -31,6 +31,8 @@ __all__ = [
     "EntryType",
     "LayerArchive",
     "LayersOrigin",
+    "LayerMember",
+    "LayerStream",
     "Mapping",
     "MappingError",
     "Origin",

@@ -24,7 +24,7 @@ import queue
 import threading
 import zlib
 from collections import Counter
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
@@ -95,6 +95,52 @@ class _Node:
     children: dict[str, _Node] | None = None
 
 
+def _blob_chunks(layer: LayerArchive) -> Generator[bytes, None, None]:
+    """The tar stream of a layer blob: the blob read once, hashed and
+    inflated block by block; at the end, its digest and that the compressed
+    stream ends where it should are checked."""
+    algorithm, _, expected = layer.digest.partition(":")
+    if algorithm not in ("sha256", "sha512") or not expected:
+        raise MappingError(
+            f"unsupported digest {layer.digest!r}", layer.path, "give the layer's sha256:<hex> digest"
+        )
+    if layer.compression not in _COMPRESSIONS:
+        raise MappingError(
+            f"unknown compression {layer.compression!r}",
+            layer.digest,
+            f"use one of {', '.join(_COMPRESSIONS)}",
+        )
+    h = hashlib.new(algorithm)
+    try:
+        blob = open(layer.path, "rb")  # noqa: SIM115 (closed below)
+    except OSError as e:
+        raise MappingError(f"cannot read layer blob: {e.strerror}", layer.path, _FIX_BLOB) from None
+    with blob:
+        inflate = _Inflater(layer.compression)
+        try:
+            while block := blob.read(_BLOCK):
+                h.update(block)
+                yield from inflate.feed(block)
+            rest = inflate.finish()
+        except _DECOMPRESSION_ERRORS as e:
+            raise MappingError(
+                f"layer {layer.digest}: its {layer.compression} stream is corrupt ({e})",
+                layer.path,
+                _FIX_BLOB,
+            ) from None
+        except OSError as e:
+            raise MappingError(f"cannot read layer blob: {e.strerror}", layer.path, _FIX_BLOB) from None
+        if rest is None:
+            raise MappingError(
+                f"layer {layer.digest}: its {layer.compression} stream is truncated", layer.path, _FIX_BLOB
+            )
+        yield rest
+    if h.hexdigest() != expected:
+        raise MappingError(
+            f"layer {layer.digest}: the blob's digest is {algorithm}:{h.hexdigest()}", layer.path, _FIX_BLOB
+        )
+
+
 class _Spool:
     """A layer's tar stream on disk: the compressed blob is hashed and
     inflated into it in one pass."""
@@ -105,60 +151,107 @@ class _Spool:
 
     def fill(self) -> Generator[bytes, None, None]:
         """Inflate the blob into the spool, yielding the tar stream as it is
-        written; at the end, check its digest and that the compressed stream
-        ends where it should."""
-        layer = self.layer
-        algorithm, _, expected = layer.digest.partition(":")
-        if algorithm not in ("sha256", "sha512") or not expected:
-            raise MappingError(
-                f"unsupported digest {layer.digest!r}", layer.path, "give the layer's sha256:<hex> digest"
-            )
-        if layer.compression not in _COMPRESSIONS:
-            raise MappingError(
-                f"unknown compression {layer.compression!r}",
-                layer.digest,
-                f"use one of {', '.join(_COMPRESSIONS)}",
-            )
-        h = hashlib.new(algorithm)
+        written (``_blob_chunks``)."""
         try:
-            blob = open(layer.path, "rb")  # noqa: SIM115 (closed below, with the spool)
+            out = open(self.path, "wb")  # noqa: SIM115 (closed below)
         except OSError as e:
-            raise MappingError(f"cannot read layer blob: {e.strerror}", layer.path, _FIX_BLOB) from None
-        try:
-            with blob, open(self.path, "wb") as out:
-                inflate = _Inflater(layer.compression)
-                while block := blob.read(_BLOCK):
-                    h.update(block)
-                    for data in inflate.feed(block):
-                        out.write(data)
-                        yield data
-                rest = inflate.finish()
-                if rest is None:
-                    raise MappingError(
-                        f"layer {layer.digest}: its {layer.compression} stream is truncated",
-                        layer.path,
-                        _FIX_BLOB,
-                    )
-                out.write(rest)
-                yield rest
-        except _DECOMPRESSION_ERRORS as e:
-            raise MappingError(
-                f"layer {layer.digest}: its {layer.compression} stream is corrupt ({e})",
-                layer.path,
-                _FIX_BLOB,
-            ) from None
-        except OSError as e:
-            raise MappingError(
-                f"cannot spool layer {layer.digest}: {e.strerror}",
-                self.path,
-                "give a work directory with room for the image's uncompressed layers",
-            ) from None
-        if h.hexdigest() != expected:
-            raise MappingError(
-                f"layer {layer.digest}: the blob's digest is {algorithm}:{h.hexdigest()}",
-                layer.path,
-                _FIX_BLOB,
-            )
+            raise self._error(e) from None
+        with out:
+            for data in _blob_chunks(self.layer):
+                try:
+                    out.write(data)
+                except OSError as e:
+                    raise self._error(e) from None
+                yield data
+
+    def _error(self, e: OSError) -> MappingError:
+        return MappingError(
+            f"cannot spool layer {self.layer.digest}: {e.strerror}",
+            self.path,
+            "give a work directory with room for the image's uncompressed layers",
+        )
+
+
+def _read_members(
+    reader: TarReader, layer: LayerArchive, hashed: Callable[[TarMember], bool]
+) -> Iterator[tuple[TarMember, str | None]]:
+    """The members of a layer's tar (``reader``), each regular file that
+    ``hashed`` accepts with the sha256 of its content (a sparse file's holes
+    read as zeros).  A malformed tar is a ``MappingError`` naming the member
+    before the fault; but a damaged blob (digest, compression) is the fault
+    to report: on any ``MappingError`` the caller reads the stream to its end
+    (``TarReader.drain``), where that is found, before saying anything else."""
+    digest = layer.digest
+    last = "the start of the archive"
+    try:
+        for member in reader:
+            content_id = None
+            if member.isreg():
+                if hashed(member):
+                    h = hashlib.sha256()
+                    if member.sparse is None:
+                        reader.data(h.update)
+                    else:
+                        expanded = _Expanded(member, h)
+                        reader.data(expanded.update)
+                        expanded.finish()
+                    content_id = h.hexdigest()
+                else:
+                    reader.data(None)
+            yield member, content_id
+            last = show(member.name)
+        # A bad header ends the archive (as tarfile reads it): only zeros may follow.
+        if not reader.trailing_zeros():
+            raise MappingError(f"layer {digest}: its tar is corrupt after {last}", layer.path, _FIX_BLOB)
+    except TarEndsInside as e:
+        raise MappingError(
+            f"layer {digest}: its tar ends inside {show(e.member.name)}", layer.path, _FIX_BLOB
+        ) from None
+    except TarFormatError as e:
+        raise MappingError(
+            f"layer {digest}: its tar is corrupt after {last} ({e})", layer.path, _FIX_BLOB
+        ) from None
+
+
+class _Expanded:
+    """A sparse file's stored runs fed to a hash as the file reads: zeros
+    for the holes before each run and, at ``finish``, after the last."""
+
+    def __init__(self, member: TarMember, h: Any) -> None:
+        self._runs = iter([(offset, size) for offset, size in member.sparse or () if size])
+        self._size = member.size
+        self._h = h
+        self._pos = 0  # in the expanded file
+        self._left = 0  # of the current run
+
+    def _zeros(self, until: int) -> None:
+        while self._pos < until:
+            n = min(until - self._pos, _BLOCK)
+            self._h.update(_ZEROS[:n])
+            self._pos += n
+
+    def update(self, view: memoryview) -> None:
+        """The next stored bytes."""
+        while view.nbytes:
+            if not self._left:
+                run = next(self._runs, None)
+                if run is None:
+                    return  # more stored bytes than runs: tarread refuses such a map
+                self._zeros(run[0])
+                self._left = run[1]
+            take = min(self._left, view.nbytes)
+            self._h.update(view[:take])
+            self._pos += take
+            self._left -= take
+            view = view[take:]
+
+    def finish(self) -> None:
+        """The hole after the last run."""
+        self._zeros(self._size)
+
+
+def _contiguous(member: TarMember) -> bool:
+    return member.sparse is None
 
 
 def _ahead(chunks: Generator[bytes, None, None]) -> Generator[bytes, None, None]:
@@ -247,6 +340,55 @@ class _Inflater:
         return rest if self._d.eof else None
 
 
+@dataclass(frozen=True, slots=True)
+class LayerMember:
+    """One member of a layer's tar as streamed: its name, whether it is a
+    directory or a regular file, its size (of a regular file, its content's)
+    and, when asked for, the sha256 of a regular file's content."""
+
+    name: str
+    is_dir: bool
+    is_file: bool
+    size: int
+    sha256: str | None
+
+
+class LayerStream:
+    """One layer blob read once, front to back, never unpacked, by the reader
+    ``LayersTree`` applies layers with.  Iterate for its members
+    (``LayerMember``); when the iteration ends, the blob has been checked
+    against its digest and ``tar_size`` is the size of its tar stream.
+    ``want``, given a regular file's size, says whether to hash its content.
+    A tar that ends inside its last member's padding, or without its
+    end-of-archive blocks, reads to its end, as Go's archive/tar reads it
+    (umoci 0.4 writes such layers).  Faults are ``MappingError``s naming the layer."""
+
+    def __init__(self, layer: LayerArchive, want: Callable[[int], bool] | None = None) -> None:
+        self.layer = layer
+        self.tar_size = 0
+        self._want = want
+
+    def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            self.tar_size += len(chunk)
+            yield chunk
+
+    def _hashed(self, member: TarMember) -> bool:
+        return self._want is not None and self._want(member.size)
+
+    def __iter__(self) -> Iterator[LayerMember]:
+        chunks = _ahead(_blob_chunks(self.layer))
+        reader = TarReader(self._counted(chunks), end_in_padding=True)
+        try:
+            for member, sha256 in _read_members(reader, self.layer, self._hashed):
+                yield LayerMember(member.name, member.isdir(), member.isreg(), member.size, sha256)
+        except MappingError:
+            reader.drain()
+            raise
+        finally:
+            chunks.close()
+
+
 class LayersTree(Tree):
     """The tree an image's layers make, applied in order (OCI layer.md);
     content read back from spool files under ``workdir``."""
@@ -275,39 +417,13 @@ class LayersTree(Tree):
     # Applying one layer.
 
     def _apply(self, index: int, spool: _Spool) -> None:
-        digest = spool.layer.digest
         chunks = _ahead(spool.fill())
         reader = TarReader(chunks)
-        last = "the start of the archive"
         try:
-            try:
-                for member in reader:
-                    content_id = None
-                    if member.isreg():
-                        if member.sparse is None:
-                            h = hashlib.sha256()
-                            reader.data(h.update)
-                            content_id = h.hexdigest()
-                        else:
-                            reader.data(None)
-                    self._member(index, digest, member, content_id)
-                    last = show(member.name)
-                # A bad header ends the archive (as tarfile reads it): only zeros may follow.
-                if not reader.trailing_zeros():
-                    raise MappingError(
-                        f"layer {digest}: its tar is corrupt after {last}", spool.layer.path, _FIX_BLOB
-                    )
-            except TarEndsInside as e:
-                raise MappingError(
-                    f"layer {digest}: its tar ends inside {show(e.member.name)}", spool.layer.path, _FIX_BLOB
-                ) from None
-            except TarFormatError as e:
-                raise MappingError(
-                    f"layer {digest}: its tar is corrupt after {last} ({e})", spool.layer.path, _FIX_BLOB
-                ) from None
+            # Sparse files are hashed later, from the spool (their holes are not in the stream).
+            for member, content_id in _read_members(reader, spool.layer, _contiguous):
+                self._member(index, spool.layer.digest, member, content_id)
         except MappingError:
-            # A damaged blob (digest, compression) is the fault to report:
-            # read it to its end, where that is found, before saying anything else.
             reader.drain()
             raise
         finally:

@@ -11,7 +11,10 @@ extended ``x`` and global ``g`` headers with binary values and the GNU sparse
 formats 0.0, 0.1 and 1.0.  Names are decoded as UTF-8 with surrogateescape,
 as ``tarfile.open(..., encoding="utf-8", errors="surrogateescape")`` does.
 Like ``tarfile``, a bad header after the first ends the archive: the caller
-checks that only zeros follow (``TarReader.trailing_zeros``).
+checks that only zeros follow (``TarReader.trailing_zeros``).  A stream that
+ends without end-of-archive blocks ends the archive too; one that ends in the
+padding after the last member's data does with ``end_in_padding``, as Go's
+archive/tar reads it (``tarfile`` calls it "unexpected end of data").
 """
 
 from __future__ import annotations
@@ -227,10 +230,12 @@ class TarReader:
 
     Iterate for the members; while a regular member is current, ``data``
     passes its stored bytes on.  When the iteration ends, ``trailing_zeros``
-    reads what follows the end of the archive."""
+    reads what follows the end of the archive.  ``end_in_padding``: the
+    stream may end inside the padding after the last member's data."""
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
+    def __init__(self, chunks: Iterator[bytes], *, end_in_padding: bool = False) -> None:
         self._stream = _Stream(chunks)
+        self._end_in_padding = end_in_padding
         self._globals: dict[str, bytes] = {}
         self._current: TarMember | None = None
         self._data_done = True
@@ -248,6 +253,10 @@ class TarReader:
                 if need < 0:
                     raise TarFormatError("invalid header")
                 if stream.pass_on(need, None) < need:
+                    stored = current.stored_size() if current.skips_data() else 0
+                    if self._end_in_padding and stream.offset >= current.offset_data + stored:
+                        self._current = None
+                        return
                     raise TarFormatError("unexpected end of data")
             start = stream.offset
             try:

@@ -23,6 +23,7 @@ from encapsulate import (
     RootfsOrigin,
     build_image,
 )
+from encapsulate.oci.imgref import RegistryOptions
 from encapsulate.oci.layout import Layout
 from encapsulate.tools.validate import validate_image
 from mapping import DebchunkError, MappingError
@@ -50,7 +51,7 @@ def test_readme_library_script_pushes_a_valid_image(
             origin=CommitOrigin(str(repo), "sample"),
             destination=f"registry:{registry}/os:latest",
             max_layers=8,
-            dest_tls_verify=False,
+            dest_registry=RegistryOptions(tls_verify=False),
         )
     )
     assert first.image is not None
@@ -74,7 +75,7 @@ def test_readme_library_script_pushes_a_valid_image(
     assert "sha256:" + hashlib.sha256(inspected.stdout).hexdigest() == digest
     # Same commit, same plan: the same layers as the previous build.
     assert [d["digest"] for d in manifest["layers"]] == [b.descriptor.digest for b in first.image.layers]
-    assert validate_image(f"registry:{registry}/os:next", tls_verify=False).problems == []
+    assert validate_image(f"registry:{registry}/os:next", RegistryOptions(tls_verify=False)).problems == []
 
 
 def test_build_image_writes_what_the_config_says(sample_tree: Path, tmp_path: Path) -> None:

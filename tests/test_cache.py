@@ -18,7 +18,8 @@ import pytest
 
 from benches.registry import manifest_digest
 from encapsulate import RootfsOrigin
-from encapsulate.oci.labels import LAYER_ANNOTATION, LAYERS_LABEL, config_labels
+from encapsulate.oci.imgref import DEFAULT_REGISTRY, RegistryOptions
+from encapsulate.oci.labels import LAYER_ANNOTATION, LAYERS_LABEL
 from encapsulate.oci.layout import Layout
 from encapsulate.oci.read import open_image
 from encapsulate.oci.registry import RegistryBlobs
@@ -62,8 +63,8 @@ def rebuild_into_registry(
         f"registry:{target_ref}",
         max_layers=LAYERS,
         prior=f"registry:{prior_ref}",
-        tls_verify=False,
-        dest_tls_verify=False,
+        registry=RegistryOptions(tls_verify=False),
+        dest_registry=RegistryOptions(tls_verify=False),
     )
     fresh = _from_scratch(origin, v1, scratch)
     assert rebuilt.manifest == fresh.manifest
@@ -105,7 +106,7 @@ def test_prior_from_an_oci_archive(trees: tuple[RootfsOrigin, Path], tmp_path: P
     fresh = _from_scratch(origin, v1, tmp_path / "fresh")
     assert v2.manifest == fresh.manifest
     _check_taken(v2, v1, "prior")
-    with open_image(f"oci-archive:{tmp_path}/v2.tar", blobs=False) as image:
+    with open_image(f"oci-archive:{tmp_path}/v2.tar", DEFAULT_REGISTRY, blobs=False) as image:
         assert image.manifest_digest == fresh.manifest.digest
 
 
@@ -129,10 +130,10 @@ def test_prior_from_a_registry_fetches_no_blob_it_takes(
         ],
         check=True,
     )
-    with open_image(f"registry:{v1_ref}", blobs=False, tls_verify=False) as pushed:
-        assert not any(LAYER_ANNOTATION in (d.get("annotations") or {}) for d in pushed.layers)
-        assert LAYERS_LABEL in config_labels(pushed.config)
-    with open_image(f"oci:{tmp_path}/v1:v1", blobs=False) as local:
+    with open_image(f"registry:{v1_ref}", RegistryOptions(tls_verify=False), blobs=False) as pushed:
+        assert not any(LAYER_ANNOTATION in d.annotations for d in pushed.layers)
+        assert LAYERS_LABEL in pushed.config.labels
+    with open_image(f"oci:{tmp_path}/v1:v1", DEFAULT_REGISTRY, blobs=False) as local:
         v1 = build(origin, f"oci:{tmp_path}/v1:v1", max_layers=LAYERS)
         assert v1.manifest.digest == local.manifest_digest
     fetched = _count_fetches(monkeypatch)
@@ -166,7 +167,7 @@ def test_cache_across_destinations(trees: tuple[RootfsOrigin, Path], tmp_path: P
     v1 = build(origin, f"oci:{tmp_path}/a:v1", max_layers=LAYERS, cache=str(cache))
     assert v1.taken.count(None) == len(v1.layers)
     # The cache is an ordinary OCI layout holding the image.
-    with open_image(f"oci:{cache}:sha256-{v1.manifest.digest[7:]}", blobs=False) as cached:
+    with open_image(f"oci:{cache}:sha256-{v1.manifest.digest.hex}", DEFAULT_REGISTRY, blobs=False) as cached:
         assert cached.manifest_digest == v1.manifest.digest
     again = build(origin, f"oci-archive:{tmp_path}/b.tar", max_layers=LAYERS, cache=str(cache))
     assert again.manifest == v1.manifest and set(again.taken) == {"cache"}
@@ -180,7 +181,7 @@ def test_cache_across_destinations(trees: tuple[RootfsOrigin, Path], tmp_path: P
     tags = [
         m["annotations"]["org.opencontainers.image.ref.name"] for m in Layout(str(cache)).index()["manifests"]
     ]
-    assert sorted(tags) == sorted(f"sha256-{i.manifest.digest[7:]}" for i in (v1, v2))
+    assert sorted(tags) == sorted(f"sha256-{i.manifest.digest.hex}" for i in (v1, v2))
 
 
 def _start_build(*args: str) -> subprocess.Popen[bytes]:
@@ -223,12 +224,12 @@ def test_concurrent_builds_share_a_cache(trees: tuple[RootfsOrigin, Path], tmp_p
     assert len(index["manifests"]) == 2
     made = []
     for k in range(4):
-        with open_image(f"oci:{tmp_path}/out{k}:x", blobs=False) as built:
+        with open_image(f"oci:{tmp_path}/out{k}:x", DEFAULT_REGISTRY, blobs=False) as built:
             made.append(built.manifest_digest)
-            tag = f"sha256-{built.manifest_digest[7:]}"
-            with open_image(f"oci:{cache}:{tag}", blobs=False) as cached:
+            tag = f"sha256-{built.manifest_digest.hex}"
+            with open_image(f"oci:{cache}:{tag}", DEFAULT_REGISTRY, blobs=False) as cached:
                 for d in cached.layers:
-                    assert (cache / "blobs/sha256" / str(d["digest"])[7:]).stat().st_size == d["size"]
+                    assert (cache / "blobs/sha256" / d.digest.hex).stat().st_size == d.size
     assert made[0] == made[2] and made[1] == made[3] and made[0] != made[1]
 
 
@@ -240,8 +241,8 @@ def test_layer_records_survive_a_docker_archive(trees: tuple[RootfsOrigin, Path]
         ["skopeo", "copy", "--quiet", f"oci:{tmp_path}/v1:v1", f"docker-archive:{tmp_path}/v1.tar:os:v1"],
         check=True,
     )
-    with open_image(f"docker-archive:{tmp_path}/v1.tar", blobs=False) as copied:
-        assert not any(LAYER_ANNOTATION in (d.get("annotations") or {}) for d in copied.layers)
-        label = json.loads(config_labels(copied.config)[LAYERS_LABEL])
+    with open_image(f"docker-archive:{tmp_path}/v1.tar", DEFAULT_REGISTRY, blobs=False) as copied:
+        assert not any(LAYER_ANNOTATION in d.annotations for d in copied.layers)
+        label = json.loads(copied.config.labels[LAYERS_LABEL])
     assert label == [None if r is None else r.to_json() for r in v1.layer_records()]
     assert all(r is not None and r[1] == b.descriptor.digest for r, b in zip(label, v1.layers, strict=True))

@@ -12,7 +12,7 @@ import pytest
 from encapsulate import CommitOrigin, Compression, ConfigError, Format, ImageOrigin, RootfsOrigin
 from encapsulate.cli.main import debchunk_parser, encapsulate_parser
 from encapsulate.cli.settings import EVERY, SETTINGS, add_settings, config_from_args, options_markdown
-from encapsulate.oci.imgref import ImageRef
+from encapsulate.oci.imgref import ImageRef, RegistryOptions
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
@@ -68,7 +68,8 @@ def test_the_command_line_becomes_typed_values() -> None:
     assert config.format is Format.PLAIN and config.compression is Compression.ZSTD
     assert dict(config.labels) == {"b": "2"} and config.remove_labels == ("a",)
     assert config.cmd == ("sh", "-c") and config.copymeta == ("version",)
-    assert config.tls_verify is False and config.epoch == 5
+    assert config.registry == RegistryOptions(None, False) and config.dest_registry == RegistryOptions()
+    assert config.epoch == 5
 
 
 def test_origins_from_the_command_line() -> None:

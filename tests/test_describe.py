@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from encapsulate.describe import (
     labels_asked,
     read_image_config_file,
 )
+from encapsulate.oci.model import MEDIA_CONFIG, Descriptor, Digest, ImageConfig
+from encapsulate.oci.platform import Platform
 from mapping import Mapping, Tree
 
 ROOTFS = RootfsOrigin("tree")
@@ -142,18 +145,25 @@ def test_the_images_time_never_the_wall_clock() -> None:
         image_epoch(_config(), _mapping())
 
 
+def _image_config(document: dict[str, Any]) -> ImageConfig:
+    data = json.dumps(document).encode()
+    return ImageConfig.parse(data, Descriptor(MEDIA_CONFIG, Digest.of(data), len(data)), "test")
+
+
 def test_the_platform_in_its_order() -> None:
-    arm = {"architecture": "arm", "variant": "v7"}
-    assert image_platform(_config(arch="ppc64el"), _mapping(), arm) == ("ppc64le", None)
-    assert image_platform(_config(origin=ImageOrigin("oci:src")), _mapping(), arm) == ("arm", "v7")
-    assert image_platform(_config(arch="armhf"), _mapping(), None) == ("arm", "v7")
+    arm = _image_config({"architecture": "arm", "variant": "v7", "os": "linux"})
+    dpkg = replace(_mapping(), architecture="arm64")
+    assert image_platform(_config(platform=Platform.of("ppc64el")), dpkg, arm) == Platform("ppc64le")
+    assert image_platform(_config(origin=ImageOrigin("oci:src")), dpkg, arm) == Platform("arm", "v7")
+    assert image_platform(_config(), dpkg, None) == Platform("arm64")
+    assert image_platform(_config(), replace(dpkg, architecture="armhf"), None) == Platform("arm", "v7")
+    assert image_platform(_config(), _mapping(), None) == Platform.host()
 
 
 def test_the_config_document_puts_the_layers_labels_last() -> None:
     description = ImageDescription(
         1_767_225_600,
-        "arm64",
-        "v8",
+        Platform("arm64", "v8"),
         {"asked": "1", "shared": "asked"},
         {
             "author": "me",
@@ -173,10 +183,11 @@ def test_the_config_document_puts_the_layers_labels_last() -> None:
         "rootfs": {"type": "layers", "diff_ids": ["sha256:a"]},
         "history": [{"created_by": "x"}],
     }
-    assert description.platform() == {"architecture": "arm64", "os": "linux", "variant": "v8"}
+    assert description.index_platform() == {"architecture": "arm64", "os": "linux", "variant": "v8"}
 
 
 def test_describe_image_gathers_it_all(tmp_path: Path) -> None:
     file = read_image_config_file(_write(tmp_path, {"Env": ["A=1"]}))
-    description = describe_image(_config(epoch=7, labels={"l": "v"}, arch="arm64"), _mapping(), file, None)
-    assert description == ImageDescription(7, "arm64", None, {"l": "v"}, {"config": {"Env": ["A=1"]}})
+    config = _config(epoch=7, labels={"l": "v"}, platform=Platform.of("aarch64"))
+    description = describe_image(config, _mapping(), file, None)
+    assert description == ImageDescription(7, Platform("arm64"), {"l": "v"}, {"config": {"Env": ["A=1"]}})

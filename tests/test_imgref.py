@@ -15,7 +15,7 @@ import pytest
 import encapsulate.oci
 import encapsulate.tools
 from encapsulate.errors import EncapsulateError
-from encapsulate.oci.imgref import ImageRef, parse_imgref, valid_tag
+from encapsulate.oci.imgref import DEFAULT_REGISTRY, ImageRef, RegistryOptions, parse_imgref, valid_tag
 from encapsulate.oci.skopeo import registry_flags, skopeo_inspect
 from tests.conftest import RunCli
 
@@ -100,27 +100,25 @@ def test_by_digest() -> None:
 
 def test_registry_flags() -> None:
     registry, local = parse_imgref("registry:h/r"), parse_imgref("containers-storage:r")
-    assert registry_flags(registry) == []
-    assert registry_flags(registry, tls_verify=False) == ["--tls-verify=false"]
-    assert registry_flags(registry, "src", tls_verify=True) == ["--src-tls-verify=true"]
-    assert registry_flags(registry, "dest", tls_verify=False, authfile="a.json") == [
-        "--dest-tls-verify=false",
-        "--dest-authfile=a.json",
-    ]
-    assert registry_flags(local, "dest", tls_verify=False, authfile="a.json") == []
+    both = RegistryOptions(authfile="a.json", tls_verify=False)
+    assert registry_flags(registry, DEFAULT_REGISTRY) == []
+    assert registry_flags(registry, RegistryOptions(tls_verify=False)) == ["--tls-verify=false"]
+    assert registry_flags(registry, RegistryOptions(tls_verify=True), "src") == ["--src-tls-verify=true"]
+    assert registry_flags(registry, both, "dest") == ["--dest-tls-verify=false", "--dest-authfile=a.json"]
+    assert registry_flags(local, both, "dest") == []
 
 
 def test_skopeo_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     missing = ImageRef("docker-archive", str(tmp_path / "none.tar"))
     with pytest.raises(EncapsulateError) as failed:
-        skopeo_inspect(missing)
+        skopeo_inspect(missing, DEFAULT_REGISTRY)
     message = str(failed.value)
     # skopeo's "time=... level=fatal msg=..." reduced to its message.
     assert message.startswith(f"{missing}: skopeo inspect failed: ") and "none.tar" in message
     assert "level=fatal" not in message and "msg=" not in message and "\n" not in message
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(EncapsulateError, match=r"needs skopeo.*apt-get install skopeo"):
-        skopeo_inspect(missing)
+        skopeo_inspect(missing, DEFAULT_REGISTRY)
 
 
 def test_bad_tag_on_the_command_line(run_cli: RunCli, tmp_path: Path) -> None:
@@ -186,7 +184,7 @@ def test_no_module_imports_gi() -> None:
         for package in (encapsulate.oci, encapsulate.tools)
         for m in pkgutil.iter_modules(package.__path__, package.__name__ + ".")
     ]
-    assert {"encapsulate.oci.read", "encapsulate.tools.model", "encapsulate.tools.prior"} <= set(names)
+    assert {"encapsulate.oci.read", "encapsulate.tools.model", "encapsulate.oci.prior"} <= set(names)
     code = (
         "import importlib, json, sys\n"
         "sys.modules['gi'] = None\n"

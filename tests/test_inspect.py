@@ -423,17 +423,46 @@ def test_damaged_zstd_layer(run_cli: RunCli, sample_tree: Path, tmp_path: Path) 
     one_error(run_cli("inspect", f"oci:{tmp_path}/img:v1"), biggest["digest"], "the blob is missing")
 
 
+def _store(layout: Path, data: bytes) -> dict[str, Any]:
+    """Put ``data`` into the layout as a blob; its digest and size."""
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs/sha256" / digest).write_bytes(data)
+    return {"digest": f"sha256:{digest}", "size": len(data)}
+
+
 @pytest.mark.parametrize("which", ["manifest", "config"])
 def test_not_json(run_cli: RunCli, layout_copy: Path, which: str) -> None:
+    """Bytes that are not JSON, under a descriptor that names them: the
+    manifest or config is named, and what is wrong with it."""
+    index = json.loads((layout_copy / "index.json").read_text())
+    entry = index["manifests"][0]
+    junk = _store(layout_copy, b"{not json")
+    if which == "config":
+        manifest = json.loads((layout_copy / "blobs/sha256" / entry["digest"][7:]).read_text())
+        manifest["config"].update(junk)
+        entry.update(_store(layout_copy, json.dumps(manifest).encode()))
+    else:
+        entry.update(junk)
+    (layout_copy / "index.json").write_text(json.dumps(index))
+    before = snapshot(layout_copy)
+    one_error(run_cli("inspect", f"oci:{layout_copy}:v1"), f"{which} {junk['digest']}", "not JSON")
+    one_error(run_cli("diff", f"oci:{layout_copy}:v1", f"oci:{layout_copy}:v1"), which, "not JSON")
+    assert snapshot(layout_copy) == before
+
+
+@pytest.mark.parametrize("which", ["manifest", "config"])
+def test_bytes_not_their_digest(run_cli: RunCli, layout_copy: Path, which: str) -> None:
+    """A manifest or config whose bytes are not the ones its descriptor names
+    is refused before it is read (even when they are valid JSON)."""
     index = json.loads((layout_copy / "index.json").read_text())
     digest = index["manifests"][0]["digest"]
     if which == "config":
         digest = json.loads((layout_copy / "blobs/sha256" / digest[7:]).read_text())["config"]["digest"]
-    (layout_copy / "blobs/sha256" / digest[7:]).write_text("{not json")
-    before = snapshot(layout_copy)
-    one_error(run_cli("inspect", f"oci:{layout_copy}:v1"), f"{which} {digest}", "not JSON")
-    one_error(run_cli("diff", f"oci:{layout_copy}:v1", f"oci:{layout_copy}:v1"), which, "not JSON")
-    assert snapshot(layout_copy) == before
+    path = layout_copy / "blobs/sha256" / digest[7:]
+    document = json.loads(path.read_text())
+    path.write_text(json.dumps(document, indent=2))
+    line = one_error(run_cli("inspect", f"oci:{layout_copy}:v1"), f"{which} {digest}", "the image is damaged")
+    assert "have digest sha256:" in line and "not the descriptor's" in line
 
 
 def test_reading_changes_nothing(run_cli: RunCli, layout_copy: Path) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from encapsulate.oci.layout import MEDIA_CONFIG, MEDIA_MANIFEST, REF_NAME, Layout, canonical_json
+from encapsulate.oci.labels import REF_NAME_ANNOTATION as REF_NAME
+from encapsulate.oci.layout import MEDIA_CONFIG, MEDIA_MANIFEST, Layout, canonical_json
 from tests.conftest import RunCli, default_sigint
 
 EPOCH = "1767225600"

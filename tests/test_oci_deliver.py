@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from encapsulate import ConfigError, EncapsulateError, RootfsOrigin
+from encapsulate.oci.imgref import RegistryOptions
 from mapping import MappingError
 from tests.conftest import snapshot
 from tests.images import build, manifest
@@ -30,7 +31,7 @@ def test_transports(sample_tree: Path, tmp_path: Path, registry: str) -> None:
     assert json.loads(inspect.stdout)["Digest"] == digest
     # A real registry: push, pull back, same manifest digest.
     target = f"{registry}/debchunk/sample:v1"
-    build(origin, f"registry:{target}", dest_tls_verify=False)
+    build(origin, f"registry:{target}", dest_registry=RegistryOptions(tls_verify=False))
     remote = subprocess.run(
         ["skopeo", "inspect", "--tls-verify=false", f"docker://{target}"],
         capture_output=True,
@@ -74,7 +75,11 @@ def test_registry_down(sample_tree: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(EncapsulateError, match=rf"127\.0\.0\.1:{port}.*connection refused") as raised:
-        build(RootfsOrigin(str(sample_tree)), f"docker://127.0.0.1:{port}/x:y", dest_tls_verify=False)
+        build(
+            RootfsOrigin(str(sample_tree)),
+            f"docker://127.0.0.1:{port}/x:y",
+            dest_registry=RegistryOptions(tls_verify=False),
+        )
     assert "level=fatal" not in str(raised.value)
 
 

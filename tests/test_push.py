@@ -22,6 +22,7 @@ import pytest
 from benches.registry import docker_registry, manifest_digest
 from encapsulate import RootfsOrigin
 from encapsulate.errors import EncapsulateError
+from encapsulate.oci.imgref import RegistryOptions
 from encapsulate.oci.push import registry_reference
 from encapsulate.oci.read import ArchiveBlobs
 from encapsulate.oci.registry import RegistrySession
@@ -107,7 +108,9 @@ def test_a_pushed_image_is_the_one_built(
 ) -> None:
     origin, _ = tree
     ref = f"{registry}/push-first/os:v1"
-    pushed = build(origin, f"registry:{ref}", max_layers=LAYERS, dest_tls_verify=False)
+    pushed = build(
+        origin, f"registry:{ref}", max_layers=LAYERS, dest_registry=RegistryOptions(tls_verify=False)
+    )
     local = build(origin, f"oci:{tmp_path}/local:v1", max_layers=LAYERS)
     assert pushed.manifest == local.manifest
     assert manifest_digest(ref) == local.manifest.digest
@@ -118,7 +121,12 @@ def test_a_pushed_image_is_the_one_built(
     assert requests[-1] == ("PUT", "/v2/push-first/os/manifests/v1")
     # Again: every blob is there, only the manifest is sent.
     requests.clear()
-    build(origin, f"docker://{registry}/push-first/os", max_layers=LAYERS, dest_tls_verify=False)
+    build(
+        origin,
+        f"docker://{registry}/push-first/os",
+        max_layers=LAYERS,
+        dest_registry=RegistryOptions(tls_verify=False),
+    )
     assert _sent(requests, "PUT", "digest") == [] and _sent(requests, "POST", "mount") == []
     assert [r for r in requests if r[0] != "HEAD"] == [("PUT", "/v2/push-first/os/manifests/latest")]
     assert manifest_digest(f"{registry}/push-first/os:latest") == local.manifest.digest
@@ -140,7 +148,9 @@ def test_a_rebuild_in_the_same_registry_sends_no_taken_layer(
     another repository of the registry (they are mounted)."""
     origin, root = tree
     v1_ref = f"{registry}/{prior}:v1"
-    v1 = build(origin, f"registry:{v1_ref}", max_layers=LAYERS, dest_tls_verify=False)
+    v1 = build(
+        origin, f"registry:{v1_ref}", max_layers=LAYERS, dest_registry=RegistryOptions(tls_verify=False)
+    )
     fetched = _count_fetches(monkeypatch)
     _update(root)
     requests.clear()
@@ -159,7 +169,9 @@ def test_a_registry_prior_into_an_archive_fetches_only_the_taken_blobs(
 ) -> None:
     origin, root = tree
     v1_ref = f"{registry}/push-to-archive/os:v1"
-    v1 = build(origin, f"registry:{v1_ref}", max_layers=LAYERS, dest_tls_verify=False)
+    v1 = build(
+        origin, f"registry:{v1_ref}", max_layers=LAYERS, dest_registry=RegistryOptions(tls_verify=False)
+    )
     fetched = _count_fetches(monkeypatch)
     _update(root)
     v2 = build(
@@ -167,7 +179,7 @@ def test_a_registry_prior_into_an_archive_fetches_only_the_taken_blobs(
         f"oci-archive:{tmp_path}/v2.tar",
         max_layers=LAYERS,
         prior=f"registry:{v1_ref}",
-        tls_verify=False,
+        registry=RegistryOptions(tls_verify=False),
     )
     assert v2.manifest == _from_scratch(origin, v1, tmp_path / "fresh").manifest
     assert sorted(fetched) == sorted(_digests(v2, True))
@@ -253,12 +265,20 @@ def test_a_refused_push_is_one_line_naming_the_registry(
     # A tag outside the distribution-spec's grammar: the registry has no such route.
     with pytest.raises(EncapsulateError) as refused:
         build(
-            origin, f"registry:{registry}/push-refused/os:bad!tag", max_layers=LAYERS, dest_tls_verify=False
+            origin,
+            f"registry:{registry}/push-refused/os:bad!tag",
+            max_layers=LAYERS,
+            dest_registry=RegistryOptions(tls_verify=False),
         )
     message = str(refused.value)
     assert "\n" not in message and registry in message and "push-refused/os" in message
     with pytest.raises(EncapsulateError, match="cannot reach the registry") as unreachable:
-        build(origin, "registry:127.0.0.1:9/push/os:v1", max_layers=LAYERS, dest_tls_verify=False)
+        build(
+            origin,
+            "registry:127.0.0.1:9/push/os:v1",
+            max_layers=LAYERS,
+            dest_registry=RegistryOptions(tls_verify=False),
+        )
     assert "\n" not in str(unreachable.value)
 
 
@@ -340,12 +360,11 @@ def test_a_registry_that_wants_credentials(tree: tuple[RootfsOrigin, Path], tmp_
                 origin,
                 f"registry:{ref}",
                 max_layers=LAYERS,
-                dest_tls_verify=False,
-                authfile=str(tmp_path / "other.json"),
+                dest_registry=RegistryOptions(str(tmp_path / "other.json"), False),
             )
         assert "\n" not in str(refused.value)
         pushed = build(
-            origin, f"registry:{ref}", max_layers=LAYERS, dest_tls_verify=False, authfile=str(authfile)
+            origin, f"registry:{ref}", max_layers=LAYERS, dest_registry=RegistryOptions(str(authfile), False)
         )
         raw = subprocess.run(
             ["skopeo", "inspect", "--raw", "--tls-verify=false", f"--authfile={authfile}", f"docker://{ref}"],

@@ -19,6 +19,7 @@ import pytest
 
 from encapsulate import BuildConfig, build_image
 from encapsulate.config import ImageOrigin
+from encapsulate.oci.imgref import RegistryOptions
 from encapsulate.oci.labels import COMPONENTS_LABEL, PLAN_LABEL
 from encapsulate.tools.diff import diff_images
 from encapsulate.write.image import ImageResult
@@ -154,7 +155,7 @@ def test_every_transport_gives_the_same_image(
         tls_verify = False
     else:
         source = _archive(images.a, transport, tmp_path)
-    image = rechunk(source, f"oci:{tmp_path / 'out'}:r", tls_verify=tls_verify)
+    image = rechunk(source, f"oci:{tmp_path / 'out'}:r", registry=RegistryOptions(tls_verify=tls_verify))
     assert image.manifest.digest == tagged_digest(rechunked_a, "r")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from encapsulate import RootfsOrigin
+from encapsulate.oci.imgref import DEFAULT_REGISTRY
 from encapsulate.oci.read import open_image
 from encapsulate.tools.inspect import inspect_image
 from encapsulate.tools.report import read_report
@@ -69,9 +70,12 @@ def test_report_renders_in_chromium(run_cli: RunCli, images: tuple[str, str], tm
     proc = report(run_cli, new, "--prior", prior, "-o", str(page))
     assert str(page) in proc.stdout
 
-    with open_image(new, blobs=False) as image, open_image(prior, blobs=False) as before:
-        layers = [str(layer["digest"]) for layer in image.layers]
-        held = {str(layer["digest"]) for layer in before.layers}
+    with (
+        open_image(new, DEFAULT_REGISTRY, blobs=False) as image,
+        open_image(prior, DEFAULT_REGISTRY, blobs=False) as before,
+    ):
+        layers = [layer.digest for layer in image.layers]
+        held = {layer.digest for layer in before.layers}
     dom = Elements(dump_dom(page))
     assert [t for t, _ in dom.tags].count("svg") >= 1
     bars = dom.having("rect", "layer-bar")
@@ -105,9 +109,9 @@ def test_report_renders_in_chromium(run_cli: RunCli, images: tuple[str, str], tm
 def test_summary_numbers(images: tuple[str, str]) -> None:
     prior, new = images
     r = read_report(new, prior)
-    with open_image(new, blobs=False) as image:
-        labels = image.config["config"]["Labels"]
-        sizes = [int(layer["size"]) for layer in image.layers]
+    with open_image(new, DEFAULT_REGISTRY, blobs=False) as image:
+        labels = image.config.labels
+        sizes = [layer.size for layer in image.layers]
     components = json.loads(labels["org.debchunk.components"])
     plan = json.loads(labels["org.debchunk.plan"])
     expected = 0.0
@@ -122,7 +126,7 @@ def test_summary_numbers(images: tuple[str, str]) -> None:
                 keep /= 1 - min(components[n]["change_probability"], base)
         expected += size * (1 - keep)
     assert r.total_bytes == sum(sizes)
-    assert r.expected_update_bytes == pytest.approx(expected)
+    assert r.expected_download_bytes == pytest.approx(expected)
     assert 0 < expected < sum(sizes)
     assert r.download_bytes == sum(layer.size for layer in r.layers if layer.download)
     assert r.changes is not None
@@ -140,17 +144,19 @@ def test_inspect_and_report_expect_the_same_update(images: tuple[str, str]) -> N
     _, new = images
     info = inspect_image(new, read_layers=False)
     r = read_report(new)
-    with open_image(new, blobs=False) as image:
-        labels = image.config["config"]["Labels"]
-        sizes = [int(layer["size"]) for layer in image.layers]
+    with open_image(new, DEFAULT_REGISTRY, blobs=False) as image:
+        labels = image.config.labels
+        sizes = [layer.size for layer in image.layers]
     plan = json.loads(labels["org.debchunk.plan"])
     probabilities = [layer["change_probability"] for layer in info.to_json()["layers"]]
     assert probabilities[0] is None and all(p is not None for p in probabilities[1:])
     by_hand = sum(size * p for size, p in zip(sizes[1:], probabilities[1:], strict=True))
     assert len(plan) == len(sizes) - 1
-    assert r.expected_update_bytes is not None and r.expected_update_bytes > 0
-    assert info.image.expected_update_bytes == r.expected_update_bytes == pytest.approx(by_hand)
-    assert info.to_json()["expected_update_bytes"] == r.expected_update_bytes
+    assert r.expected_download_bytes is not None and r.expected_download_bytes > 0
+    assert info.image.expected_download_bytes == r.expected_download_bytes == pytest.approx(by_hand)
+    # The JSON names it for what it is, and keeps its old key.
+    as_json = info.to_json()
+    assert as_json["expected_download_bytes"] == as_json["expected_update_bytes"] == r.expected_download_bytes
 
 
 def test_same_input_same_bytes_and_nothing_external(

@@ -254,3 +254,21 @@ def test_layers_tree_names_the_member_before_a_bad_header(tmp_path: Path) -> Non
         LayersTree("bad", [LayerArchive(str(path), digest, "none")], str(tmp_path / "work"))
     assert raised.value.what == f"layer {digest}: its tar is corrupt after a"
     assert raised.value.where == str(path)
+
+
+def test_end_in_padding_as_go_reads_it() -> None:
+    """With ``end_in_padding``, a stream that ends in the padding after the
+    last member's data (umoci 0.4's layers) ends the archive, as Go's
+    archive/tar reads it; one that ends inside the data is still cut."""
+    data = _two_files()
+    for end in (1536 + 10, 1536 + 100):
+        reader = TarReader(chunks(data[:end], 512), end_in_padding=True)
+        names = []
+        for member in reader:
+            reader.data(None)
+            names.append(member.name)
+        assert names == ["a", "b"] and reader.trailing_zeros()
+    reader = TarReader(chunks(data[: 1536 + 5], 512), end_in_padding=True)
+    with pytest.raises(TarEndsInside):
+        for _ in reader:
+            reader.data(None)

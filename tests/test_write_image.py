@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chunker import Layer, Plan, pack
-from encapsulate import CommitOrigin, RootfsOrigin
+from encapsulate import CommitOrigin, Platform, RootfsOrigin
 from encapsulate.config import reference_date
 from encapsulate.describe import ImageDescription
 from encapsulate.oci.labels import COMPONENTS_ANNOTATION, PLAN_LABEL
@@ -43,7 +43,7 @@ def write(
 ) -> ImageResult:
     """``write_image`` of ``plan`` at ``EPOCH``, its layers fitted to ``layer_format``."""
     settings = LayerSettings(layer_format=layer_format)
-    description = ImageDescription(EPOCH, "amd64", None, labels or {}, image_config or {})
+    description = ImageDescription(EPOCH, Platform("amd64"), labels or {}, image_config or {})
     layers = fit_layers(mapping, plan, settings, EPOCH)
     return write_image(layers, LayoutTarget(path, tag), description, settings)
 
@@ -152,7 +152,7 @@ def test_layers_already_in_the_layout_are_reused(tmp_path: Path) -> None:
     (root / "usr/lib/pkg05/data").write_bytes(blob("changed", 123_456))
     # A damaged blob is not taken: its layer is written again, and repaired.
     old = components_of(first)
-    sizes = {b.descriptor.digest: b.descriptor.size for b in first.layers}
+    sizes: dict[str, int] = {b.descriptor.digest: b.descriptor.size for b in first.layers}
     damaged = next(d for d, c in old.items() if "pkg05" not in c and c)
     damaged_path = tmp_path / "img/blobs/sha256" / damaged[7:]
     damaged_path.write_bytes(damaged_path.read_bytes()[:100])

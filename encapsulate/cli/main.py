@@ -22,7 +22,7 @@ from . import tools
 from .options import print_json
 from .progress import progress_line
 from .render import format_mapping, format_plan, format_result
-from .settings import add_settings, config_from_args, origin_from_args
+from .settings import add_settings, config_from_args, origin_from_args, reading_registry
 
 # Failures exit 1; usage errors 2, argparse's convention (DESIGN.md, "Interfaces").
 EXIT_FAILURE = 1
@@ -76,7 +76,7 @@ def _cmd_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     check_max_layers(args.max_layers)
     if args.prior is not None and args.prior_plan is not None:
         raise ConfigError("--prior and --prior-plan: give only one previous build")
-    prior = read_prior(prior=args.prior, prior_plan=args.prior_plan, tls_verify=args.tls_verify)
+    prior = read_prior(reading_registry(args), prior=args.prior, plan_file=args.prior_plan)
     if args.mapping is not None:
         if args.repo or args.ref or args.rootfs:
             raise ConfigError("--mapping FILE takes no --repo, REF or --rootfs")

@@ -23,6 +23,8 @@ from ..config import (
     RootfsOrigin,
 )
 from ..errors import ConfigError
+from ..oci.imgref import RegistryOptions
+from ..oci.platform import Platform
 from .options import boolean
 
 
@@ -256,11 +258,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         ("--arch",),
-        "arch",
+        "platform",
         "image architecture, Debian's or OCI's name (arm64, armhf, x86_64...; default: a --from image's "
         "own, else the tree's dpkg architecture, else this machine's); of a multi-platform --from "
         "image, the platform read (default: this machine's)",
         metavar="ARCH",
+        parse=Platform.of,
     ),
     Setting(
         ("--image-config",),
@@ -391,14 +394,15 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         ("--authfile",),
-        "authfile",
-        "registry credentials: for skopeo, and for the blobs taken from a --prior registry image",
+        None,
+        "registry credentials (containers-auth.json): for every image read and for the destination",
         metavar="FILE",
         group="registry",
+        commands=ENCAPSULATE | READERS | {"plan"},
     ),
     Setting(
         ("--tls-verify",),
-        "tls_verify",
+        None,
         "verify TLS certificates of registries images are read from (--from, --prior, --keep-base, "
         "--compare-with-build, the images inspected): true or false (default: skopeo's, true)",
         metavar="BOOL",
@@ -408,7 +412,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         ("--dest-tls-verify",),
-        "dest_tls_verify",
+        None,
         "verify the destination registry's TLS certificate: true or false (default: skopeo's, true)",
         metavar="BOOL",
         parse=boolean,
@@ -470,6 +474,11 @@ def origin_from_args(args: argparse.Namespace, usage: str) -> Origin:
     raise ConfigError(usage)
 
 
+def reading_registry(args: argparse.Namespace) -> RegistryOptions:
+    """How the images a command reads are reached: ``--authfile`` and ``--tls-verify``."""
+    return RegistryOptions(getattr(args, "authfile", None), getattr(args, "tls_verify", None))
+
+
 def config_from_args(args: argparse.Namespace, epoch: int | None) -> BuildConfig:
     """The ``BuildConfig`` the parsed command line asks for; ``epoch`` is
     ``SOURCE_DATE_EPOCH``, read by the caller."""
@@ -484,6 +493,8 @@ def config_from_args(args: argparse.Namespace, epoch: int | None) -> BuildConfig
     return BuildConfig(
         origin=origin,
         destination=args.imgref,
+        registry=reading_registry(args),
+        dest_registry=RegistryOptions(args.authfile, args.dest_tls_verify),
         labels=labels,
         remove_labels=removed,
         cmd=None if args.cmd is None else tuple(args.cmd),

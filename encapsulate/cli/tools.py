@@ -8,6 +8,7 @@ import argparse
 import sys
 from typing import Any
 
+from ..oci.imgref import RegistryOptions, parse_imgref
 from ..tools.diff import diff_images, format_diff
 from ..tools.inspect import format_inspect, inspect_image
 from ..tools.report import write_report
@@ -19,9 +20,14 @@ from .options import common_options, print_json, tls_verify_option
 SHOWN_PROBLEMS = 5
 
 
+def _registry(args: argparse.Namespace) -> RegistryOptions:
+    """The registry options the command line gives (``--tls-verify``)."""
+    return RegistryOptions(tls_verify=args.tls_verify)
+
+
 def _cmd_inspect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     info = inspect_image(
-        args.imgref, fetch=args.fetch, read_layers=not args.no_layers, tls_verify=args.tls_verify
+        parse_imgref(args.imgref), fetch=args.fetch, read_layers=not args.no_layers, registry=_registry(args)
     )
     if args.json:
         print_json(info.to_json())
@@ -32,7 +38,11 @@ def _cmd_inspect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
 def _cmd_diff(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     result = diff_images(
-        args.old, args.new, fetch=args.fetch, read_layers=not args.no_layers, tls_verify=args.tls_verify
+        parse_imgref(args.old),
+        parse_imgref(args.new),
+        fetch=args.fetch,
+        read_layers=not args.no_layers,
+        registry=_registry(args),
     )
     if args.json:
         print_json(result.to_json())
@@ -42,7 +52,7 @@ def _cmd_diff(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    result = validate_image(args.imgref, tls_verify=args.tls_verify)
+    result = validate_image(args.imgref, _registry(args))
     if result.valid:
         if not args.quiet:
             layers = f"{result.layers} layer{'s' * (result.layers != 1)}"
@@ -61,7 +71,7 @@ def _cmd_validate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
 
 def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    report = write_report(args.imgref, args.output, args.prior, tls_verify=args.tls_verify)
+    report = write_report(args.imgref, args.output, args.prior, _registry(args))
     if not args.quiet:
         line = f"{args.output}: {len(report.layers)} layers, {human_size(report.total_bytes)}"
         if report.download_bytes is not None:

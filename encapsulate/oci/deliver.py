@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 
 from ..errors import EncapsulateError
-from .imgref import ImageRef
+from .imgref import DEFAULT_REGISTRY, ImageRef, RegistryOptions
 from .layout import LayoutTarget, atomic_write
 from .push import RegistryPush
 from .read import BlobExtent, BlobStore, blob_extent
@@ -143,10 +143,9 @@ class Destination:
     stay where they are; ``deliver`` then puts it at ``ref``.  The temporary
     layout is removed on leaving, whatever happens."""
 
-    def __init__(self, ref: ImageRef, *, authfile: str | None = None, tls_verify: bool | None = None) -> None:
+    def __init__(self, ref: ImageRef, registry: RegistryOptions) -> None:
         self.ref = ref
-        self.authfile = authfile
-        self.tls_verify = tls_verify
+        self.registry = registry
         self.target = LayoutTarget(ref.location, ref.tag or DEFAULT_TAG)
         # Which taken blobs may stay where they are until delivery.
         self.lender: Lender | None = None
@@ -162,7 +161,7 @@ class Destination:
         if self.ref.transport == "oci-archive":
             self.lender = check_local_blob
         elif self.ref.registry:
-            self._push = RegistryPush(self.ref, self.tls_verify, self.authfile)
+            self._push = RegistryPush(self.ref, self.registry)
             self.lender = self._push.keeps_in_place
         return self
 
@@ -185,9 +184,4 @@ class Destination:
         elif self._push is not None:
             self._push.push_image(layout, tag, lent)
         else:
-            skopeo_copy(
-                ImageRef("oci", layout, tag),
-                self.ref,
-                dest_tls_verify=self.tls_verify,
-                dest_authfile=self.authfile,
-            )
+            skopeo_copy(ImageRef("oci", layout, tag), self.ref, src=DEFAULT_REGISTRY, dest=self.registry)

@@ -4,7 +4,7 @@ In: ``TRANSPORT:LOCATION`` text as given on the command line.
 Out: an ``ImageRef`` (transport, location, tag) that knows whether debchunk
 reads and writes it itself (``oci:``, ``oci-archive:``) or through skopeo,
 how skopeo spells it, and whether registry options (``--tls-verify``,
-``--authfile``) apply to it.
+``--authfile``: a ``RegistryOptions``) apply to it.
 """
 
 from __future__ import annotations
@@ -109,6 +109,21 @@ class ImageRef:
         if colon > slash:  # a tag, not a port (a port comes before the first /)
             name = name[:colon]
         return ImageRef(self.transport, f"{name}@{digest}")
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    """How a registry is reached: ``authfile`` holds its credentials
+    (containers-auth.json(5)); ``tls_verify=False`` reads it over plain HTTP
+    or with an unverified certificate.  None leaves skopeo's default.  Only
+    registry references take them (``ImageRef.registry``)."""
+
+    authfile: str | None = None
+    tls_verify: bool | None = None
+
+
+# No options: skopeo's defaults.
+DEFAULT_REGISTRY = RegistryOptions()
 
 
 def _unknown(text: str, transport: str) -> EncapsulateError:

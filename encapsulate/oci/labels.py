@@ -1,6 +1,6 @@
-"""debchunk's metadata in an image, read back: the one reading of its labels
-and annotations that ``inspect``, ``diff``, ``report``, ``validate`` and
-``--prior`` share.
+"""The names of labels and annotations, and debchunk's metadata in an image
+read back: the one reading of its labels and annotations that ``inspect``,
+``diff``, ``report``, ``validate`` and ``--prior`` share.
 
 In: an image's config (its labels) and its manifest's layer descriptors.
 Out: the ``org.debchunk.components`` label as ``ComponentInfo`` by name, the
@@ -26,6 +26,26 @@ from typing import Any
 import numpy as np
 
 from chunker.cost import Events
+
+from .model import Descriptor, Digest
+
+# ostree-ext's config labels (ostree-ext container/encapsulate.rs): the commit,
+# the diff_id of the last layer, a bootable commit, its kernel version.
+OSTREE_COMMIT_LABEL = "ostree.commit"
+OSTREE_FINAL_DIFFID_LABEL = "ostree.final-diffid"
+OSTREE_BOOTABLE_LABEL = "ostree.bootable"
+OSTREE_LINUX_LABEL = "ostree.linux"
+# bootc's label for an image it can boot (bootc's docs, "bootc images").
+BOOTC_LABEL = "containers.bootc"
+# The image's version: OCI's pre-defined annotation key (image-spec
+# annotations.md) and the commit metadata key ``bootc status`` shows.
+OCI_VERSION_LABEL = "org.opencontainers.image.version"
+VERSION_LABEL = "version"
+# The commit metadata key ostree-ext takes an image's Cmd from.
+CONTAINER_CMD_KEY = "ostree.container-cmd"
+# The tag of a manifest in a layout's index.json (image-spec annotations.md,
+# "Pre-Defined Annotation Keys").
+REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 
 # Config labels debchunk writes: the plan (groups of component names, one per
 # layer after the first) and name -> {size, change_probability, version,
@@ -54,7 +74,7 @@ class LayerRecord:
     size of its tar and its number of non-directory entries."""
 
     key: str
-    digest: str
+    digest: Digest
     size: int
     diff_id: str
     tar_size: int
@@ -69,7 +89,7 @@ class LayerRecord:
         return [self.key, self.digest, self.size, self.diff_id, self.tar_size, self.files]
 
 
-def layer_records(manifest_layers: Sequence[Any], labels: Mapping[str, Any]) -> list[LayerRecord]:
+def layer_records(manifest_layers: Sequence[Descriptor], labels: Mapping[str, str]) -> list[LayerRecord]:
     """The layer records of an image: from ``LAYERS_LABEL`` (entries that
     are not records are skipped), and from the ``LAYER_ANNOTATION`` of each
     layer descriptor (its digest and size the descriptor's).  Both may be
@@ -82,15 +102,15 @@ def layer_records(manifest_layers: Sequence[Any], labels: Mapping[str, Any]) -> 
     for entry in entries if isinstance(entries, list) else []:
         try:
             key, digest, size, diff_id, tar_size, files = entry
-            record = LayerRecord(str(key), str(digest), int(size), str(diff_id), int(tar_size), int(files))
+            record = LayerRecord(str(key), Digest(digest), int(size), str(diff_id), int(tar_size), int(files))
         except (TypeError, ValueError):
             continue
         found[record.key, record.digest] = record
     for d in manifest_layers:
         try:
-            key, diff_id, tar_size, files = d["annotations"][LAYER_ANNOTATION].split(" ")
-            record = LayerRecord(key, str(d["digest"]), int(d["size"]), diff_id, int(tar_size), int(files))
-        except (KeyError, TypeError, ValueError, AttributeError):
+            key, diff_id, tar_size, files = d.annotations[LAYER_ANNOTATION].split(" ")
+            record = LayerRecord(key, d.digest, d.size, diff_id, int(tar_size), int(files))
+        except (KeyError, ValueError):
             continue
         found[record.key, record.digest] = record
     return list(found.values())
@@ -141,13 +161,6 @@ class ComponentChange:
             "old_size": self.old.size if self.old else None,
             "new_size": self.new.size if self.new else None,
         }
-
-
-def config_labels(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The labels of an image config (empty when it has none, or they are not an object)."""
-    runtime = config.get("config")
-    labels = runtime.get("Labels") if isinstance(runtime, dict) else None
-    return labels if isinstance(labels, dict) else {}
 
 
 def json_label(labels: Mapping[str, Any], key: str) -> Any:
@@ -203,20 +216,14 @@ def components_from_label(
     return out, bad
 
 
-def component_annotation(descriptor: Any) -> Any:
-    """A layer descriptor's ``ostree.components`` annotation as written (None without one)."""
-    annotations = descriptor.get("annotations") if isinstance(descriptor, dict) else None
-    return annotations.get(COMPONENTS_ANNOTATION) if isinstance(annotations, dict) else None
-
-
-def annotation_groups(layers: Sequence[Any]) -> list[tuple[str, ...]]:
+def annotation_groups(layers: Sequence[Descriptor]) -> list[tuple[str, ...]]:
     """Component names of each layer, from its ``ostree.components`` annotation."""
-    values = (component_annotation(d) for d in layers)
-    return [tuple(n for n in ("" if v is None else str(v)).split(",") if n) for v in values]
+    values = (d.annotations.get(COMPONENTS_ANNOTATION, "") for d in layers)
+    return [tuple(n for n in v.split(",") if n) for v in values]
 
 
 def groups_per_layer(
-    plan: Sequence[Sequence[str]] | None, layers: Sequence[Any], *, layers_on_top: bool = True
+    plan: Sequence[Sequence[str]] | None, layers: Sequence[Descriptor], *, layers_on_top: bool = True
 ) -> list[tuple[str, ...]]:
     """Component names of each layer: from the plan (``plan_groups``; the first
     layer holds none) when it has one group per layer after the first, or,

@@ -29,32 +29,20 @@ import os
 import tempfile
 import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any, BinaryIO, NamedTuple
 
 from ..errors import EncapsulateError
+from .labels import REF_NAME_ANNOTATION
+from .model import LAYER_COMPRESSION as LAYER_COMPRESSION
+from .model import MEDIA_CONFIG as MEDIA_CONFIG
+from .model import MEDIA_INDEX as MEDIA_INDEX
+from .model import MEDIA_LAYER_GZIP as MEDIA_LAYER_GZIP
+from .model import MEDIA_LAYER_TAR as MEDIA_LAYER_TAR
+from .model import MEDIA_LAYER_ZSTD as MEDIA_LAYER_ZSTD
+from .model import MEDIA_MANIFEST as MEDIA_MANIFEST
+from .model import Descriptor as Descriptor
+from .model import Digest
 
-# Media types (OCI image-spec v1.1, "Media Types").
-MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
-MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
-MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-MEDIA_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
-MEDIA_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
-# Layer media type -> how its tar is compressed (image-spec "Media Types" and
-# layer.md; Docker image manifest v2, schema 2).
-LAYER_COMPRESSION = {
-    MEDIA_LAYER_TAR: "none",
-    MEDIA_LAYER_GZIP: "gzip",
-    MEDIA_LAYER_ZSTD: "zstd",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar": "none",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": "gzip",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": "zstd",
-    "application/vnd.docker.image.rootfs.diff.tar.gzip": "gzip",
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": "gzip",
-}
-# The tag of a manifest in index.json (image-spec, "Pre-Defined Annotation Keys").
-REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_VERSION = "1.0.0"
 
 
@@ -100,36 +88,6 @@ def atomic_write(path: str, prefix: str, suffix: str = "", fsync: bool = False) 
         raise
 
 
-@dataclass(frozen=True)
-class Descriptor:
-    """An OCI content descriptor."""
-
-    media_type: str
-    digest: str
-    size: int
-    annotations: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """The descriptor as OCI JSON."""
-        out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
-        if self.annotations:
-            out["annotations"] = dict(sorted(self.annotations.items()))
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Descriptor:
-        """Read a descriptor."""
-        try:
-            return cls(
-                str(data["mediaType"]),
-                str(data["digest"]),
-                int(data["size"]),
-                {str(k): str(v) for k, v in (data.get("annotations") or {}).items()},
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise EncapsulateError(f"bad descriptor {data!r:.80}: {e}") from None
-
-
 class LayoutTarget(NamedTuple):
     """Where an image is written: the OCI layout at ``path``, tagged ``tag``."""
 
@@ -159,8 +117,8 @@ class BlobWriter:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        descriptor = Descriptor(media_type, "sha256:" + self._hash.hexdigest(), self.size, annotations or {})
-        final = os.path.join(self._layout.blobs, descriptor.digest.removeprefix("sha256:"))
+        descriptor = Descriptor(media_type, Digest.of_hash(self._hash), self.size, annotations or {})
+        final = self._layout.blob_path(descriptor.digest)
         existed = os.path.lexists(final)
         if existed and self._layout.has_blob(descriptor):
             # The same bytes are there already: leave that blob untouched (a
@@ -292,15 +250,12 @@ class Layout:
             raise EncapsulateError(f"{self.path}: blob {digest}: {e.strerror}") from None
 
     def blob_path(self, digest: str) -> str:
-        """Where a blob lives."""
-        algorithm, _, hexdigest = digest.partition(":")
-        if (
-            algorithm != "sha256"
-            or len(hexdigest) != 64
-            or not all(c in "0123456789abcdef" for c in hexdigest)
-        ):
-            raise EncapsulateError(f"{self.path}: unsupported or malformed digest {digest!r}")
-        return os.path.join(self.blobs, hexdigest)
+        """Where a blob lives (``blobs/ALGORITHM/HEX``, image-spec image-layout.md)."""
+        try:
+            d = Digest(digest)
+        except ValueError:
+            raise EncapsulateError(f"{self.path}: unsupported or malformed digest {digest!r}") from None
+        return os.path.join(self.path, "blobs", d.algorithm, d.hex)
 
     def index(self) -> dict[str, Any]:
         """The parsed index.json."""
@@ -342,10 +297,11 @@ class Layout:
             if referenced is None:
                 return
             for path in created:
-                if "sha256:" + os.path.basename(path) not in referenced:
+                digest = "sha256:" + os.path.basename(path)
+                if digest not in referenced:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(path)
-                    self._verified.pop("sha256:" + os.path.basename(path), None)
+                    self._verified.pop(digest, None)
         finally:
             fcntl.flock(fd, fcntl.LOCK_SH)
 
@@ -381,7 +337,7 @@ class Layout:
             with open(self.blob_path(descriptor.digest), "rb") as f:
                 if os.fstat(f.fileno()).st_size != descriptor.size:
                     return False
-                digest = "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+                digest = Digest.of_hash(hashlib.file_digest(f, descriptor.digest.algorithm))
         except (OSError, EncapsulateError):
             return False
         if digest != descriptor.digest:
@@ -417,8 +373,14 @@ class Layout:
         try:
             with self._index_lock():
                 index = self.index()
-                kept = [m for m in index["manifests"] if (m.get("annotations") or {}).get(REF_NAME) != tag]
-                entry = Descriptor(manifest.media_type, manifest.digest, manifest.size, {REF_NAME: tag})
+                kept = [
+                    m
+                    for m in index["manifests"]
+                    if (m.get("annotations") or {}).get(REF_NAME_ANNOTATION) != tag
+                ]
+                entry = Descriptor(
+                    manifest.media_type, manifest.digest, manifest.size, {REF_NAME_ANNOTATION: tag}
+                )
                 index["manifests"] = [
                     *kept,
                     {**entry.to_json(), **({"platform": platform} if platform else {})},
@@ -438,7 +400,7 @@ def tagged_manifest(index: dict[str, Any], tag: str | None, where: str) -> Descr
             return manifests[0]
         raise EncapsulateError(f"{where}: {len(manifests)} images in the layout; name one with :TAG")
     for m in manifests:
-        if m.annotations.get(REF_NAME) == tag:
+        if m.annotations.get(REF_NAME_ANNOTATION) == tag:
             return m
     raise EncapsulateError(f"{where}: no image tagged {tag!r}")
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..errors import EncapsulateError
-from .layout import Descriptor, Layout
+from .layout import Layout
+from .model import Descriptor, Manifest
 from .read import BlobStore
 from .registry import RegistryBlobs, RegistrySession, registry_name
 from .reuse import check_local_blob
@@ -55,7 +56,7 @@ def _chunks(open_blob: Callable[[], BinaryIO]) -> Callable[[], Iterator[bytes]]:
 
 @dataclass
 class RegistryPush(RegistrySession):
-    """One image pushed to ``ref``."""
+    """One image pushed to ``ref`` (``RegistryPush(ref, registry)``)."""
 
     def __post_init__(self) -> None:
         self.tls_option = "--dest-tls-verify"
@@ -156,9 +157,8 @@ class RegistryPush(RegistrySession):
         layout = Layout(layout_path, create=False)
         manifest_descriptor = layout.manifest_for(tag)
         raw = layout.read_blob(manifest_descriptor.digest)
-        manifest = json.loads(raw)
-        blobs = [Descriptor.from_json(d) for d in manifest.get("layers") or []]
-        blobs.append(Descriptor.from_json(manifest["config"]))
+        manifest = Manifest.parse(raw, manifest_descriptor, layout_path)
+        blobs = [*manifest.layers, manifest.config]
         host = self.host
         self._url(host)  # found once, before the requests run in parallel
         with ThreadPoolExecutor(max_workers=_PARALLEL) as pool:

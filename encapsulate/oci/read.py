@@ -1,9 +1,10 @@
-"""Reading images back: any ``IMGREF`` as a manifest, a config and, when asked,
-a local OCI layout holding its blobs: the one reader of images that
+"""Reading images back: any ``IMGREF`` as its typed manifest and config
+(``oci.model``, each checked against its digest before it is read) and, when
+asked, a local OCI layout holding its blobs: the one reader of images that
 ``inspect``, ``diff``, ``validate``, ``report`` and ``--prior`` share.
 
 Of an image index (a multi-platform image), the linux/amd64 image is read,
-or the architecture asked for; an index without it fails naming the
+or the ``Platform`` asked for; an index without it fails naming the
 platforms it has.  ``oci:DIR[:TAG]`` is read in place; ``oci-archive:FILE[:TAG]``
 is read in place when only single blobs may be needed, and unpacked into a
 temporary directory when its layers are read whole; every other transport goes
@@ -29,14 +30,13 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, NamedTuple, Protocol
 
 from ..errors import EncapsulateError
-from .imgref import ImageRef, parse_imgref
-from .layout import MEDIA_INDEX, Descriptor, Layout, tagged_manifest
+from .imgref import DEFAULT_REGISTRY, ImageRef, RegistryOptions, parse_imgref
+from .layout import Layout, tagged_manifest
+from .model import Descriptor, Digest, ImageConfig, ImageIndex, Manifest, manifest_or_index
+from .platform import DEFAULT_PLATFORM, Platform
 from .registry import RegistryBlobs
 from .skopeo import skopeo_copy, skopeo_inspect
 
-# The platform read from an image index unless another is asked for.
-DEFAULT_ARCH = "amd64"
-OCI_INDEX_TYPES = (MEDIA_INDEX, "application/vnd.docker.distribution.manifest.list.v2+json")
 _BLOCK = 1 << 20
 
 
@@ -139,10 +139,12 @@ class ArchiveBlobs:
         """A blob, opened for streaming."""
         return self._open(self._blob_name(digest))
 
-    @staticmethod
-    def _blob_name(digest: str) -> str:
-        algorithm, _, hexdigest = digest.partition(":")
-        return f"blobs/{algorithm}/{os.path.basename(hexdigest)}"
+    def _blob_name(self, digest: str) -> str:
+        try:
+            d = Digest(digest)
+        except ValueError:
+            raise EncapsulateError(f"{self.where}: unsupported or malformed digest {digest!r}") from None
+        return f"blobs/{d.algorithm}/{d.hex}"
 
     def extent(self, digest: str) -> BlobExtent | None:
         """Where the blob ``digest`` is in the archive file (None: not there)."""
@@ -157,32 +159,40 @@ class ArchiveBlobs:
     def manifest_for(self, tag: str | None) -> Descriptor:
         """The manifest descriptor tagged ``tag`` (or the only one)."""
         with self._open("index.json") as f:
-            index = _json(f.read(), f"{self.where}: index.json")
+            data = f.read()
+        try:
+            index = json.loads(data)
+        except ValueError:
+            index = None
+        if not isinstance(index, dict):
+            raise EncapsulateError(f"{self.where}: index.json: not a JSON object; the image is damaged")
         return tagged_manifest(index, tag, self.where)
 
 
 @dataclass(frozen=True)
 class SourceImage:
-    """One image read back.  ``layout`` is None when the blobs were not fetched
-    (a skopeo transport opened with ``blobs=False``); ``tag`` is the tag the
-    image was looked up by in it.  ``store``, when there is one, reads single
-    blobs without fetching the rest (the layout, an archive read in place, a
-    registry)."""
+    """One image read back: its manifest and config, parsed and checked.
+    ``layout`` is None when the blobs were not fetched (a skopeo transport
+    opened with ``blobs=False``); ``tag`` is the tag the image was looked up
+    by in it.  ``store``, when there is one, reads single blobs without
+    fetching the rest (the layout, an archive read in place, a registry)."""
 
     ref: str
-    manifest: dict[str, Any]
-    manifest_digest: str
-    manifest_size: int
-    config: dict[str, Any]
+    manifest: Manifest
+    config: ImageConfig
     layout: Layout | None
     tag: str | None = None
     store: BlobStore | None = None
 
     @property
-    def layers(self) -> list[dict[str, Any]]:
-        """The manifest's layer descriptors."""
-        layers = self.manifest.get("layers")
-        return layers if isinstance(layers, list) else []
+    def manifest_digest(self) -> Digest:
+        """The digest of the manifest's bytes."""
+        return self.manifest.digest
+
+    @property
+    def layers(self) -> tuple[Descriptor, ...]:
+        """The manifest's layer descriptors, bottom first."""
+        return self.manifest.layers
 
     def open_blob(self, digest: str) -> BinaryIO:
         """A blob of the image, opened for streaming."""
@@ -218,95 +228,35 @@ class HashingReader(io.RawIOBase):
             self.size += len(data)
 
 
-class _Platform(NamedTuple):
-    os: str | None
-    architecture: str | None
-
-
-def _platform(entry: dict[str, Any]) -> _Platform:
-    platform = entry.get("platform")
-    platform = platform if isinstance(platform, dict) else {}
-    os_name, arch = platform.get("os"), platform.get("architecture")
-    return _Platform(os_name if isinstance(os_name, str) else None, arch if isinstance(arch, str) else None)
-
-
-def choose_manifest(index: dict[str, Any], arch: str, where: str) -> dict[str, Any]:
-    """The entry of an image index for linux/``arch`` (an entry that names no
-    os counts as linux).  Fails listing the index's platforms when none fits."""
-    entries = [m for m in index.get("manifests") or [] if isinstance(m, dict)]
-    for entry in entries:
-        platform = _platform(entry)
-        if platform.architecture == arch and platform.os in (None, "linux"):
-            return entry
-    if not entries:
-        raise EncapsulateError(f"{where}: the image index lists no manifests; the image is damaged")
-    found = ", ".join(sorted({f"{p.os or '?'}/{p.architecture or '?'}" for p in map(_platform, entries)}))
-    raise EncapsulateError(
-        f"{where}: the image index has no linux/{arch} image (it has {found}); choose one of those"
-    )
-
-
-def _json(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except ValueError:
-        raise EncapsulateError(f"{what}: not JSON; the image is damaged") from None
-    if not isinstance(value, dict):
-        raise EncapsulateError(f"{what}: not a JSON object; the image is damaged")
-    return value
-
-
-def _is_index(media_type: object, document: dict[str, Any]) -> bool:
-    return media_type in OCI_INDEX_TYPES or document.get("mediaType") in OCI_INDEX_TYPES
-
-
-def _config_digest(manifest: dict[str, Any], where: str) -> str:
-    config = manifest.get("config")
-    digest = config.get("digest") if isinstance(config, dict) else None
-    if not isinstance(digest, str):
-        raise EncapsulateError(f"{where}: the manifest names no config; the image is damaged")
-    return digest
-
-
-def _from_layout(ref: str, layout: _LayoutLike, tag: str | None, arch: str) -> SourceImage:
+def _from_layout(ref: str, layout: _LayoutLike, tag: str | None, platform: Platform) -> SourceImage:
     descriptor = layout.manifest_for(tag)
-    raw = layout.read_blob(descriptor.digest)
-    manifest = _json(raw, f"{ref}: manifest {descriptor.digest}")
-    if _is_index(descriptor.media_type, manifest):
-        chosen = choose_manifest(manifest, arch, f"{ref}: image index {descriptor.digest}")
-        digest = str(chosen.get("digest"))
-        raw = layout.read_blob(digest)
-        manifest = _json(raw, f"{ref}: manifest {digest}")
-        if _is_index(chosen.get("mediaType"), manifest):
+    found = manifest_or_index(layout.read_blob(descriptor.digest), descriptor, ref)
+    if isinstance(found, ImageIndex):
+        chosen = found.choose(platform, f"{ref}: image index {descriptor.digest}")
+        found = manifest_or_index(layout.read_blob(chosen.digest), chosen, ref)
+        if isinstance(found, ImageIndex):
             raise EncapsulateError(f"{ref}: an image index inside an image index is not read; name the image")
-    config_digest = _config_digest(manifest, f"{ref}: manifest")
-    config = _json(layout.read_blob(config_digest), f"{ref}: config {config_digest}")
-    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    config = ImageConfig.parse(layout.read_blob(found.config.digest), found.config, ref)
     kept = layout if isinstance(layout, Layout) else None
-    return SourceImage(ref, manifest, digest, len(raw), config, kept, tag, layout)
+    return SourceImage(ref, found, config, kept, tag, layout)
 
 
-def _from_skopeo(ref: ImageRef, tls_verify: bool | None, arch: str, authfile: str | None) -> SourceImage:
+def _from_skopeo(ref: ImageRef, registry: RegistryOptions, platform: Platform) -> SourceImage:
     """Manifest and config of a skopeo transport, without its blobs (of a
-    registry, readable one at a time)."""
-    raw = skopeo_inspect(ref, tls_verify=tls_verify, authfile=authfile)
-    manifest = _json(raw, f"{ref}: manifest")
-    image = ref
-    if _is_index(None, manifest):
-        chosen = choose_manifest(manifest, arch, f"{ref}: image index")
+    registry, readable one at a time).  A registry's config is asked for by
+    the manifest's digest, so it is the one of the manifest read."""
+    found = manifest_or_index(skopeo_inspect(ref, registry), None, str(ref))
+    if isinstance(found, ImageIndex):
+        chosen = found.choose(platform, f"{ref}: image index")
         if not ref.registry:
             raise EncapsulateError(
-                f"{ref}: an image index; copy the linux/{arch} image to oci:DIR and read that"
+                f"{ref}: an image index; copy the {platform} image to oci:DIR and read that"
             )
-        image = ref.by_digest(str(chosen.get("digest")))
-        raw = skopeo_inspect(image, tls_verify=tls_verify, authfile=authfile)
-        manifest = _json(raw, f"{ref}: manifest")
-    config = _json(
-        skopeo_inspect(image, config=True, tls_verify=tls_verify, authfile=authfile), f"{ref}: config"
-    )
-    store = RegistryBlobs(ref, tls_verify, authfile) if ref.registry else None
-    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
-    return SourceImage(str(ref), manifest, digest, len(raw), config, None, None, store)
+        found = Manifest.parse(skopeo_inspect(ref.by_digest(chosen.digest), registry), chosen, str(ref))
+    image = ref.by_digest(found.digest) if ref.registry else ref
+    config = ImageConfig.parse(skopeo_inspect(image, registry, config=True), found.config, str(ref))
+    store = RegistryBlobs(ref, registry) if ref.registry else None
+    return SourceImage(str(ref), found, config, None, None, store)
 
 
 def _check_layout(ref: ImageRef) -> None:
@@ -356,38 +306,54 @@ def _plain_tar(path: str) -> bool:
 
 
 @contextlib.contextmanager
-def open_image(
+def local_layout(
     imgref: ImageRef | str,
-    blobs: bool = True,
-    tls_verify: bool | None = None,
-    arch: str = DEFAULT_ARCH,
-    authfile: str | None = None,
-) -> Iterator[SourceImage]:
-    """The image at ``imgref``; with ``blobs``, its blobs readable through
-    ``open_blob`` (skopeo transports are then copied to a temporary layout).
-    Without ``blobs``, single blobs of a layout, an uncompressed archive or a
-    registry stay readable through ``store``.  ``tls_verify=False`` reads a
-    registry over plain HTTP or with an unverified certificate; ``authfile``
-    holds its credentials.  Of an image index, the linux/``arch`` image is read."""
+    registry: RegistryOptions = DEFAULT_REGISTRY,
+    platform: Platform = DEFAULT_PLATFORM,
+) -> Iterator[tuple[Layout, str | None]]:
+    """The blobs of the image at ``imgref`` in an OCI layout on this machine,
+    and the image's tag there: an ``oci:`` layout in place, an archive
+    unpacked, any other transport copied by skopeo (of an index, the
+    ``platform`` image); temporary copies are removed when the block ends.
+    Nothing is parsed: ``debchunk validate`` reads the documents itself."""
     ref = parse_imgref(imgref) if isinstance(imgref, str) else imgref
     if ref.transport == "oci":
         _check_layout(ref)
-        yield _from_layout(str(ref), Layout(ref.location, create=False), ref.tag, arch)
-        return
-    if not ref.direct and not blobs:
-        yield _from_skopeo(ref, tls_verify, arch, authfile)
-        return
-    if ref.transport == "oci-archive" and not blobs and _plain_tar(ref.location):
-        yield _from_layout(str(ref), ArchiveBlobs(ref.location, str(ref)), ref.tag, arch)
+        yield Layout(ref.location, create=False), ref.tag
         return
     tmp = tempfile.mkdtemp(prefix="debchunk-image-")
     try:
         if ref.transport == "oci-archive":
             _unpack_archive(ref.location, tmp, str(ref))
-            yield _from_layout(str(ref), Layout(tmp, create=False), ref.tag, arch)
+            yield Layout(tmp, create=False), ref.tag
         else:
             copy = ImageRef("oci", tmp, "image")
-            skopeo_copy(ref, copy, src_tls_verify=tls_verify, arch=arch)
-            yield _from_layout(str(ref), Layout(tmp, create=False), copy.tag, arch)
+            skopeo_copy(ref, copy, src=registry, dest=DEFAULT_REGISTRY, platform=platform)
+            yield Layout(tmp, create=False), copy.tag
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def open_image(
+    imgref: ImageRef | str,
+    registry: RegistryOptions,
+    *,
+    blobs: bool = True,
+    platform: Platform = DEFAULT_PLATFORM,
+) -> Iterator[SourceImage]:
+    """The image at ``imgref`` (parsed, or an IMGREF to parse); with ``blobs``,
+    its blobs readable through ``open_blob`` (``local_layout``).  Without
+    ``blobs``, single blobs of a layout, an uncompressed archive or a
+    registry stay readable through ``store``.  ``registry`` says how a
+    registry is reached (TLS, credentials).  Of an image index, the
+    ``platform`` image is read."""
+    ref = parse_imgref(imgref) if isinstance(imgref, str) else imgref
+    if not ref.direct and not blobs:
+        yield _from_skopeo(ref, registry, platform)
+        return
+    if ref.transport == "oci-archive" and not blobs and _plain_tar(ref.location):
+        yield _from_layout(str(ref), ArchiveBlobs(ref.location, str(ref)), ref.tag, platform)
+        return
+    with local_layout(ref, registry, platform) as (layout, tag):
+        yield _from_layout(str(ref), layout, tag, platform)

@@ -1,7 +1,7 @@
 """Single blobs from a registry, over the distribution API.
 
-In: a registry ``ImageRef``, TLS verification and credentials as skopeo
-takes them.  Out: one blob, streamed, by digest.  ``skopeo copy`` fetches a
+In: a registry ``ImageRef`` and its ``RegistryOptions`` (TLS verification
+and credentials as skopeo takes them).  Out: one blob, streamed, by digest.  ``skopeo copy`` fetches a
 whole image or nothing; a build that takes three layers of a previous image
 needs those three blobs only, so they are fetched here:
 ``GET /v2/<name>/blobs/<digest>`` (OCI distribution-spec v1.1, "Pulling
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from ..errors import EncapsulateError
-from .imgref import ImageRef
+from .imgref import ImageRef, RegistryOptions
 
 # Docker Hub's names (as containers/image's docker/reference normalises them).
 _HUB = "docker.io"
@@ -98,12 +98,12 @@ class _NoAuthElsewhere(urllib.request.HTTPRedirectHandler):
 @dataclass
 class RegistrySession:
     """Requests to one registry repository (``ref``'s), answering its ``401``
-    challenges.  ``tls_verify=False``: HTTPS without certificate checks, then
+    challenges with the ``registry.authfile``'s credentials.
+    ``registry.tls_verify=False``: HTTPS without certificate checks, then
     plain HTTP (as containers/image does for an insecure registry)."""
 
     ref: ImageRef
-    tls_verify: bool | None = None
-    authfile: str | None = None
+    registry: RegistryOptions
     # The option that sets ``tls_verify``, for messages.
     tls_option: str = field(default="--tls-verify", init=False, repr=False)
     # What a token is asked for (token-auth spec, ``repository:NAME:ACTIONS``):
@@ -118,7 +118,7 @@ class RegistrySession:
         # Made once: loading the system's certificates takes milliseconds.
         if self._built is None:
             context = ssl.create_default_context()
-            if self.tls_verify is False:
+            if self.registry.tls_verify is False:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
             self._built = urllib.request.build_opener(
@@ -135,7 +135,7 @@ class RegistrySession:
 
     def _authorize(self, challenge: str, host: str, name: str) -> None:
         """Answer a ``WWW-Authenticate`` challenge (Basic, or a Bearer token)."""
-        secret = _credentials(host, self.authfile)
+        secret = _credentials(host, self.registry.authfile)
         scheme = challenge.split(" ", 1)[0].lower()
         if scheme == "basic":
             if secret is None:
@@ -169,7 +169,7 @@ class RegistrySession:
     def _url(self, host: str) -> str:
         if self._base is not None:
             return self._base
-        schemes = ["https"] if self.tls_verify is not False else ["https", "http"]
+        schemes = ["https"] if self.registry.tls_verify is not False else ["https", "http"]
         last: Exception | None = None
         for scheme in schemes:
             try:
@@ -186,7 +186,7 @@ class RegistrySession:
             return self._base
         hint = (
             "check its address and that it runs"
-            if self.tls_verify is False
+            if self.registry.tls_verify is False
             else f"give {self.tls_option} false for a plain-HTTP registry"
         )
         reason = getattr(last, "reason", last)

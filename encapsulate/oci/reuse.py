@@ -15,14 +15,14 @@ than an ``oci:`` layout may leave a taken blob where it was found
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from ..errors import EncapsulateError
-from .labels import LayerRecord, config_labels, layer_records
-from .layout import Descriptor, Layout
+from .labels import LayerRecord, layer_records
+from .layout import Layout
+from .model import Descriptor, Digest, ImageConfig, Manifest
 from .read import BlobStore, blob_extent
 
 # Whether the blob a descriptor names may stay in a store until delivery
@@ -31,26 +31,25 @@ from .read import BlobStore, blob_extent
 Lender = Callable[[BlobStore, Descriptor], bool]
 
 
-def image_records(manifest: dict[str, Any], config: dict[str, Any]) -> list[LayerRecord]:
+def image_records(manifest: Manifest, config: ImageConfig) -> list[LayerRecord]:
     """The layer records of one image whose blobs its manifest lists."""
-    layers = manifest.get("layers")
-    layers = layers if isinstance(layers, list) else []
-    listed = {str(d.get("digest")) for d in layers if isinstance(d, dict)}
-    return [r for r in layer_records(layers, config_labels(config)) if r.digest in listed]
+    listed = {d.digest for d in manifest.layers}
+    return [r for r in layer_records(manifest.layers, config.labels) if r.digest in listed]
 
 
 def layout_records(layout: Layout) -> list[LayerRecord]:
     """The layer records of every image tagged in ``layout``; images that
-    cannot be read are passed over (they hold nothing to take)."""
+    cannot be read (damaged, or an image index) are passed over: they hold
+    nothing to take."""
     found: list[LayerRecord] = []
     for entry in layout.index()["manifests"]:
         try:
-            manifest = json.loads(layout.read_blob(str(entry.get("digest"))))
-            config_digest = (manifest.get("config") or {}).get("digest")
-            config = json.loads(layout.read_blob(str(config_digest))) if config_digest else {}
-            found += image_records(manifest, config if isinstance(config, dict) else {})
-        except (EncapsulateError, ValueError, AttributeError, TypeError):
+            descriptor = Descriptor.from_json(entry)
+            manifest = Manifest.parse(layout.read_blob(descriptor.digest), descriptor, layout.path)
+            config = ImageConfig.parse(layout.read_blob(manifest.config.digest), manifest.config, layout.path)
+        except EncapsulateError:
             continue
+        found += image_records(manifest, config)
     return found
 
 
@@ -111,7 +110,7 @@ def check_local_blob(store: BlobStore, descriptor: Descriptor) -> bool:
     digest = None
     if extent.size == descriptor.size:
         with store.open_blob(descriptor.digest) as f:
-            digest = "sha256:" + hashlib.file_digest(cast(Any, f), "sha256").hexdigest()
+            digest = Digest.of_hash(hashlib.file_digest(cast(Any, f), descriptor.digest.algorithm))
     if digest != descriptor.digest:
         raise EncapsulateError(
             f"blob {descriptor.digest} reads back wrong ({extent.size} bytes, digest {digest}); "

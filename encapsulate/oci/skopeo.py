@@ -1,6 +1,6 @@
 """skopeo, the one way to transports debchunk does not read or write itself.
 
-In: ``ImageRef``s and the registry options (TLS verification, credentials).
+In: ``ImageRef``s and their ``RegistryOptions`` (TLS verification, credentials).
 Out: raw manifests and configs (``skopeo inspect``) and copies between
 transports (``skopeo copy``).  A missing skopeo, or a failing one, becomes
 one ``EncapsulateError`` line: skopeo's ``level=fatal msg="..."`` reduced to
@@ -15,15 +15,14 @@ import subprocess
 from collections.abc import Sequence
 
 from ..errors import EncapsulateError
-from .imgref import ImageRef
+from .imgref import ImageRef, RegistryOptions
+from .platform import Platform
 
 # skopeo logs its last error as: time="..." level=fatal msg="what happened"
 _FATAL = re.compile(r'level=fatal msg="(.*)"\s*$')
 
 
-def registry_flags(
-    ref: ImageRef, side: str = "", *, tls_verify: bool | None = None, authfile: str | None = None
-) -> list[str]:
+def registry_flags(ref: ImageRef, registry: RegistryOptions, side: str = "") -> list[str]:
     """skopeo's options for ``ref``: ``--tls-verify`` and ``--authfile`` (with
     ``side`` ``src`` or ``dest``, ``--src-tls-verify`` and so on, as ``skopeo
     copy`` spells them).  None leaves skopeo's default; only registries take them."""
@@ -31,10 +30,10 @@ def registry_flags(
         return []
     prefix = f"--{side}-" if side else "--"
     flags = []
-    if tls_verify is not None:
-        flags.append(f"{prefix}tls-verify={'true' if tls_verify else 'false'}")
-    if authfile is not None:
-        flags.append(f"{prefix}authfile={authfile}")
+    if registry.tls_verify is not None:
+        flags.append(f"{prefix}tls-verify={'true' if registry.tls_verify else 'false'}")
+    if registry.authfile is not None:
+        flags.append(f"{prefix}authfile={registry.authfile}")
     return flags
 
 
@@ -64,29 +63,29 @@ def run_skopeo(args: Sequence[str], where: ImageRef | str) -> bytes:
     return proc.stdout
 
 
-def skopeo_inspect(
-    ref: ImageRef, *, config: bool = False, tls_verify: bool | None = None, authfile: str | None = None
-) -> bytes:
-    """The raw manifest (or, with ``config``, the config) of ``ref``, as stored."""
-    flags = registry_flags(ref, tls_verify=tls_verify, authfile=authfile)
-    return run_skopeo(["inspect", *flags, "--config" if config else "--raw", ref.skopeo], ref)
+def skopeo_inspect(ref: ImageRef, registry: RegistryOptions, *, config: bool = False) -> bytes:
+    """The manifest (or, with ``config``, the config) of ``ref``, as stored:
+    the bytes its digest is of."""
+    flags = registry_flags(ref, registry)
+    return run_skopeo(["inspect", *flags, "--raw", *(["--config"] if config else []), ref.skopeo], ref)
 
 
 def skopeo_copy(
     source: ImageRef,
     destination: ImageRef,
     *,
-    src_tls_verify: bool | None = None,
-    dest_tls_verify: bool | None = None,
-    dest_authfile: str | None = None,
-    arch: str | None = None,
+    src: RegistryOptions,
+    dest: RegistryOptions,
+    platform: Platform | None = None,
 ) -> None:
-    """Copy one image from ``source`` to ``destination``; ``arch`` chooses the
-    platform of a multi-platform source.  Errors name the side skopeo reaches
+    """Copy one image from ``source`` to ``destination``; ``platform`` chooses
+    the image of a multi-platform source.  Errors name the side skopeo reaches
     through a transport debchunk does not handle itself."""
     args = ["copy", "--quiet"]
-    if arch is not None:
-        args.append(f"--override-arch={arch}")
-    args += registry_flags(source, "src", tls_verify=src_tls_verify)
-    args += registry_flags(destination, "dest", tls_verify=dest_tls_verify, authfile=dest_authfile)
+    if platform is not None:
+        args.append(f"--override-arch={platform.architecture}")
+        if platform.variant is not None:
+            args.append(f"--override-variant={platform.variant}")
+    args += registry_flags(source, src, "src")
+    args += registry_flags(destination, dest, "dest")
     run_skopeo([*args, source.skopeo, destination.skopeo], source if destination.direct else destination)

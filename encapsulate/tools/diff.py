@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..oci.imgref import parse_imgref
+from ..oci.imgref import DEFAULT_REGISTRY, ImageRef, RegistryOptions, parse_imgref
 from ..oci.labels import ComponentChange, component_changes
 from ..oci.read import SourceImage, open_image
 from .inspect import TOP_COMPONENTS, TOP_COMPONENTS_TEXT, reads_blobs
@@ -86,7 +86,7 @@ def ideal_bytes(old: SourceImage, old_model: ImageModel, new: SourceImage, new_m
         if layer.digest in have or layer.digest in done:
             continue
         done.add(layer.digest)
-        scan = scan_layer(new, layer.index, layer.digest, layer.size, want=lambda _: True)
+        scan = scan_layer(new, layer.index, layer.descriptor, want=lambda _: True)
         for digest, size in scan.contents.items():
             fresh.setdefault(digest, size)
     if not fresh:
@@ -97,7 +97,7 @@ def ideal_bytes(old: SourceImage, old_model: ImageModel, new: SourceImage, new_m
         if layer.digest in done:
             continue
         done.add(layer.digest)
-        scan = scan_layer(old, layer.index, layer.digest, layer.size, want=sizes.__contains__)
+        scan = scan_layer(old, layer.index, layer.descriptor, want=sizes.__contains__)
         for digest in scan.contents:
             fresh.pop(digest, None)
     return sum(fresh.values())
@@ -137,20 +137,21 @@ def compare(old: SourceImage, new: SourceImage, read_layers: bool = True) -> Ima
 
 
 def diff_images(
-    old_ref: str,
-    new_ref: str,
+    old_ref: ImageRef | str,
+    new_ref: ImageRef | str,
     *,
     fetch: bool = False,
     read_layers: bool = True,
-    tls_verify: bool | None = None,
+    registry: RegistryOptions = DEFAULT_REGISTRY,
 ) -> ImageDiff:
     """Read both images and compare them.  ``ideal_bytes`` needs both images'
     layers (local, or fetched with ``fetch``) and costs a pass over NEW's new
     layers and all of OLD's: time in proportion to their uncompressed size;
     ``read_layers=False`` skips it."""
+    old_at, new_at = (parse_imgref(r) if isinstance(r, str) else r for r in (old_ref, new_ref))
     with (
-        open_image(old_ref, blobs=reads_blobs(old_ref, fetch, read_layers), tls_verify=tls_verify) as old,
-        open_image(new_ref, blobs=reads_blobs(new_ref, fetch, read_layers), tls_verify=tls_verify) as new,
+        open_image(old_at, registry, blobs=reads_blobs(old_at, fetch, read_layers)) as old,
+        open_image(new_at, registry, blobs=reads_blobs(new_at, fetch, read_layers)) as new,
     ):
         return compare(old, new, read_layers)
 

@@ -3,13 +3,15 @@
 In: an image reference (any ``IMGREF``, read by ``encapsulate.oci.read``).
 Out: ``ImageInfo``: the image's model (``tools.model``: per layer digest,
 compressed size, components, weekly change probability; the image's
-expected update bytes) and, when its blobs are at hand (``oci:``,
+expected download bytes) and, when its blobs are at hand (``oci:``,
 ``oci-archive:``, or fetched), what streaming each layer once found (its
 uncompressed size and file count, ``tools.scan``); its JSON and its table.
 
 Sizes of components are bytes of distinct content (``mapping.Component.size``),
-the unit of the planner; the expected update bytes are compressed bytes, what
-a client downloads (see ``tools.model``).
+the unit of the planner; the expected download bytes are compressed bytes, what
+a client downloads (see ``tools.model``).  The JSON also keeps that figure
+under its old key, ``expected_update_bytes``, for readers written against it;
+``debchunk plan``'s key of that name counts content bytes.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..oci.imgref import parse_imgref
+from ..oci.imgref import DEFAULT_REGISTRY, ImageRef, RegistryOptions, parse_imgref
 from ..oci.labels import ComponentInfo
 from ..oci.read import SourceImage, open_image
 from .model import ImageLayer, ImageModel, read_model
@@ -56,7 +58,8 @@ class ImageInfo:
             "uncompressed_size": sum(s.uncompressed_size for s in self.scans if s) if read else None,
             "files": sum(s.files for s in self.scans if s) if read else None,
             "components": len(image.components) if image.components else None,
-            "expected_update_bytes": image.expected_update_bytes,
+            "expected_download_bytes": image.expected_download_bytes,
+            "expected_update_bytes": image.expected_download_bytes,
         }
 
 
@@ -79,14 +82,15 @@ def _layer_json(
         "other_components": len(rest),
         "other_components_size": sum(components[n].size for n in rest if n in components),
         "change_probability": layer.change_probability,
-        "expected_update_bytes": layer.expected_update_bytes,
+        "expected_download_bytes": layer.expected_download_bytes,
+        "expected_update_bytes": layer.expected_download_bytes,
     }
 
 
-def reads_blobs(imgref: str, fetch: bool, read_layers: bool) -> bool:
-    """Whether reading ``imgref``'s layers needs its blobs: local images' are
+def reads_blobs(ref: ImageRef, fetch: bool, read_layers: bool) -> bool:
+    """Whether reading ``ref``'s layers needs its blobs: local images' are
     at hand, the others' only with ``fetch``."""
-    return read_layers and (parse_imgref(imgref).direct or fetch)
+    return read_layers and (ref.direct or fetch)
 
 
 def describe(image: SourceImage, read_layers: bool = True) -> ImageInfo:
@@ -99,19 +103,23 @@ def describe(image: SourceImage, read_layers: bool = True) -> ImageInfo:
     if read:
         for layer in model.layers:
             if layer.digest not in scans:
-                scans[layer.digest] = scan_layer(image, layer.index, layer.digest, layer.size)
+                scans[layer.digest] = scan_layer(image, layer.index, layer.descriptor)
     return ImageInfo(model, tuple(scans.get(layer.digest) for layer in model.layers), read)
 
 
 def inspect_image(
-    imgref: str, *, fetch: bool = False, read_layers: bool = True, tls_verify: bool | None = None
+    imgref: ImageRef | str,
+    *,
+    fetch: bool = False,
+    read_layers: bool = True,
+    registry: RegistryOptions = DEFAULT_REGISTRY,
 ) -> ImageInfo:
     """Read and describe the image at ``imgref``.  Layers are streamed when they
     are local (``oci:``, ``oci-archive:``) or, with ``fetch``, after skopeo
     copied them to a temporary directory; ``read_layers=False`` reads the
     manifest and config only."""
-    blobs = reads_blobs(imgref, fetch, read_layers)
-    with open_image(imgref, blobs=blobs, tls_verify=tls_verify) as image:
+    ref = parse_imgref(imgref) if isinstance(imgref, str) else imgref
+    with open_image(ref, registry, blobs=reads_blobs(ref, fetch, read_layers)) as image:
         return describe(image, read_layers)
 
 
@@ -134,7 +142,7 @@ def format_inspect(info: ImageInfo) -> str:
                 "-" if scan is None else str(scan.files),
                 size(layer.content_size),
                 "-" if p is None else f"{p:.3f}",
-                size(layer.expected_update_bytes),
+                size(layer.expected_download_bytes),
                 component_names(layer.components, TOP_COMPONENTS_TEXT),
             )
         )
@@ -146,7 +154,7 @@ def format_inspect(info: ImageInfo) -> str:
         summary += f"{sum(s.files for s in scans)} files)"
     if image.components:
         summary += f"; {len(image.components)} components"
-    expected = image.expected_update_bytes
+    expected = image.expected_download_bytes
     if expected is not None:
         summary += f"; expected update {human_size(expected)} per week"
     elif not image.debchunk:

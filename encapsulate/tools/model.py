@@ -9,7 +9,7 @@ weekly change probability (``encapsulate.oci.labels``), the image's
 components (from the ``org.debchunk.components`` label), and the one
 definition of the bytes an average week's update downloads.
 
-Expected update bytes per week: ``sum over layers of size(L) * p_L``, with
+Expected download bytes per week: ``sum over layers of size(L) * p_L``, with
 ``size(L)`` the layer's *compressed* size, because that is what a client
 pulls when the layer changes, and ``p_L = 1 - prod(1 - p_c)`` over the
 layer's components as the chunker counts it.  Layers holding no component
@@ -17,7 +17,8 @@ layer's components as the chunker counts it.  Layers holding no component
 and add nothing; the figure is None when the image records no components or
 a layer names one the components label lacks.  ``debchunk plan`` counts the
 same sum with uncompressed content sizes, the unit the planner works in, so
-its figure is larger by about the compression ratio.
+its figure (``expected_update_bytes``) is larger by about the compression
+ratio; the names differ so that the two are not taken for one another.
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ from ..oci.labels import (
     PLAN_LABEL,
     ComponentInfo,
     components_from_label,
-    config_labels,
     groups_per_layer,
     json_label,
     layer_change_probability,
     plan_groups,
 )
+from ..oci.model import Descriptor, Digest
 from ..oci.read import SourceImage
 
 log = logging.getLogger("debchunk.model")
@@ -50,7 +51,7 @@ class ImageLayer:
     not record them (or the layer holds none)."""
 
     index: int
-    digest: str
+    digest: Digest
     media_type: str
     size: int
     diff_id: str | None
@@ -59,9 +60,14 @@ class ImageLayer:
     change_probability: float | None
 
     @property
-    def expected_update_bytes(self) -> float | None:
+    def descriptor(self) -> Descriptor:
+        """The layer's descriptor (media type, digest, size)."""
+        return Descriptor(self.media_type, self.digest, self.size)
+
+    @property
+    def expected_download_bytes(self) -> float | None:
         """``size * change_probability``: this layer's share of an average week's
-        download (None when its probability is unknown)."""
+        download, in compressed bytes (None when its probability is unknown)."""
         if self.change_probability is None:
             return None
         return self.size * self.change_probability
@@ -72,8 +78,8 @@ class ImageModel:
     """An image read back: its layers and what its labels say about them."""
 
     ref: str
-    manifest_digest: str
-    config_digest: str
+    manifest_digest: Digest
+    config_digest: Digest
     created: str
     architecture: str
     debchunk: bool
@@ -91,13 +97,13 @@ class ImageModel:
         return any(layer.components for layer in self.layers)
 
     @property
-    def expected_update_bytes(self) -> float | None:
+    def expected_download_bytes(self) -> float | None:
         """``sum size(L) * p_L`` over the layers holding components (see the
         module's docstring); None when it cannot be known."""
         held = [layer for layer in self.layers if layer.components]
         if not self.components or not held or any(layer.change_probability is None for layer in held):
             return None
-        return sum(layer.expected_update_bytes or 0.0 for layer in held)
+        return sum(layer.expected_download_bytes or 0.0 for layer in held)
 
 
 def _damaged(image: SourceImage, what: str, lenient: bool) -> None:
@@ -108,7 +114,7 @@ def _damaged(image: SourceImage, what: str, lenient: bool) -> None:
 
 
 def _label(image: SourceImage, key: str, lenient: bool) -> Any:
-    labels = config_labels(image.config)
+    labels = image.config.labels
     if lenient and not labels.get(key):
         return None
     try:
@@ -147,62 +153,35 @@ def layer_groups(image: SourceImage, *, lenient: bool = False) -> list[tuple[str
     return groups_per_layer(plan, image.layers)
 
 
-def _descriptors(image: SourceImage) -> list[tuple[str, str, int]]:
-    """(digest, media type, size) of each layer, checked."""
-    out = []
-    for k, d in enumerate(image.layers, 1):
-        try:
-            digest, size = d["digest"], int(d["size"])
-        except (KeyError, TypeError, ValueError):
-            raise EncapsulateError(
-                f"{image.ref}: layer {k} of the manifest has no valid digest and size; the image is damaged"
-            ) from None
-        if not isinstance(digest, str) or size < 0:
-            raise EncapsulateError(f"{image.ref}: layer {k} of the manifest has a malformed descriptor")
-        out.append((digest, str(d.get("mediaType", "")), size))
-    return out
-
-
-def _diff_ids(image: SourceImage) -> list[str | None]:
-    rootfs = image.config.get("rootfs")
-    ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-    ids = ids if isinstance(ids, list) else []
-    return [str(ids[k]) if k < len(ids) else None for k in range(len(image.layers))]
-
-
 def read_model(image: SourceImage, *, lenient: bool = False) -> ImageModel:
     """The model of an opened image.  A damaged debchunk label fails, or with
     ``lenient`` is left out with a warning."""
-    if not all(isinstance(d, dict) for d in image.layers):
-        raise EncapsulateError(f"{image.ref}: a layer descriptor is not an object; the image is damaged")
-    descriptors = _descriptors(image)
-    labels = config_labels(image.config)
+    labels = image.config.labels
     components = read_components(image, lenient=lenient)
     groups = layer_groups(image, lenient=lenient)
-    diff_ids = _diff_ids(image)
+    diff_ids = image.config.diff_ids
     layers = []
-    for k, (digest, media_type, size) in enumerate(descriptors):
+    for k, d in enumerate(image.layers):
         names = sorted(groups[k], key=lambda n: (-(components[n].size if n in components else -1), n))
         known = bool(names) and all(n in components for n in names)
         layers.append(
             ImageLayer(
                 k + 1,
-                digest,
-                media_type,
-                size,
-                diff_ids[k],
+                d.digest,
+                d.media_type,
+                d.size,
+                diff_ids[k] if k < len(diff_ids) else None,
                 tuple(names),
                 sum(components[n].size for n in names) if known else None,
                 layer_change_probability(names, components) if names else None,
             )
         )
-    config = image.manifest.get("config")
     return ImageModel(
         image.ref,
         image.manifest_digest,
-        str(config.get("digest", "")) if isinstance(config, dict) else "",
-        str(image.config.get("created") or ""),
-        str(image.config.get("architecture") or ""),
+        image.manifest.config.digest,
+        image.config.created or "",
+        image.config.architecture or "",
         PLAN_LABEL in labels or COMPONENTS_LABEL in labels,
         tuple(layers),
         components,

@@ -5,7 +5,7 @@ transport works) and, optionally, the prior image a client already holds.
 Out: an HTML page with no external resources (inline CSS and SVG): a chart of
 the layers, each bar as long as the layer's compressed size and coloured by
 its weekly change probability ``p_L = 1 - prod(1 - p_c)`` over its components,
-the summary (total size, layer count, expected update bytes ``sum size * p_L``,
+the summary (total size, layer count, expected download bytes ``sum size * p_L``,
 as ``tools.model`` defines them)
 and, with a prior, which layers a client must download, at what cost, and
 which components changed (from the ``org.debchunk.components`` labels).
@@ -22,8 +22,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..errors import EncapsulateError
+from ..oci.imgref import DEFAULT_REGISTRY, RegistryOptions
 from ..oci.labels import COMPONENTS_LABEL, ComponentChange, ComponentInfo, component_changes
 from ..oci.layout import atomic_write
+from ..oci.model import Digest
 from ..oci.read import SourceImage, open_image
 from .model import ImageLayer, ImageModel, read_model
 from .text import human_size
@@ -49,7 +51,7 @@ class ReportLayer:
         return self.layer.index
 
     @property
-    def digest(self) -> str:
+    def digest(self) -> Digest:
         """The layer's blob digest."""
         return self.layer.digest
 
@@ -71,7 +73,7 @@ class ReportLayer:
     @property
     def expected_bytes(self) -> float:
         """Bytes this layer costs per week, on average (``tools.model``)."""
-        return self.layer.expected_update_bytes or 0.0
+        return self.layer.expected_download_bytes or 0.0
 
 
 @dataclass(frozen=True)
@@ -122,9 +124,9 @@ class Report:
         return self.image.size
 
     @property
-    def expected_update_bytes(self) -> float | None:
-        """The model's expected update bytes per week (``tools.model``)."""
-        return self.image.expected_update_bytes
+    def expected_download_bytes(self) -> float | None:
+        """The model's expected download bytes per week (``tools.model``)."""
+        return self.image.expected_download_bytes
 
     @property
     def download_bytes(self) -> int | None:
@@ -164,12 +166,14 @@ def build_report(image: SourceImage, prior: SourceImage | None = None) -> Report
     )
 
 
-def read_report(imgref: str, prior: str | None = None, tls_verify: bool | None = None) -> Report:
+def read_report(
+    imgref: str, prior: str | None = None, registry: RegistryOptions = DEFAULT_REGISTRY
+) -> Report:
     """Read ``imgref`` (and ``prior``) and build their report."""
-    with open_image(imgref, blobs=False, tls_verify=tls_verify) as image:
+    with open_image(imgref, registry, blobs=False) as image:
         if prior is None:
             return build_report(image)
-        with open_image(prior, blobs=False, tls_verify=tls_verify) as before:
+        with open_image(prior, registry, blobs=False) as before:
             return build_report(image, before)
 
 
@@ -398,7 +402,7 @@ def _summary(report: Report) -> str:
         ("total size (compressed)", human_size(report.total_bytes), f"{report.total_bytes:,} bytes"),
         ("layers", str(len(report.layers)), ""),
     ]
-    e = report.expected_update_bytes
+    e = report.expected_download_bytes
     if e is not None:
         share = f"{100 * e / report.total_bytes:.1f}% of the image" if report.total_bytes else ""
         items.append(("expected update, per week", human_size(e), share))
@@ -476,7 +480,7 @@ def _layers_table(report: Report) -> str:
             )
         if prior:
             cells.append(f"<td>{'yes' if layer.download else 'no'}</td>")
-        cells.append(f'<td><code title="{_e(layer.digest)}">{_e(layer.digest[7:19])}</code></td>')
+        cells.append(f'<td><code title="{_e(layer.digest)}">{_e(layer.digest.hex[:12])}</code></td>')
         if report.has_components:
             names = [
                 f'<span class="changed">{_e(n)}</span>' if n in layer.changed else _e(n)
@@ -552,9 +556,9 @@ def write_text_atomic(path: str, text: str) -> None:
 
 
 def write_report(
-    imgref: str, output: str, prior: str | None = None, tls_verify: bool | None = None
+    imgref: str, output: str, prior: str | None = None, registry: RegistryOptions = DEFAULT_REGISTRY
 ) -> Report:
     """Read the images and write the page to ``output``."""
-    report = read_report(imgref, prior, tls_verify)
+    report = read_report(imgref, prior, registry)
     write_text_atomic(output, render_html(report))
     return report

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from ..oci.imgref import parse_imgref
+from ..oci.model import Digest
 
 
 def human_size(n: float) -> str:
@@ -34,9 +35,11 @@ def table(rows: Sequence[Sequence[str]], left: Iterable[int], widest: int | None
 
 
 def short_digest(digest: str) -> str:
-    """``sha256:`` and the first 12 hex digits."""
-    algorithm, _, hexdigest = digest.partition(":")
-    return f"{algorithm}:{hexdigest[:12]}" if hexdigest else digest
+    """``sha256:`` and the first 12 hex digits (anything else as it is)."""
+    try:
+        return Digest(digest).short
+    except ValueError:
+        return digest
 
 
 def component_names(names: Sequence[str], shown: int = 3) -> str:

@@ -1,6 +1,7 @@
 """``debchunk validate``: is an image what its manifest says it is?
 
-In: an ``IMGREF`` (read with ``open_image``, blobs in a local OCI layout).
+In: an ``IMGREF`` (its blobs in a local OCI layout: ``oci.read.local_layout``;
+nothing parsed there, since the documents are what is checked).
 Out: a ``Validation``: every problem found, each naming the blob or field at
 fault (none when the image is valid), and what was checked.  Checked: each
 blob's size and digest against its descriptor; the manifest, config and index
@@ -21,33 +22,40 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import TYPE_CHECKING, Any, TypeGuard, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import zstandard
 from zlib_ng import gzip_ng, zlib_ng
 
 from ..errors import EncapsulateError
+from ..oci.imgref import DEFAULT_REGISTRY, RegistryOptions
 from ..oci.labels import (
     COMPONENTS_ANNOTATION,
+    OSTREE_COMMIT_LABEL,
+    OSTREE_FINAL_DIFFID_LABEL,
     PLAN_LABEL,
-    component_annotation,
-    config_labels,
     json_label,
     plan_groups,
 )
-from ..oci.layout import LAYER_COMPRESSION, MEDIA_CONFIG, MEDIA_INDEX, MEDIA_MANIFEST, Layout
-from ..oci.read import DEFAULT_ARCH, HashingReader, choose_manifest, open_image
+from ..oci.layout import Layout
+from ..oci.model import (
+    INDEX_TYPES,
+    LAYER_COMPRESSION,
+    MEDIA_CONFIG,
+    MEDIA_MANIFEST,
+    Descriptor,
+    Digest,
+    ImageIndex,
+)
+from ..oci.platform import DEFAULT_PLATFORM
+from ..oci.read import HashingReader, local_layout
 
 if TYPE_CHECKING:
     from jsonschema.protocols import Validator
 
 # Known media types (OCI image-spec v1.1 "Media Types"; Docker image manifest v2, schema 2).
 MANIFEST_TYPES = (MEDIA_MANIFEST, "application/vnd.docker.distribution.manifest.v2+json")
-INDEX_TYPES = (MEDIA_INDEX, "application/vnd.docker.distribution.manifest.list.v2+json")
 CONFIG_TYPES = (MEDIA_CONFIG, "application/vnd.docker.container.image.v1+json")
-# Layer media type -> compression.
-# Blob digest algorithms -> length of their hex encoding.
-ALGORITHMS = {"sha256": 64, "sha512": 128}
 SCHEMAS = ("defs", "layout", "index", "manifest", "config")
 CHUNK = 1 << 20
 # What a damaged compressed stream raises (zlib_ng's stub declares its error as an instance).
@@ -153,42 +161,44 @@ class _Check:
     def problem(self, text: str) -> None:
         self.out.problems.append(text)
 
-    def descriptor(self, d: Any, what: str, known: tuple[str, ...], kind: str) -> TypeGuard[dict[str, Any]]:
-        """Check a descriptor's media type, digest and size; False when its blob
-        cannot be looked up."""
+    def descriptor(self, d: Any, what: str, known: tuple[str, ...], kind: str) -> Descriptor | None:
+        """Check a raw descriptor's media type, digest and size; the descriptor,
+        or None when its blob cannot be looked up."""
         if not isinstance(d, dict):
             self.problem(f"{what}: the descriptor is not a JSON object")
-            return False
-        media_type = d.get("mediaType")
+            return None
+        media_type, digest, size = d.get("mediaType"), d.get("digest"), d.get("size")
         if media_type not in known:
             self.problem(f"{what}: media type {media_type!r} is not a known {kind} type")
-        digest, size = d.get("digest"), d.get("size")
-        algorithm, _, hexdigest = str(digest).partition(":")
-        if (
-            not isinstance(digest, str)
-            or ALGORITHMS.get(algorithm) != len(hexdigest)
-            or hexdigest.strip("0123456789abcdef")
-        ):
+        try:
+            checked = Digest.parse(digest, what)
+        except EncapsulateError:
             self.problem(f"{what}: digest {digest!r} is not a sha256 or sha512 digest")
-            return False
+            return None
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             self.problem(f"{what}: size {size!r} is not a byte count")
-            return False
-        return True
+            return None
+        annotations = d.get("annotations")
+        urls = d.get("urls")
+        return Descriptor(
+            str(media_type),
+            checked,
+            size,
+            {str(k): str(v) for k, v in annotations.items()} if isinstance(annotations, dict) else {},
+            tuple(str(u) for u in urls) if isinstance(urls, list) else (),
+        )
 
-    def blob(self, d: dict[str, Any], what: str, compression: str | None = None) -> str | None:
+    def blob(self, d: Descriptor, what: str, compression: str | None = None) -> str | None:
         """Stream a blob through its digest and, with ``compression``, its
         decompressor; a problem for a missing, resized, altered or undecodable
         blob.  Returns the sha256 of the uncompressed content (of the blob
         itself without ``compression``) when the blob is intact, else None."""
-        digest, size = str(d["digest"]), int(d["size"])
-        algorithm, _, hexdigest = digest.partition(":")
-        path = os.path.join(self.layout.path, "blobs", algorithm, hexdigest)
+        path = self.layout.blob_path(d.digest)
         diff = hashlib.sha256()
         broken = None
         try:
             with open(path, "rb") as f:
-                raw = HashingReader(f, algorithm)
+                raw = HashingReader(f, d.digest.algorithm)
                 try:
                     for chunk in _uncompressed(raw, compression or "none"):
                         diff.update(chunk)
@@ -196,7 +206,7 @@ class _Check:
                     broken = str(e) or type(e).__name__
                 raw.drain()
         except FileNotFoundError:
-            if d.get("urls") and any(w in str(d.get("mediaType")) for w in ("foreign", "nondistributable")):
+            if d.urls and any(w in d.media_type for w in ("foreign", "nondistributable")):
                 return None  # a foreign layer: clients fetch it from its URLs
             self.problem(f"{what}: blob missing from the layout ({path})")
             return None
@@ -205,15 +215,15 @@ class _Check:
             return None
         self.out.blobs += 1
         self.out.size += raw.size
-        actual = f"{algorithm}:{raw.hash.hexdigest()}"
-        if raw.size != size and actual == digest:
+        actual = Digest.of_hash(raw.hash)
+        if raw.size != d.size and actual == d.digest:
             self.problem(
-                f"{what}: the descriptor says {size} bytes, the blob (digest matching) is {raw.size}"
+                f"{what}: the descriptor says {d.size} bytes, the blob (digest matching) is {raw.size}"
             )
-        elif raw.size != size:
-            cut = " (truncated)" if raw.size < size else ""
-            self.problem(f"{what}: blob is {raw.size} bytes{cut}, the descriptor says {size}")
-        elif actual != digest:
+        elif raw.size != d.size:
+            cut = " (truncated)" if raw.size < d.size else ""
+            self.problem(f"{what}: blob is {raw.size} bytes{cut}, the descriptor says {d.size}")
+        elif actual != d.digest:
             self.problem(f"{what}: digest mismatch: the blob hashes to {actual}")
         elif broken is not None:
             self.problem(f"{what}: not valid {compression} data: {broken}")
@@ -221,13 +231,13 @@ class _Check:
             return "sha256:" + diff.hexdigest()
         return None
 
-    def json_blob(self, d: dict[str, Any], what: str) -> Any:
+    def json_blob(self, d: Descriptor, what: str) -> Any:
         """A small JSON blob (index, manifest or config) checked against its
         descriptor; None when it is damaged."""
         if self.blob(d, what) is None:
             return None
         try:
-            return json.loads(self.layout.read_blob(str(d["digest"])))
+            return json.loads(self.layout.read_blob(d.digest))
         except ValueError:
             self.problem(f"{what}: not JSON")
         except EncapsulateError as e:
@@ -244,78 +254,89 @@ def _layout_file(check: _Check, name: str) -> Any:
         return None
 
 
-def validate_image(ref: str, tls_verify: bool | None = None) -> Validation:
-    """Validate the image at ``ref`` (``tls_verify=False``: read a registry over
-    plain HTTP).  Raises ``EncapsulateError`` only when it cannot be read at
-    all (no such image, not an OCI layout)."""
+def validate_image(ref: str, registry: RegistryOptions = DEFAULT_REGISTRY) -> Validation:
+    """Validate the image at ``ref`` (``registry``: how a registry is reached).
+    Raises ``EncapsulateError`` only when it cannot be read at all (no such
+    image, not an OCI layout)."""
     out = Validation(ref)
-    with open_image(ref, blobs=True, tls_verify=tls_verify) as image:
-        if image.layout is None:  # blobs=True always gives a layout
-            raise EncapsulateError(f"{ref}: the image's blobs could not be fetched")
-        check = _Check(out, image.layout)
+    with local_layout(ref, registry) as (layout, tag):
+        check = _Check(out, layout)
         for name, kind in (("oci-layout", "layout"), ("index.json", "index")):
             document = _layout_file(check, name)
             if document is not None:
                 out.problems += schema_problems(kind, document, name)
-        _check_image(check, image.layout.manifest_for(image.tag).to_json(), image.config)
+        _check_image(check, layout.manifest_for(tag))
     return out
 
 
-def _check_image(check: _Check, top: dict[str, Any], config: dict[str, Any]) -> None:
+def _chosen_manifest(check: _Check, top: Descriptor) -> Descriptor | None:
+    """The manifest ``top`` names: itself, or of an image index, its linux/amd64 entry."""
+    if top.media_type not in INDEX_TYPES:
+        return top
+    what = f"image index {_short(top.digest)}"
+    nested = check.json_blob(top, what)
+    if nested is None:
+        return None
+    check.out.problems += schema_problems("index", nested, what)
+    if not isinstance(nested, dict):
+        return None
+    try:
+        descriptor = ImageIndex.from_json(nested, what).choose(DEFAULT_PLATFORM, what)
+    except EncapsulateError as e:
+        check.problem(str(e))
+        return None
+    if descriptor.media_type not in MANIFEST_TYPES:
+        what = f"manifest {_short(descriptor.digest)}"
+        check.problem(f"{what}: media type {descriptor.media_type!r} is not a known manifest type")
+    return descriptor
+
+
+def _check_image(check: _Check, entry: Descriptor) -> None:
     """The descriptor chain: index.json's entry -> [image index ->] manifest ->
     config and layers."""
-    what = f"manifest {_short(top['digest'])}"
-    if not check.descriptor(top, what, MANIFEST_TYPES + INDEX_TYPES, "manifest"):
+    top = check.descriptor(
+        entry.to_json(), f"manifest {_short(entry.digest)}", MANIFEST_TYPES + INDEX_TYPES, "manifest"
+    )
+    descriptor = None if top is None else _chosen_manifest(check, top)
+    if descriptor is None:
         return
-    descriptor: Any = top
-    if top["mediaType"] in INDEX_TYPES:
-        what = f"image index {_short(top['digest'])}"
-        nested = check.json_blob(top, what)
-        if nested is None:
-            return
-        check.out.problems += schema_problems("index", nested, what)
-        try:
-            descriptor = choose_manifest(nested, DEFAULT_ARCH, what) if isinstance(nested, dict) else None
-        except EncapsulateError as e:
-            check.problem(str(e))
-            return
-        what = f"manifest {_short((descriptor or {}).get('digest'))}"
-        if not check.descriptor(descriptor, what, MANIFEST_TYPES, "manifest"):
-            return
+    what = f"manifest {_short(descriptor.digest)}"
     manifest = check.json_blob(descriptor, what)
     if manifest is None:
         return
     check.out.problems += schema_problems("manifest", manifest, what)
     if not isinstance(manifest, dict):
         return
-    if manifest.get("mediaType", descriptor["mediaType"]) != descriptor["mediaType"]:
+    if manifest.get("mediaType", descriptor.media_type) != descriptor.media_type:
         check.problem(
             f"{what}: mediaType {manifest.get('mediaType')!r} differs from its descriptor's "
-            f"{descriptor['mediaType']!r}"
+            f"{descriptor.media_type!r}"
         )
-    config_descriptor = manifest.get("config")
-    what = (
-        f"config {_short(config_descriptor.get('digest') if isinstance(config_descriptor, dict) else None)}"
-    )
-    if check.descriptor(config_descriptor, what, CONFIG_TYPES, "config"):
-        document = check.json_blob(config_descriptor, what)
-        if document is not None:
-            check.out.problems += schema_problems("config", document, what)
-    layers = manifest.get("layers")
-    layers = layers if isinstance(layers, list) else []
-    check.out.layers = len(layers)
+    raw_config = manifest.get("config")
+    what = f"config {_short(raw_config.get('digest') if isinstance(raw_config, dict) else None)}"
+    config_descriptor = check.descriptor(raw_config, what, CONFIG_TYPES, "config")
+    config = None if config_descriptor is None else check.json_blob(config_descriptor, what)
+    if config is not None:
+        check.out.problems += schema_problems("config", config, what)
+    raw_layers = manifest.get("layers")
+    raw_layers = raw_layers if isinstance(raw_layers, list) else []
+    check.out.layers = len(raw_layers)
+    layers: list[Descriptor | None] = []
     diffs: list[str | None] = []
-    for i, d in enumerate(layers):
-        what = _layer_name(i, layers)
+    for i, d in enumerate(raw_layers):
+        what = _layer_name(i, raw_layers)
+        layer = check.descriptor(d, what, tuple(LAYER_COMPRESSION), "layer")
         diff = None
-        if check.descriptor(d, what, tuple(LAYER_COMPRESSION), "layer"):
-            compression = LAYER_COMPRESSION.get(d["mediaType"])
-            diff = check.blob(d, what, compression)
+        if layer is not None:
+            compression = LAYER_COMPRESSION.get(layer.media_type)
+            diff = check.blob(layer, what, compression)
             if compression is None:
                 diff = None  # unknown compression: the diff_id cannot be checked
+        layers.append(layer)
         diffs.append(diff)
-    _check_diff_ids(check, config, diffs)
-    _check_ostree(check, config, layers)
+    if isinstance(config, dict):
+        _check_diff_ids(check, config, diffs)
+        _check_ostree(check, config, layers, raw_layers)
 
 
 def _layer_name(i: int, layers: list[Any]) -> str:
@@ -323,10 +344,22 @@ def _layer_name(i: int, layers: list[Any]) -> str:
     return f"layer {i + 1} of {len(layers)} ({_short(d.get('digest') if isinstance(d, dict) else d)})"
 
 
-def _check_diff_ids(check: _Check, config: dict[str, Any], diffs: list[str | None]) -> None:
+def _raw_labels(config: dict[str, Any]) -> dict[str, Any]:
+    """The labels of a raw config (empty when they are not an object: the schema reports that)."""
+    runtime = config.get("config")
+    labels = runtime.get("Labels") if isinstance(runtime, dict) else None
+    return labels if isinstance(labels, dict) else {}
+
+
+def _raw_diff_ids(config: dict[str, Any]) -> list[Any] | None:
     rootfs = config.get("rootfs")
     diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-    if not isinstance(diff_ids, list):
+    return diff_ids if isinstance(diff_ids, list) else None
+
+
+def _check_diff_ids(check: _Check, config: dict[str, Any], diffs: list[str | None]) -> None:
+    diff_ids = _raw_diff_ids(config)
+    if diff_ids is None:
         return  # reported by the schema
     if len(diff_ids) != len(diffs):
         check.problem(f"config rootfs.diff_ids: {len(diff_ids)} entries for {len(diffs)} layers")
@@ -337,22 +370,28 @@ def _check_diff_ids(check: _Check, config: dict[str, Any], diffs: list[str | Non
             )
 
 
-def _check_ostree(check: _Check, config: dict[str, Any], layers: list[Any]) -> None:
+def _check_ostree(
+    check: _Check, config: dict[str, Any], layers: list[Descriptor | None], raw_layers: list[Any]
+) -> None:
     """ostree-ext's invariants, and debchunk's plan label against the annotations."""
-    labels = config_labels(config)  # labels that are not an object: reported by the schema
-    ostree = "ostree.commit" in labels
-    rootfs = config.get("rootfs")
-    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    labels = _raw_labels(config)
+    ostree = OSTREE_COMMIT_LABEL in labels
+    diff_ids = _raw_diff_ids(config)
     if ostree:
-        commit = str(labels["ostree.commit"])
+        commit = str(labels[OSTREE_COMMIT_LABEL])
         if len(commit) != 64 or commit.strip("0123456789abcdef"):
-            check.problem(f"config label ostree.commit: {commit!r} is not an ostree commit checksum")
-        final = labels.get("ostree.final-diffid")
-        last = diff_ids[-1] if isinstance(diff_ids, list) and diff_ids else None
+            check.problem(f"config label {OSTREE_COMMIT_LABEL}: {commit!r} is not an ostree commit checksum")
+        final = labels.get(OSTREE_FINAL_DIFFID_LABEL)
+        last = diff_ids[-1] if diff_ids else None
         if final is None:
-            check.problem("config: no ostree.final-diffid label in an ostree image (ostree.commit is set)")
+            check.problem(
+                f"config: no {OSTREE_FINAL_DIFFID_LABEL} label in an ostree image "
+                f"({OSTREE_COMMIT_LABEL} is set)"
+            )
         elif final != last:
-            check.problem(f"config label ostree.final-diffid: {final}, but the last diff_id is {last}")
+            check.problem(
+                f"config label {OSTREE_FINAL_DIFFID_LABEL}: {final}, but the last diff_id is {last}"
+            )
     plan: list[list[str]] | None = None
     if PLAN_LABEL in labels:
         try:
@@ -368,15 +407,15 @@ def _check_ostree(check: _Check, config: dict[str, Any], layers: list[Any]) -> N
             )
             plan = None
     for i, d in enumerate(layers[1:], 1):
-        if not isinstance(d, dict):
+        if d is None:
             continue
-        value = component_annotation(d)
-        what = _layer_name(i, layers)
+        value = d.annotations.get(COMPONENTS_ANNOTATION)
+        what = _layer_name(i, raw_layers)
         if value is None:
             if ostree:
                 check.problem(f"{what}: no {COMPONENTS_ANNOTATION} annotation in an ostree image")
             continue
-        if plan is not None and sorted(str(value).split(",")) != sorted(plan[i - 1]):
+        if plan is not None and sorted(value.split(",")) != sorted(plan[i - 1]):
             check.problem(
                 f"{what}: annotation {COMPONENTS_ANNOTATION}={value!r:.80} disagrees with the "
                 f"{PLAN_LABEL} label ({','.join(plan[i - 1])!r:.80})"

@@ -418,7 +418,7 @@ def write_image(
         )
         config_descriptor = layout.add_bytes(canonical_json(config), MEDIA_CONFIG)
         manifest_descriptor = _add_manifest(layout, config_descriptor, blobs, config["config"]["Labels"])
-        layout.tag(manifest_descriptor, target.tag, description.platform())
+        layout.tag(manifest_descriptor, target.tag, description.index_platform())
         return ImageResult(
             manifest_descriptor,
             config_descriptor,

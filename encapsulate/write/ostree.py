@@ -39,6 +39,15 @@ from mapping import EntryType, Mapping  # noqa: E402
 from mapping.commit import CommitTree  # noqa: E402
 
 from ..errors import EncapsulateError  # noqa: E402
+from ..oci.labels import (  # noqa: E402
+    BOOTC_LABEL,
+    OCI_VERSION_LABEL,
+    OSTREE_BOOTABLE_LABEL,
+    OSTREE_COMMIT_LABEL,
+    OSTREE_FINAL_DIFFID_LABEL,
+    OSTREE_LINUX_LABEL,
+    VERSION_LABEL,
+)
 from .tar import CONTENT_MTIME, WRITER_VERSION, Content, Items, Opener  # noqa: E402
 
 REPO = "sysroot/ostree/repo"
@@ -137,18 +146,19 @@ class OstreeLayers:
     def labels(self, final_diff_id: str) -> dict[str, str]:
         """The config labels ostree-ext sets."""
         metadata = self.tree.metadata
-        labels = {"ostree.commit": self.tree.checksum, "ostree.final-diffid": final_diff_id}
-        if metadata.get("ostree.bootable"):
-            labels["ostree.bootable"] = "true"
-            labels["containers.bootc"] = "1"
+        labels = {OSTREE_COMMIT_LABEL: self.tree.checksum, OSTREE_FINAL_DIFFID_LABEL: final_diff_id}
+        # The commit metadata keys are named as the labels they become.
+        if metadata.get(OSTREE_BOOTABLE_LABEL):
+            labels[OSTREE_BOOTABLE_LABEL] = "true"
+            labels[BOOTC_LABEL] = "1"
         # ostree-ext copies the kernel version key as a label when the commit has it.
-        linux = metadata.get("ostree.linux")
+        linux = metadata.get(OSTREE_LINUX_LABEL)
         if isinstance(linux, str) and linux:
-            labels["ostree.linux"] = linux
-        version = metadata.get("version")
+            labels[OSTREE_LINUX_LABEL] = linux
+        version = metadata.get(VERSION_LABEL)
         if isinstance(version, str) and version:
-            labels["org.opencontainers.image.version"] = version
-            labels["version"] = version
+            labels[OCI_VERSION_LABEL] = version
+            labels[VERSION_LABEL] = version
         return labels
 
     def items(self, k: int) -> Items:

@@ -1,0 +1,64 @@
+"""The previous build, read back: what a build (``--prior``,
+``--previous-build-manifest``, ``--compare-with-build``) and the read-back
+tools both need of an image, below both of them.
+
+In: an image reference (any transport, read by ``oci.read``; of an image
+index, the linux/amd64 image) or a raw manifest file.  Out: a ``Plan``
+holding the previous grouping: from the config label ``org.debchunk.plan``
+when it is there, else from the layers' ``ostree.components`` annotations
+(podman and skopeo may drop annotations, which is why the label comes
+first); or the image's layer digests.
+"""
+
+from __future__ import annotations
+
+from chunker import Plan
+
+from ..errors import EncapsulateError
+from .imgref import ImageRef, RegistryOptions
+from .labels import COMPONENTS_ANNOTATION, PLAN_LABEL, annotation_groups, json_label, plan_groups
+from .model import Digest, ImageConfig, Manifest
+from .read import open_image
+
+
+def plan_from_image(manifest: Manifest, config: ImageConfig | None, where: str) -> Plan:
+    """The grouping recorded in an image's config label or layer annotations."""
+    labels = {} if config is None else config.labels
+    if labels.get(PLAN_LABEL):
+        try:
+            recorded = plan_groups(json_label(labels, PLAN_LABEL))
+        except ValueError:
+            recorded = None
+        if recorded is None:
+            raise EncapsulateError(f"{where}: label {PLAN_LABEL} is not a plan; build without --prior once")
+        return Plan.from_groups(recorded)
+    groups = [list(g) for g in annotation_groups(manifest.layers) if g]
+    if not groups:
+        raise EncapsulateError(
+            f"{where}: the image records no plan (no {PLAN_LABEL} label, no {COMPONENTS_ANNOTATION} "
+            "annotations); build without --prior once"
+        )
+    return Plan.from_groups(groups)
+
+
+def prior_plan(imgref: ImageRef | str, registry: RegistryOptions) -> Plan:
+    """The previous build's plan, from an image reference (read with ``open_image``)."""
+    with open_image(imgref, registry, blobs=False) as image:
+        return plan_from_image(image.manifest, image.config, image.ref)
+
+
+def image_layer_digests(imgref: ImageRef | str, registry: RegistryOptions) -> list[Digest]:
+    """The layer digests of an image's manifest, in order (``--compare-with-build``)."""
+    with open_image(imgref, registry, blobs=False) as image:
+        return [d.digest for d in image.layers]
+
+
+def prior_from_manifest_file(path: str) -> Plan:
+    """The previous build's plan from a raw OCI manifest JSON file
+    (``--previous-build-manifest``): its layers' annotations."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise EncapsulateError(f"{path}: cannot read the OCI manifest: {e.strerror}") from None
+    return plan_from_image(Manifest.parse(data, None, path), None, path)
