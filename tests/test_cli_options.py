@@ -1,7 +1,6 @@
-"""What the commands share on the command line (encapsulate/cli/options.py):
-the BOOL of ``--tls-verify``/``--dest-tls-verify`` (true or false, never a
-silent false), ``--quiet``/``--debug`` on every subcommand, and JSON on
-stdout."""
+"""encapsulate/cli/options.py: the BOOL of ``--tls-verify``/``--dest-tls-verify``
+(true or false, never a silent false) as the settings table converts it,
+``--quiet``/``--debug`` on every subcommand, and JSON on stdout."""
 
 from __future__ import annotations
 
@@ -11,7 +10,8 @@ import json
 import pytest
 
 from encapsulate.cli.main import debchunk_main
-from encapsulate.cli.options import boolean, common_options, print_json, tls_verify_option
+from encapsulate.cli.options import boolean, print_json
+from encapsulate.cli.settings import add_settings
 
 TRUE = ["true", "1", "yes", "TRUE", "True", "Yes", " true ", "yes\n"]
 FALSE = ["false", "0", "no", "FALSE", "False", "No", " 0"]
@@ -28,26 +28,25 @@ def test_boolean_words() -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    """A parser of container-encapsulate's settings (the table's converters)."""
     p = argparse.ArgumentParser(prog="t")
-    tls_verify_option(p)
-    tls_verify_option(p, "--dest-tls-verify")
-    common_options(p)
+    add_settings(p, "encapsulate")
     return p
 
 
 def test_tls_verify_is_none_unless_given() -> None:
-    args = parser().parse_args([])
+    args = parser().parse_args(["oci:x"])
     assert args.tls_verify is None and args.dest_tls_verify is None
     assert args.quiet is False and args.debug is False
-    args = parser().parse_args(["--tls-verify", "false", "--dest-tls-verify=TRUE", "-q", "--debug"])
+    args = parser().parse_args(["oci:x", "--tls-verify", "false", "--dest-tls-verify=TRUE", "-q", "--debug"])
     assert args.tls_verify is False and args.dest_tls_verify is True
     assert args.quiet is True and args.debug is True
-    assert parser().parse_args(["--quiet"]).quiet is True
+    assert parser().parse_args(["oci:x", "--quiet"]).quiet is True
 
 
 def test_a_word_that_is_not_a_boolean_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:
-        parser().parse_args(["--dest-tls-verify", "maybe"])
+        parser().parse_args(["oci:x", "--dest-tls-verify", "maybe"])
     assert caught.value.code == 2
     err = capsys.readouterr().err
     assert err.splitlines()[-1] == (

@@ -22,7 +22,7 @@ from . import tools
 from .options import print_json
 from .progress import progress_line
 from .render import format_mapping, format_plan, format_result
-from .settings import add_settings, config_from_args, origin_from_args, reading_registry
+from .settings import add_command, add_settings, config_from_args, origin_from_args, reading_registry
 
 # Failures exit 1; usage errors 2, argparse's convention (DESIGN.md, "Interfaces").
 EXIT_FAILURE = 1
@@ -155,12 +155,6 @@ def _run(
     return EXIT_FAILURE
 
 
-def _command(parser: argparse.ArgumentParser, command: str, handler: Handler) -> None:
-    """``parser`` made to take the settings of ``command`` and run ``handler``."""
-    add_settings(parser, command)
-    parser.set_defaults(handler=handler, parser=parser)
-
-
 def debchunk_parser() -> argparse.ArgumentParser:
     """The ``debchunk`` command's parser."""
     parser = argparse.ArgumentParser(
@@ -169,31 +163,35 @@ def debchunk_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"debchunk {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser(
+    add_command(
+        sub,
         "map",
+        _cmd_map,
         help="show who owns every file of a tree and how often it changes",
         description="Map a commit or root tree to components.",
     )
-    _command(p, "map", _cmd_map)
-    p = sub.add_parser(
+    add_command(
+        sub,
         "plan",
+        _cmd_plan,
         help="group a tree's components into layers",
         description="Plan the layers of a commit, a root tree or a saved mapping.",
     )
-    _command(p, "plan", _cmd_plan)
-    p = sub.add_parser(
+    add_command(
+        sub,
         "encapsulate",
+        _cmd_encapsulate,
         help="write a commit or root tree as an OCI image (as container-encapsulate)",
         description="Write an OSTree commit or a root tree as a chunked, reproducible OCI image.",
     )
-    _command(p, "encapsulate", _cmd_encapsulate)
-    p = sub.add_parser(
+    add_command(
+        sub,
         "rechunk",
+        _cmd_encapsulate,
         help="re-chunk an existing container image (as container-encapsulate --from)",
         description="Re-chunk an existing container image: its layers applied in order, read from the "
         "blobs (no root, nothing extracted), mapped and planned like a root tree.",
     )
-    _command(p, "rechunk", _cmd_encapsulate)
     tools.register(sub)
     return parser
 
@@ -210,7 +208,8 @@ def encapsulate_parser(prog: str = "container-encapsulate") -> argparse.Argument
         prog=prog, description="Write an OSTree commit or a root tree as a chunked, reproducible OCI image."
     )
     parser.add_argument("--version", action="version", version=f"{prog} {_version()}")
-    _command(parser, "encapsulate", _cmd_encapsulate)
+    add_settings(parser, "encapsulate")
+    parser.set_defaults(handler=_cmd_encapsulate, parser=parser)
     return parser
 
 

@@ -1,6 +1,5 @@
-"""What the ``debchunk`` subcommands and ``container-encapsulate`` share on
-the command line: ``--quiet``/``--debug``, the boolean ``--tls-verify`` (and
-``--dest-tls-verify``) option, and JSON on stdout."""
+"""Converters and output the commands share: the BOOL of ``--tls-verify``
+and ``--dest-tls-verify`` (used by the settings table), and JSON on stdout."""
 
 from __future__ import annotations
 
@@ -8,13 +7,6 @@ import argparse
 import json
 import sys
 from typing import Any
-
-
-def common_options(parser: argparse.ArgumentParser) -> None:
-    """``--quiet`` and ``--debug``, which every command takes."""
-    parser.add_argument("--quiet", "-q", action="store_true", help="print errors only")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug messages")
-
 
 _TRUE = ("1", "true", "yes")
 _FALSE = ("0", "false", "no")
@@ -30,17 +22,6 @@ def boolean(value: str) -> bool:
     if word in _FALSE:
         return False
     raise argparse.ArgumentTypeError(f"{value!r} is not a boolean: give true or false")
-
-
-def tls_verify_option(parser: argparse.ArgumentParser, flag: str = "--tls-verify") -> None:
-    """``--tls-verify BOOL`` (``--dest-tls-verify`` for a destination): None
-    when not given, so skopeo keeps its default."""
-    parser.add_argument(
-        flag,
-        type=boolean,
-        metavar="BOOL",
-        help="verify the registry's TLS certificate: true or false (passed to skopeo; default true)",
-    )
 
 
 def print_json(value: Any) -> None:

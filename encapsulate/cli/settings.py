@@ -436,6 +436,17 @@ def add_settings(parser: argparse.ArgumentParser, command: str) -> None:
         setting.add_to(groups[setting.group])
 
 
+def add_command(
+    sub: Any, name: str, handler: Callable[..., int], **parser_args: Any
+) -> argparse.ArgumentParser:
+    """The subcommand ``name`` of ``sub`` (argparse's subparsers), taking the
+    settings of ``name`` and run by ``handler``."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, **parser_args)
+    add_settings(parser, name)
+    parser.set_defaults(handler=handler, parser=parser)
+    return parser
+
+
 def _labels(items: Sequence[str]) -> tuple[dict[str, str], tuple[str, ...]]:
     labels: dict[str, str] = {}
     removed: list[str] = []
