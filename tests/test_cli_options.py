@@ -5,12 +5,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 import pytest
 
 from encapsulate.cli.main import debchunk_main
-from encapsulate.cli.options import boolean, print_json
+from encapsulate.cli.options import boolean
 from encapsulate.cli.settings import add_settings
 
 TRUE = ["true", "1", "yes", "TRUE", "True", "Yes", " true ", "yes\n"]
@@ -83,15 +82,3 @@ def test_every_subcommand_takes_the_common_options(command: str, capsys: pytest.
         debchunk_main([command, *SUBCOMMANDS[command], "--tls-verify", "maybe"])
     assert caught.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1].endswith("'maybe' is not a boolean: give true or false")
-
-
-def test_print_json(capsys: pytest.CaptureFixture[str]) -> None:
-    value = {"b": [1, 2.5, None, True], "a": {"name": "caf\xe9 \x1b[2J\nline"}}
-    print_json(value)
-    out = capsys.readouterr().out
-    assert out == json.dumps(value, indent=1) + "\n"
-    assert json.loads(out) == value
-    # Keys in the order given, one space of indent, control characters and
-    # non-ASCII escaped: nothing from an image reaches the terminal raw.
-    assert out.startswith('{\n "b": [\n  1,')
-    assert "\x1b" not in out and "\\u001b[2J\\nline" in out and "caf\\u00e9" in out

@@ -13,7 +13,7 @@ import pytest
 
 from chunker import Layer, Plan
 from encapsulate import BuildConfig, BuildResult, Comparison, RootfsOrigin, build_image
-from encapsulate.cli.render import format_mapping, format_plan, format_result
+from encapsulate.cli.render import format_mapping, format_plan, format_result, json_text
 from mapping import Component, Mapping
 from tests.images import EPOCH
 from tests.sample import blob
@@ -147,3 +147,14 @@ def test_format_result(small_build: tuple[Path, BuildResult]) -> None:
     assert format_result(compared).splitlines() == [line, compared_line]
     assert format_result(dataclasses.replace(compared, image=None)) == compared_line
     assert format_result(dataclasses.replace(result, image=None)) == ""
+
+
+def test_json_text() -> None:
+    value = {"b": [1, 2.5, None, True], "a": {"name": "caf\xe9 \x1b[2J\nline"}}
+    out = json_text(value) + "\n"
+    assert out == json.dumps(value, indent=1) + "\n"
+    assert json.loads(out) == value
+    # Keys in the order given, one space of indent, control characters and
+    # non-ASCII escaped: nothing from an image reaches the terminal raw.
+    assert out.startswith('{\n "b": [\n  1,')
+    assert "\x1b" not in out and "\\u001b[2J\\nline" in out and "caf\\u00e9" in out

@@ -19,9 +19,8 @@ from ..config import ImageOrigin, check_max_layers, epoch_from_environment, refe
 from ..errors import ConfigError
 from ..oci.layout import read_json_object
 from . import tools
-from .options import print_json
 from .progress import progress_line
-from .render import format_mapping, format_plan, format_result
+from .render import build_output, mapping_output, plan_output
 from .settings import add_command, add_settings, config_from_args, origin_from_args, reading_registry
 
 # Failures exit 1; usage errors 2, argparse's convention (DESIGN.md, "Interfaces").
@@ -65,10 +64,7 @@ def _origin(args: argparse.Namespace) -> TreeOrigin:
 
 def _cmd_map(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     mapping = build_mapping(_origin(args), reference_date=reference_date(epoch_from_environment()))
-    if args.json:
-        print_json(mapping.to_json())
-    else:
-        print(format_mapping(mapping))
+    print(mapping_output(mapping, args.json))
     return 0
 
 
@@ -91,10 +87,7 @@ def _cmd_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         epoch = epoch_from_environment()
         mapping = build_mapping(_origin(args), reference_date=reference_date(epoch), prior=names)
     plan = pack(mapping.components, args.max_layers, prior)
-    if args.json:
-        print_json(plan.to_json())
-    else:
-        print(format_plan(plan))
+    print(plan_output(plan, args.json))
     return 0
 
 
@@ -106,16 +99,9 @@ def _cmd_encapsulate(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     finally:
         if progress is not None:
             progress.close()
-    if config.dry_run:
-        print_json(result.plan.to_json()) if args.json else print(format_plan(result.plan))
-    elif args.json:
-        print_json(result.to_json())
-    else:
-        text = format_result(result)
-        if args.quiet:
-            text = "\n".join(line for line in text.splitlines() if line.startswith("compared with "))
-        if text:
-            print(text)
+    text = build_output(result, as_json=args.json, quiet=args.quiet)
+    if text:
+        print(text)
     return 0
 
 

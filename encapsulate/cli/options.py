@@ -1,12 +1,9 @@
-"""Converters and output the commands share: the BOOL of ``--tls-verify``
-and ``--dest-tls-verify`` (used by the settings table), and JSON on stdout."""
+"""Converters the settings table shares: the BOOL of ``--tls-verify`` and
+``--dest-tls-verify``."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from typing import Any
 
 _TRUE = ("1", "true", "yes")
 _FALSE = ("0", "false", "no")
@@ -22,9 +19,3 @@ def boolean(value: str) -> bool:
     if word in _FALSE:
         return False
     raise argparse.ArgumentTypeError(f"{value!r} is not a boolean: give true or false")
-
-
-def print_json(value: Any) -> None:
-    """``value`` on stdout as indented JSON, with a final newline."""
-    json.dump(value, sys.stdout, indent=1)
-    sys.stdout.write("\n")

@@ -1,6 +1,10 @@
-"""Text for people: the mapping, the plan and a build's result as tables and lines."""
+"""What the commands print: the mapping, the plan and a build's result as
+tables and lines for people, or as JSON (``--json``)."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from chunker import Plan
 from mapping import Mapping
@@ -84,3 +88,32 @@ def format_result(result: BuildResult) -> str:
             f"download {human_size(c.download_bytes)} of {human_size(c.total_bytes)}"
         )
     return "\n".join(lines)
+
+
+def json_text(value: Any) -> str:
+    """``value`` as the indented JSON the commands print."""
+    return json.dumps(value, indent=1)
+
+
+def mapping_output(mapping: Mapping, as_json: bool) -> str:
+    """What ``debchunk map`` prints."""
+    return json_text(mapping.to_json()) if as_json else format_mapping(mapping)
+
+
+def plan_output(plan: Plan, as_json: bool) -> str:
+    """What ``debchunk plan`` (and a dry run) prints."""
+    return json_text(plan.to_json()) if as_json else format_plan(plan)
+
+
+def build_output(result: BuildResult, *, as_json: bool, quiet: bool) -> str:
+    """What ``container-encapsulate`` prints: the plan of a dry run, the
+    image's digests and layers as JSON, or its line (and the comparison's;
+    ``quiet``: only the comparison's)."""
+    if result.config.dry_run:
+        return plan_output(result.plan, as_json)
+    if as_json:
+        return json_text(result.to_json())
+    text = format_result(result)
+    if quiet:
+        text = "\n".join(line for line in text.splitlines() if line.startswith("compared with "))
+    return text

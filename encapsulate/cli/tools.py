@@ -14,7 +14,7 @@ from ..tools.inspect import format_inspect, inspect_image
 from ..tools.report import write_report
 from ..tools.text import human_size
 from ..tools.validate import validate_image
-from .options import print_json
+from .render import json_text
 from .settings import add_command, reading_registry
 
 # Problems ``validate`` prints; the rest are counted.
@@ -29,7 +29,7 @@ def _cmd_inspect(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         registry=reading_registry(args),
     )
     if args.json:
-        print_json(info.to_json())
+        print(json_text(info.to_json()))
     else:
         print(format_inspect(info))
     return 0
@@ -44,7 +44,7 @@ def _cmd_diff(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         registry=reading_registry(args),
     )
     if args.json:
-        print_json(result.to_json())
+        print(json_text(result.to_json()))
     else:
         print(format_diff(result))
     return 0
