@@ -53,7 +53,7 @@ _XATTR = "SCHILY.xattr."
 _DEFAULT_DIR_MODE = 0o755
 _FIX_BLOB = "pull the image again (its blob store is damaged) or rebuild it"
 _COMPRESSIONS = ("gzip", "zstd", "none")
-_DECOMPRESSION_ERRORS = (zlib.error, zstandard.ZstdError, cast(type[Exception], zlib_ng.error))
+DECOMPRESSION_ERRORS = (zlib.error, zstandard.ZstdError, cast(type[Exception], zlib_ng.error))
 
 
 @dataclass(frozen=True)
@@ -116,13 +116,13 @@ def _blob_chunks(layer: LayerArchive) -> Generator[bytes, None, None]:
     except OSError as e:
         raise MappingError(f"cannot read layer blob: {e.strerror}", layer.path, _FIX_BLOB) from None
     with blob:
-        inflate = _Inflater(layer.compression)
+        inflate = Inflater(layer.compression)
         try:
             while block := blob.read(_BLOCK):
                 h.update(block)
                 yield from inflate.feed(block)
             rest = inflate.finish()
-        except _DECOMPRESSION_ERRORS as e:
+        except DECOMPRESSION_ERRORS as e:
             raise MappingError(
                 f"layer {layer.digest}: its {layer.compression} stream is corrupt ({e})",
                 layer.path,
@@ -294,9 +294,10 @@ def _ahead(chunks: Generator[bytes, None, None]) -> Generator[bytes, None, None]
         thread.join()
 
 
-class _Inflater:
+class Inflater:
     """Decompress gzip (any number of members) or zstd (any number of frames)
-    block by block, and say whether the stream ended cleanly."""
+    block by block, and say whether the stream ended cleanly: the one
+    decompressor of layer blobs (``DECOMPRESSION_ERRORS`` are its faults)."""
 
     def __init__(self, compression: str) -> None:
         self.compression = compression

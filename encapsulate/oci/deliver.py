@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from ..errors import EncapsulateError
 from .imgref import DEFAULT_REGISTRY, ImageRef, RegistryOptions
 from .layout import LayoutTarget, atomic_write
+from .model import Digest
 from .push import RegistryPush
 from .read import BlobExtent, BlobStore, blob_extent
 from .reuse import Lender, check_local_blob
@@ -90,7 +91,7 @@ def archive_members(layout: str, lent: Mapping[str, BlobStore]) -> Iterator[tupl
     """The archive's members in order: the layout's directories and files,
     each directory's entries sorted (a directory as ``None``), with the lent
     blobs among the layout's own in ``blobs/sha256``."""
-    lent_names = {d.partition(":")[2]: d for d in lent if d.startswith("sha256:")}
+    lent_names = {Digest(d).hex: d for d in lent if Digest(d).algorithm == "sha256"}
     for dirpath, dirnames, filenames in os.walk(layout):
         dirnames.sort()
         files = {name: os.path.join(dirpath, name) for name in filenames}

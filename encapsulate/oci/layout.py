@@ -297,7 +297,7 @@ class Layout:
             if referenced is None:
                 return
             for path in created:
-                digest = "sha256:" + os.path.basename(path)
+                digest = Digest(f"sha256:{os.path.basename(path)}")
                 if digest not in referenced:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(path)

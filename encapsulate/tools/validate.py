@@ -22,10 +22,9 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-import zstandard
-from zlib_ng import gzip_ng, zlib_ng
+from mapping.layers import DECOMPRESSION_ERRORS, Inflater
 
 from ..errors import EncapsulateError
 from ..oci.imgref import DEFAULT_REGISTRY, RegistryOptions
@@ -58,17 +57,8 @@ MANIFEST_TYPES = (MEDIA_MANIFEST, "application/vnd.docker.distribution.manifest.
 CONFIG_TYPES = (MEDIA_CONFIG, "application/vnd.docker.container.image.v1+json")
 SCHEMAS = ("defs", "layout", "index", "manifest", "config")
 CHUNK = 1 << 20
-# What a damaged compressed stream raises (zlib_ng's stub declares its error as an instance).
-DECODE_ERRORS = (
-    EOFError,
-    ValueError,
-    gzip_ng.BadGzipFile,
-    cast("type[Exception]", zlib_ng.error),
-    zstandard.ZstdError,
-)
-# zstd input fed per call: a frame can expand ~32,000x, so this bounds the
-# memory one call's output takes (to ~128 MiB).
-ZSTD_STEP = 1 << 12
+# What a damaged compressed stream raises.
+DECODE_ERRORS = (EOFError, ValueError, *DECOMPRESSION_ERRORS)
 
 
 @dataclass
@@ -127,28 +117,15 @@ def _short(digest: object) -> str:
 
 
 def _uncompressed(raw: HashingReader, compression: str) -> Iterator[bytes]:
-    """The uncompressed bytes of a layer, in chunks of bounded size."""
-    if compression == "gzip":
-        with gzip_ng.GzipFile(fileobj=raw, mode="rb") as gz:  # type: ignore[no-untyped-call]
-            while chunk := gz.read(CHUNK):
-                yield chunk
-    elif compression == "zstd":
-        dctx = zstandard.ZstdDecompressor()
-        d = dctx.decompressobj()
-        while data := raw.read(CHUNK):
-            view = memoryview(data)
-            while view:
-                if d.eof:  # another frame follows
-                    d = dctx.decompressobj()
-                piece, view = view[:ZSTD_STEP], view[ZSTD_STEP:]
-                yield d.decompress(piece)
-                if d.eof and d.unused_data:
-                    view = memoryview(d.unused_data + bytes(view))
-        if not d.eof:
-            raise EOFError("the zstd stream ends inside a frame")
-    else:
-        while chunk := raw.read(CHUNK):
-            yield chunk
+    """The uncompressed bytes of a layer, in chunks of bounded size, through
+    the one layer decompressor (``mapping.layers.Inflater``)."""
+    inflate = Inflater(compression)
+    while block := raw.read(CHUNK):
+        yield from inflate.feed(block)
+    rest = inflate.finish()
+    if rest is None:
+        raise EOFError(f"the {compression} stream ends inside a member or frame")
+    yield rest
 
 
 class _Check:
@@ -228,7 +205,7 @@ class _Check:
         elif broken is not None:
             self.problem(f"{what}: not valid {compression} data: {broken}")
         else:
-            return "sha256:" + diff.hexdigest()
+            return Digest.of_hash(diff)
         return None
 
     def json_blob(self, d: Descriptor, what: str) -> Any:

@@ -36,6 +36,7 @@ from ..oci.labels import (
     LayerRecord,
 )
 from ..oci.layout import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, Layout, LayoutTarget, canonical_json
+from ..oci.model import Digest
 from ..oci.reuse import ReachableLayers, layout_records
 from ..progress import Progress, Step
 from .gzipstream import CompressPool
@@ -125,7 +126,7 @@ def components_label(mapping: Mapping) -> str:
                 "size": c.size,
                 "change_probability": round(c.change_probability, 6),
                 "version": c.version,
-                "digest": "sha256:" + d.hexdigest(),
+                "digest": Digest.of_hash(d),
                 "part_of": c.part_of,
             }
             for c, d in zip(mapping.components, digests, strict=True)

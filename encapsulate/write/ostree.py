@@ -48,6 +48,7 @@ from ..oci.labels import (  # noqa: E402
     OSTREE_LINUX_LABEL,
     VERSION_LABEL,
 )
+from ..oci.model import Digest  # noqa: E402
 from .tar import CONTENT_MTIME, WRITER_VERSION, Content, Items, Opener  # noqa: E402
 
 REPO = "sysroot/ostree/repo"
@@ -130,7 +131,7 @@ class OstreeLayers:
         for checksum in self.objects_of[k]:
             paths = "\0".join(self.paths_of[checksum])
             h.update(f"{checksum}\0{paths}\n".encode("utf-8", "surrogateescape"))
-        return "sha256:" + h.hexdigest()
+        return Digest.of_hash(h)
 
     def empty_layers(self) -> list[int]:
         """Component layers that would hold no object (every object of their

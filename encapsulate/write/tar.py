@@ -30,6 +30,7 @@ from mapping import Entry, EntryType
 from ..config import COMPRESSION_DEFAULT
 from ..oci.labels import LAYER_ANNOTATION
 from ..oci.layout import MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR, MEDIA_LAYER_ZSTD, BlobWriter, Descriptor
+from ..oci.model import Digest
 from .gzipstream import SEGMENT, CompressPool, GzipMember
 
 _BLOCK = 1 << 20
@@ -215,7 +216,7 @@ def layer_key(items: Iterable[tuple[tarfile.TarInfo, Content]], compression: str
             h.update(content.identity.encode() + b"\n")
         elif content is not None:
             return None
-    return "sha256:" + h.hexdigest()
+    return Digest.of_hash(h)
 
 
 def entry_items(entries: Iterable[tuple[str, Entry, int]]) -> Iterator[tuple[tarfile.TarInfo, Content]]:
@@ -348,7 +349,7 @@ def write_layer(
     end = sink.size + 2 * tarfile.BLOCKSIZE
     sink.write(bytes(2 * tarfile.BLOCKSIZE + -end % tarfile.RECORDSIZE))
     sink.finish()
-    diff_id = "sha256:" + sink.diff.hexdigest()
+    diff_id = Digest.of_hash(sink.diff)
     annotations = dict(annotations or {})
     if key is not None:
         annotations[LAYER_ANNOTATION] = layer_record(key, diff_id, sink.size, files)
