@@ -152,22 +152,20 @@ def read_image_config_file(path: str) -> dict[str, Any]:
     return document
 
 
-def kept_config(source: MappingABC[str, Any], remove_labels: tuple[str, ...] = ()) -> dict[str, Any]:
+def kept_config(source: ImageConfig, remove_labels: tuple[str, ...] = ()) -> dict[str, Any]:
     """What the new image keeps of ``source`` (an image origin's config), as a
     full image config to build on: its runtime settings, its labels less
     those of the old layers, and its os variant."""
-    runtime = source.get("config")
-    runtime = runtime if isinstance(runtime, dict) else {}
+    runtime = source.runtime
     kept: dict[str, Any] = {k: runtime[k] for k in KEPT_SETTINGS if runtime.get(k) is not None}
-    labels = runtime.get("Labels")
-    if isinstance(labels, dict):
+    if "Labels" in runtime:
         kept["Labels"] = {
-            str(k): str(v) for k, v in labels.items() if k not in LAYER_LABELS and k not in remove_labels
+            k: v for k, v in source.labels.items() if k not in LAYER_LABELS and k not in remove_labels
         }
     document: dict[str, Any] = {"config": kept}
     for key in _KEPT_TOP:
-        if source.get(key) is not None:
-            document[key] = source[key]
+        if source.document.get(key) is not None:
+            document[key] = source.document[key]
     return document
 
 
@@ -204,7 +202,7 @@ def base_config(
     config: BuildConfig,
     mapping: Mapping,
     file: MappingABC[str, Any] | None,
-    source: MappingABC[str, Any] | None,
+    source: ImageConfig | None,
 ) -> dict[str, Any]:
     """The config the image starts from: an image origin's (``source``, what
     of it is kept), the ``--image-config`` document (``file``) over it, then
@@ -280,5 +278,5 @@ def describe_image(
         image_epoch(config, mapping),
         image_platform(config, mapping, source),
         labels_asked(config, mapping),
-        base_config(config, mapping, file, None if source is None else source.document),
+        base_config(config, mapping, file, source),
     )

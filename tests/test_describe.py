@@ -55,6 +55,11 @@ def _write(tmp_path: Path, value: object) -> str:
     return str(path)
 
 
+def _image_config(document: dict[str, Any]) -> ImageConfig:
+    data = json.dumps(document).encode()
+    return ImageConfig.parse(data, Descriptor(MEDIA_CONFIG, Digest.of(data), len(data)), "test")
+
+
 def test_image_config_file_whole_or_inner(tmp_path: Path) -> None:
     inner = {"Env": ["A=1"], "Labels": {"x": "y"}}
     assert read_image_config_file(_write(tmp_path, inner)) == {"config": inner}
@@ -83,7 +88,7 @@ def test_an_image_origin_keeps_its_runtime_settings_not_its_layer_labels() -> No
         },
         "rootfs": {"type": "layers", "diff_ids": []},
     }
-    kept = kept_config(source, remove_labels=("drop",))
+    kept = kept_config(_image_config(source), remove_labels=("drop",))
     assert kept == {
         "config": {"Env": ["PATH=/usr/bin"], "Cmd": ["/bin/sh"], "Labels": {"keep": "1"}},
         "variant": "v8",
@@ -92,7 +97,9 @@ def test_an_image_origin_keeps_its_runtime_settings_not_its_layer_labels() -> No
 
 
 def test_the_file_goes_over_the_origin_and_cmd_over_both() -> None:
-    source = {"config": {"Env": ["A=source"], "Cmd": ["old"], "Labels": {"a": "source", "b": "source"}}}
+    source = _image_config(
+        {"config": {"Env": ["A=source"], "Cmd": ["old"], "Labels": {"a": "source", "b": "source"}}}
+    )
     file = {"config": {"Env": ["A=file"], "Labels": {"b": "file"}}}
     document = base_config(_config(), _mapping(), file, source)
     assert document["config"] == {"Env": ["A=file"], "Cmd": ["old"], "Labels": {"a": "source", "b": "file"}}
@@ -143,11 +150,6 @@ def test_the_images_time_never_the_wall_clock() -> None:
     assert image_epoch(_config(), _mapping(None, date)) == int(date.timestamp())
     with pytest.raises(EncapsulateError, match="SOURCE_DATE_EPOCH"):
         image_epoch(_config(), _mapping())
-
-
-def _image_config(document: dict[str, Any]) -> ImageConfig:
-    data = json.dumps(document).encode()
-    return ImageConfig.parse(data, Descriptor(MEDIA_CONFIG, Digest.of(data), len(data)), "test")
 
 
 def test_the_platform_in_its_order() -> None:

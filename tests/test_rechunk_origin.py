@@ -24,6 +24,7 @@ from encapsulate import (
     build_image,
 )
 from encapsulate.describe import LAYER_LABELS, kept_config
+from encapsulate.oci.model import MEDIA_CONFIG, Descriptor, Digest, ImageConfig
 from mapping import MappingError
 from tests.conftest import RunCli, snapshot
 from tests.images import assert_same_tree, manifest, umoci_unpack
@@ -137,15 +138,12 @@ def test_config_is_carried_over(tmp_path: Path) -> None:
 
 
 def test_kept_config_keeps_only_what_describes_the_content() -> None:
+    document = {
+        "config": {"Env": ["A=1"], "Healthcheck": {"Test": ["x"]}, "Labels": {"a": "1", "ostree.commit": "c"}}
+    }
+    data = json.dumps(document).encode()
     kept = kept_config(
-        {
-            "config": {
-                "Env": ["A=1"],
-                "Healthcheck": {"Test": ["x"]},
-                "Labels": {"a": "1", "ostree.commit": "c"},
-            }
-        },
-        ("a",),
+        ImageConfig.parse(data, Descriptor(MEDIA_CONFIG, Digest.of(data), len(data)), "test"), ("a",)
     )
     assert kept == {"config": {"Env": ["A=1"], "Labels": {}}}
 
