@@ -19,16 +19,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from chunker import ChunkerError, Plan, changes_per_year, pack
+from chunker import Plan, changes_per_year, pack
 from mapping import Component, LayersOrigin, Mapping, Origin, above_base, build_mapping, read_tree
 
 from .config import DOCKER_LAYER_LIMIT, BuildConfig, Format, ImageOrigin, reference_date
 from .describe import ImageDescription, describe_image, read_image_config_file
 from .errors import ConfigError, EncapsulateError
 from .oci.deliver import Destination
-from .oci.imgref import ImageRef, RegistryOptions
-from .oci.layout import Layout, atomic_write, read_json_object
-from .oci.prior import image_layer_digests, plan_from_image, prior_from_manifest_file, prior_plan
+from .oci.layout import Layout, atomic_write
+from .oci.prior import image_layer_digests, plan_from_image, read_prior
 from .oci.read import BlobStore, SourceImage, open_image
 from .oci.reuse import ReachableLayers, image_records, layout_records
 from .progress import Progress, Step
@@ -151,29 +150,6 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
     return BuildResult(
         config, context.mapping, context.plan, context.description.epoch, context.image, context.comparison
     )
-
-
-def read_prior(
-    registry: RegistryOptions,
-    *,
-    prior: ImageRef | str | None = None,
-    plan_file: str | None = None,
-    previous_build_manifest: str | None = None,
-) -> Plan | None:
-    """The previous build's plan: from a plan file (``plan_file``), an image
-    (``prior``, reached as ``registry`` says) or a raw OCI manifest file; None
-    without one."""
-    if plan_file is not None:
-        data = read_json_object(plan_file, "plan", "pass the output of 'debchunk plan --json'")
-        try:
-            return Plan.from_json(data)
-        except ChunkerError as e:
-            raise ChunkerError(f"{plan_file}: {e}") from None
-    if prior is not None:
-        return prior_plan(prior, registry)
-    if previous_build_manifest is not None:
-        return prior_from_manifest_file(previous_build_manifest)
-    return None
 
 
 def open_previous_build(context: BuildContext) -> None:

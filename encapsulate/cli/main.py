@@ -14,10 +14,11 @@ from chunker import ChunkerError, pack
 from mapping import DebchunkError, Mapping, MappingError, build_mapping
 from mapping import Origin as TreeOrigin
 
-from ..build import build_image, read_prior
+from ..build import build_image
 from ..config import ImageOrigin, check_max_layers, epoch_from_environment, reference_date
 from ..errors import ConfigError
 from ..oci.layout import read_json_object
+from ..oci.prior import read_prior
 from . import tools
 from .progress import progress_line
 from .render import build_output, mapping_output, plan_output

@@ -3,7 +3,8 @@
 tools both need of an image, below both of them.
 
 In: an image reference (any transport, read by ``oci.read``; of an image
-index, the linux/amd64 image) or a raw manifest file.  Out: a ``Plan``
+index, the linux/amd64 image), a raw manifest file or a plan file
+(``read_prior`` takes any of them).  Out: a ``Plan``
 holding the previous grouping: from the config label ``org.debchunk.plan``
 when it is there, else from the layers' ``ostree.components`` annotations
 (podman and skopeo may drop annotations, which is why the label comes
@@ -12,11 +13,12 @@ first); or the image's layer digests.
 
 from __future__ import annotations
 
-from chunker import Plan
+from chunker import ChunkerError, Plan
 
 from ..errors import EncapsulateError
 from .imgref import ImageRef, RegistryOptions
 from .labels import COMPONENTS_ANNOTATION, PLAN_LABEL, annotation_groups, json_label, plan_groups
+from .layout import read_json_object
 from .model import Digest, ImageConfig, Manifest
 from .read import open_image
 
@@ -62,3 +64,26 @@ def prior_from_manifest_file(path: str) -> Plan:
     except OSError as e:
         raise EncapsulateError(f"{path}: cannot read the OCI manifest: {e.strerror}") from None
     return plan_from_image(Manifest.parse(data, None, path), None, path)
+
+
+def read_prior(
+    registry: RegistryOptions,
+    *,
+    prior: ImageRef | str | None = None,
+    plan_file: str | None = None,
+    previous_build_manifest: str | None = None,
+) -> Plan | None:
+    """The previous build's plan: from a plan file (``plan_file``, what
+    ``debchunk plan --json`` prints), an image (``prior``, reached as
+    ``registry`` says) or a raw OCI manifest file; None without one."""
+    if plan_file is not None:
+        data = read_json_object(plan_file, "plan", "pass the output of 'debchunk plan --json'")
+        try:
+            return Plan.from_json(data)
+        except ChunkerError as e:
+            raise ChunkerError(f"{plan_file}: {e}") from None
+    if prior is not None:
+        return prior_plan(prior, registry)
+    if previous_build_manifest is not None:
+        return prior_from_manifest_file(previous_build_manifest)
+    return None
