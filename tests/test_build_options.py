@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from encapsulate import BuildConfig, CommitOrigin, EncapsulateError, Format, RootfsOrigin, build_image
+from encapsulate import (
+    BuildConfig,
+    CommitOrigin,
+    EncapsulateError,
+    Format,
+    Platform,
+    RootfsOrigin,
+    build_image,
+)
 from encapsulate.cli.render import format_plan, format_result
 from tests.conftest import RunCli
 from tests.images import (
@@ -210,7 +218,7 @@ def test_architecture_from_the_tree_and_from_arch(tmp_path: Path) -> None:
         ("x86_64", ("amd64", None)),
         ("ppc64el", ("ppc64le", None)),
     ):
-        build(origin, f"oci:{tmp_path}/img:{arch}", arch=arch)
+        build(origin, f"oci:{tmp_path}/img:{arch}", platform=Platform.of(arch))
         platform, config = _platform(tmp_path / "img", arch)
         assert (config["architecture"], config.get("variant")) == expected
         assert (platform["architecture"], platform.get("variant")) == expected

@@ -231,12 +231,16 @@ def test_a_pool_of_threads_compresses_in_them_and_drops_what_is_not_started() ->
     assert pool.threads == 2
     assert pool.submit(lambda: threading.current_thread().name.encode()).result().startswith(b"compress")
     release = threading.Event()
+    started = threading.Semaphore(0)
 
     def blocked() -> bytes:
+        started.release()
         release.wait(10)
         return b"ran"
 
     running = [pool.submit(blocked) for _ in range(2)]
+    # Both threads busy before the third piece is queued and the pool closed.
+    assert started.acquire(timeout=10) and started.acquire(timeout=10)
     waiting = pool.submit(blocked)
     closer = threading.Thread(target=pool.close)
     closer.start()
