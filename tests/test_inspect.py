@@ -138,8 +138,10 @@ def test_inspect_our_image(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -
     content = sum(layer["content_size"] * layer["change_probability"] for layer in report["layers"][1:])
     assert content == pytest.approx(plan["expected_update_bytes"], rel=1e-5)
     downloaded = sum(layer["size"] * layer["change_probability"] for layer in report["layers"][1:])
-    assert report["expected_update_bytes"] == pytest.approx(downloaded)
-    assert [layer["expected_update_bytes"] for layer in report["layers"][1:]] == pytest.approx(
+    assert report["expected_download_bytes"] == pytest.approx(downloaded)
+    # Named apart from the plan's content figure, never under its name.
+    assert "expected_update_bytes" not in report and "expected_update_bytes" not in report["layers"][1]
+    assert [layer["expected_download_bytes"] for layer in report["layers"][1:]] == pytest.approx(
         [layer["size"] * layer["change_probability"] for layer in report["layers"][1:]]
     )
     # The table: a header, one row per layer, the summary.
@@ -155,7 +157,7 @@ def test_inspect_our_image(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -
     # Manifest and config only.
     quick = debchunk_json(run_cli, "inspect", f"oci:{tmp_path}/img:v1", "--no-layers")
     assert quick["files"] is None and all(x["uncompressed_size"] is None for x in quick["layers"])
-    assert quick["expected_update_bytes"] == report["expected_update_bytes"]
+    assert quick["expected_download_bytes"] == report["expected_download_bytes"]
 
 
 def test_inspect_zstd_and_ostree(run_cli: RunCli, sample_repos: dict[str, Path], tmp_path: Path) -> None:
@@ -211,7 +213,7 @@ def test_inspect_umoci_image(run_cli: RunCli, sample_tree: Path, tmp_path: Path)
     report = debchunk_json(run_cli, "inspect", f"oci:{layout}:t")
     check_layers(report, layout, "t")
     assert report["debchunk"] is False and report["components"] is None
-    assert report["expected_update_bytes"] is None
+    assert report["expected_download_bytes"] is None
     (layer,) = report["layers"]
     assert layer["files"] == 3 and layer["components"] == [] and layer["change_probability"] is None
     text = run_cli("inspect", f"oci:{layout}:t")
@@ -248,7 +250,7 @@ def test_archive_and_registry(run_cli: RunCli, sample_tree: Path, tmp_path: Path
     assert [(x["digest"], x["size"], x["components"]) for x in remote["layers"]] == [
         (x["digest"], x["size"], x["components"]) for x in local["layers"]
     ]
-    assert remote["expected_update_bytes"] == local["expected_update_bytes"]
+    assert remote["expected_download_bytes"] == local["expected_download_bytes"]
     # With them: everything.
     fetched = debchunk_json(run_cli, "inspect", f"docker://{target}", "--fetch", *insecure)
     assert {**fetched, "image": None} == {**local, "image": None}

@@ -9,9 +9,8 @@ uncompressed size and file count, ``tools.scan``); its JSON and its table.
 
 Sizes of components are bytes of distinct content (``mapping.Component.size``),
 the unit of the planner; the expected download bytes are compressed bytes, what
-a client downloads (see ``tools.model``).  The JSON also keeps that figure
-under its old key, ``expected_update_bytes``, for readers written against it;
-``debchunk plan``'s key of that name counts content bytes.
+a client downloads (see ``tools.model``), named apart from ``debchunk plan``'s
+``expected_update_bytes``, which counts content bytes.
 """
 
 from __future__ import annotations
@@ -59,7 +58,6 @@ class ImageInfo:
             "files": sum(s.files for s in self.scans if s) if read else None,
             "components": len(image.components) if image.components else None,
             "expected_download_bytes": image.expected_download_bytes,
-            "expected_update_bytes": image.expected_download_bytes,
         }
 
 
@@ -83,7 +81,6 @@ def _layer_json(
         "other_components_size": sum(components[n].size for n in rest if n in components),
         "change_probability": layer.change_probability,
         "expected_download_bytes": layer.expected_download_bytes,
-        "expected_update_bytes": layer.expected_download_bytes,
     }
 
 
