@@ -30,6 +30,22 @@ def warn(message: str) -> None:
     log.warning(message)
 
 
+# How control characters are written in messages (the rest as \\xNN or \\uNNNN).
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(c: str) -> str:
+    if c in _NAMED:
+        return _NAMED[c]
+    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+
+
 def show(path: str) -> str:
-    """A path as it is printed in messages: non-UTF-8 bytes escaped, never raising."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") or "."
+    """A path (or any string from an image) as it is printed in messages:
+    non-UTF-8 bytes as ``\\xNN`` and every character that is not printable
+    (newlines, escape sequences, other controls) escaped, so a message stays
+    one line and writes nothing to a terminal but text; never raising."""
+    text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else _escaped(c) for c in text)
+    return text or "."

@@ -87,11 +87,6 @@ def test_any_other_encapsulate_error_exits_1_in_one_line(
     assert not isinstance(caught.value, ConfigError) and caught.value.hint == "set SOURCE_DATE_EPOCH"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mapping.errors.show escapes bytes that are not UTF-8 but not control characters: "
-    "a file name from an image can break the one-line error and write escape sequences to the terminal",
-)
 def test_a_name_from_an_image_is_escaped_in_the_error() -> None:
     """DESIGN.md, "Trust": strings from images are escaped before a one-line
     error sees them.  A name that is not UTF-8 (refused by the ostree

@@ -9,6 +9,7 @@ import pytest
 
 from chunker import ChunkerError, make_plan, pack
 from mapping import Component, DebchunkError, Mapping, MappingError, RootfsOrigin, build_mapping
+from mapping.errors import show
 from mapping.rootfs import _xattrs
 from tests.sample import build_sample
 
@@ -66,3 +67,24 @@ def test_xattr_errors_are_mapping_errors(tmp_path: Path) -> None:
         _xattrs(str(tmp_path / "gone"))
     assert raised.value.where is not None and raised.value.where.endswith("gone")
     assert "cannot list extended attributes" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("usr/bin/bash", "usr/bin/bash"),
+        ("", "."),
+        ("a b/ünïcode", "a b/ünïcode"),
+        (b"caf\xe9".decode("utf-8", "surrogateescape"), "caf\\xe9"),
+        ("two\nlines\r\ttab", "two\\nlines\\r\\ttab"),
+        ("\x1b[2J\x1b]0;title\x07clear", "\\x1b[2J\\x1b]0;title\\x07clear"),
+        ("del\x7f c1\x85 sep\u2028 bidi\u202e", "del\\x7f c1\\x85 sep\\u2028 bidi\\u202e"),
+    ],
+)
+def test_names_from_images_are_shown_as_one_printable_line(name: str, shown: str) -> None:
+    """A string from an image in a message: nothing a terminal acts on, no
+    line break (DESIGN.md, "Trust: Escaped")."""
+    assert show(name) == shown
+    assert show(name).isprintable()
+    message = str(MappingError("cannot read it", show(name), "pull it again"))
+    assert "\n" not in message and message.isprintable()
