@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from encapsulate import RootfsOrigin
 from tests.conftest import RunCli, default_sigint, snapshot
@@ -118,7 +119,15 @@ def test_skopeo_missing(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -> N
     assert not Path("/tmp/never.tar").exists()
 
 
-def test_ctrl_c_leaves_the_layout_as_it_was(sample_tree: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
+def test_an_interrupt_leaves_the_layout_as_it_was(
+    sample_tree: Path, tmp_path: Path, signum: signal.Signals, status: int
+) -> None:
+    """Ctrl-C, SIGTERM (systemd, CI runners) and SIGHUP (a closed terminal)
+    stop a build while it writes a layer: one line, the shell's status, the
+    layout as it was (no temporary blob left)."""
     layout = tmp_path / "img"
     build(RootfsOrigin(str(sample_tree)), f"oci:{layout}:keep")
     big = tmp_path / "big"
@@ -146,11 +155,46 @@ def test_ctrl_c_leaves_the_layout_as_it_was(sample_tree: Path, tmp_path: Path) -
         assert proc.poll() is None, "finished before it could be interrupted"
         assert time.monotonic() < deadline, "no layer was written within a minute"
         time.sleep(0.005)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    assert proc.returncode == status, err
     assert err.strip().splitlines() == ["container-encapsulate: error: interrupted; nothing was written"]
     assert snapshot(layout, dir_mtimes=False) == before
+
+
+def test_sigterm_while_rechunking_removes_the_spools(sample_tree: Path, tmp_path: Path) -> None:
+    """``--from`` spools the image's layers under TMPDIR: a SIGTERM while it
+    reads them leaves no spool and no temporary copy behind (issue: it left
+    twice the image there), and writes nothing."""
+    big = tmp_path / "big"
+    subprocess.run(["cp", "-a", str(sample_tree), str(big)], check=True)
+    rng = np.random.default_rng(11)
+    with open(big / "usr/lib/firmware/huge.bin", "wb") as f:
+        for _ in range(200):
+            f.write(rng.integers(ord("a"), ord("q"), size=1 << 20, dtype=np.uint8).tobytes())
+    source = tmp_path / "source"
+    build(RootfsOrigin(str(big)), f"oci:{source}:1", max_layers=3)
+    spools = tmp_path / "tmp"
+    spools.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ENTRY, "--from", f"oci:{source}:1", f"oci:{tmp_path}/out:1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH), "TMPDIR": str(spools)},
+    )
+    deadline = time.monotonic() + 60
+    while not any(p.is_file() for p in spools.rglob("*")):
+        assert proc.poll() is None, "finished before it could be stopped"
+        assert time.monotonic() < deadline, "nothing was spooled within a minute"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines() == ["container-encapsulate: error: interrupted; nothing was written"]
+    assert list(spools.iterdir()) == []
+    assert not (tmp_path / "out").exists()
 
 
 def test_disk_full_leaves_the_layout_as_it_was(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -> None:

@@ -5,9 +5,12 @@ usage errors, as argparse does)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 
 from chunker import ChunkerError, pack
@@ -106,6 +109,42 @@ def _cmd_encapsulate(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is, as Ctrl-C is: every
+    ``finally`` and context manager runs, so temporary files, spools and
+    unfinished blobs are removed and the destination is left as it was."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+# Signals that end a run the way Ctrl-C does (systemd, CI runners and
+# terminals send these), rather than killing it where it stands.
+_TERMINATIONS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def _terminations_interrupt() -> Iterator[None]:
+    """Inside the block, SIGTERM and SIGHUP raise ``Terminated``; the handlers
+    before it are put back after (in-process callers keep theirs).  Only the
+    main thread can set handlers: elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated(signum)
+
+    before = {sig: signal.signal(sig, terminate) for sig in _TERMINATIONS}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            # None: a handler not set from Python, which cannot be put back.
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
 def _run(
     prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None, intermixed: bool = False
 ) -> int:
@@ -116,7 +155,8 @@ def _run(
     _setup_logging(prog, getattr(args, "quiet", False), getattr(args, "debug", False))
     handler: Handler = args.handler
     try:
-        return handler(args, args.parser)
+        with _terminations_interrupt():
+            return handler(args, args.parser)
     except ConfigError as e:
         if args.debug:
             raise
@@ -127,9 +167,10 @@ def _run(
         if args.debug:
             raise
         print(f"{prog}: error: {e}", file=sys.stderr)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print(f"{prog}: error: interrupted; nothing was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        # The shell's convention: 128 + the signal's number (130 for Ctrl-C).
+        return 128 + e.signum if isinstance(e, Terminated) else EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_FAILURE
     except Exception as e:  # anything unforeseen still gets one line
