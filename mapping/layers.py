@@ -419,7 +419,9 @@ class LayersTree(Tree):
 
     def _apply(self, index: int, spool: _Spool) -> None:
         chunks = _ahead(spool.fill())
-        reader = TarReader(chunks)
+        # Go's archive/tar reads a stream that ends in its last padding, as
+        # umoci 0.4.7 writes it for `umoci insert` of one file or a whiteout.
+        reader = TarReader(chunks, end_in_padding=True)
         try:
             # Sparse files are hashed later, from the spool (their holes are not in the stream).
             for member, content_id in _read_members(reader, spool.layer, _contiguous):

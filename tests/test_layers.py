@@ -422,3 +422,23 @@ def test_build_mapping_from_layers_matches_the_rootfs(tmp_path: Path, sample_tre
 def test_an_image_origin_has_layers(tmp_path: Path) -> None:
     with pytest.raises(MappingError, match="at least one layer"):
         read_tree(LayersOrigin((), str(tmp_path / "work"), "empty:latest"))
+
+
+def test_a_layer_ending_in_its_last_padding_reads_as_go_reads_it(tmp_path: Path) -> None:
+    """umoci 0.4.7 (Debian 12) writes `umoci insert` layers of one file or a
+    whiteout without the final padding and end-of-archive blocks; Go's
+    archive/tar (podman, containers/storage, containerd, umoci) reads them,
+    and so does --from."""
+    base = tar_bytes([directory("etc"), file("etc/hostname", b"base\n"), file("etc/motd", b"hi\n")])
+    inserted = tar_bytes([file("etc/hostname", b"inserted\n")])
+    removed = tar_bytes([whiteout("etc/.wh.motd")])
+    # One header block, then the data, cut where the data ends (no padding,
+    # no end blocks); a whiteout is its header alone.
+    assert inserted[512 : 512 + 9] == b"inserted\n" and removed[:512].rstrip(b"\0")
+    cut_insert, cut_whiteout = inserted[: 512 + 9], removed[:512]
+    tree = read(tmp_path, [blob(tmp_path, base), blob(tmp_path, cut_insert), blob(tmp_path, cut_whiteout)])
+    assert content(tree, "etc/hostname") == b"inserted\n"
+    assert tree.get("etc/motd") is None
+    # A stream cut inside a member's data is still damaged.
+    with pytest.raises(MappingError):
+        read(tmp_path / "cut", [blob(tmp_path, inserted[: 512 + 4])])
