@@ -11,6 +11,7 @@ that are kept as they are (``BaseLayers``).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 from mapping import CommitOrigin, LayerArchive, LayersOrigin, newest_change_date, read_tree
@@ -34,8 +35,10 @@ def layers_origin(image: SourceImage, workdir: str) -> LayersOrigin:
 
 
 def layer_archives(image: SourceImage) -> list[LayerArchive]:
-    """The image's layers, bottom first, as blobs the mapping stage reads;
-    refuses encrypted layers and media types that are not tar layers."""
+    """The image's layers, bottom first, as blobs the mapping stage reads,
+    each with its config's diff_id (checked as the layer is read); refuses
+    encrypted layers, media types that are not tar layers, and a config
+    whose diff_ids are not one per layer."""
     if image.layout is None:
         raise EncapsulateError("the image's blobs were not fetched", where=image.ref)
     out = []
@@ -57,7 +60,14 @@ def layer_archives(image: SourceImage) -> list[LayerArchive]:
         out.append(LayerArchive(image.layout.blob_path(digest), digest, compression))
     if not out:
         raise EncapsulateError("the image has no layers", where=image.ref)
-    return out
+    diff_ids = image.config.diff_ids
+    if len(diff_ids) != len(out):
+        raise EncapsulateError(
+            f"its config lists {len(diff_ids)} diff_ids for {len(out)} layers",
+            where=image.ref,
+            hint="the image is damaged or was altered; pull it again",
+        )
+    return [replace(layer, diff_id=diff_id) for layer, diff_id in zip(out, diff_ids, strict=True)]
 
 
 def shared_base(image: SourceImage, base: SourceImage) -> BaseLayers:

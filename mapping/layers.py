@@ -58,12 +58,15 @@ DECOMPRESSION_ERRORS = (zlib.error, zstandard.ZstdError, cast(type[Exception], z
 
 @dataclass(frozen=True)
 class LayerArchive:
-    """One layer blob: its file, its digest as stored (compressed), and its
-    compression ("gzip", "zstd" or "none")."""
+    """One layer blob: its file, its digest as stored (compressed), its
+    compression ("gzip", "zstd" or "none") and, when the image's config names
+    it, the digest of its uncompressed tar stream (``diff_id``), checked as
+    the blob is read."""
 
     path: str
     digest: str
     compression: str
+    diff_id: str | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -111,6 +114,7 @@ def _blob_chunks(layer: LayerArchive) -> Generator[bytes, None, None]:
             f"use one of {', '.join(_COMPRESSIONS)}",
         )
     h = hashlib.new(algorithm)
+    diff = _diff_hash(layer)
     try:
         blob = open(layer.path, "rb")  # noqa: SIM115 (closed below)
     except OSError as e:
@@ -120,7 +124,10 @@ def _blob_chunks(layer: LayerArchive) -> Generator[bytes, None, None]:
         try:
             while block := blob.read(_BLOCK):
                 h.update(block)
-                yield from inflate.feed(block)
+                for piece in inflate.feed(block):
+                    if diff is not None:
+                        diff.update(piece)
+                    yield piece
             rest = inflate.finish()
         except DECOMPRESSION_ERRORS as e:
             raise MappingError(
@@ -134,11 +141,34 @@ def _blob_chunks(layer: LayerArchive) -> Generator[bytes, None, None]:
             raise MappingError(
                 f"layer {layer.digest}: its {layer.compression} stream is truncated", layer.path, _FIX_BLOB
             )
+        if diff is not None:
+            diff.update(rest)
         yield rest
     if h.hexdigest() != expected:
         raise MappingError(
             f"layer {layer.digest}: the blob's digest is {algorithm}:{h.hexdigest()}", layer.path, _FIX_BLOB
         )
+    if diff is not None and f"{diff.name}:{diff.hexdigest()}" != layer.diff_id:
+        raise MappingError(
+            f"layer {layer.digest}: its uncompressed stream is {diff.name}:{diff.hexdigest()}, "
+            f"and the image's config says {layer.diff_id}",
+            layer.path,
+            "the image is damaged or was altered; pull it again from a source you trust",
+        )
+
+
+def _diff_hash(layer: LayerArchive) -> Any:
+    """A hash of the uncompressed stream, to check ``layer.diff_id`` (None: nothing to check)."""
+    if layer.diff_id is None:
+        return None
+    algorithm, _, hexdigest = layer.diff_id.partition(":")
+    if algorithm not in ("sha256", "sha512") or not hexdigest:
+        raise MappingError(
+            f"layer {layer.digest}: diff_id {layer.diff_id!r} is not a sha256 or sha512 digest",
+            layer.path,
+            "the image's config is damaged; pull it again",
+        )
+    return hashlib.new(algorithm)
 
 
 class _Spool:

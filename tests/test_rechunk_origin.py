@@ -4,6 +4,7 @@ has the real ones)."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -162,6 +163,29 @@ def test_refused_layers(tmp_path: Path, media_type: str, words: str) -> None:
         build_image(BuildConfig(ImageOrigin(source), f"oci:{out}", epoch=EPOCH))
     assert "layer 2" in str(raised.value)
     assert not out.exists()
+
+
+def test_a_layer_is_checked_against_its_diff_id(tmp_path: Path) -> None:
+    """A config whose diff_id is not the layer's uncompressed digest (its
+    blob digest right) is refused, as are diff_ids that are not one per
+    layer; nothing is written."""
+    layer = gzip.compress(_tar({"etc/passwd": b"root:x:0:0\n"}), mtime=0)
+    wrong = "sha256:" + hashlib.sha256(b"another stream").hexdigest()
+    out = tmp_path / "out"
+    for name, rootfs, words in (
+        ("altered", {"type": "layers", "diff_ids": [wrong]}, f"the image's config says {wrong}"),
+        ("short", {"type": "layers", "diff_ids": []}, "lists 0 diff_ids for 1 layers"),
+    ):
+        source = make_image(tmp_path / name, [(TAR + "+gzip", layer)], {"rootfs": rootfs})
+        with pytest.raises((EncapsulateError, MappingError), match=words) as raised:
+            build_image(BuildConfig(ImageOrigin(source), f"oci:{out}", epoch=EPOCH))
+        assert "\n" not in str(raised.value)
+        assert not out.exists()
+    right = "sha256:" + hashlib.sha256(gzip.decompress(layer)).hexdigest()
+    good = make_image(
+        tmp_path / "good", [(TAR + "+gzip", layer)], {"rootfs": {"type": "layers", "diff_ids": [right]}}
+    )
+    assert build_image(BuildConfig(ImageOrigin(good), f"oci:{out}", epoch=EPOCH)).image is not None
 
 
 def test_a_corrupt_layer_writes_nothing(tmp_path: Path) -> None:
