@@ -109,7 +109,9 @@ class BuildContext:
     # What is mapped: the origin as the mapping stage reads it, and an image origin opened.
     origin: Origin | None = None
     source: SourceImage | None = None
+    # Where an image origin's layers are spooled, and those layers.
     workdir: str | None = None
+    layers: LayersOrigin | None = None
     image_config: dict[str, Any] | None = None
     # ``--keep-base``: the base's layers kept as they are, and the tree they hold.
     base: BaseLayers | None = None
@@ -194,18 +196,17 @@ def open_origin(context: BuildContext) -> None:
     source = open_image(config.origin.imgref, config.registry, platform=config.requested_platform)
     context.source = context.stack.enter_context(source)
     workdir = context.stack.enter_context(tempfile.TemporaryDirectory(prefix="debchunk-layers-"))
-    layers = layers_origin(context.source, workdir)
-    context.origin = layers
+    context.workdir, context.layers = workdir, layers_origin(context.source, workdir)
+    context.origin = context.layers
     if config.layer_format is Format.OSTREE:
-        context.origin = commit_image(context.source, layers, workdir, config.epoch, config.threads)
-    context.workdir = workdir
+        context.origin = commit_image(context.source, context.layers, workdir, config.epoch, config.threads)
 
 
 def open_base(context: BuildContext) -> None:
     """``--keep-base``: the layers the image origin shares with the base, kept
     as they are, and the tree they hold (what the mapping leaves out)."""
-    config, source, workdir = context.config, context.source, context.workdir
-    if config.keep_base is None or source is None or workdir is None:
+    config, source, layers, workdir = context.config, context.source, context.layers, context.workdir
+    if config.keep_base is None or source is None or layers is None or workdir is None:
         return
     with open_image(
         config.keep_base, config.registry, blobs=False, platform=config.requested_platform
@@ -219,8 +220,7 @@ def open_base(context: BuildContext) -> None:
             hint=f"give --max-layers {count + 2} or more",
         )
     context.base = base
-    base_workdir = os.path.join(workdir, "base")
-    context.base_origin = layers_origin(source, workdir).below(count, base_workdir, str(config.keep_base))
+    context.base_origin = layers.below(count, os.path.join(workdir, "base"), str(config.keep_base))
 
 
 def map_origin(context: BuildContext) -> None:

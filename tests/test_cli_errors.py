@@ -119,6 +119,18 @@ def test_skopeo_missing(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -> N
     assert not Path("/tmp/never.tar").exists()
 
 
+def slow_tree(sample_tree: Path, where: Path, mib: int) -> Path:
+    """The sample with a ``mib`` MiB file of letters drawn at random: deflate
+    must work through every byte (random bytes would be stored as they are,
+    in a blink), so writing or reading it lasts long enough to interrupt."""
+    subprocess.run(["cp", "-a", str(sample_tree), str(where)], check=True)
+    rng = np.random.default_rng(7)
+    with open(where / "usr/lib/firmware/huge.bin", "wb") as f:
+        for _ in range(mib):
+            f.write(rng.integers(ord("a"), ord("q"), size=1 << 20, dtype=np.uint8).tobytes())
+    return where
+
+
 @pytest.mark.parametrize(
     ("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
 )
@@ -130,14 +142,7 @@ def test_an_interrupt_leaves_the_layout_as_it_was(
     layout as it was (no temporary blob left)."""
     layout = tmp_path / "img"
     build(RootfsOrigin(str(sample_tree)), f"oci:{layout}:keep")
-    big = tmp_path / "big"
-    subprocess.run(["cp", "-a", str(sample_tree), str(big)], check=True)
-    # Letters drawn at random: deflate must work through every byte (random
-    # bytes would be stored as they are, in a blink), so the write lasts.
-    rng = np.random.default_rng(7)
-    with open(big / "usr/lib/firmware/huge.bin", "wb") as f:
-        for _ in range(300):
-            f.write(rng.integers(ord("a"), ord("q"), size=1 << 20, dtype=np.uint8).tobytes())
+    big = slow_tree(sample_tree, tmp_path / "big", 300)
     before = snapshot(layout, dir_mtimes=False)
     proc = subprocess.Popen(
         [sys.executable, "-c", ENTRY, "--rootfs", str(big), f"oci:{layout}:new"],
@@ -166,12 +171,7 @@ def test_sigterm_while_rechunking_removes_the_spools(sample_tree: Path, tmp_path
     """``--from`` spools the image's layers under TMPDIR: a SIGTERM while it
     reads them leaves no spool and no temporary copy behind (issue: it left
     twice the image there), and writes nothing."""
-    big = tmp_path / "big"
-    subprocess.run(["cp", "-a", str(sample_tree), str(big)], check=True)
-    rng = np.random.default_rng(11)
-    with open(big / "usr/lib/firmware/huge.bin", "wb") as f:
-        for _ in range(200):
-            f.write(rng.integers(ord("a"), ord("q"), size=1 << 20, dtype=np.uint8).tobytes())
+    big = slow_tree(sample_tree, tmp_path / "big", 200)
     source = tmp_path / "source"
     build(RootfsOrigin(str(big)), f"oci:{source}:1", max_layers=3)
     spools = tmp_path / "tmp"
