@@ -102,19 +102,16 @@ def _blob_chunks(layer: LayerArchive) -> Generator[bytes, None, None]:
     """The tar stream of a layer blob: the blob read once, hashed and
     inflated block by block; at the end, its digest and that the compressed
     stream ends where it should are checked."""
-    algorithm, _, expected = layer.digest.partition(":")
-    if algorithm not in ("sha256", "sha512") or not expected:
-        raise MappingError(
-            f"unsupported digest {layer.digest!r}", layer.path, "give the layer's sha256:<hex> digest"
-        )
+    h, expected = _hasher(layer.digest, f"layer digest {layer.digest!r}", layer.path)
+    diff = None
+    if layer.diff_id is not None:
+        diff, _ = _hasher(layer.diff_id, f"layer {layer.digest}: diff_id {layer.diff_id!r}", layer.path)
     if layer.compression not in _COMPRESSIONS:
         raise MappingError(
             f"unknown compression {layer.compression!r}",
             layer.digest,
             f"use one of {', '.join(_COMPRESSIONS)}",
         )
-    h = hashlib.new(algorithm)
-    diff = _diff_hash(layer)
     try:
         blob = open(layer.path, "rb")  # noqa: SIM115 (closed below)
     except OSError as e:
@@ -146,7 +143,7 @@ def _blob_chunks(layer: LayerArchive) -> Generator[bytes, None, None]:
         yield rest
     if h.hexdigest() != expected:
         raise MappingError(
-            f"layer {layer.digest}: the blob's digest is {algorithm}:{h.hexdigest()}", layer.path, _FIX_BLOB
+            f"layer {layer.digest}: the blob's digest is {h.name}:{h.hexdigest()}", layer.path, _FIX_BLOB
         )
     if diff is not None and f"{diff.name}:{diff.hexdigest()}" != layer.diff_id:
         raise MappingError(
@@ -157,18 +154,13 @@ def _blob_chunks(layer: LayerArchive) -> Generator[bytes, None, None]:
         )
 
 
-def _diff_hash(layer: LayerArchive) -> Any:
-    """A hash of the uncompressed stream, to check ``layer.diff_id`` (None: nothing to check)."""
-    if layer.diff_id is None:
-        return None
-    algorithm, _, hexdigest = layer.diff_id.partition(":")
+def _hasher(digest: str, what: str, where: str) -> tuple[Any, str]:
+    """A new hash of ``digest``'s algorithm and the hex it must end as; a
+    digest that is not sha256 or sha512 is a ``MappingError`` (``what``)."""
+    algorithm, _, hexdigest = digest.partition(":")
     if algorithm not in ("sha256", "sha512") or not hexdigest:
-        raise MappingError(
-            f"layer {layer.digest}: diff_id {layer.diff_id!r} is not a sha256 or sha512 digest",
-            layer.path,
-            "the image's config is damaged; pull it again",
-        )
-    return hashlib.new(algorithm)
+        raise MappingError(f"{what} is not a sha256 or sha512 digest", where, "pull the image again")
+    return hashlib.new(algorithm), hexdigest
 
 
 class _Spool:
