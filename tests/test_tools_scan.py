@@ -76,13 +76,19 @@ def _untar(data: bytes) -> bytes:
     return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True).read()
 
 
-def _one_layer_image(root: Path, blob: bytes, media_type: str) -> SourceImage:
-    """An image of one layer ``blob`` in a new layout at ``root``, opened."""
+def _one_layer_image(
+    root: Path, blob: bytes, media_type: str, diff_ids: list[str] | None = None
+) -> SourceImage:
+    """An image of one layer ``blob`` in a new layout at ``root``, opened;
+    its config lists ``diff_ids``, by default the blob's true one."""
     layout = Layout(str(root))
     layer = layout.add_bytes(blob, media_type)
+    tar = gzip.decompress(blob) if media_type == MEDIA_LAYER_GZIP else blob
+    if diff_ids is None:
+        diff_ids = [f"sha256:{hashlib.sha256(tar).hexdigest()}"]
     config = layout.add_bytes(
         canonical_json(
-            {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+            {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}
         ),
         MEDIA_CONFIG,
     )
@@ -113,6 +119,19 @@ def test_a_tar_without_end_blocks_is_read(tmp_path: Path) -> None:
     # Cut inside a file's data, it is an error naming the file.
     image = _one_layer_image(tmp_path / "m", cut[:-10], MEDIA_LAYER_TAR)
     with pytest.raises(EncapsulateError, match=r"layer 1 \(sha256:.*\): .*its tar ends inside tool"):
+        scan_layer(image, 1, image.layers[0])
+
+
+def test_a_layer_is_checked_against_its_diff_id(tmp_path: Path) -> None:
+    """A layer whose blob matches the manifest but whose tar is not the one
+    the config names is refused, and so is a config with the wrong count."""
+    blob = gzip.compress(_tar(("etc/hostname", b"real\n")), mtime=0)
+    other = "sha256:" + hashlib.sha256(_tar(("etc/hostname", b"fake\n"))).hexdigest()
+    image = _one_layer_image(tmp_path / "a", blob, MEDIA_LAYER_GZIP, [other])
+    with pytest.raises(EncapsulateError, match=r"layer 1 .*the image's config says " + other):
+        scan_layer(image, 1, image.layers[0])
+    image = _one_layer_image(tmp_path / "b", blob, MEDIA_LAYER_GZIP, [])
+    with pytest.raises(EncapsulateError, match=r"its config lists 0 diff_ids for 1 layers"):
         scan_layer(image, 1, image.layers[0])
 
 

@@ -51,7 +51,8 @@ def scan_layer(
 ) -> LayerScan:
     """Stream layer ``index`` (1-based) of ``image``: the size of its tar and its
     non-directory entries; with ``want``, the sha256 of each regular file whose
-    size it accepts.  The blob must match the descriptor's digest and size."""
+    size it accepts.  The blob must match the descriptor's digest and size,
+    and its uncompressed stream the config's diff_id for the layer."""
     where = f"{image.ref}: layer {index} ({layer.digest})"
     if image.layout is None:
         raise EncapsulateError(f"{image.ref}: the image's blobs were not fetched")
@@ -67,7 +68,13 @@ def scan_layer(
         raise EncapsulateError(f"{where}: cannot read the blob ({e.strerror})") from None
     if size != layer.size:
         raise EncapsulateError(f"{where}: {_blob_fault(path, layer)}; {_DAMAGED}")
-    stream = LayerStream(LayerArchive(path, layer.digest, compression), want)
+    diff_ids, count = image.config.diff_ids, len(image.layers)
+    if len(diff_ids) != count:
+        raise EncapsulateError(
+            f"{image.ref}: its config lists {len(diff_ids)} diff_ids for {count} layers; {_DAMAGED}"
+        )
+    archive = LayerArchive(path, layer.digest, compression, diff_ids[index - 1])
+    stream = LayerStream(archive, want)
     contents: dict[str, int] = {}
     files = 0
     try:
