@@ -57,7 +57,7 @@ def layer_archives(image: SourceImage) -> list[LayerArchive]:
                 where=image.ref,
                 hint="re-chunk an image of tar, tar+gzip or tar+zstd layers",
             )
-        out.append(LayerArchive(image.layout.blob_path(digest), digest, compression))
+        out.append(LayerArchive(image.layout.blob_path(digest), digest, compression, size=d.size))
     if not out:
         raise EncapsulateError("the image has no layers", where=image.ref)
     diff_ids = image.config.diff_ids

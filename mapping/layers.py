@@ -61,12 +61,13 @@ class LayerArchive:
     """One layer blob: its file, its digest as stored (compressed), its
     compression ("gzip", "zstd" or "none") and, when the image's config names
     it, the digest of its uncompressed tar stream (``diff_id``), checked as
-    the blob is read."""
+    the blob is read; so is its ``size`` in bytes, when the manifest gives it."""
 
     path: str
     digest: str
     compression: str
     diff_id: str | None = None
+    size: int | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -116,10 +117,12 @@ def _blob_chunks(layer: LayerArchive) -> Generator[bytes, None, None]:
         blob = open(layer.path, "rb")  # noqa: SIM115 (closed below)
     except OSError as e:
         raise MappingError(f"cannot read layer blob: {e.strerror}", layer.path, _FIX_BLOB) from None
+    read = 0
     with blob:
         inflate = Inflater(layer.compression)
         try:
             while block := blob.read(_BLOCK):
+                read += len(block)
                 h.update(block)
                 for piece in inflate.feed(block):
                     if diff is not None:
@@ -144,6 +147,12 @@ def _blob_chunks(layer: LayerArchive) -> Generator[bytes, None, None]:
     if h.hexdigest() != expected:
         raise MappingError(
             f"layer {layer.digest}: the blob's digest is {h.name}:{h.hexdigest()}", layer.path, _FIX_BLOB
+        )
+    if layer.size is not None and read != layer.size:
+        raise MappingError(
+            f"layer {layer.digest}: the blob has {read} bytes, and the manifest says {layer.size}",
+            layer.path,
+            "the image is damaged or was altered; pull it again from a source you trust",
         )
     if diff is not None and f"{diff.name}:{diff.hexdigest()}" != layer.diff_id:
         raise MappingError(

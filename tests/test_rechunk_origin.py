@@ -188,6 +188,24 @@ def test_a_layer_is_checked_against_its_diff_id(tmp_path: Path) -> None:
     assert build_image(BuildConfig(ImageOrigin(good), f"oci:{out}", epoch=EPOCH)).image is not None
 
 
+def test_a_layer_is_checked_against_its_descriptor_size(tmp_path: Path) -> None:
+    """A manifest whose layer size is not the blob's (its digest right) is refused."""
+    source = make_image(tmp_path / "src", [(TAR, _tar({"a": b"a" * 5000}))])
+    document = json.loads((tmp_path / "src/index.json").read_text())
+    path = tmp_path / "src/blobs/sha256" / document["manifests"][0]["digest"].split(":")[1]
+    manifest = json.loads(path.read_bytes())
+    manifest["layers"][0]["size"] += 1
+    data = json.dumps(manifest).encode()
+    digest = hashlib.sha256(data).hexdigest()
+    (tmp_path / "src/blobs/sha256" / digest).write_bytes(data)
+    document["manifests"][0] |= {"digest": f"sha256:{digest}", "size": len(data)}
+    (tmp_path / "src/index.json").write_text(json.dumps(document))
+    out = tmp_path / "out"
+    with pytest.raises(MappingError, match=r"the blob has \d+ bytes, and the manifest says \d+"):
+        build_image(BuildConfig(ImageOrigin(source), f"oci:{out}", epoch=EPOCH))
+    assert not out.exists()
+
+
 def test_a_corrupt_layer_writes_nothing(tmp_path: Path) -> None:
     source = make_image(tmp_path / "src", [(TAR, _tar({"a": b"a" * 5000}))])
     blob = next(p for p in (tmp_path / "src/blobs/sha256").iterdir() if p.stat().st_size > 5000)

@@ -73,7 +73,7 @@ def scan_layer(
         raise EncapsulateError(
             f"{image.ref}: its config lists {len(diff_ids)} diff_ids for {count} layers; {_DAMAGED}"
         )
-    archive = LayerArchive(path, layer.digest, compression, diff_ids[index - 1])
+    archive = LayerArchive(path, layer.digest, compression, diff_ids[index - 1], layer.size)
     stream = LayerStream(archive, want)
     contents: dict[str, int] = {}
     files = 0
