@@ -211,6 +211,29 @@ def run_cli() -> RunCli:
     return run
 
 
+def debchunk_bytes(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run ``debchunk ARGS`` in a child process; its exit status and the exact
+    bytes of its stdout and stderr."""
+    code = "import sys; from encapsulate.cli.main import debchunk_main; sys.exit(debchunk_main())"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def printable_lines(data: bytes) -> list[str]:
+    """Output for a terminal, checked: UTF-8, no escape sequence, no control
+    byte but the newline ending each line, every line printable; its lines."""
+    assert b"\x1b" not in data and b"\r" not in data, data
+    assert all(b >= 0x20 or b == 0x0A for b in data), data
+    assert not data or data.endswith(b"\n"), data
+    lines = data.decode("utf-8").split("\n")[:-1]
+    assert all(line.isprintable() for line in lines), lines
+    return lines
+
+
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real docker-registry on 127.0.0.1, on a free port; yields HOST:PORT."""

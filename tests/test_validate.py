@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import RunCli, snapshot
-from tests.images import build_args
+from tests.conftest import RunCli, debchunk_bytes, printable_lines, snapshot
+from tests.images import build_args, tar_of, write_layout
 
 EPOCH = "1767225600"  # 2026-01-01
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -390,3 +390,23 @@ def test_schemas_are_package_data() -> None:
         "does not follow the OCI config schema at rootfs",
         "does not follow the OCI config schema at rootfs.type",
     ], problems
+
+
+@pytest.mark.invalid_images
+def test_problems_quoting_the_image_are_printable_lines(tmp_path: Path) -> None:
+    """Labels holding line breaks and escape sequences (a fake "valid" line,
+    a screen clear): each problem is one printable line on stderr."""
+    labels = {
+        "ostree.commit": "0" * 63 + "\x1b",
+        "ostree.final-diffid": "x\nOK: valid\x1b[2J",
+        "k\n\x1b[31mOK": 1,
+    }
+    ref = write_layout(tmp_path / "img", [(tar_of({"a": b"a"}), {})], labels)
+    proc = debchunk_bytes("validate", ref)
+    assert proc.returncode == 1 and proc.stdout == b"", proc
+    lines = printable_lines(proc.stderr)
+    assert lines[0] == f"debchunk: error: {ref}: 3 problems:", lines
+    assert len(lines) == 4, lines
+    assert r'at config.Labels["k\n\u001b[31mOK"]: 1 is not of type' in lines[1], lines
+    assert r"ostree.commit: '000" in lines[2] and r"0\x1b' is not an ostree commit checksum" in lines[2]
+    assert r"ostree.final-diffid: x\nOK: valid\x1b[2J, but the last diff_id is sha256:" in lines[3], lines

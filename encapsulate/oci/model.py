@@ -337,7 +337,7 @@ class ImageIndex:
                 return entry.descriptor
         if not self.manifests:
             raise EncapsulateError(f"{what}: the image index lists no manifests; the image is damaged")
-        found = ", ".join(sorted({e.platform_name for e in self.manifests}))
+        found = ", ".join(sorted({show(e.platform_name) for e in self.manifests}))
         raise EncapsulateError(
             f"{what}: the image index has no {platform} image (it has {found}); choose one of those"
         )
