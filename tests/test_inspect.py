@@ -432,6 +432,7 @@ def _store(layout: Path, data: bytes) -> dict[str, Any]:
     return {"digest": f"sha256:{digest}", "size": len(data)}
 
 
+@pytest.mark.invalid_images  # a document of a copy is damaged on purpose
 @pytest.mark.parametrize("which", ["manifest", "config"])
 def test_not_json(run_cli: RunCli, layout_copy: Path, which: str) -> None:
     """Bytes that are not JSON, under a descriptor that names them: the
@@ -452,6 +453,7 @@ def test_not_json(run_cli: RunCli, layout_copy: Path, which: str) -> None:
     assert snapshot(layout_copy) == before
 
 
+@pytest.mark.invalid_images  # a document of a copy is damaged on purpose
 @pytest.mark.parametrize("which", ["manifest", "config"])
 def test_bytes_not_their_digest(run_cli: RunCli, layout_copy: Path, which: str) -> None:
     """A manifest or config whose bytes are not the ones its descriptor names

@@ -266,6 +266,7 @@ def test_errors(run_cli: RunCli, images: tuple[str, str], tmp_path: Path) -> Non
     assert sorted(p.name for p in page.parent.iterdir()) == ["report.html"]
 
 
+@pytest.mark.invalid_images  # a copy's document is truncated on purpose
 @pytest.mark.parametrize("blob", ["config", "manifest"])
 def test_truncated_blob(run_cli: RunCli, images: tuple[str, str], tmp_path: Path, blob: str) -> None:
     _, new = images
