@@ -31,7 +31,7 @@ from .oci.labels import (
     PLAN_LABEL,
 )
 from .oci.layout import read_json_object
-from .oci.model import ImageConfig
+from .oci.model import ImageConfig, check_schema
 from .oci.platform import Platform
 
 # Keys of a full OCI image config (image-spec, config.md "Properties"); a
@@ -147,8 +147,15 @@ def read_image_config_file(path: str) -> dict[str, Any]:
         )
     if not top:
         document = {"config": document}
-    if not isinstance(document.get("config", {}), dict):
-        raise EncapsulateError("'config' is not an object", where=path)
+    # Checked as a whole config would be: what the file leaves out
+    # (architecture, os, rootfs), debchunk fills in.
+    filled = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+    check_schema(
+        "config",
+        {**filled, **document},
+        path,
+        "give an OCI image config or its 'config' object, each field of the type config.md gives",
+    )
     return document
 
 
@@ -273,10 +280,19 @@ def describe_image(
     source: ImageConfig | None,
 ) -> ImageDescription:
     """The image's description from the options, the ``--image-config``
-    document (``file``), an image origin's config (``source``) and the mapping."""
-    return ImageDescription(
+    document (``file``), an image origin's config (``source``) and the mapping.
+    Its config (as yet without layers) is checked against the schema here,
+    before any layer is written: a label with an empty name fails now."""
+    description = ImageDescription(
         image_epoch(config, mapping),
         image_platform(config, mapping, source),
         labels_asked(config, mapping),
         base_config(config, mapping, file, source),
     )
+    check_schema(
+        "config",
+        description.config_document([], [], {}),
+        "the new image's config",
+        "change the option, --image-config field or source image that gives this field",
+    )
+    return description

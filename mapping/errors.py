@@ -11,14 +11,15 @@ class DebchunkError(Exception):
     """The base of every stage's error: ``what`` went wrong, ``where`` (the file,
     option or object at fault, when there is one) and ``hint`` (what to do).
     ``str(e)`` is ``"where: what; hint"``, the parts that are absent left out,
-    so a caller prints it as one line."""
+    and ``show``n: one printable line whatever an image put into it, so a
+    caller prints it as it is."""
 
     def __init__(self, what: str, where: str | None = None, hint: str | None = None) -> None:
         self.what = what
         self.where = where
         self.hint = hint
         message = f"{where}: {what}" if where else what
-        super().__init__(f"{message}; {hint}" if hint else message)
+        super().__init__(show(f"{message}; {hint}" if hint else message))
 
 
 class MappingError(DebchunkError):
@@ -45,7 +46,12 @@ def show(path: str) -> str:
     non-UTF-8 bytes as ``\\xNN`` and every character that is not printable
     (newlines, escape sequences, other controls) escaped, so a message stays
     one line and writes nothing to a terminal but text; never raising."""
-    text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    try:
+        text = path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        # A lone surrogate no byte stands for (as JSON's "\ud800" reads):
+        # escaped below, as every unprintable character is.
+        text = path
     if not text.isprintable():
         text = "".join(c if c.isprintable() else _escaped(c) for c in text)
     return text or "."

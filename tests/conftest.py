@@ -1,4 +1,6 @@
-"""Shared fixtures: generated sample trees, their commits, and a CLI runner."""
+"""Shared fixtures: generated sample trees, their commits, and a CLI runner;
+and a check, after every test, that each image it wrote is one that
+``debchunk validate`` accepts (its documents; see ``written_image_problems``)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,127 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from encapsulate.oci.labels import PLAN_LABEL
+from encapsulate.tools.validate import validate_documents
 from tests.sample import build_sample, commit
+
+# Marks a test that writes images ``validate`` rejects on purpose (damaged
+# copies, hand-made images with faults): they are not checked after it.
+INVALID_IMAGES = "invalid_images"
+# Directories never searched for images: blob stores and ostree object
+# stores are large and hold none.
+_NOT_SEARCHED = frozenset(("blobs", "objects", "proc", "sys"))
+# What an OCI archive written by a test is named.
+_ARCHIVE_SUFFIXES = (".tar", ".ociarchive", ".oci-archive")
+# Blobs of an archive larger than this are layers, not documents.
+_DOCUMENT_LIMIT = 4 << 20
+# What the config of an image debchunk wrote holds.
+PLAN_MARK = f'"{PLAN_LABEL}"'.encode()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{INVALID_IMAGES}: writes images 'debchunk validate' rejects on purpose; they are not checked",
+    )
+
+
+def _archive_documents(archive: Path, into: Path) -> bool:
+    """The documents of an uncompressed OCI archive (``oci-layout``,
+    ``index.json`` and every small JSON blob) copied into the layout
+    directory ``into``; False when ``archive`` is not one."""
+    try:
+        with tarfile.open(archive, "r:") as tar:
+            members = {os.path.normpath(m.name): m for m in tar if m.isfile()}
+            if "oci-layout" not in members or "index.json" not in members:
+                return False
+            for name, member in members.items():
+                if name.startswith("blobs/") and member.size > _DOCUMENT_LIMIT:
+                    continue
+                source = tar.extractfile(member)
+                assert source is not None
+                data = source.read()
+                if name.startswith("blobs/") and not data.startswith(b"{"):
+                    continue
+                (into / name).parent.mkdir(parents=True, exist_ok=True)
+                (into / name).write_bytes(data)
+    except (OSError, tarfile.TarError, EOFError):
+        return False
+    return True
+
+
+def _written_by_debchunk(layout: str) -> bool:
+    """Whether a layout holds an image debchunk wrote: a config with its plan
+    label (images made by hand or by other tools are not debchunk's to answer for)."""
+    blobs = Path(layout, "blobs", "sha256")
+    for blob in blobs.iterdir() if blobs.is_dir() else ():
+        if blob.is_file() and blob.stat().st_size <= _DOCUMENT_LIMIT:
+            with open(blob, "rb") as f:
+                if f.read(1) == b"{" and PLAN_MARK in f.read():
+                    return True
+    return False
+
+
+def _layout_problems(layout: str, name: str) -> list[str]:
+    if not _written_by_debchunk(layout):
+        return []
+    return [f"{name}: {p}" for p in validate_documents(layout).problems]
+
+
+def written_image_problems(root: Path) -> list[str]:
+    """Every problem ``validate`` finds in the documents of the OCI layouts
+    and uncompressed OCI archives under ``root`` that debchunk wrote (layers
+    are not read)."""
+    problems = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in _NOT_SEARCHED]
+        if "oci-layout" in filenames and "index.json" in filenames:
+            problems += _layout_problems(dirpath, dirpath)
+        for name in filenames:
+            if not name.endswith(_ARCHIVE_SUFFIXES) or os.path.islink(os.path.join(dirpath, name)):
+                continue
+            with tempfile.TemporaryDirectory(prefix="documents-") as tmp:
+                if _archive_documents(Path(dirpath, name), Path(tmp)):
+                    problems += _layout_problems(tmp, f"{dirpath}/{name}")
+    return problems
+
+
+# The temporary directories of tests already checked (or left alone).
+_SEEN: set[Path] = set()
+
+
+@pytest.fixture(autouse=True)
+def _written_images_are_valid(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test, the images it wrote in its ``tmp_path`` pass ``validate``."""
+    if "tmp_path" not in request.fixturenames:
+        yield
+        return
+    root: Path = request.getfixturevalue("tmp_path")
+    _SEEN.add(root)
+    yield
+    if request.node.get_closest_marker(INVALID_IMAGES) is None:
+        problems = written_image_problems(root)
+        assert not problems, "an image written fails debchunk validate:\n" + "\n".join(problems[:10])
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _shared_images_are_valid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """At the end, the images written by the shared (module and session)
+    fixtures pass ``validate`` too."""
+    yield
+    base = tmp_path_factory.getbasetemp()
+    problems = []
+    for root in sorted(base.iterdir()):
+        if root not in _SEEN and root.is_dir() and not root.is_symlink():
+            problems += written_image_problems(root)
+    assert not problems, "an image written fails debchunk validate:\n" + "\n".join(problems[:10])
 
 
 @pytest.fixture(autouse=True)
@@ -92,6 +209,29 @@ def run_cli() -> RunCli:
         )
 
     return run
+
+
+def debchunk_bytes(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run ``debchunk ARGS`` in a child process; its exit status and the exact
+    bytes of its stdout and stderr."""
+    code = "import sys; from encapsulate.cli.main import debchunk_main; sys.exit(debchunk_main())"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def printable_lines(data: bytes) -> list[str]:
+    """Output for a terminal, checked: UTF-8, no escape sequence, no control
+    byte but the newline ending each line, every line printable; its lines."""
+    assert b"\x1b" not in data and b"\r" not in data, data
+    assert all(b >= 0x20 or b == 0x0A for b in data), data
+    assert not data or data.endswith(b"\n"), data
+    lines = data.decode("utf-8").split("\n")[:-1]
+    assert all(line.isprintable() for line in lines), lines
+    return lines
 
 
 @pytest.fixture(scope="session")

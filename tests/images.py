@@ -3,8 +3,11 @@ manifests and configs back from an OCI layout, and comparing unpacked trees."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import subprocess
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +147,103 @@ def build_args(*args: str, epoch: int | None = EPOCH) -> BuildResult:
     """``build_image`` of the ``BuildConfig`` that ``container-encapsulate ARGS``
     makes (through the CLI's settings table, in this process), at ``epoch``."""
     return build_image(config_from_args(encapsulate_parser().parse_intermixed_args(list(args)), epoch))
+
+
+# Component names and versions a hostile image may carry: a line break
+# before a fake verdict, terminal escape sequences (colour, title, clear),
+# a lone surrogate (as JSON's "\ud800" reads), a bidi override, markup.
+HOSTILE_NAMES = (
+    "evil\nOK: valid",
+    "\x1b[32mgreen\x1b[0m",
+    "title\x1b]0;pwned\x07",
+    "lone\ud800",
+    "bidi\u202eevil",
+    "<script>alert(1)</script>",
+    "tab\tcr\rdel\x7f",
+)
+HOSTILE_VERSION = "1\x1b[2J\n2"
+
+
+def put_blob(layout: Path, data: bytes) -> dict[str, Any]:
+    """Store ``data`` in the layout's blobs; its digest and size."""
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs/sha256").mkdir(parents=True, exist_ok=True)
+    (layout / "blobs/sha256" / digest).write_bytes(data)
+    return {"digest": f"sha256:{digest}", "size": len(data)}
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    """An uncompressed tar layer of regular files (names taken as they are)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def write_layout(
+    layout: Path,
+    layers: list[tuple[bytes, dict[str, str]]],
+    labels: dict[str, Any],
+    tag: str = "t",
+    annotations: dict[str, str] | None = None,
+) -> str:
+    """An OCI layout written by hand holding one image: ``layers`` (uncompressed
+    tar bytes and their annotations), a config with ``labels``, a manifest with
+    ``annotations``; its IMGREF."""
+    media_type = "application/vnd.oci.image.layer.v1.tar"
+    descriptors = [
+        {"mediaType": media_type, **put_blob(layout, data), **({"annotations": notes} if notes else {})}
+        for data, notes in layers
+    ]
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Labels": labels},
+        "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in descriptors]},
+    }
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            **put_blob(layout, json.dumps(config).encode()),
+        },
+        "layers": descriptors,
+        **({"annotations": annotations} if annotations else {}),
+    }
+    entry = {
+        "mediaType": manifest["mediaType"],
+        **put_blob(layout, json.dumps(manifest).encode()),
+        "annotations": {"org.opencontainers.image.ref.name": tag},
+    }
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+    return f"oci:{layout}:{tag}"
+
+
+def hostile_image(
+    layout: Path, names: tuple[str, ...] = HOSTILE_NAMES, version: str = HOSTILE_VERSION
+) -> str:
+    """An image whose debchunk labels and layer annotations name ``names``
+    (two per layer after the first), each at ``version`` (its content digest
+    named after the version too); its IMGREF."""
+    groups = [list(names[k : k + 2]) for k in range(0, len(names), 2)]
+    digest = "sha256:" + hashlib.sha256(version.encode("utf-8", "surrogatepass")).hexdigest()
+    components = {
+        n: {"size": 1000 * (k + 1), "change_probability": 0.1, "version": version, "digest": digest}
+        for k, n in enumerate(names)
+    }
+    labels = {
+        "org.debchunk.plan": json.dumps(groups),
+        "org.debchunk.components": json.dumps(components),
+        "org.opencontainers.image.title": names[0],
+    }
+    layers: list[tuple[bytes, dict[str, str]]] = [(tar_of({"etc/first": b"1"}), {})]
+    layers += [
+        (tar_of({f"usr/share/c{k}/evil\n\x1b[31mname": b"x" * k}), {"ostree.components": ",".join(g)})
+        for k, g in enumerate(groups)
+    ]
+    return write_layout(layout, layers, labels, annotations={"note": names[1]})

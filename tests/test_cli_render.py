@@ -84,6 +84,25 @@ def test_format_mapping_without_a_database_a_date_or_content() -> None:
     ]
 
 
+def test_names_are_printed_escaped() -> None:
+    """A component or package name holding a line break or an escape
+    sequence (a tree's xattr, a stranger's dpkg database): one row, escaped."""
+    odd = (
+        Component(
+            "evil\nOK",
+            "package",
+            ("\x1b[31mred",),
+            size=KiB,
+            files=1,
+            change_probability=0.5,
+        ),
+    )
+    lines = format_mapping(Mapping("t", "var/lib/\x1b]0;x\x07dpkg", None, odd)).splitlines()
+    assert lines[1] == r"evil\nOK   package  \x1b[31mred  1.0 KiB      1    0.500", lines
+    assert lines[-1].endswith(r"dpkg database: var/lib/\x1b]0;x\x07dpkg") and len(lines) == 4
+    assert all(line.isprintable() for line in lines)
+
+
 def test_format_plan() -> None:
     plan = Plan(
         8,

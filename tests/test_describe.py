@@ -56,7 +56,8 @@ def _write(tmp_path: Path, value: object) -> str:
 
 
 def _image_config(document: dict[str, Any]) -> ImageConfig:
-    data = json.dumps(document).encode()
+    required = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+    data = json.dumps({**required, **document}).encode()
     return ImageConfig.parse(data, Descriptor(MEDIA_CONFIG, Digest.of(data), len(data)), "test")
 
 
@@ -68,7 +69,10 @@ def test_image_config_file_whole_or_inner(tmp_path: Path) -> None:
     for bad, words in (
         ({"author": "me", "Env": []}, "mixes top-level keys (author) with runtime keys (Env)"),
         ({"Frobnicate": 1}, "unknown key 'Frobnicate'"),
-        ({"config": []}, "'config' is not an object"),
+        ({"config": []}, "config.json: config does not follow the OCI image-spec config schema"),
+        ({"Cmd": 42}, "config.json: config.Cmd does not follow the OCI image-spec config schema"),
+        ({"config": {"Labels": {"a": 1}}}, "config.json: config.Labels.a does not follow"),
+        ({"author": 1}, "config.json: author does not follow"),
         ([1], "image config"),
     ):
         with pytest.raises(EncapsulateError, match=words.replace("(", r"\(").replace(")", r"\)")):

@@ -18,8 +18,8 @@ from benches.update_cost import split_index
 from benches.update_pairs import TreeIndex, download_bytes, row_content_id
 from chunker import Plan
 from mapping import EntryType, RootfsOrigin, build_mapping
-from tests.conftest import RunCli, snapshot
-from tests.images import build_args
+from tests.conftest import RunCli, debchunk_bytes, printable_lines, snapshot
+from tests.images import HOSTILE_NAMES, HOSTILE_VERSION, build_args, hostile_image, put_blob, write_layout
 from tests.sample import Pkg, SampleTree, blob, day
 
 EPOCH = "1767225600"  # 2026-01-01
@@ -432,6 +432,7 @@ def _store(layout: Path, data: bytes) -> dict[str, Any]:
     return {"digest": f"sha256:{digest}", "size": len(data)}
 
 
+@pytest.mark.invalid_images  # a document of a copy is damaged on purpose
 @pytest.mark.parametrize("which", ["manifest", "config"])
 def test_not_json(run_cli: RunCli, layout_copy: Path, which: str) -> None:
     """Bytes that are not JSON, under a descriptor that names them: the
@@ -452,6 +453,7 @@ def test_not_json(run_cli: RunCli, layout_copy: Path, which: str) -> None:
     assert snapshot(layout_copy) == before
 
 
+@pytest.mark.invalid_images  # a document of a copy is damaged on purpose
 @pytest.mark.parametrize("which", ["manifest", "config"])
 def test_bytes_not_their_digest(run_cli: RunCli, layout_copy: Path, which: str) -> None:
     """A manifest or config whose bytes are not the ones its descriptor names
@@ -478,3 +480,58 @@ def test_reading_changes_nothing(run_cli: RunCli, layout_copy: Path) -> None:
     ):
         assert run_cli(*args).returncode == 0
     assert snapshot(layout_copy) == before
+
+
+def test_names_from_an_image_are_printed_escaped(tmp_path: Path) -> None:
+    """Component names and versions holding line breaks, escape sequences,
+    a lone surrogate or a bidi override reach the terminal escaped: each row
+    of the table one printable line, no fake "OK" line; --json is the exact
+    strings, as ASCII JSON."""
+    old = hostile_image(tmp_path / "a")
+    new = hostile_image(tmp_path / "b", version="2\x1b[0m")
+    proc = debchunk_bytes("inspect", old)
+    assert proc.returncode == 0 and proc.stderr == b"", proc
+    lines = printable_lines(proc.stdout)
+    assert len(lines) == 9 and lines[0].startswith(f"{old}: sha256:"), lines
+    assert lines[3].endswith(r"  \x1b[32mgreen\x1b[0m, evil\nOK: valid"), lines
+    assert lines[4].endswith(r"  lone\ud800, title\x1b]0;pwned\x07"), lines
+    assert lines[6].endswith(r"  tab\tcr\rdel\x7f"), lines
+    assert not any(line.startswith("OK") for line in lines)
+    proc = debchunk_bytes("inspect", "--json", old)
+    assert proc.returncode == 0 and proc.stdout.isascii(), proc
+    printable_lines(proc.stdout)
+    shown = [c for layer in json.loads(proc.stdout)["layers"] for c in layer["components"]]
+    assert sorted(c["name"] for c in shown) == sorted(HOSTILE_NAMES)
+    assert {c["version"] for c in shown} == {HOSTILE_VERSION}
+    proc = debchunk_bytes("diff", old, new)
+    assert proc.returncode == 0 and proc.stderr == b"", proc
+    lines = printable_lines(proc.stdout)
+    assert len(lines) == 11 and lines[0] == f"{old} -> {new}", lines
+    assert lines[-1].startswith("components: changed 7: "), lines
+    assert r"evil\nOK: valid 1\x1b[2J\n2 -> 2\x1b[0m" in lines[-1]
+    proc = debchunk_bytes("diff", "--json", old, new)
+    assert proc.returncode == 0 and proc.stdout.isascii(), proc
+    changed = json.loads(proc.stdout)["components"]["changed"]
+    assert sorted(c["name"] for c in changed) == sorted(HOSTILE_NAMES)
+
+
+def test_an_error_quoting_an_image_is_one_line(tmp_path: Path) -> None:
+    """An image index whose platforms hold a line break and escape sequences:
+    the error naming them is one printable line."""
+    layout = tmp_path / "img"
+    write_layout(layout, [(b"", {})], {})
+    entry = json.loads((layout / "index.json").read_text())["manifests"][0]
+    platform = {"os": "linux\nOK: valid\x1b[32m", "architecture": "arm64\ud800"}
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{**entry, "annotations": {}, "platform": platform}],
+    }
+    top = {"mediaType": index["mediaType"], **put_blob(layout, json.dumps(index).encode())}
+    top["annotations"] = {"org.opencontainers.image.ref.name": "t"}
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [top]}))
+    proc = debchunk_bytes("inspect", f"oci:{layout}:t")
+    assert proc.returncode == 1 and proc.stdout == b"", proc
+    (line,) = printable_lines(proc.stderr)
+    assert line.startswith(f"debchunk: error: oci:{layout}:t: image index sha256:"), line
+    assert line.endswith(r"(it has linux\nOK: valid\x1b[32m/arm64\ud800); choose one of those"), line

@@ -79,6 +79,8 @@ def test_xattr_errors_are_mapping_errors(tmp_path: Path) -> None:
         ("two\nlines\r\ttab", "two\\nlines\\r\\ttab"),
         ("\x1b[2J\x1b]0;title\x07clear", "\\x1b[2J\\x1b]0;title\\x07clear"),
         ("del\x7f c1\x85 sep\u2028 bidi\u202e", "del\\x7f c1\\x85 sep\\u2028 bidi\\u202e"),
+        # A lone surrogate that stands for no byte, as JSON's "\ud800" reads.
+        ("lone\ud800 \x1b", "lone\\ud800 \\x1b"),
     ],
 )
 def test_names_from_images_are_shown_as_one_printable_line(name: str, shown: str) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from encapsulate.errors import EncapsulateError
 from encapsulate.oci.model import (
+    INVALID_HINT,
     MEDIA_CONFIG,
     MEDIA_INDEX,
     MEDIA_LAYER_GZIP,
@@ -134,27 +135,70 @@ def test_config_is_checked_against_its_descriptor_before_it_is_read() -> None:
 
 
 @pytest.mark.parametrize(
-    ("fields", "words"),
+    ("fields", "field"),
     [
-        ({"config": []}, "config is not an object"),
-        ({"config": {"Labels": {"k": 1}}}, "config.Labels: not an object of strings"),
-        ({"rootfs": {"diff_ids": "x"}}, "rootfs.diff_ids is not a list"),
-        ({"rootfs": {"diff_ids": ["sha256:bad"]}}, "rootfs.diff_ids: digest 'sha256:bad'"),
-        ({"history": [1]}, "history is not a list of objects"),
-        ({"architecture": 7}, "architecture 7 is not a string"),
+        ({"config": []}, "config"),
+        ({"config": {"Labels": {"k": 1}}}, "config.Labels.k"),
+        ({"config": {"Labels": []}}, "config.Labels"),
+        ({"config": {"Cmd": 42}}, "config.Cmd"),
+        ({"config": {"Entrypoint": ["a", 1]}}, "config.Entrypoint[1]"),
+        ({"config": {"Env": "x"}}, "config.Env"),
+        ({"config": {"ExposedPorts": 3}}, "config.ExposedPorts"),
+        ({"config": {"Volumes": {"/v": 1}}}, 'config.Volumes["/v"]'),
+        ({"config": {"WorkingDir": 1}}, "config.WorkingDir"),
+        ({"rootfs": {"type": "layers", "diff_ids": "x"}}, "rootfs.diff_ids"),
+        ({"rootfs": {"type": "layers", "diff_ids": ["sha256:bad"]}}, "rootfs.diff_ids[0]"),
+        ({"rootfs": {"type": "layers"}}, "rootfs"),
+        ({"history": [1]}, "history[0]"),
+        ({"history": {"created_by": "x"}}, "history"),
+        ({"history": [{"created": "yesterday"}]}, "history[0].created"),
+        ({"history": [{"empty_layer": "yes"}]}, "history[0].empty_layer"),
+        ({"architecture": 7}, "architecture"),
+        ({"os.features": "x"}, '["os.features"]'),
+        ({"variant": None}, "variant"),
     ],
 )
-def test_config_shape(fields: dict[str, Any], words: str) -> None:
+def test_config_fields_follow_the_schema(fields: dict[str, Any], field: str) -> None:
+    """A config field of the wrong type is refused when it is read (so it is
+    never copied into a new image), naming the image, the config and the field."""
     data, descriptor = _blob(_config(**fields), MEDIA_CONFIG)
-    with pytest.raises(EncapsulateError, match=words):
-        ImageConfig.parse(data, descriptor, "img")
+    with pytest.raises(EncapsulateError) as refused:
+        ImageConfig.parse(data, descriptor, "oci:x:v1")
+    message = str(refused.value)
+    assert message.startswith(
+        f"oci:x:v1: config {descriptor.digest}: {field} does not follow the OCI image-spec config schema: "
+    ), message
+    assert message.endswith(f"; {INVALID_HINT}")
+    assert message.isprintable()
 
 
-def test_config_without_optional_parts() -> None:
-    data, descriptor = _blob({"config": None, "rootfs": {"type": "layers"}, "history": None}, MEDIA_CONFIG)
+def test_config_without_required_parts() -> None:
+    """What the schema requires (architecture, os, rootfs) is not made up."""
+    for missing in ("architecture", "os", "rootfs"):
+        document = _config()
+        del document[missing]
+        data, descriptor = _blob(document, MEDIA_CONFIG)
+        with pytest.raises(EncapsulateError, match=f"top level does not follow .*'{missing}' is a required"):
+            ImageConfig.parse(data, descriptor, "img")
+    data, descriptor = _blob(
+        {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}, MEDIA_CONFIG
+    )
     config = ImageConfig.parse(data, descriptor, "img")
     assert (config.runtime, config.labels, config.diff_ids, config.history) == ({}, {}, (), ())
-    assert config.architecture is config.created is None
+    assert config.created is None and config.architecture == "amd64"
+    # Nulls where Docker writes them are kept.
+    data, descriptor = _blob(_config(config={"Cmd": None, "Labels": None, "Env": None}), MEDIA_CONFIG)
+    assert ImageConfig.parse(data, descriptor, "img").labels == {}
+
+
+def test_strings_from_the_image_stay_one_printable_line() -> None:
+    """A key holding a newline or an escape sequence is named quoted, escaped."""
+    data, descriptor = _blob(_config(config={"Labels": {"x\n\x1b[32mOK": 1}}), MEDIA_CONFIG)
+    with pytest.raises(EncapsulateError) as refused:
+        ImageConfig.parse(data, descriptor, "img")
+    message = str(refused.value)
+    assert 'config.Labels["x\\n\\u001b[32mOK"] does not follow' in message, message
+    assert message.isprintable()
 
 
 def test_manifest() -> None:
@@ -171,23 +215,27 @@ def test_manifest() -> None:
     )
     # Found by tag, there is no descriptor: the digest is the bytes'.
     assert Manifest.parse(data, None, "x").digest == Digest.of(data)
-    # What validate reports is kept, not judged: no schemaVersion, an unknown layer type.
+    # What the schema allows is kept, not judged: an unknown layer type.
     odd = _manifest(config)
-    del odd["schemaVersion"]
     odd["layers"][0]["mediaType"] = "application/x-unknown"
     assert Manifest.parse(json.dumps(odd).encode(), None, "x").layers[0].media_type == "application/x-unknown"
+    # What it does not is refused, naming the field: no schemaVersion, a layer's bad media type.
+    del odd["schemaVersion"]
+    with pytest.raises(EncapsulateError, match=r"top level does not follow .*'schemaVersion' is a required"):
+        Manifest.parse(json.dumps(odd).encode(), None, "x")
     with pytest.raises(EncapsulateError, match=rf"oci:x:v1: manifest {descriptor.digest}: its .* bytes have"):
         Manifest.parse(data + b" ", descriptor, "oci:x:v1")
     for bad, words in (
-        ({"layers": []}, "names no config"),
-        ({"config": config.to_json(), "layers": {}}, "layers is not a list"),
+        ({"layers": []}, r"x: manifest sha256:\w+: top level does not follow .*'config' is a required"),
+        ({"config": config.to_json(), "layers": {}}, "layers does not follow"),
         (
             {"config": config.to_json(), "layers": [{"mediaType": "x", "digest": "sha256:1", "size": 1}]},
-            "layer 1",
+            r"layers\[0\].digest does not follow",
         ),
+        ({"config": config.to_json(), "layers": [], "annotations": {"k": 1}}, "annotations.k does not"),
     ):
         with pytest.raises(EncapsulateError, match=words):
-            Manifest.parse(json.dumps(bad).encode(), None, "x")
+            Manifest.parse(json.dumps({"schemaVersion": 2, **bad}).encode(), None, "x")
 
 
 def test_index_and_platforms() -> None:
@@ -197,7 +245,7 @@ def test_index_and_platforms() -> None:
     entries = [
         {**m1.to_json(), "platform": {"os": "linux", "architecture": "arm", "variant": "v6"}},
         {**m2.to_json(), "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}},
-        {**m1.to_json(), "platform": {"architecture": "amd64"}},
+        {**m1.to_json(), "platform": {"architecture": "amd64", "os": "linux"}},
     ]
     data, descriptor = _blob(
         {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": entries}, MEDIA_INDEX
@@ -206,10 +254,20 @@ def test_index_and_platforms() -> None:
     assert isinstance(index, ImageIndex)
     assert index.choose(Platform.of("armhf"), "i") == m2
     assert index.choose(Platform("arm"), "i") == m1
-    # An entry without an os counts as linux.
     assert index.choose(Platform("amd64"), "i") == m1
-    with pytest.raises(EncapsulateError, match=r"no linux/s390x image \(it has \?/amd64, linux/arm\)"):
-        index.choose(Platform("s390x"), "i")
+    # An index whose platform lacks its os is refused when read (the schema
+    # requires it); read all the same, the entry counts as linux.
+    no_os = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_INDEX,
+        "manifests": [{**m1.to_json(), "platform": {"architecture": "amd64"}}],
+    }
+    with pytest.raises(EncapsulateError, match=r"image index .*: manifests\[0\].platform does not follow"):
+        manifest_or_index(json.dumps(no_os).encode(), None, "x")
+    lenient = ImageIndex.from_json(no_os, "i")
+    assert lenient.choose(Platform("amd64"), "i") == m1
+    with pytest.raises(EncapsulateError, match=r"no linux/s390x image \(it has \?/amd64\)"):
+        lenient.choose(Platform("s390x"), "i")
     # The document's own media type tells an index whatever its descriptor says.
     assert isinstance(manifest_or_index(data, None, "x"), ImageIndex)
     with pytest.raises(EncapsulateError, match="an image index, where an image manifest was expected"):

@@ -25,7 +25,7 @@ from encapsulate import (
     build_image,
 )
 from encapsulate.describe import LAYER_LABELS, kept_config
-from encapsulate.oci.model import MEDIA_CONFIG, Descriptor, Digest, ImageConfig
+from encapsulate.oci.model import INVALID_HINT, MEDIA_CONFIG, Descriptor, Digest, ImageConfig
 from mapping import MappingError
 from tests.conftest import RunCli, snapshot
 from tests.images import assert_same_tree, manifest, umoci_unpack
@@ -57,9 +57,10 @@ def make_image(
     config: dict[str, Any] | None = None,
     tag: str = "t",
 ) -> str:
-    """An OCI layout holding one image of ``layers`` (media type, blob bytes)."""
+    """An OCI layout holding one image of ``layers`` (media type, blob bytes);
+    a key of ``config`` given as None is left out."""
     descriptors = [{"mediaType": media_type, **_blob(layout, data)} for media_type, data in layers]
-    document = {
+    document: dict[str, Any] = {
         "architecture": "arm64",
         "os": "linux",
         "variant": "v8",
@@ -67,6 +68,7 @@ def make_image(
         "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in descriptors]},
         **(config or {}),
     }
+    document = {k: v for k, v in document.items() if v is not None}
     manifest = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -89,6 +91,7 @@ def make_image(
 TAR = "application/vnd.oci.image.layer.v1.tar"
 
 
+@pytest.mark.invalid_images  # the source carries old layer labels that do not fit it
 def test_config_is_carried_over(tmp_path: Path) -> None:
     labels = {"containers.bootc": "1", "org.opencontainers.image.title": "t", "gone": "x"}
     labels |= {name: "old" for name in LAYER_LABELS}
@@ -140,7 +143,14 @@ def test_config_is_carried_over(tmp_path: Path) -> None:
 
 def test_kept_config_keeps_only_what_describes_the_content() -> None:
     document = {
-        "config": {"Env": ["A=1"], "Healthcheck": {"Test": ["x"]}, "Labels": {"a": "1", "ostree.commit": "c"}}
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "config": {
+            "Env": ["A=1"],
+            "Healthcheck": {"Test": ["x"]},
+            "Labels": {"a": "1", "ostree.commit": "c"},
+        },
     }
     data = json.dumps(document).encode()
     kept = kept_config(
@@ -389,3 +399,64 @@ def test_bad_images_give_one_line_exit_1_and_write_nothing(run_cli: RunCli, tmp_
         assert proc.returncode == 1 and len(lines) == 1, (name, proc.stderr)
         assert lines[0].startswith("container-encapsulate: error:") and words in lines[0], (name, lines[0])
         assert snapshot(dest) == before, name
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"config": {"Cmd": 42}}, "config.Cmd"),
+        ({"config": {"Env": "x"}}, "config.Env"),
+        ({"config": {"Labels": []}}, "config.Labels"),
+        ({"config": {"ExposedPorts": 3}}, "config.ExposedPorts"),
+        ({"config": {"Volumes": ["/v"]}}, "config.Volumes"),
+        ({"history": "x"}, "history"),
+        ({"history": [{"created_by": 1}]}, "history[0].created_by"),
+        ({"architecture": 7}, "architecture"),
+        ({"os.features": [1]}, '["os.features"][0]'),
+    ],
+)
+def test_a_source_config_against_the_schema(
+    run_cli: RunCli, tmp_path: Path, config: dict[str, Any], field: str
+) -> None:
+    """A field of the wrong type in the origin's config is refused (exit 1,
+    one line naming the image, the field and what to do), not copied into an
+    image that ``debchunk validate`` would reject; nothing is written."""
+    source = make_image(tmp_path / "src", [(TAR, _tar({"a": b"a"}))], config)
+    dest = tmp_path / "dest"
+    proc = run_cli("rechunk", source, f"oci:{dest}:t", env={"SOURCE_DATE_EPOCH": "1"})
+    assert proc.returncode == 1 and proc.stdout == "", proc
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"debchunk: error: {source}: config sha256:"), proc.stderr
+    assert f": {field} does not follow the OCI image-spec config schema: " in proc.stderr
+    assert proc.stderr.endswith(f"; {INVALID_HINT}\n")
+    assert not dest.exists()
+
+
+def test_base_and_prior_configs_against_the_schema(tmp_path: Path) -> None:
+    """--keep-base's and --prior's configs are checked as the origin's is."""
+    layer = (TAR, _layer([("a", b"a")]))
+    image = make_image(tmp_path / "img", [layer, (TAR, _layer([("b", b"b")]))], tag="img")
+    bad = make_image(tmp_path / "bad", [layer], {"config": {"Labels": {"k": ["v"]}}}, tag="bad")
+    for config in (
+        BuildConfig(ImageOrigin(image), f"oci:{tmp_path}/out", epoch=EPOCH, keep_base=bad),
+        BuildConfig(ImageOrigin(image), f"oci:{tmp_path}/out", epoch=EPOCH, prior=bad),
+    ):
+        with pytest.raises(EncapsulateError) as refused:
+            build_image(config)
+        message = str(refused.value)
+        assert message.startswith(f"{bad}: config sha256:") and ": config.Labels.k does not follow" in message
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_source_manifest_against_the_schema(tmp_path: Path) -> None:
+    """The manifest is checked too: an annotation that is not a string is named."""
+    source = make_image(tmp_path / "src", [(TAR, _tar({"a": b"a"}))])
+    layout = tmp_path / "src"
+    index = json.loads((layout / "index.json").read_text())
+    old = index["manifests"][0]
+    document = json.loads((layout / "blobs/sha256" / old["digest"][7:]).read_text())
+    document["annotations"] = {"n": 1}
+    index["manifests"][0] = {**old, **_blob(layout, json.dumps(document).encode())}
+    (layout / "index.json").write_text(json.dumps(index))
+    with pytest.raises(EncapsulateError, match=r"manifest sha256:\w+: annotations.n does not follow"):
+        build_image(BuildConfig(ImageOrigin(source), f"oci:{tmp_path}/out", epoch=EPOCH))

@@ -18,8 +18,8 @@ from encapsulate.oci.read import open_image
 from encapsulate.tools.inspect import inspect_image
 from encapsulate.tools.report import read_report
 from encapsulate.tools.text import human_size
-from tests.conftest import RunCli
-from tests.images import build
+from tests.conftest import RunCli, debchunk_bytes, printable_lines
+from tests.images import HOSTILE_NAMES, build, hostile_image
 from tests.report_demo import WINDOW, dump_dom, png_size, sample_images, screenshot
 from tests.sample import build_sample
 
@@ -266,6 +266,7 @@ def test_errors(run_cli: RunCli, images: tuple[str, str], tmp_path: Path) -> Non
     assert sorted(p.name for p in page.parent.iterdir()) == ["report.html"]
 
 
+@pytest.mark.invalid_images  # a copy's document is truncated on purpose
 @pytest.mark.parametrize("blob", ["config", "manifest"])
 def test_truncated_blob(run_cli: RunCli, images: tuple[str, str], tmp_path: Path, blob: str) -> None:
     _, new = images
@@ -283,3 +284,25 @@ def test_truncated_blob(run_cli: RunCli, images: tuple[str, str], tmp_path: Path
     page = tmp_path / "report.html"
     _one_error_line(run_cli("report", f"oci:{layout}:{tag}", "-o", str(page)), digest)
     assert not page.exists()
+
+
+def test_hostile_names_from_hand_made_images(tmp_path: Path) -> None:
+    """Names and versions with escape sequences, line breaks, a lone
+    surrogate and markup: the page is UTF-8 with no control character but
+    its own newlines, no markup from the image, every name still there
+    (escaped); the command's line is one printable line."""
+    old = hostile_image(tmp_path / "a")
+    new = hostile_image(tmp_path / "b", version="2\x1b[0m")
+    page = tmp_path / "r.html"
+    proc = debchunk_bytes("report", new, "--prior", old, "-o", str(page))
+    assert proc.returncode == 0 and proc.stderr == b"", proc
+    assert len(printable_lines(proc.stdout)) == 1
+    data = page.read_bytes()
+    assert all(b >= 0x20 or b == 0x0A for b in data) and b"\x7f" not in data
+    text = data.decode("utf-8")
+    assert "<script" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    dom = Elements(text)
+    assert not {t for t, _ in dom.tags} & {"script", "iframe", "img"}
+    components = {a["data-component"] for _, a in dom.tags if "data-component" in a}
+    assert len(components) == len(HOSTILE_NAMES), components
+    assert "evil\nOK: valid" in components and "<script>alert(1)</script>" in components

@@ -31,6 +31,7 @@ def image(
     config_data = json.dumps(
         {
             "architecture": "arm64",
+            "os": "linux",
             "created": "2026-01-01T00:00:00Z",
             "config": {"Labels": labels},
             "rootfs": {"type": "layers", "diff_ids": [_digest(100 + k) for k in range(len(sizes))]},
@@ -43,7 +44,7 @@ def image(
     for layer, notes in zip(layers, annotations or [], strict=False):
         layer["annotations"] = notes
     manifest = Manifest.parse(
-        json.dumps({"config": config.to_json(), "layers": layers}).encode(), None, "img"
+        json.dumps({"schemaVersion": 2, "config": config.to_json(), "layers": layers}).encode(), None, "img"
     )
     return SourceImage("oci:img:v1", manifest, ImageConfig.parse(config_data, config, "img"), None)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import RunCli, snapshot
-from tests.images import build_args
+from tests.conftest import RunCli, debchunk_bytes, printable_lines, snapshot
+from tests.images import build_args, tar_of, write_layout
 
 EPOCH = "1767225600"  # 2026-01-01
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -143,6 +143,7 @@ def test_registry_image_is_valid(run_cli: RunCli, images: dict[str, Path], regis
     assert proc.returncode == 0 and f"registry:{ref}: valid: " in proc.stdout, proc.stderr
 
 
+@pytest.mark.invalid_images
 def test_image_index(run_cli: RunCli, images: dict[str, Path], tmp_path: Path) -> None:
     """A tag pointing at an image index: the index, then its linux/amd64 manifest."""
     layout = tmp_path / "img"
@@ -176,7 +177,7 @@ def test_image_index(run_cli: RunCli, images: dict[str, Path], tmp_path: Path) -
     index["manifests"][0].update(_put(layout, image_index))
     (layout / "index.json").write_text(json.dumps(index))
     code, out, err = _validate(run_cli, f"oci:{layout}:v1")
-    assert code == 1 and "image index" in err and "manifests/0/platform" in err and "'os'" in err, err
+    assert code == 1 and "image index" in err and "manifests[0].platform" in err and "'os'" in err, err
 
 
 def _second_layer(layout: Path) -> Path:
@@ -253,6 +254,7 @@ def _no_annotation(layout: Path) -> None:
     _rewrite(layout, manifest=lambda m: m["layers"][1].pop("annotations"))
 
 
+@pytest.mark.invalid_images  # each test damages a copy of a good image
 @pytest.mark.parametrize(
     ("image", "damage", "expected"),
     [
@@ -327,6 +329,7 @@ def test_damage_is_named(
     assert snapshot(original) == before
 
 
+@pytest.mark.invalid_images
 def test_several_problems_are_listed(run_cli: RunCli, images: dict[str, Path], tmp_path: Path) -> None:
     layout = tmp_path / "copy"
     shutil.copytree(images["plain"], layout)
@@ -359,7 +362,7 @@ def test_schemas_are_package_data() -> None:
 
     from jsonschema import Draft202012Validator
 
-    from encapsulate.tools.validate import SCHEMAS, schema_problems
+    from encapsulate.oci.model import SCHEMAS, schema_problems
 
     for name in SCHEMAS:
         schema = json.loads(resources.files("encapsulate").joinpath("schemas", f"{name}.json").read_text())
@@ -370,10 +373,11 @@ def test_schemas_are_package_data() -> None:
     manifest = {"schemaVersion": 2, "config": {**good, "annotations": {"k": "v"}}, "layers": [good]}
     assert schema_problems("manifest", manifest, "m") == []
     for bad, where in (
-        ({**good, "digest": "sha256:ABC"}, "layers/0/digest"),
-        ({**good, "size": -1}, "layers/0/size"),
-        ({**good, "mediaType": "not a media type"}, "layers/0/mediaType"),
-        ({**good, "annotations": {"k": 1}}, "layers/0/annotations/k"),
+        ({**good, "digest": "sha256:ABC"}, "layers[0].digest"),
+        ({**good, "size": -1}, "layers[0].size"),
+        ({**good, "mediaType": "not a media type"}, "layers[0].mediaType"),
+        ({**good, "annotations": {"k": 1}}, "layers[0].annotations.k"),
+        ({**good, "annotations": {"a.b\n": 1}}, 'layers[0].annotations["a.b\\n"]'),
     ):
         problems = schema_problems("manifest", {**manifest, "layers": [bad]}, "m")
         assert len(problems) == 1 and f"at {where}:" in problems[0], problems
@@ -384,5 +388,25 @@ def test_schemas_are_package_data() -> None:
     assert [p.split(":")[1].strip() for p in problems] == [
         "does not follow the OCI config schema at created",
         "does not follow the OCI config schema at rootfs",
-        "does not follow the OCI config schema at rootfs/type",
+        "does not follow the OCI config schema at rootfs.type",
     ], problems
+
+
+@pytest.mark.invalid_images
+def test_problems_quoting_the_image_are_printable_lines(tmp_path: Path) -> None:
+    """Labels holding line breaks and escape sequences (a fake "valid" line,
+    a screen clear): each problem is one printable line on stderr."""
+    labels = {
+        "ostree.commit": "0" * 63 + "\x1b",
+        "ostree.final-diffid": "x\nOK: valid\x1b[2J",
+        "k\n\x1b[31mOK": 1,
+    }
+    ref = write_layout(tmp_path / "img", [(tar_of({"a": b"a"}), {})], labels)
+    proc = debchunk_bytes("validate", ref)
+    assert proc.returncode == 1 and proc.stdout == b"", proc
+    lines = printable_lines(proc.stderr)
+    assert lines[0] == f"debchunk: error: {ref}: 3 problems:", lines
+    assert len(lines) == 4, lines
+    assert r'at config.Labels["k\n\u001b[31mOK"]: 1 is not of type' in lines[1], lines
+    assert r"ostree.commit: '000" in lines[2] and r"0\x1b' is not an ostree commit checksum" in lines[2]
+    assert r"ostree.final-diffid: x\nOK: valid\x1b[2J, but the last diff_id is sha256:" in lines[3], lines

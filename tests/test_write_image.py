@@ -13,10 +13,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from chunker import Layer, Plan, pack
 from encapsulate import CommitOrigin, Platform, RootfsOrigin
 from encapsulate.config import reference_date
 from encapsulate.describe import ImageDescription
+from encapsulate.errors import EncapsulateError
 from encapsulate.oci.labels import COMPONENTS_ANNOTATION, PLAN_LABEL
 from encapsulate.oci.layout import Layout, LayoutTarget
 from encapsulate.tools.validate import validate_image
@@ -224,3 +227,17 @@ def test_no_layer_is_empty(sample_tree: Path, sample_repos: dict[str, Path], tmp
                 check=True,
             ).stdout.decode()
             assert [n for n in listing.splitlines() if not n.endswith("/")], f"{fmt}: an empty layer"
+
+
+def test_nothing_validate_rejects_is_written(sample_tree: Path, tmp_path: Path) -> None:
+    """A config field of the wrong type given to the writer (here straight
+    into its description, past the readers' checks): refused before the
+    config is written, naming the field; nothing is tagged."""
+    mapping = map_origin(RootfsOrigin(str(sample_tree)))
+    plan = pack(mapping.components, 4)
+    with pytest.raises(EncapsulateError) as refused:
+        write(mapping, plan, str(tmp_path / "out"), "t", image_config={"config": {"Cmd": 42}})
+    message = str(refused.value)
+    assert message.startswith(f"{tmp_path}/out: the new image's config: config.Cmd does not follow"), message
+    assert "debchunk writes no image that 'debchunk validate' would reject" in message
+    assert tags(tmp_path / "out") == []

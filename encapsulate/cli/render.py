@@ -1,5 +1,8 @@
 """What the commands print: the mapping, the plan and a build's result as
-tables and lines for people, or as JSON (``--json``)."""
+tables and lines for people, or as JSON (``--json``).  Names in tables and
+lines are escaped (``tools.text.printable``); JSON escapes them itself
+(``json.dumps`` writes ASCII, every control character and surrogate as
+``\\uXXXX``), so both stay what they look like."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from chunker import Plan
 from mapping import Mapping
 
 from ..build import BuildResult
-from ..tools.text import component_names, human_size, table
+from ..tools.text import component_names, human_size, printable, table
 
 
 def format_mapping(mapping: Mapping) -> str:
@@ -38,7 +41,7 @@ def format_mapping(mapping: Mapping) -> str:
     lines.append("")
     lines.append(
         f"{len(mapping.components)} components, {human_size(total)} of unique content "
-        f"({summary}); dpkg database: {mapping.admindir or 'none'}"
+        f"({summary}); dpkg database: {printable(mapping.admindir or 'none')}"
     )
     if mapping.reference_date:
         lines.append(f"change probabilities relative to {mapping.reference_date.date().isoformat()}")
@@ -77,14 +80,14 @@ def format_result(result: BuildResult) -> str:
         layers = result.image.layers
         total = sum(b.descriptor.size for b in layers)
         reused = sum(b.reused for b in layers)
-        lines.append(
-            f"{result.config.destination}: {result.image.manifest.digest}, {len(layers)} layers, "
-            f"{human_size(total)}" + (f" ({reused} already in the layout)" if reused else "")
-        )
+        where = printable(str(result.config.destination))
+        extra = f" ({reused} already in the layout)" if reused else ""
+        size = human_size(total)
+        lines.append(f"{where}: {result.image.manifest.digest}, {len(layers)} layers, {size}{extra}")
     c = result.comparison
     if c is not None:
         lines.append(
-            f"compared with {c.imgref}: {c.reused_layers} of {c.layers} layers reused, "
+            f"compared with {printable(str(c.imgref))}: {c.reused_layers} of {c.layers} layers reused, "
             f"download {human_size(c.download_bytes)} of {human_size(c.total_bytes)}"
         )
     return "\n".join(lines)

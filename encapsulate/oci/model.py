@@ -8,21 +8,33 @@ Out: frozen values (``Digest``, ``Descriptor``, ``ImageIndex``, ``Manifest``,
 readers use them without checking again.  ``parse`` checks the bytes against
 the descriptor's digest and size before reading them as JSON (Trust: "verify
 before use"), then the shape; a fault is one ``EncapsulateError`` naming the
-image, the object and its digest.  What is not debchunk's to judge (unknown
-media types, a missing ``schemaVersion``) is kept as found: ``debchunk
-validate`` reports those.
+image, the object and its digest.  Every index, manifest and config is
+also checked against the image-spec JSON schemas in ``schemas/`` (the ones
+``debchunk validate`` reports against: ``schema_faults`` is their one home),
+so a field of the wrong type (``"Cmd": 42``) is refused when it is read, not
+copied into an image that ``validate`` would reject.  What the schemas allow
+but debchunk does not know (unknown media types) is kept as found.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from mapping.errors import show
 
 from ..errors import EncapsulateError
 from .platform import Platform
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+    from jsonschema.protocols import Validator
 
 # Media types (OCI image-spec v1.1, "Media Types"; Docker image manifest v2, schema 2).
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -49,6 +61,92 @@ LAYER_COMPRESSION = {
 # -> the length of their lowercase hex encoding.
 ALGORITHMS = {"sha256": 64, "sha512": 128}
 _HEX = frozenset("0123456789abcdef")
+# The JSON schemas in ``encapsulate/schemas/`` (after the OCI image-spec
+# v1.1's): ``defs`` is shared, the others are checked against.
+SCHEMAS = ("defs", "layout", "index", "manifest", "config")
+# What a schema fault's message is cut to.
+_MESSAGE_LIMIT = 160
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# What to do about a document that breaks the schema.
+INVALID_HINT = "the image is invalid: 'debchunk validate' lists every problem; fix or rebuild it"
+
+
+@functools.cache
+def _validators() -> dict[str, Validator]:
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+
+    schemas = {
+        name: json.loads(
+            resources.files("encapsulate").joinpath("schemas", f"{name}.json").read_text("utf-8")
+        )
+        for name in SCHEMAS
+    }
+    registry: Registry[Any] = Registry().with_resources(
+        (s["$id"], Resource.from_contents(s)) for s in schemas.values()
+    )
+    return {name: Draft202012Validator(s, registry=registry) for name, s in schemas.items()}
+
+
+def json_path(parts: object) -> str:
+    """A field's place in a document as messages name it: ``config.Cmd``,
+    ``history[2].created``, ``config.Labels["a key"]`` (a key that is not a
+    plain name is quoted as JSON, so it stays one printable line)."""
+    out = ""
+    for part in parts if isinstance(parts, list | tuple) else ():
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _NAME.fullmatch(str(part)):
+            out += f".{part}" if out else str(part)
+        else:
+            out += f"[{json.dumps(str(part))}]"
+    return out or "top level"
+
+
+def _closest(error: ValidationError) -> ValidationError:
+    """Of an ``anyOf``'s failed alternatives, the one that came closest: the
+    deepest in the document (``{"k": 1}`` as labels: ``k`` is not a string),
+    else one other than "not null" (``42`` as ``Cmd``: not an array)."""
+    while error.context:
+        error = max(error.context, key=lambda e: (len(e.absolute_path), e.validator_value != "null"))
+    return error
+
+
+def schema_faults(kind: str, document: Any) -> list[tuple[str, str]]:
+    """``document`` checked against the schema ``kind`` (``layout``,
+    ``index``, ``manifest``, ``config``): per violation, the field's path
+    (``json_path``) and what is wrong with it, printable and one line."""
+    out = []
+    errors = _validators()[kind].iter_errors(document)
+    for error in sorted(errors, key=lambda e: list(map(str, e.absolute_path))):
+        deepest = _closest(error)
+        message = show(deepest.message)
+        if len(message) > _MESSAGE_LIMIT:
+            message = message[: _MESSAGE_LIMIT - 1] + "…"
+        out.append((json_path(list(deepest.absolute_path)), message))
+    return out
+
+
+def schema_problems(kind: str, document: Any, what: str) -> list[str]:
+    """``schema_faults`` as lines that name ``what`` (a blob, a file)."""
+    return [
+        f"{what}: does not follow the OCI {kind} schema at {where}: {message}"
+        for where, message in schema_faults(kind, document)
+    ]
+
+
+def check_schema(kind: str, document: Any, what: str, hint: str = INVALID_HINT) -> None:
+    """Refuse ``document`` (named ``what``) unless it follows the schema
+    ``kind``: an ``EncapsulateError`` naming its first faulty field."""
+    faults = schema_faults(kind, document)
+    if faults:
+        where, message = faults[0]
+        more = f" (and {len(faults) - 1} more)" if len(faults) > 1 else ""
+        raise EncapsulateError(
+            f"{where} does not follow the OCI image-spec {kind} schema: {message}{more}",
+            where=what,
+            hint=hint,
+        )
 
 
 class Digest(str):
@@ -239,7 +337,7 @@ class ImageIndex:
                 return entry.descriptor
         if not self.manifests:
             raise EncapsulateError(f"{what}: the image index lists no manifests; the image is damaged")
-        found = ", ".join(sorted({e.platform_name for e in self.manifests}))
+        found = ", ".join(sorted({show(e.platform_name) for e in self.manifests}))
         raise EncapsulateError(
             f"{what}: the image index has no {platform} image (it has {found}); choose one of those"
         )
@@ -295,7 +393,9 @@ def manifest_or_index(data: bytes, expected: Descriptor | None, where: str) -> M
     digest = expected.digest if expected is not None else Digest.of(data)
     document = _document(data, expected, f"{where}: manifest {digest}")
     if is_index(None if expected is None else expected.media_type, document):
+        check_schema("index", document, f"{where}: image index {digest}")
         return ImageIndex.from_json(document, f"{where}: image index {digest}")
+    check_schema("manifest", document, f"{where}: manifest {digest}")
     return Manifest.from_document(document, data, digest, where)
 
 
@@ -323,6 +423,7 @@ class ImageConfig:
         """A config from its bytes, checked against the manifest's ``expected`` descriptor first."""
         what = f"{where}: config {expected.digest}"
         document = _document(data, expected, what)
+        check_schema("config", document, what)
         runtime = document.get("config")
         if runtime is None:
             runtime = {}

@@ -19,7 +19,7 @@ from ..oci.read import SourceImage, open_image
 from .inspect import TOP_COMPONENTS, TOP_COMPONENTS_TEXT, reads_blobs
 from .model import ImageModel, read_model
 from .scan import scan_layer
-from .text import component_names, how_to_read_layers, human_size, short_digest, table
+from .text import component_names, how_to_read_layers, human_size, printable, short_digest, table
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,8 @@ def diff_images(
 
 
 def format_diff(d: ImageDiff) -> str:
-    """NEW's layers, reused or new, and what the update costs."""
+    """NEW's layers, reused or new, and what the update costs; names and
+    versions from the images printed escaped (``text.printable``)."""
     rows = [("LAYER", "DIGEST", "SIZE", "STATUS", "COMPONENTS")]
     for layer, reused in zip(d.new.layers, d.reused, strict=True):
         rows.append(
@@ -170,7 +171,7 @@ def format_diff(d: ImageDiff) -> str:
             )
         )
     new_count = len(d.reused) - sum(d.reused)
-    lines = [f"{d.old.ref} -> {d.new.ref}", *table(rows, (1, 3, 4)), ""]
+    lines = [f"{printable(d.old.ref)} -> {printable(d.new.ref)}", *table(rows, (1, 3, 4)), ""]
     lines.append(
         f"download {human_size(d.download_bytes)} of {human_size(d.total_bytes)}: "
         f"{new_count} of {len(d.reused)} layers new, {sum(d.reused)} reused"
@@ -191,9 +192,9 @@ def format_diff(d: ImageDiff) -> str:
         for status, items in by.items():
             if items:
                 shown = ", ".join(
-                    f"{c.name} {c.old.version} -> {c.new.version}"
+                    printable(f"{c.name} {c.old.version} -> {c.new.version}")
                     if status == "changed" and c.old and c.new and c.old.version != c.new.version
-                    else c.name
+                    else printable(c.name)
                     for c in items[:10]
                 )
                 parts.append(f"{status} {len(items)}: {shown}" + (" ..." if len(items) > 10 else ""))

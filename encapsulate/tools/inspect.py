@@ -23,7 +23,7 @@ from ..oci.labels import ComponentInfo
 from ..oci.read import SourceImage, open_image
 from .model import ImageLayer, ImageModel, read_model
 from .scan import LayerScan, scan_layer
-from .text import component_names, how_to_read_layers, human_size, short_digest, table
+from .text import component_names, how_to_read_layers, human_size, printable, short_digest, table
 
 # Components named per layer: in JSON, and in the text table.
 TOP_COMPONENTS = 5
@@ -121,7 +121,8 @@ def inspect_image(
 
 
 def format_inspect(info: ImageInfo) -> str:
-    """The image as a table, one row per layer."""
+    """The image as a table, one row per layer; what the image names is
+    printed escaped (``text.printable``), so each row is one line."""
     image = info.image
 
     def size(n: float | None) -> str:
@@ -143,7 +144,7 @@ def format_inspect(info: ImageInfo) -> str:
                 component_names(layer.components, TOP_COMPONENTS_TEXT),
             )
         )
-    lines = [f"{image.ref}: {image.manifest_digest}", *table(rows, (1, 8)), ""]
+    lines = [f"{printable(image.ref)}: {image.manifest_digest}", *table(rows, (1, 8)), ""]
     summary = f"{len(image.layers)} layers, {human_size(image.size)}"
     if info.layers_read:
         scans = [s for s in info.scans if s]

@@ -6,24 +6,25 @@ Out: a ``Validation``: every problem found, each naming the blob or field at
 fault (none when the image is valid), and what was checked.  Checked: each
 blob's size and digest against its descriptor; the manifest, config and index
 media types; ``oci-layout``, ``index.json``, the manifest and the config against
-the OCI image-spec JSON schemas in ``schemas/``; the config's ``diff_ids``
+the OCI image-spec JSON schemas in ``schemas/`` (through ``oci.model``'s
+``schema_problems``, the check the readers make too); the config's ``diff_ids``
 against the sha256 of each uncompressed layer; and, for ostree-ext images, the
 ``ostree.final-diffid`` label and the ``ostree.components`` annotations
 (against the ``org.debchunk.plan`` label when debchunk wrote the image).
-Blobs are streamed, never read whole.
+Blobs are streamed, never read whole.  Each problem is one printable line:
+what it quotes from the image is escaped (``mapping.errors.show``).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from mapping.errors import show
 from mapping.layers import DECOMPRESSION_ERRORS, Inflater
 
 from ..errors import EncapsulateError
@@ -45,17 +46,14 @@ from ..oci.model import (
     Descriptor,
     Digest,
     ImageIndex,
+    schema_problems,
 )
 from ..oci.platform import DEFAULT_PLATFORM
 from ..oci.read import HashingReader, local_layout
 
-if TYPE_CHECKING:
-    from jsonschema.protocols import Validator
-
 # Known media types (OCI image-spec v1.1 "Media Types"; Docker image manifest v2, schema 2).
 MANIFEST_TYPES = (MEDIA_MANIFEST, "application/vnd.docker.distribution.manifest.v2+json")
 CONFIG_TYPES = (MEDIA_CONFIG, "application/vnd.docker.container.image.v1+json")
-SCHEMAS = ("defs", "layout", "index", "manifest", "config")
 CHUNK = 1 << 20
 # What a damaged compressed stream raises.
 DECODE_ERRORS = (EOFError, ValueError, *DECOMPRESSION_ERRORS)
@@ -75,40 +73,6 @@ class Validation:
     def valid(self) -> bool:
         """True when no problem was found."""
         return not self.problems
-
-
-@functools.cache
-def _validators() -> dict[str, Validator]:
-    from jsonschema import Draft202012Validator
-    from referencing import Registry, Resource
-
-    schemas = {
-        name: json.loads(
-            resources.files("encapsulate").joinpath("schemas", f"{name}.json").read_text("utf-8")
-        )
-        for name in SCHEMAS
-    }
-    registry: Registry[Any] = Registry().with_resources(
-        (s["$id"], Resource.from_contents(s)) for s in schemas.values()
-    )
-    return {name: Draft202012Validator(s, registry=registry) for name, s in schemas.items()}
-
-
-def schema_problems(kind: str, document: Any, what: str) -> list[str]:
-    """``document`` checked against the schema ``kind`` (``layout``, ``index``,
-    ``manifest``, ``config``): one problem per violation, naming the field."""
-    from jsonschema.exceptions import best_match
-
-    out = []
-    for error in sorted(_validators()[kind].iter_errors(document), key=lambda e: list(map(str, e.path))):
-        # anyOf/oneOf: report the alternative that came closest.
-        deepest = best_match(error.context) if error.context else error
-        if deepest is None:
-            deepest = error
-        where = "/".join(str(p) for p in deepest.absolute_path) or "top level"
-        message = deepest.message if len(deepest.message) <= 160 else deepest.message[:159] + "…"
-        out.append(f"{what}: does not follow the OCI {kind} schema at {where}: {message}")
-    return out
 
 
 def _short(digest: object) -> str:
@@ -131,9 +95,11 @@ def _uncompressed(raw: HashingReader, compression: str) -> Iterator[bytes]:
 class _Check:
     """One image being validated: problems and counts go to ``out``."""
 
-    def __init__(self, out: Validation, layout: Layout) -> None:
+    def __init__(self, out: Validation, layout: Layout, layers: bool = True) -> None:
         self.out = out
         self.layout = layout
+        # Whether layer blobs are streamed (else only their descriptors are checked).
+        self.layers = layers
 
     def problem(self, text: str) -> None:
         self.out.problems.append(text)
@@ -238,34 +204,70 @@ def validate_image(ref: str, registry: RegistryOptions = DEFAULT_REGISTRY) -> Va
     out = Validation(ref)
     with local_layout(ref, registry) as (layout, tag):
         check = _Check(out, layout)
-        for name, kind in (("oci-layout", "layout"), ("index.json", "index")):
-            document = _layout_file(check, name)
-            if document is not None:
-                out.problems += schema_problems(kind, document, name)
+        _check_layout_files(check)
         _check_image(check, layout.manifest_for(tag))
+    # Every problem printable and one line, whatever the image holds.
+    out.problems = [show(p) for p in out.problems]
     return out
 
 
-def _chosen_manifest(check: _Check, top: Descriptor) -> Descriptor | None:
-    """The manifest ``top`` names: itself, or of an image index, its linux/amd64 entry."""
+def validate_documents(path: str) -> Validation:
+    """Every image of the OCI layout at ``path`` as ``validate_image`` checks
+    it, but its documents only: ``oci-layout``, ``index.json``, each image
+    index, manifest and config (digest, size, media type, schema), the count
+    of ``diff_ids`` and the ostree labels; layer blobs are not read.  Cheap
+    enough for the tests to run on every image they write."""
+    out = Validation(f"oci:{path}")
+    check = _Check(out, Layout(path, create=False), layers=False)
+    index = _check_layout_files(check)
+    entries = index.get("manifests") if isinstance(index, dict) else None
+    for k, entry in enumerate(entries if isinstance(entries, list) else []):
+        try:
+            _check_image(check, Descriptor.from_json(entry, f"index.json: manifests[{k}]"))
+        except EncapsulateError as e:
+            check.problem(str(e))
+    out.problems = [show(p) for p in out.problems]
+    return out
+
+
+def _check_layout_files(check: _Check) -> Any:
+    """``oci-layout`` and ``index.json`` against their schemas; the index as read."""
+    index = None
+    for name, kind in (("oci-layout", "layout"), ("index.json", "index")):
+        document = _layout_file(check, name)
+        if document is not None:
+            check.out.problems += schema_problems(kind, document, name)
+        index = document
+    return index
+
+
+def _chosen_manifests(check: _Check, top: Descriptor) -> list[Descriptor]:
+    """The manifests ``top`` names: itself, or of an image index, its
+    linux/amd64 entry (each entry, when only the documents are checked)."""
     if top.media_type not in INDEX_TYPES:
-        return top
+        return [top]
     what = f"image index {_short(top.digest)}"
     nested = check.json_blob(top, what)
     if nested is None:
-        return None
+        return []
     check.out.problems += schema_problems("index", nested, what)
     if not isinstance(nested, dict):
-        return None
+        return []
     try:
-        descriptor = ImageIndex.from_json(nested, what).choose(DEFAULT_PLATFORM, what)
+        index = ImageIndex.from_json(nested, what)
+        chosen = (
+            [index.choose(DEFAULT_PLATFORM, what)]
+            if check.layers
+            else [e.descriptor for e in index.manifests]
+        )
     except EncapsulateError as e:
         check.problem(str(e))
-        return None
-    if descriptor.media_type not in MANIFEST_TYPES:
-        what = f"manifest {_short(descriptor.digest)}"
-        check.problem(f"{what}: media type {descriptor.media_type!r} is not a known manifest type")
-    return descriptor
+        return []
+    for descriptor in chosen:
+        if descriptor.media_type not in MANIFEST_TYPES:
+            what = f"manifest {_short(descriptor.digest)}"
+            check.problem(f"{what}: media type {descriptor.media_type!r} is not a known manifest type")
+    return chosen
 
 
 def _check_image(check: _Check, entry: Descriptor) -> None:
@@ -274,9 +276,12 @@ def _check_image(check: _Check, entry: Descriptor) -> None:
     top = check.descriptor(
         entry.to_json(), f"manifest {_short(entry.digest)}", MANIFEST_TYPES + INDEX_TYPES, "manifest"
     )
-    descriptor = None if top is None else _chosen_manifest(check, top)
-    if descriptor is None:
-        return
+    for descriptor in [] if top is None else _chosen_manifests(check, top):
+        _check_manifest(check, descriptor)
+
+
+def _check_manifest(check: _Check, descriptor: Descriptor) -> None:
+    """A manifest, its config and its layers."""
     what = f"manifest {_short(descriptor.digest)}"
     manifest = check.json_blob(descriptor, what)
     if manifest is None:
@@ -304,7 +309,7 @@ def _check_image(check: _Check, entry: Descriptor) -> None:
         what = _layer_name(i, raw_layers)
         layer = check.descriptor(d, what, tuple(LAYER_COMPRESSION), "layer")
         diff = None
-        if layer is not None:
+        if layer is not None and check.layers:
             compression = LAYER_COMPRESSION.get(layer.media_type)
             diff = check.blob(layer, what, compression)
             if compression is None:

@@ -33,10 +33,11 @@ from ..oci.labels import (
     LAYER_ANNOTATION,
     LAYERS_LABEL,
     PLAN_LABEL,
+    REF_NAME_ANNOTATION,
     LayerRecord,
 )
 from ..oci.layout import MEDIA_CONFIG, MEDIA_MANIFEST, Descriptor, Layout, LayoutTarget, canonical_json
-from ..oci.model import Digest
+from ..oci.model import Digest, check_schema
 from ..oci.reuse import ReachableLayers, layout_records
 from ..progress import Progress, Step
 from .gzipstream import CompressPool
@@ -47,6 +48,11 @@ log = logging.getLogger("debchunk.encapsulate")
 
 # ``ImageResult.taken`` of a layer found in the layout written into.
 IN_LAYOUT = "destination"
+# What to do when a document debchunk is about to write breaks the schema.
+WRITE_HINT = (
+    "debchunk writes no image that 'debchunk validate' would reject: "
+    "change the option, --image-config field or source image that gives this field"
+)
 
 
 class LayerSource(Protocol):
@@ -417,8 +423,14 @@ def write_image(
         config = description.config_document(
             [b.diff_id for b in blobs], _history(layers, description, settings, base), layer_labels
         )
-        config_descriptor = layout.add_bytes(canonical_json(config), MEDIA_CONFIG)
-        manifest_descriptor = _add_manifest(layout, config_descriptor, blobs, config["config"]["Labels"])
+        config_descriptor = layout.add_bytes(_checked("config", config, target), MEDIA_CONFIG)
+        labels = config["config"]["Labels"]
+        manifest_descriptor = _add_manifest(layout, config_descriptor, blobs, labels, target)
+        entry = {
+            **replace(manifest_descriptor, annotations={REF_NAME_ANNOTATION: target.tag}).to_json(),
+            "platform": description.index_platform(),
+        }
+        _checked("index", {"schemaVersion": 2, "manifests": [entry]}, target)
         layout.tag(manifest_descriptor, target.tag, description.index_platform())
         return ImageResult(
             manifest_descriptor,
@@ -430,8 +442,20 @@ def write_image(
         )
 
 
+def _checked(kind: str, document: dict[str, Any], target: LayoutTarget) -> bytes:
+    """``document`` (the image's ``kind``: config, manifest, index entry) as
+    the bytes to write, once it follows the schema ``debchunk validate``
+    checks it against; an ``EncapsulateError`` naming the field otherwise."""
+    check_schema(kind, document, f"{target.path}: the new image's {kind}", WRITE_HINT)
+    return canonical_json(document)
+
+
 def _add_manifest(
-    layout: Layout, config: Descriptor, blobs: Sequence[LayerBlob], labels: dict[str, str]
+    layout: Layout,
+    config: Descriptor,
+    blobs: Sequence[LayerBlob],
+    labels: dict[str, str],
+    target: LayoutTarget,
 ) -> Descriptor:
     """The image manifest, its annotations the config's labels (``manifest_annotations``)."""
     manifest: dict[str, Any] = {
@@ -443,4 +467,4 @@ def _add_manifest(
     annotations = manifest_annotations(labels)
     if annotations:
         manifest["annotations"] = annotations
-    return layout.add_bytes(canonical_json(manifest), MEDIA_MANIFEST)
+    return layout.add_bytes(_checked("manifest", manifest, target), MEDIA_MANIFEST)
