@@ -527,17 +527,21 @@ class TarReader:
             raise TarFormatError("the stream ends inside a header block")
         return block
 
-    def _special(self, size: int, what: str) -> bytes | None:
+    def _special(self, size: int, what: str) -> bytes:
         """A PAX header's or GNU long name's data, at most ``MAX_SPECIAL``
-        bytes (Go's readSpecialFile), and its padding: None when the stream
-        ends in the padding."""
+        bytes (Go's readSpecialFile)."""
         if size > MAX_SPECIAL:
             raise TarFormatError(f"a {what} of {size} bytes (Go's archive/tar reads at most {MAX_SPECIAL})")
         data = self._stream.read(size)
         if len(data) < size:
             raise TarFormatError(f"the stream ends inside a {what}")
+        return data
+
+    def _padding(self, size: int) -> bool:
+        """Skip the padding after ``size`` bytes of data: False when the
+        stream ends in it (then the archive ends, as Go reads it)."""
         pad = -size % BLOCK
-        return data if self._stream.pass_on(pad, None) == pad else None
+        return self._stream.pass_on(pad, None) == pad
 
     def _next(self) -> TarMember | None:
         """The next entry, its extension headers applied (Go's Reader.next);
@@ -555,8 +559,6 @@ class TarReader:
             if member.type in (PAX_EXTENDED, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK):
                 pax = member.type in (PAX_EXTENDED, PAX_GLOBAL)
                 data = self._special(member.size, "PAX header" if pax else "GNU long name")
-                if data is None:
-                    return None
                 if member.type == PAX_GLOBAL:
                     return self._global(start, name, _pax_records(data))
                 if pax:
@@ -565,6 +567,9 @@ class TarReader:
                     long_name = _cstring(data)
                 else:
                     long_link = _cstring(data)
+                # Go parses the data first, and finds the end in its padding after.
+                if not self._padding(member.size):
+                    return None
                 continue
             break
         if records is not None:
@@ -588,7 +593,8 @@ class TarReader:
         with contextlib.suppress(TarFormatError):
             name = _merge(member, name, records)
         member.name = _text(name)
-        member.offset_data = member.next_offset = self._stream.offset
+        member.offset_data = self._stream.offset
+        member.next_offset = member.offset_data + (-member.offset_data % BLOCK)
         return member
 
     def _data(self, member: TarMember, block: bytes, kind: int) -> None:

@@ -137,7 +137,7 @@ def by_debchunk(data: bytes, chunk: int = 1 << 16) -> Result:
     reader = TarReader(pieces(data, chunk))
     entries: list[dict[str, Any]] = []
     try:
-        for member, content_id in _read_members(reader, layer, lambda m: True):
+        for member, content_id in _read_members(reader, layer, lambda m: m.size <= GO_MAX_CONTENT):
             _inode(member, content_id)
             entries.append(_record(member, content_id))
     except MappingError as e:
