@@ -33,7 +33,17 @@ from zlib_ng import zlib_ng
 
 from ._threads import map_in_threads
 from .errors import MappingError, show, warn
-from .tarread import BLKTYPE, CHRTYPE, FIFOTYPE, SYMTYPE, TarEndsInside, TarFormatError, TarMember, TarReader
+from .tarread import (
+    BLKTYPE,
+    CHRTYPE,
+    FIFOTYPE,
+    PAX_GLOBAL,
+    SYMTYPE,
+    TarEndsInside,
+    TarFormatError,
+    TarMember,
+    TarReader,
+)
 from .tree import MAX_SYMLINKS, Entry, EntryType, Tree
 
 _BLOCK = 1 << 20
@@ -51,6 +61,15 @@ _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
 _XATTR = "SCHILY.xattr."
 _DEFAULT_DIR_MODE = 0o755
+# The most the holes of a layer's sparse files may add up to: a tree at most
+# 1 GiB larger than the layer's tar (docs/tar-reading.md).
+MAX_HOLES = 1 << 30
+# The largest uid and gid a Linux system holds: uid_t is 32 bits and
+# (uid_t)-1 means "unchanged" to chown(2).
+MAX_ID = (1 << 32) - 2
+# What mknod(2) takes: a 12-bit major and a 20-bit minor (the kernel's
+# 32-bit dev_t, linux/kdev_t.h; glibc refuses larger with EOVERFLOW).
+MAX_MAJOR, MAX_MINOR = (1 << 12) - 1, (1 << 20) - 1
 _FIX_BLOB = "pull the image again (its blob store is damaged) or rebuild it"
 _COMPRESSIONS = ("gzip", "zstd", "none")
 DECOMPRESSION_ERRORS = (zlib.error, zstandard.ZstdError, cast(type[Exception], zlib_ng.error))
@@ -206,18 +225,25 @@ class _Spool:
 def _read_members(
     reader: TarReader, layer: LayerArchive, hashed: Callable[[TarMember], bool]
 ) -> Iterator[tuple[TarMember, str | None]]:
-    """The members of a layer's tar (``reader``), each regular file that
-    ``hashed`` accepts with the sha256 of its content (a sparse file's holes
-    read as zeros).  A malformed tar is a ``MappingError`` naming the member
-    before the fault; but a damaged blob (digest, compression) is the fault
-    to report: on any ``MappingError`` the caller reads the stream to its end
+    """The entries of a layer's tar (``reader``), read as Go's archive/tar
+    reads them, each regular file that ``hashed`` accepts with the sha256 of
+    its content (a sparse file's holes read as zeros); an entry is given
+    once its data has gone by, and the stream is read to its end.  PAX
+    global headers are left out: containerd and moby ignore them too.  A
+    malformed tar is a ``MappingError`` naming the entry before the fault;
+    but a damaged blob (digest, compression) is the fault to report: on any
+    ``MappingError`` the caller reads the stream to its end
     (``TarReader.drain``), where that is found, before saying anything else."""
     digest = layer.digest
     last = "the start of the archive"
+    holes = 0
     try:
         for member in reader:
             content_id = None
+            if member.type == PAX_GLOBAL:
+                continue
             if member.isreg():
+                holes = _add_holes(holes, member, layer)
                 if hashed(member):
                     h = hashlib.sha256()
                     if member.sparse is None:
@@ -227,13 +253,12 @@ def _read_members(
                         reader.data(expanded.update)
                         expanded.finish()
                     content_id = h.hexdigest()
-                else:
-                    reader.data(None)
+            if member.stored and content_id is None:
+                reader.data(None)
             yield member, content_id
             last = show(member.name)
-        # A bad header ends the archive (as tarfile reads it): only zeros may follow.
-        if not reader.trailing_zeros():
-            raise MappingError(f"layer {digest}: its tar is corrupt after {last}", layer.path, _FIX_BLOB)
+        # Go reads nothing after the end of the archive; the digests cover it.
+        reader.drain()
     except TarEndsInside as e:
         raise MappingError(
             f"layer {digest}: its tar ends inside {show(e.member.name)}", layer.path, _FIX_BLOB
@@ -242,6 +267,23 @@ def _read_members(
         raise MappingError(
             f"layer {digest}: its tar is corrupt after {last} ({e})", layer.path, _FIX_BLOB
         ) from None
+
+
+def _add_holes(holes: int, member: TarMember, layer: LayerArchive) -> int:
+    """The holes of a layer's sparse files so far, ``member``'s added;
+    refused past ``MAX_HOLES``: debchunk writes files whole, so holes become
+    bytes to hash, store and ship (Go's reader has no such limit)."""
+    if member.sparse is None:
+        return holes
+    holes += member.size - member.stored
+    if holes > MAX_HOLES:
+        raise MappingError(
+            f"layer {layer.digest}: sparse file {show(member.name)} brings the layer's holes to "
+            f"{holes} bytes (debchunk writes files whole and takes at most {MAX_HOLES} per layer)",
+            layer.path,
+            "rebuild the image without the large sparse file",
+        )
+    return holes
 
 
 class _Expanded:
@@ -410,7 +452,7 @@ class LayerStream:
 
     def __iter__(self) -> Iterator[LayerMember]:
         chunks = _ahead(_blob_chunks(self.layer))
-        reader = TarReader(self._counted(chunks), end_in_padding=True)
+        reader = TarReader(self._counted(chunks))
         try:
             for member, sha256 in _read_members(reader, self.layer, self._hashed):
                 yield LayerMember(member.name, member.isdir(), member.isreg(), member.size, sha256)
@@ -450,9 +492,10 @@ class LayersTree(Tree):
 
     def _apply(self, index: int, spool: _Spool) -> None:
         chunks = _ahead(spool.fill())
-        # Go's archive/tar reads a stream that ends in its last padding, as
-        # umoci 0.4.7 writes it for `umoci insert` of one file or a whiteout.
-        reader = TarReader(chunks, end_in_padding=True)
+        # Read as Go's archive/tar reads it: a stream that ends in its last
+        # padding too, as umoci 0.4.7 writes it for `umoci insert` of one
+        # file or a whiteout.
+        reader = TarReader(chunks)
         try:
             # Sparse files are hashed later, from the spool (their holes are not in the stream).
             for member, content_id in _read_members(reader, spool.layer, _contiguous):
@@ -467,7 +510,7 @@ class LayersTree(Tree):
         parts = _parts(member.name, digest)
         if not parts:
             if member.isdir():
-                self._root.meta = _dir_meta(member)
+                self._root.meta = _dir_meta(member, digest)
                 self._root.layer = index
                 return
             raise MappingError(
@@ -483,15 +526,15 @@ class LayersTree(Tree):
         if member.isdir():
             if existing is not None and existing.children is not None:
                 # A directory declared again keeps its children, takes the new metadata.
-                existing.meta = _dir_meta(member)
+                existing.meta = _dir_meta(member, digest)
                 existing.layer = index
             else:
-                parent.children[name] = _Node(_dir_meta(member), index, {})
+                parent.children[name] = _Node(_dir_meta(member, digest), index, {})
             return
         if member.islnk():
             parent.children[name] = _Node(self._link_target(index, digest, member), index)
             return
-        meta = _meta(index, member, content_id)
+        meta = _meta(index, member, content_id, digest)
         if meta is None:
             warn(f"layer {digest}: {show(member.name)}: entry type {member.type!r} cannot be stored; skipped")
             return
@@ -755,10 +798,23 @@ def _xattrs(member: TarMember) -> tuple[tuple[bytes, bytes], ...]:
     return tuple(sorted(pairs))
 
 
-def _dir_meta(member: TarMember) -> _Meta:
-    return _Meta(
-        EntryType.DIR, member.mode & 0o7777, member.uid, member.gid, _xattrs(member), mtime=member.mtime
-    )
+def _owner(member: TarMember, digest: str) -> tuple[int, int]:
+    """The uid and gid of an entry that becomes an inode: refused, as bad
+    input, when a Linux system cannot hold them (Go's reader takes any
+    int64; debchunk is stricter here, docs/tar-reading.md)."""
+    for what, value in (("uid", member.uid), ("gid", member.gid)):
+        if not 0 <= value <= MAX_ID:
+            raise MappingError(
+                f"layer {digest}: entry {show(member.name)} has {what} {value}, "
+                f"outside what Linux holds (0 to {MAX_ID})",
+                hint="rebuild the image with owners Linux can hold",
+            )
+    return member.uid, member.gid
+
+
+def _dir_meta(member: TarMember, digest: str) -> _Meta:
+    uid, gid = _owner(member, digest)
+    return _Meta(EntryType.DIR, member.mode & 0o7777, uid, gid, _xattrs(member), mtime=member.mtime)
 
 
 _TYPE_OF_MEMBER = {
@@ -769,15 +825,31 @@ _TYPE_OF_MEMBER = {
 }
 
 
-def _meta(index: int, member: TarMember, content_id: str | None) -> _Meta | None:
-    """An inode for a regular file, symlink, device or fifo member."""
+def _rdev(member: TarMember, digest: str) -> int:
+    """A device's number, refused when mknod(2) cannot make it."""
+    if not (0 <= member.devmajor <= MAX_MAJOR and 0 <= member.devminor <= MAX_MINOR):
+        raise MappingError(
+            f"layer {digest}: device {show(member.name)} is {member.devmajor}:{member.devminor}, "
+            f"outside what Linux makes (majors 0 to {MAX_MAJOR}, minors 0 to {MAX_MINOR})",
+            hint="rebuild the image without that device node",
+        )
+    return os.makedev(member.devmajor, member.devminor)
+
+
+def _meta(index: int, member: TarMember, content_id: str | None, digest: str) -> _Meta | None:
+    """An inode for a regular file, symlink, device or fifo member; None for
+    a type debchunk does not store."""
+    kind = EntryType.FILE if member.isreg() else _TYPE_OF_MEMBER.get(member.type)
+    if kind is None:
+        return None
+    uid, gid = _owner(member, digest)
     mode, xattrs = member.mode & 0o7777, _xattrs(member)
-    if member.isreg():
+    if kind is EntryType.FILE:
         return _Meta(
-            EntryType.FILE,
+            kind,
             mode,
-            member.uid,
-            member.gid,
+            uid,
+            gid,
             xattrs,
             size=member.size,
             layer=index,
@@ -785,18 +857,15 @@ def _meta(index: int, member: TarMember, content_id: str | None) -> _Meta | None
             content_id=content_id,
             mtime=member.mtime,
         )
-    kind = _TYPE_OF_MEMBER.get(member.type)
-    if kind is None:
-        return None
     is_device = kind in (EntryType.CHAR, EntryType.BLOCK)
     return _Meta(
         kind,
         mode,
-        member.uid,
-        member.gid,
+        uid,
+        gid,
         xattrs,
         target=member.linkname if kind is EntryType.SYMLINK else None,
-        rdev=os.makedev(member.devmajor, member.devminor) if is_device else 0,
+        rdev=_rdev(member, digest) if is_device else 0,
         layer=index,
         mtime=member.mtime,
     )
@@ -805,9 +874,9 @@ def _meta(index: int, member: TarMember, content_id: str | None) -> _Meta | None
 def _segments(member: TarMember) -> tuple[tuple[int, int, int | None], ...]:
     """Where a regular file's bytes are in the tar: one run for a plain file;
     for a sparse one, its data runs stored back to back from ``offset_data``
-    with holes between them (the layout tarfile's own reader assumes)."""
+    with holes between them (as Go's sparse reader reads them)."""
     sparse = member.sparse
-    if not sparse:
+    if sparse is None:
         return ((0, member.size, member.offset_data),) if member.size else ()
     segments: list[tuple[int, int, int | None]] = []
     stored, last = member.offset_data, 0

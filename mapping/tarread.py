@@ -1,31 +1,55 @@
 """Read tar headers from a stream, once, front to back.
 
 In: the uncompressed bytes of a tar archive, as an iterator of chunks.  Out:
-its members (``TarMember``), each with where its data lies in the stream;
+its entries (``TarMember``), each with where its data lies in the stream;
 the data itself is passed to a sink as it goes by, never kept.
 
-What is read, and how, follows CPython's ``tarfile`` (3.11) so that a member
-reads as ``tarfile`` reads it: ustar and GNU headers (base-256 numbers, the
-ustar prefix, GNU longname/longlink ``L``/``K``, old GNU sparse ``S``), PAX
-extended ``x`` and global ``g`` headers with binary values and the GNU sparse
-formats 0.0, 0.1 and 1.0.  Names are decoded as UTF-8 with surrogateescape,
-as ``tarfile.open(..., encoding="utf-8", errors="surrogateescape")`` does.
-Like ``tarfile``, a bad header after the first ends the archive: the caller
-checks that only zeros follow (``TarReader.trailing_zeros``).  A stream that
-ends without end-of-archive blocks ends the archive too; one that ends in the
-padding after the last member's data does with ``end_in_padding``, as Go's
-archive/tar reads it (``tarfile`` calls it "unexpected end of data").
+A layer means what Go's ``archive/tar`` says it means: containers/storage,
+containerd, moby and umoci read layers with it.  So this reader accepts what
+Go's ``Reader`` accepts, reads the same entries from it, and refuses what it
+refuses (docs/tar-reading.md; the facts are from Go 1.19's
+``archive/tar/{reader,strconv,format,common}.go``, the code is this
+project's).  In short:
+
+- formats: V7, ustar (its prefix), STAR, GNU (base-256 numbers, long names
+  ``L``/``K``, old sparse ``S``), PAX extended headers ``x`` with the GNU
+  sparse formats 0.0, 0.1 and 1.0.  A PAX global header ``g`` is an entry of
+  its own; its records do not apply to later entries.
+- a header block that is not zeros and has a bad checksum, a number field
+  that is not a number, a PAX record that is malformed, holds a NUL where Go
+  refuses one, or a value Go cannot parse, a negative size, a sparse map
+  that is unsorted, overlapping, beyond the file's size or not the size of
+  the stored data: ``TarFormatError``.
+- a PAX header or GNU long name or link over 1 MiB (Go's
+  ``maxSpecialFileSize``) is refused before it is read.
+- the archive ends at two zero blocks (what follows is not read), at the
+  end of the stream between entries, or inside the padding after an entry's
+  data; a stream cut inside a header or data is refused.
+- names are decoded as UTF-8 with surrogateescape, so encoding back gives
+  the stored bytes.
+
+Deliberately stricter than Go (memory stays bounded): a sparse map of more
+than ``MAX_SPARSE_RUNS`` runs is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from .errors import show
+
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
-_CHECKSUM_SPACES = 8 * 0x20
+# Go's maxSpecialFileSize (archive/tar/format.go): the cap on a PAX header's
+# and a GNU long name's data.
+MAX_SPECIAL = 1 << 20
+# debchunk's own cap on a sparse map's runs (Go keeps any number): each run
+# costs memory for as long as the tree is read.
+MAX_SPARSE_RUNS = 1 << 20
+_INT64 = 1 << 63
 
 REGTYPE = b"0"
 AREGTYPE = b"\0"
@@ -41,57 +65,46 @@ GNU_LONGLINK = b"K"
 GNU_SPARSE = b"S"
 PAX_EXTENDED = b"x"
 PAX_GLOBAL = b"g"
-SOLARIS_EXTENDED = b"X"
 _REGULAR = frozenset((REGTYPE, AREGTYPE, CONTTYPE, GNU_SPARSE))
-_GNU = frozenset((GNU_LONGNAME, GNU_LONGLINK, GNU_SPARSE))
-# Types whose data tarfile does not skip (it treats a size on them as noise).
-_NO_DATA = frozenset((LNKTYPE, SYMTYPE, DIRTYPE, FIFOTYPE, CHRTYPE, BLKTYPE, GNU_LONGNAME, GNU_LONGLINK))
-_PAX_RECORD_LENGTH = re.compile(rb"([0-9]{1,20}) ")
-_PAX_NAMES = {"path": "name", "linkpath": "linkname"}
+# Go's isHeaderOnlyType: entries whose size field claims no data.
+_HEADER_ONLY = frozenset((LNKTYPE, SYMTYPE, CHRTYPE, BLKTYPE, DIRTYPE, FIFOTYPE))
+# PAX keywords whose value Go refuses to hold a NUL (validPAXRecord); every
+# other keyword may hold one in its value, none in its name.
+_NO_NUL_VALUES = frozenset((b"path", b"linkpath", b"uname", b"gname"))
+_SPARSE_OFFSET = b"GNU.sparse.offset"
+_SPARSE_NUMBYTES = b"GNU.sparse.numbytes"
+_SPARSE_MAP = b"GNU.sparse.map"
+# Go's strconv.ParseInt(s, 10, 64): a sign, then decimal digits only.
+_DECIMAL = re.compile(rb"[+-]?[0-9]+")
+_DIGITS = b"0123456789"
+_OCTAL_DIGITS = b"01234567"
+_HIGH = bytes(range(0x80, 0x100))
+# Header formats (Go's Block.getFormat), by their magic.
+_V7, _USTAR, _STAR, _GNU = range(4)
 
 
 class TarFormatError(Exception):
-    """The archive is malformed; the message is ``tarfile``'s word for why
-    ("bad checksum", "invalid header", "unexpected end of data", ...)."""
+    """The archive is malformed (Go's ``ErrHeader`` and kin); the message
+    says what is wrong."""
 
 
 class TarEndsInside(Exception):
-    """The stream ends inside a regular member's data."""
+    """The stream ends inside an entry's data."""
 
     def __init__(self, member: TarMember) -> None:
         super().__init__(member.name)
         self.member = member
 
 
-@dataclass(frozen=True, slots=True)
-class _Extension:
-    """A PAX extended header (its records merged over the global ones, and
-    GNU sparse 0.0's runs) or a GNU longname/longlink, for the next member."""
-
-    kind: bytes
-    records: dict[str, bytes] = field(default_factory=dict)
-    sparse_00: list[tuple[int, int]] = field(default_factory=list)
-    name: str = ""
-
-
-class _HeaderError(Exception):
-    """A header block could not be read (tarfile's HeaderError family)."""
-
-    def __init__(self, reason: str, nonzero: bool = True) -> None:
-        super().__init__(reason)
-        # Whether bytes that are not zeros were consumed: then the archive
-        # does not just end here.
-        self.nonzero = nonzero
-
-
 @dataclass(slots=True)
 class TarMember:
-    """One member as ``tarfile.TarInfo`` gives it (the fields debchunk uses).
+    """One entry as Go's ``tar.Header`` gives it (the fields debchunk uses).
 
-    ``offset_data`` is where its data starts in the stream; for a sparse
-    member ``sparse`` lists its data runs (offset, size) in the expanded
-    file, stored back to back from ``offset_data``.  ``pax_headers`` keeps
-    PAX records as raw bytes (the global ones included)."""
+    ``size`` is the file's size (a sparse file's expanded one); ``stored``
+    how many bytes of data the stream holds for it from ``offset_data``.  A
+    sparse entry's ``sparse`` lists its data runs (offset, size) in the
+    expanded file, stored back to back; the rest are holes.  ``pax_headers``
+    are the records of the PAX header before it, as raw bytes."""
 
     name: str
     type: bytes
@@ -108,6 +121,7 @@ class TarMember:
     next_offset: int = 0
     sparse: list[tuple[int, int]] | None = None
     pax_headers: dict[str, bytes] = field(default_factory=dict)
+    stored: int = 0
 
     def isreg(self) -> bool:
         """A regular file (sparse and contiguous ones included)."""
@@ -123,51 +137,240 @@ class TarMember:
 
     def stored_size(self) -> int:
         """How many bytes of data the stream holds for it from ``offset_data``."""
-        if self.sparse:
-            return sum(n for _, n in self.sparse)
-        return self.size
-
-    def skips_data(self) -> bool:
-        """Whether its data blocks follow its header (tarfile's rule)."""
-        return self.isreg() or self.type not in _NO_DATA
+        return self.stored
 
 
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def _field(raw: bytes) -> bytes:
+def _shown(raw: bytes) -> str:
+    """Bytes from the archive, escaped and cut short, for a message."""
+    return show(_text(raw[:40]))
+
+
+def show_name(member: TarMember) -> str:
+    """The entry's name, escaped for a message."""
+    return show(member.name)
+
+
+def _cstring(raw: bytes) -> bytes:
+    """A NUL-terminated field (Go's parseString)."""
     end = raw.find(0)
     return raw if end < 0 else raw[:end]
 
 
-def _number(raw: bytes) -> int:
-    """A numeric header field: octal text, or GNU base-256 when its first
-    byte is 0x80 (positive) or 0xff (negative)."""
+def _octal(raw: bytes) -> int:
+    """Go's parseOctal: spaces and NULs around are dropped, the text ends at
+    a NUL, and what is left is octal digits or an error."""
+    text = raw.strip(b" \0")
+    if not text:
+        return 0
+    end = text.find(0)
+    if end >= 0:
+        text = text[:end]
+    if text.translate(None, _OCTAL_DIGITS):
+        raise TarFormatError(f"a number field is not octal: {_shown(text)}")
+    return int(text, 8)
+
+
+def _numeric(raw: bytes) -> int:
+    """Go's parseNumeric: base-256 when the first byte's high bit is set
+    (two's complement, its next bit the sign), else octal."""
     first = raw[0]
-    if first == 0o200 or first == 0o377:
-        n = int.from_bytes(raw[1:], "big")
-        return n - 256 ** (len(raw) - 1) if first == 0o377 else n
-    try:
-        text = _field(raw).decode("ascii").strip()
-        return int(text or "0", 8)
-    except ValueError:
-        raise _HeaderError("invalid header") from None
+    if not first & 0x80:
+        return _octal(raw)
+    bits = 8 * len(raw)
+    value = int.from_bytes(raw, "big")
+    negative = bool(first & 0x40)
+    if negative:
+        value ^= (1 << bits) - 1
+    value &= (1 << (bits - 1)) - 1
+    if value >= _INT64:
+        raise TarFormatError("a base-256 number field overflows 64 bits")
+    return -value - 1 if negative else value
+
+
+def _int64(raw: bytes, what: str) -> int:
+    """Go's strconv.ParseInt(raw, 10, 64)."""
+    if _DECIMAL.fullmatch(raw) is None:
+        raise TarFormatError(f"{what} is not a decimal number: {_shown(raw)}")
+    digits = raw.lstrip(b"+-").lstrip(b"0")
+    # Leading zeros may be many (int() refuses over 4300 digits).
+    value = int(digits[:20] or b"0") * (-1 if raw.startswith(b"-") else 1)
+    if len(digits) > 19 or not -_INT64 <= value < _INT64:
+        raise TarFormatError(f"{what} overflows 64 bits")
+    return value
+
+
+def _pax_time(raw: bytes, what: str) -> int:
+    """Go's parsePAXTime, as whole seconds (``time.Time.Unix``: the floor).
+    Below the int64 minimum it is clamped (Go wraps around)."""
+    whole, _, fraction = raw.partition(b".")
+    seconds = _int64(whole, what)
+    if not fraction:
+        return seconds
+    if fraction.translate(None, _DIGITS):
+        raise TarFormatError(f"{what} is not a decimal time: {_shown(raw)}")
+    if whole.startswith(b"-") and fraction[:9].strip(b"0"):
+        return max(seconds - 1, -_INT64)
+    return seconds
 
 
 def _checksum_ok(block: bytes) -> bool:
-    stored = _number(block[148:156])
-    # The checksum treats its own field as spaces; some tars summed signed
-    # chars (tarfile accepts both).
-    unsigned = sum(block) - sum(block[148:156]) + _CHECKSUM_SPACES
+    """Go's getFormat checksum test: the octal field equals the sum of the
+    block's bytes, unsigned or signed, the field itself counted as spaces."""
+    try:
+        stored = _octal(block[148:156])
+    except TarFormatError:
+        return False
+    unsigned = sum(block) - sum(block[148:156]) + 8 * 0x20
     if stored == unsigned:
         return True
-    signed = unsigned - 256 * sum(1 for b in block[:148] + block[156:] if b >= 0x80)
-    return stored == signed
+    rest = block[:148] + block[156:]
+    high = len(rest) - len(rest.translate(None, _HIGH))
+    return stored == unsigned - 256 * high
 
 
-def _round(n: int) -> int:
-    return -(-n // BLOCK) * BLOCK
+def _format(block: bytes) -> int:
+    magic = block[257:263]
+    if magic == b"ustar\0":
+        return _STAR if block[508:512] == b"tar\0" else _USTAR
+    if magic == b"ustar " and block[263:265] == b" \0":
+        return _GNU
+    return _V7
+
+
+def _gnu_prefix(block: bytes) -> bytes:
+    """A GNU header's name prefix: none, unless its atime or ctime field does
+    not parse, when Go takes bytes 345-500 as a ustar prefix if they are
+    ASCII (archives of Go before 1.8, golang.org/issues/12594)."""
+    for at in (345, 357):
+        if block[at]:
+            try:
+                _numeric(block[at : at + 12])
+            except TarFormatError:
+                prefix = _cstring(block[345:500])
+                return prefix if prefix.isascii() else b""
+    return b""
+
+
+def _header(block: bytes) -> tuple[TarMember, bytes, int]:
+    """One header block (Go's readHeader): the entry, its raw name and format."""
+    if not _checksum_ok(block):
+        raise TarFormatError("a header block has a bad checksum")
+    kind = _format(block)
+    name = _cstring(block[0:100])
+    member = TarMember(
+        "",
+        block[156:157],
+        _numeric(block[100:108]),
+        _numeric(block[108:116]),
+        _numeric(block[116:124]),
+        _numeric(block[124:136]),
+        _text(_cstring(block[157:257])),
+        0,
+        0,
+        _numeric(block[136:148]),
+    )
+    prefix = b""
+    if kind != _V7:
+        member.devmajor = _numeric(block[329:337])
+        member.devminor = _numeric(block[337:345])
+        if kind == _USTAR:
+            prefix = _cstring(block[345:500])
+        elif kind == _STAR:
+            prefix = _cstring(block[345:476])
+            _numeric(block[476:488])
+            _numeric(block[488:500])
+        else:
+            prefix = _gnu_prefix(block)
+    if prefix:
+        name = prefix + b"/" + name
+    return member, name, kind
+
+
+def _pax_records(buf: bytes) -> dict[bytes, bytes]:
+    """PAX records ``"%d %s=%s\\n"`` as Go's parsePAX reads them: all of the
+    data is records, Go's validPAXRecord holds, and GNU sparse 0.0's
+    repeated offset/numbytes records become one ``GNU.sparse.map``."""
+    records: dict[bytes, bytes] = {}
+    runs: list[bytes] = []
+    pos, end = 0, len(buf)
+    while pos < end:
+        space = buf.find(b" ", pos)
+        if space < 0:
+            raise TarFormatError("a PAX record has no length")
+        length = _int64(buf[pos:space], "a PAX record's length")
+        last = pos + length - 1
+        if length < 5 or length > end - pos or last <= space or buf[last] != 0x0A:
+            raise TarFormatError("a PAX record's length is wrong")
+        key, equals, value = buf[space + 1 : last].partition(b"=")
+        if not key or not equals:
+            raise TarFormatError("a PAX record has no keyword")
+        if 0 in (value if key in _NO_NUL_VALUES else key):
+            raise TarFormatError(f"PAX record {_shown(key)} holds a NUL byte")
+        if key in (_SPARSE_OFFSET, _SPARSE_NUMBYTES):
+            expected = _SPARSE_OFFSET if len(runs) % 2 == 0 else _SPARSE_NUMBYTES
+            if key != expected or b"," in value:
+                raise TarFormatError("a GNU sparse 0.0 map is out of order")
+            runs.append(value)
+        else:
+            records[key] = value
+        pos = last + 1
+    if runs:
+        records[_SPARSE_MAP] = b",".join(runs)
+    return records
+
+
+def _merge(member: TarMember, name: bytes, records: dict[bytes, bytes]) -> bytes:
+    """Go's mergePAX: the records that override header fields (empty values
+    keep the header's); the entry's name as bytes."""
+    for key, value in records.items():
+        if not value:
+            continue
+        if key == b"path":
+            name = value
+        elif key == b"linkpath":
+            member.linkname = _text(value)
+        elif key == b"uid":
+            member.uid = _int64(value, "PAX uid")
+        elif key == b"gid":
+            member.gid = _int64(value, "PAX gid")
+        elif key == b"size":
+            member.size = _int64(value, "PAX size")
+        elif key == b"mtime":
+            member.mtime = _pax_time(value, "PAX mtime")
+        elif key == b"atime" or key == b"ctime":
+            _pax_time(value, f"PAX {_text(key)}")
+    member.pax_headers = {_text(k): v for k, v in records.items()}
+    return name
+
+
+def _valid_runs(runs: list[tuple[int, int]], size: int) -> bool:
+    """Go's validateSparseEntries: runs in order, apart, inside ``size``."""
+    if size < 0:
+        return False
+    end = 0
+    for offset, length in runs:
+        if offset < 0 or length < 0 or offset + length >= _INT64 or offset + length > size or end > offset:
+            return False
+        end = offset + length
+    return True
+
+
+def _runs_of(numbers: list[bytes], what: str) -> list[tuple[int, int]]:
+    values = [_int64(n, what) for n in numbers]
+    return list(zip(values[::2], values[1::2], strict=True))
+
+
+def _run_count(raw: bytes, what: str) -> int:
+    count = _int64(raw, what)
+    if count < 0 or count >= 1 << 62:
+        raise TarFormatError(f"{what} is out of range")
+    if count > MAX_SPARSE_RUNS:
+        raise TarFormatError(f"a sparse map of {count} runs (debchunk reads at most {MAX_SPARSE_RUNS})")
+    return count
 
 
 class _Stream:
@@ -225,80 +428,81 @@ class _Stream:
         return done
 
 
+class _MapTokens:
+    """GNU sparse 1.0's map: decimal lines read block by block from the
+    entry's data, as Go's readGNUSparseMap1x0 reads them (only whole blocks,
+    no more than it takes to hold the lines wanted).  A line not yet ended
+    is kept short without changing what it parses as, so memory stays small
+    whatever the data holds."""
+
+    def __init__(self, read_block: Callable[[], bytes]) -> None:
+        self._read_block = read_block
+        self._lines: list[bytes] = []
+        self._partial = b""
+        self.blocks = 0
+
+    def take(self, n: int) -> list[bytes]:
+        while len(self._lines) < n:
+            block = self._read_block()
+            self.blocks += 1
+            *done, self._partial = (self._partial + block).split(b"\n")
+            self._lines.extend(done)
+            if len(self._partial) > 64:
+                self._partial = _shortened(self._partial)
+        taken, self._lines = self._lines[:n], self._lines[n:]
+        return taken
+
+
+def _shortened(token: bytes) -> bytes:
+    """A decimal token's start, shorter, that ParseInt reads as it reads the
+    whole: leading zeros dropped; a non-number or overflow kept as one."""
+    sign = token[:1] if token[:1] in (b"+", b"-") else b""
+    digits = token[len(sign) :]
+    if digits.translate(None, _DIGITS):
+        return b"x"
+    digits = digits.lstrip(b"0") or b"0"
+    return b"x" if len(digits) > 20 else sign + digits
+
+
 class TarReader:
-    """The members of a tar stream, in order; see the module's docstring.
+    """The entries of a tar stream, in order; see the module's docstring.
 
-    Iterate for the members; while a regular member is current, ``data``
-    passes its stored bytes on.  When the iteration ends, ``trailing_zeros``
-    reads what follows the end of the archive.  ``end_in_padding``: the
-    stream may end inside the padding after the last member's data."""
+    Iterate for the entries; while one is current, ``data`` passes its
+    stored bytes on (else they are skipped).  After the iteration, ``drain``
+    reads what follows the end of the archive."""
 
-    def __init__(self, chunks: Iterator[bytes], *, end_in_padding: bool = False) -> None:
+    def __init__(self, chunks: Iterator[bytes]) -> None:
         self._stream = _Stream(chunks)
-        self._end_in_padding = end_in_padding
-        self._globals: dict[str, bytes] = {}
         self._current: TarMember | None = None
         self._data_done = True
-        # Whether the end was a bad header (bytes other than zeros read).
-        self._bad_end = False
 
     def __iter__(self) -> Iterator[TarMember]:
         stream = self._stream
         while True:
             current = self._current
             if current is not None:
-                if current.isreg() and not self._data_done:
+                if not self._data_done:
                     self.data(None)
-                need = current.next_offset - stream.offset
-                if need < 0:
-                    raise TarFormatError("invalid header")
-                if stream.pass_on(need, None) < need:
-                    stored = current.stored_size() if current.skips_data() else 0
-                    if self._end_in_padding and stream.offset >= current.offset_data + stored:
-                        self._current = None
-                        return
-                    raise TarFormatError("unexpected end of data")
-            start = stream.offset
-            try:
-                member = self._member()
-            except _HeaderError as e:
-                if start == 0 and str(e) != "end of file header":
-                    raise TarFormatError("empty file" if str(e) == "empty header" else str(e)) from None
-                self._bad_end = e.nonzero
-                self._current = None
-                return
-            member.offset = start
+                pad = current.next_offset - stream.offset
+                # A stream that ends in the padding ends the archive (Go's tryReadFull).
+                if stream.pass_on(pad, None) < pad:
+                    self._current = None
+                    return
+            member = self._next()
             self._current = member
+            if member is None:
+                return
             self._data_done = False
             yield member
 
     def data(self, sink: Callable[[memoryview], object] | None) -> None:
-        """Pass the current regular member's stored bytes to ``sink``;
+        """Pass the current entry's stored bytes to ``sink``;
         ``TarEndsInside`` when the stream ends first."""
         member = self._current
         assert member is not None and not self._data_done
         self._data_done = True
-        stream = self._stream
-        stored = member.stored_size()
-        if member.offset_data + stored > member.next_offset:
-            # Only a sparse map can claim more than the member holds.
-            raise TarFormatError("invalid sparse map")
-        if stream.pass_on(stored, sink) < stored:
+        if self._stream.pass_on(member.stored, sink) < member.stored:
             raise TarEndsInside(member)
-
-    def trailing_zeros(self) -> bool:
-        """After the iteration: whether only zeros follow the end of the archive."""
-        ok = not self._bad_end
-        stream = self._stream
-
-        def check(view: memoryview) -> None:
-            nonlocal ok
-            if ok and view.nbytes and view.tobytes().count(0) != view.nbytes:
-                ok = False
-
-        while stream.pass_on(1 << 20, check):
-            pass
-        return ok
 
     def drain(self) -> None:
         """Read the stream to its end, keeping nothing."""
@@ -307,194 +511,182 @@ class TarReader:
 
     # Headers.
 
-    def _block(self) -> TarMember:
-        """One header block, as tarfile's ``TarInfo.frombuf``."""
-        block = self._stream.read(BLOCK)
-        if len(block) != BLOCK:
-            if not block:
-                raise _HeaderError("empty header", False)
-            raise _HeaderError("truncated header", block.count(0) != len(block))
+    def _block(self) -> bytes | None:
+        """The next header block; None at the end of the archive (Go's readHeader)."""
+        stream = self._stream
+        block = stream.read(BLOCK)
         if block == _ZERO_BLOCK:
-            raise _HeaderError("end of file header", False)
-        if not _checksum_ok(block):
-            raise _HeaderError("bad checksum")
-        kind = block[156:157]
-        name = _text(_field(block[0:100]))
-        member = TarMember(
-            name,
-            kind,
-            _number(block[100:108]),
-            _number(block[108:116]),
-            _number(block[116:124]),
-            _number(block[124:136]),
-            _text(_field(block[157:257])),
-            _number(block[329:337]),
-            _number(block[337:345]),
-            _number(block[136:148]),
-        )
-        prefix = _field(block[345:500])
-        if kind == AREGTYPE and name.endswith("/"):
-            member.type = DIRTYPE
-        if kind == GNU_SPARSE:
-            member.sparse = self._old_sparse(block)
-        if member.type == DIRTYPE:
-            member.name = member.name.rstrip("/")
-        if prefix and kind not in _GNU:
-            member.name = _text(prefix) + "/" + member.name
-        return member
+            block = stream.read(BLOCK)
+            if block == _ZERO_BLOCK or not block:
+                return None
+            if len(block) == BLOCK:
+                raise TarFormatError("a zero block is followed by a header")
+        if not block:
+            return None
+        if len(block) < BLOCK:
+            raise TarFormatError("the stream ends inside a header block")
+        return block
 
-    def _member(self) -> TarMember:
-        """The next member, its extension headers applied (tarfile's
-        ``fromtarfile`` and ``_proc_*``, unrolled)."""
-        stream = self._stream
-        # Extension headers before the member, outermost first: tarfile
-        # applies them innermost first, so the outermost wins.
-        extensions: list[_Extension] = []
-        first = True
+    def _special(self, size: int, what: str) -> bytes:
+        """A PAX header's or GNU long name's data, at most ``MAX_SPECIAL``
+        bytes (Go's readSpecialFile)."""
+        if size > MAX_SPECIAL:
+            raise TarFormatError(f"a {what} of {size} bytes (Go's archive/tar reads at most {MAX_SPECIAL})")
+        data = self._stream.read(size)
+        if len(data) < size:
+            raise TarFormatError(f"the stream ends inside a {what}")
+        return data
+
+    def _padding(self, size: int) -> bool:
+        """Skip the padding after ``size`` bytes of data: False when the
+        stream ends in it (then the archive ends, as Go reads it)."""
+        pad = -size % BLOCK
+        return self._stream.pass_on(pad, None) == pad
+
+    def _next(self) -> TarMember | None:
+        """The next entry, its extension headers applied (Go's Reader.next);
+        None at the end of the archive."""
+        start = self._stream.offset
+        records: dict[bytes, bytes] | None = None
+        long_name = long_link = b""
         while True:
-            try:
-                header = self._block()
-                if header.type in (PAX_EXTENDED, PAX_GLOBAL, SOLARIS_EXTENDED):
-                    records, sparse_00 = _pax(stream.read(_round(header.size)))
-                    if header.type == PAX_GLOBAL:
-                        self._globals.update(records)
-                    else:
-                        merged = self._globals.copy()
-                        merged.update(records)
-                        extensions.append(_Extension(PAX_EXTENDED, merged, sparse_00))
-                elif header.type in (GNU_LONGNAME, GNU_LONGLINK):
-                    name = _text(_field(stream.read(_round(header.size))))
-                    extensions.append(_Extension(header.type, name=name))
+            block = self._block()
+            if block is None:
+                return None
+            member, name, kind = _header(block)
+            if member.type not in _HEADER_ONLY and member.size < 0:
+                raise TarFormatError(f"a header claims a negative size ({member.size})")
+            if member.type in (PAX_EXTENDED, PAX_GLOBAL, GNU_LONGNAME, GNU_LONGLINK):
+                pax = member.type in (PAX_EXTENDED, PAX_GLOBAL)
+                data = self._special(member.size, "PAX header" if pax else "GNU long name")
+                if member.type == PAX_GLOBAL:
+                    return self._global(start, name, _pax_records(data))
+                if pax:
+                    records = _pax_records(data)
+                elif member.type == GNU_LONGNAME:
+                    long_name = _cstring(data)
                 else:
-                    break
-            except _HeaderError as e:
-                if first:
-                    raise
-                raise TarFormatError(str(e)) from None
-            first = False
-        member = header
-        if member.sparse is not None:
-            # Old GNU sparse: the size field holds the stored size.
-            stored_size, member.size = member.size, self._origsize
-            member.offset_data = stream.offset
-            member.next_offset = member.offset_data + _round(stored_size)
-        else:
-            member.offset_data = stream.offset
-            member.next_offset = member.offset_data + (_round(member.size) if member.skips_data() else 0)
-        try:
-            _apply_pax(member, self._globals)
-            for extension in reversed(extensions):
-                if extension.kind == PAX_EXTENDED:
-                    self._extended(member, extension)
-                elif extension.kind == GNU_LONGNAME:
-                    member.name = extension.name.removesuffix("/") if member.isdir() else extension.name
-                else:
-                    member.linkname = extension.name
-        except ValueError:
-            # tarfile lets these escape as ValueError.
-            raise TarFormatError("invalid number in a PAX header") from None
+                    long_link = _cstring(data)
+                # Go parses the data first, and finds the end in its padding after.
+                if not self._padding(member.size):
+                    return None
+                continue
+            break
+        if records is not None:
+            name = _merge(member, name, records)
+        if long_name:
+            name = long_name
+        if long_link:
+            member.linkname = _text(long_link)
+        if member.type == AREGTYPE:
+            member.type = DIRTYPE if name.endswith(b"/") else REGTYPE
+        member.name = _text(name)
+        member.offset = start
+        self._data(member, block, kind)
         return member
 
-    def _extended(self, member: TarMember, extension: _Extension) -> None:
-        """A PAX extended header's records applied to the member after it."""
-        pax = extension.records
-        if "GNU.sparse.map" in pax:
-            numbers = [int(x) for x in pax["GNU.sparse.map"].split(b",")]
-            member.sparse = list(zip(numbers[::2], numbers[1::2], strict=False))
-        elif "GNU.sparse.size" in pax:
-            member.sparse = extension.sparse_00
-        elif pax.get("GNU.sparse.major") == b"1" and pax.get("GNU.sparse.minor") == b"0":
-            member.sparse = self._sparse_10(member)
-        _apply_pax(member, pax)
-        if "size" in pax:
-            member.next_offset = member.offset_data + (_round(member.size) if member.skips_data() else 0)
+    def _global(self, start: int, name: bytes, records: dict[bytes, bytes]) -> TarMember:
+        """A PAX global header, an entry of its own as Go returns it; its
+        records apply to nothing else."""
+        member = TarMember("", PAX_GLOBAL, 0, 0, 0, 0, "", 0, 0, offset=start)
+        # Go ignores an error here; the entry is left without records.
+        with contextlib.suppress(TarFormatError):
+            name = _merge(member, name, records)
+        member.name = _text(name)
+        member.offset_data = self._stream.offset
+        member.next_offset = member.offset_data + (-member.offset_data % BLOCK)
+        return member
 
-    def _sparse_10(self, member: TarMember) -> list[tuple[int, int]]:
-        """GNU sparse 1.0: the map is decimal lines at the start of the data."""
+    def _data(self, member: TarMember, block: bytes, kind: int) -> None:
+        """Where the entry's data is, its sparse map read and checked (Go's
+        handleRegularFile and handleSparseFile)."""
         stream = self._stream
-        buf = stream.read(BLOCK)
-        count, _, buf = buf.partition(b"\n")
-        numbers: list[int] = []
-        while len(numbers) < int(count) * 2:
-            if b"\n" not in buf:
-                more = stream.read(BLOCK)
-                if not more:
-                    raise ValueError("sparse map cut short")
-                buf += more
-            number, _, buf = buf.partition(b"\n")
-            numbers.append(int(number))
+        header_only = member.type in _HEADER_ONLY
+        if not header_only and member.size < 0:
+            raise TarFormatError(f"a PAX size is negative ({member.size})")
+        stored = 0 if header_only else member.size
+        before = stream.offset
+        if member.type == GNU_SPARSE:
+            # Its extension blocks come before the data.
+            runs: list[tuple[int, int]] | None = self._old_sparse(member, block, kind)
+        else:
+            # A 1.0 map is the start of the data.
+            runs = self._pax_sparse(member, stored)
+            stored -= stream.offset - before
+        if runs is not None:
+            if header_only or not _valid_runs(runs, member.size):
+                raise TarFormatError(f"the sparse map of {show_name(member)} is not valid")
+            if sum(n for _, n in runs) != stored:
+                raise TarFormatError(f"the sparse map of {show_name(member)} does not match its stored data")
+            member.sparse = runs
         member.offset_data = stream.offset
-        return list(zip(numbers[::2], numbers[1::2], strict=False))
+        member.stored = stored
+        member.next_offset = member.offset_data + stored + (-stored % BLOCK)
 
-    def _old_sparse(self, block: bytes) -> list[tuple[int, int]]:
-        """Old GNU sparse: up to 4 runs in the header, 21 in each extension block."""
+    def _pax_sparse(self, member: TarMember, stored: int) -> list[tuple[int, int]] | None:
+        """GNU sparse 0.0, 0.1 or 1.0 from the PAX records (Go's
+        readGNUSparsePAXHeaders), or None.  A 1.0 map is read from the
+        start of the data: ``offset_data`` is set to where it starts."""
+        pax = member.pax_headers
+        major, minor = pax.get("GNU.sparse.major", b""), pax.get("GNU.sparse.minor", b"")
+        if major == b"0" and minor in (b"0", b"1"):
+            v1 = False
+        elif major == b"1" and minor == b"0":
+            v1 = True
+        elif major or minor or not pax.get("GNU.sparse.map"):
+            return None
+        else:
+            v1 = False
+        if pax.get("GNU.sparse.name"):
+            member.name = _text(pax["GNU.sparse.name"])
+        size = pax.get("GNU.sparse.size") or pax.get("GNU.sparse.realsize")
+        if size:
+            member.size = _int64(size, "GNU.sparse.size")
+        if v1:
+            return self._sparse_10(stored)
+        count = _run_count(pax.get("GNU.sparse.numblocks", b""), "GNU.sparse.numblocks")
+        numbers = pax.get("GNU.sparse.map", b"").split(b",")
+        if numbers == [b""]:
+            numbers = []
+        if len(numbers) != 2 * count:
+            raise TarFormatError("GNU.sparse.map does not hold GNU.sparse.numblocks runs")
+        return _runs_of(numbers, "a GNU.sparse.map number")
+
+    def _sparse_10(self, stored: int) -> list[tuple[int, int]]:
+        """GNU sparse 1.0: decimal lines in whole blocks at the start of the data."""
+        left = stored
+
+        def read_block() -> bytes:
+            nonlocal left
+            block = self._stream.read(BLOCK) if left >= BLOCK else b""
+            left -= BLOCK
+            if len(block) < BLOCK:
+                raise TarFormatError("a GNU sparse 1.0 map is cut short")
+            return block
+
+        tokens = _MapTokens(read_block)
+        count = _run_count(tokens.take(1)[0], "a GNU sparse 1.0 map's count")
+        return _runs_of(tokens.take(2 * count), "a GNU sparse 1.0 map number")
+
+    def _old_sparse(self, member: TarMember, block: bytes, kind: int) -> list[tuple[int, int]]:
+        """Old GNU sparse (Go's readOldGNUSparseMap): the expanded size, up
+        to 4 runs in the header, 21 in each extension block after it; a run
+        whose offset field starts with a NUL ends a block's list."""
+        if kind != _GNU:
+            raise TarFormatError("an old GNU sparse header is not in GNU format")
+        member.size = _numeric(block[483:495])
         runs: list[tuple[int, int]] = []
-        for pos in range(386, 386 + 4 * 24, 24):
-            # tarfile keeps the header's empty slots as (0, 0) runs.
-            runs.append((_number(block[pos : pos + 12]), _number(block[pos + 12 : pos + 24])))
-        extended = bool(block[482])
-        self._origsize = _number(block[483:495])
-        while extended:
+        area, count, extended = block[386:482], 4, block[482]
+        while True:
+            for at in range(0, 24 * count, 24):
+                if area[at] == 0:
+                    break
+                runs.append((_numeric(area[at : at + 12]), _numeric(area[at + 12 : at + 24])))
+            if len(runs) > MAX_SPARSE_RUNS:
+                raise TarFormatError(f"a sparse map of over {MAX_SPARSE_RUNS} runs (debchunk's limit)")
+            if not extended:
+                return runs
             more = self._stream.read(BLOCK)
-            if len(more) != BLOCK:
-                raise _HeaderError("truncated header")
-            for pos in range(0, 21 * 24, 24):
-                offset, size = _number(more[pos : pos + 12]), _number(more[pos + 12 : pos + 24])
-                if offset and size:
-                    runs.append((offset, size))
-            extended = bool(more[504])
-        return runs
-
-
-def _pax(buf: bytes) -> tuple[dict[str, bytes], list[tuple[int, int]]]:
-    """PAX records ``"%d %s=%s\\n"``, keywords decoded, values kept as bytes.
-    GNU sparse 0.0 repeats its offset/numbytes keywords: their pairs are
-    kept aside, in order."""
-    records: dict[str, bytes] = {}
-    offsets: list[int] = []
-    sizes: list[int] = []
-    pos = 0
-    while len(buf) > pos and buf[pos] != 0:
-        match = _PAX_RECORD_LENGTH.match(buf, pos)
-        if match is None:
-            raise _HeaderError("invalid header")
-        length = int(match.group(1))
-        if length < 5 or pos + length > len(buf):
-            raise _HeaderError("invalid header")
-        end = match.start(1) + length - 1
-        keyword, equals, value = buf[match.end(1) + 1 : end].partition(b"=")
-        if not keyword or equals != b"=" or buf[end] != 0x0A:
-            raise _HeaderError("invalid header")
-        if keyword == b"GNU.sparse.offset" or keyword == b"GNU.sparse.numbytes":
-            try:
-                (offsets if keyword == b"GNU.sparse.offset" else sizes).append(int(value))
-            except ValueError:
-                raise _HeaderError("invalid header") from None
-        records[_text(keyword)] = value
-        pos += length
-    return records, list(zip(offsets, sizes, strict=False))
-
-
-def _apply_pax(member: TarMember, pax: dict[str, bytes]) -> None:
-    """tarfile's ``_apply_pax_info``: the records that override header fields."""
-    for keyword, value in pax.items():
-        if keyword == "GNU.sparse.name" or keyword == "path":
-            member.name = _text(value).rstrip("/") if keyword == "path" else _text(value)
-        elif keyword in ("GNU.sparse.size", "GNU.sparse.realsize"):
-            member.size = int(value)
-        elif keyword == "linkpath":
-            member.linkname = _text(value)
-        elif keyword in ("size", "uid", "gid"):
-            try:
-                number = int(value)
-            except ValueError:
-                number = 0
-            setattr(member, keyword, number)
-        elif keyword == "mtime":
-            # PAX times may have a fraction (POSIX pax, "mtime"); whole seconds are kept.
-            try:
-                member.mtime = int(float(value))
-            except ValueError:
-                member.mtime = 0
-    # A copy: the global records change with later global headers.
-    member.pax_headers = pax.copy()
+            if len(more) < BLOCK:
+                raise TarFormatError("the stream ends inside a GNU sparse header")
+            area, count, extended = more[:504], 21, more[504]

@@ -12,6 +12,7 @@ import os
 import stat
 import subprocess
 import tarfile
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,6 +31,7 @@ from mapping import (
 )
 from mapping.layers import LayersTree
 from mapping.tree import Entry, Tree
+from tests.gotar import craft
 
 Member = tuple[tarfile.TarInfo, bytes | None]
 
@@ -292,7 +294,7 @@ def test_tar_cut_inside_a_file_is_an_error(tmp_path: Path) -> None:
 
 
 def test_sparse_file_stays_small(tmp_path: Path) -> None:
-    size = 3 << 30
+    size = (1 << 30) - (1 << 20)
     src = tmp_path / "src"
     src.mkdir()
     with open(src / "big", "wb") as f:
@@ -442,3 +444,90 @@ def test_a_layer_ending_in_its_last_padding_reads_as_go_reads_it(tmp_path: Path)
     # A stream cut inside a member's data is still damaged.
     with pytest.raises(MappingError):
         read(tmp_path / "cut", [blob(tmp_path, inserted[: 512 + 4])])
+
+
+def _raw_layer(tmp_path: Path, data: bytes) -> LayerArchive:
+    return blob(tmp_path, data, "none")
+
+
+def test_a_nul_in_a_pax_path_is_refused_not_cut(tmp_path: Path) -> None:
+    """tarfile's reading cut ``etc/passwd\\0.d/evil`` at the NUL, so the
+    entry replaced etc/passwd; Go's archive/tar refuses it, and so does --from."""
+    base = _raw_layer(
+        tmp_path, tar_bytes([directory("etc"), file("etc/passwd", b"root:x:0:0::/root:/bin/sh\n")])
+    )
+    evil = craft.archive(
+        craft.pax({b"path": b"etc/passwd\0.d/evil"}), craft.entry(b"x", b"evil::0:0::/:/bin/sh\n")
+    )
+    layer = _raw_layer(tmp_path, evil)
+    with pytest.raises(MappingError) as raised:
+        read(tmp_path, [base, layer])
+    assert raised.value.what == (
+        f"layer {layer.digest}: its tar is corrupt after the start of the archive "
+        "(PAX record path holds a NUL byte)"
+    )
+    assert raised.value.where == layer.path and raised.value.hint
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (b"uid", b"4294967296", "has uid 4294967296, outside what Linux holds (0 to 4294967294)"),
+        (b"uid", b"-1", "has uid -1, outside what Linux holds (0 to 4294967294)"),
+        (b"gid", b"4294967295", "has gid 4294967295, outside what Linux holds (0 to 4294967294)"),
+    ],
+)
+def test_owners_linux_cannot_hold_are_refused(
+    tmp_path: Path, field: bytes, value: bytes, message: str
+) -> None:
+    """Go reads any int64 uid; debchunk refuses what a Linux client cannot
+    create (it was written into the plain output as it came)."""
+    layer = _raw_layer(tmp_path, craft.archive(craft.pax({field: value}), craft.entry(b"etc/f", b"x")))
+    with pytest.raises(MappingError) as raised:
+        read(tmp_path, [layer])
+    assert raised.value.what == f"layer {layer.digest}: entry etc/f {message}"
+    top = _raw_layer(tmp_path, craft.archive(craft.pax({b"uid": b"4294967294"}), craft.entry(b"f", b"x")))
+    entry = read(tmp_path / "ok", [top]).get("f")
+    assert entry is not None and entry.uid == 4294967294
+
+
+def test_device_numbers_mknod_cannot_make_are_refused(tmp_path: Path) -> None:
+    good = _raw_layer(
+        tmp_path, craft.archive(craft.entry(b"dev/loop", kind=b"4", devmajor=4095, devminor=(1 << 20) - 1))
+    )
+    entry = read(tmp_path / "ok", [good]).get("dev/loop")
+    assert entry is not None and entry.rdev == os.makedev(4095, (1 << 20) - 1)
+    bad = _raw_layer(tmp_path, craft.archive(craft.entry(b"dev/big", kind=b"3", devminor=1 << 20)))
+    with pytest.raises(MappingError, match=r"device dev/big is 0:1048576, outside what Linux makes"):
+        read(tmp_path, [bad])
+
+
+def test_sparse_holes_are_bounded_per_layer(tmp_path: Path) -> None:
+    """A 215-byte entry claiming 1 TiB of holes ran for hours; now the layer
+    is refused at once, and so is one whose files' holes add up past 1 GiB."""
+
+    def sparse(name: bytes, size: int) -> bytes:
+        records = {b"GNU.sparse.major": b"0", b"GNU.sparse.minor": b"1", b"GNU.sparse.numblocks": b"1"}
+        records |= {b"GNU.sparse.map": b"%d,1" % (size - 1), b"GNU.sparse.size": b"%d" % size}
+        return craft.pax(records) + craft.entry(name, b"!")
+
+    for data, name in (
+        (craft.archive(sparse(b"big", 1 << 40)), "big"),
+        (craft.archive(sparse(b"a", 600 << 20), sparse(b"b", 600 << 20)), "b"),
+    ):
+        layer = _raw_layer(tmp_path, data)
+        started = time.monotonic()
+        with pytest.raises(MappingError, match=f"sparse file {name} brings the layer's holes to"):
+            read(tmp_path, [layer])
+        assert time.monotonic() - started < 5
+    tree = read(tmp_path / "ok", [_raw_layer(tmp_path, craft.archive(sparse(b"s", 1000)))])
+    assert content(tree, "s") == bytes(999) + b"!"
+
+
+def test_global_headers_and_trailing_bytes_are_ignored_as_go_does(tmp_path: Path) -> None:
+    data = craft.archive(
+        craft.pax({b"SCHILY.xattr.user.all": b"v", b"path": b"renamed"}, b"g"), craft.entry(b"f", b"x")
+    )
+    tree = read(tmp_path, [_raw_layer(tmp_path, data + b"bytes after the end")])
+    entry = tree.get("f")
+    assert entry is not None and entry.xattrs == () and [e.path for e in tree] == ["", "f"]

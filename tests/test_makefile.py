@@ -37,6 +37,9 @@ PROGRAM_PACKAGE = {
     "docker-registry": "docker-registry",
     "dpkg-query": "dpkg",
     "git": "git",
+    "go": "golang-go",
+    # tests/gotar's reference reader, built by the tests with go.
+    "gotar": "golang-go",
     "gzip": "gzip",
     "mmdebstrap": "mmdebstrap",
     "mount": "mount",

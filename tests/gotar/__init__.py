@@ -1,0 +1,1 @@
+"""Go's archive/tar as a reference reader for the tests (``harness``)."""
