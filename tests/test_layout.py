@@ -87,6 +87,9 @@ def test_an_interrupted_writer_keeps_the_blobs_another_writer_uses(
     failures = []
     for attempt in range(10):
         layout = tmp_path / f"img{attempt}"
+        # An existing layout: both runs write into it (a new one is written
+        # beside and renamed into place whole).
+        Layout(str(layout)).close()
         a = start(first, f"oci:{layout}:a")
         b = start(second, f"oci:{layout}:b")
         # Interrupt the first run once the blob directory starts to fill: both
