@@ -17,7 +17,7 @@ import encapsulate.build as build_module
 import encapsulate.oci.deliver as deliver_module
 from benches.registry import manifest_digest
 from encapsulate import ConfigError, EncapsulateError, RootfsOrigin
-from encapsulate.oci.imgref import RegistryOptions
+from encapsulate.oci.imgref import ImageRef, RegistryOptions
 from encapsulate.oci.layout import MEDIA_CONFIG, Descriptor, Layout
 from encapsulate.oci.push import RegistryPush
 from mapping import MappingError
@@ -120,7 +120,15 @@ def test_bad_destinations_leave_things_as_they_were(sample_tree: Path, tmp_path:
 
 # A failed or interrupted run leaves every destination as it found it.
 
-_KINDS = ("oci-existing", "oci-new", "archive-existing", "archive-new", "registry")
+_KINDS = (
+    "oci-existing",
+    "oci-new",
+    "archive-existing",
+    "archive-new",
+    "docker-archive-existing",
+    "docker-archive-new",
+    "registry",
+)
 
 
 def _destination(kind: str, tmp_path: Path, registry: str) -> tuple[str, Path | None]:
@@ -131,6 +139,8 @@ def _destination(kind: str, tmp_path: Path, registry: str) -> tuple[str, Path | 
     if kind == "registry":
         repo = f"debchunk/failed-{hashlib.sha256(bytes(tmp_path)).hexdigest()[:12]}"
         return f"docker://{registry}/{repo}:new", None
+    if kind.startswith("docker-archive"):
+        return f"docker-archive:{place / 'img.tar'}:debchunk/failed:new", place
     name = "img" if kind.startswith("oci") else "img.tar"
     return f"{'oci' if kind.startswith('oci') else 'oci-archive'}:{place / name}:new", place
 
@@ -156,7 +166,7 @@ def _state(imgref: str, place: Path | None, registry: str) -> object:
 
 def _inject(kind: str, failure: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failure while the image is written (its config, after every layer),
-    while it is delivered (the archive half written, the config blob
+    while it is delivered (an archive half written, the config blob
     pushed), or after an ``oci:`` layout was tagged (the ``--cache`` filled)."""
 
     def fail(*args: object, **kwargs: object) -> None:
@@ -184,6 +194,13 @@ def _inject(kind: str, failure: str, monkeypatch: pytest.MonkeyPatch) -> None:
             copy(*args)
 
         monkeypatch.setattr(deliver_module, "_copy_extent", half)
+    elif failure == "after" and kind.startswith("docker-archive"):
+
+        def half_written(source: object, into: ImageRef, **kwargs: object) -> None:
+            Path(into.location.split(":")[0]).write_bytes(b"half an archive")
+            fail()
+
+        monkeypatch.setattr(deliver_module, "skopeo_copy", half_written)
     else:
         push_blob = RegistryPush.push_blob
 

@@ -190,6 +190,8 @@ class Destination:
     - ``oci-archive:``: built beside and renamed over (``write_archive``);
     - a registry: written into a temporary layout under ``tmpdir``, then
       pushed, the manifest last (``push``);
+    - ``docker-archive:``: written under ``tmpdir``, then ``skopeo copy``
+      into a file beside, renamed over;
     - other transports: written under ``tmpdir``, then ``skopeo copy``.
     Temporary layouts are removed on leaving, whatever happens."""
 
@@ -261,6 +263,21 @@ class Destination:
             write_archive(layout, lent, self.ref.location)
         elif self._push is not None:
             self._push.push_image(layout, tag, lent)
+        elif self.ref.transport == "docker-archive":
+            self._docker_archive(layout, tag)
         else:
             skopeo_copy(ImageRef("oci", layout, tag), self.ref, src=DEFAULT_REGISTRY, dest=self.registry)
         self._delivered = True
+
+    def _docker_archive(self, layout: str, tag: str) -> None:
+        """skopeo writes the archive into a new file beside ``FILE``, renamed
+        over it once complete: an existing archive is replaced whole or not at all."""
+        path, colon, name = self.ref.location.partition(":")
+        with _temporary_dir(path) as tmp:
+            built = os.path.join(tmp, "archive.tar")
+            into = ImageRef("docker-archive", built + colon + name, None)
+            skopeo_copy(ImageRef("oci", layout, tag), into, src=DEFAULT_REGISTRY, dest=self.registry)
+            try:
+                os.replace(built, path)
+            except OSError as e:
+                raise EncapsulateError(f"{path}: cannot write the archive ({e.strerror})") from None
