@@ -21,6 +21,7 @@ from typing import Any
 
 from chunker import Plan, changes_per_year, pack
 from mapping import Component, LayersOrigin, Mapping, Origin, above_base, build_mapping, read_tree
+from mapping.space import SpaceAccount, SpaceLimits, accounted
 
 from .config import DOCKER_LAYER_LIMIT, BuildConfig, Format, ImageOrigin, reference_date
 from .describe import ImageDescription, describe_image, read_image_config_file
@@ -109,7 +110,7 @@ class BuildContext:
     # What is mapped: the origin as the mapping stage reads it, and an image origin opened.
     origin: Origin | None = None
     source: SourceImage | None = None
-    # Where an image origin's layers are spooled, and those layers.
+    # Where the build's temporary data goes (``open_workdir``); an image origin's layers.
     workdir: str | None = None
     layers: LayersOrigin | None = None
     image_config: dict[str, Any] | None = None
@@ -137,7 +138,7 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
     destination as it was."""
     config.check()
     with contextlib.ExitStack() as stack:
-        context = BuildContext(config, stack, progress)
+        context = BuildContext(config, stack, progress, workdir=open_workdir(config, stack))
         open_previous_build(context)
         open_origin(context)
         open_base(context)
@@ -152,6 +153,27 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
     return BuildResult(
         config, context.mapping, context.plan, context.description.epoch, context.image, context.comparison
     )
+
+
+# What the errors of a full work directory say to do (docs/limits.md).
+TMPDIR_HINT = "free space there, or give --tmpdir DIR (or TMPDIR) a directory with room"
+TMP_BUDGET_HINT = "raise --tmp-budget, if the image is one you expect to be this large"
+
+
+def open_workdir(config: BuildConfig, stack: contextlib.ExitStack) -> str:
+    """The build's work directory, removed when the build ends: under
+    ``tmpdir`` (else TMPDIR, else /tmp), its temporary data metered against
+    ``tmp_reserve`` and ``tmp_budget`` (``mapping.space``)."""
+    parent = config.tmpdir or tempfile.gettempdir()
+    try:
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="debchunk-", dir=parent))
+    except OSError as e:
+        raise EncapsulateError(
+            f"cannot make the work directory: {e.strerror}", where=parent, hint=TMPDIR_HINT
+        ) from None
+    limits = SpaceLimits(config.tmp_reserve, config.tmp_budget, TMPDIR_HINT, TMP_BUDGET_HINT)
+    stack.enter_context(accounted(workdir, SpaceAccount(limits, parent)))
+    return workdir
 
 
 def open_previous_build(context: BuildContext) -> None:
@@ -175,7 +197,9 @@ def open_previous_build(context: BuildContext) -> None:
             previous_build_manifest=config.previous_build_manifest,
         )
         return
-    image = context.stack.enter_context(open_image(config.prior, config.registry, blobs=False))
+    image = context.stack.enter_context(
+        open_image(config.prior, config.registry, blobs=False, tmpdir=context.workdir)
+    )
     if image.store is not None:
         context.reachable.add(PRIOR, image.store, image_records(image.manifest, image.config))
     context.prior = plan_from_image(image.manifest, image.config, image.ref)
@@ -193,10 +217,13 @@ def open_origin(context: BuildContext) -> None:
     if not isinstance(config.origin, ImageOrigin):
         context.origin = config.origin
         return
-    source = open_image(config.origin.imgref, config.registry, platform=config.requested_platform)
+    workdir = context.workdir
+    assert workdir is not None
+    source = open_image(
+        config.origin.imgref, config.registry, platform=config.requested_platform, tmpdir=workdir
+    )
     context.source = context.stack.enter_context(source)
-    workdir = context.stack.enter_context(tempfile.TemporaryDirectory(prefix="debchunk-layers-"))
-    context.workdir, context.layers = workdir, layers_origin(context.source, workdir)
+    context.layers = layers_origin(context.source, workdir)
     context.origin = context.layers
     if config.layer_format is Format.OSTREE:
         context.origin = commit_image(context.source, context.layers, workdir, config.epoch, config.threads)
@@ -209,7 +236,7 @@ def open_base(context: BuildContext) -> None:
     if config.keep_base is None or source is None or layers is None or workdir is None:
         return
     with open_image(
-        config.keep_base, config.registry, blobs=False, platform=config.requested_platform
+        config.keep_base, config.registry, blobs=False, platform=config.requested_platform, tmpdir=workdir
     ) as base_image:
         base = shared_base(source, base_image)
     count = len(base.descriptors)
@@ -325,7 +352,7 @@ def write_and_deliver(context: BuildContext) -> None:
         config.layer_format, config.format_version, config.compression, config.level, config.threads
     )
     layers = fit_layers(context.mapping, context.plan, settings, context.description.epoch, context.whiteouts)
-    with Destination(config.destination, config.dest_registry) as destination:
+    with Destination(config.destination, config.dest_registry, context.workdir) as destination:
         places = context.reachable.lending(destination.lender)
         image = write_image(
             layers,

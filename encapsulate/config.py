@@ -189,7 +189,13 @@ class BuildConfig:
     fastest level, as ostree-ext's ``--compression-fast``) choose the level;
     every level gives the same bytes on every machine.  ``cache``: an OCI
     layout kept between builds; every build takes the layers it can from it
-    and puts the layers of its image into it.
+    and puts the layers of its image into it.  ``tmpdir`` is where temporary
+    data goes (an image origin's spooled layers, copies of images read
+    through skopeo, the layout written before a registry push; default
+    ``TMPDIR``, else /tmp); ``tmp_reserve`` the bytes kept free on the file
+    systems it is written on (default: the larger of 1 GiB and 5%), and
+    ``tmp_budget`` the most it may hold in all (default: no limit); see
+    docs/limits.md.
     """
 
     origin: Origin
@@ -221,6 +227,9 @@ class BuildConfig:
     threads: int | None = None
     keep_base: OptionalImageRef = OptionalImageRef("--keep-base")
     cache: str | None = None
+    tmpdir: str | None = None
+    tmp_reserve: int | None = None
+    tmp_budget: int | None = None
 
     @property
     def level(self) -> int:
@@ -330,7 +339,20 @@ def _check_image(config: BuildConfig) -> None:
             _check_output_file(option, path)
 
 
-_RULES = (_check_origin, _check_layers, _check_previous_build, _check_image)
+def _check_temporary(config: BuildConfig) -> None:
+    for option, size in (("--tmp-reserve", config.tmp_reserve), ("--tmp-budget", config.tmp_budget)):
+        if size is not None and size < 0:
+            raise ConfigError(f"{option} {size}: give a number of bytes, 0 or more")
+    path = config.tmpdir
+    if path is None:
+        return
+    if not path or not os.path.isdir(path):
+        raise ConfigError(f"--tmpdir {path!r}: no such directory", hint="create it or choose another")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"--tmpdir {path}: not writable", hint="choose a directory you can write")
+
+
+_RULES = (_check_origin, _check_layers, _check_previous_build, _check_image, _check_temporary)
 
 
 def _check_output_file(option: str, path: str) -> None:

@@ -4,8 +4,10 @@ In: an image read back (``oci.read.SourceImage``, its blobs on this machine).
 Out: what the mapping stage reads of it: its layer blobs as a
 ``mapping.LayersOrigin``, applied in order into one tree, or (``--format
 ostree``) that tree committed to a scratch repository as a
-``mapping.CommitOrigin``; and, with ``--keep-base``, the base image's layers
-that are kept as they are (``BaseLayers``).
+``mapping.CommitOrigin`` (about the size of the image's uncompressed
+layers again, its free space looked at before it is written); and, with
+``--keep-base``, the base image's layers that are kept as they are
+(``BaseLayers``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from mapping import CommitOrigin, LayerArchive, LayersOrigin, newest_change_date, read_tree
+from mapping.space import Meter
 
 from .errors import EncapsulateError
 from .oci.labels import OCI_VERSION_LABEL, VERSION_LABEL
@@ -128,6 +131,8 @@ def commit_image(
     labels = image.config.labels
     version = next((labels[k] for k in _VERSION_LABELS if labels.get(k)), None)
     repo = os.path.join(workdir, "ostree")
+    # libostree writes the repository itself: its space is looked at before only.
+    Meter(repo, "committing the image's tree")
     metadata = {} if version is None else {VERSION_LABEL: version}
     commit_tree(laid_out, repo, IMAGE_REF, timestamp=timestamp, metadata=metadata, threads=threads)
     return CommitOrigin(repo, IMAGE_REF)

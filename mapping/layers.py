@@ -17,6 +17,7 @@ use is at most the image's uncompressed size.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import io
 import os
@@ -33,6 +34,7 @@ from zlib_ng import zlib_ng
 
 from ._threads import map_in_threads
 from .errors import MappingError, show, warn
+from .space import Meter
 from .tarread import (
     BLKTYPE,
     CHRTYPE,
@@ -193,7 +195,8 @@ def _hasher(digest: str, what: str, where: str) -> tuple[Any, str]:
 
 class _Spool:
     """A layer's tar stream on disk: the compressed blob is hashed and
-    inflated into it in one pass."""
+    inflated into it in one pass, the space it takes metered (``space``).
+    A spool that cannot be filled is removed."""
 
     def __init__(self, layer: LayerArchive, path: str) -> None:
         self.layer = layer
@@ -201,24 +204,32 @@ class _Spool:
 
     def fill(self) -> Generator[bytes, None, None]:
         """Inflate the blob into the spool, yielding the tar stream as it is
-        written (``_blob_chunks``)."""
+        written (``_blob_chunks``); stops with a ``MappingError`` before the
+        disk is full or past the run's budget (``space.Meter``)."""
+        meter = Meter(self.path, f"spooling layer {self.layer.digest}")
         try:
             out = open(self.path, "wb")  # noqa: SIM115 (closed below)
         except OSError as e:
-            raise self._error(e) from None
-        with out:
-            for data in _blob_chunks(self.layer):
-                try:
-                    out.write(data)
-                except OSError as e:
-                    raise self._error(e) from None
-                yield data
+            raise self._error(e, meter) from None
+        try:
+            with out:
+                for data in _blob_chunks(self.layer):
+                    meter.wrote(len(data))
+                    try:
+                        out.write(data)
+                    except OSError as e:
+                        raise self._error(e, meter) from None
+                    yield data
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            raise
 
-    def _error(self, e: OSError) -> MappingError:
+    def _error(self, e: OSError, meter: Meter) -> MappingError:
         return MappingError(
             f"cannot spool layer {self.layer.digest}: {e.strerror}",
             self.path,
-            "give a work directory with room for the image's uncompressed layers",
+            meter.account.limits.hint,
         )
 
 

@@ -167,6 +167,35 @@ def test_an_interrupt_leaves_the_layout_as_it_was(
     assert snapshot(layout, dir_mtimes=False) == before
 
 
+@pytest.mark.parametrize("transport", ["oci", "oci-archive"])
+def test_an_interrupt_leaves_no_new_destination(sample_tree: Path, tmp_path: Path, transport: str) -> None:
+    """SIGTERM while a layer is written for a destination that is not there
+    yet: nothing appears (no layout, no directory made above it, no
+    archive, no temporary file beside it)."""
+    big = slow_tree(sample_tree, tmp_path / "big", 300)
+    place = tmp_path / "place"
+    place.mkdir()
+    imgref = f"oci:{place}/made/img:1" if transport == "oci" else f"oci-archive:{place}/img.tar:1"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ENTRY, "--rootfs", str(big), imgref],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)},
+    )
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith(".tmp-blob-") for p in place.rglob("*")):
+        assert proc.poll() is None, "finished before it could be interrupted"
+        assert time.monotonic() < deadline, "no layer was written within a minute"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines() == ["container-encapsulate: error: interrupted; nothing was written"]
+    assert list(place.iterdir()) == []
+
+
 def test_sigterm_while_rechunking_removes_the_spools(sample_tree: Path, tmp_path: Path) -> None:
     """``--from`` spools the image's layers under TMPDIR: a SIGTERM while it
     reads them leaves no spool and no temporary copy behind (issue: it left

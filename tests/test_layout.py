@@ -17,8 +17,16 @@ from typing import Any
 import pytest
 
 from encapsulate.oci.labels import REF_NAME_ANNOTATION as REF_NAME
-from encapsulate.oci.layout import MEDIA_CONFIG, MEDIA_MANIFEST, Layout, canonical_json
-from tests.conftest import RunCli, default_sigint
+from encapsulate.oci.layout import (
+    MEDIA_CONFIG,
+    MEDIA_MANIFEST,
+    Layout,
+    canonical_json,
+    install_layout,
+    layout_state,
+    restore_layout,
+)
+from tests.conftest import RunCli, default_sigint, snapshot
 
 EPOCH = "1767225600"
 INTERRUPTED = "container-encapsulate: error: interrupted; nothing was written"
@@ -87,6 +95,9 @@ def test_an_interrupted_writer_keeps_the_blobs_another_writer_uses(
     failures = []
     for attempt in range(10):
         layout = tmp_path / f"img{attempt}"
+        # An existing layout: both runs write into it (a new one is written
+        # beside and renamed into place whole).
+        Layout(str(layout)).close()
         a = start(first, f"oci:{layout}:a")
         b = start(second, f"oci:{layout}:b")
         # Interrupt the first run once the blob directory starts to fill: both
@@ -235,3 +246,49 @@ def test_has_blob_checks_size_and_digest(tmp_path: Path) -> None:
     assert not Layout(str(tmp_path / "img")).has_blob(replace(descriptor, size=5))
     layout.close()
     fresh.close()
+
+
+def _one_image(path: str, tag: str, body: bytes) -> str:
+    """A layout at ``path`` holding one small image tagged ``tag``; its manifest digest."""
+    with Layout(path) as layout:
+        config = layout.add_bytes(body, MEDIA_CONFIG)
+        manifest = {"schemaVersion": 2, "mediaType": MEDIA_MANIFEST, "config": config.to_json(), "layers": []}
+        descriptor = layout.add_bytes(canonical_json(manifest), MEDIA_MANIFEST)
+        layout.tag(descriptor, tag, {"architecture": "arm64", "os": "linux"})
+    return str(descriptor.digest)
+
+
+def test_a_new_layout_is_renamed_into_place_or_merged_into_one_made_meanwhile(tmp_path: Path) -> None:
+    built = _one_image(str(tmp_path / "built"), "new", b'{"n":1}')
+    install_layout(str(tmp_path / "built"), str(tmp_path / "img"), "new")
+    assert not (tmp_path / "built").exists() and tags(tmp_path / "img") == ["new"]
+    # Another run made a layout there meanwhile: the image is copied in and tagged, its platform kept.
+    other = _one_image(str(tmp_path / "other"), "other", b'{"n":2}')
+    install_layout(str(tmp_path / "other"), str(tmp_path / "img"), "other")
+    assert tags(tmp_path / "img") == ["new", "other"]
+    index = json.loads((tmp_path / "img/index.json").read_text())
+    assert [m["digest"] for m in index["manifests"]] == [built, other]
+    assert index["manifests"][1]["platform"] == {"architecture": "arm64", "os": "linux"}
+    assert (tmp_path / "other").exists()  # the caller's temporary layout, removed by the caller
+
+
+def test_restore_layout_puts_the_tag_and_blobs_back(tmp_path: Path) -> None:
+    """After a failure once the tag moved: the tag points where it did, the
+    blobs the run added go, a tag another run added meanwhile stays; alone,
+    index.json is put back byte for byte (and its mtime)."""
+    path = str(tmp_path / "img")
+    _one_image(path, "kept", b'{"n":1}')
+    moved = _one_image(path, "moved", b'{"n":2}')
+    before = snapshot(tmp_path / "img", dir_mtimes=False)
+    state = layout_state(path, "moved")
+    assert state is not None
+    failed = _one_image(path, "moved", b'{"n":3}')
+    _one_image(path, "added", b'{"n":4}')
+    restore_layout(path, "moved", state)
+    assert tags(tmp_path / "img") == ["added", "kept", "moved"]
+    index = json.loads((tmp_path / "img/index.json").read_text())
+    assert [m["digest"] for m in index["manifests"] if m["annotations"][REF_NAME] == "moved"] == [moved]
+    assert not (tmp_path / "img/blobs/sha256" / failed[7:]).exists()
+    # The other run's tag, taken back too: the layout is as it was.
+    restore_layout(path, "added", state._replace(entry=None))
+    assert snapshot(tmp_path / "img", dir_mtimes=False) == before

@@ -6,9 +6,12 @@ config; ``local_layout`` gives the blobs and cleans up after itself."""
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import subprocess
+import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +20,8 @@ from encapsulate.errors import EncapsulateError
 from encapsulate.oci.imgref import DEFAULT_REGISTRY, parse_imgref
 from encapsulate.oci.model import Digest
 from encapsulate.oci.read import ArchiveBlobs, local_layout, open_image
+from mapping import MappingError
+from mapping.space import MiB, SpaceAccount, SpaceLimits, accounted
 from tests.images import build
 
 
@@ -62,3 +67,43 @@ def test_local_layout_cleans_up(image: Path) -> None:
         local_layout(f"oci:{image}/missing"),
     ):
         pass
+
+
+def test_unpacking_a_compressed_archive_is_metered(tmp_path: Path) -> None:
+    """A gzip'd archive of a few hundred KB holding 200 MiB of zeros (an
+    archive bomb) stops at the budget of the directory it is unpacked
+    under, and the partial copy is removed."""
+    archive = tmp_path / "bomb.tar.gz"
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+        info = tarfile.TarInfo("blobs/sha256/" + "0" * 64)
+        info.size = 200 * MiB
+        tar.addfile(info, _Zeros(info.size))
+    work = tmp_path / "work"
+    work.mkdir()
+    account = SpaceAccount(SpaceLimits(budget=20 * MiB, budget_hint="allow more"), str(work))
+    with (
+        accounted(str(work), account),
+        pytest.raises(MappingError, match=r"unpacking oci-archive:.*budget of 20 MiB") as raised,
+        local_layout(f"oci-archive:{archive}", tmpdir=str(work)),
+    ):
+        pass
+    assert raised.value.where == str(work) and raised.value.hint == "allow more"
+    assert account.used <= 20 * MiB
+    assert list(work.iterdir()) == []
+
+
+class _Zeros(io.RawIOBase):
+    """``size`` zero bytes, read as a file."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self._left)
+        buffer[:n] = bytes(n)
+        self._left -= n
+        return n

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mapping.space import parse_size
+
 from ..config import (
     MAX_LAYERS_LIMIT,
     BuildConfig,
@@ -112,6 +114,13 @@ def _whole_number(value: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
     return number
+
+
+def _size(value: str) -> int:
+    try:
+        return parse_size(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _format_version(value: str) -> int:
@@ -340,6 +349,31 @@ SETTINGS: tuple[Setting, ...] = (
         "print what a client holding this image downloads for the new one",
         metavar="IMGREF",
         group="previous build",
+    ),
+    Setting(
+        ("--tmpdir",),
+        "tmpdir",
+        "where temporary data goes: --from's layers spooled uncompressed, copies of images read "
+        "through skopeo, the layout written before a push (default: TMPDIR, else /tmp; docs/limits.md)",
+        metavar="DIR",
+        group="temporary space",
+    ),
+    Setting(
+        ("--tmp-reserve",),
+        "tmp_reserve",
+        "stop before the file system of temporary data has less than SIZE free (bytes, or 500M, 2G...; "
+        "default: the larger of 1G and 5 percent of it)",
+        metavar="SIZE",
+        parse=_size,
+        group="temporary space",
+    ),
+    Setting(
+        ("--tmp-budget",),
+        "tmp_budget",
+        "stop once the run has written SIZE of temporary data (default: no limit)",
+        metavar="SIZE",
+        parse=_size,
+        group="temporary space",
     ),
     Setting(
         ("--write-contentmeta-json",),

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 
 from ..errors import EncapsulateError
 from .imgref import DEFAULT_REGISTRY, ImageRef, RegistryOptions
-from .layout import LayoutTarget, atomic_write
+from .layout import LayoutState, LayoutTarget, atomic_write, install_layout, layout_state, restore_layout
 from .model import Digest
 from .push import RegistryPush
 from .read import BlobExtent, BlobStore, blob_extent
@@ -137,37 +137,115 @@ def write_archive(layout: str, lent: Mapping[str, BlobStore], destination: str) 
         raise EncapsulateError(f"{destination}: cannot write the archive ({e.strerror})") from None
 
 
+def _new_layout(path: str) -> bool:
+    """Whether an ``oci:`` destination has no layout yet: nothing there, or an empty directory."""
+    if not os.path.lexists(path):
+        return True
+    try:
+        return os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path)
+    except OSError:
+        return False
+
+
+def _make_parents(path: str) -> list[str]:
+    """Make the missing directories above ``path``; those made, outermost first."""
+    missing = []
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.lexists(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    made: list[str] = []
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            _remove_dirs(made)
+            raise EncapsulateError(
+                f"{directory}: cannot make it ({e.strerror}); choose a writable destination"
+            ) from None
+        made.append(directory)
+    return made
+
+
+def _remove_dirs(made: list[str]) -> None:
+    for directory in reversed(made):
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
+
+
 class Destination:
     """Where the image goes (``ref``), as a context: inside it the image is
-    written into the OCI layout ``target`` (the destination itself for
-    ``oci:``, else a temporary layout), taking the blobs the ``lender`` lets
-    stay where they are; ``deliver`` then puts it at ``ref``.  The temporary
-    layout is removed on leaving, whatever happens."""
+    written into the OCI layout ``target``, taking the blobs the ``lender``
+    lets stay where they are; ``deliver`` then puts it at ``ref``.  A failed
+    or interrupted run leaves the destination as it found it:
+    - ``oci:`` with a layout there: the image is written into it (its blobs
+      first, the tag last; ``Layout``); a failure after the tag moved puts
+      the tag and index.json back and takes the added blobs away
+      (``restore_layout``);
+    - ``oci:`` with nothing there: written into a new layout beside it and
+      renamed into place by ``deliver`` (directories made above it are
+      removed again on failure);
+    - ``oci-archive:``: built beside and renamed over (``write_archive``);
+    - a registry: written into a temporary layout under ``tmpdir``, then
+      pushed, the manifest last (``push``);
+    - ``docker-archive:``: written under ``tmpdir``, then ``skopeo copy``
+      into a file beside, renamed over;
+    - other transports: written under ``tmpdir``, then ``skopeo copy``.
+    Temporary layouts are removed on leaving, whatever happens."""
 
-    def __init__(self, ref: ImageRef, registry: RegistryOptions) -> None:
+    def __init__(self, ref: ImageRef, registry: RegistryOptions, tmpdir: str | None = None) -> None:
         self.ref = ref
         self.registry = registry
+        self.tmpdir = tmpdir
         self.target = LayoutTarget(ref.location, ref.tag or DEFAULT_TAG)
         # Which taken blobs may stay where they are until delivery.
         self.lender: Lender | None = None
         self._push: RegistryPush | None = None
         self._stack = contextlib.ExitStack()
+        # ``oci:``: the layout's state before the run, or the new layout's parents made.
+        self._before: LayoutState | None = None
+        self._new = False
+        self._made: list[str] = []
+        self._delivered = False
 
     def __enter__(self) -> Destination:
-        if self.ref.transport == "oci":
+        transport, location = self.ref.transport, self.ref.location
+        if transport == "oci" and not _new_layout(location):
+            self._before = layout_state(location, self.target.tag)
             return self
-        near = self.ref.location if self.ref.transport == "oci-archive" else tempfile.gettempdir()
-        tmp = self._stack.enter_context(_temporary_dir(near))
+        if transport == "oci":
+            self._new = True
+            self._made = _make_parents(location)
+        near = location if transport in ("oci", "oci-archive") else self._scratch()
+        try:
+            tmp = self._stack.enter_context(_temporary_dir(near))
+        except BaseException:
+            _remove_dirs(self._made)
+            raise
         self.target = LayoutTarget(os.path.join(tmp, "layout"), self.target.tag)
-        if self.ref.transport == "oci-archive":
+        if transport == "oci-archive":
             self.lender = check_local_blob
         elif self.ref.registry:
             self._push = RegistryPush(self.ref, self.registry)
             self.lender = self._push.keeps_in_place
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
+    def _scratch(self) -> str:
+        """A path in the directory temporary layouts are made in."""
+        return os.path.join(self.tmpdir or tempfile.gettempdir(), "image")
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        try:
+            if exc_type is not None and self._before is not None:
+                # The error on its way out is the one to report.
+                with contextlib.suppress(EncapsulateError, OSError):
+                    restore_layout(self.ref.location, self.target.tag, self._before)
+        finally:
+            self._stack.close()
+            if not self._delivered:
+                _remove_dirs(self._made)
 
     @property
     def copies(self) -> bool:
@@ -179,10 +257,27 @@ class Destination:
         blobs read from where they were taken."""
         layout, tag = self.target
         if self.ref.transport == "oci":
-            return
-        if self.ref.transport == "oci-archive":
+            if self._new:
+                install_layout(layout, self.ref.location, tag)
+        elif self.ref.transport == "oci-archive":
             write_archive(layout, lent, self.ref.location)
         elif self._push is not None:
             self._push.push_image(layout, tag, lent)
+        elif self.ref.transport == "docker-archive":
+            self._docker_archive(layout, tag)
         else:
             skopeo_copy(ImageRef("oci", layout, tag), self.ref, src=DEFAULT_REGISTRY, dest=self.registry)
+        self._delivered = True
+
+    def _docker_archive(self, layout: str, tag: str) -> None:
+        """skopeo writes the archive into a new file beside ``FILE``, renamed
+        over it once complete: an existing archive is replaced whole or not at all."""
+        path, colon, name = self.ref.location.partition(":")
+        with _temporary_dir(path) as tmp:
+            built = os.path.join(tmp, "archive.tar")
+            into = ImageRef("docker-archive", built + colon + name, None)
+            skopeo_copy(ImageRef("oci", layout, tag), into, src=DEFAULT_REGISTRY, dest=self.registry)
+            try:
+                os.replace(built, path)
+            except OSError as e:
+                raise EncapsulateError(f"{path}: cannot write the archive ({e.strerror})") from None

@@ -31,6 +31,8 @@ import weakref
 from collections.abc import Iterator
 from typing import Any, BinaryIO, NamedTuple
 
+from mapping.space import Meter, registered_account
+
 from ..errors import EncapsulateError
 from .labels import REF_NAME_ANNOTATION
 from .model import LAYER_COMPRESSION as LAYER_COMPRESSION
@@ -96,10 +98,14 @@ class LayoutTarget(NamedTuple):
 
 
 class BlobWriter:
-    """A blob being written: bytes go to a temporary file and into sha256."""
+    """A blob being written: bytes go to a temporary file and into sha256.
+    In a layout that is temporary data of a run (under its work directory),
+    the space they take is metered (``mapping.space``)."""
 
     def __init__(self, layout: Layout) -> None:
         self._layout = layout
+        account = registered_account(layout.blobs)
+        self._meter = None if account is None else Meter(layout.blobs, "writing the image", account)
         fd, self.path = tempfile.mkstemp(prefix=".tmp-blob-", dir=layout.blobs)
         self._file = os.fdopen(fd, "wb", buffering=1 << 20)
         self._hash = hashlib.sha256()
@@ -107,6 +113,8 @@ class BlobWriter:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Append ``data``."""
+        if self._meter is not None:
+            self._meter.wrote(len(data))
         self._file.write(data)
         self._hash.update(data)
         self.size += len(data)
@@ -192,8 +200,13 @@ class Layout:
     def __enter__(self) -> Layout:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        try:
+            if exc_type is not None:
+                # Whatever failed (a layer, the config, Ctrl-C), before the tag moved.
+                self.forget_created()
+        finally:
+            self.close()
 
     @contextlib.contextmanager
     def _index_lock(self) -> Iterator[None]:
@@ -308,24 +321,70 @@ class Layout:
     def _referenced(self) -> set[str] | None:
         """Every digest the tags reach (indexes, manifests, configs, layers),
         or None if one of them cannot be read (then nothing is safe to remove)."""
-        seen: set[str] = set()
         try:
-            pending = [Descriptor.from_json(m) for m in self.index()["manifests"]]
-            while pending:
-                d = pending.pop()
-                if d.digest in seen:
-                    continue
-                seen.add(d.digest)
-                if d.media_type not in (MEDIA_INDEX, MEDIA_MANIFEST):
-                    continue
-                body = json.loads(self.read_blob(d.digest))
-                children = [*(body.get("manifests") or []), *(body.get("layers") or [])]
-                if "config" in body:
-                    children.append(body["config"])
-                pending += [Descriptor.from_json(c) for c in children]
+            roots = [Descriptor.from_json(m) for m in self.index()["manifests"]]
+            return {d.digest for d in self.reachable(roots)}
         except (EncapsulateError, ValueError, TypeError, AttributeError):
             return None
-        return seen
+
+    def reachable(self, roots: list[Descriptor]) -> list[Descriptor]:
+        """The descriptors ``roots`` reach, themselves included (indexes,
+        manifests, configs, layers), each once, children before parents."""
+        seen: set[str] = set()
+        order: list[Descriptor] = []
+        pending = list(roots)
+        while pending:
+            d = pending.pop()
+            if d.digest in seen:
+                continue
+            seen.add(d.digest)
+            order.append(d)
+            if d.media_type not in (MEDIA_INDEX, MEDIA_MANIFEST):
+                continue
+            body = json.loads(self.read_blob(d.digest))
+            children = [*(body.get("manifests") or []), *(body.get("layers") or [])]
+            if "config" in body:
+                children.append(body["config"])
+            pending += [Descriptor.from_json(c) for c in children]
+        return order[::-1]
+
+    def adopt(self, other: Layout, tag: str) -> None:
+        """Copy the image tagged ``tag`` in ``other`` into this layout (blobs
+        it lacks, then the tag, with its platform), as a run writing here would."""
+        entry = tag_entry(other.index(), tag)
+        if entry is None:
+            raise EncapsulateError(f"{other.path}: no image tagged {tag!r}")
+        manifest = Descriptor.from_json(entry)
+        try:
+            blobs = other.reachable([manifest])
+        except (ValueError, TypeError, AttributeError) as e:
+            raise EncapsulateError(f"{other.path}: an unreadable manifest ({e})") from None
+        for d in blobs:
+            with other.open_blob(d.digest) as f:
+                self.import_blob(f, d)
+        self.tag(manifest, tag, entry.get("platform"))
+
+    def restore_tag(self, tag: str, state: LayoutState) -> None:
+        """Put ``tag`` back as ``state`` found it, keeping what other runs did
+        meanwhile: when the index differs from then only in ``tag``, its very
+        bytes are written back; else only the tag's entry is put back (atomic,
+        as ``tag``)."""
+        try:
+            with self._index_lock():
+                index = self.index()
+                if tag_entry(index, tag) == state.entry:
+                    return
+                kept = [m for m in index["manifests"] if _tag_of(m) != tag]
+                before = json.loads(state.index_json)
+                if kept == [m for m in before.get("manifests") or [] if _tag_of(m) != tag]:
+                    self._replace("index.json", state.index_json)
+                    path = os.path.join(self.path, "index.json")
+                    os.utime(path, ns=(state.mtime_ns, state.mtime_ns))
+                    return
+                index["manifests"] = kept if state.entry is None else [*kept, state.entry]
+                self._replace("index.json", canonical_json(index))
+        except (OSError, ValueError) as e:
+            raise EncapsulateError(f"{self.path}/index.json: cannot put tag {tag!r} back ({e})") from None
 
     def has_blob(self, descriptor: Descriptor) -> bool:
         """Whether the blob ``descriptor`` names is in the layout with its size
@@ -389,6 +448,74 @@ class Layout:
                 self._replace("index.json", canonical_json(index))
         except OSError as e:
             raise _os_error(self.path, e) from None
+
+
+def _tag_of(entry: Any) -> str | None:
+    annotations = entry.get("annotations") if isinstance(entry, dict) else None
+    return annotations.get(REF_NAME_ANNOTATION) if isinstance(annotations, dict) else None
+
+
+def tag_entry(index: dict[str, Any], tag: str) -> dict[str, Any] | None:
+    """The entry of ``index`` (a layout's index.json) tagged ``tag``, as it is written, or None."""
+    for entry in index.get("manifests") or []:
+        if _tag_of(entry) == tag:
+            return dict(entry)
+    return None
+
+
+class LayoutState(NamedTuple):
+    """What a run may change in an existing layout: its tag's entry and the blobs there."""
+
+    entry: dict[str, Any] | None
+    blobs: frozenset[str]
+    index_json: bytes
+    mtime_ns: int
+
+
+def layout_state(path: str, tag: str) -> LayoutState | None:
+    """The state of the layout at ``path`` for ``tag``; None when there is no layout."""
+    if not os.path.isfile(os.path.join(path, "oci-layout")):
+        return None
+    try:
+        with open(os.path.join(path, "index.json"), "rb") as f:
+            raw, mtime_ns = f.read(), os.fstat(f.fileno()).st_mtime_ns
+        index = json.loads(raw)
+        blobs = frozenset(os.listdir(os.path.join(path, "blobs", "sha256")))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(index, dict):
+        return None
+    return LayoutState(tag_entry(index, tag), blobs, raw, mtime_ns)
+
+
+def restore_layout(path: str, tag: str, state: LayoutState) -> None:
+    """After a failed run, the layout at ``path`` as ``state`` found it: ``tag``
+    put back, the blobs added since removed (those no tag references, and
+    only when no other run is writing there, as ``Layout.forget_created``)."""
+    with Layout(path) as layout:
+        layout.restore_tag(tag, state)
+        try:
+            added = set(os.listdir(layout.blobs)) - state.blobs
+        except OSError:
+            return
+        layout.created = [os.path.join(layout.blobs, n) for n in sorted(added) if not n.startswith(".")]
+        layout.forget_created()
+
+
+def install_layout(built: str, path: str, tag: str) -> None:
+    """Put ``built``, a new layout holding the image tagged ``tag`` written
+    beside ``path``, at ``path``: renamed into place when nothing (or an
+    empty directory) is there, so the layout appears whole or not at all;
+    else (another run made a layout there meanwhile) its image copied in
+    and tagged, as a run writing there would."""
+    try:
+        os.rename(built, path)
+        return
+    except OSError as e:
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EXDEV, errno.EBUSY):
+            raise _os_error(path, e) from None
+    with Layout(path) as layout:
+        layout.adopt(Layout(built, create=False), tag)
 
 
 def tagged_manifest(index: dict[str, Any], tag: str | None, where: str) -> Descriptor:

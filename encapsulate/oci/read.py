@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, NamedTuple, Protocol
 
+from mapping.space import Meter
+
 from ..errors import EncapsulateError
 from .imgref import DEFAULT_REGISTRY, ImageRef, RegistryOptions, parse_imgref
 from .layout import Layout, tagged_manifest
@@ -273,7 +275,9 @@ def _check_layout(ref: ImageRef) -> None:
 
 
 def _unpack_archive(archive: str, into: str, ref: str) -> None:
-    """Unpack an OCI archive, taking only plain directories and files that stay inside ``into``."""
+    """Unpack an OCI archive, taking only plain directories and files that
+    stay inside ``into``; the space it takes is metered (``mapping.space``)."""
+    meter = Meter(into, f"unpacking {ref}")
     try:
         with tarfile.open(archive, "r:*") as tar:
             for member in tar:
@@ -289,7 +293,9 @@ def _unpack_archive(archive: str, into: str, ref: str) -> None:
                 if source is None:
                     continue
                 with source, open(target, "wb") as out:
-                    shutil.copyfileobj(source, out, 1 << 20)
+                    while data := source.read(_BLOCK):
+                        meter.wrote(len(data))
+                        out.write(data)
     except FileNotFoundError:
         raise EncapsulateError(f"{ref}: no such archive; check the path") from None
     except (OSError, tarfile.TarError, EOFError) as e:
@@ -310,23 +316,34 @@ def local_layout(
     imgref: ImageRef | str,
     registry: RegistryOptions = DEFAULT_REGISTRY,
     platform: Platform = DEFAULT_PLATFORM,
+    tmpdir: str | None = None,
 ) -> Iterator[tuple[Layout, str | None]]:
     """The blobs of the image at ``imgref`` in an OCI layout on this machine,
     and the image's tag there: an ``oci:`` layout in place, an archive
     unpacked, any other transport copied by skopeo (of an index, the
-    ``platform`` image); temporary copies are removed when the block ends.
-    Nothing is parsed: ``debchunk validate`` reads the documents itself."""
+    ``platform`` image); temporary copies go under ``tmpdir`` (default
+    TMPDIR), after a look at its free space (``mapping.space``), and are
+    removed when the block ends.  Nothing is parsed: ``debchunk validate``
+    reads the documents itself."""
     ref = parse_imgref(imgref) if isinstance(imgref, str) else imgref
     if ref.transport == "oci":
         _check_layout(ref)
         yield Layout(ref.location, create=False), ref.tag
         return
-    tmp = tempfile.mkdtemp(prefix="debchunk-image-")
+    try:
+        tmp = tempfile.mkdtemp(prefix="debchunk-image-", dir=tmpdir)
+    except OSError as e:
+        where = tmpdir or tempfile.gettempdir()
+        raise EncapsulateError(
+            f"{ref}: cannot make a directory to copy it to: {e.strerror}", where=where
+        ) from None
     try:
         if ref.transport == "oci-archive":
             _unpack_archive(ref.location, tmp, str(ref))
             yield Layout(tmp, create=False), ref.tag
         else:
+            # skopeo writes the copy itself: its space is looked at before only.
+            Meter(tmp, f"copying {ref}")
             copy = ImageRef("oci", tmp, "image")
             skopeo_copy(ref, copy, src=registry, dest=DEFAULT_REGISTRY, platform=platform)
             yield Layout(tmp, create=False), copy.tag
@@ -341,13 +358,14 @@ def open_image(
     *,
     blobs: bool = True,
     platform: Platform = DEFAULT_PLATFORM,
+    tmpdir: str | None = None,
 ) -> Iterator[SourceImage]:
     """The image at ``imgref`` (parsed, or an IMGREF to parse); with ``blobs``,
-    its blobs readable through ``open_blob`` (``local_layout``).  Without
-    ``blobs``, single blobs of a layout, an uncompressed archive or a
-    registry stay readable through ``store``.  ``registry`` says how a
-    registry is reached (TLS, credentials).  Of an image index, the
-    ``platform`` image is read."""
+    its blobs readable through ``open_blob`` (``local_layout``, copied under
+    ``tmpdir`` when they are not on this machine).  Without ``blobs``,
+    single blobs of a layout, an uncompressed archive or a registry stay
+    readable through ``store``.  ``registry`` says how a registry is reached
+    (TLS, credentials).  Of an image index, the ``platform`` image is read."""
     ref = parse_imgref(imgref) if isinstance(imgref, str) else imgref
     if not ref.direct and not blobs:
         yield _from_skopeo(ref, registry, platform)
@@ -355,5 +373,5 @@ def open_image(
     if ref.transport == "oci-archive" and not blobs and _plain_tar(ref.location):
         yield _from_layout(str(ref), ArchiveBlobs(ref.location, str(ref)), ref.tag, platform)
         return
-    with local_layout(ref, registry, platform) as (layout, tag):
+    with local_layout(ref, registry, platform, tmpdir) as (layout, tag):
         yield _from_layout(str(ref), layout, tag, platform)
