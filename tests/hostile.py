@@ -26,6 +26,8 @@ from typing import Any
 
 import zstandard
 
+from tests.images import put_blob
+
 TAR = "application/vnd.oci.image.layer.v1.tar"
 TAR_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 TAR_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
@@ -171,13 +173,6 @@ class Image:
     nested_index: bool = False
 
 
-def _put(layout: Path, data: bytes) -> dict[str, Any]:
-    digest = hashlib.sha256(data).hexdigest()
-    (layout / "blobs/sha256").mkdir(parents=True, exist_ok=True)
-    (layout / "blobs/sha256" / digest).write_bytes(data)
-    return {"digest": f"sha256:{digest}", "size": len(data)}
-
-
 def _replace(layout: Path, descriptor: dict[str, Any], change: Callable[[bytes], bytes]) -> None:
     path = layout / "blobs/sha256" / descriptor["digest"].split(":")[1]
     path.write_bytes(change(path.read_bytes()))
@@ -188,7 +183,7 @@ def write_layout(layout: Path, image: Image, tag: str = "t") -> str:
     layout.mkdir(parents=True, exist_ok=True)
     descriptors = []
     for layer in image.layers:
-        d = {"mediaType": layer.media_type, **_put(layout, layer.blob)}
+        d = {"mediaType": layer.media_type, **put_blob(layout, layer.blob)}
         d["digest"] = layer.digest or d["digest"]
         d["size"] = layer.size if layer.size is not None else d["size"]
         descriptors.append(d)
@@ -200,19 +195,19 @@ def write_layout(layout: Path, image: Image, tag: str = "t") -> str:
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in image.layers]},
         **image.config,
     }
-    config = {"mediaType": CONFIG, **_put(layout, json.dumps(document).encode())}
+    config = {"mediaType": CONFIG, **put_blob(layout, json.dumps(document).encode())}
     manifest: dict[str, Any] = {"schemaVersion": 2, "mediaType": MANIFEST, "config": config}
     manifest["layers"] = descriptors
     if image.annotations:
         manifest["annotations"] = image.annotations
-    entry = {"mediaType": MANIFEST, **_put(layout, json.dumps(manifest).encode())}
+    entry = {"mediaType": MANIFEST, **put_blob(layout, json.dumps(manifest).encode())}
     if image.tamper_config:
         _replace(layout, config, image.tamper_config)
     if image.tamper_manifest:
         _replace(layout, entry, image.tamper_manifest)
     if image.nested_index:
         inner = {"schemaVersion": 2, "mediaType": INDEX, "manifests": [entry]}
-        entry = {"mediaType": INDEX, **_put(layout, json.dumps(inner).encode())}
+        entry = {"mediaType": INDEX, **put_blob(layout, json.dumps(inner).encode())}
     entry["annotations"] = {"org.opencontainers.image.ref.name": tag}
     (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))

@@ -28,27 +28,9 @@ from encapsulate.describe import LAYER_LABELS, kept_config
 from encapsulate.oci.model import INVALID_HINT, MEDIA_CONFIG, Descriptor, Digest, ImageConfig
 from mapping import MappingError
 from tests.conftest import RunCli, snapshot
-from tests.images import assert_same_tree, manifest, umoci_unpack
+from tests.images import assert_same_tree, manifest, put_blob, tar_of, umoci_unpack
 
 EPOCH = 1_767_225_600
-
-
-def _blob(layout: Path, data: bytes) -> dict[str, Any]:
-    digest = hashlib.sha256(data).hexdigest()
-    (layout / "blobs/sha256").mkdir(parents=True, exist_ok=True)
-    (layout / "blobs/sha256" / digest).write_bytes(data)
-    return {"digest": f"sha256:{digest}", "size": len(data)}
-
-
-def _tar(files: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
 
 
 def make_image(
@@ -59,7 +41,7 @@ def make_image(
 ) -> str:
     """An OCI layout holding one image of ``layers`` (media type, blob bytes);
     a key of ``config`` given as None is left out."""
-    descriptors = [{"mediaType": media_type, **_blob(layout, data)} for media_type, data in layers]
+    descriptors = [{"mediaType": media_type, **put_blob(layout, data)} for media_type, data in layers]
     document: dict[str, Any] = {
         "architecture": "arm64",
         "os": "linux",
@@ -74,13 +56,13 @@ def make_image(
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {
             "mediaType": "application/vnd.oci.image.config.v1+json",
-            **_blob(layout, json.dumps(document).encode()),
+            **put_blob(layout, json.dumps(document).encode()),
         },
         "layers": descriptors,
     }
     entry = {
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        **_blob(layout, json.dumps(manifest).encode()),
+        **put_blob(layout, json.dumps(manifest).encode()),
         "annotations": {"org.opencontainers.image.ref.name": tag},
     }
     (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
@@ -97,7 +79,7 @@ def test_config_is_carried_over(tmp_path: Path) -> None:
     labels |= {name: "old" for name in LAYER_LABELS}
     source = make_image(
         tmp_path / "src",
-        [(TAR, _tar({"etc/hostname": b"box\n", "usr/bin/tool": b"#!/bin/sh\n"}))],
+        [(TAR, tar_of({"etc/hostname": b"box\n", "usr/bin/tool": b"#!/bin/sh\n"}))],
         {
             "config": {
                 "Env": ["A=1"],
@@ -167,7 +149,7 @@ def test_kept_config_keeps_only_what_describes_the_content() -> None:
     ],
 )
 def test_refused_layers(tmp_path: Path, media_type: str, words: str) -> None:
-    source = make_image(tmp_path / "src", [(TAR, _tar({"a": b"a"})), (media_type, b"opaque")])
+    source = make_image(tmp_path / "src", [(TAR, tar_of({"a": b"a"})), (media_type, b"opaque")])
     out = tmp_path / "out"
     with pytest.raises(EncapsulateError, match=words) as raised:
         build_image(BuildConfig(ImageOrigin(source), f"oci:{out}", epoch=EPOCH))
@@ -179,7 +161,7 @@ def test_a_layer_is_checked_against_its_diff_id(tmp_path: Path) -> None:
     """A config whose diff_id is not the layer's uncompressed digest (its
     blob digest right) is refused, as are diff_ids that are not one per
     layer; nothing is written."""
-    layer = gzip.compress(_tar({"etc/passwd": b"root:x:0:0\n"}), mtime=0)
+    layer = gzip.compress(tar_of({"etc/passwd": b"root:x:0:0\n"}), mtime=0)
     wrong = "sha256:" + hashlib.sha256(b"another stream").hexdigest()
     out = tmp_path / "out"
     for name, rootfs, words in (
@@ -200,7 +182,7 @@ def test_a_layer_is_checked_against_its_diff_id(tmp_path: Path) -> None:
 
 def test_a_layer_is_checked_against_its_descriptor_size(tmp_path: Path) -> None:
     """A manifest whose layer size is not the blob's (its digest right) is refused."""
-    source = make_image(tmp_path / "src", [(TAR, _tar({"a": b"a" * 5000}))])
+    source = make_image(tmp_path / "src", [(TAR, tar_of({"a": b"a" * 5000}))])
     document = json.loads((tmp_path / "src/index.json").read_text())
     path = tmp_path / "src/blobs/sha256" / document["manifests"][0]["digest"].split(":")[1]
     manifest = json.loads(path.read_bytes())
@@ -217,7 +199,7 @@ def test_a_layer_is_checked_against_its_descriptor_size(tmp_path: Path) -> None:
 
 
 def test_a_corrupt_layer_writes_nothing(tmp_path: Path) -> None:
-    source = make_image(tmp_path / "src", [(TAR, _tar({"a": b"a" * 5000}))])
+    source = make_image(tmp_path / "src", [(TAR, tar_of({"a": b"a" * 5000}))])
     blob = next(p for p in (tmp_path / "src/blobs/sha256").iterdir() if p.stat().st_size > 5000)
     data = bytearray(blob.read_bytes())
     data[600] ^= 0xFF
@@ -235,7 +217,7 @@ def test_a_missing_image(tmp_path: Path) -> None:
 
 
 def test_the_command_line(run_cli: RunCli, tmp_path: Path, sample_tree: Path) -> None:
-    source = make_image(tmp_path / "src", [(TAR, _tar({"a": b"a"}))])
+    source = make_image(tmp_path / "src", [(TAR, tar_of({"a": b"a"}))])
     before = snapshot(tmp_path / "src")
     env = {"SOURCE_DATE_EPOCH": str(EPOCH)}
     one = run_cli(
@@ -364,11 +346,14 @@ def _member(name: str, kind: bytes = tarfile.REGTYPE, size: int = 1, link: str =
 
 def _bad_images(tmp_path: Path) -> dict[str, tuple[str, str]]:
     """Each kind of bad image the issue names: (IMGREF, words of its error line)."""
-    good = (TAR, _tar({"a": b"a" * 5000}))
+    good = (TAR, tar_of({"a": b"a" * 5000}))
     images = {
         "climbs": ([good, (TAR, _raw_tar([_member("../escape")]))], "climbs out of the root"),
         "absolute": ([good, (TAR, _raw_tar([_member("/etc/escape")]))], "absolute path"),
-        "hardlink": ([(TAR, _raw_tar([_member("b", tarfile.LNKTYPE, link="missing")]))], "its target is not"),
+        "hardlink": (
+            [(TAR, _raw_tar([_member("b", tarfile.LNKTYPE, link="missing")]))],
+            "its target is not",
+        ),
         "unknown": ([good, ("application/vnd.example.not-a-layer", b"x")], "not a tar layer"),
         "encrypted": (
             [good, ("application/vnd.oci.image.layer.v1.tar+gzip+encrypted", b"x")],
@@ -387,7 +372,7 @@ def _bad_images(tmp_path: Path) -> dict[str, tuple[str, str]]:
 def test_bad_images_give_one_line_exit_1_and_write_nothing(run_cli: RunCli, tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     # A destination already holding an image: nothing of it may change.
-    ok = make_image(tmp_path / "ok", [(TAR, _tar({"a": b"a"}))])
+    ok = make_image(tmp_path / "ok", [(TAR, tar_of({"a": b"a"}))])
     first = run_cli(
         "--from", ok, f"oci:{dest}:kept", program="container-encapsulate", env={"SOURCE_DATE_EPOCH": "1"}
     )
@@ -421,7 +406,7 @@ def test_a_source_config_against_the_schema(
     """A field of the wrong type in the origin's config is refused (exit 1,
     one line naming the image, the field and what to do), not copied into an
     image that ``debchunk validate`` would reject; nothing is written."""
-    source = make_image(tmp_path / "src", [(TAR, _tar({"a": b"a"}))], config)
+    source = make_image(tmp_path / "src", [(TAR, tar_of({"a": b"a"}))], config)
     dest = tmp_path / "dest"
     proc = run_cli("rechunk", source, f"oci:{dest}:t", env={"SOURCE_DATE_EPOCH": "1"})
     assert proc.returncode == 1 and proc.stdout == "", proc
@@ -450,13 +435,13 @@ def test_base_and_prior_configs_against_the_schema(tmp_path: Path) -> None:
 
 def test_a_source_manifest_against_the_schema(tmp_path: Path) -> None:
     """The manifest is checked too: an annotation that is not a string is named."""
-    source = make_image(tmp_path / "src", [(TAR, _tar({"a": b"a"}))])
+    source = make_image(tmp_path / "src", [(TAR, tar_of({"a": b"a"}))])
     layout = tmp_path / "src"
     index = json.loads((layout / "index.json").read_text())
     old = index["manifests"][0]
     document = json.loads((layout / "blobs/sha256" / old["digest"][7:]).read_text())
     document["annotations"] = {"n": 1}
-    index["manifests"][0] = {**old, **_blob(layout, json.dumps(document).encode())}
+    index["manifests"][0] = {**old, **put_blob(layout, json.dumps(document).encode())}
     (layout / "index.json").write_text(json.dumps(index))
     with pytest.raises(EncapsulateError, match=r"manifest sha256:\w+: annotations.n does not follow"):
         build_image(BuildConfig(ImageOrigin(source), f"oci:{tmp_path}/out", epoch=EPOCH))
