@@ -78,6 +78,12 @@ _SPARSE_MAP = b"GNU.sparse.map"
 _DECIMAL = re.compile(rb"[+-]?[0-9]+")
 _DIGITS = b"0123456789"
 _OCTAL_DIGITS = b"01234567"
+# The form every common writer gives mode, uid, gid, size and mtime (bytes
+# 100-148): all digits, then one space or NUL.  What ``_numeric`` reads from
+# such fields is their digits in octal, so they are parsed at once.
+_PLAIN_NUMBERS = re.compile(rb"([0-7]{7})[ \0]([0-7]{7})[ \0]([0-7]{7})[ \0]([0-7]{11})[ \0]([0-7]{11})[ \0]")
+_PLAIN_DEVICES = re.compile(rb"([0-7]{7})[ \0]([0-7]{7})[ \0]")
+_NO_DEVICE = bytes(16)
 _HIGH = bytes(range(0x80, 0x100))
 # Header formats (Go's Block.getFormat), by their magic.
 _V7, _USTAR, _STAR, _GNU = range(4)
@@ -193,6 +199,8 @@ def _numeric(raw: bytes) -> int:
 
 def _int64(raw: bytes, what: str) -> int:
     """Go's strconv.ParseInt(raw, 10, 64)."""
+    if raw.isdigit() and len(raw) < 19:  # the common case: it fits
+        return int(raw)
     if _DECIMAL.fullmatch(raw) is None:
         raise TarFormatError(f"{what} is not a decimal number: {_shown(raw)}")
     digits = raw.lstrip(b"+-").lstrip(b"0")
@@ -255,28 +263,42 @@ def _gnu_prefix(block: bytes) -> bytes:
     return b""
 
 
+def _numbers(block: bytes) -> tuple[int, int, int, int, int]:
+    """A header's mode, uid, gid, size and mtime."""
+    plain = _PLAIN_NUMBERS.match(block, 100)
+    if plain is not None:
+        mode, uid, gid, size, mtime = plain.groups()
+        return int(mode, 8), int(uid, 8), int(gid, 8), int(size, 8), int(mtime, 8)
+    return (
+        _numeric(block[100:108]),
+        _numeric(block[108:116]),
+        _numeric(block[116:124]),
+        _numeric(block[124:136]),
+        _numeric(block[136:148]),
+    )
+
+
+def _devices(block: bytes) -> tuple[int, int]:
+    """A header's device major and minor numbers."""
+    if block[329:345] == _NO_DEVICE:
+        return 0, 0
+    plain = _PLAIN_DEVICES.match(block, 329)
+    if plain is not None:
+        return int(plain[1], 8), int(plain[2], 8)
+    return _numeric(block[329:337]), _numeric(block[337:345])
+
+
 def _header(block: bytes) -> tuple[TarMember, bytes, int]:
     """One header block (Go's readHeader): the entry, its raw name and format."""
     if not _checksum_ok(block):
         raise TarFormatError("a header block has a bad checksum")
     kind = _format(block)
     name = _cstring(block[0:100])
-    member = TarMember(
-        "",
-        block[156:157],
-        _numeric(block[100:108]),
-        _numeric(block[108:116]),
-        _numeric(block[116:124]),
-        _numeric(block[124:136]),
-        _text(_cstring(block[157:257])),
-        0,
-        0,
-        _numeric(block[136:148]),
-    )
+    mode, uid, gid, size, mtime = _numbers(block)
+    member = TarMember("", block[156:157], mode, uid, gid, size, _text(_cstring(block[157:257])), 0, 0, mtime)
     prefix = b""
     if kind != _V7:
-        member.devmajor = _numeric(block[329:337])
-        member.devminor = _numeric(block[337:345])
+        member.devmajor, member.devminor = _devices(block)
         if kind == _USTAR:
             prefix = _cstring(block[345:500])
         elif kind == _STAR:
