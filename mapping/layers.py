@@ -121,13 +121,16 @@ class _Node:
 
 
 def _blob_chunks(layer: LayerArchive) -> Generator[bytes, None, None]:
+    """The tar stream of a layer blob (``_inflated``), checked against the
+    layer's diff_id as it goes by (``_diff_checked``)."""
+    return _diff_checked(layer, _inflated(layer))
+
+
+def _inflated(layer: LayerArchive) -> Generator[bytes, None, None]:
     """The tar stream of a layer blob: the blob read once, hashed and
-    inflated block by block; at the end, its digest and that the compressed
-    stream ends where it should are checked."""
+    inflated block by block; at the end, its digest, its size and that the
+    compressed stream ends where it should are checked."""
     h, expected = _hasher(layer.digest, f"layer digest {layer.digest!r}", layer.path)
-    diff = None
-    if layer.diff_id is not None:
-        diff, _ = _hasher(layer.diff_id, f"layer {layer.digest}: diff_id {layer.diff_id!r}", layer.path)
     if layer.compression not in _COMPRESSIONS:
         raise MappingError(
             f"unknown compression {layer.compression!r}",
@@ -145,10 +148,7 @@ def _blob_chunks(layer: LayerArchive) -> Generator[bytes, None, None]:
             while block := blob.read(_BLOCK):
                 read += len(block)
                 h.update(block)
-                for piece in inflate.feed(block):
-                    if diff is not None:
-                        diff.update(piece)
-                    yield piece
+                yield from inflate.feed(block)
             rest = inflate.finish()
         except DECOMPRESSION_ERRORS as e:
             raise MappingError(
@@ -162,8 +162,6 @@ def _blob_chunks(layer: LayerArchive) -> Generator[bytes, None, None]:
             raise MappingError(
                 f"layer {layer.digest}: its {layer.compression} stream is truncated", layer.path, _FIX_BLOB
             )
-        if diff is not None:
-            diff.update(rest)
         yield rest
     if h.hexdigest() != expected:
         raise MappingError(
@@ -175,7 +173,19 @@ def _blob_chunks(layer: LayerArchive) -> Generator[bytes, None, None]:
             layer.path,
             "the image is damaged or was altered; pull it again from a source you trust",
         )
-    if diff is not None and f"{diff.name}:{diff.hexdigest()}" != layer.diff_id:
+
+
+def _diff_checked(layer: LayerArchive, stream: Iterator[bytes]) -> Generator[bytes, None, None]:
+    """``stream``, a layer's tar stream, hashed as it goes by and, at its end,
+    checked against the layer's diff_id (when it has one)."""
+    if layer.diff_id is None:
+        yield from stream
+        return
+    diff, _ = _hasher(layer.diff_id, f"layer {layer.digest}: diff_id {layer.diff_id!r}", layer.path)
+    for piece in stream:
+        diff.update(piece)
+        yield piece
+    if f"{diff.name}:{diff.hexdigest()}" != layer.diff_id:
         raise MappingError(
             f"layer {layer.digest}: its uncompressed stream is {diff.name}:{diff.hexdigest()}, "
             f"and the image's config says {layer.diff_id}",
@@ -213,7 +223,8 @@ class _Spool:
             raise self._error(e, meter) from None
         try:
             with out:
-                for data in _blob_chunks(self.layer):
+                # Inflating in a thread of its own, hashing and writing in this one.
+                for data in _diff_checked(self.layer, _ahead(_inflated(self.layer))):
                     meter.wrote(len(data))
                     try:
                         out.write(data)
