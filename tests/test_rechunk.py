@@ -8,6 +8,7 @@ from every transport and on every run, and after an update built with
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import stat
@@ -25,7 +26,9 @@ from encapsulate.tools.diff import diff_images
 from encapsulate.write.image import ImageResult
 from tests.conftest import RunCli
 from tests.containerfiles import ADDED_SOURCES, RECIPE_LABEL, BuiltImage, BuiltImages, build_test_images
+from tests.gotar.harness import GoTar, gotar  # noqa: F401 (a fixture)
 from tests.images import EPOCH, assert_same_tree, image_config, manifest, umoci_unpack
+from tests.test_gotar import compare
 
 MAX_LAYERS = 16
 
@@ -223,3 +226,16 @@ def test_keep_base_keeps_the_base_layer_and_unpacks_the_same(images: BuiltImages
     assert_same_tree(
         umoci_unpack(images.a.layout, images.a.tag, tmp_path / "a"), umoci_unpack(out, "k", tmp_path / "k")
     )
+
+
+def test_buildah_layers_read_as_go_reads_them(images: BuiltImages, gotar: GoTar) -> None:  # noqa: F811
+    """Every layer buildah wrote for image A (its base and one per RUN step)
+    and the 30-layer image: debchunk's reader gives Go's entries."""
+    read = 0
+    for image in (images.a, images.many):
+        for layer in manifest(image.layout, image.tag)["layers"]:
+            blob = (image.layout / "blobs/sha256" / layer["digest"].split(":")[1]).read_bytes()
+            data = gzip.decompress(blob) if layer["mediaType"].endswith("gzip") else blob
+            assert compare(gotar, data, 1 << 20)["error"] == ""
+            read += 1
+    assert read == images.a.layers + images.many.layers
