@@ -26,7 +26,7 @@ from typing import Any
 
 import zstandard
 
-from tests.images import put_blob
+from tests.images import put_blob, store_image, write_index
 
 TAR = "application/vnd.oci.image.layer.v1.tar"
 TAR_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -195,12 +195,7 @@ def write_layout(layout: Path, image: Image, tag: str = "t") -> str:
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in image.layers]},
         **image.config,
     }
-    config = {"mediaType": CONFIG, **put_blob(layout, json.dumps(document).encode())}
-    manifest: dict[str, Any] = {"schemaVersion": 2, "mediaType": MANIFEST, "config": config}
-    manifest["layers"] = descriptors
-    if image.annotations:
-        manifest["annotations"] = image.annotations
-    entry = {"mediaType": MANIFEST, **put_blob(layout, json.dumps(manifest).encode())}
+    config, entry = store_image(layout, descriptors, document, image.annotations)
     if image.tamper_config:
         _replace(layout, config, image.tamper_config)
     if image.tamper_manifest:
@@ -208,10 +203,7 @@ def write_layout(layout: Path, image: Image, tag: str = "t") -> str:
     if image.nested_index:
         inner = {"schemaVersion": 2, "mediaType": INDEX, "manifests": [entry]}
         entry = {"mediaType": INDEX, **put_blob(layout, json.dumps(inner).encode())}
-    entry["annotations"] = {"org.opencontainers.image.ref.name": tag}
-    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
-    return f"oci:{layout}:{tag}"
+    return write_index(layout, entry, tag)
 
 
 # --- the cases --------------------------------------------------------------

@@ -183,6 +183,36 @@ def tar_of(files: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
+def store_image(
+    layout: Path,
+    descriptors: list[dict[str, Any]],
+    document: dict[str, Any],
+    annotations: dict[str, str] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The config ``document`` and a manifest of ``descriptors`` (with
+    ``annotations``) stored as blobs of ``layout``; their descriptors."""
+    config = {
+        "mediaType": "application/vnd.oci.image.config.v1+json",
+        **put_blob(layout, json.dumps(document).encode()),
+    }
+    manifest: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config,
+        "layers": descriptors,
+        **({"annotations": annotations} if annotations else {}),
+    }
+    return config, {"mediaType": manifest["mediaType"], **put_blob(layout, json.dumps(manifest).encode())}
+
+
+def write_index(layout: Path, entry: dict[str, Any], tag: str = "t") -> str:
+    """``layout``'s oci-layout and index.json, its one entry tagged ``tag``; its IMGREF."""
+    entry = {**entry, "annotations": {"org.opencontainers.image.ref.name": tag}}
+    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+    return f"oci:{layout}:{tag}"
+
+
 def write_layout(
     layout: Path,
     layers: list[tuple[bytes, dict[str, str]]],
@@ -198,30 +228,14 @@ def write_layout(
         {"mediaType": media_type, **put_blob(layout, data), **({"annotations": notes} if notes else {})}
         for data, notes in layers
     ]
-    config = {
+    document = {
         "architecture": "amd64",
         "os": "linux",
         "config": {"Labels": labels},
         "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in descriptors]},
     }
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            **put_blob(layout, json.dumps(config).encode()),
-        },
-        "layers": descriptors,
-        **({"annotations": annotations} if annotations else {}),
-    }
-    entry = {
-        "mediaType": manifest["mediaType"],
-        **put_blob(layout, json.dumps(manifest).encode()),
-        "annotations": {"org.opencontainers.image.ref.name": tag},
-    }
-    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
-    return f"oci:{layout}:{tag}"
+    _, manifest = store_image(layout, descriptors, document, annotations)
+    return write_index(layout, manifest, tag)
 
 
 def hostile_image(

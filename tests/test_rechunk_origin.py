@@ -28,7 +28,7 @@ from encapsulate.describe import LAYER_LABELS, kept_config
 from encapsulate.oci.model import INVALID_HINT, MEDIA_CONFIG, Descriptor, Digest, ImageConfig
 from mapping import MappingError
 from tests.conftest import RunCli, snapshot
-from tests.images import assert_same_tree, manifest, put_blob, tar_of, umoci_unpack
+from tests.images import assert_same_tree, manifest, put_blob, store_image, tar_of, umoci_unpack, write_index
 
 EPOCH = 1_767_225_600
 
@@ -51,23 +51,8 @@ def make_image(
         **(config or {}),
     }
     document = {k: v for k, v in document.items() if v is not None}
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            **put_blob(layout, json.dumps(document).encode()),
-        },
-        "layers": descriptors,
-    }
-    entry = {
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        **put_blob(layout, json.dumps(manifest).encode()),
-        "annotations": {"org.opencontainers.image.ref.name": tag},
-    }
-    (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
-    return f"oci:{layout}:{tag}"
+    _, manifest = store_image(layout, descriptors, document)
+    return write_index(layout, manifest, tag)
 
 
 TAR = "application/vnd.oci.image.layer.v1.tar"
