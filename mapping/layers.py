@@ -6,12 +6,13 @@ tree unpacked on disk, so every ownership rule applies unchanged.
 
 The layers are applied as the OCI image spec's layer.md says ("Applying
 Changesets", "Whiteouts"), never extracted: each blob is read once, in one
-pass: a thread hashes it (its digest checked at the end), inflates it and
-writes the tar stream to a spool file under ``workdir``, while this thread
-reads the tar headers from the same stream (``tarread``) and hashes each
-regular file's bytes as they go by.  File content is read back from the
-spool.  Memory grows with the number of entries, not with their size; disk
-use is at most the image's uncompressed size.
+pass.  A child process (``spooler``) hashes it (its digest checked at the
+end), inflates it and writes the tar stream to a spool file under
+``workdir``, checking the stream against the layer's diff_id; meanwhile
+this process reads the tar headers from the spool as it grows (``tarread``)
+and hashes each regular file's bytes as they go by.  File content is read
+back from the spool.  Memory grows with the number of entries, not with
+their size; disk use is at most the image's uncompressed size.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from zlib_ng import zlib_ng
 from ._threads import map_in_threads
 from .errors import MappingError, show, warn
 from .space import Meter
+from .spooler import spooled
 from .tarread import (
     BLKTYPE,
     CHRTYPE,
@@ -142,12 +144,12 @@ def _inflated(layer: LayerArchive) -> Generator[bytes, None, None]:
     except OSError as e:
         raise MappingError(f"cannot read layer blob: {e.strerror}", layer.path, _FIX_BLOB) from None
     read = 0
-    with blob:
+    with blob, _HashThread(h) as hashing:
         inflate = Inflater(layer.compression)
         try:
             while block := blob.read(_BLOCK):
                 read += len(block)
-                h.update(block)
+                hashing.update(block)
                 yield from inflate.feed(block)
             rest = inflate.finish()
         except DECOMPRESSION_ERRORS as e:
@@ -173,6 +175,32 @@ def _inflated(layer: LayerArchive) -> Generator[bytes, None, None]:
             layer.path,
             "the image is damaged or was altered; pull it again from a source you trust",
         )
+
+
+class _HashThread:
+    """A hash updated in a thread of its own, with the blocks given to
+    ``update`` in turn, so that hashing a blob and inflating it overlap;
+    ``h`` holds them all once the block (``with``) ends."""
+
+    def __init__(self, h: Any) -> None:
+        self._h = h
+        self._pipe: queue.Queue[bytes | None] = queue.Queue(_AHEAD)
+        self._thread = threading.Thread(target=self._run, name="hash", daemon=True)
+
+    def __enter__(self) -> _HashThread:
+        self._thread.start()
+        return self
+
+    def update(self, block: bytes) -> None:
+        self._pipe.put(block)
+
+    def _run(self) -> None:
+        while (block := self._pipe.get()) is not None:
+            self._h.update(block)
+
+    def __exit__(self, *exc: object) -> None:
+        self._pipe.put(None)
+        self._thread.join()
 
 
 def _diff_checked(layer: LayerArchive, stream: Iterator[bytes]) -> Generator[bytes, None, None]:
@@ -228,6 +256,8 @@ class _Spool:
                     meter.wrote(len(data))
                     try:
                         out.write(data)
+                        # Read back by another process as it is written (``spooler``).
+                        out.flush()
                     except OSError as e:
                         raise self._error(e, meter) from None
                     yield data
@@ -257,7 +287,7 @@ def _read_members(
     ``MappingError`` the caller reads the stream to its end
     (``TarReader.drain``), where that is found, before saying anything else."""
     digest = layer.digest
-    last = "the start of the archive"
+    last: TarMember | None = None
     holes = 0
     try:
         for member in reader:
@@ -267,18 +297,11 @@ def _read_members(
             if member.isreg():
                 holes = _add_holes(holes, member, layer)
                 if hashed(member):
-                    h = hashlib.sha256()
-                    if member.sparse is None:
-                        reader.data(h.update)
-                    else:
-                        expanded = _Expanded(member, h)
-                        reader.data(expanded.update)
-                        expanded.finish()
-                    content_id = h.hexdigest()
+                    content_id = _content_hash(reader, member)
             if member.stored and content_id is None:
                 reader.data(None)
             yield member, content_id
-            last = show(member.name)
+            last = member
         # Go reads nothing after the end of the archive; the digests cover it.
         reader.drain()
     except TarEndsInside as e:
@@ -287,8 +310,23 @@ def _read_members(
         ) from None
     except TarFormatError as e:
         raise MappingError(
-            f"layer {digest}: its tar is corrupt after {last} ({e})", layer.path, _FIX_BLOB
+            f"layer {digest}: its tar is corrupt after "
+            f"{'the start of the archive' if last is None else show(last.name)} ({e})",
+            layer.path,
+            _FIX_BLOB,
         ) from None
+
+
+def _content_hash(reader: TarReader, member: TarMember) -> str:
+    """The sha256 of the current regular file's content, holes read as zeros."""
+    h = hashlib.sha256()
+    if member.sparse is None:
+        reader.data(h.update)
+    else:
+        expanded = _Expanded(member, h)
+        reader.data(expanded.update)
+        expanded.finish()
+    return h.hexdigest()
 
 
 def _add_holes(holes: int, member: TarMember, layer: LayerArchive) -> int:
@@ -513,7 +551,7 @@ class LayersTree(Tree):
     # Applying one layer.
 
     def _apply(self, index: int, spool: _Spool) -> None:
-        chunks = _ahead(spool.fill())
+        chunks = spooled(spool.fill, spool.path, f"spooling layer {spool.layer.digest}")
         # Read as Go's archive/tar reads it: a stream that ends in its last
         # padding too, as umoci 0.4.7 writes it for `umoci insert` of one
         # file or a whiteout.

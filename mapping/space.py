@@ -146,6 +146,18 @@ _accounts: dict[str, SpaceAccount] = {}
 _accounts_lock = threading.Lock()
 
 
+def _new_locks() -> None:
+    """In a forked child (``spooler``), locks that no thread holds: a lock
+    another thread of the parent held at the fork would stay held."""
+    global _accounts_lock
+    _accounts_lock = threading.Lock()
+    for account in _accounts.values():
+        account._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_locks)
+
+
 def _key(path: str) -> str:
     return os.path.realpath(os.path.abspath(path))
 

@@ -64,14 +64,17 @@ def _space(root: Path) -> int:
 
 
 # The child reports its own peak memory as it exits: its mm's high-water
-# mark (VmHWM, proc(5)).  ru_maxrss would not do: exec keeps the peak of the
-# process it replaced, and a child forked from this large test process
-# starts at its size.
+# mark (VmHWM, proc(5)).  ru_maxrss would not do for it: exec keeps the peak
+# of the process it replaced, and a child forked from this large test
+# process starts at its size.  To it is added the largest peak of the
+# processes it waited for (its spooling children, mapping.spooler): a bound
+# of what it and one of them held at once.
 _CHILD = """
-import atexit, os, sys
+import atexit, os, resource, sys
 def _peak():
     with open("/proc/self/status") as status, open(os.environ["HOSTILE_PEAK"], "w") as out:
-        out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+        own = int(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+        out.write(str(own + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
 atexit.register(_peak)
 from encapsulate.cli.main import debchunk_main
 sys.exit(debchunk_main())
