@@ -43,6 +43,14 @@ stream, hashing content as it passes, inflating in a thread: 4.33 s (4.75 s
 CPU) against 3.85 s (1.13x) and 11.19 s (0.39x), peak RSS 87 MB, under a load
 average of 5; an earlier run at load 1-2 gave 3.21 s against 2.64 s (1.21x)
 and 7.85 s (0.41x).  Mapping the layer alone went from 1.9-2.2 s to 1.1-1.2 s.
+Once every layer was verified (blob digest, size and diff_id) the ratio
+grew to 1.27-1.35x: the threads of one process waited on each other's GIL.
+With the inflating and hashing in a child process (``mapping.spooler``) and
+the spool mapped rather than read: three runs of ``--runs 3`` gave 4.66,
+5.15 and 4.99 s against 4.05, 4.08 and 3.99 s (1.15x, 1.26x, 1.25x), CPU
+7.96-8.40 s against 6.59-6.68 s.  The extra CPU, 1.3-1.7 s, is at least
+0.98 s of inflating and hashing (zlib-ng 0.61 s, the blob's sha256 0.14 s,
+the diff_id's 0.23 s), so on 2 cores ours cannot go below ~1.12x.
 
 Usage: ``python -m benches.rechunk_speed [--tree minbase|desktop] [--runs N] [--json FILE]``.
 """
