@@ -57,15 +57,24 @@ def spooled(fill: Callable[[], Iterable[bytes]], path: str, what: str) -> Genera
             f"{what}: cannot make the spool: {e.strerror}", path, account_for(path).limits.hint
         ) from None
     read_end, write_end = os.pipe()
-    with warnings.catch_warnings():
-        # Python 3.12 warns of fork() while other threads run (a lock one of
-        # them holds stays held in the child).  The child takes no lock the
-        # parent's threads use: it runs ``fill`` and reports through the pipe.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover (the child; its work is checked through the parent)
-        os.close(read_end)
-        _child(fill, write_end)
+    # The ending signals wait until the fork is done: a Python handler that
+    # raises inside fork()'s hooks (logging's) would be lost, and the child
+    # must not run the parent's handlers.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _ENDING)
+    pid = -1
+    try:
+        with warnings.catch_warnings():
+            # Python 3.12 warns of fork() while other threads run (a lock one of
+            # them holds stays held in the child).  The child takes no lock the
+            # parent's threads use: it runs ``fill`` and reports through the pipe.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child; its work is checked through the parent)
+            os.close(read_end)
+            _child(fill, write_end, blocked)
+    finally:
+        if pid != 0:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     os.close(write_end)
     finished = False
     try:
@@ -140,12 +149,14 @@ def _reap(pid: int) -> int | None:
         return None
 
 
-def _child(fill: Callable[[], Iterable[bytes]], reports: int) -> NoReturn:
-    """The child's work: ``fill()``, reported to the parent; never returns."""
+def _child(fill: Callable[[], Iterable[bytes]], reports: int, mask: Iterable[int]) -> NoReturn:
+    """The child's work: ``fill()``, reported to the parent; never returns.
+    ``mask`` is the signal mask to restore once the ending signals end it."""
     code = 1
     try:
         for number in _ENDING:
             signal.signal(number, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         written = 0
         for piece in fill():
             written += len(piece)

@@ -55,11 +55,16 @@ class _Peak(threading.Thread):
 
 
 def _space(root: Path) -> int:
+    """The data blocks of the files under ``root``: what they hold, rounded up
+    to 4 KiB blocks, or the blocks they have if fewer (holes); not the file
+    system's own index blocks, which ``st_blocks`` counts too (an ext4
+    extent block, once a spool of 64 MiB spans more extents)."""
     total = 0
     for path, _, files in os.walk(root):
         for name in files:
             with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(path, name)).st_blocks * 512
+                st = os.lstat(os.path.join(path, name))
+                total += min(st.st_blocks * 512, -(-st.st_size // 4096) * 4096)
     return total
 
 
