@@ -48,7 +48,9 @@ grew to 1.27-1.35x: the threads of one process waited on each other's GIL.
 With the inflating and hashing in a child process (``mapping.spooler``) and
 the spool mapped rather than read: three runs of ``--runs 3`` gave 4.66,
 5.15 and 4.99 s against 4.05, 4.08 and 3.99 s (1.15x, 1.26x, 1.25x), CPU
-7.96-8.40 s against 6.59-6.68 s.  The extra CPU, 1.3-1.7 s, is at least
+7.96-8.40 s against 6.59-6.68 s.  Reading file contents back from the spool
+with one copy instead of three: 4.70 and 4.80 s against 3.82 s (1.23x,
+1.26x), CPU 7.84-8.05 s against 6.37-6.38 s.  The extra CPU, 1.3-1.7 s, is at least
 0.98 s of inflating and hashing (zlib-ng 0.61 s, the blob's sha256 0.14 s,
 the diff_id's 0.23 s), so on 2 cores ours cannot go below ~1.12x.
 

@@ -730,7 +730,7 @@ class LayersTree(Tree):
     def _reader(self, meta: _Meta) -> BinaryIO:
         spool = self._spools[meta.layer].path
         try:
-            return io.BufferedReader(_Content(spool, meta.size, meta.segments), _BLOCK)
+            return io.BufferedReader(_Content(spool, meta.size, meta.segments))
         except OSError as e:
             raise MappingError(
                 f"cannot read spooled layer: {e.strerror}",
@@ -808,11 +808,11 @@ class _Content(io.RawIOBase):
         n = min(len(buffer), end - self._pos)
         if offset is None:
             buffer[:n] = _ZEROS[:n] if n <= _BLOCK else bytes(n)
-        else:
-            data = os.pread(self._fd, n, offset + self._pos - start)
-            if len(data) < n:
-                raise OSError(f"spool {self._fd} ends early")
-            buffer[:n] = data
+        # Read into the caller's buffer: one copy (a BufferedReader gives
+        # reads longer than its own buffer to readinto whole).  A view: the
+        # buffer may be a bytearray, whose slice is a copy.
+        elif os.preadv(self._fd, [memoryview(buffer)[:n]], offset + self._pos - start) < n:
+            raise OSError(f"spool {self._fd} ends early")
         self._pos += n
         return n
 

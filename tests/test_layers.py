@@ -531,3 +531,22 @@ def test_global_headers_and_trailing_bytes_are_ignored_as_go_does(tmp_path: Path
     tree = read(tmp_path, [_raw_layer(tmp_path, data + b"bytes after the end")])
     entry = tree.get("f")
     assert entry is not None and entry.xattrs == () and [e.path for e in tree] == ["", "f"]
+
+
+def test_spooled_content_reads_the_same_however_it_is_read(tmp_path: Path) -> None:
+    """A file's bytes in a spool, with a hole between two runs: whole, in
+    small reads through a BufferedReader, and through the raw reader's own
+    ``read`` (which hands ``readinto`` a bytearray, not a view)."""
+    from mapping.layers import _Content
+
+    spool = tmp_path / "spool"
+    data = bytes(range(256)) * 64
+    spool.write_bytes(b"x" * 100 + data)
+    segments = ((0, 5000, 100), (5000, 9000, None), (9000, 9000 + len(data) - 5000, 5100))
+    size = 9000 + len(data) - 5000
+    expected = data[:5000] + bytes(4000) + data[5000:]
+    assert io.BufferedReader(_Content(str(spool), size, segments)).read() == expected
+    small = io.BufferedReader(_Content(str(spool), size, segments), 512)
+    assert b"".join(iter(lambda: small.read(777), b"")) == expected
+    raw = _Content(str(spool), size, segments)
+    assert b"".join(iter(lambda: raw.read(3000), b"")) == expected
