@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -122,6 +122,8 @@ class BuildContext:
     plan: Plan | None = None
     description: ImageDescription | None = None
     image: ImageResult | None = None
+    # ``--compare-with-build``: that image's layer digests, read before anything is written.
+    compared: frozenset[str] | None = None
     comparison: Comparison | None = None
 
     def notify(self, step: Step) -> None:
@@ -142,13 +144,13 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
         open_previous_build(context)
         open_origin(context)
         open_base(context)
+        open_comparison(context)
         map_origin(context)
         plan_layers(context)
         describe(context)
         write_contentmeta(context)
         write_and_deliver(context)
         compare(context)
-        write_plan(context)
     assert context.mapping is not None and context.plan is not None and context.description is not None
     return BuildResult(
         config, context.mapping, context.plan, context.description.epoch, context.image, context.comparison
@@ -352,7 +354,13 @@ def write_and_deliver(context: BuildContext) -> None:
         config.layer_format, config.format_version, config.compression, config.level, config.threads
     )
     layers = fit_layers(context.mapping, context.plan, settings, context.description.epoch, context.whiteouts)
-    with Destination(config.destination, config.dest_registry, context.workdir) as destination:
+    # ``--plan-json`` is written first and put in place once the image is
+    # delivered: a failure at either leaves both as they were.
+    plan_json = None if config.plan_json is None else layers.plan.to_json()
+    with (
+        staged_json(config.plan_json, plan_json, "plan"),
+        Destination(config.destination, config.dest_registry, context.workdir) as destination,
+    ):
         places = context.reachable.lending(destination.lender)
         image = write_image(
             layers,
@@ -373,12 +381,20 @@ def write_and_deliver(context: BuildContext) -> None:
     context.image, context.plan = image, layers.plan
 
 
+def open_comparison(context: BuildContext) -> None:
+    """``--compare-with-build``: that image's layer digests, read before
+    anything is written (a failure to read it leaves the destination as it
+    was, and the image there may be the one this build replaces)."""
+    imgref = context.config.compare_with_build
+    if imgref is not None and not context.config.dry_run:
+        context.compared = frozenset(image_layer_digests(imgref, context.config.registry))
+
+
 def compare(context: BuildContext) -> None:
     """``--compare-with-build``: which layers a client holding that image downloads."""
-    imgref, image = context.config.compare_with_build, context.image
-    if imgref is None or image is None:
+    imgref, image, have = context.config.compare_with_build, context.image, context.compared
+    if imgref is None or image is None or have is None:
         return
-    have = set(image_layer_digests(imgref, context.config.registry))
     fresh = [b for b in image.layers if b.descriptor.digest not in have]
     context.comparison = Comparison(
         str(imgref),
@@ -389,8 +405,33 @@ def compare(context: BuildContext) -> None:
     )
 
 
-def write_plan(context: BuildContext) -> None:
-    """``--plan-json``: the plan written (not on a dry run)."""
-    path = context.config.plan_json
-    if path is not None and context.plan is not None and not context.config.dry_run:
-        write_json_file(path, context.plan.to_json(), "plan")
+@contextlib.contextmanager
+def staged_json(path: str | None, value: Any, what: str) -> Iterator[None]:
+    """``value`` as JSON at ``path`` (when given): written beside it now, a
+    failure to write it an ``EncapsulateError``; renamed over it when the
+    block ends without an error, else removed, ``path`` left as it was."""
+    if path is None:
+        yield
+        return
+    staged = None
+    try:
+        fd, staged = tempfile.mkstemp(
+            prefix=".tmp-debchunk-", suffix=".json", dir=os.path.dirname(os.path.abspath(path))
+        )
+        with os.fdopen(fd, "wb") as f:
+            f.write(json.dumps(value, indent=1).encode() + b"\n")
+        os.chmod(staged, 0o644)
+    except OSError as e:
+        if staged is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(staged)
+        raise EncapsulateError(f"cannot write the {what}: {e.strerror}", where=path) from None
+    try:
+        yield
+        try:
+            os.replace(staged, path)
+        except OSError as e:
+            raise EncapsulateError(f"cannot write the {what}: {e.strerror}", where=path) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(staged)

@@ -4,6 +4,7 @@ a missing skopeo, each leaving what was on disk as it was."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -244,3 +245,49 @@ def test_disk_full_leaves_the_layout_as_it_was(run_cli: RunCli, sample_tree: Pat
         subprocess.run(["skopeo", "inspect", f"oci:{tiny}/img:small"], check=True, capture_output=True)
     finally:
         subprocess.run(["umount", str(tiny)], check=True)
+
+
+def test_an_unreadable_comparison_image_fails_before_anything_is_written(
+    run_cli: RunCli, sample_tree: Path, tmp_path: Path
+) -> None:
+    """``--compare-with-build`` is read first: an image that is not there is
+    one line, and neither the destination nor the plan file is written."""
+    proc = encapsulate(
+        run_cli, "--rootfs", str(sample_tree), f"oci:{tmp_path}/out:1",
+        "--compare-with-build", f"oci:{tmp_path}/missing:1", "--plan-json", str(tmp_path / "plan.json"),
+    )  # fmt: skip
+    one_error(proc, "missing")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_plan_file_that_cannot_be_written_fails_before_the_image_is(
+    run_cli: RunCli, sample_tree: Path, tmp_path: Path
+) -> None:
+    """``--plan-json`` is written beside its place before the image is
+    delivered: a full file system there is one line, the destination is not
+    made and the old plan file is left as it was; with room, both are put
+    in place, and no temporary file stays."""
+    full = tmp_path / "full"
+    full.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)], check=True)
+    try:
+        plan = full / "plan.json"
+        plan.write_text("old\n")
+        with contextlib.suppress(OSError), (full / "filler").open("wb") as filler:
+            filler.write(bytes(1 << 20))
+        proc = encapsulate(
+            run_cli, "--rootfs", str(sample_tree), f"oci:{tmp_path}/out:1", "--plan-json", str(plan)
+        )
+        one_error(proc, "plan")
+        assert not (tmp_path / "out").exists()
+        assert plan.read_text() == "old\n"
+        assert sorted(p.name for p in full.iterdir()) == ["filler", "plan.json"]
+        (full / "filler").unlink()
+        proc = encapsulate(
+            run_cli, "--rootfs", str(sample_tree), f"oci:{tmp_path}/out:1", "--plan-json", str(plan)
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert plan.read_text().startswith("{")
+        assert sorted(p.name for p in full.iterdir()) == ["plan.json"]
+    finally:
+        subprocess.run(["umount", str(full)], check=True)

@@ -122,11 +122,11 @@ def test_build_image_reads_in_one_screen() -> None:
         "open_previous_build",
         "open_origin",
         "open_base",
+        "open_comparison",
         "map_origin",
         "plan_layers",
         "describe",
         "write_contentmeta",
         "write_and_deliver",
         "compare",
-        "write_plan",
     ]
