@@ -13,13 +13,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-import io
 import os
 from collections.abc import Iterable
 from types import ModuleType
 
 from debian import debian_support
-from debian.deb822 import Deb822
 
 
 @functools.cache
@@ -54,18 +52,57 @@ def newest_version(versions: Iterable[str]) -> str | None:
 def paragraphs(data: bytes) -> list[dict[str, str]]:
     """The paragraphs of a deb822 file (dpkg ``status``, ``Packages``), as
     field -> value with surrounding whitespace removed.  ``apt_pkg.TagFile``
-    parses it when it is there and the file is well formed; otherwise (or for
-    a damaged file, which apt refuses whole) python-debian's lenient parser
-    reads what it can."""
+    parses it when it is there and the file is UTF-8 without NUL bytes;
+    otherwise (or for a damaged file, which apt refuses whole) python-debian's
+    lenient parser reads what it can, bytes that are not UTF-8 read as U+FFFD.
+
+    The file comes from an image, so from anyone: python3-apt 2.6's TagSection
+    dereferences a null pointer for a field name that is not UTF-8 (``\\x80:
+    b``), and gives a name cut at a NUL byte that it then cannot look up."""
     apt = apt_pkg()
-    if apt is not None:
-        with contextlib.suppress(apt.Error, SystemError, UnicodeDecodeError):
+    if apt is not None and _plain_utf8(data):
+        with contextlib.suppress(apt.Error, SystemError, UnicodeDecodeError, KeyError):
             return _tagfile(apt, data)
-    # No apt_pkg, or a damaged file apt refuses whole: the lenient parser.
-    return [
-        {key: value.strip() for key, value in p.items()}
-        for p in Deb822.iter_paragraphs(io.BytesIO(data), use_apt_pkg=False, encoding="utf-8")
-    ]
+    # No apt_pkg, or a file apt cannot be given or refuses whole: the lenient parser.
+    return _lenient(data.decode("utf-8", "replace"))
+
+
+def _lenient(text: str) -> list[dict[str, str]]:
+    """deb822 as dpkg writes it, read without refusing anything (python-debian's
+    parser raised ValueError on some damaged files): paragraphs apart by blank
+    lines; ``Name: value`` lines, continued by lines that start with a space
+    or a tab; comment lines and lines with no colon skipped; of a field given
+    twice, the last."""
+    found: list[dict[str, str]] = []
+    fields: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.split("\n"):
+        if not line.strip():
+            if fields:
+                found.append({k: "\n".join(v).strip() for k, v in fields.items()})
+            fields, current = {}, None
+        elif line[0] in " \t":
+            if current is not None:
+                current.append(line)
+        elif not line.startswith("#") and ":" in line:
+            name, _, value = line.partition(":")
+            current = fields[name.strip()] = [value]
+        else:
+            current = None
+    if fields:
+        found.append({k: "\n".join(v).strip() for k, v in fields.items()})
+    return found
+
+
+def _plain_utf8(data: bytes) -> bool:
+    """Whether ``data`` is UTF-8 and holds no NUL byte: what apt_pkg reads safely."""
+    if b"\0" in data:
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _tagfile(apt: ModuleType, data: bytes) -> list[dict[str, str]]:

@@ -121,7 +121,7 @@ class Database:
             status = para.get("Status", "").split()
             missing = [f for f in ("Package", "Status", "Version", "Architecture") if not para.get(f)]
             if missing or len(status) != 3:
-                label = f"package {name}" if name else f"paragraph {number}"
+                label = f"package {show(name)}" if name else f"paragraph {number}"
                 damaged.append(
                     f"{where}: {label} has no valid {', '.join(missing) or 'Status'} field "
                     "(truncated or corrupt database); its files are treated as unpackaged"
@@ -154,7 +154,7 @@ class Database:
             data = self._read(f"info/{package.name}.list")
         if data is None:
             warn(
-                f"{show(self.admindir)}/info: no file list for installed package {package.id}; "
+                f"{show(self.admindir)}/info: no file list for installed package {show(package.id)}; "
                 "its files are treated as unpackaged"
             )
             return

@@ -404,6 +404,21 @@ CASES: dict[str, Case] = {
         "paths", _one(member("etc/link", kind=b"2", link="/tmp"), member("etc/link/x", b"1")), None
     ),
     "escape-in-name": Case("strings", _one(member("etc/\x1b[31mred\rOK", b"x")), None),
+    # dpkg's status file is read with python3-apt, whose TagSection crashed
+    # (SIGSEGV) on a field name that is not UTF-8.
+    "dpkg-status-field-not-utf8": Case(
+        "strings",
+        _one(member("var/lib/dpkg/status", b"Package: a\nStatus: install ok installed\n\x80: b\n\n")),
+        None,
+    ),
+    "dpkg-status-field-nul": Case(
+        "strings", _one(member("var/lib/dpkg/status", b"Package: a\nP\x00: x\n\n")), None
+    ),
+    "dpkg-status-name-not-utf8": Case(
+        "strings",
+        _one(member("var/lib/dpkg/status", b"Package: \xff\x1b[2J\nStatus: install ok installed\n\n")),
+        None,
+    ),
     # Integrity.
     "manifest-tampered": Case(
         "integrity", lambda: Image([Layer.of(tar(BASE))], tamper_manifest=lambda b: b + b" "), ("digest",)

@@ -124,3 +124,47 @@ def test_map_rootfs_runs_without_apt_and_gi(tmp_path: Path) -> None:
         json.loads(proc.stdout)["components"]
         == build_mapping(RootfsOrigin(str(root))).to_json()["components"]
     )
+
+
+# Status files as a stranger's image may hold them: python3-apt 2.6 crashed
+# (SIGSEGV) on a field name that is not UTF-8, and raised KeyError on a name
+# holding a NUL byte.
+_HOSTILE_STATUS = [
+    b"\x80:b\n",
+    b"\xff: x\n",
+    b"P\x00: x\n",
+    b"A: \xff\n",
+    b"Package: a\n\x00\n\nPackage: \xfe\n",
+]
+_READ_ALL = """
+import random, sys
+from mapping import debian_formats
+cases = [bytes.fromhex(h) for h in sys.argv[1:]]
+rng = random.Random(7)
+base = b"Package: foo\\nStatus: install ok installed\\nVersion: 1.0\\n\\nPackage: bar\\nVersion: 2\\n"
+for _ in range(300):
+    data = bytearray(base * rng.randint(1, 4))
+    for _ in range(rng.randint(1, 12)):
+        data[rng.randrange(len(data))] = rng.randrange(256)
+    cases.append(bytes(data))
+cases += [rng.randbytes(rng.randint(1, 3000)) for _ in range(100)]
+for data in cases:
+    for paragraph in debian_formats.paragraphs(data):
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in paragraph.items())
+print(len(cases))
+"""
+
+
+def test_a_status_file_from_a_stranger_is_read_without_crashing() -> None:
+    """Hand-written and 400 random or mutated status files, in a child (a
+    crash would take pytest down): read, never a signal or an exception."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _READ_ALL, *(data.hex() for data in _HOSTILE_STATUS)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=120,
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert proc.stdout.strip() == str(len(_HOSTILE_STATUS) + 400)
+    assert debian_formats.paragraphs(b"\x80: b\n") == [{"\ufffd": "b"}]

@@ -16,6 +16,7 @@ from importlib import metadata
 from chunker import ChunkerError, pack
 from mapping import DebchunkError, Mapping, MappingError, build_mapping
 from mapping import Origin as TreeOrigin
+from mapping.errors import show
 
 from ..build import build_image
 from ..config import ImageOrigin, check_max_layers, epoch_from_environment, reference_date
@@ -41,7 +42,8 @@ class _OneLine(logging.Formatter):
         self.prog = prog
 
     def format(self, record: logging.LogRecord) -> str:
-        return f"{self.prog}: {record.levelname.lower()}: {record.getMessage()}"
+        # Warnings name what an image holds: escaped, one line, whatever it holds.
+        return f"{self.prog}: {record.levelname.lower()}: {show(record.getMessage())}"
 
 
 def _setup_logging(prog: str, quiet: bool, debug: bool) -> None:
