@@ -246,7 +246,15 @@ class _Spool:
         disk is full or past the run's budget (``space.Meter``)."""
         meter = Meter(self.path, f"spooling layer {self.layer.digest}")
         try:
-            out = open(self.path, "wb")  # noqa: SIM115 (closed below)
+            # Truncated only when not empty (``spooled`` has just made it): on
+            # ext4, truncating a file marks it for auto_da_alloc, and closing
+            # it then starts writing the whole spool to disk (0.15 s of CPU
+            # and 356 MB of writes for a 214 MB layer), though it is removed
+            # before it would ever have been written.
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            out = os.fdopen(fd, "wb")
+            if os.fstat(fd).st_size:
+                out.truncate(0)
         except OSError as e:
             raise self._error(e, meter) from None
         try:
