@@ -52,7 +52,13 @@ the spool mapped rather than read: three runs of ``--runs 3`` gave 4.66,
 with one copy instead of three: 4.70 and 4.80 s against 3.82 s (1.23x,
 1.26x), CPU 7.84-8.05 s against 6.37-6.38 s.  The extra CPU, 1.3-1.7 s, is at least
 0.98 s of inflating and hashing (zlib-ng 0.61 s, the blob's sha256 0.14 s,
-the diff_id's 0.23 s), so on 2 cores ours cannot go below ~1.12x.
+the diff_id's 0.23 s), so on 2 cores ours cannot go below ~1.12x.  The
+spooling child opened its spool with O_TRUNC, which on ext4 has the file
+written to disk when it is closed (auto_da_alloc): 0.15 s of its CPU on the
+critical path, and a slower removal.  Without it, with the child's pieces at
+1 MiB and a quicker common case in the tar reader: five runs of ``--runs 3``
+gave 1.211x, 1.179x, 1.212x, 1.181x and 1.178x (4.39-4.57 s against
+3.73-3.88 s; CPU 7.56-7.76 s against 6.18-6.37 s).
 
 Usage: ``python -m benches.rechunk_speed [--tree minbase|desktop] [--runs N] [--json FILE]``.
 """
