@@ -119,6 +119,8 @@ class BuildContext:
     base_origin: LayersOrigin | None = None
     mapping: Mapping | None = None
     whiteouts: tuple[str, ...] = ()
+    # The mapped entries a kept base holds as they are (``mapping.above_base``).
+    kept: frozenset[int] = frozenset()
     plan: Plan | None = None
     description: ImageDescription | None = None
     image: ImageResult | None = None
@@ -266,7 +268,7 @@ def map_origin(context: BuildContext) -> None:
     context.notify(Step("mapping", len(entries), len(entries), sum(e.size for e in entries), finished=True))
     if context.base_origin is not None and context.base is not None:
         above = above_base(mapping, read_tree(context.base_origin, config.threads))
-        mapping, context.whiteouts = above.mapping, above.whiteouts
+        mapping, context.whiteouts, context.kept = above.mapping, above.whiteouts, above.kept
     context.mapping = mapping
 
 
@@ -353,7 +355,9 @@ def write_and_deliver(context: BuildContext) -> None:
     settings = LayerSettings(
         config.layer_format, config.format_version, config.compression, config.level, config.threads
     )
-    layers = fit_layers(context.mapping, context.plan, settings, context.description.epoch, context.whiteouts)
+    layers = fit_layers(
+        context.mapping, context.plan, settings, context.description.epoch, context.whiteouts, context.kept
+    )
     # ``--plan-json`` is written first and put in place once the image is
     # delivered: a failure at either leaves both as they were.
     plan_json = None if config.plan_json is None else layers.plan.to_json()

@@ -81,6 +81,21 @@ def manifest(layout: Path, tag: str) -> dict[str, Any]:
     return data
 
 
+def layer_entries(layout: Path, digest: str) -> dict[str, tuple[bytes, int, int, int, str, str]]:
+    """A layer blob's tar entries, read with tarfile (any compression):
+    path -> (type, mode, uid, gid, link target, sha256 of the content)."""
+    out = {}
+    with tarfile.open(layout / "blobs" / "sha256" / digest.split(":")[1], "r:*") as tar:
+        for m in tar:
+            h = hashlib.sha256()
+            data = tar.extractfile(m) if m.isreg() else None
+            if data is not None:
+                while block := data.read(1 << 20):
+                    h.update(block)
+            out[m.name] = (m.type, m.mode, m.uid, m.gid, m.linkname, h.hexdigest())
+    return out
+
+
 def image_config(layout: Path, tag: str) -> dict[str, Any]:
     """The config of the image tagged ``tag`` in an OCI layout."""
     digest = manifest(layout, tag)["config"]["digest"]

@@ -28,7 +28,16 @@ from encapsulate.describe import LAYER_LABELS, kept_config
 from encapsulate.oci.model import INVALID_HINT, MEDIA_CONFIG, Descriptor, Digest, ImageConfig
 from mapping import MappingError
 from tests.conftest import RunCli, snapshot
-from tests.images import assert_same_tree, manifest, put_blob, store_image, tar_of, umoci_unpack, write_index
+from tests.images import (
+    assert_same_tree,
+    layer_entries,
+    manifest,
+    put_blob,
+    store_image,
+    tar_of,
+    umoci_unpack,
+    write_index,
+)
 
 EPOCH = 1_767_225_600
 
@@ -268,6 +277,38 @@ def test_keep_base_keeps_the_base_layers_and_chunks_what_was_added(tmp_path: Pat
     )
     assert not (tmp_path / "u2/rootfs/etc/b").exists()
     assert (tmp_path / "u2/rootfs/srv/d").read_bytes() == b"now a file"
+
+
+def test_keep_base_writes_nothing_the_base_holds_again(tmp_path: Path) -> None:
+    """The layers above a kept base hold what the image added or changed, and
+    no entry the base holds as it is: a client holding the base downloads the
+    added file and a few tar headers, not the base again."""
+    bash, curl = bytes(range(256)) * 400, b"curl" * 4000
+    base_layer = _layer([("usr/", None), ("usr/bin/", None), ("usr/bin/bash", bash), ("etc/", None),
+                         ("etc/hostname", b"host\n")])  # fmt: skip
+    added = _layer([("usr/", None), ("usr/bin/", None), ("usr/bin/curl", curl)])
+    base = make_image(tmp_path / "base", [(TAR, base_layer)], tag="base")
+    image = make_image(tmp_path / "img", [(TAR, base_layer), (TAR, added)], tag="img")
+    out = tmp_path / "out"
+    build_image(BuildConfig(ImageOrigin(image), f"oci:{out}:r", keep_base=base, max_layers=5, epoch=EPOCH))
+    layers = manifest(out, "r")["layers"]
+    base_layers = manifest(tmp_path / "base", "base")["layers"]
+    assert layers[0]["digest"] == base_layers[0]["digest"]
+    in_base = layer_entries(tmp_path / "base", base_layers[0]["digest"])
+    above = [layer_entries(out, layer["digest"]) for layer in layers[1:]]
+    files = [name for entries in above for name, e in entries.items() if e[0] != tarfile.DIRTYPE]
+    assert files == ["usr/bin/curl"]
+    for entries in above:
+        for name, e in entries.items():
+            assert e[0] == tarfile.DIRTYPE or in_base.get(name) != e, name
+    # What a client holding the base downloads: the added file's layer and
+    # the layer of directories, compressed; nothing near the base's size.
+    download = sum(layer["size"] for layer in layers[1:])
+    assert download < len(gzip.compress(curl)) + 2 * 1024, download
+    assert download < base_layers[0]["size"] / 4
+    assert_same_tree(
+        umoci_unpack(tmp_path / "img", "img", tmp_path / "u1"), umoci_unpack(out, "r", tmp_path / "u2")
+    )
 
 
 def test_keep_base_refuses_an_unrelated_base(tmp_path: Path) -> None:

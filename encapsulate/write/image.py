@@ -17,7 +17,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, Protocol
@@ -300,31 +300,42 @@ class ImageLayers:
 
 
 def _layer_source(
-    mapping: Mapping, plan: Plan, settings: LayerSettings, epoch: int, whiteouts: Sequence[str]
+    mapping: Mapping,
+    plan: Plan,
+    settings: LayerSettings,
+    epoch: int,
+    whiteouts: Sequence[str],
+    kept: Collection[int],
 ) -> LayerSource:
     if settings.layer_format == "ostree":
         # Only the ostree format reads objects through libostree (gi).
         from .ostree import OstreeLayers
 
         return OstreeLayers(mapping, plan, epoch, settings.format_version)
-    return PlainLayers(mapping, plan, epoch, whiteouts)
+    return PlainLayers(mapping, plan, epoch, whiteouts, kept)
 
 
 def fit_layers(
-    mapping: Mapping, plan: Plan, settings: LayerSettings, epoch: int, whiteouts: Sequence[str] = ()
+    mapping: Mapping,
+    plan: Plan,
+    settings: LayerSettings,
+    epoch: int,
+    whiteouts: Sequence[str] = (),
+    kept: Collection[int] = frozenset(),
 ) -> ImageLayers:
     """The layers of ``mapping`` and ``plan`` in ``settings.layer_format``,
     file mtimes clamped to ``epoch``; ``whiteouts`` (plain only) remove paths
-    of kept base layers.  A layer that would hold nothing (its content all
+    of kept base layers, and the entries ``kept`` (indices; plain only) are
+    the base's as they are, written again only as parents.  A layer that would hold nothing (its content all
     placed in other layers) has its components refitted into a neighbour's:
     the plan written is this one's ``plan``."""
     if mapping.tree is None:
         raise EncapsulateError("the mapping has no tree to write", hint="map the tree again")
-    source = _layer_source(mapping, plan, settings, epoch, whiteouts)
+    source = _layer_source(mapping, plan, settings, epoch, whiteouts, kept)
     empty = source.empty_layers()
     if empty:
         plan = refit(plan, mapping.components, (k - 1 for k in empty))
-        source = _layer_source(mapping, plan, settings, epoch, whiteouts)
+        source = _layer_source(mapping, plan, settings, epoch, whiteouts, kept)
     return ImageLayers(mapping, plan, source)
 
 

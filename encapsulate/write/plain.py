@@ -10,7 +10,7 @@ components did not change is the same blob in the next build.
 from __future__ import annotations
 
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from chunker import Plan, layer_of_entries
 from mapping import EntryType, Mapping
@@ -19,10 +19,11 @@ from ..errors import EncapsulateError
 from .tar import Items, entry_items, layer_key
 
 
-def plain_layers(mapping: Mapping, plan: Plan) -> list[list[int]]:
+def plain_layers(mapping: Mapping, plan: Plan, kept: Collection[int] = frozenset()) -> list[list[int]]:
     """Entry indices of each layer: layer 0 every directory, then one per plan
     layer with its files and their parent directories.  All paths of an inode
-    go with the first one, so hardlinks stay within a layer."""
+    go with the first one, so hardlinks stay within a layer.  The entries
+    ``kept`` (a kept base's, as they are) are in no layer, but as parents."""
     if mapping.tree is None:
         raise EncapsulateError("the mapping has no tree to write", hint="map the tree again")
     entries = mapping.tree.entries
@@ -35,6 +36,8 @@ def plain_layers(mapping: Mapping, plan: Plan) -> list[list[int]]:
     out: list[list[int]] = [[] for _ in range(len(plan.layers) + 1)]
     with_parents: list[set[int]] = [set() for _ in plan.layers]
     for i, e in enumerate(entries):
+        if i in kept:
+            continue
         if e.type is EntryType.DIR or layer[i] < 0:
             if e.path:
                 out[0].append(i)
@@ -90,10 +93,18 @@ class PlainLayers:
     """The layers of a mapping and its plan in the plain format: what each
     holds (``items``) and its reuse key (``key``)."""
 
-    def __init__(self, mapping: Mapping, plan: Plan, mtime: int, whiteouts: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        mapping: Mapping,
+        plan: Plan,
+        mtime: int,
+        whiteouts: Sequence[str] = (),
+        kept: Collection[int] = frozenset(),
+    ) -> None:
         """``whiteouts``: paths of lower layers (a kept base) to remove, written
-        in the first layer as ``.wh.NAME`` entries (OCI layer.md, "Whiteouts")."""
-        self.groups = plain_layers(mapping, plan)
+        in the first layer as ``.wh.NAME`` entries (OCI layer.md, "Whiteouts");
+        ``kept``: the entries that base holds as they are (``plain_layers``)."""
+        self.groups = plain_layers(mapping, plan, kept)
         assert mapping.tree is not None
         self.entries = mapping.tree.entries
         self.mtime = mtime
