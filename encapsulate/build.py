@@ -32,7 +32,7 @@ from .oci.prior import image_layer_digests, plan_from_image, read_prior
 from .oci.read import BlobStore, SourceImage, open_image
 from .oci.reuse import ReachableLayers, image_records, layout_records
 from .progress import Progress, Step
-from .rechunk import commit_image, layers_origin, shared_base
+from .rechunk import base_blobs_differ, commit_image, layers_origin, shared_base
 from .write.image import BaseLayers, ImageResult, LayerSettings, fit_layers, write_image
 
 log = logging.getLogger("debchunk.encapsulate")
@@ -242,6 +242,15 @@ def open_base(context: BuildContext) -> None:
     with open_image(
         config.keep_base, config.registry, blobs=False, platform=config.requested_platform, tmpdir=workdir
     ) as base_image:
+        differ = base_blobs_differ(source, base_image)
+        if not differ:
+            base = shared_base(source, base_image)
+    if differ:
+        # Other blobs than the source's (another compression or transport):
+        # the base's own are read, kept open until the image is written.
+        base_image = context.stack.enter_context(
+            open_image(config.keep_base, config.registry, platform=config.requested_platform, tmpdir=workdir)
+        )
         base = shared_base(source, base_image)
     count = len(base.descriptors)
     if config.max_layers - count < 2:

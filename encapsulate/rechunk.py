@@ -16,7 +16,7 @@ import os
 from dataclasses import replace
 from typing import Any
 
-from mapping import CommitOrigin, LayerArchive, LayersOrigin, newest_change_date, read_tree
+from mapping import CommitOrigin, LayerArchive, LayersOrigin, newest_change_date, read_tree, verify_layer
 from mapping.space import Meter
 
 from .errors import EncapsulateError
@@ -73,25 +73,45 @@ def layer_archives(image: SourceImage) -> list[LayerArchive]:
     return [replace(layer, diff_id=diff_id) for layer, diff_id in zip(out, diff_ids, strict=True)]
 
 
-def shared_base(image: SourceImage, base: SourceImage) -> BaseLayers:
-    """The layers of ``image`` that are ``base``'s, all of them and in order
-    (``base`` must be what ``image`` was built FROM)."""
-    ours = [d.digest for d in image.layers]
-    theirs = [d.digest for d in base.layers]
-    if not theirs or ours[: len(theirs)] != theirs:
-        raise EncapsulateError(
-            f"the image does not start with the {len(theirs)} layer(s) of {base.ref}",
-            where=image.ref,
-            hint="give --keep-base the image it was built FROM",
-        )
+_FROM_HINT = "give --keep-base the image it was built FROM"
+
+
+def base_blobs_differ(image: SourceImage, base: SourceImage) -> bool:
+    """Whether ``image`` starts with ``base``'s layers (their diff_ids, all
+    of them and in order) as other blobs: compressed otherwise, or read from
+    another transport (containers-storage gives uncompressed digests).  An
+    image that does not start with them, or adds nothing, is refused, the
+    first layer that differs named."""
+    ours, theirs = image.config.diff_ids, base.config.diff_ids
+    if not theirs:
+        raise EncapsulateError(f"{base.ref} has no layers", hint=_FROM_HINT)
+    for i, want in enumerate(theirs):
+        have = ours[i] if i < len(ours) else None
+        if have != want:
+            raise EncapsulateError(
+                f"its layer {i + 1} is not layer {i + 1} of {base.ref}: "
+                f"diff_id {have or 'none'} against {want}",
+                where=image.ref,
+                hint=_FROM_HINT,
+            )
     if len(ours) == len(theirs):
         raise EncapsulateError(
             f"the image adds nothing to {base.ref}", where=image.ref, hint="push the base image as it is"
         )
-    k = len(theirs)
-    diff_ids = image.config.diff_ids
-    if len(diff_ids) != len(ours):
-        raise EncapsulateError("its config's diff_ids do not match its layers", where=image.ref)
+    return [d.digest for d in image.layers[: len(theirs)]] != [d.digest for d in base.layers]
+
+
+def shared_base(image: SourceImage, base: SourceImage) -> BaseLayers:
+    """The layers of ``image`` that are ``base``'s, matched by diff_id, kept
+    as ``base``'s own blobs (a registry holding the base mounts them, and a
+    client holding it has them), read from ``base`` when they are other blobs
+    than ``image``'s (``base`` must then be read with its blobs, and each is
+    checked against its digest, size and diff_id first)."""
+    differ = base_blobs_differ(image, base)
+    k = len(base.layers)
+    if differ:
+        for layer in layer_archives(base):
+            verify_layer(layer)
     kept_history: list[dict[str, Any]] = []
     seen = 0
     for entry in image.config.history:
@@ -101,8 +121,9 @@ def shared_base(image: SourceImage, base: SourceImage) -> BaseLayers:
         if not entry.get("empty_layer"):
             seen += 1
     # Kept as the base has them, less their annotations (the new image's own layers carry theirs).
-    descriptors = tuple(Descriptor(d.media_type, d.digest, d.size) for d in image.layers[:k])
-    return BaseLayers(descriptors, tuple(diff_ids[:k]), tuple(kept_history), image.open_blob)
+    descriptors = tuple(Descriptor(d.media_type, d.digest, d.size) for d in base.layers)
+    open_blob = base.open_blob if differ else image.open_blob
+    return BaseLayers(descriptors, tuple(base.config.diff_ids), tuple(kept_history), open_blob)
 
 
 def commit_image(

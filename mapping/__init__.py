@@ -14,7 +14,7 @@ from collections.abc import Collection
 
 from .base import AboveBase, above_base
 from .errors import DebchunkError, MappingError
-from .layers import LayerArchive, LayerMember, LayerStream
+from .layers import LayerArchive, LayerMember, LayerStream, verify_layer
 from .model import Component, Mapping, component_sizes
 from .origin import CommitOrigin, LayersOrigin, Origin, RootfsOrigin, read_tree
 from .ownership import map_tree
@@ -46,6 +46,7 @@ __all__ = [
     "read_tree",
     "split_components",
     "split_packages",
+    "verify_layer",
 ]
 
 

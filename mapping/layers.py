@@ -225,6 +225,14 @@ def _diff_checked(layer: LayerArchive, stream: Iterator[bytes]) -> Generator[byt
         )
 
 
+def verify_layer(layer: LayerArchive) -> None:
+    """Read a layer blob through once, checking its digest, its size and its
+    uncompressed stream against its diff_id; a ``MappingError`` names what
+    does not hold.  Nothing is kept."""
+    for _ in _blob_chunks(layer):
+        pass
+
+
 def _hasher(digest: str, what: str, where: str) -> tuple[Any, str]:
     """A new hash of ``digest``'s algorithm and the hex it must end as; a
     digest that is not sha256 or sha512 is a ``MappingError`` (``what``)."""

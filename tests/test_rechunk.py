@@ -248,6 +248,28 @@ def test_keep_base_keeps_the_base_layer_and_unpacks_the_same(images: BuiltImages
     assert sum(len(entries) for entries in above) < len(in_base) / 2
 
 
+def test_keep_base_from_containers_storage(images: BuiltImages, tmp_path: Path) -> None:
+    """A built FROM the base, both read from containers-storage, where the
+    source's layers come as gzip blobs and the base's (without its blobs) by
+    their uncompressed digests: matched by diff_id, the base's layers kept,
+    and the image unpacks as A does."""
+    out = tmp_path / "out"
+    build_image(
+        BuildConfig(
+            ImageOrigin(images.a.storage),
+            f"oci:{out}:k",
+            keep_base=images.base.storage,
+            max_layers=MAX_LAYERS,
+            epoch=EPOCH,
+        )
+    )
+    base_ids = image_config(images.base.layout, images.base.tag)["rootfs"]["diff_ids"]
+    assert image_config(out, "k")["rootfs"]["diff_ids"][: len(base_ids)] == base_ids
+    assert_same_tree(
+        umoci_unpack(images.a.layout, images.a.tag, tmp_path / "a"), umoci_unpack(out, "k", tmp_path / "k")
+    )
+
+
 def test_buildah_layers_read_as_go_reads_them(images: BuiltImages, gotar: GoTar) -> None:  # noqa: F811
     """Every layer buildah wrote for image A (its base and one per RUN step)
     and the 30-layer image: debchunk's reader gives Go's entries."""

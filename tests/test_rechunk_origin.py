@@ -311,12 +311,57 @@ def test_keep_base_writes_nothing_the_base_holds_again(tmp_path: Path) -> None:
     )
 
 
+def test_keep_base_matches_layers_by_diff_id_and_keeps_the_bases_blobs(tmp_path: Path) -> None:
+    """The base as other blobs than the image's first layers (gzip here, an
+    uncompressed tar there, as containers-storage and a registry give the
+    same layer): matched by diff_id, and the new image keeps the base's own
+    blob, so a client holding the base downloads nothing for it."""
+    base_tar = _layer([("etc/", None), ("etc/a", b"a" * 3000)])
+    added = _layer([("etc/", None), ("etc/b", b"b" * 300)])
+    diff_id = "sha256:" + hashlib.sha256(base_tar).hexdigest()
+    rootfs = {"type": "layers", "diff_ids": [diff_id]}
+    base = make_image(
+        tmp_path / "base", [(TAR + "+gzip", gzip.compress(base_tar, mtime=0))], {"rootfs": rootfs}, "base"
+    )
+    image = make_image(tmp_path / "img", [(TAR, base_tar), (TAR, added)], tag="img")
+    out = tmp_path / "out"
+    build_image(BuildConfig(ImageOrigin(image), f"oci:{out}:r", keep_base=base, max_layers=5, epoch=EPOCH))
+    base_layer = manifest(tmp_path / "base", "base")["layers"][0]
+    new = manifest(out, "r")
+    assert new["layers"][0] == {k: base_layer[k] for k in ("mediaType", "digest", "size")}
+    assert (
+        json.loads((out / "blobs/sha256" / new["config"]["digest"][7:]).read_text())["rootfs"]["diff_ids"][0]
+        == diff_id
+    )
+    files = [
+        n
+        for layer in new["layers"][1:]
+        for n, e in layer_entries(out, layer["digest"]).items()
+        if e[0] != tarfile.DIRTYPE
+    ]
+    assert files == ["etc/b"]
+    assert_same_tree(
+        umoci_unpack(tmp_path / "img", "img", tmp_path / "u1"), umoci_unpack(out, "r", tmp_path / "u2")
+    )
+    # A base blob that is not what its diff_id says is refused, and nothing is written.
+    lying = make_image(
+        tmp_path / "lying", [(TAR + "+gzip", gzip.compress(added, mtime=0))], {"rootfs": rootfs}, "base"
+    )
+    with pytest.raises(MappingError, match="uncompressed stream is sha256:"):
+        build_image(
+            BuildConfig(
+                ImageOrigin(image), f"oci:{tmp_path}/no:r", keep_base=lying, max_layers=5, epoch=EPOCH
+            )
+        )
+    assert not (tmp_path / "no").exists()
+
+
 def test_keep_base_refuses_an_unrelated_base(tmp_path: Path) -> None:
     base = make_image(tmp_path / "base", [(TAR, _layer([("a", b"a")]))], tag="base")
     image = make_image(
         tmp_path / "img", [(TAR, _layer([("b", b"b")])), (TAR, _layer([("c", b"c")]))], tag="img"
     )
-    with pytest.raises(EncapsulateError, match="does not start with the 1 layer"):
+    with pytest.raises(EncapsulateError, match=r"its layer 1 is not layer 1 of .*base: diff_id sha256:"):
         build_image(BuildConfig(ImageOrigin(image), f"oci:{tmp_path}/out", keep_base=base, epoch=EPOCH))
     with pytest.raises(ConfigError, match="--keep-base needs an image origin"):
         BuildConfig(RootfsOrigin(str(tmp_path)), "oci:x", keep_base=base).check()
