@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Mapping as MappingABC
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -246,9 +247,26 @@ def labels_asked(config: BuildConfig, mapping: Mapping) -> dict[str, str]:
     return labels
 
 
-def image_epoch(config: BuildConfig, mapping: Mapping) -> int:
+def config_created(source: ImageConfig | None) -> int | None:
+    """An image origin's ``created`` as whole seconds since 1970, or None
+    when it has none, it does not read as an RFC 3339 time with a zone, or it
+    is before 1970 (Go's zero time, 0001-01-01, is what some builders leave)."""
+    if source is None or not source.created:
+        return None
+    try:
+        created = dt.datetime.fromisoformat(source.created)
+    except ValueError:
+        return None
+    if created.tzinfo is None:
+        return None
+    seconds = math.floor(created.timestamp())
+    return seconds if seconds >= 0 else None
+
+
+def image_epoch(config: BuildConfig, mapping: Mapping, source: ImageConfig | None = None) -> int:
     """The image's time: ``SOURCE_DATE_EPOCH``, else the commit's timestamp,
-    else the newest changelog date in the tree; never the wall clock."""
+    else the newest changelog date in the tree, else an image origin's
+    ``created``; never the wall clock."""
     if config.epoch is not None:
         return config.epoch
     timestamp = mapping.tree.timestamp if mapping.tree is not None else None
@@ -256,8 +274,13 @@ def image_epoch(config: BuildConfig, mapping: Mapping) -> int:
         return timestamp
     if mapping.reference_date is not None:
         return int(mapping.reference_date.timestamp())
+    created = config_created(source)
+    if created is not None:
+        return created
     raise EncapsulateError(
-        "no timestamp for the image: the tree has no changelogs", hint="set SOURCE_DATE_EPOCH"
+        "no timestamp for the image: the tree has no Debian changelogs"
+        + ("" if source is None else " and the source image's config no created time"),
+        hint="set SOURCE_DATE_EPOCH",
     )
 
 
@@ -284,7 +307,7 @@ def describe_image(
     Its config (as yet without layers) is checked against the schema here,
     before any layer is written: a label with an empty name fails now."""
     description = ImageDescription(
-        image_epoch(config, mapping),
+        image_epoch(config, mapping, source),
         image_platform(config, mapping, source),
         labels_asked(config, mapping),
         base_config(config, mapping, file, source),

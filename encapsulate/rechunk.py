@@ -19,6 +19,7 @@ from typing import Any
 from mapping import CommitOrigin, LayerArchive, LayersOrigin, newest_change_date, read_tree, verify_layer
 from mapping.space import Meter
 
+from .describe import config_created
 from .errors import EncapsulateError
 from .oci.labels import OCI_VERSION_LABEL, VERSION_LABEL
 from .oci.layout import LAYER_COMPRESSION, Descriptor
@@ -133,8 +134,8 @@ def commit_image(
     as an OSTree image builder lays a tree out (``ostree_layout``) and
     committed to a scratch repository under ``workdir``, which the build then
     maps as it maps any commit.  The commit's time is ``epoch``
-    (``SOURCE_DATE_EPOCH``), else the newest changelog date in the tree, so
-    the same image gives the same commit."""
+    (``SOURCE_DATE_EPOCH``), else the newest changelog date in the tree, else
+    the image config's ``created``, so the same image gives the same commit."""
     # Only this step and the ostree writer need libostree (gi).
     from .write.ostree_commit import commit_tree, ostree_layout
 
@@ -142,13 +143,14 @@ def commit_image(
     timestamp = epoch
     if timestamp is None:
         newest = newest_change_date(laid_out)
-        if newest is None:
+        timestamp = int(newest.timestamp()) if newest is not None else config_created(image.config)
+        if timestamp is None:
             raise EncapsulateError(
-                "no timestamp for the commit: the tree has no changelogs",
+                "no timestamp for the commit: the tree has no Debian changelogs "
+                "and the image's config no created time",
                 where=image.ref,
                 hint="set SOURCE_DATE_EPOCH",
             )
-        timestamp = int(newest.timestamp())
     labels = image.config.labels
     version = next((labels[k] for k in _VERSION_LABELS if labels.get(k)), None)
     repo = os.path.join(workdir, "ostree")

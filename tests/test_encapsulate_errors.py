@@ -80,7 +80,8 @@ def test_any_other_encapsulate_error_exits_1_in_one_line(
     assert debchunk_main(args) == 1
     err = capsys.readouterr().err
     assert err == (
-        "debchunk: error: no timestamp for the image: the tree has no changelogs; set SOURCE_DATE_EPOCH\n"
+        "debchunk: error: no timestamp for the image: the tree has no Debian changelogs; "
+        "set SOURCE_DATE_EPOCH\n"
     )
     with pytest.raises(EncapsulateError) as caught:
         debchunk_main([*args, "--debug"])

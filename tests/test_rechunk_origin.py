@@ -356,6 +356,29 @@ def test_keep_base_matches_layers_by_diff_id_and_keeps_the_bases_blobs(tmp_path:
     assert not (tmp_path / "no").exists()
 
 
+def test_an_image_without_changelogs_takes_its_configs_created_time(tmp_path: Path) -> None:
+    """No SOURCE_DATE_EPOCH and no Debian changelog (a slim image, or not a
+    Debian one): the image's time is the source config's ``created``, so two
+    builds give the same digest; without it, one clear error."""
+    layer = _layer([("etc/", None), ("etc/os-release", b"ID=slim\n")])
+    image = make_image(tmp_path / "img", [(TAR, layer)], {"created": "2025-03-04T05:06:07.987654321Z"})
+    digests = []
+    for run in ("one", "two"):
+        result = build_image(BuildConfig(ImageOrigin(image), f"oci:{tmp_path}/{run}:r"))
+        assert result.epoch == 1_741_064_767
+        digests.append(manifest(tmp_path / run, "r"))
+        config = json.loads(
+            (tmp_path / run / "blobs/sha256" / digests[-1]["config"]["digest"][7:]).read_text()
+        )
+        assert config["created"] == "2025-03-04T05:06:07Z"
+    assert digests[0] == digests[1]
+    for created in (None, "0001-01-01T00:00:00Z"):
+        bare = make_image(tmp_path / f"bare{created is None}", [(TAR, layer)], {"created": created})
+        with pytest.raises(EncapsulateError, match=r"no timestamp for the image: .* no created time"):
+            build_image(BuildConfig(ImageOrigin(bare), f"oci:{tmp_path}/none:r"))
+    assert not (tmp_path / "none").exists()
+
+
 def test_keep_base_refuses_an_unrelated_base(tmp_path: Path) -> None:
     base = make_image(tmp_path / "base", [(TAR, _layer([("a", b"a")]))], tag="base")
     image = make_image(
