@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 from .debian_formats import newest_version
 from .dpkg import Database
+from .dpkgfilters import path_filters
 from .errors import MappingError, show, warn
 from .model import BIGFILE_PREFIX, UNPACKAGED, VOLATILE, Component, Kind, Mapping, component_sizes
 from .stability import Stability, change_probabilities, changelog_paths, update_interval_days
@@ -442,6 +443,7 @@ def _claim_listed_files(
     directory, the sources listing it."""
     dir_sources: dict[str, set[str]] = defaultdict(set)
     diversions = {d.original: d for d in db.diversions()}
+    filters = path_filters(tree)
     absent: list[tuple[str, str]] = []
     parents: set[str] = set()
     for package in db.packages():
@@ -453,12 +455,15 @@ def _claim_listed_files(
         owner.changelogs.extend(changelog_paths(package.name))
         for listed in db.listed_paths(package):
             parents.add(listed.rpartition("/")[0])
+            original = listed
             diversion = diversions.get(listed)
             if diversion is not None and diversion.package != package.name:
                 listed = diversion.diverted_to
             path = locate(tree, listed)
             if path is None:
-                absent.append((listed, package.id))
+                # dpkg filters the paths of the package as it ships them.
+                if not filters.excluded(original):
+                    absent.append((listed, package.id))
                 continue
             i = tree.index[path]
             if tree.entries[i].type is EntryType.DIR:
@@ -466,8 +471,9 @@ def _claim_listed_files(
             elif owner_name[i] is None:
                 owner_name[i] = package.source
     # Listed directories OSTree image builders empty (var/, boot/ ...) are
-    # expected to be absent; a missing file elsewhere means the tree and its
-    # database disagree.
+    # expected to be absent, and so are the files dpkg's own path-exclude
+    # options kept out (``dpkgfilters``); a missing file elsewhere means the
+    # tree and its database disagree.
     unexpected = [
         (p, pkg) for p, pkg in absent if p not in parents and not (p + "/").startswith(_EMPTIED_BY_BUILDERS)
     ]
