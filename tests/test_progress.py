@@ -116,3 +116,20 @@ def test_a_line_every_few_seconds_in_ci() -> None:
     assert lines[0] == "writing: 3/10 layers, 200/1,000 MB, 40 MB/s, ETA 20.0 s"
     assert lines[-1].startswith("writing: 10/10 layers, 1,000/1,000 MB")
     line.close()
+
+
+def test_the_byte_count_ends_at_the_total(sample_tree: Path, tmp_path: Path) -> None:
+    """The writing phase counts content bytes as the plan sizes layers: it
+    never passes its total (it used to count tar headers too, 158/155 MB),
+    and reaches it, with layers written or taken from the layout."""
+    from encapsulate import BuildConfig, RootfsOrigin, build_image
+
+    for tag in ("v1", "v2"):
+        steps: list[Step] = []
+        destination = f"oci:{tmp_path}/img:{tag}"
+        config = BuildConfig(RootfsOrigin(str(sample_tree)), destination, max_layers=6, epoch=1)
+        build_image(config, progress=steps.append)
+        writing = [s for s in steps if s.phase == "writing"]
+        assert writing and writing[-1].bytes_total
+        assert all(s.bytes_done <= (s.bytes_total or 0) for s in writing)
+        assert writing[-1].bytes_done == writing[-1].bytes_total

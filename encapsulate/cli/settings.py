@@ -82,7 +82,9 @@ class Setting:
             nargs = "?" if self.kind is Kind.OPTIONAL_ARGUMENT else None
             parser.add_argument(self.dest, metavar=self.metavar, nargs=nargs, help=self.help)
             return
-        kwargs: dict[str, Any] = {"dest": self.dest, "help": self.help}
+        # --help says each default, as the README's option table does.
+        shown = self.help if self.default is None else f"{self.help} (default {self.default})"
+        kwargs: dict[str, Any] = {"dest": self.dest, "help": shown}
         if self.required:
             kwargs["required"] = True
         if self.kind is Kind.FLAG:
@@ -214,7 +216,7 @@ SETTINGS: tuple[Setting, ...] = (
         ("--format",),
         "format",
         "layer format: ostree (ostree-ext chunked, for bootc/rpm-ostree) or plain rootfs layers "
-        "(default: ostree for a commit, plain for --rootfs)",
+        "(default: ostree for a commit, plain for --rootfs and for an image: --from, rechunk)",
         metavar="FORMAT",
         parse=Format,
         choices=tuple(Format),

@@ -172,14 +172,18 @@ class _LayerWriter:
         self.taken = 0
         self.bytes_done = 0
         self.bytes_total = 0
+        self.sizes: Sequence[int] = ()
 
     def _report(self, finished: bool = False) -> None:
         if self.progress is not None:
+            # The total is the plan's content; the first layer's few unowned
+            # files are not in it: the count stops at the total, and ends there.
+            done = self.bytes_total if finished else min(self.bytes_done, self.bytes_total)
             step = Step(
                 "writing",
                 self.done,
                 self.source.layer_count,
-                self.bytes_done,
+                done,
                 self.bytes_total,
                 self.taken,
                 finished,
@@ -191,9 +195,10 @@ class _LayerWriter:
             if self.stop.is_set():
                 raise _Stopped
             yield item
-            if self.progress is not None:
+            if self.progress is not None and item[0].isreg():
                 with self.lock:
-                    self.bytes_done += item[0].size + 512
+                    # Content only, as the plan's layer sizes count it.
+                    self.bytes_done += item[0].size
 
     def _take(self, k: int, key: str, annotations: dict[str, str]) -> tuple[LayerBlob, str] | None:
         """Layer ``k`` taken from the first place holding a blob of ``key``
@@ -240,7 +245,7 @@ class _LayerWriter:
             self.done += 1
             if taken is not None:
                 self.taken += 1
-                self.bytes_done += taken[0].tar_size
+                self.bytes_done += self.sizes[k]
             self._report()
         return taken if taken is not None else (written, None)
 
@@ -251,6 +256,7 @@ class _LayerWriter:
         count = self.source.layer_count
         cpus = max(1, threads or os.cpu_count() or 1)
         workers = min(cpus, count)
+        self.sizes = sizes
         self.bytes_total = sum(sizes)
         self._report()
         # Largest layers first: the last layer to start should be a small one.
