@@ -201,8 +201,15 @@ def open_previous_build(context: BuildContext) -> None:
             previous_build_manifest=config.previous_build_manifest,
         )
         return
+    # Of an image index, the platform the origin is read for (--arch, else this machine's).
     image = context.stack.enter_context(
-        open_image(config.prior, config.registry, blobs=False, tmpdir=context.workdir)
+        open_image(
+            config.prior,
+            config.registry,
+            blobs=False,
+            platform=config.requested_platform,
+            tmpdir=context.workdir,
+        )
     )
     if image.store is not None:
         context.reachable.add(PRIOR, image.store, image_records(image.manifest, image.config))
@@ -400,7 +407,9 @@ def open_comparison(context: BuildContext) -> None:
     was, and the image there may be the one this build replaces)."""
     imgref = context.config.compare_with_build
     if imgref is not None and not context.config.dry_run:
-        context.compared = frozenset(image_layer_digests(imgref, context.config.registry))
+        context.compared = frozenset(
+            image_layer_digests(imgref, context.config.registry, context.config.requested_platform)
+        )
 
 
 def compare(context: BuildContext) -> None:

@@ -137,3 +137,64 @@ def test_plan_from_annotations_and_no_plan() -> None:
         EncapsulateError, match=r"m\.json: the image records no plan.*build without --prior once"
     ):
         plan_from_image(_manifest([_layer({})]), None, "m.json")
+
+
+def test_a_build_reads_its_own_platforms_prior_from_an_index(
+    layout: Path, sample_tree: Path, tmp_path: Path
+) -> None:
+    """An arm64 + amd64 index as --prior (and --compare-with-build) of an
+    arm64 build: the arm64 image's plan and layers are read, not amd64's."""
+    import contextlib
+
+    from encapsulate import BuildConfig
+    from encapsulate.build import BuildContext, open_comparison, open_previous_build
+
+    # An arm64 image of another plan (4 layers) beside v1 (amd64, 6 layers).
+    build(
+        RootfsOrigin(str(sample_tree)),
+        f"oci:{layout}:arm",
+        max_layers=4,
+        epoch=int(EPOCH),
+        platform=Platform("arm64"),
+    )
+    index = json.loads((layout / "index.json").read_text())
+    entries = {m["annotations"][REF_NAME]: m for m in index["manifests"]}
+    image_index = {
+        "schemaVersion": 2,
+        "mediaType": INDEX,
+        "manifests": [
+            {
+                **{k: entries["v1"][k] for k in ("mediaType", "digest", "size")},
+                "platform": {"architecture": "amd64", "os": "linux"},
+            },
+            {
+                **{k: entries["arm"][k] for k in ("mediaType", "digest", "size")},
+                "platform": {"architecture": "arm64", "os": "linux"},
+            },
+        ],
+    }
+    index["manifests"].append(
+        {"mediaType": INDEX, **_put(layout, image_index), "annotations": {REF_NAME: "both"}}
+    )
+    (layout / "index.json").write_text(json.dumps(index))
+    arm_plan = prior_plan(f"oci:{layout}:arm", DEFAULT_REGISTRY)
+    with open_image(f"oci:{layout}:arm", DEFAULT_REGISTRY, blobs=False) as image:
+        arm_layers = frozenset(d.digest for d in image.layers)
+    assert len(arm_plan.layers) != len(prior_plan(f"oci:{layout}:v1", DEFAULT_REGISTRY).layers)
+    both = f"oci:{layout}:both"
+    for platform, plan, layers in ((Platform("arm64"), arm_plan, arm_layers), (None, None, None)):
+        config = BuildConfig(
+            RootfsOrigin(str(sample_tree)),
+            f"oci:{tmp_path}/out",
+            prior=both,
+            compare_with_build=both,
+            platform=platform,
+        )
+        with contextlib.ExitStack() as stack:
+            context = BuildContext(config, stack, workdir=str(tmp_path))
+            open_previous_build(context)
+            open_comparison(context)
+            if plan is None:  # this machine's platform: amd64 here
+                assert context.prior == prior_plan(f"oci:{layout}:v1", DEFAULT_REGISTRY)
+            else:
+                assert context.prior == plan and context.compared == layers

@@ -22,6 +22,7 @@ from ..build import build_image
 from ..config import ImageOrigin, check_max_layers, epoch_from_environment, reference_date
 from ..errors import ConfigError
 from ..oci.layout import read_json_object
+from ..oci.platform import Platform
 from ..oci.prior import read_prior
 from . import tools
 from .progress import progress_line
@@ -78,7 +79,10 @@ def _cmd_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     check_max_layers(args.max_layers)
     if args.prior is not None and args.prior_plan is not None:
         raise ConfigError("--prior and --prior-plan: give only one previous build")
-    prior = read_prior(reading_registry(args), prior=args.prior, plan_file=args.prior_plan)
+    # Of an image index, this machine's platform, as a build reads it without --arch.
+    prior = read_prior(
+        reading_registry(args), prior=args.prior, plan_file=args.prior_plan, platform=Platform.host()
+    )
     if args.mapping is not None:
         if args.repo or args.ref or args.rootfs:
             raise ConfigError("--mapping FILE takes no --repo, REF or --rootfs")

@@ -20,6 +20,7 @@ from .imgref import ImageRef, RegistryOptions
 from .labels import COMPONENTS_ANNOTATION, PLAN_LABEL, annotation_groups, json_label, plan_groups
 from .layout import read_json_object
 from .model import Digest, ImageConfig, Manifest
+from .platform import DEFAULT_PLATFORM, Platform
 from .read import open_image
 
 
@@ -43,15 +44,21 @@ def plan_from_image(manifest: Manifest, config: ImageConfig | None, where: str) 
     return Plan.from_groups(groups)
 
 
-def prior_plan(imgref: ImageRef | str, registry: RegistryOptions) -> Plan:
-    """The previous build's plan, from an image reference (read with ``open_image``)."""
-    with open_image(imgref, registry, blobs=False) as image:
+def prior_plan(
+    imgref: ImageRef | str, registry: RegistryOptions, platform: Platform = DEFAULT_PLATFORM
+) -> Plan:
+    """The previous build's plan, from an image reference (read with
+    ``open_image``; of an image index, the ``platform`` image)."""
+    with open_image(imgref, registry, blobs=False, platform=platform) as image:
         return plan_from_image(image.manifest, image.config, image.ref)
 
 
-def image_layer_digests(imgref: ImageRef | str, registry: RegistryOptions) -> list[Digest]:
-    """The layer digests of an image's manifest, in order (``--compare-with-build``)."""
-    with open_image(imgref, registry, blobs=False) as image:
+def image_layer_digests(
+    imgref: ImageRef | str, registry: RegistryOptions, platform: Platform = DEFAULT_PLATFORM
+) -> list[Digest]:
+    """The layer digests of an image's manifest, in order (``--compare-with-build``;
+    of an image index, the ``platform`` image)."""
+    with open_image(imgref, registry, blobs=False, platform=platform) as image:
         return [d.digest for d in image.layers]
 
 
@@ -72,6 +79,7 @@ def read_prior(
     prior: ImageRef | str | None = None,
     plan_file: str | None = None,
     previous_build_manifest: str | None = None,
+    platform: Platform = DEFAULT_PLATFORM,
 ) -> Plan | None:
     """The previous build's plan: from a plan file (``plan_file``, what
     ``debchunk plan --json`` prints), an image (``prior``, reached as
@@ -83,7 +91,7 @@ def read_prior(
         except ChunkerError as e:
             raise ChunkerError(f"{plan_file}: {e}") from None
     if prior is not None:
-        return prior_plan(prior, registry)
+        return prior_plan(prior, registry, platform)
     if previous_build_manifest is not None:
         return prior_from_manifest_file(previous_build_manifest)
     return None
