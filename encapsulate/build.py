@@ -16,7 +16,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from chunker import Plan, changes_per_year, pack
@@ -26,13 +26,14 @@ from mapping.space import SpaceAccount, SpaceLimits, accounted
 from .config import DOCKER_LAYER_LIMIT, BuildConfig, Format, ImageOrigin, reference_date
 from .describe import ImageDescription, describe_image, read_image_config_file
 from .errors import ConfigError, EncapsulateError
-from .oci.deliver import Destination
-from .oci.layout import Layout, atomic_write
+from .oci.deliver import DEFAULT_TAG, Destination
+from .oci.layout import Layout, atomic_write, tag_entry
 from .oci.prior import image_layer_digests, plan_from_image, read_prior
 from .oci.read import BlobStore, SourceImage, open_image
 from .oci.reuse import ReachableLayers, image_records, layout_records
 from .progress import Progress, Step
 from .rechunk import base_blobs_differ, commit_image, layers_origin, shared_base
+from .tools.text import printable
 from .write.image import BaseLayers, ImageResult, LayerSettings, fit_layers, write_image
 
 log = logging.getLogger("debchunk.encapsulate")
@@ -68,10 +69,14 @@ class BuildResult:
     epoch: int
     image: ImageResult | None
     comparison: Comparison | None = None
+    # The previous build, when no option gave one and the destination held it.
+    prior_source: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Digests and layers (``container-encapsulate --json``)."""
         out: dict[str, Any] = {"destination": str(self.config.destination), "plan": self.plan.to_json()}
+        if self.prior_source is not None:
+            out["prior_from_destination"] = self.prior_source
         if self.image is not None:
             out["manifest"] = self.image.manifest.digest
             out["config"] = self.image.config.digest
@@ -124,6 +129,8 @@ class BuildContext:
     plan: Plan | None = None
     description: ImageDescription | None = None
     image: ImageResult | None = None
+    # Where the previous build's plan came from when no option gave it (the destination).
+    prior_source: str | None = None
     # ``--compare-with-build``: that image's layer digests, read before anything is written.
     compared: frozenset[str] | None = None
     comparison: Comparison | None = None
@@ -155,7 +162,13 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
         compare(context)
     assert context.mapping is not None and context.plan is not None and context.description is not None
     return BuildResult(
-        config, context.mapping, context.plan, context.description.epoch, context.image, context.comparison
+        config,
+        context.mapping,
+        context.plan,
+        context.description.epoch,
+        context.image,
+        context.comparison,
+        context.prior_source,
     )
 
 
@@ -200,6 +213,8 @@ def open_previous_build(context: BuildContext) -> None:
             plan_file=config.prior_plan,
             previous_build_manifest=config.previous_build_manifest,
         )
+        if context.prior is None and not config.no_prior:
+            open_destination_prior(context)
         return
     # Of an image index, the platform the origin is read for (--arch, else this machine's).
     image = context.stack.enter_context(
@@ -214,6 +229,56 @@ def open_previous_build(context: BuildContext) -> None:
     if image.store is not None:
         context.reachable.add(PRIOR, image.store, image_records(image.manifest, image.config))
     context.prior = plan_from_image(image.manifest, image.config, image.ref)
+
+
+# What skopeo and the registry say of a tag or repository that is not there.
+_ABSENT = ("manifest unknown", "name unknown", "not found", "no image tagged", "does not resolve")
+
+
+def open_destination_prior(context: BuildContext) -> None:
+    """Without a previous build given: the image the destination's tag holds
+    now, if any, is the previous build (a rebuild into the same tag keeps its
+    layers where that pays).  A tag that is not there, or an image that records
+    no plan, leaves none; a destination that cannot be read is an error now,
+    before any long step."""
+    config = context.config
+    ref = config.destination
+    if ref.transport == "oci":
+        try:
+            with open(os.path.join(ref.location, "index.json"), "rb") as f:
+                index = json.load(f)
+        except (OSError, ValueError):
+            return
+        if not isinstance(index, dict) or tag_entry(index, ref.tag or DEFAULT_TAG) is None:
+            return
+        ref = replace(ref, tag=ref.tag or DEFAULT_TAG)
+    elif ref.transport == "oci-archive":
+        if not os.path.isfile(ref.location):
+            return
+    elif ref.transport not in ("registry", "docker"):
+        return
+    try:
+        image = context.stack.enter_context(
+            open_image(
+                ref,
+                config.dest_registry,
+                blobs=False,
+                platform=config.requested_platform,
+                tmpdir=context.workdir,
+            )
+        )
+    except EncapsulateError as e:
+        if any(word in str(e).lower() for word in _ABSENT):
+            return
+        raise
+    try:
+        context.prior = plan_from_image(image.manifest, image.config, image.ref)
+    except EncapsulateError:
+        log.info("%s holds an image that records no plan: planned from scratch", printable(str(ref)))
+        return
+    if image.store is not None:
+        context.reachable.add(PRIOR, image.store, image_records(image.manifest, image.config))
+    context.prior_source = str(ref)
 
 
 def open_origin(context: BuildContext) -> None:

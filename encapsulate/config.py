@@ -174,7 +174,8 @@ class BuildConfig:
     ``origin`` is what to encapsulate and ``destination`` the IMGREF to write.
     The previous build is at most one of ``prior`` (an IMGREF), ``prior_plan``
     (a ``debchunk plan --json`` file) and ``previous_build_manifest`` (its raw
-    OCI manifest).  ``image_config`` is a file holding an OCI image config,
+    OCI manifest); without one, the image the destination's tag holds, if
+    any, unless ``no_prior``.  ``image_config`` is a file holding an OCI image config,
     whole or only its inner ``config`` object (rpm-ostree's form).  ``epoch``
     is the image's time (``SOURCE_DATE_EPOCH``); without it, the commit's
     timestamp, else the newest changelog date in the tree.  ``platform``:
@@ -209,6 +210,7 @@ class BuildConfig:
     prior: OptionalImageRef = OptionalImageRef("--prior")
     prior_plan: str | None = None
     previous_build_manifest: str | None = None
+    no_prior: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
     remove_labels: tuple[str, ...] = ()
     image_config: str | None = None
@@ -321,6 +323,8 @@ def _check_previous_build(config: BuildConfig) -> None:
     priors = [name for name, value in given if value is not None]
     if len(priors) > 1:
         raise ConfigError(f"{' and '.join(priors)}: give only one previous build")
+    if priors and config.no_prior:
+        raise ConfigError(f"--no-prior and {priors[0]}: give one or the other")
 
 
 def _check_image(config: BuildConfig) -> None:

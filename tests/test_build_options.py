@@ -277,3 +277,33 @@ def test_bootc_labels_a_root_tree_bootable(run_cli: RunCli, tmp_path: Path) -> N
     assert manifest(tmp_path / "img", "b")["annotations"]["containers.bootc"] == "1"
     build(RootfsOrigin(str(tree)), f"oci:{tmp_path}/img:plain")
     assert "containers.bootc" not in image_labels(tmp_path / "img", "plain")
+
+
+def test_the_destination_is_the_prior(tmp_path: Path) -> None:
+    """Without a previous build given, the image the destination's tag holds
+    is the previous build: a rebuild into the same tag gives what --prior of
+    that image gives, and says so; --no-prior plans from scratch."""
+    from encapsulate import ConfigError
+
+    root = packages_tree(tmp_path / "t", 12, 50_000, 10)
+    origin = RootfsOrigin(str(root))
+    build(origin, f"oci:{tmp_path}/img:t", max_layers=8)
+    subprocess.run(["skopeo", "copy", "-q", f"oci:{tmp_path}/img:t", f"oci:{tmp_path}/old:t"], check=True)
+    (root / "usr/lib/pkg05/data").write_bytes(blob("changed", 123_456))
+    with_prior = build(origin, f"oci:{tmp_path}/explicit:t", max_layers=8, prior=f"oci:{tmp_path}/old:t")
+    fresh = build(origin, f"oci:{tmp_path}/fresh:t", max_layers=8)
+    result = build_image(BuildConfig(origin, f"oci:{tmp_path}/img:t", max_layers=8, epoch=EPOCH))
+    assert result.prior_source == f"oci:{tmp_path}/img:t" and result.image is not None
+    assert result.image.manifest.digest == with_prior.manifest.digest
+    assert "previous build: the image" in format_result(result)
+    assert result.to_json()["prior_from_destination"] == f"oci:{tmp_path}/img:t"
+    scratch = build_image(
+        BuildConfig(origin, f"oci:{tmp_path}/img:t", max_layers=8, epoch=EPOCH, no_prior=True)
+    )
+    assert scratch.prior_source is None and scratch.image is not None
+    assert scratch.image.manifest.digest == fresh.manifest.digest
+    # Another tag of the same layout is no previous build.
+    other = build_image(BuildConfig(origin, f"oci:{tmp_path}/img:u", max_layers=8, epoch=EPOCH))
+    assert other.prior_source is None
+    with pytest.raises(ConfigError, match="--no-prior and --prior"):
+        BuildConfig(origin, f"oci:{tmp_path}/x", prior=f"oci:{tmp_path}/old:t", no_prior=True).check()

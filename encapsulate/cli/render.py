@@ -84,6 +84,11 @@ def format_result(result: BuildResult) -> str:
         extra = f" ({reused} already in the layout)" if reused else ""
         size = human_size(total)
         lines.append(f"{where}: {result.image.manifest.digest}, {len(layers)} layers, {size}{extra}")
+    if result.prior_source is not None:
+        lines.append(
+            f"previous build: the image {printable(result.prior_source)} held "
+            "(its layers kept where that pays; --no-prior plans from scratch)"
+        )
     c = result.comparison
     if c is not None:
         lines.append(

@@ -331,6 +331,14 @@ SETTINGS: tuple[Setting, ...] = (
         commands=ENCAPSULATE | {"plan"},
     ),
     Setting(
+        ("--no-prior",),
+        "no_prior",
+        "plan from scratch: without a previous build given, the image the destination's tag holds "
+        "is the previous build; this option ignores it",
+        Kind.FLAG,
+        group="previous build",
+    ),
+    Setting(
         ("--previous-build-manifest",),
         "previous_build_manifest",
         "the previous build's raw OCI manifest (JSON), as rpm-ostree takes it",
