@@ -20,9 +20,10 @@ from pathlib import Path
 
 
 @contextmanager
-def docker_registry(root: Path, htpasswd: Path | None = None) -> Iterator[str]:
+def docker_registry(root: Path, htpasswd: Path | None = None, readonly: bool = False) -> Iterator[str]:
     """A docker-registry on 127.0.0.1, on a free port; HOST:PORT.  With
-    ``htpasswd`` (bcrypt entries), it asks for those credentials (Basic)."""
+    ``htpasswd`` (bcrypt entries), it asks for those credentials (Basic);
+    ``readonly``, it refuses every push (its storage's maintenance mode)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -30,7 +31,9 @@ def docker_registry(root: Path, htpasswd: Path | None = None) -> Iterator[str]:
     config.write_text(
         "version: 0.1\n"
         "log: {level: error}\n"
-        f"storage: {{filesystem: {{rootdirectory: {root}/data}}, delete: {{enabled: true}}}}\n"
+        f"storage: {{filesystem: {{rootdirectory: {root}/data}}, delete: {{enabled: true}}"
+        + (", maintenance: {readonly: {enabled: true}}" if readonly else "")
+        + "}\n"
         f"http: {{addr: 127.0.0.1:{port}}}\n"
         + (f"auth: {{htpasswd: {{realm: debchunk, path: {htpasswd}}}}}\n" if htpasswd else "")
     )

@@ -29,6 +29,7 @@ from .errors import ConfigError, EncapsulateError
 from .oci.deliver import DEFAULT_TAG, Destination
 from .oci.layout import Layout, atomic_write, tag_entry
 from .oci.prior import image_layer_digests, plan_from_image, read_prior
+from .oci.push import RegistryPush
 from .oci.read import BlobStore, SourceImage, open_image
 from .oci.reuse import ReachableLayers, image_records, layout_records
 from .progress import Progress, Step
@@ -150,6 +151,7 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
     config.check()
     with contextlib.ExitStack() as stack:
         context = BuildContext(config, stack, progress, workdir=open_workdir(config, stack))
+        check_destination(context)
         open_previous_build(context)
         open_origin(context)
         open_base(context)
@@ -191,6 +193,38 @@ def open_workdir(config: BuildConfig, stack: contextlib.ExitStack) -> str:
     limits = SpaceLimits(config.tmp_reserve, config.tmp_budget, TMPDIR_HINT, TMP_BUDGET_HINT)
     stack.enter_context(accounted(workdir, SpaceAccount(limits, parent)))
     return workdir
+
+
+def check_destination(context: BuildContext) -> None:
+    """Before any long step, that the destination can take the image: a
+    registry answers, with the TLS setting given, and lets the credentials
+    push (``RegistryPush.check_push``); a layout's or archive's directory
+    (or the nearest one above it that exists) takes a new file.  Not on a
+    dry run."""
+    config = context.config
+    ref = config.destination
+    if config.dry_run:
+        return
+    if ref.registry:
+        RegistryPush(ref, config.dest_registry).check_push()
+        return
+    if ref.transport not in ("oci", "oci-archive", "docker-archive"):
+        return
+    place = os.path.abspath(ref.location)
+    if ref.transport != "oci" or not os.path.isdir(place):
+        place = os.path.dirname(place)
+    while not os.path.exists(place):
+        place = os.path.dirname(place)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".debchunk-probe-", dir=place)
+    except OSError as e:
+        raise EncapsulateError(
+            f"cannot write the image there: {e.strerror}",
+            where=printable(place),
+            hint="give a destination in a directory you can write to",
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def open_previous_build(context: BuildContext) -> None:

@@ -23,11 +23,12 @@ from benches.registry import docker_registry, manifest_digest
 from encapsulate import RootfsOrigin
 from encapsulate.errors import EncapsulateError
 from encapsulate.oci.imgref import RegistryOptions
-from encapsulate.oci.push import registry_reference
+from encapsulate.oci.push import RegistryPush, registry_reference
 from encapsulate.oci.read import ArchiveBlobs
 from encapsulate.oci.registry import RegistrySession
 from encapsulate.oci.reuse import check_local_blob
 from encapsulate.write.image import ImageResult
+from tests.conftest import RunCli
 from tests.images import EPOCH, build, packages_tree
 from tests.test_cache import (
     LAYERS,
@@ -51,9 +52,19 @@ Request = tuple[str, str]
 
 @pytest.fixture
 def requests(monkeypatch: pytest.MonkeyPatch) -> list[Request]:
-    """Every request sent to a registry (method, path and query), in order."""
+    """Every request sent to a registry (method, path and query), in order;
+    but those of the check before the build (``check_push``)."""
     sent: list[Request] = []
     send = RegistrySession.send
+    check = RegistryPush.check_push
+    checking: list[bool] = []
+
+    def unrecorded(self: RegistryPush) -> None:
+        checking.append(True)
+        try:
+            check(self)
+        finally:
+            checking.pop()
 
     def counted(
         self: RegistrySession,
@@ -63,10 +74,12 @@ def requests(monkeypatch: pytest.MonkeyPatch) -> list[Request]:
         headers: dict[str, str] | None = None,
     ) -> BinaryIO:
         url = urllib.parse.urlsplit(path)
-        sent.append((method, url.path + (f"?{url.query}" if url.query else "")))
+        if not checking:
+            sent.append((method, url.path + (f"?{url.query}" if url.query else "")))
         return send(self, method, path, body, headers)
 
     monkeypatch.setattr(RegistrySession, "send", counted)
+    monkeypatch.setattr(RegistryPush, "check_push", unrecorded)
     return sent
 
 
@@ -372,3 +385,67 @@ def test_a_registry_that_wants_credentials(tree: tuple[RootfsOrigin, Path], tmp_
             capture_output=True,
         ).stdout
         assert "sha256:" + hashlib.sha256(raw).hexdigest() == pushed.manifest.digest
+
+
+def test_a_destination_that_cannot_take_the_image_fails_first(
+    tree: tuple[RootfsOrigin, Path], tmp_path: Path, registry: str, run_cli: RunCli
+) -> None:
+    """A registry that is down, plain HTTP without --dest-tls-verify false, a
+    wrong password, a registry that refuses pushes, a layout directory that
+    cannot be written: one line each, within 2 s, before the tree is mapped."""
+    import socket
+    import time
+    import warnings
+
+    from encapsulate import BuildConfig, build_image
+    from encapsulate.progress import Step
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+
+        entry = crypt.crypt("secret", crypt.mksalt(crypt.METHOD_BLOWFISH))
+    (tmp_path / "htpasswd").write_text(f"builder:{entry}\n")
+    wrong = tmp_path / "wrong.json"
+    origin, _ = tree
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    insecure = RegistryOptions(None, False)
+    (tmp_path / "auth").mkdir()
+    (tmp_path / "ro").mkdir()
+    with (
+        docker_registry(tmp_path / "auth", tmp_path / "htpasswd") as auth,
+        docker_registry(tmp_path / "ro", readonly=True) as readonly,
+    ):
+        wrong.write_text(json.dumps({"auths": {auth: {"auth": base64.b64encode(b"builder:nope").decode()}}}))
+        (tmp_path / "locked").mkdir(mode=0o555)
+        cases = [
+            (f"registry:127.0.0.1:{closed}/os/x:1", insecure, "cannot reach the registry"),
+            (f"registry:{registry}/os/x:1", RegistryOptions(None, None), "give --dest-tls-verify false"),
+            (f"registry:{auth}/os/x:1", RegistryOptions(str(wrong), False), r"HTTP 401.*credentials"),
+            (f"registry:{readonly}/os/x:1", insecure, r"refused a test upload \(HTTP 405"),
+        ]
+        for destination, dest_registry, words in cases:
+            steps: list[Step] = []
+            started = time.monotonic()
+            config = BuildConfig(
+                origin, destination, max_layers=LAYERS, epoch=EPOCH, dest_registry=dest_registry
+            )
+            with pytest.raises(EncapsulateError, match=words) as refused:
+                build_image(config, progress=steps.append)
+            assert time.monotonic() - started < 2.0, destination
+            assert "\n" not in str(refused.value) and steps == [], destination
+        done = run_cli(
+            "encapsulate",
+            "--rootfs",
+            str(tree[1]),
+            f"registry:{readonly}/os/x:1",
+            "--dest-tls-verify",
+            "false",
+        )
+        assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+        assert "refused a test upload" in done.stderr
+    if os.geteuid() != 0:  # root writes anywhere
+        with pytest.raises(EncapsulateError, match="cannot write the image there"):
+            build_image(BuildConfig(origin, f"oci:{tmp_path}/locked/img", max_layers=LAYERS, epoch=EPOCH))

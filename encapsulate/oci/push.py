@@ -16,6 +16,7 @@ previous image in the same registry is never downloaded: the registry has it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.error
 import urllib.parse
@@ -123,6 +124,19 @@ class RegistryPush(RegistrySession):
             raise EncapsulateError(
                 f"{self.ref}: lost the registry {self.host} during {what} ({e}); run again"
             ) from None
+
+    def check_push(self) -> None:
+        """That the registry answers, that the TLS setting fits it and that the
+        credentials may push to the repository, before any long step: an
+        upload is started (``POST /v2/<name>/blobs/uploads/``, distribution-spec
+        "Pushing blobs") and cancelled (``DELETE`` of its location, where the
+        registry allows it).  A failure is one ``EncapsulateError``."""
+        uploads = f"/v2/{self.name}/blobs/uploads/"
+        _, location = self._request("a test upload", "POST", uploads, b"", {"Content-Length": "0"})
+        if location is not None:
+            # A registry that cannot cancel uploads lets them expire.
+            with contextlib.suppress(EncapsulateError):
+                self._request("the test upload's cancel", "DELETE", location, missing=(404, 405, 501))
 
     def push_blob(self, d: Descriptor, layout: Layout, lent: Mapping[str, BlobStore]) -> None:
         """Put the blob ``d`` names into the repository unless it is there."""
