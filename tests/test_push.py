@@ -449,3 +449,17 @@ def test_a_destination_that_cannot_take_the_image_fails_first(
     if os.geteuid() != 0:  # root writes anywhere
         with pytest.raises(EncapsulateError, match="cannot write the image there"):
             build_image(BuildConfig(origin, f"oci:{tmp_path}/locked/img", max_layers=LAYERS, epoch=EPOCH))
+
+
+def test_a_plain_http_read_gets_the_hint(registry: str) -> None:
+    """An image read from a plain-HTTP registry without --tls-verify false:
+    skopeo's error, and what to do."""
+    from encapsulate.oci.read import open_image
+
+    with (
+        pytest.raises(
+            EncapsulateError, match="HTTPS client; give --tls-verify false for a plain-HTTP registry"
+        ),
+        open_image(f"registry:{registry}/any/image:1", RegistryOptions(None, None), blobs=False),
+    ):
+        pass

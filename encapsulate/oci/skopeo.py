@@ -37,6 +37,9 @@ def registry_flags(ref: ImageRef, registry: RegistryOptions, side: str = "") -> 
     return flags
 
 
+_PLAIN_HTTP = "server gave HTTP response to HTTPS client"
+
+
 def _reason(stderr: str, returncode: int) -> str:
     lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
     if not lines:
@@ -59,7 +62,9 @@ def run_skopeo(args: Sequence[str], where: ImageRef | str) -> bytes:
         raise EncapsulateError(f"{where}: cannot run skopeo: {e.strerror}") from None
     if proc.returncode != 0:
         reason = _reason(proc.stderr.decode(errors="replace"), proc.returncode)
-        raise EncapsulateError(f"{where}: skopeo {args[0]} failed: {reason}")
+        # What Go's HTTP client says of a registry that speaks plain HTTP.
+        hint = "give --tls-verify false for a plain-HTTP registry" if _PLAIN_HTTP in reason else None
+        raise EncapsulateError(f"{where}: skopeo {args[0]} failed: {reason}", hint=hint)
     return proc.stdout
 
 
