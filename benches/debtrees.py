@@ -45,6 +45,8 @@ class TreeSpec:
     ``extra_sources`` are further sources.list lines (``deb URL SUITE main``),
     passed to mmdebstrap after the mirror.  ``build_id`` tells apart two builds
     of the same spec (a rebuild): it changes the cache key and nothing else.
+    ``dpkgopts`` are dpkg options (``path-exclude=...``), which mmdebstrap
+    applies and leaves in the tree's ``/etc/dpkg/dpkg.cfg.d/99mmdebstrap``.
     """
 
     suite: str
@@ -52,6 +54,7 @@ class TreeSpec:
     include: tuple[str, ...] = MINIMAL_PACKAGES
     extra_sources: tuple[str, ...] = ()
     build_id: str = ""
+    dpkgopts: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -61,6 +64,8 @@ class TreeSpec:
             fields += ["sources:", *self.extra_sources]
         if self.build_id:
             fields += [f"build-id:{self.build_id}"]
+        if self.dpkgopts:
+            fields += ["dpkgopts:", *self.dpkgopts]
         text = "\n".join(fields)
         return f"{self.suite}-{self.variant}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
@@ -72,6 +77,7 @@ class TreeSpec:
             f"--variant={self.variant}",
             "--mode=root",
             f"--aptopt={_APTOPT}",
+            *(f"--dpkgopt={option}" for option in self.dpkgopts),
             f"--include={','.join(self.include)}",
             self.suite,
             str(target),
