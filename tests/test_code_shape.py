@@ -119,6 +119,7 @@ def test_build_image_reads_in_one_screen() -> None:
         if n.args[0].id == "context"
     ]
     assert steps == [
+        "check_destination",
         "open_previous_build",
         "open_origin",
         "open_base",
