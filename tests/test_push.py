@@ -463,3 +463,37 @@ def test_a_plain_http_read_gets_the_hint(registry: str) -> None:
         open_image(f"registry:{registry}/any/image:1", RegistryOptions(None, None), blobs=False),
     ):
         pass
+
+
+def test_credentials_on_the_command_line(
+    tree: tuple[RootfsOrigin, Path], tmp_path: Path, run_cli: RunCli
+) -> None:
+    """--dest-creds for the push and --creds for the reads (skopeo's and
+    debchunk's own), as skopeo takes them, without an authfile."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+
+        entry = crypt.crypt("secret", crypt.mksalt(crypt.METHOD_BLOWFISH))
+    (tmp_path / "htpasswd").write_text(f"builder:{entry}\n")
+    _, root = tree
+    (tmp_path / "auth-registry").mkdir()
+    env = {"SOURCE_DATE_EPOCH": str(EPOCH), "REGISTRY_AUTH_FILE": str(tmp_path / "none.json")}
+    with docker_registry(tmp_path / "auth-registry", tmp_path / "htpasswd") as host:
+        ref = f"registry:{host}/private/os:v1"
+        common = ["--max-layers", str(LAYERS), "--dest-tls-verify", "false"]
+        done = run_cli("encapsulate", "--rootfs", str(root), ref, *common, env=env)
+        assert done.returncode == 1 and "credentials" in done.stderr, done.stderr
+        done = run_cli(
+            "encapsulate", "--rootfs", str(root), ref, *common, "--dest-creds", "builder:secret", env=env
+        )
+        assert done.returncode == 0, done.stderr
+        reads = ["--tls-verify", "false", "--creds", "builder:secret"]
+        done = run_cli("inspect", ref, *reads, env=env)
+        assert done.returncode == 0 and "layers" in done.stdout, done.stderr
+        again = run_cli("rechunk", ref, f"oci:{tmp_path}/out:x", *reads, "--max-layers", str(LAYERS), env=env)
+        assert again.returncode == 0, again.stderr
+        refused = run_cli("inspect", ref, "--tls-verify", "false", "--creds", "builder:wrong", env=env)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr

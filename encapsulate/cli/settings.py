@@ -455,6 +455,22 @@ SETTINGS: tuple[Setting, ...] = (
         commands=ENCAPSULATE | READERS | {"plan"},
     ),
     Setting(
+        ("--creds",),
+        None,
+        "registry credentials USER[:PASSWORD] for every image read, as skopeo's --creds (they win "
+        "over --authfile; a password here is seen by other users of the machine: prefer --authfile)",
+        metavar="USER:PASSWORD",
+        group="registry",
+        commands=ENCAPSULATE | READERS | {"plan"},
+    ),
+    Setting(
+        ("--dest-creds",),
+        None,
+        "registry credentials USER[:PASSWORD] for the destination, as skopeo's --dest-creds",
+        metavar="USER:PASSWORD",
+        group="registry",
+    ),
+    Setting(
         ("--dest-tls-verify",),
         None,
         "verify the destination registry's TLS certificate: true or false (default: skopeo's, true)",
@@ -530,8 +546,10 @@ def origin_from_args(args: argparse.Namespace, usage: str) -> Origin:
 
 
 def reading_registry(args: argparse.Namespace) -> RegistryOptions:
-    """How the images a command reads are reached: ``--authfile`` and ``--tls-verify``."""
-    return RegistryOptions(getattr(args, "authfile", None), getattr(args, "tls_verify", None))
+    """How the images a command reads are reached: ``--authfile``, ``--tls-verify`` and ``--creds``."""
+    return RegistryOptions(
+        getattr(args, "authfile", None), getattr(args, "tls_verify", None), getattr(args, "creds", None)
+    )
 
 
 def config_from_args(args: argparse.Namespace, epoch: int | None) -> BuildConfig:
@@ -549,7 +567,7 @@ def config_from_args(args: argparse.Namespace, epoch: int | None) -> BuildConfig
         origin=origin,
         destination=args.imgref,
         registry=reading_registry(args),
-        dest_registry=RegistryOptions(args.authfile, args.dest_tls_verify),
+        dest_registry=RegistryOptions(args.authfile, args.dest_tls_verify, args.dest_creds),
         labels=labels,
         remove_labels=removed,
         cmd=None if args.cmd is None else tuple(args.cmd),

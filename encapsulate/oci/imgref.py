@@ -10,7 +10,7 @@ how skopeo spells it, and whether registry options (``--tls-verify``,
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import EncapsulateError
 
@@ -114,12 +114,15 @@ class ImageRef:
 @dataclass(frozen=True)
 class RegistryOptions:
     """How a registry is reached: ``authfile`` holds its credentials
-    (containers-auth.json(5)); ``tls_verify=False`` reads it over plain HTTP
-    or with an unverified certificate.  None leaves skopeo's default.  Only
-    registry references take them (``ImageRef.registry``)."""
+    (containers-auth.json(5)), or ``creds`` gives them (``USER[:PASSWORD]``,
+    as skopeo's ``--creds``; they win over the authfile's);
+    ``tls_verify=False`` reads it over plain HTTP or with an unverified
+    certificate.  None leaves skopeo's default.  Only registry references
+    take them (``ImageRef.registry``)."""
 
     authfile: str | None = None
     tls_verify: bool | None = None
+    creds: str | None = field(default=None, repr=False)
 
 
 # No options: skopeo's defaults.

@@ -12,6 +12,7 @@ with the authfile's credentials).  The caller checks the bytes (digest and size)
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -82,6 +83,12 @@ def _credentials(host: str, authfile: str | None) -> str | None:
     return None
 
 
+def _encoded(creds: str) -> str:
+    """``USER[:PASSWORD]`` as an authfile stores it (base64 of ``user:password``)."""
+    user, _, password = creds.partition(":")
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 class _NoAuthElsewhere(urllib.request.HTTPRedirectHandler):
     """Redirects (to a storage backend) keep the Authorization header only on the same host."""
 
@@ -135,11 +142,14 @@ class RegistrySession:
 
     def _authorize(self, challenge: str, host: str, name: str) -> None:
         """Answer a ``WWW-Authenticate`` challenge (Basic, or a Bearer token)."""
-        secret = _credentials(host, self.registry.authfile)
+        creds = self.registry.creds
+        secret = _credentials(host, self.registry.authfile) if creds is None else _encoded(creds)
         scheme = challenge.split(" ", 1)[0].lower()
         if scheme == "basic":
             if secret is None:
-                raise EncapsulateError(f"{self.ref}: the registry wants credentials; give --authfile")
+                raise EncapsulateError(
+                    f"{self.ref}: the registry wants credentials; give --authfile or --creds"
+                )
             self._authorization = f"Basic {secret}"
             return
         params = dict(_CHALLENGE.findall(challenge))

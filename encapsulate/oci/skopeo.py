@@ -23,7 +23,7 @@ _FATAL = re.compile(r'level=fatal msg="(.*)"\s*$')
 
 
 def registry_flags(ref: ImageRef, registry: RegistryOptions, side: str = "") -> list[str]:
-    """skopeo's options for ``ref``: ``--tls-verify`` and ``--authfile`` (with
+    """skopeo's options for ``ref``: ``--tls-verify``, ``--authfile`` and ``--creds`` (with
     ``side`` ``src`` or ``dest``, ``--src-tls-verify`` and so on, as ``skopeo
     copy`` spells them).  None leaves skopeo's default; only registries take them."""
     if not ref.registry:
@@ -34,6 +34,8 @@ def registry_flags(ref: ImageRef, registry: RegistryOptions, side: str = "") -> 
         flags.append(f"{prefix}tls-verify={'true' if registry.tls_verify else 'false'}")
     if registry.authfile is not None:
         flags.append(f"{prefix}authfile={registry.authfile}")
+    if registry.creds is not None:
+        flags.append(f"{prefix}creds={registry.creds}")
     return flags
 
 
