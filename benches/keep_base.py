@@ -19,8 +19,10 @@ Checked (a failure exits 1), for keep-base: the base's layer blobs are the
 new image's first ones; no layer above the base holds an entry the base holds
 as it is (every tar entry; directories as parents and the targets of new
 hardlinks aside); the download is at most 1.1x the source's own layers above
-the base (the gzip of what the Containerfile added) plus 64 KiB a layer; and
-the image unpacks (``umoci unpack``) to the source's tree.
+the base (the gzip of what the Containerfile added) plus 64 KiB a layer; the
+image unpacks (``umoci unpack``) to the source's tree; and the base and the
+source read from containers-storage, an ``oci-archive:`` and a registry give
+the same image.
 
 Usage: ``python -m benches.keep_base [--json FILE]``.
 """
@@ -94,9 +96,13 @@ def _entries_again(base_layout: Path, base_layers: list[str], out: Path, layers:
 
 
 def _transports(work: Path, registry: str, base: str, source: str) -> dict[str, tuple[str, str]]:
-    """The base and the source copied (``skopeo copy``, blobs as they are) to
-    an ``oci-archive:`` and to the registry: (base, source) per transport."""
-    refs = {"oci": (base, source)}
+    """The base and the source as buildah left them in containers-storage,
+    and copied (``skopeo copy``, blobs as they are) to an ``oci-archive:``
+    and to the registry: (base, source) per transport."""
+    refs = {
+        "oci": (base, source),
+        "containers-storage": (f"containers-storage:{BASE}", f"containers-storage:{NAME}"),
+    }
     archives = (f"oci-archive:{work}/base.tar:base", f"oci-archive:{work}/web.tar:web")
     pushed = (f"docker://{registry}/bench/base:trixie", f"docker://{registry}/bench/web:latest")
     for name, (b, s) in (("oci-archive", archives), ("registry", pushed)):
