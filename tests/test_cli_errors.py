@@ -56,6 +56,9 @@ def test_help(run_cli: RunCli) -> None:
     assert proc.stdout.startswith("usage: container-encapsulate")
     for option in ("--repo", "--rootfs", "--max-layers", "--prior", "--format", "--json"):
         assert option in proc.stdout
+    # rechunk's help says its defaults (the layer budget, the format of an image origin).
+    text = " ".join(run_cli("rechunk", "--help").stdout.split())
+    assert "2 to 500 (default 64)" in text and "plain for --rootfs and for an image: --from, rechunk" in text
 
 
 def test_bad_destinations_are_one_line(run_cli: RunCli, sample_tree: Path, tmp_path: Path) -> None:

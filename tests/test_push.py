@@ -497,3 +497,11 @@ def test_credentials_on_the_command_line(
         assert again.returncode == 0, again.stderr
         refused = run_cli("inspect", ref, "--tls-verify", "false", "--creds", "builder:wrong", env=env)
         assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+        # --authfile alone reaches every read too: --from, --prior and --compare-with-build.
+        authfile = tmp_path / "auth.json"
+        secret = base64.b64encode(b"builder:secret").decode()
+        authfile.write_text(json.dumps({"auths": {host: {"auth": secret}}}))
+        reads = ["--tls-verify", "false", "--authfile", str(authfile)]
+        both = ["--prior", ref, "--compare-with-build", ref, "--max-layers", str(LAYERS)]
+        done = run_cli("rechunk", ref, f"oci:{tmp_path}/out:y", *reads, *both, env=env)
+        assert done.returncode == 0 and "compared with" in done.stdout, done.stderr
