@@ -154,7 +154,8 @@ def test_an_interrupt_leaves_the_layout_as_it_was(
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
-        env={**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)},
+        # Unset CI: its progress lines (every 5 s) would join the one error line.
+        env={**os.environ, "CI": "", "SOURCE_DATE_EPOCH": str(EPOCH)},
         preexec_fn=default_sigint,
     )
     # Interrupt it while a layer is being written (a temporary blob is there):
@@ -186,7 +187,8 @@ def test_an_interrupt_leaves_no_new_destination(sample_tree: Path, tmp_path: Pat
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
-        env={**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH)},
+        # Unset CI: its progress lines (every 5 s) would join the one error line.
+        env={**os.environ, "CI": "", "SOURCE_DATE_EPOCH": str(EPOCH)},
     )
     deadline = time.monotonic() + 60
     while not any(p.name.startswith(".tmp-blob-") for p in place.rglob("*")):
@@ -215,7 +217,8 @@ def test_sigterm_while_rechunking_removes_the_spools(sample_tree: Path, tmp_path
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
-        env={**os.environ, "SOURCE_DATE_EPOCH": str(EPOCH), "TMPDIR": str(spools)},
+        # Unset CI: its progress lines (every 5 s) would join the one error line.
+        env={**os.environ, "CI": "", "SOURCE_DATE_EPOCH": str(EPOCH), "TMPDIR": str(spools)},
     )
     deadline = time.monotonic() + 60
     while not any(p.is_file() for p in spools.rglob("*")):

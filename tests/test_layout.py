@@ -49,7 +49,8 @@ def start(tree: Path, imgref: str) -> subprocess.Popen[str]:
         stdin=subprocess.DEVNULL,
         text=True,
         cwd=Path(__file__).resolve().parent.parent,
-        env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH},
+        # Unset CI: its progress lines (every 5 s) would join the one error line.
+        env={**os.environ, "CI": "", "SOURCE_DATE_EPOCH": EPOCH},
         preexec_fn=default_sigint,
     )
 
