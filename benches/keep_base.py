@@ -43,7 +43,7 @@ from benches.encapsulate_speed import SOURCE_DATE_EPOCH, run_child
 from benches.mapping_speed import source_revision
 from benches.registry import docker_registry
 from tests.containerfiles import BASE, build_base, build_containerfile, export_layout
-from tests.images import assert_same_tree, layer_entries, manifest, umoci_unpack
+from tests.images import assert_same_tree, held_again, manifest, umoci_unpack
 
 VENV_BIN = Path(sys.executable).parent
 NAME = "localhost/debchunk-bench-web:latest"
@@ -79,20 +79,6 @@ def _diff(base: str, image: str) -> dict[str, Any]:
 def _row(name: str, base: str, image: str, base_layers: int) -> Row:
     d = _diff(base, image)
     return Row(name, d["download_bytes"], d["total_bytes"], len(d["layers"]), len(d["layers"]) - base_layers)
-
-
-def _entries_again(base_layout: Path, base_layers: list[str], out: Path, layers: list[str]) -> list[str]:
-    """Entries above the base that the base holds as they are (not as a
-    parent directory, not as a new hardlink's target)."""
-    in_base: dict[str, tuple[bytes, int, int, int, str, str]] = {}
-    for digest in base_layers:
-        in_base.update(layer_entries(base_layout, digest))
-    again: list[str] = []
-    for digest in layers:
-        entries = layer_entries(out, digest)
-        targets = {e[4] for e in entries.values() if e[0] == b"1"}
-        again += [n for n, e in entries.items() if e[0] != b"5" and n not in targets and in_base.get(n) == e]
-    return again
 
 
 def _transports(work: Path, registry: str, base: str, source: str) -> dict[str, tuple[str, str]]:
@@ -143,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         new_layers = [d["digest"] for d in manifest(kept, "x")["layers"]]
         if new_layers[: len(base_layers)] != base_layers:
             failures.append("the base's layers are not the image's first ones")
-        again = _entries_again(base.layout, base_layers, kept, new_layers[len(base_layers) :])
+        again = held_again(base.layout, base_layers, kept, new_layers[len(base_layers) :])
         if again:
             failures.append(f"{len(again)} entries above the base are the base's as they are: {again[:5]}")
         allowed = FACTOR * rows[2].download_bytes + PER_LAYER * rows[1].layers_above_base

@@ -27,7 +27,7 @@ from .config import DOCKER_LAYER_LIMIT, BuildConfig, Format, ImageOrigin, refere
 from .describe import ImageDescription, describe_image, read_image_config_file
 from .errors import ConfigError, EncapsulateError
 from .oci.deliver import DEFAULT_TAG, Destination
-from .oci.layout import Layout, atomic_write, tag_entry
+from .oci.layout import Layout, atomic_write, layout_state
 from .oci.prior import image_layer_digests, plan_from_image, read_prior
 from .oci.push import RegistryPush
 from .oci.read import BlobStore, SourceImage, open_image
@@ -278,12 +278,8 @@ def open_destination_prior(context: BuildContext) -> None:
     config = context.config
     ref = config.destination
     if ref.transport == "oci":
-        try:
-            with open(os.path.join(ref.location, "index.json"), "rb") as f:
-                index = json.load(f)
-        except (OSError, ValueError):
-            return
-        if not isinstance(index, dict) or tag_entry(index, ref.tag or DEFAULT_TAG) is None:
+        state = layout_state(ref.location, ref.tag or DEFAULT_TAG)
+        if state is None or state.entry is None:
             return
         ref = replace(ref, tag=ref.tag or DEFAULT_TAG)
     elif ref.transport == "oci-archive":

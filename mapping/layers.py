@@ -25,7 +25,7 @@ import os
 import queue
 import threading
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
@@ -229,8 +229,7 @@ def verify_layer(layer: LayerArchive) -> None:
     """Read a layer blob through once, checking its digest, its size and its
     uncompressed stream against its diff_id; a ``MappingError`` names what
     does not hold.  Nothing is kept."""
-    for _ in _blob_chunks(layer):
-        pass
+    deque(_blob_chunks(layer), maxlen=0)
 
 
 def _hasher(digest: str, what: str, where: str) -> tuple[Any, str]:

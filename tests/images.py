@@ -96,6 +96,27 @@ def layer_entries(layout: Path, digest: str) -> dict[str, tuple[bytes, int, int,
     return out
 
 
+def held_again(base_layout: Path, base_layers: list[str], layout: Path, layers: list[str]) -> list[str]:
+    """The entries of ``layers`` (blobs of ``layout``) that the base's layers
+    hold as they are (type, mode, owner, target and content): what a
+    ``--keep-base`` image must not carry again.  Directories, which come
+    again as the parents of new files, and the targets of hardlinks in the
+    same layer, which must be there, are left out."""
+    in_base: dict[str, tuple[bytes, int, int, int, str, str]] = {}
+    for digest in base_layers:
+        in_base.update(layer_entries(base_layout, digest))
+    again: list[str] = []
+    for digest in layers:
+        entries = layer_entries(layout, digest)
+        targets = {e[4] for e in entries.values() if e[0] == tarfile.LNKTYPE}
+        again += [
+            name
+            for name, e in entries.items()
+            if e[0] != tarfile.DIRTYPE and name not in targets and in_base.get(name) == e
+        ]
+    return again
+
+
 def image_config(layout: Path, tag: str) -> dict[str, Any]:
     """The config of the image tagged ``tag`` in an OCI layout."""
     digest = manifest(layout, tag)["config"]["digest"]

@@ -32,6 +32,7 @@ PROGRAM_PACKAGE = {
     "bash": "bash",
     "buildah": "buildah",
     "cat": "coreutils",
+    "chattr": "e2fsprogs",
     "chromium": "chromium",
     "cp": "coreutils",
     "docker-registry": "docker-registry",

@@ -144,10 +144,9 @@ def test_a_build_reads_its_own_platforms_prior_from_an_index(
 ) -> None:
     """An arm64 + amd64 index as --prior (and --compare-with-build) of an
     arm64 build: the arm64 image's plan and layers are read, not amd64's."""
-    import contextlib
+    from dataclasses import replace
 
-    from encapsulate import BuildConfig
-    from encapsulate.build import BuildContext, open_comparison, open_previous_build
+    from encapsulate import BuildConfig, build_image
 
     # An arm64 image of another plan (4 layers) beside v1 (amd64, 6 layers).
     build(
@@ -177,24 +176,35 @@ def test_a_build_reads_its_own_platforms_prior_from_an_index(
         {"mediaType": INDEX, **_put(layout, image_index), "annotations": {REF_NAME: "both"}}
     )
     (layout / "index.json").write_text(json.dumps(index))
-    arm_plan = prior_plan(f"oci:{layout}:arm", DEFAULT_REGISTRY)
-    with open_image(f"oci:{layout}:arm", DEFAULT_REGISTRY, blobs=False) as image:
-        arm_layers = frozenset(d.digest for d in image.layers)
-    assert len(arm_plan.layers) != len(prior_plan(f"oci:{layout}:v1", DEFAULT_REGISTRY).layers)
-    both = f"oci:{layout}:both"
-    for platform, plan, layers in ((Platform("arm64"), arm_plan, arm_layers), (None, None, None)):
-        config = BuildConfig(
-            RootfsOrigin(str(sample_tree)),
-            f"oci:{tmp_path}/out",
-            prior=both,
-            compare_with_build=both,
-            platform=platform,
+    # What a user gets: the arm64 build with the index as --prior is the image
+    # the arm64 image as --prior gives (not the one amd64's plan gives), and
+    # its comparison counts the arm64 image's layers.
+    origin = RootfsOrigin(str(sample_tree))
+    arm64 = Platform("arm64")
+    results = {}
+    for name, prior in (("both", "both"), ("arm", "arm"), ("amd", "v1")):
+        results[name] = build_image(
+            BuildConfig(
+                origin,
+                f"oci:{tmp_path}/{name}:x",
+                prior=f"oci:{layout}:{prior}",
+                compare_with_build=f"oci:{layout}:{prior}",
+                max_layers=6,
+                epoch=int(EPOCH),
+                platform=arm64,
+            )
         )
-        with contextlib.ExitStack() as stack:
-            context = BuildContext(config, stack, workdir=str(tmp_path))
-            open_previous_build(context)
-            open_comparison(context)
-            if plan is None:  # this machine's platform: amd64 here
-                assert context.prior == prior_plan(f"oci:{layout}:v1", DEFAULT_REGISTRY)
-            else:
-                assert context.prior == plan and context.compared == layers
+    digest = {name: r.image.manifest.digest for name, r in results.items() if r.image is not None}
+    assert digest["both"] == digest["arm"] != digest["amd"]
+    both, arm = results["both"].comparison, results["arm"].comparison
+    assert both is not None and arm is not None
+    assert replace(both, imgref=arm.imgref) == arm and both.reused_layers == both.layers
+    # Without --arch, this machine's platform (amd64 here): amd64's image.
+    default = build_image(
+        BuildConfig(origin, f"oci:{tmp_path}/default:x", prior=f"oci:{layout}:both", epoch=int(EPOCH))
+    )
+    plain = build_image(
+        BuildConfig(origin, f"oci:{tmp_path}/plain:x", prior=f"oci:{layout}:v1", epoch=int(EPOCH))
+    )
+    assert default.image is not None and plain.image is not None
+    assert default.image.manifest.digest == plain.image.manifest.digest

@@ -349,17 +349,25 @@ def test_concurrent_rebuilds_of_one_archive(tree: tuple[RootfsOrigin, Path], tmp
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
 
 
-def test_a_registry_that_wants_credentials(tree: tuple[RootfsOrigin, Path], tmp_path: Path) -> None:
-    """Basic authentication (htpasswd): the push answers the challenge with
-    the --authfile's credentials; without them, one line saying so."""
+def _htpasswd(path: Path) -> Path:
+    """An htpasswd file for docker-registry: user ``builder``, password
+    ``secret``, bcrypt (the only hash it reads)."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt  # the registry reads bcrypt entries only
+        import crypt
 
         entry = crypt.crypt("secret", crypt.mksalt(crypt.METHOD_BLOWFISH))
-    (tmp_path / "htpasswd").write_text(f"builder:{entry}\n")
+    path.write_text(f"builder:{entry}\n")
+    return path
+
+
+def test_a_registry_that_wants_credentials(tree: tuple[RootfsOrigin, Path], tmp_path: Path) -> None:
+    """Basic authentication (htpasswd): the push answers the challenge with
+    the --authfile's credentials; without them, one line saying so."""
+
+    _htpasswd(tmp_path / "htpasswd")
     origin, _ = tree
     (tmp_path / "auth-registry").mkdir()
     with docker_registry(tmp_path / "auth-registry", tmp_path / "htpasswd") as host:
@@ -395,17 +403,11 @@ def test_a_destination_that_cannot_take_the_image_fails_first(
     cannot be written: one line each, within 2 s, before the tree is mapped."""
     import socket
     import time
-    import warnings
 
     from encapsulate import BuildConfig, build_image
     from encapsulate.progress import Step
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt
-
-        entry = crypt.crypt("secret", crypt.mksalt(crypt.METHOD_BLOWFISH))
-    (tmp_path / "htpasswd").write_text(f"builder:{entry}\n")
+    _htpasswd(tmp_path / "htpasswd")
     wrong = tmp_path / "wrong.json"
     origin, _ = tree
     with socket.socket() as s:
@@ -419,7 +421,6 @@ def test_a_destination_that_cannot_take_the_image_fails_first(
         docker_registry(tmp_path / "ro", readonly=True) as readonly,
     ):
         wrong.write_text(json.dumps({"auths": {auth: {"auth": base64.b64encode(b"builder:nope").decode()}}}))
-        (tmp_path / "locked").mkdir(mode=0o555)
         cases = [
             (f"registry:127.0.0.1:{closed}/os/x:1", insecure, "cannot reach the registry"),
             (f"registry:{registry}/os/x:1", RegistryOptions(None, None), "give --dest-tls-verify false"),
@@ -446,9 +447,21 @@ def test_a_destination_that_cannot_take_the_image_fails_first(
         )
         assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
         assert "refused a test upload" in done.stderr
-    if os.geteuid() != 0:  # root writes anywhere
-        with pytest.raises(EncapsulateError, match="cannot write the image there"):
-            build_image(BuildConfig(origin, f"oci:{tmp_path}/locked/img", max_layers=LAYERS, epoch=EPOCH))
+    # A directory nothing may be added to: mode 0555 stops a user; root
+    # writes anywhere but in an immutable directory (chattr +i, ext4/xfs).
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    immutable = (
+        os.geteuid() == 0 and subprocess.run(["chattr", "+i", str(locked)], check=False).returncode == 0
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(EncapsulateError, match="cannot write the image there") as refused:
+            build_image(BuildConfig(origin, f"oci:{locked}/img", max_layers=LAYERS, epoch=EPOCH))
+        assert time.monotonic() - started < 2.0 and "\n" not in str(refused.value)
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(locked)], check=True)
 
 
 def test_a_plain_http_read_gets_the_hint(registry: str) -> None:
@@ -470,14 +483,8 @@ def test_credentials_on_the_command_line(
 ) -> None:
     """--dest-creds for the push and --creds for the reads (skopeo's and
     debchunk's own), as skopeo takes them, without an authfile."""
-    import warnings
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt
-
-        entry = crypt.crypt("secret", crypt.mksalt(crypt.METHOD_BLOWFISH))
-    (tmp_path / "htpasswd").write_text(f"builder:{entry}\n")
+    _htpasswd(tmp_path / "htpasswd")
     _, root = tree
     (tmp_path / "auth-registry").mkdir()
     env = {"SOURCE_DATE_EPOCH": str(EPOCH), "REGISTRY_AUTH_FILE": str(tmp_path / "none.json")}
