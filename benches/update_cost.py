@@ -564,13 +564,21 @@ def run_pair(
 
 @dataclass
 class Simulation:
-    """Mean weekly download of each strategy over simulated weeks."""
+    """Mean weekly download of each strategy over simulated weeks; and, per
+    client gap (weeks between a client's updates, ``SIMULATED_GAPS``), the
+    mean download of one update of such a client (``by_gap``)."""
 
     set_name: str
     weeks: int
     max_layers: int
     floor: float
     mean: dict[str, float]
+    by_gap: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+# Clients of the simulation that update less often than weekly: every 4, 13
+# and 26 weeks (what the default update gaps plan for, docs/layers.md).
+SIMULATED_GAPS = (4, 13, 26)
 
 
 def _streams(names: Sequence[str], run: int, weeks: int) -> npt.NDArray[np.float64]:
@@ -638,6 +646,9 @@ def simulate(
 
     floors: list[float] = []
     totals: dict[str, list[float]] = {name: [] for name in STRATEGIES}
+    gap_totals: dict[int, dict[str, list[float]]] = {
+        g: {name: [] for name in STRATEGIES} for g in SIMULATED_GAPS
+    }
     for run in range(runs):
         draws = _streams(names, run, weeks)
         upstream_draw = draws[:, :, 0] < up
@@ -662,6 +673,11 @@ def simulate(
             sizes = np.array([float(c.size) for c in view])
             plan = strategy(view, max_layers, None, inputs)
             total = 0.0
+            # For the slower clients: each week's layers (component sets) and
+            # the week each component last changed.
+            held: list[set[frozenset[str]]] = [{frozenset(layer.components) for layer in plan.layers}]
+            last_change: dict[str, int] = {}
+            gap_sums = dict.fromkeys(SIMULATED_GAPS, 0.0)
             for week in range(weeks):
                 if peer:
                     changed = (peer_matrix[name] @ any_draw[week].astype(np.int64)) > 0
@@ -676,10 +692,30 @@ def simulate(
                     members = [where[n] for n in layer.components]
                     if changed[members].any() or frozenset(layer.components) not in old_groups:
                         total += float(sizes[members].sum())
+                for k in np.flatnonzero(changed).tolist():
+                    last_change[view[k].name] = week + 1
+                held.append({frozenset(layer.components) for layer in new_plan.layers})
+                for gap in SIMULATED_GAPS:
+                    if (week + 1) % gap:
+                        continue
+                    # A client that last updated ``gap`` weeks ago.
+                    since = week + 1 - gap
+                    for layer in new_plan.layers:
+                        if frozenset(layer.components) not in held[since] or any(
+                            last_change.get(n, 0) > since for n in layer.components
+                        ):
+                            gap_sums[gap] += float(sum(sizes[where[n]] for n in layer.components))
                 plan = new_plan
             totals[name].append(total / weeks)
+            for gap in SIMULATED_GAPS:
+                gap_totals[gap][name].append(gap_sums[gap] / max(1, weeks // gap))
     mean = {name: float(np.mean(v)) for name, v in totals.items()}
-    return Simulation(index.set_name, weeks, max_layers, float(np.mean(floors)), mean)
+    by_gap = {
+        f"{gap}w": {name: float(np.mean(v)) for name, v in per.items()}
+        for gap, per in gap_totals.items()
+        if weeks >= gap
+    }
+    return Simulation(index.set_name, weeks, max_layers, float(np.mean(floors)), mean, by_gap)
 
 
 def _mb(n: float) -> str:
@@ -718,10 +754,15 @@ def print_simulation(sim: Simulation) -> None:
         f"mean of {SIMULATION_RUNS} runs: "
         f"floor {sim.floor / 1e6:.1f} MB/week"
     )
-    print(f"  {'strategy':28} {'MB/week':>9} {'x floor':>8} {'x ours':>7}")
+    gaps = list(sim.by_gap)
+    head = "".join(f" {'MB/' + g:>9} {'x ours':>7}" for g in gaps)
+    print(f"  {'strategy':28} {'MB/week':>9} {'x floor':>8} {'x ours':>7}{head}")
     ours = sim.mean[OURS]
     for name, value in sim.mean.items():
-        print(f"  {name:28} {_mb(value)} {value / sim.floor:8.2f} {value / ours:7.2f}")
+        slow = "".join(
+            f" {_mb(sim.by_gap[g][name])} {sim.by_gap[g][name] / sim.by_gap[g][OURS]:7.2f}" for g in gaps
+        )
+        print(f"  {name:28} {_mb(value)} {value / sim.floor:8.2f} {value / ours:7.2f}{slow}")
 
 
 @dataclass
@@ -789,7 +830,9 @@ def ratios(cases: Sequence[Case]) -> list[Ratio]:
 
 @dataclass
 class CorpusFigure:
-    """Mean and worst of debchunk's waste ratio over the non-rebuild pairs at one budget."""
+    """Mean and worst of debchunk's waste ratio over the non-rebuild pairs at
+    one budget (``pairs_of``: all of them, the week-apart ones alone, or the
+    short-gap ones: trixie point updates and week-apart pairs)."""
 
     max_layers: int
     pairs: int
@@ -798,27 +841,47 @@ class CorpusFigure:
     worst_case: str
     # Pairs where some baseline downloads as much as debchunk or less.
     lost: list[str]
+    pairs_of: str = "all"
+
+
+WEEK_APART_PREFIX = "week-apart-"
+# Pairs a client updating every week or two sees: what most clients see.
+SHORT_GAP_PAIRS = ("point-update",)
+
+
+def is_short_gap(pair: str) -> bool:
+    """Whether ``pair`` spans days or a couple of weeks of updates (a trixie
+    point update's or a week-apart pair's), not months."""
+    return pair in SHORT_GAP_PAIRS or pair.startswith(WEEK_APART_PREFIX)
 
 
 def corpus_summary(rs: Sequence[Ratio]) -> list[CorpusFigure]:
-    """Per layer budget, over every non-rebuild pair with a defined ratio."""
+    """Per layer budget, over every non-rebuild pair with a defined ratio; then
+    over the week-apart pairs alone and over the short-gap pairs, where there are any."""
     out = []
-    for n in sorted({r.max_layers for r in rs}):
-        these = [r for r in rs if r.max_layers == n and r.pair != "rebuild"]
-        defined = [r for r in these if r.ratio is not None]
-        if not defined:
-            continue
-        worst = max(defined, key=lambda r: r.ratio or 0.0)
-        out.append(
-            CorpusFigure(
-                n,
-                len(defined),
-                float(np.mean([r.ratio for r in defined])),
-                worst.ratio or 0.0,
-                f"{worst.set_name} {worst.pair}",
-                [f"{r.set_name} {r.pair}" for r in these if r.beaten_by or r.tied_with],
+    kinds: tuple[tuple[str, Callable[[str], bool]], ...] = (
+        ("all", lambda pair: True),
+        ("week-apart", lambda pair: pair.startswith(WEEK_APART_PREFIX)),
+        ("short-gap", is_short_gap),
+    )
+    for kind, wanted in kinds:
+        for n in sorted({r.max_layers for r in rs}):
+            these = [r for r in rs if r.max_layers == n and r.pair != "rebuild" and wanted(r.pair)]
+            defined = [r for r in these if r.ratio is not None]
+            if not defined:
+                continue
+            worst = max(defined, key=lambda r: r.ratio or 0.0)
+            out.append(
+                CorpusFigure(
+                    n,
+                    len(defined),
+                    float(np.mean([r.ratio for r in defined])),
+                    worst.ratio or 0.0,
+                    f"{worst.set_name} {worst.pair}",
+                    [f"{r.set_name} {r.pair}" for r in these if r.beaten_by or r.tied_with],
+                    kind,
+                )
             )
-        )
     return out
 
 
@@ -843,8 +906,9 @@ def print_summary(rs: Sequence[Ratio], corpus: Sequence[CorpusFigure]) -> None:
         print(f"{head}  {r.best:28} {ratio:>6} {bound:>6} {finest:>6}{beaten}")
     for f in corpus:
         lost = f"; a baseline downloads no more on {', '.join(f.lost)}" if f.lost else ""
+        which = {"all": "non-rebuild", "week-apart": "week-apart", "short-gap": "short-gap"}[f.pairs_of]
         print(
-            f"  N={f.max_layers}: over {f.pairs} non-rebuild pairs mean {f.mean:.2f}, "
+            f"  N={f.max_layers}: over {f.pairs} {which} pairs mean {f.mean:.2f}, "
             f"worst {f.worst:.2f} ({f.worst_case}){lost}"
         )
 
@@ -863,19 +927,50 @@ def print_simulation_summary(sims: Sequence[Simulation]) -> None:
             f"  {sim.set_name:15} {sim.max_layers:4} {sim.floor / 1e6:8.1f} {ours / 1e6:8.1f} "
             f"{sim.mean[best] / 1e6:8.1f}  {best:28} {ours / sim.mean[best]:6.2f}"
         )
+    gaps = sorted({g for sim in sims for g in sim.by_gap}, key=lambda g: int(g.rstrip("w")))
+    if not gaps:
+        return
+    print("\nsimulations, clients updating less often: MB per update, debchunk / the best baseline")
+    print(f"  {'set':15} {'N':>4}" + "".join(f" {g:>16}" for g in gaps))
+    for sim in sims:
+        cells = []
+        for g in gaps:
+            per = sim.by_gap.get(g)
+            if per is None:
+                cells.append(f" {'-':>16}")
+                continue
+            best = min(BASELINES, key=lambda b: per[b])
+            cells.append(f" {per[OURS] / 1e6:8.1f} {per[OURS] / per[best]:6.2f}x")
+        print(f"  {sim.set_name:15} {sim.max_layers:4}" + "".join(cells))
 
 
 def check_targets(cases: list[Case], sims: list[Simulation]) -> list[tuple[str, bool, str]]:
     """The acceptance targets of the experiment, each with the figure seen."""
     out: list[tuple[str, bool, str]] = []
-    for f in corpus_summary(ratios(cases)):
-        label = f"corpus N={f.max_layers} ({f.pairs} pairs)"
-        out.append((f"{label}: mean waste ratio <= 0.8", f.mean <= 0.8, f"{f.mean:.2f}"))
+    rs = ratios(cases)
+    for f in corpus_summary(rs):
+        if f.pairs_of == "all":
+            label = f"corpus N={f.max_layers} ({f.pairs} pairs)"
+            out.append((f"{label}: mean waste ratio <= 0.7", f.mean <= 0.7, f"{f.mean:.2f}"))
+            out.append(
+                (f"{label}: worst waste ratio <= 1.00", f.worst <= 1.0, f"{f.worst:.2f} ({f.worst_case})")
+            )
+        elif f.pairs_of == "short-gap":
+            label = f"short-gap pairs N={f.max_layers} ({f.pairs} pairs)"
+            out.append(
+                (f"{label}: worst waste ratio <= 0.8", f.worst <= 0.8, f"{f.worst:.2f} ({f.worst_case})")
+            )
+    # Where the component bound leaves room (bound ratio <= 0.9), a clear win.
+    roomy = [r for r in rs if r.ratio is not None and r.bound_ratio is not None and r.bound_ratio <= 0.9]
+    worst_roomy = max(roomy, key=lambda r: r.ratio or 0.0, default=None)
+    if worst_roomy is not None:
         out.append(
-            (f"{label}: worst waste ratio <= 0.95", f.worst <= 0.95, f"{f.worst:.2f} ({f.worst_case})")
-        )
-        out.append(
-            (f"{label}: every baseline downloads more", not f.lost, ", ".join(f.lost) or "on every pair")
+            (
+                f"pairs whose bound ratio is <= 0.9 ({len(roomy)}): waste ratio <= 0.95",
+                (worst_roomy.ratio or 0.0) <= 0.95,
+                f"worst {worst_roomy.ratio:.2f} ({worst_roomy.set_name} {worst_roomy.pair} "
+                f"N={worst_roomy.max_layers}, bound {worst_roomy.bound_ratio:.2f})",
+            )
         )
     limits = {("desktop", "point-update"): 0.10, ("desktop", "testing-to-unstable"): 0.22}
     for c in cases:
@@ -883,8 +978,8 @@ def check_targets(cases: list[Case], sims: list[Simulation]) -> list[tuple[str, 
         best = best_baseline(c)
         label = f"{c.set_name} {c.pair} N={c.max_layers}"
         if c.pair == "rebuild":
-            ok = ours.download <= 1.1 * c.ideal
-            out.append((f"{label}: download <= 1.1x floor", ok, f"{ours.download / max(c.ideal, 1):.2f}x"))
+            ok = ours.download <= 1.05 * c.ideal
+            out.append((f"{label}: download <= 1.05x floor", ok, f"{ours.download / max(c.ideal, 1):.2f}x"))
             continue
         if c.max_layers != 64:
             continue

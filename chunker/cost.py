@@ -23,9 +23,10 @@ are regrouped after planning.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -67,6 +68,163 @@ def changes_per_year(p: float) -> float:
     gives a large finite rate."""
     rate = -_DAYS_PER_YEAR / _DAYS_PER_UPDATE * log_keep_probability(p)
     return rate + 0.0  # -0.0 (p = 0) as 0.0
+
+
+#: The longest gap between two updates of one client that ``UpdateGaps`` takes,
+#: in days: about two years, longer than a Debian release is supported past its
+#: successor.
+MAX_GAP_DAYS = 730
+#: The most gaps one distribution may list: each adds a term to every cost the
+#: packer computes (``chunker.pack`` must plan 20,000 components in under 1 s).
+MAX_GAPS = 8
+
+
+@dataclass(frozen=True, eq=True)
+class UpdateGaps:
+    """How long clients wait between two updates: gaps in days and the share of
+    updates made after each (``weights``, summing to 1).
+
+    A component kept by a week with probability ``q = 1 - p`` is kept by a gap
+    of ``t`` days with ``q ** (t / 7)`` (changes as a Poisson process, as
+    ``mapping.changelog.probability`` models them), so a layer of log keep ``l``
+    (per week) is downloaded by an update after that gap with probability
+    ``1 - exp(t l / 7)``, and over the distribution with
+    ``change(l) = sum_k w_k (1 - exp(t_k l / 7))``: the expectation of the
+    download itself, not the download at an average probability.  A merge of
+    two layers costs ``s_A (K(l_A) - K(l_A + l_B)) + s_B (K(l_B) - K(l_A + l_B))``
+    with ``K = 1 - change``; since ``exp(t (l_A + l_B)) = exp(t l_A) exp(t l_B)``,
+    ``powers`` of each layer (one per gap) multiply, and pairwise costs are
+    sums of outer products (``chunker.pack``)."""
+
+    days: tuple[float, ...]
+    weights: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.days or len(self.days) != len(self.weights):
+            raise ChunkerError("update gaps: give at least one gap, each with a weight")
+        if len(self.days) > MAX_GAPS:
+            raise ChunkerError(f"update gaps: {len(self.days)} gaps; give at most {MAX_GAPS}")
+        for d, w in zip(self.days, self.weights, strict=True):
+            if not (math.isfinite(d) and 0 < d <= MAX_GAP_DAYS):
+                raise ChunkerError(f"update gaps: a gap of {d!r} days; give gaps of 1 to {MAX_GAP_DAYS} days")
+            if not (math.isfinite(w) and w > 0):
+                raise ChunkerError(f"update gaps: weight {w!r} of the {d:g}-day gap; give a positive weight")
+        total = math.fsum(self.weights)
+        if abs(total - 1.0) > 1e-9:
+            object.__setattr__(self, "weights", tuple(w / total for w in self.weights))
+
+    @property
+    def weeks(self) -> FloatArray:
+        """The gaps in weeks."""
+        return np.array(self._weeks, dtype=np.float64)
+
+    @property
+    def _weeks(self) -> tuple[float, ...]:
+        return tuple(d / _DAYS_PER_UPDATE for d in self.days)
+
+    @functools.cached_property
+    def change_scalar(self) -> Callable[[float], float]:
+        """``change`` of one layer, as a float: a function made once (the
+        packer calls it for every move it weighs)."""
+        if self.single_week:
+            return _change_one_week
+        terms = tuple(zip(self._weeks, self.weights, strict=True))
+
+        def change(log_keep: float, expm1: Callable[[float], float] = math.expm1) -> float:
+            total = 0.0
+            for t, w in terms:
+                total -= w * expm1(t * log_keep)
+            return total
+
+        return change
+
+    @property
+    def single_week(self) -> bool:
+        """Whether every client updates once a week (the model before gaps)."""
+        return self.days == (_DAYS_PER_UPDATE,)
+
+    def powers(self, log_keep: npt.ArrayLike) -> FloatArray:
+        """``exp(t_k l)`` for each ``log_keep`` ``l`` (per week) and each gap
+        ``t_k`` (weeks), in a last axis of length ``len(days)``."""
+        logs = np.asarray(log_keep, dtype=np.float64)
+        return np.asarray(np.exp(logs[..., None] * self.weeks), dtype=np.float64)
+
+    def keep(self, log_keep: npt.ArrayLike) -> FloatArray:
+        """The probability that a layer of weekly log keep ``log_keep`` is not
+        downloaded, over the distribution."""
+        return self._weighted(np.exp, log_keep)
+
+    def change(self, log_keep: npt.ArrayLike) -> FloatArray:
+        """``1 - keep(log_keep)``, computed without cancelling (``expm1``)."""
+        return -self._weighted(np.expm1, log_keep)
+
+    def _weighted(self, fn: np.ufunc, log_keep: npt.ArrayLike) -> FloatArray:
+        # Gap by gap, in a fixed order: the same sums on every machine (a
+        # matrix product's order depends on the BLAS and the CPU).
+        logs = np.asarray(log_keep, dtype=np.float64)
+        if self.single_week:
+            return np.asarray(fn(logs), dtype=np.float64)
+        out = np.zeros(logs.shape)
+        for t, w in zip(self._weeks, self.weights, strict=True):
+            out += w * fn(t * logs)
+        return out
+
+    def describe(self) -> str:
+        """The distribution as ``--update-gaps`` takes it, weights in percent."""
+        pairs = zip(self.days, self.weights, strict=True)
+        return ",".join(f"{_days_text(d)}:{100 * w:.4g}" for d, w in pairs)
+
+    @classmethod
+    def parse(cls, text: str) -> UpdateGaps:
+        """``GAP:WEIGHT,...`` with each gap in days (``10``, ``10d``) or weeks
+        (``4w``), weights relative (``1w:50,4w:30,13w:20``); ChunkerError when
+        malformed."""
+        days: list[float] = []
+        weights: list[float] = []
+        for item in text.split(","):
+            gap, sep, weight = item.strip().partition(":")
+            try:
+                value = float(weight) if sep else math.nan
+                if gap.endswith("w"):
+                    d = float(gap[:-1]) * _DAYS_PER_UPDATE
+                else:
+                    d = float(gap[:-1] if gap.endswith("d") else gap)
+            except ValueError:
+                value = d = math.nan
+            if not (sep and math.isfinite(value) and math.isfinite(d)):
+                raise ChunkerError(
+                    f"update gaps {text!r:.80}: {item.strip()!r:.40} is not GAP:WEIGHT; give for example "
+                    "1w:50,4w:30,13w:20 (gaps in days, or weeks with 'w')"
+                )
+            days.append(d)
+            weights.append(value)
+        if len(set(days)) != len(days):
+            raise ChunkerError(f"update gaps {text!r:.80}: a gap is given twice")
+        return cls(tuple(days), tuple(weights))
+
+
+def _change_one_week(log_keep: float) -> float:
+    return -math.expm1(log_keep)
+
+
+def _days_text(days: float) -> str:
+    weeks = days / _DAYS_PER_UPDATE
+    if weeks == int(weeks):
+        return f"{int(weeks)}w"
+    return f"{days:g}d"
+
+
+#: Every client updating once a week: the model before gap distributions.
+WEEKLY = UpdateGaps((_DAYS_PER_UPDATE,), (1.0,))
+#: The distribution ``pack`` plans for unless told otherwise; docs/layers.md,
+#: "Update gaps", gives the evidence and the alternatives measured.  80% of
+#: clients update within a week (bootc's timer runs daily where a system enables
+#: it; weekly builds; the corpus's trixie and week-apart pairs fit 0.4-2.4
+#: weeks of the weekly model, and below a week a gap plans as a week does), 10%
+#: a quarter apart (bootc's timer is off by default; the bookworm point updates
+#: fit 4-10 weeks), 10% half a year apart (machines left off; the loss this was
+#: made against had a 21-week gap).
+DEFAULT_GAPS = UpdateGaps((7.0, 91.0, 182.0), (0.8, 0.1, 0.1))
 
 
 @dataclass(frozen=True)
@@ -167,9 +325,10 @@ def make_plan(
     groups: Iterable[Iterable[str]],
     max_layers: int,
     reserved_layers: int = 1,
+    gaps: UpdateGaps | None = None,
 ) -> Plan:
     """A ``Plan`` for ``groups`` (component names), with sizes, probabilities and
-    the cost model filled in from ``components``.  Empty groups are dropped;
+    the cost model filled in from ``components``, made for ``gaps`` (recorded).  Empty groups are dropped;
     ChunkerError when a group names a component twice or one not in ``components``."""
     index = {c.name: i for i, c in enumerate(components)}
     sizes = np.array([c.size for c in components], dtype=np.float64)
@@ -195,6 +354,7 @@ def make_plan(
         float(sum(layer.size * layer.change_probability for layer in layers)),
         floor_bytes(sizes, probabilities),
         reserved_layers,
+        None if gaps is None else gaps.describe(),
     )
 
 
@@ -231,4 +391,6 @@ def refit(plan: Plan, components: Sequence[Component], empty: Iterable[int]) -> 
     # A component the tree lacks holds no bytes: no size, no change to download.
     absent = sorted({name for g in groups for name in g} - known)
     planned = [*components, *(Component(name, "package", size=0, change_probability=0.0) for name in absent)]
-    return make_plan(planned, groups, plan.max_layers, plan.reserved_layers)
+    return replace(
+        make_plan(planned, groups, plan.max_layers, plan.reserved_layers), update_gaps=plan.update_gaps
+    )

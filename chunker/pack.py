@@ -21,19 +21,20 @@ over ``horizon`` updates exceeds the bytes it makes every client download once.
 from __future__ import annotations
 
 import itertools
-import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from mapping import Component
 
-from .cost import P_CAP, Events, make_plan, part_of_index
+from .cost import DEFAULT_GAPS, P_CAP, Events, UpdateGaps, make_plan, part_of_index
 from .plan import ChunkerError, Plan
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
 
 # Above this many clusters the pairwise matrix is too large: the smallest
 # components are first bucketed by change probability (their merges are the
@@ -46,6 +47,11 @@ MAX_MATRIX = 1500
 ALWAYS = 0.999
 # Updates over which a move of an existing component must pay for itself.
 DEFAULT_HORIZON = 26
+# No large bets: a component holding at least this many average layers' bytes
+# (the content's bytes over the layers left for it) keeps a layer of its own
+# (docs/layers.md, "No large bets": 1 cost weekly clients 0.8% more on the
+# desktop simulation than 2, and both keep the kernel alone).
+LARGE_FACTOR = 2.0
 
 
 def pack(
@@ -55,9 +61,11 @@ def pack(
     *,
     reserved_layers: int = 1,
     horizon: int = DEFAULT_HORIZON,
+    gaps: UpdateGaps = DEFAULT_GAPS,
 ) -> Plan:
     """Plan at most ``max_layers`` image layers (``reserved_layers`` of them kept
-    for the commit/metadata) for ``components``; deterministic for any input order."""
+    for the commit/metadata) for ``components``, minimising the download
+    expected over the clients' update ``gaps``; deterministic for any input order."""
     if max_layers < reserved_layers + 1:
         raise ChunkerError(
             f"max layers {max_layers} leaves no layer for content ({reserved_layers} reserved); use at least "
@@ -69,7 +77,7 @@ def pack(
             raise ChunkerError(f"component {a.name!r} is given twice")
     budget = max_layers - reserved_layers
     if not comps:
-        return make_plan(comps, [], max_layers, reserved_layers)
+        return make_plan(comps, [], max_layers, reserved_layers, gaps)
     sizes = np.array([float(c.size) for c in comps])
     # The cost model's cap: a certain change is P_CAP here as in the plan's figures.
     probs = np.clip(np.array([c.change_probability for c in comps]), 0.0, P_CAP)
@@ -77,10 +85,10 @@ def pack(
     names = [c.name for c in comps]
     events = Events.of(probs, part_of_index(comps))
     if prior is not None and any(n in prior.layer_index() for n in names):
-        groups = _pack_with_prior(names, sizes, events, volatile, budget, prior, horizon)
+        groups = _pack_with_prior(names, sizes, events, volatile, budget, prior, horizon, gaps)
     else:
-        groups = _order(_pack_fresh(sizes, probs, events, volatile, budget), sizes, events)
-    return make_plan(comps, [[names[i] for i in g] for g in groups], max_layers, reserved_layers)
+        groups = _order(_pack_fresh(sizes, probs, events, volatile, budget, gaps), sizes, events)
+    return make_plan(comps, [[names[i] for i in g] for g in groups], max_layers, reserved_layers, gaps)
 
 
 def _order(groups: list[list[int]], sizes: FloatArray, events: Events) -> list[list[int]]:
@@ -94,7 +102,12 @@ def _order(groups: list[list[int]], sizes: FloatArray, events: Events) -> list[l
 
 
 def _pack_fresh(
-    sizes: FloatArray, probs: FloatArray, events: Events, volatile: npt.NDArray[np.bool_], budget: int
+    sizes: FloatArray,
+    probs: FloatArray,
+    events: Events,
+    volatile: npt.NDArray[np.bool_],
+    budget: int,
+    gaps: UpdateGaps,
 ) -> list[list[int]]:
     n = len(sizes)
     if n <= budget:
@@ -113,9 +126,25 @@ def _pack_fresh(
     room = budget - len(pinned_groups)
     if room <= 0 or not free:
         return pinned_groups + ([free] if free else [])
-    groups = _agglomerate(free, sizes, probs, events, room)
-    groups = _refine(groups, sizes, events)
+    # No large bets: a component of at least LARGE_FACTOR average layers
+    # stays alone, whatever the model says of its changes (docs/layers.md).
+    large = _large(free, sizes, room)
+    if large:
+        free = [i for i in free if i not in set(large)]
+        pinned_groups += [[i] for i in large]
+        room -= len(large)
+    groups = _agglomerate(free, sizes, probs, events, room, gaps)
+    groups = _refine(groups, sizes, events, gaps)
     return pinned_groups + groups
+
+
+def _large(members: list[int], sizes: FloatArray, room: int) -> list[int]:
+    """The members holding at least ``LARGE_FACTOR / room`` of the members'
+    bytes, largest first, leaving a layer for the rest."""
+    total = float(sizes[members].sum())
+    by_size = sorted(members, key=lambda i: (-sizes[i], i))
+    large = [i for i in by_size if sizes[i] > 0 and sizes[i] * room >= total * LARGE_FACTOR]
+    return large[: min(len(large), room - 1, len(members) - 1)]
 
 
 def _bucket_small(members: list[int], sizes: FloatArray, probs: FloatArray, target: int) -> list[list[int]]:
@@ -130,7 +159,7 @@ def _bucket_small(members: list[int], sizes: FloatArray, probs: FloatArray, targ
 
 
 def _agglomerate(
-    members: list[int], sizes: FloatArray, probs: FloatArray, events: Events, target: int
+    members: list[int], sizes: FloatArray, probs: FloatArray, events: Events, target: int, gaps: UpdateGaps
 ) -> list[list[int]]:
     """Merge clusters, cheapest first, until ``target`` remain."""
     clusters = (
@@ -140,7 +169,7 @@ def _agglomerate(
     )
     if len(clusters) <= target:
         return clusters
-    merging = _Agglomeration(clusters, sizes, events)
+    merging = _Agglomeration(clusters, sizes, events, gaps)
     for _ in range(len(clusters) - target):
         merging.merge_cheapest()
     return [c for c in merging.clusters if c]
@@ -148,13 +177,27 @@ def _agglomerate(
 
 class _Agglomeration:
     """Clusters merged pairwise, cheapest first: a pair's cost is the expected
-    bytes its union adds; ``best[k]`` is each cluster's cheapest partner."""
+    bytes its union adds; ``best[k]`` is each cluster's cheapest partner.
 
-    def __init__(self, clusters: list[list[int]], sizes: FloatArray, events: Events) -> None:
+    ``p[k, g]`` is the probability that cluster ``k`` is kept over gap ``g``
+    (``UpdateGaps.powers``); a union's is the product of its clusters', so a
+    pair costs ``sum_g w_g (a[i, g] (1 - p[j, g]) + a[j, g] (1 - p[i, g]))``
+    with ``a = s p``."""
+
+    def __init__(
+        self, clusters: list[list[int]], sizes: FloatArray, events: Events, gaps: UpdateGaps
+    ) -> None:
         self.clusters = clusters
         self.m = m = len(clusters)
         self.s = np.array([sizes[c].sum() for c in clusters])
-        self.q = np.exp(events.log_keeps(clusters))
+        self.t = gaps.weeks.tolist()
+        self.w = list(gaps.weights)
+        self.p = gaps.powers(events.log_keeps(clusters))
+        # Per gap, contiguous: keep, 1 - keep and size x keep of every cluster
+        # (a row of costs is 2 products per gap over these).
+        self.keep_by_gap = np.ascontiguousarray(self.p.T)
+        self.change_by_gap = 1.0 - self.keep_by_gap
+        self.kept_by_gap = self.s * self.keep_by_gap
         self.alive = np.ones(m, dtype=bool)
         # The two clusters holding each shared event (-1: none; the same twice
         # once merged): only an event held by both makes a pair's cost differ.
@@ -168,26 +211,39 @@ class _Agglomeration:
         self.best = self.cost.argmin(axis=1)
         self.best_cost = self.cost[np.arange(m), self.best]
 
+    def _union_cost(self, x: IntArray | int, y: IntArray, shared: npt.ArrayLike) -> FloatArray:
+        """The cost of merging ``x`` with each of ``y`` when they share events
+        of log keep ``shared`` (per week): their union keeps those once."""
+        s, p = self.s, self.p
+        common = np.asarray(shared, dtype=np.float64)
+        out = np.zeros(len(y))
+        for g, (t, w) in enumerate(zip(self.t, self.w, strict=True)):
+            px, py = p[x, g], p[y, g]
+            out += w * (s[x] * px + s[y] * py - (s[x] + s[y]) * (px * py * np.exp(-t * common)))
+        return out
+
     def _pair_costs(self) -> FloatArray:
         """The cost of merging each pair of clusters (inf on the diagonal)."""
-        s, q, holders, shared_log = self.s, self.q, self.holders, self.shared_log
-        cost = np.empty((self.m, self.m))
-        a = s * q
-        np.multiply.outer(a, 1.0 - q, out=cost)
+        holders, shared_log = self.holders, self.shared_log
+        cost = np.zeros((self.m, self.m))
+        term = np.empty((self.m, self.m))
+        for g, w in enumerate(self.w):
+            np.multiply.outer(w * self.kept_by_gap[g], self.change_by_gap[g], out=term)
+            cost += term
         cost += cost.T
         split = (holders[:, 0] >= 0) & (holders[:, 1] >= 0) & (holders[:, 0] != holders[:, 1])
         if split.any():
             pairs, where = np.unique(np.sort(holders[split], axis=1), axis=0, return_inverse=True)
             common = np.bincount(where.ravel(), weights=shared_log[split])
             x, y = pairs[:, 0], pairs[:, 1]
-            cost[x, y] = cost[y, x] = a[x] + a[y] - (s[x] + s[y]) * q[x] * q[y] * np.exp(-common)
+            cost[x, y] = cost[y, x] = self._union_cost(x, y, common)
         np.fill_diagonal(cost, np.inf)
         return cost
 
     def _correct(self, i: int, r: FloatArray) -> None:
         """Set ``r[k]`` to the cost of merging ``i`` and ``k`` for the clusters
         ``k`` sharing events with ``i``: their union keeps the shared factor once."""
-        holders, shared_log, s, q = self.holders, self.shared_log, self.s, self.q
+        holders, shared_log = self.holders, self.shared_log
         if not len(shared_log):
             return
         mine = (holders[:, 0] == i) | (holders[:, 1] == i)
@@ -197,14 +253,18 @@ class _Agglomeration:
             return
         common = np.bincount(other[valid], weights=shared_log[mine][valid], minlength=self.m)
         ks = np.flatnonzero(common)
-        kept = q[i] * q[ks] * np.exp(-common[ks])
-        r[ks] = s[i] * q[i] + s[ks] * q[ks] - (s[i] + s[ks]) * kept
+        r[ks] = self._union_cost(i, ks, common[ks])
 
     def _row(self, i: int) -> FloatArray:
         """The cost of merging cluster ``i`` with each other cluster."""
-        s, q = self.s, self.q
-        a = s * q
-        r: FloatArray = a[i] * (1.0 - q) + a * (1.0 - q[i])
+        r = np.zeros(self.m)
+        term = np.empty(self.m)
+        for g, w in enumerate(self.w):
+            kept, change = self.kept_by_gap[g], self.change_by_gap[g]
+            np.multiply(change, w * kept[i], out=term)
+            r += term
+            np.multiply(kept, w * change[i], out=term)
+            r += term
         self._correct(i, r)
         r[~self.alive] = np.inf
         r[i] = np.inf
@@ -218,13 +278,17 @@ class _Agglomeration:
             first, second = holders[:, 0], holders[:, 1]
             both = ((first == i) & (second == j)) | ((first == j) & (second == i))
             if both.any():
-                self.q[i] /= math.exp(float(shared_log[both].sum()))
+                common = float(shared_log[both].sum())
+                self.p[i] /= np.exp(np.array(self.t) * common)
                 holders[both] = -1  # inside i from now on: no pair shares it
             holders[holders == j] = i
         self.clusters[i].extend(self.clusters[j])
         self.clusters[j] = []
         self.s[i] += self.s[j]
-        self.q[i] *= self.q[j]
+        self.p[i] *= self.p[j]
+        self.keep_by_gap[:, i] = self.p[i]
+        self.change_by_gap[:, i] = 1.0 - self.p[i]
+        self.kept_by_gap[:, i] = self.s[i] * self.p[i]
         self.alive[j] = False
 
     def merge_cheapest(self) -> None:
@@ -255,7 +319,9 @@ class _Agglomeration:
         best_cost[better] = r[better]
 
 
-def _refine(groups: list[list[int]], sizes: FloatArray, events: Events, rounds: int = 8) -> list[list[int]]:
+def _refine(
+    groups: list[list[int]], sizes: FloatArray, events: Events, gaps: UpdateGaps, rounds: int = 8
+) -> list[list[int]]:
     """Move single components to another layer while that lowers ``E``.
 
     Each round finds every component's best move at once (a components x layers
@@ -288,22 +354,21 @@ def _refine(groups: list[list[int]], sizes: FloatArray, events: Events, rounds: 
     )
 
     def cost(total: npt.ArrayLike, log_k: npt.ArrayLike) -> FloatArray:
-        return np.asarray(np.asarray(total, dtype=np.float64) * -np.expm1(log_k), dtype=np.float64)
+        return np.asarray(np.asarray(total, dtype=np.float64) * gaps.change(log_k), dtype=np.float64)
 
     for _ in range(rounds):
         base = cost(gs, gl)
         partner_layer = np.where(partner >= 0, owner[partner], -1)
         leave = total - np.where(partner_layer == owner, shared, 0.0)
         src = cost(gs[owner] - size, gl[owner] - leave) - base[owner]
-        join = total[:, None] - shared[:, None] * (np.arange(n_groups)[None, :] == partner_layer[:, None])
-        tgt = cost(gs[None, :] + size[:, None], gl[None, :] + join) - base[None, :]
+        tgt = _join_costs(gaps, gs, gl, size, total, shared, partner_layer) - base[None, :]
         delta = src[:, None] + tgt
         delta[np.arange(n), owner] = np.inf
         delta[counts[owner] == 1, :] = np.inf
         target = delta.argmin(axis=1)
         gain = delta[np.arange(n), target]
         order = np.flatnonzero(gain < 0)[np.argsort(gain[gain < 0], kind="stable")].tolist()
-        moves = _Moves(gs.tolist(), gl.tolist(), counts.tolist(), owner.tolist())
+        moves = _Moves(gs.tolist(), gl.tolist(), counts.tolist(), owner.tolist(), gaps.change_scalar)
         moved = moves.apply(order, target, size.tolist(), total.tolist(), shared.tolist(), partner.tolist())
         gs, gl, counts = np.array(moves.gs), np.array(moves.gl), np.array(moves.counts)
         owner = np.array(moves.owner, dtype=np.intp)
@@ -315,6 +380,38 @@ def _refine(groups: list[list[int]], sizes: FloatArray, events: Events, rounds: 
     return [g for g in out if g]
 
 
+def _join_costs(
+    gaps: UpdateGaps,
+    gs: npt.NDArray[Any],
+    gl: npt.NDArray[Any],
+    size: FloatArray,
+    total: FloatArray,
+    shared: FloatArray,
+    partner_layer: npt.NDArray[np.signedinteger[Any]],
+) -> FloatArray:
+    """The cost of each layer (``gs`` bytes, log keep ``gl``) with each member
+    added (``size``, log keep ``total``; ``shared`` of it already in the layer
+    holding its partner, ``partner_layer``): a members x layers matrix."""
+    n, n_groups = len(size), len(gs)
+    grown = gs[None, :] + size[:, None]
+    if gaps.single_week:
+        join = total[:, None] - shared[:, None] * (np.arange(n_groups)[None, :] == partner_layer[:, None])
+        return np.asarray(grown * -np.expm1(gl[None, :] + join), dtype=np.float64)
+    # A layer's keep over gap k times a member's: one product per gap (no
+    # exponential per pair), gap by gap in a fixed order.
+    layer_keep, member_keep = gaps.powers(gl), gaps.powers(total)
+    keep = np.zeros((n, n_groups))
+    for k, w in enumerate(gaps.weights):
+        keep += np.multiply.outer(w * member_keep[:, k], layer_keep[:, k])
+    out = np.asarray(grown * (1.0 - keep), dtype=np.float64)
+    # Joining the layer that holds its partner adds no shared change.
+    rows = np.flatnonzero(partner_layer >= 0)
+    if len(rows):
+        cols = partner_layer[rows]
+        out[rows, cols] = grown[rows, cols] * gaps.change(gl[cols] + total[rows] - shared[rows])
+    return out
+
+
 @dataclass
 class _Moves:
     """Each layer's size, log keep and member count, and each member's layer,
@@ -324,6 +421,7 @@ class _Moves:
     gl: list[float]
     counts: list[int]
     owner: list[int]
+    change: Callable[[float], float]
 
     def apply(
         self,
@@ -337,7 +435,7 @@ class _Moves:
         """Move each member of ``order`` (best gain first) to its ``target``
         layer if that still lowers ``E`` against the layers as they are by
         then; whether any moved."""
-        gs_l, gl_l, counts_l, owner_l = self.gs, self.gl, self.counts, self.owner
+        gs_l, gl_l, counts_l, owner_l, change = self.gs, self.gl, self.counts, self.owner, self.change
         moved = False
         for c in order:
             g, t = owner_l[c], int(target[c])
@@ -348,10 +446,10 @@ class _Moves:
             out_k = total_l[c] - (shared_l[c] if with_partner == g else 0.0)
             in_k = total_l[c] - (shared_l[c] if with_partner == t else 0.0)
             now = (
-                (gs_l[g] - sc) * -math.expm1(gl_l[g] - out_k)
-                - gs_l[g] * -math.expm1(gl_l[g])
-                + (gs_l[t] + sc) * -math.expm1(gl_l[t] + in_k)
-                - gs_l[t] * -math.expm1(gl_l[t])
+                (gs_l[g] - sc) * change(gl_l[g] - out_k)
+                - gs_l[g] * change(gl_l[g])
+                + (gs_l[t] + sc) * change(gl_l[t] + in_k)
+                - gs_l[t] * change(gl_l[t])
             )
             if now >= -1e-9 * max(1.0, sc):
                 continue
@@ -374,6 +472,7 @@ def _pack_with_prior(
     budget: int,
     prior: Plan,
     horizon: int,
+    gaps: UpdateGaps,
 ) -> list[list[int]]:
     index = {n: i for i, n in enumerate(names)}
     # Prior layers with the components that still exist, in prior order.
@@ -384,7 +483,7 @@ def _pack_with_prior(
             groups.append(sorted(kept))
     # Over budget (max layers lowered): merge the cheapest pairs of old layers.
     if len(groups) > budget:
-        groups = _merge_groups(groups, sizes, events, budget)
+        groups = _merge_groups(groups, sizes, events, budget, gaps)
     placed = {i for g in groups for i in g}
     new = [i for i in range(len(names)) if i not in placed]
     # New components, largest first: a fresh layer while the budget allows, else
@@ -413,7 +512,7 @@ def _pack_with_prior(
             n = len(groups)
             holds = group_of[partner[i]] if partner[i] >= 0 else -1
             lk = gl[:n] + join - partner_log[i] * (np.arange(n) == holds)
-            added = (gs[:n] + sizes[i]) * -np.expm1(lk) - gs[:n] * -np.expm1(gl[:n])
+            added = (gs[:n] + sizes[i]) * gaps.change(lk) - gs[:n] * gaps.change(gl[:n])
             total = added + np.where(changed[:n], 0.0, gs[:n] / horizon)
             if n > 1:
                 total[gv[:n] != volatile[i]] = np.inf
@@ -428,14 +527,18 @@ def _pack_with_prior(
     return [sorted(g) for g in groups]
 
 
-def _merge_groups(groups: list[list[int]], sizes: FloatArray, events: Events, budget: int) -> list[list[int]]:
+def _merge_groups(
+    groups: list[list[int]], sizes: FloatArray, events: Events, budget: int, gaps: UpdateGaps
+) -> list[list[int]]:
     """Merge whole groups, cheapest first, down to ``budget``."""
     groups = [list(g) for g in groups]
     while len(groups) > budget:
         s = np.array([sizes[g].sum() for g in groups])
         lk = events.log_keeps(groups)
-        cost = np.add.outer(s * np.exp(lk), s * np.exp(lk))
-        cost -= np.add.outer(s, s) * np.exp(np.add.outer(lk, lk))
+        cost = np.zeros((len(groups), len(groups)))
+        for t, w in zip(gaps.weeks.tolist(), gaps.weights, strict=True):
+            kept = s * np.exp(t * lk)
+            cost += w * (np.add.outer(kept, kept) - np.add.outer(s, s) * np.exp(t * np.add.outer(lk, lk)))
         # Groups sharing an event: the union's keep counts it once.
         group_of = np.full(len(sizes), -1, dtype=np.intp)
         for k, g in enumerate(groups):
@@ -443,8 +546,9 @@ def _merge_groups(groups: list[list[int]], sizes: FloatArray, events: Events, bu
         held = group_of[events.pairs]
         split = (held >= 0).all(axis=1) & (held[:, 0] != held[:, 1])
         for a, b in {(int(min(x, y)), int(max(x, y))) for x, y in held[split].tolist()}:
-            union = (s[a] + s[b]) * -math.expm1(events.log_keep(groups[a] + groups[b]))
-            cost[a, b] = cost[b, a] = union - s[a] * -math.expm1(lk[a]) - s[b] * -math.expm1(lk[b])
+            union = (s[a] + s[b]) * gaps.change_scalar(events.log_keep(groups[a] + groups[b]))
+            change_a, change_b = gaps.change_scalar(float(lk[a])), gaps.change_scalar(float(lk[b]))
+            cost[a, b] = cost[b, a] = union - s[a] * change_a - s[b] * change_b
         np.fill_diagonal(cost, np.inf)
         a_idx, b_idx = np.unravel_index(int(cost.argmin()), cost.shape)
         i, j = min(int(a_idx), int(b_idx)), max(int(a_idx), int(b_idx))

@@ -54,7 +54,10 @@ class Plan:
     commit/metadata layer) are in the image too, so ``len(layers) +
     reserved_layers <= max_layers``.  ``expected_update_bytes`` is the cost model
     ``sum size(L) * (1 - prod(1 - p_c))`` and ``floor_bytes`` its lower bound
-    ``sum size(c) * p_c``.
+    ``sum size(c) * p_c``, both for a weekly update.  ``update_gaps`` is the
+    distribution of update gaps the plan was made for
+    (``chunker.UpdateGaps.describe``; None: not known, as for a plan read
+    from an image's annotations).
     """
 
     max_layers: int
@@ -62,6 +65,7 @@ class Plan:
     expected_update_bytes: float
     floor_bytes: float = 0.0
     reserved_layers: int = 1
+    update_gaps: str | None = None
 
     def layer_index(self) -> dict[str, int]:
         """Component name -> index of its layer."""
@@ -79,6 +83,7 @@ class Plan:
             "layers": [layer.to_json() for layer in self.layers],
             "expected_update_bytes": self.expected_update_bytes,
             "floor_bytes": self.floor_bytes,
+            **({} if self.update_gaps is None else {"update_gaps": self.update_gaps}),
         }
 
     @classmethod
@@ -100,6 +105,7 @@ class Plan:
                 float(data.get("expected_update_bytes", 0.0)),
                 float(data.get("floor_bytes", 0.0)),
                 int(data.get("reserved_layers", 1)),
+                None if data.get("update_gaps") is None else str(data["update_gaps"]),
             )
         except (TypeError, ValueError) as e:
             raise ChunkerError(f"plan: {e}") from None

@@ -389,7 +389,7 @@ def plan_layers(context: BuildContext) -> None:
     assert context.mapping is not None
     budget = context.config.max_layers - (len(context.base.descriptors) if context.base else 0)
     context.notify(Step("planning"))
-    context.plan = pack(context.mapping.components, budget, context.prior)
+    context.plan = pack(context.mapping.components, budget, context.prior, gaps=context.config.update_gaps)
     layers = len(context.plan.layers)
     context.notify(Step("planning", layers, layers, finished=True))
 

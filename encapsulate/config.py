@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import overload
 
+from chunker.cost import DEFAULT_GAPS, UpdateGaps
 from mapping import CommitOrigin as CommitOrigin
 from mapping import RootfsOrigin as RootfsOrigin
 
@@ -202,6 +203,7 @@ class BuildConfig:
     origin: Origin
     destination: RequiredImageRef = RequiredImageRef("")
     max_layers: int = 64
+    update_gaps: UpdateGaps = DEFAULT_GAPS
     format: Format | None = None
     format_version: int = 1
     compression: Compression = Compression.GZIP
@@ -281,6 +283,8 @@ def _check_origin(config: BuildConfig) -> None:
 
 def _check_layers(config: BuildConfig) -> None:
     check_max_layers(config.max_layers)
+    if not isinstance(config.update_gaps, UpdateGaps):
+        raise ConfigError("update_gaps is a chunker.UpdateGaps value (UpdateGaps.parse reads --update-gaps)")
     if not isinstance(config.format, Format | None) or not isinstance(config.compression, Compression):
         raise ConfigError("format and compression are encapsulate.Format and encapsulate.Compression values")
     if config.compression_level is not None:

@@ -36,11 +36,22 @@ DATA_SUFFIX = ":data"
 MIN_DATA_BYTES = 256 * 1024
 
 
+# Under usr/share but changed by a new Debian revision alone, so not data:
+# documentation (its changelog changes with every upload); manual pages, which
+# most packages generate at build time with the version and date in them
+# (pod2man, help2man: of the data parts that changed in the corpus's
+# revision-only updates, shadow's, pam's, openssl's and perl's changed there);
+# and Perl's modules, which are code: perl's security updates patch them
+# (bookworm's 5.36.0-7+deb12u2 changed 35 files there).
+_NOT_DATA = ("usr/share/doc/", "usr/share/man/", "usr/share/perl/", "usr/share/perl5/")
+
+
 def is_data_path(path: str) -> bool:
-    """Architecture-independent data: usr/share (but not its docs, whose
-    changelog changes with every upload) and translation catalogues."""
+    """Architecture-independent data: usr/share (but not its documentation,
+    manual pages and Perl modules, which change with Debian revisions) and
+    translation catalogues."""
     if path.startswith("usr/share/"):
-        return not path.startswith("usr/share/doc/")
+        return not path.startswith(_NOT_DATA)
     return "/locale/" in path and path.endswith(".mo")
 
 

@@ -10,7 +10,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chunker import P_CAP, ChunkerError, Layer, Plan, changes_per_year, floor_bytes, make_plan, pack, refit
+from chunker import (
+    DEFAULT_GAPS,
+    P_CAP,
+    ChunkerError,
+    Layer,
+    Plan,
+    changes_per_year,
+    floor_bytes,
+    make_plan,
+    pack,
+    refit,
+)
 from chunker.cost import Events, log_keep_probabilities, log_keep_probability
 from encapsulate.build import contentmeta
 from mapping import Component
@@ -149,7 +160,8 @@ def test_refit_of_a_packed_plan_keeps_the_cost_model() -> None:
     plan = pack(comps, 8)
     merged = refit(plan, comps, [0, len(plan.layers) - 1])
     assert len(merged.layers) == len(plan.layers) - 2
-    assert merged == make_plan(comps, merged.groups(), 8)
+    assert merged == make_plan(comps, merged.groups(), 8, gaps=DEFAULT_GAPS)
+    assert merged.update_gaps == plan.update_gaps == DEFAULT_GAPS.describe()
     assert merged.expected_update_bytes >= plan.expected_update_bytes
 
 

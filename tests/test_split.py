@@ -20,6 +20,14 @@ def test_data_paths() -> None:
     assert not is_data_path("usr/share/doc/foo/changelog.Debian.gz")
     assert not is_data_path("usr/lib/x86_64-linux-gnu/libfoo.so.1")
     assert not is_data_path("usr/bin/foo")
+    # Changed by Debian revisions alone in the corpus (docs/layers.md): manual
+    # pages carry the build's version and date, Perl modules are code.
+    assert not is_data_path("usr/share/man/man1/shadow.1.gz")
+    assert not is_data_path("usr/share/man/de/man8/pam.8.gz")
+    assert not is_data_path("usr/share/perl/5.36.0/Config_heavy.pl")
+    assert not is_data_path("usr/share/perl5/Debconf/Config.pm")
+    assert is_data_path("usr/share/perl-openssl-defaults/x")  # a name that only starts the same
+    assert is_data_path("usr/share/mandoc/x")
 
 
 def _comps() -> list[Component]:

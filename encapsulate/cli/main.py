@@ -96,7 +96,7 @@ def _cmd_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         names = None if prior is None else prior.layer_index().keys()
         epoch = epoch_from_environment()
         mapping = build_mapping(_origin(args), reference_date=reference_date(epoch), prior=names)
-    plan = pack(mapping.components, args.max_layers, prior)
+    plan = pack(mapping.components, args.max_layers, prior, gaps=args.update_gaps)
     print(plan_output(plan, args.json))
     return 0
 

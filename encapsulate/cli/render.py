@@ -69,6 +69,7 @@ def format_plan(plan: Plan) -> str:
         f"{len(plan.layers)} content layers + {plan.reserved_layers} metadata = {total} of at most "
         f"{plan.max_layers}; expected update {human_size(plan.expected_update_bytes)} per week "
         f"(floor {human_size(plan.floor_bytes)}, {ratio:.2f}x)"
+        + ("" if plan.update_gaps is None else f"; planned for update gaps {plan.update_gaps}")
     )
     return "\n".join(lines)
 

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chunker import ChunkerError
+from chunker.cost import DEFAULT_GAPS, UpdateGaps
 from mapping.space import parse_size
 
 from ..config import (
@@ -125,6 +127,13 @@ def _size(value: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _update_gaps(value: str) -> UpdateGaps:
+    try:
+        return UpdateGaps.parse(value)
+    except ChunkerError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _format_version(value: str) -> int:
     if value not in ("1", "2"):
         raise argparse.ArgumentTypeError(
@@ -210,6 +219,16 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="N",
         parse=_whole_number,
         default=64,
+        commands=ENCAPSULATE | {"plan"},
+    ),
+    Setting(
+        ("--update-gaps",),
+        "update_gaps",
+        "how long clients wait between updates, as GAP:WEIGHT,... (gaps in days, or weeks with 'w'; "
+        "weights relative): the plan minimises the download expected over them (docs/layers.md)",
+        metavar="GAPS",
+        parse=_update_gaps,
+        default=DEFAULT_GAPS.describe(),
         commands=ENCAPSULATE | {"plan"},
     ),
     Setting(
