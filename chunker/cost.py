@@ -82,7 +82,8 @@ MAX_GAPS = 8
 @dataclass(frozen=True, eq=True)
 class UpdateGaps:
     """How long clients wait between two updates: gaps in days and the share of
-    updates made after each (``weights``, summing to 1).
+    clients whose next update comes after each (``weights``, summing to 1); the
+    packer minimises what that next update downloads, averaged over clients.
 
     A component kept by a week with probability ``q = 1 - p`` is kept by a gap
     of ``t`` days with ``q ** (t / 7)`` (changes as a Poisson process, as
@@ -105,7 +106,7 @@ class UpdateGaps:
         if len(self.days) > MAX_GAPS:
             raise ChunkerError(f"update gaps: {len(self.days)} gaps; give at most {MAX_GAPS}")
         for d, w in zip(self.days, self.weights, strict=True):
-            if not (math.isfinite(d) and 0 < d <= MAX_GAP_DAYS):
+            if not (math.isfinite(d) and 1 <= d <= MAX_GAP_DAYS):
                 raise ChunkerError(f"update gaps: a gap of {d!r} days; give gaps of 1 to {MAX_GAP_DAYS} days")
             if not (math.isfinite(w) and w > 0):
                 raise ChunkerError(f"update gaps: weight {w!r} of the {d:g}-day gap; give a positive weight")

@@ -172,7 +172,9 @@ def epoch_from_environment(environ: Mapping[str, str] | None = None) -> int | No
 class BuildConfig:
     """Everything one build needs to know (see ``container-encapsulate --help``).
 
-    ``origin`` is what to encapsulate and ``destination`` the IMGREF to write.
+    ``origin`` is what to encapsulate and ``destination`` the IMGREF to write,
+    in at most ``max_layers`` layers planned for ``update_gaps`` (how long
+    clients wait between updates, ``chunker.UpdateGaps``; docs/layers.md).
     The previous build is at most one of ``prior`` (an IMGREF), ``prior_plan``
     (a ``debchunk plan --json`` file) and ``previous_build_manifest`` (its raw
     OCI manifest); without one, the image the destination's tag holds, if

@@ -49,6 +49,7 @@ def test_gaps_parse_days_and_weeks_and_normalise_weights() -> None:
         ("1w:nan", "is not GAP:WEIGHT"),
         ("1w:1,7:1", "given twice"),
         ("0:1", "gaps of 1 to"),
+        ("0.5:1", "gaps of 1 to"),
         ("-7:1", "gaps of 1 to"),
         (f"{MAX_GAP_DAYS + 1}:1", "gaps of 1 to"),
         ("inf:1", "is not GAP:WEIGHT"),
