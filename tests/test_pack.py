@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chunker import P_CAP, ChunkerError, Plan, make_plan, pack
+from chunker import DEFAULT_GAPS, P_CAP, ChunkerError, Plan, make_plan, pack
 from mapping import Component
 from mapping.model import Kind
 
@@ -230,7 +230,7 @@ def test_certain_changes_are_capped_alike() -> None:
 
     plans = [pack(comps(p), 5) for p in (1.0, P_CAP, 1.0 - 1e-16)]
     assert plans[0].layers == plans[1].layers == plans[2].layers
-    again = make_plan(comps(1.0), plans[0].groups(), 5)
+    again = make_plan(comps(1.0), plans[0].groups(), 5, gaps=DEFAULT_GAPS)
     assert again == plans[0]
     assert math.isfinite(plans[0].expected_update_bytes)
     assert all(0.0 <= layer.change_probability <= 1.0 for layer in plans[0].layers)
