@@ -179,10 +179,10 @@ class _Agglomeration:
     """Clusters merged pairwise, cheapest first: a pair's cost is the expected
     bytes its union adds; ``best[k]`` is each cluster's cheapest partner.
 
-    ``p[k, g]`` is the probability that cluster ``k`` is kept over gap ``g``
-    (``UpdateGaps.powers``); a union's is the product of its clusters', so a
-    pair costs ``sum_g w_g (a[i, g] (1 - p[j, g]) + a[j, g] (1 - p[i, g]))``
-    with ``a = s p``."""
+    ``keep_by_gap[g, k]`` is the probability that cluster ``k`` is kept over
+    gap ``g`` (``UpdateGaps.powers``); a union's is the product of its
+    clusters', so a pair costs ``sum_g w_g (a[g, i] (1 - p[g, j]) + a[g, j]
+    (1 - p[g, i]))`` with ``p = keep_by_gap`` and ``a = s p``."""
 
     def __init__(
         self, clusters: list[list[int]], sizes: FloatArray, events: Events, gaps: UpdateGaps
@@ -192,10 +192,9 @@ class _Agglomeration:
         self.s = np.array([sizes[c].sum() for c in clusters])
         self.t = gaps.weeks.tolist()
         self.w = list(gaps.weights)
-        self.p = gaps.powers(events.log_keeps(clusters))
         # Per gap, contiguous: keep, 1 - keep and size x keep of every cluster
         # (a row of costs is 2 products per gap over these).
-        self.keep_by_gap = np.ascontiguousarray(self.p.T)
+        self.keep_by_gap = np.ascontiguousarray(gaps.powers(events.log_keeps(clusters)).T)
         self.change_by_gap = 1.0 - self.keep_by_gap
         self.kept_by_gap = self.s * self.keep_by_gap
         self.alive = np.ones(m, dtype=bool)
@@ -214,11 +213,11 @@ class _Agglomeration:
     def _union_cost(self, x: IntArray | int, y: IntArray, shared: npt.ArrayLike) -> FloatArray:
         """The cost of merging ``x`` with each of ``y`` when they share events
         of log keep ``shared`` (per week): their union keeps those once."""
-        s, p = self.s, self.p
+        s, p = self.s, self.keep_by_gap
         common = np.asarray(shared, dtype=np.float64)
         out = np.zeros(len(y))
         for g, (t, w) in enumerate(zip(self.t, self.w, strict=True)):
-            px, py = p[x, g], p[y, g]
+            px, py = p[g, x], p[g, y]
             out += w * (s[x] * px + s[y] * py - (s[x] + s[y]) * (px * py * np.exp(-t * common)))
         return out
 
@@ -279,16 +278,16 @@ class _Agglomeration:
             both = ((first == i) & (second == j)) | ((first == j) & (second == i))
             if both.any():
                 common = float(shared_log[both].sum())
-                self.p[i] /= np.exp(np.array(self.t) * common)
+                self.keep_by_gap[:, i] /= np.exp(np.array(self.t) * common)
                 holders[both] = -1  # inside i from now on: no pair shares it
             holders[holders == j] = i
         self.clusters[i].extend(self.clusters[j])
         self.clusters[j] = []
         self.s[i] += self.s[j]
-        self.p[i] *= self.p[j]
-        self.keep_by_gap[:, i] = self.p[i]
-        self.change_by_gap[:, i] = 1.0 - self.p[i]
-        self.kept_by_gap[:, i] = self.s[i] * self.p[i]
+        keep = self.keep_by_gap[:, i]
+        keep *= self.keep_by_gap[:, j]
+        self.change_by_gap[:, i] = 1.0 - keep
+        self.kept_by_gap[:, i] = self.s[i] * keep
         self.alive[j] = False
 
     def merge_cheapest(self) -> None:
