@@ -40,11 +40,12 @@ IntArray = npt.NDArray[np.intp]
 # components are first bucketed by change probability (their merges are the
 # cheapest anyway, so the greedy would make them first).
 MAX_MATRIX = 1500
-# Volatile components at least this likely to change share one layer: the dpkg
-# database changes with any package (1 - 1e-9 for a desktop tree), the initramfs
-# with every build, and one update in a thousand, at most, downloads the other's
-# bytes with them.
-ALWAYS = 0.999
+# Volatile components certain to change share one layer: what every build
+# rewrites (the initramfs, host keys, caches).  Any other volatile component has
+# a layer of its own: the dpkg database changes with any package (1 - 1e-7 for a
+# desktop tree), so nearly every update, but not when the same packages are
+# built again, and a rebuild then downloads the initramfs without it.
+ALWAYS = P_CAP
 # Updates over which a move of an existing component must pay for itself.
 DEFAULT_HORIZON = 26
 # No large bets: a component holding at least this many average layers' bytes
@@ -117,8 +118,8 @@ def _pack_fresh(
     if budget == 1:
         return [list(range(n))]
     # Volatile content alone.  Volatile components that change with every build
-    # share a layer (that costs nothing); if there is not room for every
-    # volatile layer and something else, the volatile ones share one layer.
+    # share a layer (that costs nothing, ``ALWAYS``); if there is not room for
+    # every volatile layer and something else, the volatile ones share one layer.
     always = [i for i in pinned if probs[i] >= ALWAYS]
     pinned_groups = ([always] if always else []) + [[i] for i in pinned if probs[i] < ALWAYS]
     if len(pinned_groups) >= budget:
