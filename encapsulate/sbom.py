@@ -266,7 +266,7 @@ def attach_sbom(
         destination, registry, image, data, SPDX_MEDIA_TYPE, {CREATED_ANNOTATION: _created(epoch)}
     )
     log.info(
-        "SBOM attached to %s as %s (listed by the %s)",
+        "SBOM attached to %s as %s (listed by %s)",
         image.digest,
         attached.manifest.digest,
         attached.listed_by,

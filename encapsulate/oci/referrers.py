@@ -59,6 +59,9 @@ _DOCUMENT_LIMIT = 4 << 20
 ARTIFACT_LIMIT = 256 << 20
 # Pages of a referrers list followed, at most.
 _PAGES = 64
+# What the fallback tag is asked for: an index, or what else it holds, to be
+# told apart (docker-registry answers 404 for a manifest the Accept header leaves out).
+_TAG_ACCEPT = f"{MEDIA_INDEX}, {MEDIA_MANIFEST}, application/vnd.docker.distribution.manifest.v2+json"
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _NEXT = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
 
@@ -94,7 +97,7 @@ def artifact_manifest(
 @dataclass(frozen=True)
 class Attached:
     """An artifact pushed (``attach``): its manifest's descriptor, and how
-    the registry lists it (``"referrers API"`` or the fallback tag's name)."""
+    the registry lists it (``"the referrers API"`` or ``"the tag <name>"``, the fallback tag)."""
 
     manifest: Descriptor
     listed_by: str
@@ -197,11 +200,11 @@ def attach(
     manifest = Descriptor(MEDIA_MANIFEST, Digest.of(raw), len(raw))
     headers = push.put_manifest(manifest.digest, raw, MEDIA_MANIFEST)
     if headers.get(SUBJECT_HEADER.lower()):
-        return Attached(manifest, "referrers API")
+        return Attached(manifest, "the referrers API")
     tag = referrers_tag(subject.digest)
     session = _Session(ref, registry)
     found = session.get(
-        f"/v2/{session.name}/manifests/{tag}", MEDIA_INDEX, f"the referrers tag {tag}", _DOCUMENT_LIMIT
+        f"/v2/{session.name}/manifests/{tag}", _TAG_ACCEPT, f"the referrers tag {tag}", _DOCUMENT_LIMIT
     )
     entries = [] if found is None else _index_entries(found[0], f"the tag {tag}", str(ref))
     if not any(e.get("digest") == manifest.digest for e in entries):
@@ -215,7 +218,7 @@ def attach(
             entry["annotations"] = dict(sorted(annotations.items()))
         entries.append(entry)
         push.put_manifest(tag, index_bytes(entries), MEDIA_INDEX)
-    return Attached(manifest, tag)
+    return Attached(manifest, f"the tag {tag}")
 
 
 def _referrer_pages(session: _Session, subject: str, artifact_type: str) -> Iterator[bytes] | None:
@@ -252,19 +255,18 @@ def referrers(
 ) -> tuple[list[Descriptor], str]:
     """The manifests of artifacts of ``artifact_type`` whose subject is the
     manifest ``subject`` in the repository of ``ref``, in the order listed,
-    and where the list came from (``"referrers API"`` or the fallback tag)."""
+    and where the list came from (``"the referrers API"`` or ``"the tag <name>"``)."""
     session = _Session(ref, registry)
     pages = _referrer_pages(session, subject, artifact_type)
     entries: list[dict[str, Any]] = []
     if pages is not None:
-        source = "referrers API"
+        source = "the referrers API"
         for page in pages:
             entries += _index_entries(page, f"the referrers of {subject}", str(ref))
     else:
-        source = referrers_tag(subject)
-        found = session.get(
-            f"/v2/{session.name}/manifests/{source}", MEDIA_INDEX, f"the tag {source}", _DOCUMENT_LIMIT
-        )
+        tag = referrers_tag(subject)
+        source = f"the tag {tag}"
+        found = session.get(f"/v2/{session.name}/manifests/{tag}", _TAG_ACCEPT, source, _DOCUMENT_LIMIT)
         # No tag: nothing is attached (distribution-spec, "Unavailable Referrers API").
         if found is not None:
             entries = _index_entries(found[0], f"the tag {source}", str(ref))

@@ -70,7 +70,7 @@ def attached_sbom(ref: ImageRef, registry: RegistryOptions, platform: Platform) 
     found, source = referrers(ref, registry, subject, SPDX_MEDIA_TYPE)
     if not found:
         raise EncapsulateError(
-            f"no SBOM is attached to the image {subject} (looked in the {source})",
+            f"no SBOM is attached to the image {subject} (looked in {source})",
             where=str(ref),
             hint="push the image with --sbom FILE, or leave out --attached to make the SBOM from the image",
         )
