@@ -149,6 +149,20 @@ class BuildContext:
         if self.progress is not None:
             self.progress(step)
 
+    def result(self) -> BuildResult:
+        """What the build made, once every step has run."""
+        assert self.mapping is not None and self.plan is not None and self.description is not None
+        return BuildResult(
+            self.config,
+            self.mapping,
+            self.plan,
+            self.description.epoch,
+            self.image,
+            self.comparison,
+            self.prior_source,
+            self.sbom_artifact,
+        )
+
 
 def build_image(config: BuildConfig, *, progress: Progress | None = None) -> BuildResult:
     """Encapsulate ``config.origin`` as a chunked image at ``config.destination``
@@ -172,17 +186,7 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
         write_and_deliver(context)
         deliver_sbom(context)
         compare(context)
-    assert context.mapping is not None and context.plan is not None and context.description is not None
-    return BuildResult(
-        config,
-        context.mapping,
-        context.plan,
-        context.description.epoch,
-        context.image,
-        context.comparison,
-        context.prior_source,
-        context.sbom_artifact,
-    )
+    return context.result()
 
 
 # What the errors of a full work directory say to do (docs/limits.md).
