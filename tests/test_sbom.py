@@ -28,13 +28,13 @@ import pytest
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-from benches.debtrees import TreeSpec, build_tree
+from benches.debtrees import TreeSpec, build_tree, ostreeify
 from benches.registry import manifest_digest
 from encapsulate.oci.referrers import EMPTY_CONFIG, MEDIA_EMPTY, referrers_tag
 from encapsulate.sbom import NAMESPACE_BASE, SPDX_MEDIA_TYPE, document_bytes, tree_sbom
 from mapping.rootfs import RootfsTree
 from tests.conftest import RunCli, debchunk_bytes, printable_lines
-from tests.sample import Pkg, SampleTree, blob, day
+from tests.sample import Pkg, SampleTree, blob, commit, day
 
 EPOCH = 1_780_000_000
 CREATED = "2026-05-28T20:26:40Z"
@@ -246,16 +246,18 @@ def test_written_by_a_build_and_made_again_from_the_image(
     assert first == second
 
 
-def test_both_formats_give_the_sbom_of_the_tree(
-    sample_tree: Path, sample_repos: dict[str, Path], tmp_path: Path, run_cli: RunCli
-) -> None:
-    """An ostree-format image of a commit and a plain image of the same tree:
-    the SBOM the build wrote, the one made from each image, all the same."""
+def test_both_formats_give_the_sbom_of_the_tree(ubuntu_tree: Path, tmp_path: Path, run_cli: RunCli) -> None:
+    """The tree laid out and committed as an OSTree image builder does (the
+    dpkg database in usr/share/dpkg/database, /etc in usr/etc): the
+    ostree-format image of the commit and the plain image of the tree give
+    the same SBOM, from the build and from each image."""
+    laid_out = ostreeify(ubuntu_tree, tmp_path / "laid-out")
+    commit(laid_out, tmp_path / "repo", "ubuntu")
     env = {"SOURCE_DATE_EPOCH": str(EPOCH)}
     made = {}
     for name, origin in (
-        ("ostree", ["--repo", str(sample_repos["bare-user"]), "sample"]),
-        ("plain", ["--rootfs", str(sample_tree)]),
+        ("ostree", ["--repo", str(tmp_path / "repo"), "ubuntu"]),
+        ("plain", ["--rootfs", str(ubuntu_tree)]),
     ):
         sbom = tmp_path / f"{name}.json"
         r = run_cli(
@@ -265,8 +267,11 @@ def test_both_formats_give_the_sbom_of_the_tree(
         made[name] = sbom.read_bytes()
         assert debchunk_bytes("sbom", f"oci:{tmp_path / 'img'}:{name}").stdout == made[name]
     assert made["ostree"] == made["plain"]
-    document = spdx_checked(tmp_path / "plain.json")
-    assert package_set(document) == dpkg_query(sample_tree / "usr/share/dpkg/database")
+    document = spdx_checked(tmp_path / "ostree.json")
+    assert package_set(document) == dpkg_query(laid_out / "usr/share/dpkg/database")
+    assert all(
+        p["externalRefs"][0]["referenceLocator"].endswith("&distro=noble") for p in document["packages"]
+    )
 
 
 def _get(url: str, accept: str = "*/*") -> tuple[int, dict[str, str], bytes]:
@@ -448,11 +453,12 @@ def test_referrers_api_when_the_registry_has_it(
             "false",
             "--sbom",
             str(sbom),
-            "--json",
             env={"SOURCE_DATE_EPOCH": str(EPOCH)},
         )
         assert r.returncode == 0, r.stderr
-        artifact = json.loads(r.stdout)["sbom_artifact"]
+        line = r.stdout.splitlines()[-1]
+        assert line.startswith(f"SBOM {sbom}: attached to the image as sha256:"), r.stdout
+        artifact = line.rpartition(" ")[2]
         image = manifest_digest(f"{registry}/api/os:1")
         assert [e["digest"] for e in handler.listed[image]] == [artifact]
         assert _tags(registry, "api/os") == ["1"]
