@@ -45,6 +45,8 @@ MAINTAINERS = {
     "libc6": "GNU Libc Maintainers <debian-glibc@lists.debian.org>",
     "libstdc++6": "Debian GCC Maintainers (toolchain) <debian-gcc@lists.debian.org>",
     "base-files": "Santiago Vila <sanvila@debian.org>",
+    # A terminal escape (a window title) where a name should be.
+    "evil": "Mallory \x1b]0;owned\x07 <m@example.org>",
 }
 # dpkg's states whose files are on disk: what the SBOM lists (mapping.dpkg).
 INSTALLED = ("installed", "triggers-awaiting", "triggers-pending")
@@ -81,6 +83,7 @@ def _ubuntu_tree(root: Path) -> Path:
         )
     )
     t.add(Pkg("base-files", "13ubuntu10+esm1", files={"/usr/lib/os-release": b"x"}))
+    t.add(Pkg("evil", "1.0-1", files={"/usr/bin/evil": b"x"}))
     t.add(Pkg("removed", "1.0-1", status="deinstall ok config-files", files={"/etc/removed.conf": b"x"}))
     t.finish()
     status = root / "var/lib/dpkg/status"
@@ -149,6 +152,19 @@ def package_set(document: dict[str, Any]) -> set[tuple[str, str, str]]:
     return out
 
 
+def test_referrers_tag() -> None:
+    # The examples of distribution-spec v1.1, "Referrers Tag Schema".
+    assert referrers_tag("sha256:" + "a" * 64) == "sha256-" + "a" * 64
+    assert referrers_tag("sha512:" + "a" * 128) == "sha512-" + "a" * 64
+    odd = (
+        "test+algorithm+using+algorithm+separators+and+lots+of+characters+to+excercise+overall+truncation:"
+        "alsoSome=InTheEncodedSectionToShowHyphenReplacementAndLotsAndLotsOfCharactersToExcerciseEncodedTruncation"
+    )
+    assert referrers_tag(odd) == (
+        "test-algorithm-using-algorithm-s-alsoSome-InTheEncodedSectionToShowHyphenReplacementAndLotsAndLot"
+    )
+
+
 def test_document_of_a_tree(ubuntu_tree: Path, tmp_path: Path) -> None:
     path = tmp_path / "sbom.spdx.json"
     path.write_bytes(tree_sbom(RootfsTree(str(ubuntu_tree)), EPOCH, "tree"))
@@ -166,6 +182,7 @@ def test_document_of_a_tree(ubuntu_tree: Path, tmp_path: Path) -> None:
         ),
         "SPDXRef-Package-deb-libc6-amd64": "pkg:deb/ubuntu/libc6@2.39-0ubuntu8?arch=amd64&distro=noble",
         "SPDXRef-Package-deb-libc6-i386": "pkg:deb/ubuntu/libc6@2.39-0ubuntu8?arch=i386&distro=noble",
+        "SPDXRef-Package-deb-evil-amd64": "pkg:deb/ubuntu/evil@1.0-1?arch=amd64&distro=noble",
         f"SPDXRef-Package-deb-libstdc--6-amd64-{digest}": (
             "pkg:deb/ubuntu/libstdc%2B%2B6@14.2.0-4ubuntu2?arch=amd64&distro=noble"
         ),
@@ -191,6 +208,13 @@ def test_document_of_a_tree(ubuntu_tree: Path, tmp_path: Path) -> None:
     unnamed = {**document, "documentNamespace": ""}
     assert namespace == NAMESPACE_BASE + hashlib.sha256(document_bytes(unnamed)).hexdigest()
     assert document_bytes(document) == path.read_bytes()
+    # What a status file holds reaches a terminal escaped: the document is ASCII, no control byte in it.
+    assert (
+        by_id["SPDXRef-Package-deb-evil-amd64"]["supplier"]
+        == "Person: Mallory \x1b]0;owned\x07 (m@example.org)"
+    )
+    printable_lines(path.read_bytes())
+    assert b"\\u001b]0;owned\\u0007" in path.read_bytes()
 
 
 def test_written_by_a_build_and_made_again_from_the_image(
