@@ -190,8 +190,7 @@ def attach(
     tag's index.  The artifact's manifest is pushed by digest; pushed twice,
     the same bytes are the same manifest, listed once."""
     push = _ArtifactPush(ref, registry)
-    with tempfile.TemporaryDirectory(prefix="debchunk-artifact-") as tmp:
-        layout = Layout(tmp)
+    with tempfile.TemporaryDirectory(prefix="debchunk-artifact-") as tmp, Layout(tmp) as layout:
         config = layout.add_bytes(EMPTY_CONFIG, MEDIA_EMPTY)
         artifact = layout.add_bytes(data, media_type)
         for d in (config, artifact):
