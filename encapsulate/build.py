@@ -34,6 +34,7 @@ from .oci.read import BlobStore, SourceImage, open_image
 from .oci.reuse import ReachableLayers, image_records, layout_records
 from .progress import Progress, Step
 from .rechunk import base_blobs_differ, commit_image, layers_origin, shared_base
+from .sbom import attach_sbom, tree_sbom, write_sbom_file
 from .tools.text import printable
 from .write.image import BaseLayers, ImageResult, LayerSettings, fit_layers, write_image
 
@@ -72,6 +73,8 @@ class BuildResult:
     comparison: Comparison | None = None
     # The previous build, when no option gave one and the destination held it.
     prior_source: str | None = None
+    # ``--sbom`` to a registry: the digest of the SBOM artifact's manifest attached to the image.
+    sbom_artifact: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Digests and layers (``container-encapsulate --json``)."""
@@ -97,6 +100,8 @@ class BuildResult:
             ]
         if self.comparison is not None:
             out["comparison"] = self.comparison.to_json()
+        if self.sbom_artifact is not None:
+            out["sbom_artifact"] = self.sbom_artifact
         return out
 
 
@@ -135,11 +140,28 @@ class BuildContext:
     # ``--compare-with-build``: that image's layer digests, read before anything is written.
     compared: frozenset[str] | None = None
     comparison: Comparison | None = None
+    # ``--sbom``: the document, and the manifest digest of its artifact attached to the image.
+    sbom: bytes | None = None
+    sbom_artifact: str | None = None
 
     def notify(self, step: Step) -> None:
         """Tell the progress display how the build goes."""
         if self.progress is not None:
             self.progress(step)
+
+    def result(self) -> BuildResult:
+        """What the build made, once every step has run."""
+        assert self.mapping is not None and self.plan is not None and self.description is not None
+        return BuildResult(
+            self.config,
+            self.mapping,
+            self.plan,
+            self.description.epoch,
+            self.image,
+            self.comparison,
+            self.prior_source,
+            self.sbom_artifact,
+        )
 
 
 def build_image(config: BuildConfig, *, progress: Progress | None = None) -> BuildResult:
@@ -159,19 +181,12 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
         map_origin(context)
         plan_layers(context)
         describe(context)
+        make_sbom(context)
         write_contentmeta(context)
         write_and_deliver(context)
+        deliver_sbom(context)
         compare(context)
-    assert context.mapping is not None and context.plan is not None and context.description is not None
-    return BuildResult(
-        config,
-        context.mapping,
-        context.plan,
-        context.description.epoch,
-        context.image,
-        context.comparison,
-        context.prior_source,
-    )
+    return context.result()
 
 
 # What the errors of a full work directory say to do (docs/limits.md).
@@ -399,6 +414,31 @@ def describe(context: BuildContext) -> None:
     assert context.mapping is not None
     source = None if context.source is None else context.source.config
     context.description = describe_image(context.config, context.mapping, context.image_config, source)
+
+
+def make_sbom(context: BuildContext) -> None:
+    """``--sbom``: the SBOM of the mapped tree's dpkg packages, dated as the
+    image is, made before the image is written (a tree without a dpkg
+    database stops the build here)."""
+    config, mapping, description = context.config, context.mapping, context.description
+    if config.sbom is None or mapping is None or mapping.tree is None or description is None:
+        return
+    context.sbom = tree_sbom(
+        mapping.tree, description.epoch, mapping.source or str(config.origin), quiet=True
+    )
+
+
+def deliver_sbom(context: BuildContext) -> None:
+    """``--sbom FILE``: the SBOM written to FILE and, once the image is in a
+    registry, attached to it (``sbom.attach_sbom``)."""
+    config, data, description = context.config, context.sbom, context.description
+    if config.sbom is None or data is None or description is None:
+        return
+    write_sbom_file(config.sbom, data)
+    if context.image is not None and config.destination.registry:
+        context.sbom_artifact = attach_sbom(
+            config.destination, config.dest_registry, context.image.manifest, data, description.epoch
+        )
 
 
 def contentmeta(components: Sequence[Component]) -> list[dict[str, Any]]:

@@ -199,7 +199,9 @@ class BuildConfig:
     ``TMPDIR``, else /tmp); ``tmp_reserve`` the bytes kept free on the file
     systems it is written on (default: the larger of 1 GiB and 5%), and
     ``tmp_budget`` the most it may hold in all (default: no limit); see
-    docs/limits.md.
+    docs/limits.md.  ``sbom``: a file to write the SBOM of the tree's dpkg
+    packages to (SPDX 2.3 JSON), also attached to the image when the
+    destination is a registry (docs/sbom.md).
     """
 
     origin: Origin
@@ -236,6 +238,7 @@ class BuildConfig:
     tmpdir: str | None = None
     tmp_reserve: int | None = None
     tmp_budget: int | None = None
+    sbom: str | None = None
 
     @property
     def level(self) -> int:
@@ -344,6 +347,7 @@ def _check_image(config: BuildConfig) -> None:
     for option, path in (
         ("--plan-json", config.plan_json),
         ("--write-contentmeta-json", config.write_contentmeta_json),
+        ("--sbom", config.sbom),
     ):
         if path is not None:
             _check_output_file(option, path)

@@ -40,6 +40,8 @@ class Package:
     source: str
     source_version: str
     multi_arch_same: bool
+    # The Maintainer field as written ("Name <address>"), "" when absent.
+    maintainer: str = ""
 
     @property
     def id(self) -> str:
@@ -74,6 +76,7 @@ def _package(para: dict[str, str]) -> Package:
         source or name,
         rest.strip().strip("()") or version,
         para.get("Multi-Arch", "") == "same",
+        para.get("Maintainer", ""),
     )
 
 

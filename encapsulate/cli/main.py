@@ -24,6 +24,7 @@ from ..errors import ConfigError
 from ..oci.layout import read_json_object
 from ..oci.platform import Platform
 from ..oci.prior import read_prior
+from . import sbom as sbom_command
 from . import tools
 from .progress import progress_line
 from .render import build_output, mapping_output, plan_output
@@ -227,6 +228,7 @@ def debchunk_parser() -> argparse.ArgumentParser:
         "blobs (no root, nothing extracted), mapped and planned like a root tree.",
     )
     tools.register(sub)
+    sbom_command.register(sub)
     return parser
 
 

@@ -90,6 +90,10 @@ def format_result(result: BuildResult) -> str:
             f"previous build: the image {printable(result.prior_source)} held "
             "(its layers kept where that pays; --no-prior plans from scratch)"
         )
+    if result.sbom_artifact is not None:
+        lines.append(
+            f"SBOM {printable(result.config.sbom or '')}: attached to the image as {result.sbom_artifact}"
+        )
     c = result.comparison
     if c is not None:
         lines.append(

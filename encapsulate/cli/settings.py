@@ -45,7 +45,7 @@ class Kind(enum.Enum):
 # The commands of the table: ``container-encapsulate`` is ``encapsulate``.
 ENCAPSULATE = frozenset(("encapsulate", "rechunk"))
 TREE = frozenset(("encapsulate", "map", "plan"))
-READERS = frozenset(("inspect", "diff", "report", "validate"))
+READERS = frozenset(("inspect", "diff", "report", "validate", "sbom"))
 EVERY = ENCAPSULATE | TREE | READERS
 
 
@@ -172,7 +172,7 @@ SETTINGS: tuple[Setting, ...] = (
         _IMAGE,
         Kind.ARGUMENT,
         metavar="IMGREF",
-        commands=frozenset(("inspect", "report", "validate")),
+        commands=frozenset(("inspect", "report", "validate", "sbom")),
     ),
     Setting(
         ("old",),
@@ -386,6 +386,7 @@ SETTINGS: tuple[Setting, ...] = (
         "through skopeo, the layout written before a push (default: TMPDIR, else /tmp; docs/limits.md)",
         metavar="DIR",
         group="temporary space",
+        commands=ENCAPSULATE | {"sbom"},
     ),
     Setting(
         ("--tmp-reserve",),
@@ -415,6 +416,14 @@ SETTINGS: tuple[Setting, ...] = (
         ("--plan-json",), "plan_json", "also write the plan used, as JSON", metavar="FILE", group="output"
     ),
     Setting(
+        ("--sbom",),
+        "sbom",
+        "also write the SBOM of the tree's dpkg packages (SPDX 2.3 JSON); a registry destination also "
+        "gets it attached to the image, as an OCI artifact whose subject is the image (docs/sbom.md)",
+        metavar="FILE",
+        group="output",
+    ),
+    Setting(
         ("--dry-run",), "dry_run", "map and plan, print the layers, write no image", Kind.FLAG, group="output"
     ),
     Setting(
@@ -425,6 +434,23 @@ SETTINGS: tuple[Setting, ...] = (
         group="output",
         commands=frozenset(("report",)),
         required=True,
+    ),
+    Setting(
+        ("--output", "-o"),
+        None,
+        "write the document to FILE instead of standard output",
+        metavar="FILE",
+        group="output",
+        commands=frozenset(("sbom",)),
+    ),
+    Setting(
+        ("--attached",),
+        None,
+        "print the SBOM attached to the image in its registry (found through the referrers API, else "
+        "its fallback tag) instead of making it from the image's dpkg database",
+        Kind.FLAG,
+        group="output",
+        commands=frozenset(("sbom",)),
     ),
     Setting(
         ("--fetch",),
