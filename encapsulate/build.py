@@ -26,12 +26,14 @@ from mapping.space import SpaceAccount, SpaceLimits, accounted
 from .config import DOCKER_LAYER_LIMIT, BuildConfig, Format, ImageOrigin, reference_date
 from .describe import ImageDescription, describe_image, read_image_config_file
 from .errors import ConfigError, EncapsulateError
+from .keys import load_private_key
 from .oci.deliver import DEFAULT_TAG, Destination
 from .oci.layout import Layout, atomic_write, layout_state
 from .oci.prior import image_layer_digests, plan_from_image, read_prior
 from .oci.push import RegistryPush
 from .oci.read import BlobStore, SourceImage, open_image
 from .oci.reuse import ReachableLayers, image_records, layout_records
+from .oci.sigstore import Signer
 from .progress import Progress, Step
 from .rechunk import base_blobs_differ, commit_image, layers_origin, shared_base
 from .tools.text import printable
@@ -135,6 +137,8 @@ class BuildContext:
     # ``--compare-with-build``: that image's layer digests, read before anything is written.
     compared: frozenset[str] | None = None
     comparison: Comparison | None = None
+    # ``--sign-by-sigstore``: the key, opened before anything is read or pushed.
+    signer: Signer | None = None
 
     def notify(self, step: Step) -> None:
         """Tell the progress display how the build goes."""
@@ -151,6 +155,7 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
     config.check()
     with contextlib.ExitStack() as stack:
         context = BuildContext(config, stack, progress, workdir=open_workdir(config, stack))
+        open_signer(context)
         check_destination(context)
         open_previous_build(context)
         open_origin(context)
@@ -193,6 +198,18 @@ def open_workdir(config: BuildConfig, stack: contextlib.ExitStack) -> str:
     limits = SpaceLimits(config.tmp_reserve, config.tmp_budget, TMPDIR_HINT, TMP_BUDGET_HINT)
     stack.enter_context(accounted(workdir, SpaceAccount(limits, parent)))
     return workdir
+
+
+def open_signer(context: BuildContext) -> None:
+    """``--sign-by-sigstore``: the private key read and opened with its
+    passphrase now, so a wrong key or passphrase stops the build before any
+    long step and before anything is pushed (on a dry run too)."""
+    config = context.config
+    if config.sign_by_sigstore is not None:
+        key = load_private_key(config.sign_by_sigstore, config.sign_passphrase_file)
+        context.signer = Signer(key, config.sign_identity)
+        # A --sign-identity that is no reference is refused now, not after the push.
+        context.signer.identity_for(config.destination)
 
 
 def check_destination(context: BuildContext) -> None:
@@ -474,7 +491,7 @@ def write_and_deliver(context: BuildContext) -> None:
     plan_json = None if config.plan_json is None else layers.plan.to_json()
     with (
         staged_json(config.plan_json, plan_json, "plan"),
-        Destination(config.destination, config.dest_registry, context.workdir) as destination,
+        Destination(config.destination, config.dest_registry, context.workdir, context.signer) as destination,
     ):
         places = context.reachable.lending(destination.lender)
         image = write_image(

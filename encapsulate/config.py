@@ -199,7 +199,11 @@ class BuildConfig:
     ``TMPDIR``, else /tmp); ``tmp_reserve`` the bytes kept free on the file
     systems it is written on (default: the larger of 1 GiB and 5%), and
     ``tmp_budget`` the most it may hold in all (default: no limit); see
-    docs/limits.md.
+    docs/limits.md.  ``sign_by_sigstore``: a cosign private key file; the
+    image pushed to a registry is signed with it (sigstore, as cosign and
+    containers/image store signatures), its passphrase the first line of
+    ``sign_passphrase_file``, the reference signed ``sign_identity``
+    (default: the destination's); docs/signing.md.
     """
 
     origin: Origin
@@ -236,6 +240,9 @@ class BuildConfig:
     tmpdir: str | None = None
     tmp_reserve: int | None = None
     tmp_budget: int | None = None
+    sign_by_sigstore: str | None = None
+    sign_passphrase_file: str | None = None
+    sign_identity: str | None = None
 
     @property
     def level(self) -> int:
@@ -362,7 +369,23 @@ def _check_temporary(config: BuildConfig) -> None:
         raise ConfigError(f"--tmpdir {path}: not writable", hint="choose a directory you can write")
 
 
-_RULES = (_check_origin, _check_layers, _check_previous_build, _check_image, _check_temporary)
+def _check_signing(config: BuildConfig) -> None:
+    if config.sign_by_sigstore is None:
+        for option, value in (
+            ("--sign-passphrase-file", config.sign_passphrase_file),
+            ("--sign-identity", config.sign_identity),
+        ):
+            if value is not None:
+                raise ConfigError(f"{option} needs --sign-by-sigstore KEY")
+        return
+    if not config.destination.registry:
+        raise ConfigError(
+            f"--sign-by-sigstore: {config.destination} is not a registry; signatures are stored in one",
+            hint="push to registry:HOST/REPO[:TAG], or sign later with 'debchunk sign'",
+        )
+
+
+_RULES = (_check_origin, _check_layers, _check_previous_build, _check_image, _check_temporary, _check_signing)
 
 
 def _check_output_file(option: str, path: str) -> None:

@@ -24,7 +24,7 @@ from ..errors import ConfigError
 from ..oci.layout import read_json_object
 from ..oci.platform import Platform
 from ..oci.prior import read_prior
-from . import tools
+from . import signing, tools
 from .progress import progress_line
 from .render import build_output, mapping_output, plan_output
 from .settings import add_command, add_settings, config_from_args, origin_from_args, reading_registry
@@ -227,6 +227,7 @@ def debchunk_parser() -> argparse.ArgumentParser:
         "blobs (no root, nothing extracted), mapped and planned like a root tree.",
     )
     tools.register(sub)
+    signing.register(sub)
     return parser
 
 
