@@ -115,7 +115,7 @@ def _pem_block(data: bytes, where: str, types: tuple[str, ...], hint: str) -> tu
         raise KeyFileError("a PEM block without its end", where=where, hint=hint)
     if kind not in types:
         shown = show(kind[:40])
-        raise KeyFileError(f"a {shown} PEM block, not {' or '.join(types)}", where=where, hint=hint)
+        raise KeyFileError(f"a PEM {shown} block, not {' or '.join(types)}", where=where, hint=hint)
     body = "".join(line.strip() for line in text[line_end + 5 : end].splitlines() if ":" not in line)
     try:
         return kind, base64.b64decode(body, validate=True)
