@@ -72,6 +72,7 @@ class TrixieClients:
         (registries_d / "debchunk-tests.yaml").write_text(
             f"docker:\n  {host}:\n    use-sigstore-attachments: true\n"
         )
+        requirement: dict[str, object]
         if key is None:
             requirement = {"type": "insecureAcceptAnything"}
         else:
