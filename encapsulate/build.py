@@ -155,7 +155,6 @@ def build_image(config: BuildConfig, *, progress: Progress | None = None) -> Bui
     config.check()
     with contextlib.ExitStack() as stack:
         context = BuildContext(config, stack, progress, workdir=open_workdir(config, stack))
-        open_signer(context)
         check_destination(context)
         open_previous_build(context)
         open_origin(context)
@@ -217,7 +216,8 @@ def check_destination(context: BuildContext) -> None:
     registry answers, with the TLS setting given, and lets the credentials
     push (``RegistryPush.check_push``); a layout's or archive's directory
     (or the nearest one above it that exists) takes a new file.  Not on a
-    dry run."""
+    dry run.  The signing key is opened first (``open_signer``)."""
+    open_signer(context)
     config = context.config
     ref = config.destination
     if config.dry_run:

@@ -23,6 +23,8 @@ TEST_FILE_OF = {
     "encapsulate/oci/imgref.py": "test_imgref.py",
     "encapsulate/oci/deliver.py": "test_oci_deliver.py",
     "encapsulate/oci/push.py": "test_push.py",
+    "encapsulate/oci/sigstore.py": "test_sign.py",
+    "encapsulate/cli/signing.py": "test_sign.py",
     "encapsulate/tools/inspect.py": "test_inspect.py",
     "encapsulate/tools/validate.py": "test_validate.py",
     "encapsulate/tools/report.py": "test_report.py",

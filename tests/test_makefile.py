@@ -34,6 +34,7 @@ PROGRAM_PACKAGE = {
     "cat": "coreutils",
     "chattr": "e2fsprogs",
     "chromium": "chromium",
+    "chroot": "coreutils",
     "cp": "coreutils",
     "docker-registry": "docker-registry",
     "dpkg-query": "dpkg",

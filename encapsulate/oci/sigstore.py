@@ -331,12 +331,16 @@ class SignatureStore(RegistrySession):
         manifest: dict[str, Any]
         config: dict[str, Any]
         if existing is None:
+            # Not an image's config (describe.py makes those): the one
+            # containers/image gives a new signature manifest, an empty
+            # image-spec config whose diff_ids name the signature layers.
+            signature_layers: dict[str, Any] = {"type": "layers", "diff_ids": []}
             manifest = {"schemaVersion": 2, "mediaType": MEDIA_MANIFEST, "layers": []}
             config = {
                 "architecture": "",
                 "os": "",
                 "config": {},
-                "rootfs": {"type": "layers", "diff_ids": []},
+                "rootfs": signature_layers,
             }
         else:
             try:
