@@ -303,6 +303,56 @@ def test_signatures_already_there_are_kept(
     assert len(json.loads(raw_manifest(registry, "signed/both", tag))["layers"]) == 2
 
 
+def test_the_signed_identity_is_the_destination_unless_given(
+    registry: str, keys: dict[str, Path], tree: Path, clients: TrixieClients, run_cli: RunCli
+) -> None:
+    """``--sign-identity`` names another reference: a client whose policy asks
+    for that reference exactly takes the image, the default policy (the
+    reference pulled) does not; ``debchunk verify`` agrees with each."""
+    image, identity = f"{registry}/signed/named:1", "registry.example.org/os:13"
+    done = push(run_cli, tree, image, "--label", "case=named", *signing(keys), "--sign-identity", identity)
+    assert done.returncode == 0, done.stderr
+    exact = clients.trust(registry, keys["good.pub"], "exact", identity=identity)
+    assert clients.podman_pull(exact, image).returncode == 0
+    pulled = clients.podman_pull(clients.trust(registry, keys["good.pub"], "good"), image)
+    assert pulled.returncode != 0 and "Source image rejected" in pulled.stderr, pulled.stderr
+    named = run_cli(
+        "verify",
+        f"registry:{image}",
+        "--tls-verify",
+        "false",
+        "--key",
+        str(keys["good.pub"]),
+        "--identity",
+        identity,
+    )
+    assert named.returncode == 0, named.stderr
+    default = verify(run_cli, image, keys["good.pub"])
+    assert default.returncode == 1 and f"it names {identity}, not {image}" in one_error_line(
+        default.stderr, "debchunk"
+    )
+
+
+def test_references_are_normalised_as_containers_image_does() -> None:
+    from encapsulate.errors import EncapsulateError
+    from encapsulate.oci.sigstore import DockerReference, signature_tag
+
+    digest = "sha256:" + "a" * 64
+    for text, normal in (
+        ("127.0.0.1:5000/os/base:13", "127.0.0.1:5000/os/base:13"),
+        ("//127.0.0.1:5000/os/base", "127.0.0.1:5000/os/base:latest"),
+        ("debian", "docker.io/library/debian:latest"),
+        ("index.docker.io/me/os:1", "docker.io/me/os:1"),
+        ("localhost/os", "localhost/os:latest"),
+        (f"quay.io/os@{digest}", f"quay.io/os@{digest}"),
+    ):
+        assert str(DockerReference.parse(text)) == normal
+    for bad in ("Upper/Case", "x:", "a b", "host/repo:t@sha256:12", "/"):
+        with pytest.raises(EncapsulateError, match="not a registry reference"):
+            DockerReference.parse(bad, "--identity")
+    assert signature_tag(digest) == f"sha256-{'a' * 64}.sig"
+
+
 # Bad input: one line, exit 1, nothing pushed.
 
 
@@ -438,8 +488,12 @@ def test_a_refused_signature_tag_leaves_the_image_untagged(
 
 
 def test_signing_options_are_checked_before_anything(
-    keys: dict[str, Path], tree: Path, run_cli: RunCli, tmp_path: Path
+    keys: dict[str, Path], tree: Path, run_cli: RunCli, tmp_path: Path, registry: str
 ) -> None:
+    done = push(run_cli, tree, f"{registry}/bad/identity:1", *signing(keys), "--sign-identity", "Not A Ref")
+    line = one_error_line(done.stderr, "container-encapsulate")
+    assert done.returncode == 1 and "--sign-identity Not A Ref: not a registry reference" in line, line
+    assert registry_tags(registry, "bad/identity") == []
     env = {"SOURCE_DATE_EPOCH": str(EPOCH)}
     layout = tmp_path / "layout"
     done = run_cli(

@@ -63,10 +63,12 @@ class TrixieClients:
         shutil.copyfile(path, target)
         return f"/srv/{name}"
 
-    def trust(self, host: str, key: Path | None, name: str) -> str:
+    def trust(self, host: str, key: Path | None, name: str, identity: str | None = None) -> str:
         """A policy (``/srv/NAME.json`` in the chroot) taking images of
-        ``host`` signed by ``key`` only (any image, without a key); the
-        registries.d entry for ``host`` is written too."""
+        ``host`` signed by ``key`` only (any image, without a key), for the
+        reference pulled (``matchRepoDigestOrExact``) or, given ``identity``,
+        for that one (``exactReference``); the registries.d entry for
+        ``host`` is written too."""
         registries_d = self.root / "etc/containers/registries.d"
         registries_d.mkdir(parents=True, exist_ok=True)
         (registries_d / "debchunk-tests.yaml").write_text(
@@ -79,7 +81,11 @@ class TrixieClients:
             requirement = {
                 "type": "sigstoreSigned",
                 "keyPath": self.put(key, f"{name}.pub"),
-                "signedIdentity": {"type": "matchRepoDigestOrExact"},
+                "signedIdentity": (
+                    {"type": "matchRepoDigestOrExact"}
+                    if identity is None
+                    else {"type": "exactReference", "dockerReference": identity}
+                ),
             }
         policy = {
             "default": [{"type": "reject"}],

@@ -35,6 +35,7 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import urllib.error
 import urllib.parse
 from collections.abc import Callable
@@ -61,6 +62,16 @@ _MANIFEST_TYPES = (MEDIA_MANIFEST, DOCKER_MANIFEST, MEDIA_INDEX, DOCKER_MANIFEST
 _DOCUMENT_LIMIT = 4 << 20
 _HUB = "docker.io"
 _LEGACY_HUB = "index.docker.io"
+# The reference grammar of distribution/reference (regexp.go): lowercase path
+# components joined by ".", "_", "__" or dashes; a host of DNS labels with an
+# optional port; a tag of word characters, dots and dashes; a digest.
+_DOMAIN = re.compile(
+    r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?"
+)
+_PATH = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_DIGEST = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}")
+_NAME_LIMIT = 255
 
 
 def signature_tag(digest: str) -> str:
@@ -91,8 +102,9 @@ class DockerReference:
         return f"{self.repository}{tag}{at}"
 
     @classmethod
-    def parse(cls, text: str) -> DockerReference:
-        """``[HOST/]REPO[:TAG][@DIGEST]`` (a ``registry:`` IMGREF's location)."""
+    def parse(cls, text: str, option: str | None = None) -> DockerReference:
+        """``[HOST/]REPO[:TAG][@DIGEST]`` (a ``registry:`` IMGREF's location,
+        or the value of ``option``, named in an error)."""
         name, _, digest = text.lstrip("/").partition("@")
         slash, colon = name.rfind("/"), name.rfind(":")
         tag = None
@@ -107,8 +119,18 @@ class DockerReference:
             domain = _HUB
         if domain == _HUB and "/" not in path:
             path = f"library/{path}"
-        if not path or not name:
-            raise EncapsulateError(f"{show(text)}: not a registry reference", hint="give HOST/REPO[:TAG]")
+        if (
+            not _DOMAIN.fullmatch(domain)
+            or not _PATH.fullmatch(path)
+            or len(f"{domain}/{path}") > _NAME_LIMIT
+            or (tag is not None and not _TAG.fullmatch(tag))
+            or (digest and not _DIGEST.fullmatch(digest))
+        ):
+            raise EncapsulateError(
+                "not a registry reference",
+                where=f"{option} {show(text)}" if option else show(text),
+                hint="give HOST/REPO[:TAG] (lowercase repository names, as the registry grammar has them)",
+            )
         return cls(domain, path, tag if tag or digest else "latest", digest or None)
 
     @classmethod
@@ -377,14 +399,18 @@ class SignatureStore(RegistrySession):
         rootfs["diff_ids"] = [*(rootfs.get("diff_ids") or []), layer_digest]
         config_bytes = json.dumps(config, separators=(",", ":")).encode()
         config_digest = self.put_blob(config_bytes, hint)
-        manifest["config"] = {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": len(config_bytes)}
+        # A signature manifest another tool wrote keeps its media types (a
+        # Docker schema 2 one stays one); a new one is OCI's.
+        config_type = (manifest.get("config") or {}).get("mediaType") or MEDIA_CONFIG
+        manifest["config"] = {"mediaType": config_type, "digest": config_digest, "size": len(config_bytes)}
+        manifest_type = manifest.get("mediaType") or (existing[1] if existing else MEDIA_MANIFEST)
         raw = json.dumps(manifest, separators=(",", ":")).encode()
         self._write(
             f"putting the signature manifest {tag}",
             "PUT",
             f"/v2/{self.name}/manifests/{tag}",
             raw,
-            {"Content-Type": MEDIA_MANIFEST},
+            {"Content-Type": manifest_type},
             hint,
         )
         return True
@@ -410,7 +436,7 @@ class Signer:
     def identity_for(self, ref: ImageRef) -> str:
         """The reference a signature of ``ref``'s image names."""
         if self.identity is not None:
-            return str(DockerReference.parse(self.identity))
+            return str(DockerReference.parse(self.identity, "--sign-identity"))
         return str(DockerReference.of(ref))
 
     def before_manifest(self, store: SignatureStore) -> Callable[[str], None]:
@@ -459,7 +485,7 @@ def sign_image(
     reference resolves it) signed for ``identity`` (default: ``ref``)."""
     store = SignatureStore(ref, registry, push=True)
     digest, reference = _resolve(store, ref)
-    signed = str(DockerReference.parse(identity)) if identity is not None else str(reference)
+    signed = str(DockerReference.parse(identity, "--identity")) if identity is not None else str(reference)
     data = payload(digest, signed)
     added = store.attach(digest, data, key.sign(data), same_key=key.public)
     return SignResult(digest, signed, added)
@@ -506,7 +532,7 @@ def _identity_problem(signed: str, asked: DockerReference, expected: str | None)
     except EncapsulateError:
         return f"the signed reference {show(signed)!r:.100} is not a registry reference"
     if expected is not None:
-        want = DockerReference.parse(expected)
+        want = DockerReference.parse(expected, "--identity")
         return None if got == want else f"it names {show(str(got))}, not {show(str(want))}"
     if asked.digest is not None:
         return (
@@ -525,6 +551,8 @@ def verify_image(
     the key's over a payload naming the manifest ``ref`` resolves to (the
     digest of its bytes) and a fitting reference (``identity`` exactly, when
     given, else ``matchRepoDigestOrExact``)."""
+    if identity is not None:
+        DockerReference.parse(identity, "--identity")
     store = SignatureStore(ref, registry)
     digest, asked = _resolve(store, ref)
     attached = store.signatures(digest)
