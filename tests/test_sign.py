@@ -32,8 +32,15 @@ from typing import Any
 
 import pytest
 
+from benches.registry import docker_registry
+from encapsulate import RootfsOrigin
+from encapsulate.errors import EncapsulateError
+from encapsulate.keys import generate_key_pair, load_private_key, load_public_key
+from encapsulate.oci.imgref import RegistryOptions, parse_imgref
+from encapsulate.oci.sigstore import DockerReference, sign_image, signature_tag, verify_image
 from tests.conftest import RunCli
-from tests.images import EPOCH, packages_tree
+from tests.images import EPOCH, build, packages_tree
+from tests.test_push import _htpasswd
 from tests.trixie_clients import TrixieClients, trixie_clients
 
 PASSPHRASE = "correct horse battery staple"
@@ -52,7 +59,6 @@ def clients(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrixieClients]
 def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two key pairs written by ``debchunk keygen`` (``good``, ``other``) and
     their passphrase file (``pass``)."""
-    from encapsulate.keys import generate_key_pair
 
     d = tmp_path_factory.mktemp("keys")
     (d / "pass").write_text(PASSPHRASE + "\n")
@@ -238,7 +244,6 @@ def test_signing_later_gives_what_signing_at_push_gives(
     """``debchunk sign`` and ``--sign-by-sigstore`` store the same thing: the
     same payload for the same image and reference, as one layer of the same
     form in the signature manifest, verifying under the same key."""
-    from encapsulate.keys import load_public_key
 
     found: dict[str, Any] = {}
     for case in ("at-push", "later"):
@@ -334,8 +339,6 @@ def test_the_signed_identity_is_the_destination_unless_given(
 
 
 def test_references_are_normalised_as_containers_image_does() -> None:
-    from encapsulate.errors import EncapsulateError
-    from encapsulate.oci.sigstore import DockerReference, signature_tag
 
     digest = "sha256:" + "a" * 64
     for text, normal in (
@@ -513,3 +516,37 @@ def test_signing_options_are_checked_before_anything(
     done = run_cli("verify", "registry:127.0.0.1:1/x:1", "--key", str(keys["good.key"]))
     line = one_error_line(done.stderr, "debchunk")
     assert done.returncode == 1 and "a PEM ENCRYPTED SIGSTORE PRIVATE KEY block, not PUBLIC KEY" in line
+
+
+def test_the_python_api_signs_for_a_registry_that_wants_credentials(
+    keys: dict[str, Path], tree: Path, tmp_path: Path
+) -> None:
+    """``BuildConfig(sign_by_sigstore=...)`` signs at push through the
+    destination's credentials; ``verify_image`` and ``sign_image`` take the
+    same ``RegistryOptions``."""
+
+    _htpasswd(tmp_path / "htpasswd")
+    (tmp_path / "auth-registry").mkdir()
+    with docker_registry(tmp_path / "auth-registry", tmp_path / "htpasswd") as host:
+        authfile = tmp_path / "auth.json"
+        secret = base64.b64encode(b"builder:secret").decode()
+        authfile.write_text(json.dumps({"auths": {host: {"auth": secret}}}))
+        options = RegistryOptions(str(authfile), False)
+        ref = parse_imgref(f"registry:{host}/private/os:1")
+        image = build(
+            RootfsOrigin(str(tree)),
+            str(ref),
+            dest_registry=options,
+            sign_by_sigstore=str(keys["good.key"]),
+            sign_passphrase_file=str(keys["pass"]),
+        )
+        verdict = verify_image(ref, options, load_public_key(str(keys["good.pub"])))
+        assert verdict.valid and verdict.digest == image.manifest.digest
+        assert verdict.identity == f"{host}/private/os:1"
+        assert not verify_image(ref, options, load_public_key(str(keys["other.pub"]))).valid
+        with pytest.raises(EncapsulateError, match="wants credentials; give --authfile"):
+            verify_image(ref, RegistryOptions(None, False), load_public_key(str(keys["good.pub"])))
+        other = load_private_key(str(keys["other.key"]), str(keys["pass"]))
+        result = sign_image(ref, options, other)
+        assert result.added and result.digest == image.manifest.digest
+        assert verify_image(ref, options, load_public_key(str(keys["other.pub"]))).valid
