@@ -40,7 +40,6 @@ from encapsulate.oci.imgref import RegistryOptions, parse_imgref
 from encapsulate.oci.sigstore import DockerReference, sign_image, signature_tag, verify_image
 from tests.conftest import RunCli
 from tests.images import EPOCH, build, packages_tree
-from tests.test_push import _htpasswd
 from tests.trixie_clients import TrixieClients, trixie_clients
 
 PASSPHRASE = "correct horse battery staple"
@@ -518,6 +517,20 @@ def test_signing_options_are_checked_before_anything(
     assert done.returncode == 1 and "a PEM ENCRYPTED SIGSTORE PRIVATE KEY block, not PUBLIC KEY" in line
 
 
+def _cheap_htpasswd(path: Path) -> None:
+    """An htpasswd file for docker-registry (bcrypt, the only hash it reads):
+    user ``builder``, password ``secret``, at bcrypt's lowest cost, as the
+    registry checks it on every request."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+
+        entry = crypt.crypt("secret", crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
+    path.write_text(f"builder:{entry}\n")
+
+
 def test_the_python_api_signs_for_a_registry_that_wants_credentials(
     keys: dict[str, Path], tree: Path, tmp_path: Path
 ) -> None:
@@ -525,7 +538,7 @@ def test_the_python_api_signs_for_a_registry_that_wants_credentials(
     destination's credentials; ``verify_image`` and ``sign_image`` take the
     same ``RegistryOptions``."""
 
-    _htpasswd(tmp_path / "htpasswd")
+    _cheap_htpasswd(tmp_path / "htpasswd")
     (tmp_path / "auth-registry").mkdir()
     with docker_registry(tmp_path / "auth-registry", tmp_path / "htpasswd") as host:
         authfile = tmp_path / "auth.json"
