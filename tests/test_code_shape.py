@@ -24,6 +24,7 @@ TEST_FILE_OF = {
     "encapsulate/oci/deliver.py": "test_oci_deliver.py",
     "encapsulate/oci/push.py": "test_push.py",
     "encapsulate/oci/sigstore.py": "test_sign.py",
+    "encapsulate/oci/lookaside.py": "test_sign.py",
     "encapsulate/cli/signing.py": "test_sign.py",
     "encapsulate/tools/inspect.py": "test_inspect.py",
     "encapsulate/tools/validate.py": "test_validate.py",

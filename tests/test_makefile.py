@@ -42,6 +42,8 @@ PROGRAM_PACKAGE = {
     "go": "golang-go",
     # tests/gotar's reference reader, built by the tests with go.
     "gotar": "golang-go",
+    "gpg": "gpg",
+    "gpgconf": "gpgconf",
     "gzip": "gzip",
     "mmdebstrap": "mmdebstrap",
     "mount": "mount",

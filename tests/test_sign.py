@@ -563,3 +563,88 @@ def test_the_python_api_signs_for_a_registry_that_wants_credentials(
         result = sign_image(ref, options, other)
         assert result.added and result.digest == image.manifest.digest
         assert verify_image(ref, options, load_public_key(str(keys["other.pub"]))).valid
+
+
+def test_gpg_signatures_in_a_lookaside_store_for_debian_12_clients(
+    registry: str, tree: Path, tmp_path: Path, run_cli: RunCli
+) -> None:
+    """``debchunk sign --gpg-key --lookaside`` writes a simple-signing
+    signature where containers/image looks for it; this machine's skopeo
+    (Debian 12's, sigstore disabled) takes the image under a ``signedBy``
+    policy with the key and refuses an unsigned one."""
+    gnupg = tmp_path / "gnupg"
+    gnupg.mkdir(mode=0o700)
+    env = {"GNUPGHOME": str(gnupg)}
+
+    def gpg(*args: str) -> bytes:
+        done = subprocess.run(
+            ["gpg", "--batch", *args], capture_output=True, env={**os.environ, **env}, check=True
+        )
+        return done.stdout
+
+    try:
+        gpg("--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key", "debchunk <t@example.org>",
+            "ed25519", "sign", "never")  # fmt: skip
+        fingerprint = next(
+            line.split(":")[9] for line in gpg("--with-colons", "--list-keys").decode().splitlines()
+            if line.startswith("fpr:")
+        )  # fmt: skip
+        (tmp_path / "key.gpg").write_bytes(gpg("--export", fingerprint))
+        signed, unsigned = f"{registry}/signed/gpg:1", f"{registry}/signed/gpg:2"
+        for image, label in ((signed, "gpg"), (unsigned, "gpg-unsigned")):
+            assert push(run_cli, tree, image, "--label", f"case={label}").returncode == 0
+        lookaside = tmp_path / "lookaside"
+        lookaside.mkdir()
+        done = run_cli(
+            "sign", f"registry:{signed}", "--tls-verify", "false", "--gpg-key", fingerprint,
+            "--lookaside", str(lookaside), env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        digest = sha256(raw_manifest(registry, "signed/gpg", "1"))
+        stored = lookaside / f"signed/gpg@sha256={digest[7:]}" / "signature-1"
+        assert done.stdout.endswith(f": {stored}\n") and stored.stat().st_size > 0
+        registries_d = tmp_path / "registries.d"
+        registries_d.mkdir()
+        (registries_d / "test.yaml").write_text(
+            f"docker:\n  {registry}:\n    lookaside: file://{lookaside}\n"
+        )
+        policy = tmp_path / "policy.json"
+        requirement = {"type": "signedBy", "keyType": "GPGKeys", "keyPath": str(tmp_path / "key.gpg")}
+        policy.write_text(
+            json.dumps(
+                {
+                    "default": [{"type": "reject"}],
+                    "transports": {
+                        "docker": {registry: [requirement]},
+                        "dir": {"": [{"type": "insecureAcceptAnything"}]},
+                    },
+                }
+            )
+        )
+        copies = []
+        for n, image in enumerate((signed, unsigned)):
+            copies.append(
+                subprocess.run(
+                    [
+                        "skopeo",
+                        "copy",
+                        "--policy",
+                        str(policy),
+                        "--registries.d",
+                        str(registries_d),
+                        "--src-tls-verify=false",
+                        f"docker://{image}",
+                        f"dir:{tmp_path / f'copy{n}'}",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    stdin=subprocess.DEVNULL,
+                )
+            )
+        assert copies[0].returncode == 0, copies[0].stderr
+        assert copies[1].returncode != 0 and "Source image rejected" in copies[1].stderr, copies[1].stderr
+        # Without --lookaside, or with both kinds of key: a usage error.
+        done = run_cli("sign", f"registry:{signed}", "--gpg-key", fingerprint, env=env)
+        assert done.returncode == 2 and "--gpg-key and --lookaside go together" in done.stderr
+    finally:
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env={**os.environ, **env}, capture_output=True)

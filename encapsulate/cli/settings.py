@@ -542,11 +542,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         ("--key",),
         None,
-        "the cosign private key to sign with (PREFIX.key)",
+        "the cosign private key to sign with (PREFIX.key): a sigstore signature",
         metavar="KEY",
         group="signing",
         commands=frozenset(("sign",)),
-        required=True,
+    ),
+    Setting(
+        ("--gpg-key",),
+        None,
+        "instead of --key: the GPG key (fingerprint, in the GPG keyring) to sign with, a simple-signing "
+        "signature in a lookaside store, for clients without sigstore (Debian 12's; docs/signing.md)",
+        metavar="FINGERPRINT",
+        group="signing",
+        commands=frozenset(("sign",)),
+    ),
+    Setting(
+        ("--lookaside",),
+        None,
+        "with --gpg-key: the lookaside store's directory (registries.d's lookaside-staging)",
+        metavar="DIR",
+        group="signing",
+        commands=frozenset(("sign",)),
     ),
     Setting(
         ("--key",),

@@ -11,8 +11,9 @@ from typing import Any
 
 from mapping.errors import show
 
-from ..errors import EncapsulateError
+from ..errors import ConfigError, EncapsulateError
 from ..keys import generate_key_pair, load_private_key, load_public_key, read_passphrase
+from ..oci.lookaside import gpg_sign_image
 from ..oci.sigstore import registry_imgref, sign_image, verify_image
 from .render import json_text
 from .settings import add_command, reading_registry
@@ -31,7 +32,20 @@ def _cmd_keygen(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
 
 def _cmd_sign(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if (args.key is None) == (args.gpg_key is None):
+        raise ConfigError("give --key KEY (sigstore) or --gpg-key FINGERPRINT --lookaside DIR")
+    if (args.gpg_key is None) != (args.lookaside is None):
+        raise ConfigError("--gpg-key and --lookaside go together")
     ref = registry_imgref(args.imgref)
+    if args.gpg_key is not None:
+        stored = gpg_sign_image(
+            ref, reading_registry(args), args.gpg_key, args.lookaside, args.identity, args.passphrase_file
+        )
+        if not args.quiet:
+            print(
+                f"{show(str(ref))}: signed: {stored.digest} as {show(stored.identity)}: {show(stored.path)}"
+            )
+        return 0
     key = load_private_key(args.key, args.passphrase_file, "--key", "--passphrase-file")
     result = sign_image(ref, reading_registry(args), key, args.identity)
     if not args.quiet:
