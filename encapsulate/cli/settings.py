@@ -469,7 +469,8 @@ SETTINGS: tuple[Setting, ...] = (
         ("--tls-verify",),
         None,
         "verify TLS certificates of registries images are read from (--from, --prior, --keep-base, "
-        "--compare-with-build, the images inspected): true or false (default: skopeo's, true)",
+        "--compare-with-build, the images inspected, signed or verified): true or false "
+        "(default: skopeo's, true)",
         metavar="BOOL",
         parse=boolean,
         group="registry",
