@@ -6,8 +6,9 @@ podman 5.4) in a chroot: ``mmdebstrap --variant=minbase
 --include=skopeo,podman trixie``, built once and cached under the debchunk
 cache directory (``benches.debtrees.build_tree``, keyed by suite, variant,
 packages and mirror).  Each session works in an overlay on the cached tree,
-so the cache stays as built, with /proc, /sys, /dev and /run mounted (podman
-needs them) and unmounted again.  The chroot shares this machine's network,
+so the cache stays as built, with /proc, /sys (read-only), /run and a /dev
+of its own (a tmpfs with the few device nodes the clients open) mounted, and
+unmounted again.  The chroot shares this machine's network,
 so it reaches the test registry on 127.0.0.1.
 
 ``TrixieClients.trust(host, key)`` writes a ``policy.json`` that takes only
@@ -21,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,13 +33,26 @@ from benches.debtrees import TreeSpec, build_tree
 
 SPEC = TreeSpec("trixie", "minbase", ("skopeo", "podman"))
 # What the chroot needs mounted: (type, source, place, options).
+# Nothing of this machine's is bound in: a run that dies before unmounting
+# leaves nothing a later clean-up of the directory could delete through.
 _MOUNTS = (
     ("proc", "proc", "proc", ()),
-    ("sysfs", "sys", "sys", ()),
+    ("sysfs", "sys", "sys", ("-o", "ro")),
     ("tmpfs", "tmpfs", "run", ()),
-    # /dev alone (not --rbind): unmounting it then touches nothing of this machine's.
-    (None, "/dev", "dev", ("--bind",)),
+    ("tmpfs", "tmpfs", "dev", ("-o", "mode=0755")),
+    # podman's locks.
+    ("tmpfs", "tmpfs", "dev/shm", ("-o", "mode=1777")),
 )
+# The device nodes the clients use, made in the chroot's own /dev (Linux's
+# numbers, devices.txt): name -> (major, minor).
+_DEVICES = {
+    "null": (1, 3),
+    "zero": (1, 5),
+    "full": (1, 7),
+    "random": (1, 8),
+    "urandom": (1, 9),
+    "tty": (5, 0),
+}
 
 
 class TrixieClients:
@@ -169,6 +185,12 @@ def trixie_clients(workdir: Path) -> Iterator[TrixieClients]:
             mounted.append(target)
             # Nothing done under the chroot reaches this machine's mounts.
             _mount(["--make-private", str(target)])
+        for name, (major, minor) in _DEVICES.items():
+            os.mknod(root / "dev" / name, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+            os.chmod(root / "dev" / name, 0o666)
+        for name, target_path in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                                  ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):  # fmt: skip
+            os.symlink(target_path, root / "dev" / name)
         yield TrixieClients(root)
     finally:
         for target in reversed(mounted):
