@@ -11,7 +11,7 @@ APT_STAMP := $(VENV)/.apt
 # are not on every machine; qemu-user runs the compressors under emulated CPUs);
 # tests/test_makefile.py checks this list.
 APT_PACKAGES := python3 ostree gir1.2-ostree-1.0 python3-gi python3-apt python3-venv \
-	skopeo umoci docker-registry podman buildah mmdebstrap chromium git pigz zstd qemu-user golang-go e2fsprogs
+	skopeo umoci docker-registry podman buildah mmdebstrap chromium git pigz zstd qemu-user golang-go e2fsprogs gpg gpg-agent gpgconf
 
 .PHONY: all demo test lint typecheck pytest bench bench-short clean
 

@@ -26,12 +26,14 @@ from mapping.space import SpaceAccount, SpaceLimits, accounted
 from .config import DOCKER_LAYER_LIMIT, BuildConfig, Format, ImageOrigin, reference_date
 from .describe import ImageDescription, describe_image, read_image_config_file
 from .errors import ConfigError, EncapsulateError
+from .keys import load_private_key
 from .oci.deliver import DEFAULT_TAG, Destination
 from .oci.layout import Layout, atomic_write, layout_state
 from .oci.prior import image_layer_digests, plan_from_image, read_prior
 from .oci.push import RegistryPush
 from .oci.read import BlobStore, SourceImage, open_image
 from .oci.reuse import ReachableLayers, image_records, layout_records
+from .oci.sigstore import SignatureStore, Signer
 from .progress import Progress, Step
 from .rechunk import base_blobs_differ, commit_image, layers_origin, shared_base
 from .sbom import attach_sbom, tree_sbom, write_sbom_file
@@ -143,6 +145,8 @@ class BuildContext:
     # ``--sbom``: the document, and the manifest digest of its artifact attached to the image.
     sbom: bytes | None = None
     sbom_artifact: str | None = None
+    # ``--sign-by-sigstore``: the key, opened before anything is read or pushed.
+    signer: Signer | None = None
 
     def notify(self, step: Step) -> None:
         """Tell the progress display how the build goes."""
@@ -210,12 +214,25 @@ def open_workdir(config: BuildConfig, stack: contextlib.ExitStack) -> str:
     return workdir
 
 
+def open_signer(context: BuildContext) -> None:
+    """``--sign-by-sigstore``: the private key read and opened with its
+    passphrase now, so a wrong key or passphrase stops the build before any
+    long step and before anything is pushed (on a dry run too)."""
+    config = context.config
+    if config.sign_by_sigstore is not None:
+        key = load_private_key(config.sign_by_sigstore, config.sign_passphrase_file)
+        context.signer = Signer(key, config.sign_identity)
+        # A --sign-identity that is no reference is refused now, not after the push.
+        context.signer.identity_for(config.destination)
+
+
 def check_destination(context: BuildContext) -> None:
     """Before any long step, that the destination can take the image: a
     registry answers, with the TLS setting given, and lets the credentials
     push (``RegistryPush.check_push``); a layout's or archive's directory
     (or the nearest one above it that exists) takes a new file.  Not on a
-    dry run."""
+    dry run.  The signing key is opened first (``open_signer``)."""
+    open_signer(context)
     config = context.config
     ref = config.destination
     if config.dry_run:
@@ -430,7 +447,8 @@ def make_sbom(context: BuildContext) -> None:
 
 def deliver_sbom(context: BuildContext) -> None:
     """``--sbom FILE``: the SBOM written to FILE and, once the image is in a
-    registry, attached to it (``sbom.attach_sbom``)."""
+    registry, attached to it (``sbom.attach_sbom``) and, with a signing key,
+    its artifact signed."""
     config, data, description = context.config, context.sbom, context.description
     if config.sbom is None or data is None or description is None:
         return
@@ -439,6 +457,12 @@ def deliver_sbom(context: BuildContext) -> None:
         context.sbom_artifact = attach_sbom(
             config.destination, config.dest_registry, context.image.manifest, data, description.epoch
         )
+        if context.signer is not None:
+            # Signed with the image's key, as the image's signature names it
+            # (docs/signing.md, "The SBOM").
+            context.signer.sign_pushed(
+                SignatureStore(config.destination, config.dest_registry, push=True), context.sbom_artifact
+            )
 
 
 def contentmeta(components: Sequence[Component]) -> list[dict[str, Any]]:
@@ -514,7 +538,7 @@ def write_and_deliver(context: BuildContext) -> None:
     plan_json = None if config.plan_json is None else layers.plan.to_json()
     with (
         staged_json(config.plan_json, plan_json, "plan"),
-        Destination(config.destination, config.dest_registry, context.workdir) as destination,
+        Destination(config.destination, config.dest_registry, context.workdir, context.signer) as destination,
     ):
         places = context.reachable.lending(destination.lender)
         image = write_image(

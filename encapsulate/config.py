@@ -202,6 +202,11 @@ class BuildConfig:
     docs/limits.md.  ``sbom``: a file to write the SBOM of the tree's dpkg
     packages to (SPDX 2.3 JSON), also attached to the image when the
     destination is a registry (docs/sbom.md).
+    ``sign_by_sigstore``: a cosign private key file; the
+    image pushed to a registry is signed with it (sigstore, as cosign and
+    containers/image store signatures), its passphrase the first line of
+    ``sign_passphrase_file``, the reference signed ``sign_identity``
+    (default: the destination's); docs/signing.md.
     """
 
     origin: Origin
@@ -239,6 +244,9 @@ class BuildConfig:
     tmp_reserve: int | None = None
     tmp_budget: int | None = None
     sbom: str | None = None
+    sign_by_sigstore: str | None = None
+    sign_passphrase_file: str | None = None
+    sign_identity: str | None = None
 
     @property
     def level(self) -> int:
@@ -366,7 +374,23 @@ def _check_temporary(config: BuildConfig) -> None:
         raise ConfigError(f"--tmpdir {path}: not writable", hint="choose a directory you can write")
 
 
-_RULES = (_check_origin, _check_layers, _check_previous_build, _check_image, _check_temporary)
+def _check_signing(config: BuildConfig) -> None:
+    if config.sign_by_sigstore is None:
+        for option, value in (
+            ("--sign-passphrase-file", config.sign_passphrase_file),
+            ("--sign-identity", config.sign_identity),
+        ):
+            if value is not None:
+                raise ConfigError(f"{option} needs --sign-by-sigstore KEY")
+        return
+    if not config.destination.registry:
+        raise ConfigError(
+            f"--sign-by-sigstore: {config.destination} is not a registry; signatures are stored in one",
+            hint="push to registry:HOST/REPO[:TAG], or sign later with 'debchunk sign'",
+        )
+
+
+_RULES = (_check_origin, _check_layers, _check_previous_build, _check_image, _check_temporary, _check_signing)
 
 
 def _check_output_file(option: str, path: str) -> None:

@@ -34,6 +34,7 @@ PROGRAM_PACKAGE = {
     "cat": "coreutils",
     "chattr": "e2fsprogs",
     "chromium": "chromium",
+    "chroot": "coreutils",
     "cp": "coreutils",
     "docker-registry": "docker-registry",
     "dpkg-query": "dpkg",
@@ -41,6 +42,8 @@ PROGRAM_PACKAGE = {
     "go": "golang-go",
     # tests/gotar's reference reader, built by the tests with go.
     "gotar": "golang-go",
+    "gpg": "gpg",
+    "gpgconf": "gpgconf",
     "gzip": "gzip",
     "mmdebstrap": "mmdebstrap",
     "mount": "mount",

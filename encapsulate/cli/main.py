@@ -25,7 +25,7 @@ from ..oci.layout import read_json_object
 from ..oci.platform import Platform
 from ..oci.prior import read_prior
 from . import sbom as sbom_command
-from . import tools
+from . import signing, tools
 from .progress import progress_line
 from .render import build_output, mapping_output, plan_output
 from .settings import add_command, add_settings, config_from_args, origin_from_args, reading_registry
@@ -229,6 +229,7 @@ def debchunk_parser() -> argparse.ArgumentParser:
     )
     tools.register(sub)
     sbom_command.register(sub)
+    signing.register(sub)
     return parser
 
 

@@ -46,7 +46,9 @@ class Kind(enum.Enum):
 ENCAPSULATE = frozenset(("encapsulate", "rechunk"))
 TREE = frozenset(("encapsulate", "map", "plan"))
 READERS = frozenset(("inspect", "diff", "report", "validate", "sbom"))
-EVERY = ENCAPSULATE | TREE | READERS
+# The commands of sigstore signatures (``cli/signing.py``); the first two reach a registry.
+SIGNING = frozenset(("sign", "verify"))
+EVERY = ENCAPSULATE | TREE | READERS | SIGNING | {"keygen"}
 
 
 @dataclass(frozen=True)
@@ -475,7 +477,7 @@ SETTINGS: tuple[Setting, ...] = (
         "print the result as JSON (encapsulate: digests and layers; map: the mapping; plan: the plan)",
         Kind.FLAG,
         group="output",
-        commands=ENCAPSULATE | {"map", "plan", "inspect", "diff"},
+        commands=ENCAPSULATE | {"map", "plan", "inspect", "diff", "verify"},
     ),
     Setting(("--quiet", "-q"), None, "print errors only", Kind.FLAG, group="output", commands=EVERY),
     Setting(
@@ -487,17 +489,18 @@ SETTINGS: tuple[Setting, ...] = (
         "registry credentials (containers-auth.json): for every image read and for the destination",
         metavar="FILE",
         group="registry",
-        commands=ENCAPSULATE | READERS | {"plan"},
+        commands=ENCAPSULATE | READERS | SIGNING | {"plan"},
     ),
     Setting(
         ("--tls-verify",),
         None,
         "verify TLS certificates of registries images are read from (--from, --prior, --keep-base, "
-        "--compare-with-build, the images inspected): true or false (default: skopeo's, true)",
+        "--compare-with-build, the images inspected, signed or verified): true or false "
+        "(default: skopeo's, true)",
         metavar="BOOL",
         parse=boolean,
         group="registry",
-        commands=ENCAPSULATE | READERS | {"plan"},
+        commands=ENCAPSULATE | READERS | SIGNING | {"plan"},
     ),
     Setting(
         ("--creds",),
@@ -506,7 +509,7 @@ SETTINGS: tuple[Setting, ...] = (
         "over --authfile; a password here is seen by other users of the machine: prefer --authfile)",
         metavar="USER:PASSWORD",
         group="registry",
-        commands=ENCAPSULATE | READERS | {"plan"},
+        commands=ENCAPSULATE | READERS | SIGNING | {"plan"},
     ),
     Setting(
         ("--dest-creds",),
@@ -522,6 +525,97 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="BOOL",
         parse=boolean,
         group="registry",
+    ),
+    Setting(
+        ("--sign-by-sigstore",),
+        "sign_by_sigstore",
+        "sign the image pushed to a registry with this cosign private key (PREFIX.key of "
+        "'debchunk keygen' or 'cosign generate-key-pair'), as sigstore signatures that podman, skopeo "
+        "and bootc check (docs/signing.md)",
+        metavar="KEY",
+        group="signing",
+    ),
+    Setting(
+        ("--sign-passphrase-file",),
+        "sign_passphrase_file",
+        "the file whose first line is the --sign-by-sigstore key's passphrase (default: COSIGN_PASSWORD, "
+        "else none)",
+        metavar="FILE",
+        group="signing",
+    ),
+    Setting(
+        ("--sign-identity",),
+        "sign_identity",
+        "the reference the signature names, HOST/REPO:TAG (default: the destination's)",
+        metavar="REF",
+        group="signing",
+    ),
+    Setting(
+        ("imgref",),
+        None,
+        "the image in a registry: registry:HOST/REPO[:TAG|@DIGEST] or docker://HOST/REPO[:TAG|@DIGEST]",
+        Kind.ARGUMENT,
+        metavar="IMGREF",
+        commands=SIGNING,
+    ),
+    Setting(
+        ("prefix",),
+        None,
+        "the key pair written: PREFIX.key (the private key, encrypted) and PREFIX.pub",
+        Kind.ARGUMENT,
+        metavar="PREFIX",
+        commands=frozenset(("keygen",)),
+    ),
+    Setting(
+        ("--key",),
+        None,
+        "the cosign private key to sign with (PREFIX.key): a sigstore signature",
+        metavar="KEY",
+        group="signing",
+        commands=frozenset(("sign",)),
+    ),
+    Setting(
+        ("--gpg-key",),
+        None,
+        "instead of --key: the GPG key (fingerprint, in the GPG keyring) to sign with, a simple-signing "
+        "signature in a lookaside store, for clients without sigstore (Debian 12's; docs/signing.md)",
+        metavar="FINGERPRINT",
+        group="signing",
+        commands=frozenset(("sign",)),
+    ),
+    Setting(
+        ("--lookaside",),
+        None,
+        "with --gpg-key: the lookaside store's directory (registries.d's lookaside-staging)",
+        metavar="DIR",
+        group="signing",
+        commands=frozenset(("sign",)),
+    ),
+    Setting(
+        ("--key",),
+        None,
+        "the public key signatures must be made by (PREFIX.pub; the keyPath of a sigstoreSigned policy)",
+        metavar="PUB",
+        group="signing",
+        commands=frozenset(("verify",)),
+        required=True,
+    ),
+    Setting(
+        ("--passphrase-file",),
+        None,
+        "the file whose first line is the private key's passphrase (default: COSIGN_PASSWORD, else none)",
+        metavar="FILE",
+        group="signing",
+        commands=frozenset(("sign", "keygen")),
+    ),
+    Setting(
+        ("--identity",),
+        None,
+        "the reference signed, HOST/REPO:TAG (sign: default IMGREF's; verify: the one required, as an "
+        "exactReference policy; default IMGREF's repository and tag, as matchRepoDigestOrExact)",
+        metavar="REF",
+        group="signing",
+        commands=SIGNING,
     ),
 )
 

@@ -26,9 +26,10 @@ from ..errors import EncapsulateError
 from .imgref import DEFAULT_REGISTRY, ImageRef, RegistryOptions
 from .layout import LayoutState, LayoutTarget, atomic_write, install_layout, layout_state, restore_layout
 from .model import Digest
-from .push import RegistryPush
+from .push import RegistryPush, registry_reference
 from .read import BlobExtent, BlobStore, blob_extent
 from .reuse import Lender, check_local_blob
+from .sigstore import SignatureStore, Signer, check_stored
 from .skopeo import skopeo_copy
 
 # The tag written when an oci:/oci-archive: destination names none.
@@ -189,16 +190,26 @@ class Destination:
       removed again on failure);
     - ``oci-archive:``: built beside and renamed over (``write_archive``);
     - a registry: written into a temporary layout under ``tmpdir``, then
-      pushed, the manifest last (``push``);
+      pushed, the manifest last (``push``); with a ``signer``, its
+      signature is attached before the manifest is put (``sigstore``);
     - ``docker-archive:``: written under ``tmpdir``, then ``skopeo copy``
       into a file beside, renamed over;
     - other transports: written under ``tmpdir``, then ``skopeo copy``.
     Temporary layouts are removed on leaving, whatever happens."""
 
-    def __init__(self, ref: ImageRef, registry: RegistryOptions, tmpdir: str | None = None) -> None:
+    def __init__(
+        self,
+        ref: ImageRef,
+        registry: RegistryOptions,
+        tmpdir: str | None = None,
+        signer: Signer | None = None,
+    ) -> None:
         self.ref = ref
         self.registry = registry
         self.tmpdir = tmpdir
+        self.signer = signer
+        # The manifest digest pushed to a registry.
+        self.digest: str | None = None
         self.target = LayoutTarget(ref.location, ref.tag or DEFAULT_TAG)
         # Which taken blobs may stay where they are until delivery.
         self.lender: Lender | None = None
@@ -262,12 +273,23 @@ class Destination:
         elif self.ref.transport == "oci-archive":
             write_archive(layout, lent, self.ref.location)
         elif self._push is not None:
-            self._push.push_image(layout, tag, lent)
+            self._push_signed(layout, tag, lent)
         elif self.ref.transport == "docker-archive":
             self._docker_archive(layout, tag)
         else:
             skopeo_copy(ImageRef("oci", layout, tag), self.ref, src=DEFAULT_REGISTRY, dest=self.registry)
         self._delivered = True
+
+    def _push_signed(self, layout: str, tag: str, lent: Mapping[str, BlobStore]) -> None:
+        """Push to the registry; with a signer, the signature attached before
+        the manifest is put, and the manifest stored checked to be the one signed."""
+        assert self._push is not None
+        if self.signer is None:
+            self.digest = self._push.push_image(layout, tag, lent)
+            return
+        store = SignatureStore(self.ref, self.registry, push=True)
+        self.digest = self._push.push_image(layout, tag, lent, self.signer.before_manifest(store))
+        check_stored(store, registry_reference(self.ref.location), self.digest)
 
     def _docker_archive(self, layout: str, tag: str) -> None:
         """skopeo writes the archive into a new file beside ``FILE``, renamed

@@ -165,9 +165,17 @@ class RegistryPush(RegistrySession):
             {"Content-Type": "application/octet-stream", "Content-Length": str(d.size)},
         )
 
-    def push_image(self, layout_path: str, tag: str, lent: Mapping[str, BlobStore]) -> str:
+    def push_image(
+        self,
+        layout_path: str,
+        tag: str,
+        lent: Mapping[str, BlobStore],
+        before_manifest: Callable[[str], None] | None = None,
+    ) -> str:
         """Push the image tagged ``tag`` in the layout (its ``lent`` blobs
-        read from their stores, or mounted); the manifest's digest."""
+        read from their stores, or mounted); the manifest's digest.
+        ``before_manifest`` is called with that digest once the blobs are in,
+        before the manifest is put (a signature is attached there)."""
         layout = Layout(layout_path, create=False)
         manifest_descriptor = layout.manifest_for(tag)
         raw = layout.read_blob(manifest_descriptor.digest)
@@ -177,6 +185,8 @@ class RegistryPush(RegistrySession):
         self._url(host)  # found once, before the requests run in parallel
         with ThreadPoolExecutor(max_workers=_PARALLEL) as pool:
             list(pool.map(lambda d: self.push_blob(d, layout, lent), blobs))  # raises the first error
+        if before_manifest is not None:
+            before_manifest(manifest_descriptor.digest)
         reference = registry_reference(self.ref.location)
         path = f"/v2/{self.name}/manifests/{reference}"
         self._request(
