@@ -288,12 +288,17 @@ def test_the_installed_wheel_writes_the_checkouts_images(images: tuple[Path, Pat
         ("validate", "{a}"),
         ("validate", "{b}"),
         ("validate", "{c}"),
+        ("sbom", "{c}"),
+        ("map", "--rootfs", "{new}", "--json"),
+        ("plan", "--rootfs", "{new}", "--max-layers", "8", "--prior", "{a}", "--json"),
     ],
 )
-def test_the_reading_tools(venv: Path, images: tuple[Path, Path], command: tuple[str, ...]) -> None:
+def test_the_reading_tools(
+    venv: Path, images: tuple[Path, Path], trees: tuple[Path, Path], command: tuple[str, ...]
+) -> None:
     layout, _ = images
     refs = {tag: f"oci:{layout}:{tag}" for tag in "abc"}
-    args = [a.format(**refs) for a in command]
+    args = [a.format(new=trees[1], **refs) for a in command]
     # The same answer as the checkout gives.
     assert ok(installed(venv, "debchunk", *args)) == ok(development("debchunk", *args))
 
