@@ -157,9 +157,10 @@ def _environment() -> dict[str, str]:
 
 
 def installed(venv: Path, program: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """``PROGRAM ARGS`` as the venv's console script, run from outside the checkout."""
+    """``PROGRAM ARGS``: the venv's console script, run by the venv's python
+    from outside the checkout."""
     return subprocess.run(
-        [str(venv / "bin" / program), *args],
+        [str(venv / "bin/python"), str(venv / "bin" / program), *args],
         capture_output=True,
         text=True,
         env=_environment(),
@@ -262,9 +263,13 @@ def test_the_venv_lacks_debians_modules_and_runs_the_wheel(venv: Path) -> None:
     for module in ("gi", "apt_pkg", "apt"):
         proc = subprocess.run([python, "-c", f"import {module}"], capture_output=True, text=True, cwd=venv)
         assert proc.returncode == 1 and "ModuleNotFoundError" in proc.stderr, module
+    code = "import encapsulate, sys; print(encapsulate.__file__, sys.path)"
     where = ok(
-        installed(venv, "python", "-c", "import encapsulate, sys; print(encapsulate.__file__, sys.path)")
+        subprocess.run([python, "-c", code], capture_output=True, text=True, env=_environment(), cwd=venv)
     )
+    # The scripts run that Python.
+    for program in ("debchunk", "container-encapsulate"):
+        assert (venv / "bin" / program).read_text().startswith(f"#!{python}\n"), program
     assert where.startswith(str(venv)) and "dist-packages" not in where, where
     assert ok(installed(venv, "debchunk", "--version")) == ok(development("debchunk", "--version"))
 
