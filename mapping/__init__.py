@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Collection
 
 from .base import AboveBase, above_base
-from .errors import DebchunkError, MappingError
+from .errors import DebchunkError, MappingError, MissingLibostreeError
 from .layers import LayerArchive, LayerMember, LayerStream, verify_layer
 from .model import Component, Mapping, component_sizes
 from .origin import CommitOrigin, LayersOrigin, Origin, RootfsOrigin, read_tree
@@ -35,6 +35,7 @@ __all__ = [
     "LayersOrigin",
     "Mapping",
     "MappingError",
+    "MissingLibostreeError",
     "Origin",
     "RootfsOrigin",
     "Tree",

@@ -17,15 +17,11 @@ import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-import gi
-
-gi.require_version("OSTree", "1.0")
-from gi.repository import Gio, GLib, OSTree  # noqa: E402
-
-from ._gvariant import VariantFormatError, decode_dirtree  # noqa: E402
-from ._threads import map_in_threads  # noqa: E402
-from .errors import MappingError  # noqa: E402
-from .tree import Entry, EntryType, Tree  # noqa: E402
+from ._gvariant import VariantFormatError, decode_dirtree
+from ._threads import map_in_threads
+from .errors import MappingError
+from .libostree import Gio, GLib, OSTree
+from .tree import Entry, EntryType, Tree
 
 _BLOCK = 1 << 20
 

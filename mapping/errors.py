@@ -26,6 +26,12 @@ class MappingError(DebchunkError):
     """The tree cannot be mapped; the message names what is at fault and what to do."""
 
 
+class MissingLibostreeError(DebchunkError):
+    """libostree's Python bindings (python3-gi, gir1.2-ostree-1.0) are not
+    importable: this Python cannot read or write OSTree commits (the command
+    line exits 1).  Raised by ``mapping.libostree`` when imported."""
+
+
 def warn(message: str) -> None:
     """Report something the mapping worked around."""
     log.warning(message)

@@ -29,17 +29,13 @@ import hashlib
 import stat
 import tarfile
 
-import gi
+from chunker import Plan, layer_of_entries
+from mapping import EntryType, Mapping
+from mapping.commit import CommitTree
+from mapping.libostree import GLib, OSTree
 
-gi.require_version("OSTree", "1.0")
-from gi.repository import GLib, OSTree  # noqa: E402
-
-from chunker import Plan, layer_of_entries  # noqa: E402
-from mapping import EntryType, Mapping  # noqa: E402
-from mapping.commit import CommitTree  # noqa: E402
-
-from ..errors import EncapsulateError  # noqa: E402
-from ..oci.labels import (  # noqa: E402
+from ..errors import EncapsulateError
+from ..oci.labels import (
     BOOTC_LABEL,
     OCI_VERSION_LABEL,
     OSTREE_BOOTABLE_LABEL,
@@ -48,8 +44,8 @@ from ..oci.labels import (  # noqa: E402
     OSTREE_LINUX_LABEL,
     VERSION_LABEL,
 )
-from ..oci.model import Digest  # noqa: E402
-from .tar import CONTENT_MTIME, WRITER_VERSION, Content, Items, Opener  # noqa: E402
+from ..oci.model import Digest
+from .tar import CONTENT_MTIME, WRITER_VERSION, Content, Items, Opener
 
 REPO = "sysroot/ostree/repo"
 REPO_CONFIG = b"[core]\nrepo_version=1\nmode=bare-split-xattrs\n"

@@ -18,15 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import BinaryIO
 
-import gi
+from mapping import DebchunkError, Entry, EntryType, Tree
+from mapping.errors import show, warn
+from mapping.libostree import Gio, GLib, OSTree
 
-gi.require_version("OSTree", "1.0")
-from gi.repository import Gio, GLib, OSTree  # noqa: E402
-
-from mapping import DebchunkError, Entry, EntryType, Tree  # noqa: E402
-from mapping.errors import show, warn  # noqa: E402
-
-from ..errors import EncapsulateError  # noqa: E402
+from ..errors import EncapsulateError
 
 # Top-level API filesystems and scratch space: mounted or created at boot, so a
 # commit holds the directories and nothing in them.  ostree-ext drops the same
