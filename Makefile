@@ -27,9 +27,9 @@ $(APT_STAMP): Makefile
 	fi
 	@mkdir -p $(VENV) && touch $@
 
-$(STAMP): pyproject.toml $(APT_STAMP)
+$(STAMP): pyproject.toml constraints.txt $(APT_STAMP)
 	/usr/bin/python3 -m venv --system-site-packages $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
 	@touch $@
 
 demo: $(STAMP)

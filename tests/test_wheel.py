@@ -30,12 +30,29 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from benches.debtrees import cache_dir
 from tests.report_demo import update_bash
 from tests.sample import build_sample, commit
 
 CHECKOUT = Path(__file__).resolve().parent.parent
+# The dependencies whose version decides an image's bytes: the compressors, and
+# numpy, whose sums the plans are made of (pinned exactly in pyproject.toml).
+BYTES_DECIDING = {"numpy", "zlib-ng", "zstandard"}
+
+
+def _constraints() -> dict[str, str]:
+    """constraints.txt: name -> the exact version make installs."""
+    pins = {}
+    for line in (CHECKOUT / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, line
+            pins[canonicalize_name(name)] = version
+    return pins
 PACKAGES = ("mapping", "chunker", "encapsulate")
 # The same timestamp for every build here, so images can be compared by digest.
 EPOCH = "1767225600"
@@ -87,7 +104,8 @@ def _metadata(wheel: Path) -> email.message.Message:
 def _wheelhouse(requires: list[str]) -> Path:
     """The dependencies' wheels (binary wheels only, with what they need in
     turn), downloaded from PyPI once per set of requirements and Python."""
-    key_text = json.dumps([list(sys.version_info[:2]), os.uname().machine, sorted(requires)])
+    constraints = sorted(_constraints().items())
+    key_text = json.dumps([list(sys.version_info[:2]), os.uname().machine, sorted(requires), constraints])
     key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
     root = cache_dir().parent / "wheelhouse"
     final = root / key
@@ -108,6 +126,8 @@ def _wheelhouse(requires: list[str]) -> Path:
                 ":all:",
                 "-d",
                 str(scratch),
+                "-c",
+                str(CHECKOUT / "constraints.txt"),
                 *requires,
             ],
             check=True,
@@ -142,6 +162,8 @@ def venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
             "--no-index",
             "--find-links",
             str(wheelhouse),
+            "-c",
+            str(CHECKOUT / "constraints.txt"),
             str(wheel),
         ],
         check=True,
@@ -252,9 +274,21 @@ def test_the_wheel_holds_the_packages_and_nothing_else(wheel: Path) -> None:
         assert local.encode() not in everything, local
     assert "debchunk = encapsulate.cli.main:debchunk_main" in entry_points
     assert "container-encapsulate = encapsulate.cli.main:container_encapsulate_main" in entry_points
-    # Every runtime dependency pinned exactly.
-    requires = [r for r in _metadata(wheel).get_all("Requires-Dist") or [] if "extra ==" not in r]
-    assert len(requires) >= 5 and all("==" in r for r in requires), requires
+    # Compatible ranges for a library user to resolve, but what decides an
+    # image's bytes pinned exactly; constraints.txt pins every runtime
+    # dependency to a version its range takes (what make and CI install).
+    requires = {
+        canonicalize_name(r.name): r
+        for r in map(Requirement, _metadata(wheel).get_all("Requires-Dist") or [])
+        if r.marker is None or "extra" not in str(r.marker)
+    }
+    assert len(requires) >= 5, requires
+    for name, requirement in requires.items():
+        exact = [s for s in requirement.specifier if s.operator == "=="]
+        assert bool(exact) == (name in BYTES_DECIDING), requirement
+    pins = _constraints()
+    for name, requirement in requires.items():
+        assert name in pins and requirement.specifier.contains(pins[name]), (requirement, pins.get(name))
 
 
 def test_the_venv_lacks_debians_modules_and_runs_the_wheel(venv: Path) -> None:
