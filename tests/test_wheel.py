@@ -53,6 +53,8 @@ def _constraints() -> dict[str, str]:
             assert version, line
             pins[canonicalize_name(name)] = version
     return pins
+
+
 PACKAGES = ("mapping", "chunker", "encapsulate")
 # The same timestamp for every build here, so images can be compared by digest.
 EPOCH = "1767225600"
