@@ -45,7 +45,7 @@ BYTES_DECIDING = {"numpy", "zlib-ng", "zstandard"}
 
 def _constraints() -> dict[str, str]:
     """constraints.txt: name -> the exact version make installs."""
-    pins = {}
+    pins: dict[str, str] = {}
     for line in (CHECKOUT / "constraints.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
