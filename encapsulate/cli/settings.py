@@ -29,6 +29,7 @@ from ..config import (
 from ..errors import ConfigError
 from ..oci.imgref import RegistryOptions
 from ..oci.platform import Platform
+from ..oci.retry import DEFAULT_RETRY_DELAY, DEFAULT_RETRY_TIMES, DEFAULT_TIMEOUT, RetryPolicy
 from .options import boolean
 
 
@@ -118,6 +119,16 @@ def _whole_number(value: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
     return number
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds")
+    return seconds
 
 
 def _size(value: str) -> int:
@@ -523,6 +534,37 @@ SETTINGS: tuple[Setting, ...] = (
         parse=boolean,
         group="registry",
     ),
+    Setting(
+        ("--retry-times",),
+        "retry_times",
+        "try a registry request that meets a transient fault (5xx but 501, 429, a reset or refused "
+        "connection, a timeout) N more times, waiting longer each time; passed to skopeo too (docs/push.md)",
+        metavar="N",
+        parse=_whole_number,
+        default=DEFAULT_RETRY_TIMES,
+        group="registry",
+        commands=ENCAPSULATE | READERS | {"plan"},
+    ),
+    Setting(
+        ("--retry-delay",),
+        "retry_delay",
+        "seconds before the first retry, doubled for each next one; a registry's Retry-After wins",
+        metavar="SECONDS",
+        parse=_seconds,
+        default=DEFAULT_RETRY_DELAY,
+        group="registry",
+        commands=ENCAPSULATE | READERS | {"plan"},
+    ),
+    Setting(
+        ("--registry-timeout",),
+        "registry_timeout",
+        "give up a registry request (then try it again) after SECONDS without a byte from the registry",
+        metavar="SECONDS",
+        parse=_seconds,
+        default=DEFAULT_TIMEOUT,
+        group="registry",
+        commands=ENCAPSULATE | READERS | {"plan"},
+    ),
 )
 
 
@@ -591,10 +633,15 @@ def origin_from_args(args: argparse.Namespace, usage: str) -> Origin:
 
 
 def reading_registry(args: argparse.Namespace) -> RegistryOptions:
-    """How the images a command reads are reached: ``--authfile``, ``--tls-verify`` and ``--creds``."""
-    return RegistryOptions(
-        getattr(args, "authfile", None), getattr(args, "tls_verify", None), getattr(args, "creds", None)
+    """How the images a command reads are reached: ``--authfile``, ``--tls-verify``, ``--creds``
+    and the retry options."""
+    retry = RetryPolicy(
+        getattr(args, "retry_times", DEFAULT_RETRY_TIMES),
+        getattr(args, "retry_delay", DEFAULT_RETRY_DELAY),
+        getattr(args, "registry_timeout", DEFAULT_TIMEOUT),
     )
+    authfile, creds = getattr(args, "authfile", None), getattr(args, "creds", None)
+    return RegistryOptions(authfile, getattr(args, "tls_verify", None), creds, retry)
 
 
 def config_from_args(args: argparse.Namespace, epoch: int | None) -> BuildConfig:
