@@ -6,8 +6,9 @@ real registry, for the tests of pushes through a flaky registry.
 connection, unless a ``Fault`` matching it says otherwise: answer with an
 HTTP status (a distribution-spec error body, ``Retry-After`` and other
 headers), reset the connection before or after passing the request on,
-stall without answering, or acknowledge a blob upload that is never passed
-on.  A fault given a ``probability`` draws from a generator seeded by the
+stall without answering, acknowledge a blob upload that is never passed
+on, or stop listening (the registry goes down: connections are refused).
+A fault given a ``probability`` draws from a generator seeded by the
 proxy's seed and the request (its method, its path with upload session ids
 blanked out, and how many such requests came before), so the same pushes
 meet the same faults whatever order parallel requests arrive in.
@@ -44,8 +45,9 @@ class Fault:
     error body, or ``body`` as given, and ``headers``), ``reset`` (reset
     the connection before passing the request on), ``reset-after`` (pass
     it on, then reset instead of answering), ``stall`` (read the request,
-    say nothing for ``seconds``, close) or ``ack`` (answer ``201 Created``
-    to a blob upload without passing it on).  ``probability``: the share of
+    say nothing for ``seconds``, close), ``ack`` (answer ``201 Created``
+    to a blob upload without passing it on) or ``down`` (stop listening,
+    and reset this connection).  ``probability``: the share of
     matching requests it hits; ``times``: at most that many (None: no limit);
     ``first_per_path``: only the first request of each method and path."""
 
@@ -158,7 +160,10 @@ class FaultProxy:
         headers: list[tuple[str, str]],
         body: bytes,
     ) -> None:
-        if fault is not None and fault.action == "reset":
+        if fault is not None and fault.action in ("reset", "down"):
+            if fault.action == "down":
+                self._stop.set()
+                self._server.close()
             _reset(client)
             return
         if fault is not None and fault.action == "stall":

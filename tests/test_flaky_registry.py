@@ -21,7 +21,7 @@ from benches.registry import manifest_digest
 from encapsulate import RootfsOrigin
 from encapsulate.config import BuildConfig
 from encapsulate.oci.imgref import ImageRef, RegistryOptions
-from encapsulate.oci.retry import RetryPolicy, registry_errors, transient
+from encapsulate.oci.retry import RetryPolicy
 from encapsulate.oci.skopeo import retry_flags
 from tests.conftest import RunCli, printable_lines
 from tests.faultproxy import Fault, FaultProxy
@@ -228,17 +228,40 @@ def test_a_fault_that_outlasts_the_retries_says_so(
     assert manifest_digest(f"{registry}/{kept}") == small_clean
 
 
-def test_a_registry_down_for_the_whole_retry_window(small_tree: Path, run_cli: RunCli) -> None:
-    """Nothing listening: one line with the count, after the retries."""
+def test_a_registry_down_for_the_whole_retry_window(
+    small_tree: Path, small_clean: str, registry: str, kept: str, run_cli: RunCli
+) -> None:
+    """A registry that stops listening once the push has begun (its first
+    blob HEAD), for good: waited for over the retries, then one line with
+    the count; the tag stays."""
+    fault = Fault("down", method="HEAD", path="/blobs/", times=1)
+    with FaultProxy(registry, [fault]) as proxy:
+        r, took = push(
+            run_cli,
+            small_tree,
+            f"{proxy.address}/{kept}",
+            "--label",
+            "fault=down",
+            "--retry-times",
+            "2",
+            "--retry-delay",
+            "0.2",
+        )
+    line = one_line(r)
+    assert "connection refused" in line and "on each of 3 tries" in line, line
+    assert fault.hits == 1 and took < 30
+    assert manifest_digest(f"{registry}/{kept}") == small_clean
+
+
+def test_nothing_listening_fails_at_once(small_tree: Path, run_cli: RunCli) -> None:
+    """A refused first contact is a wrong address, not a passing fault: one line, no waiting."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    r, took = push(
-        run_cli, small_tree, f"127.0.0.1:{port}/flaky/down:1", "--retry-times", "2", "--retry-delay", "0.2"
-    )
+    r, took = push(run_cli, small_tree, f"127.0.0.1:{port}/flaky/down:1", "--retry-delay", "5")
     line = one_line(r)
-    assert "connection refused" in line and "on each of 3 tries" in line, line
-    assert took < 30
+    assert "cannot reach the registry" in line and "connection refused" in line, line
+    assert took < 5
 
 
 PERMANENT = {
@@ -445,29 +468,3 @@ def test_bad_retry_options_are_usage_errors(small_tree: Path, run_cli: RunCli) -
         r, _ = push(run_cli, small_tree, "127.0.0.1:1/flaky/x:1", option, value)
         assert r.returncode == 2, (option, r.stderr)
         assert option in r.stderr
-
-
-def test_what_is_transient() -> None:
-    import urllib.error
-    from email.message import Message
-
-    def http(code: int) -> urllib.error.HTTPError:
-        return urllib.error.HTTPError("http://x/", code, "x", Message(), None)
-
-    assert [
-        c for c in (400, 401, 403, 404, 408, 413, 429, 500, 501, 502, 503, 504, 507) if transient(http(c))
-    ] == [
-        408,
-        429,
-        500,
-        502,
-        503,
-        504,
-    ]
-    assert (
-        transient(ConnectionResetError())
-        and transient(ConnectionRefusedError())
-        and transient(TimeoutError())
-    )
-    assert registry_errors(b'{"errors":[{"code":"DENIED","message":"no"}]}') == "DENIED: no"
-    assert registry_errors(b"<html>") == ""

@@ -537,8 +537,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         ("--retry-times",),
         "retry_times",
-        "try a registry request that meets a transient fault (5xx but 501, 429, a reset or refused "
-        "connection, a timeout) N more times, waiting longer each time; passed to skopeo too (docs/push.md)",
+        "try a registry request that meets a transient fault (5xx but 501 and 507, 429, a connection "
+        "reset, or refused mid-push, a timeout) N more times, waiting longer each time; passed to skopeo "
+        "too (docs/push.md)",
         metavar="N",
         parse=_whole_number,
         default=DEFAULT_RETRY_TIMES,

@@ -103,7 +103,7 @@ class RegistryPush(RegistrySession):
             codes = ""
         quoted = f": {codes}" if codes else ""
         return EncapsulateError(
-            f"the registry {self.host} refused {what}: HTTP {e.code} {e.reason}{quoted}",
+            f"the registry {self.host} refused {what} (HTTP {e.code} {e.reason}{quoted})",
             str(self.ref),
             hint=refusal_hint(e.code, codes, self.name, self.creds_option),
         )

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 
 from ..errors import EncapsulateError
 from .imgref import ImageRef, RegistryOptions
-from .retry import retry_after, transient
+from .retry import refused, retry_after, transient
 
 log = logging.getLogger("debchunk.encapsulate")
 
@@ -145,6 +145,12 @@ class RegistrySession:
         response: BinaryIO = self._opener().open(request, timeout=self.registry.retry.timeout)
         return response
 
+    def _wait(self, tries: int, error: BaseException | None) -> float | None:
+        """Seconds to wait before try number ``tries + 1`` after ``error``;
+        None when the tries are spent or the registry asks to wait too long."""
+        policy = self.registry.retry
+        return policy.wait(tries, retry_after(error)) if tries <= policy.times else None
+
     def pause(self, tries: int, error: BaseException | None, fault: str, what: str, started: float) -> None:
         """Wait before try number ``tries + 1`` of ``what`` after the transient
         ``fault`` (``error``), as the ``RetryPolicy`` says; when the tries are
@@ -152,10 +158,9 @@ class RegistrySession:
         saying so, with the count."""
         policy = self.registry.retry
         host = registry_name(self.ref)[0]
-        asked = retry_after(error)
-        wait = policy.wait(tries, asked) if tries <= policy.times else None
+        wait = self._wait(tries, error)
         if wait is None:
-            spent = time.monotonic() - started
+            asked = retry_after(error)
             if tries <= policy.times and asked is not None:
                 raise EncapsulateError(
                     f"the registry {host} asks to wait {asked:.0f} s before {what} ({fault})",
@@ -163,8 +168,8 @@ class RegistrySession:
                     hint="run again later",
                 )
             raise EncapsulateError(
-                f"the registry {host} failed {what} on each of {tries} tries in {spent:.0f} s "
-                f"(last: {fault}); a transient fault that lasted",
+                f"the registry {host} failed {what} on each of {tries} tries in "
+                f"{time.monotonic() - started:.0f} s (last: {fault}); a transient fault that lasted",
                 str(self.ref),
                 hint="run again later, or give more --retry-times, --retry-delay or --registry-timeout",
             )
@@ -209,37 +214,44 @@ class RegistrySession:
             ) from None
         self._authorization = f"Bearer {token}"
 
+    def _probe(self, url: str, again: bool) -> tuple[Exception | None, str]:
+        """``GET url`` (``/v2/``): None when the registry answers (``401``
+        included), else the last error, and the tries when there were
+        several.  Transient faults are tried again when ``again``, HTTP
+        ones always; a refused connection is not: nothing listens at the
+        address given, which waiting does not mend (a registry that stops
+        listening during a push is waited for: ``send``)."""
+        started, tries = time.monotonic(), 0
+        while True:
+            try:
+                with self._get(url):
+                    return None, ""
+            except urllib.error.HTTPError as e:
+                if e.code == 401:
+                    return None, ""
+                error: Exception = e
+            except OSError as e:
+                error = e
+            fault = transient(error)
+            if fault is None or refused(error) or not (again or isinstance(error, urllib.error.HTTPError)):
+                return error, ""
+            tries += 1
+            wait = self._wait(tries, error)
+            if wait is None:
+                return error, f", {tries} tries in {time.monotonic() - started:.0f} s"
+            time.sleep(wait)
+
     def _url(self, host: str) -> str:
         if self._base is not None:
             return self._base
         schemes = ["https"] if self.registry.tls_verify is not False else ["https", "http"]
         last: Exception | None = None
+        tried = ""
         for scheme in schemes:
             # HTTPS tried before plain HTTP gives up on a connection fault at
             # once; the last scheme is tried again as any request is.
-            final = scheme == schemes[-1]
-            started, tries = time.monotonic(), 0
-            while True:
-                try:
-                    with self._get(f"{scheme}://{host}/v2/"):
-                        pass
-                except urllib.error.HTTPError as e:
-                    if e.code != 401:
-                        last = e
-                        fault = transient(e)
-                        if fault is None:
-                            break
-                        tries += 1
-                        self.pause(tries, e, fault, "GET /v2/", started)
-                        continue
-                except OSError as e:
-                    last = e
-                    fault = transient(e)
-                    if fault is None or not final:
-                        break
-                    tries += 1
-                    self.pause(tries, e, fault, "GET /v2/", started)
-                    continue
+            last, tried = self._probe(f"{scheme}://{host}/v2/", scheme == schemes[-1])
+            if last is None:
                 self._base = f"{scheme}://{host}"
                 return self._base
         hint = (
@@ -250,7 +262,7 @@ class RegistrySession:
         reason = getattr(last, "reason", last)
         if isinstance(reason, OSError) and reason.strerror:
             reason = reason.strerror.lower()
-        raise EncapsulateError(f"{self.ref}: cannot reach the registry {host} ({reason}); {hint}")
+        raise EncapsulateError(f"{self.ref}: cannot reach the registry {host} ({reason}{tried}); {hint}")
 
     def send(
         self,

@@ -92,6 +92,13 @@ def transient(error: BaseException) -> str | None:
     return None
 
 
+def refused(error: BaseException) -> bool:
+    """Whether ``error`` is a refused connection (nothing listening)."""
+    if isinstance(error, urllib.error.URLError) and isinstance(error.reason, BaseException):
+        return refused(error.reason)
+    return isinstance(error, ConnectionRefusedError)
+
+
 def retry_after(error: BaseException | None) -> float | None:
     """The seconds a ``Retry-After`` header asks for (a number or an HTTP
     date, RFC 9110 section 10.2.3), if ``error`` is an answer that has one."""
