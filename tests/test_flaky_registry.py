@@ -18,11 +18,6 @@ import pytest
 
 from benches.debtrees import TreeSpec, build_tree
 from benches.registry import manifest_digest
-from encapsulate import RootfsOrigin
-from encapsulate.config import BuildConfig
-from encapsulate.oci.imgref import ImageRef, RegistryOptions
-from encapsulate.oci.retry import RetryPolicy
-from encapsulate.oci.skopeo import retry_flags
 from tests.conftest import RunCli, printable_lines
 from tests.faultproxy import Fault, FaultProxy
 from tests.images import EPOCH, packages_tree
@@ -453,6 +448,12 @@ def test_skopeo_reads_are_tried_again(
 
 def test_the_retry_options_reach_every_registry() -> None:
     """BuildConfig's retry fields are put into both registry options, and skopeo is given --retry-times."""
+    from encapsulate import RootfsOrigin
+    from encapsulate.config import BuildConfig
+    from encapsulate.oci.imgref import ImageRef, RegistryOptions
+    from encapsulate.oci.retry import RetryPolicy
+    from encapsulate.oci.skopeo import retry_flags
+
     config = BuildConfig(
         origin=RootfsOrigin("/"), destination="oci:/x", retry_times=7, retry_delay=0.5, registry_timeout=9
     )
