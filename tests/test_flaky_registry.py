@@ -260,6 +260,21 @@ def test_nothing_listening_fails_at_once(small_tree: Path, run_cli: RunCli) -> N
 
 
 PERMANENT = {
+    "400": (
+        Fault("status", "PUT", MANIFEST, status=400, code="MANIFEST_INVALID", message="manifest invalid"),
+        ("HTTP 400", "MANIFEST_INVALID: manifest invalid", "its message above says why"),
+    ),
+    "404": (
+        Fault(
+            "status",
+            "POST",
+            BLOB_PUT,
+            status=404,
+            code="NAME_UNKNOWN",
+            message="repository name not known to registry",
+        ),
+        ("HTTP 404", "NAME_UNKNOWN: repository name not known to registry", "create it first"),
+    ),
     "401": (
         Fault(
             "status",
@@ -304,7 +319,7 @@ PERMANENT = {
 def test_a_permanent_refusal_is_one_line_and_keeps_the_tag(
     status: str, small_tree: Path, small_clean: str, registry: str, kept: str, run_cli: RunCli
 ) -> None:
-    """401, 403, 413, 507: not tried again; the registry's code and message
+    """400, 401, 403, 404 (the repository), 413, 507: not tried again; the registry's code and message
     quoted with what to do; exit 1; the tag where it was."""
     fault, expected = PERMANENT[status]
     fault.hits = 0
@@ -325,7 +340,7 @@ def test_a_permanent_refusal_is_one_line_and_keeps_the_tag(
     # each image differs (its label), so its config blob is sent.
     assert fault.hits == (2 if status == "401" else 1)
     assert manifest_digest(f"{registry}/{kept}") == small_clean
-    assert proxy.count("PUT", MANIFEST) == {"401": 2, "403": 1}.get(status, 0)
+    assert proxy.count("PUT", MANIFEST) == {"400": 1, "401": 2, "403": 1}.get(status, 0)
 
 
 # --- the trixie minbase image (acceptance) -------------------------------------------------
