@@ -262,7 +262,7 @@ def test_nothing_listening_fails_at_once(small_tree: Path, run_cli: RunCli) -> N
 PERMANENT = {
     "400": (
         Fault("status", "PUT", MANIFEST, status=400, code="MANIFEST_INVALID", message="manifest invalid"),
-        ("HTTP 400", "MANIFEST_INVALID: manifest invalid", "its message above says why"),
+        ("HTTP 400", "MANIFEST_INVALID: manifest invalid", "its error message says why"),
     ),
     "404": (
         Fault(

@@ -77,4 +77,4 @@ def test_refusal_hints() -> None:
     assert "create it first" in refusal_hint(404, "NAME_UNKNOWN: x", "os", "--dest-creds")
     assert "upload limit" in refusal_hint(413, "", "os", "--dest-creds")
     assert "storage is full" in refusal_hint(507, "", "os", "--dest-creds")
-    assert "its message" in refusal_hint(400, "MANIFEST_INVALID: x", "os", "--dest-creds")
+    assert "message says why" in refusal_hint(400, "MANIFEST_INVALID: x", "os", "--dest-creds")

@@ -151,5 +151,5 @@ def refusal_hint(status: int, codes: str, repository: str, creds_option: str) ->
     if status == 507:
         return "the registry's storage is full; free space there (delete images, collect garbage), run again"
     if status == 400 or codes:
-        return "the registry refused what was sent; its message above says why"
+        return "the registry refused what was sent; its error message says why"
     return f"check that the registry accepts pushes to {repository}"
