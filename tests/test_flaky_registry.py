@@ -480,7 +480,11 @@ def test_the_retry_options_reach_every_registry() -> None:
 
 
 def test_bad_retry_options_are_usage_errors(small_tree: Path, run_cli: RunCli) -> None:
+    """Out of range, or not a number: a usage error naming the option (exit 2)."""
     for option, value in (("--retry-times", "-1"), ("--retry-delay", "x"), ("--registry-timeout", "0")):
         r, _ = push(run_cli, small_tree, "127.0.0.1:1/flaky/x:1", option, value)
         assert r.returncode == 2, (option, r.stderr)
         assert option in r.stderr
+    # The reading commands take them too, checked alike.
+    r = run_cli("inspect", "--registry-timeout", "0", "registry:127.0.0.1:1/os:1")
+    assert r.returncode == 2 and "--registry-timeout" in r.stderr, r.stderr

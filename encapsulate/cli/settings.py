@@ -121,14 +121,28 @@ def _whole_number(value: str) -> int:
     return number
 
 
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not seconds >= 0 or seconds == float("inf"):
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds")
-    return seconds
+def _in_range(
+    convert: Callable[[str], Any], low: float, high: float, low_open: bool = False
+) -> Callable[[str], Any]:
+    """``convert``, then a check that the value is within ``low`` (excluded
+    when ``low_open``) and ``high``: argparse's usage error otherwise."""
+
+    def checked(value: str) -> Any:
+        try:
+            number = convert(value)
+        except (ValueError, argparse.ArgumentTypeError):
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+        if not (low < number if low_open else low <= number) or not number <= high:
+            above = f"more than {low:g}" if low_open else f"{low:g}"
+            raise argparse.ArgumentTypeError(f"{value!r}: give {above} to {high:g}")
+        return number
+
+    return checked
+
+
+_retry_times = _in_range(int, 0, 100)
+_retry_delay = _in_range(float, 0, 60)
+_timeout = _in_range(float, 0, 3600, low_open=True)
 
 
 def _size(value: str) -> int:
@@ -541,7 +555,7 @@ SETTINGS: tuple[Setting, ...] = (
         "reset, or refused mid-push, a timeout) N more times, waiting longer each time; passed to skopeo "
         "too (docs/push.md)",
         metavar="N",
-        parse=_whole_number,
+        parse=_retry_times,
         default=DEFAULT_RETRY_TIMES,
         group="registry",
         commands=ENCAPSULATE | READERS | {"plan"},
@@ -551,7 +565,7 @@ SETTINGS: tuple[Setting, ...] = (
         "retry_delay",
         "seconds before the first retry, doubled for each next one; a registry's Retry-After wins",
         metavar="SECONDS",
-        parse=_seconds,
+        parse=_retry_delay,
         default=DEFAULT_RETRY_DELAY,
         group="registry",
         commands=ENCAPSULATE | READERS | {"plan"},
@@ -561,7 +575,7 @@ SETTINGS: tuple[Setting, ...] = (
         "registry_timeout",
         "give up a registry request (then try it again) after SECONDS without a byte from the registry",
         metavar="SECONDS",
-        parse=_seconds,
+        parse=_timeout,
         default=DEFAULT_TIMEOUT,
         group="registry",
         commands=ENCAPSULATE | READERS | {"plan"},
