@@ -13,7 +13,7 @@ import datetime as dt
 import enum
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import overload
 
 from chunker.cost import DEFAULT_GAPS, UpdateGaps
@@ -201,7 +201,11 @@ class BuildConfig:
     ``tmp_budget`` the most it may hold in all (default: no limit); see
     docs/limits.md.  ``sbom``: a file to write the SBOM of the tree's dpkg
     packages to (SPDX 2.3 JSON), also attached to the image when the
-    destination is a registry (docs/sbom.md).
+    destination is a registry (docs/sbom.md).  ``retry_times``,
+    ``retry_delay`` and ``registry_timeout`` (None: ``oci.retry``'s
+    defaults) say how registry requests meeting a transient fault are tried
+    again and how long one is waited on; they are put into ``registry`` and
+    ``dest_registry`` (docs/push.md).
     ``sign_by_sigstore``: a cosign private key file; the
     image pushed to a registry is signed with it (sigstore, as cosign and
     containers/image store signatures), its passphrase the first line of
@@ -247,6 +251,26 @@ class BuildConfig:
     sign_by_sigstore: str | None = None
     sign_passphrase_file: str | None = None
     sign_identity: str | None = None
+    retry_times: int | None = None
+    retry_delay: float | None = None
+    registry_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        # The retry settings reach every registry request and skopeo call
+        # through the registry options (``RegistryOptions.retry``).
+        given = {
+            name: value
+            for name, value in (
+                ("times", self.retry_times),
+                ("delay", self.retry_delay),
+                ("timeout", self.registry_timeout),
+            )
+            if value is not None
+        }
+        if given:
+            for name in ("registry", "dest_registry"):
+                options = getattr(self, name)
+                object.__setattr__(self, name, replace(options, retry=replace(options.retry, **given)))
 
     @property
     def level(self) -> int:
@@ -390,7 +414,24 @@ def _check_signing(config: BuildConfig) -> None:
         )
 
 
-_RULES = (_check_origin, _check_layers, _check_previous_build, _check_image, _check_temporary, _check_signing)
+def _check_retry(config: BuildConfig) -> None:
+    if config.retry_times is not None and not 0 <= config.retry_times <= 100:
+        raise ConfigError(f"--retry-times {config.retry_times}: give 0 to 100")
+    if config.retry_delay is not None and not 0 <= config.retry_delay <= 60:
+        raise ConfigError(f"--retry-delay {config.retry_delay:g}: give 0 to 60 seconds")
+    if config.registry_timeout is not None and not 0 < config.registry_timeout <= 3600:
+        raise ConfigError(f"--registry-timeout {config.registry_timeout:g}: give more than 0, up to 3600")
+
+
+_RULES = (
+    _check_origin,
+    _check_layers,
+    _check_previous_build,
+    _check_image,
+    _check_temporary,
+    _check_signing,
+    _check_retry,
+)
 
 
 def _check_output_file(option: str, path: str) -> None:

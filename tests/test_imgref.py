@@ -171,10 +171,18 @@ def test_tls_verify_reaches_skopeo(run_cli: RunCli, sample_tree: Path, tmp_path:
         page,
         "--tls-verify",
         "false",
+        "--retry-times",
+        "5",
         env=env,
     )
     assert proc.returncode == 1 and "stop here" in proc.stderr, proc.stderr
-    assert log.read_text().split() == ["inspect", "--tls-verify=false", "--raw", "docker://127.0.0.1:1/os"]
+    assert log.read_text().split() == [
+        "inspect",
+        "--tls-verify=false",
+        "--retry-times=5",
+        "--raw",
+        "docker://127.0.0.1:1/os",
+    ]
 
 
 def test_no_module_imports_gi() -> None:

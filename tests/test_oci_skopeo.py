@@ -50,6 +50,7 @@ def test_copy_flags(fake_skopeo: Path) -> None:
         "--src-authfile=/a.json",
         "--dest-tls-verify=true",
         "--dest-authfile=/b.json",
+        "--retry-times=3",
         "docker://a.example/os:1",
         "docker://b.example/os:2",
     ]
@@ -69,8 +70,8 @@ def test_inspect_flags(fake_skopeo: Path) -> None:
     assert skopeo_inspect(ref, RegistryOptions(authfile="/a.json")) == b"{}\n"
     skopeo_inspect(ref, RegistryOptions(tls_verify=False), config=True)
     assert fake_skopeo.read_text().splitlines() == [
-        "inspect --authfile=/a.json --raw docker://a.example/os:1",
-        "inspect --tls-verify=false --raw --config docker://a.example/os:1",
+        "inspect --authfile=/a.json --retry-times=3 --raw docker://a.example/os:1",
+        "inspect --tls-verify=false --retry-times=3 --raw --config docker://a.example/os:1",
     ]
 
 

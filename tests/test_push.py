@@ -15,7 +15,7 @@ import tarfile
 import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -72,11 +72,12 @@ def requests(monkeypatch: pytest.MonkeyPatch) -> list[Request]:
         path: str,
         body: bytes | Callable[[], Iterable[bytes]] | None = None,
         headers: dict[str, str] | None = None,
+        **options: Any,
     ) -> BinaryIO:
         url = urllib.parse.urlsplit(path)
         if not checking:
             sent.append((method, url.path + (f"?{url.query}" if url.query else "")))
-        return send(self, method, path, body, headers)
+        return send(self, method, path, body, headers, **options)
 
     monkeypatch.setattr(RegistrySession, "send", counted)
     monkeypatch.setattr(RegistryPush, "check_push", unrecorded)

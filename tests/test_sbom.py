@@ -412,7 +412,9 @@ class _ReferrersFront(http.server.BaseHTTPRequestHandler):
         for k, v in headers:
             if k.lower() not in ("content-length", "connection", "transfer-encoding", "date", "server"):
                 self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
+        # A HEAD answer's length is the length of the body a GET would have (RFC 9110, 8.6).
+        given = dict((k.lower(), v) for k, v in headers).get("content-length")
+        self.send_header("Content-Length", given if self.command == "HEAD" and given else str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)

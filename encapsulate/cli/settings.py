@@ -29,6 +29,7 @@ from ..config import (
 from ..errors import ConfigError
 from ..oci.imgref import RegistryOptions
 from ..oci.platform import Platform
+from ..oci.retry import DEFAULT_RETRY_DELAY, DEFAULT_RETRY_TIMES, DEFAULT_TIMEOUT, RetryPolicy
 from .options import boolean
 
 
@@ -120,6 +121,30 @@ def _whole_number(value: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
     return number
+
+
+def _in_range(
+    convert: Callable[[str], Any], low: float, high: float, low_open: bool = False
+) -> Callable[[str], Any]:
+    """``convert``, then a check that the value is within ``low`` (excluded
+    when ``low_open``) and ``high``: argparse's usage error otherwise."""
+
+    def checked(value: str) -> Any:
+        try:
+            number = convert(value)
+        except (ValueError, argparse.ArgumentTypeError):
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+        if not (low < number if low_open else low <= number) or not number <= high:
+            above = f"more than {low:g}" if low_open else f"{low:g}"
+            raise argparse.ArgumentTypeError(f"{value!r}: give {above} to {high:g}")
+        return number
+
+    return checked
+
+
+_retry_times = _in_range(int, 0, 100)
+_retry_delay = _in_range(float, 0, 60)
+_timeout = _in_range(float, 0, 3600, low_open=True)
 
 
 def _size(value: str) -> int:
@@ -617,6 +642,38 @@ SETTINGS: tuple[Setting, ...] = (
         group="signing",
         commands=SIGNING,
     ),
+    Setting(
+        ("--retry-times",),
+        "retry_times",
+        "try a registry request that meets a transient fault (5xx but 501 and 507, 429, a connection "
+        "reset, or refused mid-push, a timeout) N more times, waiting longer each time; passed to skopeo "
+        "too (docs/push.md)",
+        metavar="N",
+        parse=_retry_times,
+        default=DEFAULT_RETRY_TIMES,
+        group="registry",
+        commands=ENCAPSULATE | READERS | SIGNING | {"plan"},
+    ),
+    Setting(
+        ("--retry-delay",),
+        "retry_delay",
+        "seconds before the first retry, doubled for each next one; a registry's Retry-After wins",
+        metavar="SECONDS",
+        parse=_retry_delay,
+        default=DEFAULT_RETRY_DELAY,
+        group="registry",
+        commands=ENCAPSULATE | READERS | SIGNING | {"plan"},
+    ),
+    Setting(
+        ("--registry-timeout",),
+        "registry_timeout",
+        "give up a registry request (then try it again) after SECONDS without a byte from the registry",
+        metavar="SECONDS",
+        parse=_timeout,
+        default=DEFAULT_TIMEOUT,
+        group="registry",
+        commands=ENCAPSULATE | READERS | SIGNING | {"plan"},
+    ),
 )
 
 
@@ -685,10 +742,15 @@ def origin_from_args(args: argparse.Namespace, usage: str) -> Origin:
 
 
 def reading_registry(args: argparse.Namespace) -> RegistryOptions:
-    """How the images a command reads are reached: ``--authfile``, ``--tls-verify`` and ``--creds``."""
-    return RegistryOptions(
-        getattr(args, "authfile", None), getattr(args, "tls_verify", None), getattr(args, "creds", None)
+    """How the images a command reads are reached: ``--authfile``, ``--tls-verify``, ``--creds``
+    and the retry options."""
+    retry = RetryPolicy(
+        getattr(args, "retry_times", DEFAULT_RETRY_TIMES),
+        getattr(args, "retry_delay", DEFAULT_RETRY_DELAY),
+        getattr(args, "registry_timeout", DEFAULT_TIMEOUT),
     )
+    authfile, creds = getattr(args, "authfile", None), getattr(args, "creds", None)
+    return RegistryOptions(authfile, getattr(args, "tls_verify", None), creds, retry)
 
 
 def config_from_args(args: argparse.Namespace, epoch: int | None) -> BuildConfig:

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import EncapsulateError
+from .retry import DEFAULT_RETRY, RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -118,11 +119,14 @@ class RegistryOptions:
     as skopeo's ``--creds``; they win over the authfile's);
     ``tls_verify=False`` reads it over plain HTTP or with an unverified
     certificate.  None leaves skopeo's default.  Only registry references
-    take them (``ImageRef.registry``)."""
+    take them (``ImageRef.registry``).  ``retry``: how often a request that
+    meets a transient fault is tried again, and how long one is waited on
+    (debchunk's own requests, and skopeo's ``--retry-times``)."""
 
     authfile: str | None = None
     tls_verify: bool | None = None
     creds: str | None = field(default=None, repr=False)
+    retry: RetryPolicy = DEFAULT_RETRY
 
 
 # No options: skopeo's defaults.

@@ -12,12 +12,16 @@ manifest goes last (``PUT /v2/<name>/manifests/<tag>``), so a failed push
 tags nothing (OCI distribution-spec v1.1, "Pushing blobs", "Mounting a blob
 from another repository", "Pushing manifests").  A layer taken from a
 previous image in the same registry is never downloaded: the registry has it.
+Requests that meet a transient fault are tried again (``RegistrySession.send``);
+an upload so cut is made again from a new session, and every blob is
+confirmed present, of its size, before the manifest is sent (docs/push.md).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import http.client
+import time
 import urllib.error
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
@@ -30,6 +34,7 @@ from .layout import Layout
 from .model import Descriptor, Manifest
 from .read import BlobStore
 from .registry import RegistryBlobs, RegistrySession, registry_name
+from .retry import refusal_hint, registry_errors, transient
 from .reuse import check_local_blob
 
 _BLOCK = 1 << 20
@@ -87,17 +92,20 @@ class RegistryPush(RegistrySession):
             return True
         return check_local_blob(store, descriptor)
 
+    # The option that gives the credentials, for messages.
+    creds_option = "--dest-creds"
+
     def _refused(self, what: str, e: urllib.error.HTTPError) -> EncapsulateError:
-        detail = ""
+        """The registry's permanent refusal of ``what``, its error codes and messages quoted."""
         try:
-            errors = json.loads(e.read() or b"{}").get("errors") or []
-            detail = "; ".join(f"{x.get('code')}: {x.get('message')}" for x in errors if isinstance(x, dict))
-        except (OSError, ValueError, AttributeError):
-            pass
+            codes = registry_errors(e.read())
+        except (OSError, http.client.HTTPException):
+            codes = ""
+        quoted = f": {codes}" if codes else ""
         return EncapsulateError(
-            f"{self.ref}: the registry {self.host} refused {what} (HTTP {e.code} {e.reason}"
-            f"{': ' + detail if detail else ''}); check that it accepts pushes to {self.name} "
-            "and the credentials (--authfile)"
+            f"the registry {self.host} refused {what} (HTTP {e.code} {e.reason}{quoted})",
+            str(self.ref),
+            hint=refusal_hint(e.code, codes, self.name, self.creds_option),
         )
 
     def _request(
@@ -109,8 +117,9 @@ class RegistryPush(RegistrySession):
         headers: dict[str, str] | None = None,
         missing: tuple[int, ...] = (),
     ) -> tuple[int, str | None]:
-        """The status and ``Location`` of a request; a status in ``missing``
-        is answered, other errors become one ``EncapsulateError``."""
+        """The status and ``Location`` of a request (tried again on a transient
+        fault: ``send``); a status in ``missing`` is answered, other errors
+        become one ``EncapsulateError``."""
         try:
             with self.send(method, path, body, headers) as response:
                 response.read()
@@ -138,12 +147,33 @@ class RegistryPush(RegistrySession):
             with contextlib.suppress(EncapsulateError):
                 self._request("the test upload's cancel", "DELETE", location, missing=(404, 405, 501))
 
-    def push_blob(self, d: Descriptor, layout: Layout, lent: Mapping[str, BlobStore]) -> None:
-        """Put the blob ``d`` names into the repository unless it is there."""
+    def present(self, d: Descriptor) -> bool:
+        """Whether the repository holds the blob ``d`` names, of ``d``'s size
+        (``HEAD /v2/<name>/blobs/<digest>``, its ``Content-Length``)."""
         blob = f"/v2/{self.name}/blobs/{d.digest}"
-        status, _ = self._request(f"HEAD {blob}", "HEAD", blob, missing=(404,))
-        if status == 200:
-            return
+        try:
+            with self.send("HEAD", blob) as response:
+                response.read()
+                length = response.headers.get("Content-Length")  # type: ignore[attr-defined]
+        except urllib.error.HTTPError as e:
+            with e:
+                if e.code == 404:
+                    return False
+                raise self._refused(f"HEAD {blob}", e) from None
+        except OSError as e:
+            raise EncapsulateError(
+                f"{self.ref}: lost the registry {self.host} during HEAD {blob} ({e}); run again"
+            ) from None
+        return length is not None and length.strip() == str(d.size)
+
+    def _upload(
+        self, d: Descriptor, layout: Layout, lent: Mapping[str, BlobStore]
+    ) -> tuple[BaseException | None, str] | None:
+        """One try at putting the blob ``d`` names into the repository: mounted
+        from where it was lent, else a new upload session (``POST``) given the
+        whole blob (``PUT``).  None when the registry took it; the error and
+        what happened when the ``PUT`` met a transient fault (the session is
+        then left to expire: the next try starts a new one)."""
         uploads = f"/v2/{self.name}/blobs/uploads/"
         store = lent.get(d.digest)
         start = uploads
@@ -152,18 +182,54 @@ class RegistryPush(RegistrySession):
             start += "?" + urllib.parse.urlencode({"mount": d.digest, "from": source})
         status, location = self._request(f"POST {uploads}", "POST", start, b"", {"Content-Length": "0"})
         if status == 201 and start != uploads:
-            return
+            return None
         if location is None:
             raise EncapsulateError(f"{self.ref}: the registry {self.host} gave no upload location; run again")
         content = lent.get(d.digest) or layout
         put = location + ("&" if "?" in location else "?") + urllib.parse.urlencode({"digest": d.digest})
-        self._request(
-            f"the upload of {d.digest}",
-            "PUT",
-            put,
-            _chunks(lambda: content.open_blob(d.digest)),
-            {"Content-Type": "application/octet-stream", "Content-Length": str(d.size)},
-        )
+        what = f"the upload of {d.digest}"
+        try:
+            with self.send(
+                "PUT",
+                put,
+                _chunks(lambda: content.open_blob(d.digest)),
+                {"Content-Type": "application/octet-stream", "Content-Length": str(d.size)},
+                retry=False,
+            ) as response:
+                response.read()
+        except urllib.error.HTTPError as e:
+            with e:
+                fault = transient(e)
+                if fault is None:
+                    raise self._refused(what, e) from None
+                e.read()
+                return e, fault
+        except (OSError, http.client.HTTPException) as e:
+            fault = transient(e)
+            if fault is None:
+                raise EncapsulateError(
+                    f"{self.ref}: lost the registry {self.host} during {what} ({e}); run again"
+                ) from None
+            return e, fault
+        return None
+
+    def push_blob(self, d: Descriptor, layout: Layout, lent: Mapping[str, BlobStore]) -> None:
+        """Put the blob ``d`` names into the repository unless it is there,
+        and return once the registry says it holds it, of the right size
+        (``present``).  An upload that meets a transient fault is made again
+        from a new session, as ``registry.retry`` says."""
+        if self.present(d):
+            return
+        started, tries = time.monotonic(), 0
+        while True:
+            failed = self._upload(d, layout, lent)
+            if self.present(d):
+                # Taken, even when the answer was lost on the way back.
+                return
+            if failed is None:
+                failed = (None, f"the blob was not there with its {d.size} bytes after the upload")
+            tries += 1
+            self.pause(tries, failed[0], failed[1], f"the upload of {d.digest}", started)
 
     def push_image(
         self,
@@ -173,7 +239,9 @@ class RegistryPush(RegistrySession):
         before_manifest: Callable[[str], None] | None = None,
     ) -> str:
         """Push the image tagged ``tag`` in the layout (its ``lent`` blobs
-        read from their stores, or mounted); the manifest's digest.
+        read from their stores, or mounted); the manifest's digest.  The
+        manifest is sent once every blob is confirmed present (``push_blob``);
+        a push that fails before leaves the tag where it was.
         ``before_manifest`` is called with that digest once the blobs are in,
         before the manifest is put (a signature is attached there)."""
         layout = Layout(layout_path, create=False)

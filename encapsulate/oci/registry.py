@@ -13,10 +13,13 @@ with the authfile's credentials).  The caller checks the bytes (digest and size)
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import logging
 import os
 import re
 import ssl
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,12 +29,14 @@ from typing import Any, BinaryIO
 
 from ..errors import EncapsulateError
 from .imgref import ImageRef, RegistryOptions
+from .retry import refused, retry_after, transient
+
+log = logging.getLogger("debchunk.encapsulate")
 
 # Docker Hub's names (as containers/image's docker/reference normalises them).
 _HUB = "docker.io"
 _HUB_API = "registry-1.docker.io"
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
-_TIMEOUT = 60
 
 
 def registry_name(ref: ImageRef) -> tuple[str, str]:
@@ -137,8 +142,41 @@ class RegistrySession:
         request = urllib.request.Request(url)
         if self._authorization:
             request.add_header("Authorization", self._authorization)
-        response: BinaryIO = self._opener().open(request, timeout=_TIMEOUT)
+        response: BinaryIO = self._opener().open(request, timeout=self.registry.retry.timeout)
         return response
+
+    def _wait(self, tries: int, error: BaseException | None) -> float | None:
+        """Seconds to wait before try number ``tries + 1`` after ``error``;
+        None when the tries are spent or the registry asks to wait too long."""
+        policy = self.registry.retry
+        return policy.wait(tries, retry_after(error)) if tries <= policy.times else None
+
+    def pause(self, tries: int, error: BaseException | None, fault: str, what: str, started: float) -> None:
+        """Wait before try number ``tries + 1`` of ``what`` after the transient
+        ``fault`` (``error``), as the ``RetryPolicy`` says; when the tries are
+        spent, or the registry asks to wait too long, an ``EncapsulateError``
+        saying so, with the count."""
+        policy = self.registry.retry
+        host = registry_name(self.ref)[0]
+        wait = self._wait(tries, error)
+        if wait is None:
+            asked = retry_after(error)
+            if tries <= policy.times and asked is not None:
+                raise EncapsulateError(
+                    f"the registry {host} asks to wait {asked:.0f} s before {what} ({fault})",
+                    str(self.ref),
+                    hint="run again later",
+                )
+            raise EncapsulateError(
+                f"the registry {host} failed {what} on each of {tries} tries in "
+                f"{time.monotonic() - started:.0f} s (last: {fault}); a transient fault that lasted",
+                str(self.ref),
+                hint="run again later, or give more --retry-times, --retry-delay or --registry-timeout",
+            )
+        log.info(
+            "%s: %s: %s; try %d of %d in %.1f s", self.ref, what, fault, tries + 1, policy.times + 1, wait
+        )
+        time.sleep(wait)
 
     def _authorize(self, challenge: str, host: str, name: str) -> None:
         """Answer a ``WWW-Authenticate`` challenge (Basic, or a Bearer token)."""
@@ -167,7 +205,7 @@ class RegistrySession:
         if secret is not None:
             request.add_header("Authorization", f"Basic {secret}")
         try:
-            with self._opener().open(request, timeout=_TIMEOUT) as f:
+            with self._opener().open(request, timeout=self.registry.retry.timeout) as f:
                 answer = json.load(f)
             token = answer.get("token") or answer.get("access_token")
         except (OSError, ValueError, AttributeError) as e:
@@ -176,24 +214,46 @@ class RegistrySession:
             ) from None
         self._authorization = f"Bearer {token}"
 
+    def _probe(self, url: str, again: bool) -> tuple[Exception | None, str]:
+        """``GET url`` (``/v2/``): None when the registry answers (``401``
+        included), else the last error, and the tries when there were
+        several.  Transient faults are tried again when ``again``, HTTP
+        ones always; a refused connection is not: nothing listens at the
+        address given, which waiting does not mend (a registry that stops
+        listening during a push is waited for: ``send``)."""
+        started, tries = time.monotonic(), 0
+        while True:
+            try:
+                with self._get(url):
+                    return None, ""
+            except urllib.error.HTTPError as e:
+                if e.code == 401:
+                    return None, ""
+                error: Exception = e
+            except OSError as e:
+                error = e
+            fault = transient(error)
+            if fault is None or refused(error) or not (again or isinstance(error, urllib.error.HTTPError)):
+                return error, ""
+            tries += 1
+            wait = self._wait(tries, error)
+            if wait is None:
+                return error, f", {tries} tries in {time.monotonic() - started:.0f} s"
+            time.sleep(wait)
+
     def _url(self, host: str) -> str:
         if self._base is not None:
             return self._base
         schemes = ["https"] if self.registry.tls_verify is not False else ["https", "http"]
         last: Exception | None = None
+        tried = ""
         for scheme in schemes:
-            try:
-                with self._get(f"{scheme}://{host}/v2/"):
-                    pass
-            except urllib.error.HTTPError as e:
-                if e.code != 401:
-                    last = e
-                    continue
-            except (OSError, ssl.SSLError) as e:
-                last = e
-                continue
-            self._base = f"{scheme}://{host}"
-            return self._base
+            # HTTPS tried before plain HTTP gives up on a connection fault at
+            # once; the last scheme is tried again as any request is.
+            last, tried = self._probe(f"{scheme}://{host}/v2/", scheme == schemes[-1])
+            if last is None:
+                self._base = f"{scheme}://{host}"
+                return self._base
         hint = (
             "check its address and that it runs"
             if self.registry.tls_verify is False
@@ -202,7 +262,7 @@ class RegistrySession:
         reason = getattr(last, "reason", last)
         if isinstance(reason, OSError) and reason.strerror:
             reason = reason.strerror.lower()
-        raise EncapsulateError(f"{self.ref}: cannot reach the registry {host} ({reason}); {hint}")
+        raise EncapsulateError(f"{self.ref}: cannot reach the registry {host} ({reason}{tried}); {hint}")
 
     def send(
         self,
@@ -210,30 +270,51 @@ class RegistrySession:
         path: str,
         body: bytes | Callable[[], Iterable[bytes]] | None = None,
         headers: dict[str, str] | None = None,
+        *,
+        retry: bool | None = None,
     ) -> BinaryIO:
         """The response to ``METHOD path`` (a path from ``/v2/``, or a whole
         URL the registry gave), after answering one ``401`` challenge.  A
         streamed ``body`` is a function giving its chunks (called again for
-        the retry; give its ``Content-Length``).  Other HTTP errors are raised
+        each try; give its ``Content-Length``).  A transient fault
+        (``retry.transient``) is tried again as ``registry.retry`` says when
+        ``retry`` (default: every method but ``PATCH``, whose effect depends
+        on what came before), and is an ``EncapsulateError`` saying so once
+        the tries are spent.  Other HTTP errors are raised
         (``urllib.error.HTTPError``), as are network errors (``OSError``)."""
         host, name = registry_name(self.ref)
         url = urllib.parse.urljoin(self._url(host), path)
-        for attempt in range(2):
+        again = method != "PATCH" if retry is None else retry
+        what = f"{method} {urllib.parse.urlsplit(url).path}"
+        started, tries, challenged = time.monotonic(), 0, False
+        while True:
             data = body() if callable(body) else body
             request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
             if self._authorization:
                 request.add_header("Authorization", self._authorization)
             try:
-                response: BinaryIO = self._opener().open(request, timeout=_TIMEOUT)
+                response: BinaryIO = self._opener().open(request, timeout=self.registry.retry.timeout)
                 return response
             except urllib.error.HTTPError as e:
                 challenge = e.headers.get("WWW-Authenticate") if e.headers else None
-                if e.code == 401 and challenge and attempt == 0:
+                if e.code == 401 and challenge and not challenged:
                     e.close()
                     self._authorize(challenge, host, name)
+                    challenged = True
                     continue
-                raise
-        raise EncapsulateError(f"{self.ref}: the registry refused the credentials; check --authfile")
+                fault = transient(e) if again else None
+                if fault is None:
+                    raise
+                e.read()
+                e.close()
+                error: BaseException = e
+            except (OSError, http.client.HTTPException) as e:
+                fault = transient(e) if again else None
+                if fault is None:
+                    raise
+                error = e
+            tries += 1
+            self.pause(tries, error, fault, what, started)
 
 
 @dataclass

@@ -2,9 +2,10 @@
 
 In: ``ImageRef``s and their ``RegistryOptions`` (TLS verification, credentials).
 Out: raw manifests and configs (``skopeo inspect``) and copies between
-transports (``skopeo copy``).  A missing skopeo, or a failing one, becomes
-one ``EncapsulateError`` line: skopeo's ``level=fatal msg="..."`` reduced to
-its message.
+transports (``skopeo copy``), given the registry options (and
+``--retry-times``, containers/image's own retries of transient faults).  A
+missing skopeo, or a failing one, becomes one ``EncapsulateError`` line:
+skopeo's ``level=fatal msg="..."`` reduced to its message.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ def registry_flags(ref: ImageRef, registry: RegistryOptions, side: str = "") -> 
     if registry.creds is not None:
         flags.append(f"{prefix}creds={registry.creds}")
     return flags
+
+
+def retry_flags(*sides: tuple[ImageRef, RegistryOptions]) -> list[str]:
+    """skopeo's ``--retry-times`` for a command reaching the registries of
+    ``sides`` (the most any side's options ask); none without a registry."""
+    times = [registry.retry.times for ref, registry in sides if ref.registry]
+    return [f"--retry-times={max(times)}"] if times else []
 
 
 _PLAIN_HTTP = "server gave HTTP response to HTTPS client"
@@ -73,7 +81,7 @@ def run_skopeo(args: Sequence[str], where: ImageRef | str) -> bytes:
 def skopeo_inspect(ref: ImageRef, registry: RegistryOptions, *, config: bool = False) -> bytes:
     """The manifest (or, with ``config``, the config) of ``ref``, as stored:
     the bytes its digest is of."""
-    flags = registry_flags(ref, registry)
+    flags = registry_flags(ref, registry) + retry_flags((ref, registry))
     return run_skopeo(["inspect", *flags, "--raw", *(["--config"] if config else []), ref.skopeo], ref)
 
 
@@ -95,4 +103,5 @@ def skopeo_copy(
             args.append(f"--override-variant={platform.variant}")
     args += registry_flags(source, src, "src")
     args += registry_flags(destination, dest, "dest")
+    args += retry_flags((source, src), (destination, dest))
     run_skopeo([*args, source.skopeo, destination.skopeo], source if destination.direct else destination)
