@@ -113,6 +113,7 @@ def tool_image(workdir: Path) -> ToolImage:
     layout = cache_dir().parent / "images" / f"tool-{_image_id(TOOL_BUILD)[:16]}"
     sbom = layout.with_name(layout.name + ".spdx.json")
     if not (layout / "index.json").is_file() or not sbom.is_file():
+        layout.parent.mkdir(parents=True, exist_ok=True)
         for stale in layout.parent.glob("tool-*"):
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
         code = "import sys; from encapsulate.cli.main import debchunk_main; sys.exit(debchunk_main())"
