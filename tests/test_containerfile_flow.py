@@ -8,6 +8,7 @@ compresses)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from benches.debtrees import TreeSpec, build_tree
 from tests.toolimage import TOOL, TRIXIE, tool_image
 
 pytestmark = pytest.mark.realtree
@@ -43,6 +45,9 @@ def bud(context: Path, *args: str) -> subprocess.CompletedProcess[str]:
             f"OS_BASE={TRIXIE}",
             "--build-arg",
             f"DEBCHUNK={TOOL}",
+            # Where the chunk stage writes the archive: the context itself.
+            "--volume",
+            f"{context}:/context",
             "--file",
             str(context / "Containerfile.chunked"),
             *args,
@@ -150,30 +155,128 @@ def test_layers_cache_mounts_the_stage_base_with_debian_12_buildah(context: Path
         f"FROM {TRIXIE}\nARG NONCE\n"
         "RUN --mount=type=bind,from=os,src=/,target=/os,ro echo $NONCE; cat /os/etc/os-probe\n"
     )
-    argv = [
+
+    def build() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                "buildah",
+                "bud",
+                "--isolation",
+                "chroot",
+                "--pull=never",
+                "--layers",
+                "--build-arg",
+                f"NONCE={time.time_ns()}",
+                "-f",
+                str(probe),
+                str(context),
+            ],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+
+    first = build()
+    assert first.returncode == 0, first.stderr
+    assert "\nprobe " in first.stdout
+    cached = build()
+    assert "Using cache" in cached.stdout
+    assert "/os/etc/os-probe: No such file or directory" in cached.stdout + cached.stderr
+
+
+# trixie's buildah (1.39), run in a trixie chroot: netavark is one of its
+# Recommends, which mmdebstrap leaves out, and buildah will not start a
+# container without it.
+TRIXIE_BUILDAH = TreeSpec(
+    "trixie", variant="minbase", include=("aardvark-dns", "buildah", "ca-certificates", "netavark", "skopeo")
+)
+
+
+@contextlib.contextmanager
+def mounted(root: Path) -> Iterator[None]:
+    """``root`` made a mount point (containers/storage remounts ``/`` when it
+    unpacks a layer) with /proc and /sys in it; all unmounted afterwards."""
+    subprocess.run(["mount", "--bind", str(root), str(root)], check=True)
+    try:
+        subprocess.run(["mount", "--make-private", str(root)], check=True)
+        subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True)
+        subprocess.run(["mount", "-t", "sysfs", "sysfs", str(root / "sys")], check=True)
+        yield
+    finally:
+        subprocess.run(["umount", "-R", str(root)], check=True)
+
+
+def test_flow_with_trixies_buildah(context: Path, tmp_path: Path) -> None:
+    """The same flow with trixie's buildah; there, a read-write bind mount of
+    the context (``RUN --mount=type=bind,target=/context,rw``) keeps what is
+    written in the build container, so the archive must be written into a
+    ``--volume`` (docs/containerfile-flow.md)."""
+    root = build_tree(TRIXIE_BUILDAH)
+    images = root / "tmp" / "images"
+    shutil.rmtree(images, ignore_errors=True)
+    images.mkdir(parents=True)
+    for name, image in (("base", TRIXIE), ("tool", TOOL)):
+        subprocess.run(
+            ["skopeo", "copy", "--quiet", f"containers-storage:{image}", f"oci:{images / name}:latest"],
+            check=True,
+            capture_output=True,
+        )
+    flow = root / "tmp" / "flow"
+    shutil.rmtree(flow, ignore_errors=True)
+    flow.mkdir()
+    shutil.copy2(EXAMPLE, flow / "Containerfile.chunked")
+    # The same Containerfile with the context bind-mounted read-write instead.
+    (flow / "Containerfile.bind").write_text(
+        EXAMPLE.read_text().replace(
+            "RUN --mount=type=bind,from=os,src=/,target=/os,ro \\\n",
+            "RUN --mount=type=bind,from=os,src=/,target=/os,ro --mount=type=bind,target=/context,rw \\\n",
+        )
+    )
+    # This machine's limits are below the ones buildah 1.39 sets by default.
+    limits = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=96367:96367", "--network", "host"]
+    bud = [
         "buildah",
         "bud",
         "--isolation",
         "chroot",
         "--pull=never",
-        "--layers",
-        "-f",
-        str(probe),
-        str(context),
+        *limits,
+        "--skip-unused-stages=false",
+        "--build-arg",
+        f"OS_BASE={TRIXIE}",
+        "--build-arg",
+        f"DEBCHUNK={TOOL}",
     ]
-    first = subprocess.run(
-        [*argv[:-1], "--build-arg", f"NONCE={time.time_ns()}", argv[-1]],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
+    script = " && ".join(
+        [
+            "buildah --version",
+            f"skopeo copy --quiet oci:/tmp/images/base:latest containers-storage:{TRIXIE}",
+            f"skopeo copy --quiet oci:/tmp/images/tool:latest containers-storage:{TOOL}",
+            "cd /tmp/flow",
+            "{ "
+            + " ".join([*bud, "-f", "Containerfile.bind", "-t", "localhost/bind:latest", "."])
+            + " > bind.log 2>&1; echo $? > bind.status; }",
+            " ".join(
+                [*bud, "--volume", "/tmp/flow:/context", "-f", "Containerfile.chunked", "-t", FINAL, "."]
+            ),
+            f"skopeo inspect --config containers-storage:{FINAL} > final.json",
+        ]
     )
-    assert first.returncode == 0, first.stderr
-    assert "\nprobe " in first.stdout
-    cached = subprocess.run(
-        [*argv[:-1], "--build-arg", f"NONCE={time.time_ns()}", argv[-1]],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    assert "Using cache" in cached.stdout
-    assert "/os/etc/os-probe: No such file or directory" in cached.stdout + cached.stderr
+    (flow / "run.sh").write_text(script + "\n")
+    with mounted(root):
+        done = subprocess.run(
+            ["chroot", str(root), "sh", "/tmp/flow/run.sh"],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LC_ALL": "C.UTF-8"},
+        )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.startswith("buildah version 1.39.")
+    # The read-write bind mount: the archive is not in the context.
+    assert (flow / "bind.status").read_text().strip() != "0"
+    assert 'archive file not found: "/tmp/flow/out.ociarchive"' in (flow / "bind.log").read_text()
+    # The volume: the archive is, and it is the final image.
+    _, diff_ids = archive_layers(flow / "out.ociarchive", tmp_path / "archive")
+    assert len(diff_ids) > 20
+    assert json.loads((flow / "final.json").read_text())["rootfs"]["diff_ids"] == diff_ids
