@@ -13,7 +13,7 @@ APT_STAMP := $(VENV)/.apt
 APT_PACKAGES := python3 ostree gir1.2-ostree-1.0 python3-gi python3-apt python3-venv \
 	skopeo umoci docker-registry podman buildah mmdebstrap chromium git pigz zstd qemu-user golang-go e2fsprogs gpg gpg-agent gpgconf
 
-.PHONY: all demo test lint typecheck pytest bench bench-short clean
+.PHONY: all demo test lint typecheck pytest bench bench-short clean package
 
 all: test
 
@@ -52,9 +52,15 @@ bench-short: $(STAMP)
 
 test: lint typecheck pytest bench-short
 
+# The Debian package, built by dpkg-buildpackage in a trixie chroot (cached,
+# tests/debpackage.py) and checked by lintian there, copied into dist/;
+# tests/test_package_deb.py builds it the same way.
+package: $(STAMP)
+	$(PY) -m tests.debpackage --output dist
+
 bench: $(STAMP)
 	$(PY) -m pytest -q benches/test_mapping_bench.py
 	$(PY) -m benches.suite --profile full --json bench-results.json
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache demo-output
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache demo-output dist

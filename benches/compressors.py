@@ -58,6 +58,9 @@ _LIBDEFLATE_BLOCK = 4 << 20
 # debchunk's encoders: these must give the same bytes on every CPU.
 OURS_GZIP = "debchunk gzip {level} (zlib-ng segments)"
 OURS_ZSTD = "debchunk zstd 3 (multi-threaded mode)"
+# The same encoder where zlib-ng is not installed (the Debian package): the
+# standard library's zlib.
+OURS_GZIP_ZLIB = "debchunk gzip {level} (zlib segments)"
 
 
 def pieces(data: bytes, size: int = _PIECE) -> Iterator[memoryview]:
@@ -67,14 +70,26 @@ def pieces(data: bytes, size: int = _PIECE) -> Iterator[memoryview]:
             yield view[i : i + size]
 
 
-def load_gzipstream() -> ModuleType:
+def load_gzipstream(stdlib_zlib: bool = False) -> ModuleType:
     """debchunk's gzip encoder, loaded from its file alone (not through the
-    ``encapsulate`` package, which imports numpy)."""
-    spec = importlib.util.spec_from_file_location("debchunk_gzipstream", GZIPSTREAM)
+    ``encapsulate`` package, which imports numpy); with ``stdlib_zlib``, as it
+    loads where zlib-ng is not installed."""
+    name = "debchunk_gzipstream_zlib" if stdlib_zlib else "debchunk_gzipstream"
+    spec = importlib.util.spec_from_file_location(name, GZIPSTREAM)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses and annotations look modules up by name
-    spec.loader.exec_module(module)
+    saved = sys.modules.get("zlib_ng")
+    if stdlib_zlib:
+        sys.modules["zlib_ng"] = None  # type: ignore[assignment]  # importing it raises ImportError
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if stdlib_zlib:
+            if saved is None:
+                del sys.modules["zlib_ng"]
+            else:
+                sys.modules["zlib_ng"] = saved
     return module
 
 
@@ -89,11 +104,12 @@ class _Collect:
         return len(data)
 
 
-def ours_gzip(level: int) -> Callable[[bytes], bytes]:
-    """debchunk's gzip member of ``data`` at ``level``, in this thread."""
+def ours_gzip(level: int, stdlib_zlib: bool = False) -> Callable[[bytes], bytes]:
+    """debchunk's gzip member of ``data`` at ``level``, in this thread (with
+    ``stdlib_zlib``, by the standard library's zlib)."""
 
     def compress(data: bytes) -> bytes:
-        gzipstream = load_gzipstream()
+        gzipstream = load_gzipstream(stdlib_zlib)
         sink = _Collect()
         member = gzipstream.GzipMember(sink, level, gzipstream.CompressPool(1))
         for piece in pieces(data):
@@ -166,6 +182,7 @@ def candidates(timed: bool) -> dict[str, Callable[[bytes], bytes]]:
     (the determinism check takes every level of debchunk's encoder)."""
     levels = (1, 3, 4, 6, 9) if timed else tuple(range(1, 10))
     found: dict[str, Callable[[bytes], bytes]] = {OURS_GZIP.format(level=k): ours_gzip(k) for k in levels}
+    found.update({OURS_GZIP_ZLIB.format(level=k): ours_gzip(k, stdlib_zlib=True) for k in levels})
     found["zlib-ng 6 (one stream)"] = zlib_ng_stream(6)
     found["libdeflate 4 (4 MiB blocks)"] = libdeflate_blocks(4)
     found["libdeflate 6 (4 MiB blocks)"] = libdeflate_blocks(6)

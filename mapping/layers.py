@@ -31,7 +31,11 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
 import zstandard
-from zlib_ng import zlib_ng
+
+try:
+    from zlib_ng import zlib_ng as _inflate
+except ImportError:  # Debian has no zlib-ng package: the standard library's zlib reads the same streams
+    _inflate = zlib  # type: ignore[misc,assignment,unused-ignore]
 
 from ._threads import map_in_threads
 from .errors import MappingError, show, warn
@@ -79,7 +83,7 @@ MAX_ID = (1 << 32) - 2
 MAX_MAJOR, MAX_MINOR = (1 << 12) - 1, (1 << 20) - 1
 _FIX_BLOB = "pull the image again (its blob store is damaged) or rebuild it"
 _COMPRESSIONS = ("gzip", "zstd", "none")
-DECOMPRESSION_ERRORS = (zlib.error, zstandard.ZstdError, cast(type[Exception], zlib_ng.error))
+DECOMPRESSION_ERRORS = (zlib.error, zstandard.ZstdError, cast(type[Exception], _inflate.error))
 
 
 @dataclass(frozen=True)
@@ -452,13 +456,13 @@ class Inflater:
 
     def __init__(self, compression: str) -> None:
         self.compression = compression
-        # zlib_ng's and zstandard's decompression objects; neither module
+        # zlib's and zstandard's decompression objects; neither module
         # exports the type.
         self._d: Any = None
 
     def _new(self) -> Any:
         if self.compression == "gzip":
-            return zlib_ng.decompressobj(16 + zlib_ng.MAX_WBITS)
+            return _inflate.decompressobj(16 + _inflate.MAX_WBITS)
         return zstandard.ZstdDecompressor().decompressobj()
 
     def feed(self, block: bytes) -> Iterator[bytes]:

@@ -42,6 +42,7 @@ NAMES = {
     "PLAN_LABEL": "org.debchunk.plan",
     "COMPONENTS_LABEL": "org.debchunk.components",
     "LAYERS_LABEL": "org.debchunk.layers",
+    "COMPRESSOR_LABEL": "org.debchunk.compressor",
     "LAYER_ANNOTATION": "org.debchunk.layer",
     "COMPONENTS_ANNOTATION": "ostree.components",
 }

@@ -253,3 +253,31 @@ def test_a_pool_of_threads_compresses_in_them_and_drops_what_is_not_started() ->
     assert [f.result() for f in running] == [b"ran", b"ran"]
     with pytest.raises(RuntimeError):
         pool.submit(blocked)
+
+
+# The same member where zlib-ng is not installed (the Debian package): the
+# standard library's zlib, whose bytes are the same from Debian 12's zlib
+# 1.2.13 and trixie's 1.3.1 (tests/test_package_deb.py) and on every CPU
+# (benches/compressors.py), and differ from zlib-ng's.
+PINNED_ZLIB_SHA256 = {
+    6: "6cc3700f9ccb39a1cbf9ae7ccf051dde255be9b655033db4e25a25a60187939e",
+    1: "429158d177c7bb2200fa3c70c956e63026bd3826a9b8185710da7407083e9688",
+}
+
+
+@pytest.mark.parametrize("level", sorted(PINNED_ZLIB_SHA256))
+def test_without_zlib_ng_the_standard_librarys_zlib_compresses(level: int) -> None:
+    from benches.compressors import load_gzipstream
+
+    module = load_gzipstream(stdlib_zlib=True)
+    compressor: str = module.COMPRESSOR
+    assert compressor == f"zlib {zlib.ZLIB_RUNTIME_VERSION}"
+    out = io.BytesIO()
+    with module.CompressPool(2) as pool:
+        gz = module.GzipMember(out, level, pool)
+        for how, data in PINNED:
+            (gz.compressed if how == "c" else gz.stored)(data)
+        gz.finish()
+    assert one_member(out.getvalue()) == b"".join(data for _, data in PINNED)
+    assert hashlib.sha256(out.getvalue()).hexdigest() == PINNED_ZLIB_SHA256[level]
+    assert PINNED_ZLIB_SHA256[level] != PINNED_SHA256[level]

@@ -66,6 +66,10 @@ LAYER_ANNOTATION = "org.debchunk.layer"
 # digest tells a blob recompressed on the way (whose key would still match)
 # from the one the key made.
 LAYERS_LABEL = "org.debchunk.layers"
+# The library that compressed the layers this build wrote and its version
+# ("zlib-ng 2.3.3", "zlib 1.3.1", "zstd 1.5.7"): installs that compress with
+# different libraries write different bytes for the same tree.
+COMPRESSOR_LABEL = "org.debchunk.compressor"
 
 
 @dataclass(frozen=True)

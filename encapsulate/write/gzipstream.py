@@ -6,6 +6,12 @@ It imports only the standard library and zlib-ng, so that
 benches/compressors.py can load this file alone and run it under emulated
 CPUs (``qemu-x86_64 -cpu MODEL``), where numpy does not start, to check that
 its bytes do not depend on the CPU.
+
+Deflate is zlib-ng's (the PyPI install) or, where zlib-ng is not importable
+(Debian has no package of it), the standard library's zlib, which has the same
+interface and whose bytes do not depend on the CPU either, but differ from
+zlib-ng's (docs/install.md measures both).  ``COMPRESSOR`` names the one used
+and its version: images record it, and layer keys include it.
 """
 
 from __future__ import annotations
@@ -16,7 +22,14 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
-from zlib_ng import zlib_ng
+try:
+    from zlib_ng import zlib_ng as _zlib
+
+    COMPRESSOR = f"zlib-ng {_zlib.ZLIBNG_VERSION}"
+except ImportError:
+    import zlib as _zlib  # type: ignore[no-redef]
+
+    COMPRESSOR = f"zlib {_zlib.ZLIB_RUNTIME_VERSION}"
 
 # Uncompressed bytes of each independently compressed segment, and the
 # history each is primed with (deflate's whole window).
@@ -70,11 +83,11 @@ def deflate_segment(data: bytes, window: bytes, level: int, last: bool) -> bytes
     ends with a sync flush: byte aligned, no final block, so the next one's
     deflate data follows it in the same stream (as pigz joins its blocks)."""
     deflate = (
-        zlib_ng.compressobj(level, zlib_ng.DEFLATED, -15, zdict=window)
+        _zlib.compressobj(level, _zlib.DEFLATED, -15, zdict=window)
         if window
-        else zlib_ng.compressobj(level, zlib_ng.DEFLATED, -15)
+        else _zlib.compressobj(level, _zlib.DEFLATED, -15)
     )
-    return deflate.compress(data) + deflate.flush(zlib_ng.Z_FINISH if last else zlib_ng.Z_SYNC_FLUSH)
+    return deflate.compress(data) + deflate.flush(_zlib.Z_FINISH if last else _zlib.Z_SYNC_FLUSH)
 
 
 class GzipMember:
@@ -112,7 +125,7 @@ class GzipMember:
 
     def compressed(self, data: bytes | bytearray | memoryview) -> None:
         """Add bytes to compress."""
-        self.crc = zlib_ng.crc32(data, self.crc)
+        self.crc = _zlib.crc32(data, self.crc)
         self.size += len(data)
         pending = self._pending
         pending += data
@@ -124,7 +137,7 @@ class GzipMember:
 
     def stored(self, data: bytes | bytearray | memoryview) -> None:
         """Add bytes stored as they are (already compressed: deflate would not shrink them)."""
-        self.crc = zlib_ng.crc32(data, self.crc)
+        self.crc = _zlib.crc32(data, self.crc)
         self.size += len(data)
         if self._pending:
             self._segment(bytes(self._pending))

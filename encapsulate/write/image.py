@@ -30,6 +30,7 @@ from ..errors import EncapsulateError
 from ..oci.labels import (
     COMPONENTS_ANNOTATION,
     COMPONENTS_LABEL,
+    COMPRESSOR_LABEL,
     LAYER_ANNOTATION,
     LAYERS_LABEL,
     PLAN_LABEL,
@@ -42,7 +43,7 @@ from ..oci.reuse import ReachableLayers, layout_records
 from ..progress import Progress, Step
 from .gzipstream import CompressPool
 from .plain import PlainLayers
-from .tar import MEDIA_TYPES, Items, LayerBlob, compression_setting, write_layer
+from .tar import MEDIA_TYPES, Items, LayerBlob, compression_setting, compressor, write_layer
 
 log = logging.getLogger("debchunk.encapsulate")
 
@@ -437,6 +438,9 @@ def write_image(
             COMPONENTS_LABEL: components_label(layers.mapping),
             LAYERS_LABEL: layers_label([None] * len(below) + [_record(b) for b in written]),
         }
+        used = compressor(str(settings.compression))
+        if used is not None:
+            layer_labels[COMPRESSOR_LABEL] = used
         config = description.config_document(
             [b.diff_id for b in blobs], _history(layers, description, settings, base), layer_labels
         )

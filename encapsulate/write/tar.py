@@ -6,7 +6,8 @@ in one pass while several threads compress the layer.  Every header is PAX,
 owners are numeric only, mtimes are the ones given, extended attributes are
 ``SCHILY.xattr.*`` records, later paths of an inode are hardlinks to its first
 path in the layer.  Compression uses libraries bundled with their Python
-packages (zlib-ng, zstd), at settings whose bytes are the same on every
+packages (zlib-ng, zstd; the standard library's zlib where zlib-ng is not
+installed), at settings whose bytes are the same on every
 machine and whatever the number of threads (benches/compressors.py checks
 them under emulated CPUs)."""
 
@@ -23,7 +24,6 @@ from typing import BinaryIO
 
 import numpy as np
 import zstandard
-from zlib_ng import zlib_ng
 
 from mapping import Entry, EntryType
 
@@ -31,7 +31,7 @@ from ..config import COMPRESSION_DEFAULT
 from ..oci.labels import LAYER_ANNOTATION
 from ..oci.layout import MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR, MEDIA_LAYER_ZSTD, BlobWriter, Descriptor
 from ..oci.model import Digest
-from .gzipstream import SEGMENT, CompressPool, GzipMember
+from .gzipstream import COMPRESSOR, SEGMENT, CompressPool, GzipMember
 
 _BLOCK = 1 << 20
 # Content chunks at least this long whose bytes look random (already compressed:
@@ -183,7 +183,13 @@ Items = Iterator[tuple[tarfile.TarInfo, Content]]
 
 # Bumped whenever the bytes written for the same items change.
 # The level is not in it: it is part of the compression named to ``layer_key``.
-WRITER_VERSION = f"2 zlib-ng {zlib_ng.ZLIBNG_VERSION} segments {SEGMENT} zstd {zstandard.ZSTD_VERSION} mt"
+WRITER_VERSION = f"2 {COMPRESSOR} segments {SEGMENT} zstd {zstandard.ZSTD_VERSION} mt"
+
+
+def compressor(compression: str) -> str | None:
+    """The library (and its version) that compresses layers with ``compression``; None for plain tar."""
+    zstd = ".".join(str(part) for part in zstandard.ZSTD_VERSION)
+    return {"gzip": COMPRESSOR, "zstd": f"zstd {zstd}"}.get(compression)
 
 
 def compression_setting(compression: str, level: int | None = None) -> str:
