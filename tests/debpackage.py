@@ -50,6 +50,8 @@ BUILD_SPEC = TreeSpec(
                 "python3-zstandard",
                 "python3-jsonschema",
                 "python3-apt",
+                "python3-cryptography",
+                "python3-nacl",
                 "python3-gi",
                 "gir1.2-ostree-1.0",
                 "lintian",

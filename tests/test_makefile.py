@@ -35,7 +35,6 @@ PROGRAM_PACKAGE = {
     "chroot": "coreutils",
     "chattr": "e2fsprogs",
     "chromium": "chromium",
-    "chroot": "coreutils",
     "cp": "coreutils",
     "docker-registry": "docker-registry",
     "dpkg-deb": "dpkg",
