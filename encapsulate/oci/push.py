@@ -69,16 +69,6 @@ class RegistryPush(RegistrySession):
         # Blobs are mounted from the repositories in ``pull_from``.
         self.actions = "pull,push"
 
-    @property
-    def host(self) -> str:
-        """The registry's host (and port)."""
-        return registry_name(self.ref)[0]
-
-    @property
-    def name(self) -> str:
-        """The repository pushed to."""
-        return registry_name(self.ref)[1]
-
     def keeps_in_place(self, store: BlobStore, descriptor: Descriptor) -> bool:
         """The push's ``Lender``: a blob of this registry stays there (no
         download: it is present or mounted), a blob on this machine stays

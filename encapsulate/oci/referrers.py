@@ -43,7 +43,7 @@ from .imgref import ImageRef, RegistryOptions
 from .layout import Layout, canonical_json
 from .model import MEDIA_INDEX, MEDIA_MANIFEST, Descriptor, Digest
 from .push import RegistryPush
-from .registry import RegistrySession, registry_name
+from .registry import RegistrySession
 
 # The empty descriptor's media type and content (image-spec v1.1, manifest.md
 # "Guidance for an Empty Descriptor").
@@ -105,10 +105,6 @@ class Attached:
 
 class _Session(RegistrySession):
     """Manifest and blob requests to one repository, errors as ``EncapsulateError``."""
-
-    @property
-    def name(self) -> str:
-        return registry_name(self.ref)[1]
 
     def get(self, path: str, accept: str, what: str, limit: int) -> tuple[bytes, dict[str, str]] | None:
         """The body (up to ``limit`` bytes) and headers of ``GET path``; None for a 404."""

@@ -126,6 +126,16 @@ class RegistrySession:
     _base: str | None = field(default=None, init=False, repr=False)
     _built: urllib.request.OpenerDirector | None = field(default=None, init=False, repr=False)
 
+    @property
+    def host(self) -> str:
+        """The registry's host (and port)."""
+        return registry_name(self.ref)[0]
+
+    @property
+    def name(self) -> str:
+        """The repository."""
+        return registry_name(self.ref)[1]
+
     def _opener(self) -> urllib.request.OpenerDirector:
         # Made once: loading the system's certificates takes milliseconds.
         if self._built is None:

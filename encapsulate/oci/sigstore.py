@@ -48,7 +48,7 @@ from ..errors import EncapsulateError
 from ..keys import PublicKey, SigningKey
 from .imgref import ImageRef, RegistryOptions, parse_imgref
 from .model import DOCKER_MANIFEST_LIST, MEDIA_CONFIG, MEDIA_INDEX, MEDIA_MANIFEST
-from .registry import RegistrySession, registry_name
+from .registry import RegistrySession
 
 # From cosign pkg/types.SimpleSigningMediaType and pkg/oci/static.SignatureAnnotationKey.
 SIGNATURE_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -205,16 +205,6 @@ class SignatureStore(RegistrySession):
         if self.push:
             self.actions = "pull,push"
             self.tls_option = "--dest-tls-verify"
-
-    @property
-    def host(self) -> str:
-        """The registry's host (and port)."""
-        return registry_name(self.ref)[0]
-
-    @property
-    def name(self) -> str:
-        """The repository."""
-        return registry_name(self.ref)[1]
 
     def _fail(self, what: str, e: Exception, hint: str) -> EncapsulateError:
         if isinstance(e, urllib.error.HTTPError):
