@@ -49,6 +49,7 @@ from ..keys import PublicKey, SigningKey
 from .imgref import ImageRef, RegistryOptions, parse_imgref
 from .model import DOCKER_MANIFEST_LIST, MEDIA_CONFIG, MEDIA_INDEX, MEDIA_MANIFEST
 from .registry import RegistrySession
+from .retry import registry_errors
 
 # From cosign pkg/types.SimpleSigningMediaType and pkg/oci/static.SignatureAnnotationKey.
 SIGNATURE_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -210,13 +211,10 @@ class SignatureStore(RegistrySession):
         if isinstance(e, urllib.error.HTTPError):
             detail = f"HTTP {e.code} {e.reason}"
             try:
-                errors = json.loads(e.read(_DOCUMENT_LIMIT) or b"{}").get("errors") or []
-                codes = "; ".join(
-                    f"{x.get('code')}: {x.get('message')}" for x in errors if isinstance(x, dict)
-                )
-                detail += f": {codes}" if codes else ""
-            except (OSError, ValueError, AttributeError):
-                pass
+                codes = registry_errors(e.read(_DOCUMENT_LIMIT))
+            except OSError:
+                codes = ""
+            detail += f": {codes}" if codes else ""
             e.close()
         else:
             detail = str(getattr(e, "reason", e))
