@@ -5,10 +5,12 @@ made against: two large stable components in one layer."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import itertools
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +23,11 @@ from benches.update_pairs import load_index
 from chunker import DEFAULT_GAPS, WEEKLY, ChunkerError, UpdateGaps, pack
 from chunker.cost import MAX_GAP_DAYS, MAX_GAPS, Events
 from chunker.pack import _Agglomeration, _join_costs
-from encapsulate import BuildConfig, ConfigError, RootfsOrigin
+from encapsulate import BuildConfig, ConfigError, RootfsOrigin, build_image
+from encapsulate.tools.diff import diff_images
 from mapping import Component
 from tests.conftest import RunCli
+from tests.images import EPOCH, layer_entries
 
 # --------------------------------------------------------------------------- the distribution
 
@@ -232,3 +236,78 @@ def test_a_component_as_large_as_a_layer_stays_alone() -> None:
     for spec in ("1w:70,13w:15,26w:15", "26w:1", DEFAULT_GAPS.describe()):
         plan = pack(comps, 8, gaps=UpdateGaps.parse(spec))
         assert ("kernel",) in plan.groups(), spec
+
+
+# --------------------------------------------------------------------------- what a client downloads
+
+
+def _blob(seed: str, size: int) -> bytes:
+    """``size`` bytes that do not compress (layer sizes follow the content)."""
+    out = bytearray()
+    k = 0
+    while len(out) < size:
+        out += hashlib.sha256(f"{seed}/{k}".encode()).digest()
+        k += 1
+    return bytes(out[:size])
+
+
+# name, bytes, user.update-interval: a toolchain and an application that each
+# change about once in five years, a larger stable part, and six small
+# components that change every few days.
+_COMPONENTS = (
+    ("toolchain", 4_000_000, "1825"),
+    ("application", 3_500_000, "1825"),
+    ("bulk", 8_000_000, "1825"),
+    *((f"busy{i}", 500_000, "3") for i in range(6)),
+)
+
+
+def _tree(root: Path, application_version: int) -> Path:
+    for name, size, interval in _COMPONENTS:
+        where = root / "opt" / name
+        where.mkdir(parents=True)
+        os.setxattr(where, "user.component", name.encode())
+        os.setxattr(where, "user.update-interval", interval.encode())
+        version = application_version if name == "application" else 1
+        (where / "a").write_bytes(_blob(f"{name}/a/{version}", size // 2))
+        (where / "b").write_bytes(_blob(f"{name}/b", size - size // 2))
+    return root
+
+
+@pytest.mark.parametrize(("spec", "downloads_toolchain"), [("1w:1", True), (None, False)])
+def test_a_client_downloads_what_the_gaps_plan_keeps_apart(
+    spec: str | None, downloads_toolchain: bool, tmp_path: Path
+) -> None:
+    """The large bet in the bytes a client pulls: two images of a tree whose
+    application then changes, the second built with the first as prior, and
+    ``debchunk diff`` between them.  Planned for one week, the toolchain and
+    the application share a layer (together they cost less in a week than
+    any other merge), so the application's update pulls the toolchain's 4 MB
+    again; planned over the default gaps, the second image's only new layer
+    is the application's."""
+    gaps = DEFAULT_GAPS if spec is None else UpdateGaps.parse(spec)
+    layout = tmp_path / "images"
+    for version in (1, 2):
+        build_image(
+            BuildConfig(
+                RootfsOrigin(str(_tree(tmp_path / f"v{version}", version))),
+                f"oci:{layout}:v{version}",
+                max_layers=8,
+                update_gaps=gaps,
+                epoch=EPOCH,
+                prior=f"oci:{layout}:v1" if version == 2 else None,
+            )
+        )
+    d = diff_images(f"oci:{layout}:v1", f"oci:{layout}:v2")
+    pulled = [layer for layer, reused in zip(d.new.layers, d.reused, strict=True) if not reused]
+    assert len(pulled) == 1, [layer.components for layer in pulled]
+    entries = {path for path in layer_entries(layout, pulled[0].digest) if path.count("/") >= 2}
+    owners = {path.split("/")[1] for path in entries}
+    assert d.ideal_bytes == 1_750_000  # the application's rewritten file
+    if downloads_toolchain:
+        assert owners == {"application", "toolchain"}
+        assert d.download_content_bytes == 7_500_000
+    else:
+        assert owners == {"application"}
+        assert d.download_content_bytes == 3_500_000
+    assert d.download_bytes - d.download_content_bytes < 10_000  # tar headers and gzip framing
