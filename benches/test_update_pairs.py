@@ -131,3 +131,16 @@ def test_the_component_bound_is_below_every_plan_of_the_components() -> None:
     assert up.download_bytes(
         before, [[c.name for c in before.components]], after, [[c.name for c in after.components]]
     ) >= up.single_layer_bytes(old, new)
+
+
+def test_held_out_sets_stay_out_of_the_corpus() -> None:
+    """The held-out sets check planning choices on trees the corpus never
+    saw: "all" never names them, and they are never frozen."""
+    assert set(up.HELD_OUT) <= set(up.SETS)
+    assert not set(up.HELD_OUT) & set(up.corpus_sets())
+    for set_name in up.HELD_OUT:
+        assert not up.frozen_path(set_name).exists()
+        assert up.pairs(set_name, frozen=True) == []
+        with pytest.raises(SystemExit) as refused:
+            up.main(["freeze", "--set", set_name])
+        assert refused.value.code == 2

@@ -43,6 +43,7 @@ from benches import baselines
 from benches.update_pairs import (
     SETS,
     TreeIndex,
+    corpus_sets,
     download_bytes,
     epoch_day,
     frozen_builds,
@@ -1045,7 +1046,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     budgets = [int(x) for x in args.layers.split(",")]
     if args.sets == "all":
-        set_names = [s for s in SETS if frozen_builds(s)] if args.frozen else list(SETS)
+        set_names = [s for s in SETS if frozen_builds(s)] if args.frozen else corpus_sets()
     else:
         set_names = args.sets.split(",")
         unknown = [s for s in set_names if s not in SETS]

@@ -183,7 +183,22 @@ SETS: dict[str, tuple[str, tuple[str, ...]]] = {
             "chrony",
         ),
     ),
+    # Held out: never frozen into benches/data, so the corpus (``--frozen``)
+    # never sees them and no planning choice is tuned on them; built and
+    # measured on demand to check a choice (docs/layers.md, "Update gaps").
+    # A web server ...
+    "web": (
+        "minbase",
+        (*BOOTABLE, "openssh-server", "nginx", "postgresql", "php-fpm", "redis-server"),
+    ),
+    # ... and a Cinnamon desktop.
+    "cinnamon": (
+        "apt",
+        (*BOOTABLE, "cinnamon-core", "lightdm", "network-manager", "openssh-server"),
+    ),
 }
+#: The sets kept out of the frozen corpus.
+HELD_OUT = ("web", "cinnamon")
 # Build name -> (suite, extra sources.list lines, build id).
 BUILDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "trixie": ("trixie", (), ""),
@@ -1018,8 +1033,13 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f}"
 
 
+def corpus_sets() -> list[str]:
+    """The sets of the corpus: every set but the held-out ones."""
+    return [s for s in SETS if s not in HELD_OUT]
+
+
 def _sets(choice: str) -> list[str]:
-    return list(SETS) if choice == "all" else [choice]
+    return corpus_sets() if choice == "all" else [choice]
 
 
 def cmd_build(
@@ -1163,6 +1183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "build":
         return cmd_build(_sets(args.set), args.reindex, args.drop_trees)
+    if args.command in ("refresh", "freeze") and args.set in HELD_OUT:
+        parser.error(f"--set {args.set}: a held-out set is never frozen (benches/update_pairs.py, HELD_OUT)")
     if args.command == "refresh":
         return cmd_refresh(_sets(args.set), args.drop_trees)
     if args.command == "freeze":

@@ -218,14 +218,16 @@ def _days_text(days: float) -> str:
 #: Every client updating once a week: the model before gap distributions.
 WEEKLY = UpdateGaps((_DAYS_PER_UPDATE,), (1.0,))
 #: The distribution ``pack`` plans for unless told otherwise; docs/layers.md,
-#: "Update gaps", gives the evidence and the alternatives measured.  80% of
+#: "Update gaps", gives the evidence and the alternatives measured.  95% of
 #: clients update within a week (bootc's timer runs daily where a system enables
-#: it; weekly builds; the corpus's trixie and week-apart pairs fit 0.4-2.4
-#: weeks of the weekly model, and below a week a gap plans as a week does), 10%
-#: a quarter apart (bootc's timer is off by default; the bookworm point updates
-#: fit 4-10 weeks), 10% half a year apart (machines left off; the loss this was
-#: made against had a 21-week gap).
-DEFAULT_GAPS = UpdateGaps((7.0, 91.0, 182.0), (0.8, 0.1, 0.1))
+#: it; images are built daily or weekly; every real pair of the corpus but the
+#: bookworm point releases fits 0.08-2.2 weeks of the weekly model,
+#: ``benches.calibration``), 5% half a year apart (machines left off; the loss
+#: the gaps were made against had a 21-week gap).  More weight on long gaps
+#: (1w:80,13w:10,26w:10 was the default) cost weekly clients 1.5-1.9% in the
+#: 52-week simulation and planned the corpus's real pairs no better; large bets
+#: are kept out by rules (``chunker.pack.LARGE_FACTOR``, ``PAIR_FACTOR``).
+DEFAULT_GAPS = UpdateGaps((7.0, 182.0), (0.95, 0.05))
 
 
 @dataclass(frozen=True)

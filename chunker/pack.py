@@ -53,6 +53,12 @@ DEFAULT_HORIZON = 26
 # (docs/layers.md, "No large bets": 1 cost weekly clients 0.8% more on the
 # desktop simulation than 2, and both keep the kernel alone).
 LARGE_FACTOR = 2.0
+# No two large components in one layer: components of at least this many
+# average layers' bytes never share a layer with each other (the two parts of
+# one split package aside), whatever the objective says.  A week's model and
+# even the gap objective bet two such stable components together on some trees
+# (docs/layers.md, "No large bets"); each update of either then downloads both.
+PAIR_FACTOR = 1.0
 
 
 def pack(
@@ -134,8 +140,9 @@ def _pack_fresh(
         free = [i for i in free if i not in set(large)]
         pinned_groups += [[i] for i in large]
         room -= len(large)
-    groups = _agglomerate(free, sizes, probs, events, room, gaps)
-    groups = _refine(groups, sizes, events, gaps)
+    big = _big(free, sizes, room, events)
+    groups = _agglomerate(free, sizes, probs, events, room, gaps, big)
+    groups = _refine(groups, sizes, events, gaps, big)
     return pinned_groups + groups
 
 
@@ -146,6 +153,22 @@ def _large(members: list[int], sizes: FloatArray, room: int) -> list[int]:
     by_size = sorted(members, key=lambda i: (-sizes[i], i))
     large = [i for i in by_size if sizes[i] > 0 and sizes[i] * room >= total * LARGE_FACTOR]
     return large[: min(len(large), room - 1, len(members) - 1)]
+
+
+def _big(members: list[int], sizes: FloatArray, room: int, events: Events) -> FloatArray:
+    """Which components (all of ``sizes``, as 0/1) hold at least ``PAIR_FACTOR``
+    average layers of the members' bytes: no two of them share a layer.  The
+    data part of a split package is never one of them, so it can stay with its
+    package."""
+    total = float(sizes[members].sum())
+    big = np.zeros(len(sizes))
+    if room <= 1 or total <= 0:
+        return big
+    partner, _ = events.partners()
+    for i in members:
+        if sizes[i] * room >= total * PAIR_FACTOR and not (partner[i] >= 0 and sizes[partner[i]] > sizes[i]):
+            big[i] = 1.0
+    return big
 
 
 def _bucket_small(members: list[int], sizes: FloatArray, probs: FloatArray, target: int) -> list[list[int]]:
@@ -160,7 +183,13 @@ def _bucket_small(members: list[int], sizes: FloatArray, probs: FloatArray, targ
 
 
 def _agglomerate(
-    members: list[int], sizes: FloatArray, probs: FloatArray, events: Events, target: int, gaps: UpdateGaps
+    members: list[int],
+    sizes: FloatArray,
+    probs: FloatArray,
+    events: Events,
+    target: int,
+    gaps: UpdateGaps,
+    big: FloatArray | None = None,
 ) -> list[list[int]]:
     """Merge clusters, cheapest first, until ``target`` remain."""
     clusters = (
@@ -170,7 +199,7 @@ def _agglomerate(
     )
     if len(clusters) <= target:
         return clusters
-    merging = _Agglomeration(clusters, sizes, events, gaps)
+    merging = _Agglomeration(clusters, sizes, events, gaps, big)
     for _ in range(len(clusters) - target):
         merging.merge_cheapest()
     return [c for c in merging.clusters if c]
@@ -186,9 +215,17 @@ class _Agglomeration:
     (1 - p[g, i]))`` with ``p = keep_by_gap`` and ``a = s p``."""
 
     def __init__(
-        self, clusters: list[list[int]], sizes: FloatArray, events: Events, gaps: UpdateGaps
+        self,
+        clusters: list[list[int]],
+        sizes: FloatArray,
+        events: Events,
+        gaps: UpdateGaps,
+        big: FloatArray | None = None,
     ) -> None:
         self.clusters = clusters
+        # Whether each cluster holds a big component (``_big``): two such never merge.
+        flags = np.zeros(len(sizes)) if big is None else big
+        self.big = np.array([bool(flags[c].any()) for c in clusters])
         self.m = m = len(clusters)
         self.s = np.array([sizes[c].sum() for c in clusters])
         self.t = gaps.weeks.tolist()
@@ -231,6 +268,7 @@ class _Agglomeration:
             np.multiply.outer(w * self.kept_by_gap[g], self.change_by_gap[g], out=term)
             cost += term
         cost += cost.T
+        cost[np.ix_(self.big, self.big)] = np.inf
         split = (holders[:, 0] >= 0) & (holders[:, 1] >= 0) & (holders[:, 0] != holders[:, 1])
         if split.any():
             pairs, where = np.unique(np.sort(holders[split], axis=1), axis=0, return_inverse=True)
@@ -265,6 +303,8 @@ class _Agglomeration:
             r += term
             np.multiply(kept, w * change[i], out=term)
             r += term
+        if self.big[i]:
+            r[self.big] = np.inf
         self._correct(i, r)
         r[~self.alive] = np.inf
         r[i] = np.inf
@@ -284,6 +324,7 @@ class _Agglomeration:
             holders[holders == j] = i
         self.clusters[i].extend(self.clusters[j])
         self.clusters[j] = []
+        self.big[i] |= self.big[j]
         self.s[i] += self.s[j]
         keep = self.keep_by_gap[:, i]
         keep *= self.keep_by_gap[:, j]
@@ -295,6 +336,18 @@ class _Agglomeration:
         """Merge the cheapest pair, and bring the costs and best partners up to date."""
         cost, best, best_cost, alive = self.cost, self.best, self.best_cost, self.alive
         i = int(best_cost.argmin())
+        if not np.isfinite(best_cost[i]):
+            # Only big clusters are left to merge (cannot happen while the big
+            # components are fewer than the target): the rule gives way.
+            self.big[:] = False
+            cost = self._pair_costs()
+            cost[~alive, :] = np.inf
+            cost[:, ~alive] = np.inf
+            self.cost = cost
+            self.best = best = cost.argmin(axis=1)
+            self.best_cost = best_cost = cost[np.arange(self.m), best]
+            best_cost[~alive] = np.inf
+            i = int(best_cost.argmin())
         j = int(best[i])
         if j < i:
             i, j = j, i
@@ -320,7 +373,12 @@ class _Agglomeration:
 
 
 def _refine(
-    groups: list[list[int]], sizes: FloatArray, events: Events, gaps: UpdateGaps, rounds: int = 8
+    groups: list[list[int]],
+    sizes: FloatArray,
+    events: Events,
+    gaps: UpdateGaps,
+    big: FloatArray | None = None,
+    rounds: int = 8,
 ) -> list[list[int]]:
     """Move single components to another layer while that lowers ``E``.
 
@@ -328,10 +386,12 @@ def _refine(
     matrix), then applies the improving ones, best first, checking each again
     against the layers as they are by then.  A part of a split package adds the
     change it shares with the other part only to a layer not holding that part,
-    and takes it away only from such a layer."""
+    and takes it away only from such a layer.  A big component (``_big``)
+    never moves to a layer holding another."""
     if len(groups) < 2:
         return groups
     members = np.array([c for g in groups for c in g], dtype=np.intp)
+    is_big = np.zeros(len(members), dtype=bool) if big is None else big[members] > 0
     owner = np.array([k for k, g in enumerate(groups) for _ in g], dtype=np.intp)
     size = sizes[members]
     n = len(members)
@@ -365,11 +425,17 @@ def _refine(
         delta = src[:, None] + tgt
         delta[np.arange(n), owner] = np.inf
         delta[counts[owner] == 1, :] = np.inf
+        bigs = np.bincount(owner[is_big], minlength=n_groups)
+        delta[np.ix_(is_big, bigs > 0)] = np.inf
         target = delta.argmin(axis=1)
         gain = delta[np.arange(n), target]
         order = np.flatnonzero(gain < 0)[np.argsort(gain[gain < 0], kind="stable")].tolist()
-        moves = _Moves(gs.tolist(), gl.tolist(), counts.tolist(), owner.tolist(), gaps.change_scalar)
-        moved = moves.apply(order, target, size.tolist(), total.tolist(), shared.tolist(), partner.tolist())
+        moves = _Moves(
+            gs.tolist(), gl.tolist(), counts.tolist(), owner.tolist(), gaps.change_scalar, bigs.tolist()
+        )
+        moved = moves.apply(
+            order, target, size.tolist(), total.tolist(), shared.tolist(), partner.tolist(), is_big.tolist()
+        )
         gs, gl, counts = np.array(moves.gs), np.array(moves.gl), np.array(moves.counts)
         owner = np.array(moves.owner, dtype=np.intp)
         if not moved:
@@ -414,14 +480,16 @@ def _join_costs(
 
 @dataclass
 class _Moves:
-    """Each layer's size, log keep and member count, and each member's layer,
-    as plain floats and ints (cheaper than numpy scalars one move at a time)."""
+    """Each layer's size, log keep, member count and big components, and each
+    member's layer, as plain floats and ints (cheaper than numpy scalars one
+    move at a time)."""
 
     gs: list[float]
     gl: list[float]
     counts: list[int]
     owner: list[int]
     change: Callable[[float], float]
+    bigs: list[int]
 
     def apply(
         self,
@@ -431,6 +499,7 @@ class _Moves:
         total_l: list[float],
         shared_l: list[float],
         partner_l: list[int],
+        big_l: list[bool],
     ) -> bool:
         """Move each member of ``order`` (best gain first) to its ``target``
         layer if that still lowers ``E`` against the layers as they are by
@@ -439,7 +508,7 @@ class _Moves:
         moved = False
         for c in order:
             g, t = owner_l[c], int(target[c])
-            if counts_l[g] == 1:
+            if counts_l[g] == 1 or (big_l[c] and self.bigs[t] > 0):
                 continue
             with_partner = owner_l[partner_l[c]] if partner_l[c] >= 0 else -1
             sc = size_l[c]
@@ -460,6 +529,9 @@ class _Moves:
             gl_l[t] += in_k
             counts_l[t] += 1
             owner_l[c] = t
+            if big_l[c]:
+                self.bigs[g] -= 1
+                self.bigs[t] += 1
             moved = True
         return moved
 
@@ -497,10 +569,14 @@ def _pack_with_prior(
     gl = np.zeros(budget)
     gv = np.zeros(budget, dtype=bool)
     changed = np.zeros(budget, dtype=bool)
+    # No two big components in one layer (``_big``, over the content that is not volatile).
+    big = _big([i for i in range(len(names)) if not volatile[i]], sizes, budget, events) > 0
+    gb = np.zeros(budget, dtype=bool)
     if groups:
         gs[: len(groups)] = [sizes[g].sum() for g in groups]
         gl[: len(groups)] = events.log_keeps(groups)
         gv[: len(groups)] = [volatile[g].any() for g in groups]
+        gb[: len(groups)] = [big[g].any() for g in groups]
     for i in sorted(new, key=lambda i: (-sizes[i], i)):
         # The shared event is added unless the other part is in the layer already.
         join = events.own[i] + partner_log[i]
@@ -516,6 +592,8 @@ def _pack_with_prior(
             total = added + np.where(changed[:n], 0.0, gs[:n] / horizon)
             if n > 1:
                 total[gv[:n] != volatile[i]] = np.inf
+            if big[i] and (np.isfinite(total) & ~gb[:n]).any():
+                total[gb[:n]] = np.inf  # unless every layer it may join holds one
             best = int(total.argmin()) if np.isfinite(total).any() else n - 1
             keep_with = float(lk[best])
         groups[best].append(i)
@@ -523,6 +601,7 @@ def _pack_with_prior(
         gs[best] += sizes[i]
         gl[best] = keep_with
         gv[best] |= volatile[i]
+        gb[best] |= big[i]
         changed[best] = True
     return [sorted(g) for g in groups]
 

@@ -41,7 +41,7 @@ def test_gaps_parse_days_and_weeks_and_normalise_weights() -> None:
     assert UpdateGaps.parse("7:1") == WEEKLY and WEEKLY.single_week
     # What --help shows reads back as the same distribution.
     assert UpdateGaps.parse(DEFAULT_GAPS.describe()) == DEFAULT_GAPS
-    assert DEFAULT_GAPS.describe() == "1w:80,13w:10,26w:10"
+    assert DEFAULT_GAPS.describe() == "1w:95,26w:5"
 
 
 @pytest.mark.parametrize(
@@ -172,14 +172,20 @@ def test_two_large_stable_components_are_not_bet_together(monkeypatch: pytest.Mo
         where = pack(comps, 64, gaps=plan_gaps).layer_index()
         return where["zz-toolchain"] == where["zz-application"]
 
-    # Each is larger than an average layer, so each keeps a layer of its own.
+    # Each is larger than two average layers, so each keeps a layer of its own.
     assert not together(WEEKLY)
     assert not together(DEFAULT_GAPS)
-    # Without that rule, the objective alone: a week's model bets, the gaps do not.
     packing = importlib.import_module("chunker.pack")  # the module, not chunker.pack the function
     monkeypatch.setattr(packing, "_large", lambda members, sizes, room: [])
-    assert together(WEEKLY)
+    # Without that rule, no two components of an average layer or more share one.
+    assert not together(WEEKLY)
     assert not together(DEFAULT_GAPS)
+    # Without either, the objective alone: a week's model bets; weight enough
+    # on long gaps does not (the default's 5% at half a year is not enough
+    # here: the rules keep such bets out, not the default's objective).
+    monkeypatch.setattr(packing, "_big", lambda members, sizes, room, events: np.zeros(len(sizes)))
+    assert together(WEEKLY)
+    assert not together(UpdateGaps.parse("1w:80,13w:10,26w:10"))
 
 
 # --------------------------------------------------------------------------- the option
@@ -274,17 +280,32 @@ def _tree(root: Path, application_version: int) -> Path:
     return root
 
 
-@pytest.mark.parametrize(("spec", "downloads_toolchain"), [("1w:1", True), (None, False)])
-def test_a_client_downloads_what_the_gaps_plan_keeps_apart(
-    spec: str | None, downloads_toolchain: bool, tmp_path: Path
+@pytest.mark.parametrize(
+    ("spec", "rules", "downloads_toolchain"),
+    [
+        ("1w:1", False, True),
+        ("1w:1", True, False),
+        ("1w:80,13w:10,26w:10", False, False),
+        (None, True, False),
+    ],
+)
+def test_a_client_downloads_what_the_plan_keeps_apart(
+    spec: str | None, rules: bool, downloads_toolchain: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The large bet in the bytes a client pulls: two images of a tree whose
     application then changes, the second built with the first as prior, and
-    ``debchunk diff`` between them.  Planned for one week, the toolchain and
-    the application share a layer (together they cost less in a week than
-    any other merge), so the application's update pulls the toolchain's 4 MB
-    again; planned over the default gaps, the second image's only new layer
-    is the application's."""
+    ``debchunk diff`` between them.  Planned for one week by the objective
+    alone (the size rules off), the toolchain and the application share a
+    layer (together they cost less in a week than any other merge), so the
+    application's update pulls the toolchain's 4 MB again.  The objective over
+    gaps with weight enough on long ones keeps them apart alone, and the rule
+    that no two components of an average layer or more share one does for any
+    gaps (the default's among them): the second image's only new layer is the
+    application's."""
+    if not rules:
+        packing = importlib.import_module("chunker.pack")
+        monkeypatch.setattr(packing, "_large", lambda members, sizes, room: [])
+        monkeypatch.setattr(packing, "_big", lambda members, sizes, room, events: np.zeros(len(sizes)))
     gaps = DEFAULT_GAPS if spec is None else UpdateGaps.parse(spec)
     layout = tmp_path / "images"
     for version in (1, 2):
@@ -311,3 +332,49 @@ def test_a_client_downloads_what_the_gaps_plan_keeps_apart(
         assert owners == {"application"}
         assert d.download_content_bytes == 3_500_000
     assert d.download_bytes - d.download_content_bytes < 10_000  # tar headers and gzip framing
+
+
+def test_no_two_components_of_an_average_layer_share_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tail the mean does not see: two stable components each holding at
+    least an average layer's bytes never share a layer, whatever the gaps,
+    fresh or with a prior (a new one does not join a layer holding one), but
+    the two parts of one split package may."""
+    rng = np.random.default_rng(11)
+    comps = [
+        Component(f"p{i:03d}", "package", size=int(s), change_probability=float(p))
+        for i, (s, p) in enumerate(
+            zip(rng.integers(10**4, 4 * 10**6, 200), rng.beta(0.5, 6, 200), strict=True)
+        )
+    ]
+    big = [
+        Component(f"big{i}", "package", size=30_000_000 + 1_000_000 * i, change_probability=0.002)
+        for i in range(4)
+    ]
+    comps += big
+    # A split package whose two parts are both big: they may share.
+    comps += [
+        Component("pkg", "package", size=31_000_000, change_probability=0.01),
+        Component("pkg:data", "package", size=30_500_000, change_probability=0.004, part_of="pkg"),
+    ]
+    total = sum(c.size for c in comps)
+    names = {c.name for c in big} | {"pkg", "pkg:data"}
+    for spec in ("1w:1", "1w:95,26w:5", DEFAULT_GAPS.describe()):
+        for n in (24, 32, 40):
+            plan = pack(comps, n, gaps=UpdateGaps.parse(spec))
+            average = total / (n - 1)
+            assert all(c.size >= average for c in big), (spec, n)
+            for layer in plan.layers:
+                held = [m for m in layer.components if m in names and m != "pkg:data"]
+                assert len(held) <= 1, (spec, n, layer.components)
+    # With a prior: a big newcomer takes a layer without a big component.
+    before = pack(comps, 32)
+    newcomer = Component("big-new", "package", size=35_000_000, change_probability=0.002)
+    after = pack([*comps, newcomer], 32, before)
+    (layer,) = [layer for layer in after.layers if "big-new" in layer.components]
+    assert not set(layer.components) & (names - {"pkg:data"}), layer.components
+    # Without the rule, every objective puts stable big components together here.
+    packing = importlib.import_module("chunker.pack")
+    monkeypatch.setattr(packing, "_big", lambda members, sizes, room, events: np.zeros(len(sizes)))
+    for spec in ("1w:1", DEFAULT_GAPS.describe()):
+        layers = pack(comps, 24, gaps=UpdateGaps.parse(spec)).layers
+        assert any(sum(m in names - {"pkg:data"} for m in layer.components) > 1 for layer in layers), spec
