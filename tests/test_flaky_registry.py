@@ -439,7 +439,11 @@ def test_the_trixie_push_survives(
     elif kind == "stall":
         assert hits == 1 and 5 < took < 30
     else:
-        assert hits >= 5
+        # Faults were injected.  Each request draws from the proxy's seed and
+        # the request itself (faultproxy.py), so the count changes whenever the
+        # image's blobs do: 3 of 76 requests at 10% for one image, 7 for
+        # another.  At least one, against 0.9 ** 76 = 0.03% by chance.
+        assert hits >= 1
 
 
 # --- skopeo and the options -------------------------------------------------------------------
