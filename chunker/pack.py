@@ -244,9 +244,16 @@ class _Agglomeration:
             cluster_of[c] = n
         self.holders = cluster_of[events.pairs]
         self.holders[self.holders[:, 0] == self.holders[:, 1]] = -1  # inside one cluster, or in none
-        self.cost = self._pair_costs()
-        self.best = self.cost.argmin(axis=1)
-        self.best_cost = self.cost[np.arange(m), self.best]
+        self._cost_all()
+
+    def _cost_all(self) -> None:
+        """Every live pair's cost and every cluster's cheapest partner, afresh."""
+        cost = self._pair_costs()
+        cost[~self.alive, :] = np.inf
+        cost[:, ~self.alive] = np.inf
+        self.cost = cost
+        self.best = cost.argmin(axis=1)
+        self.best_cost = cost[np.arange(self.m), self.best]
 
     def _union_cost(self, x: IntArray | int, y: IntArray, shared: npt.ArrayLike) -> FloatArray:
         """The cost of merging ``x`` with each of ``y`` when they share events
@@ -340,13 +347,8 @@ class _Agglomeration:
             # Only big clusters are left to merge (cannot happen while the big
             # components are fewer than the target): the rule gives way.
             self.big[:] = False
-            cost = self._pair_costs()
-            cost[~alive, :] = np.inf
-            cost[:, ~alive] = np.inf
-            self.cost = cost
-            self.best = best = cost.argmin(axis=1)
-            self.best_cost = best_cost = cost[np.arange(self.m), best]
-            best_cost[~alive] = np.inf
+            self._cost_all()
+            cost, best, best_cost = self.cost, self.best, self.best_cost
             i = int(best_cost.argmin())
         j = int(best[i])
         if j < i:
