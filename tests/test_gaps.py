@@ -5,7 +5,6 @@ made against: two large stable components in one layer."""
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import itertools
 import json
@@ -28,6 +27,7 @@ from encapsulate.tools.diff import diff_images
 from mapping import Component
 from tests.conftest import RunCli
 from tests.images import EPOCH, layer_entries
+from tests.sample import blob
 
 # --------------------------------------------------------------------------- the distribution
 
@@ -247,16 +247,6 @@ def test_a_component_as_large_as_a_layer_stays_alone() -> None:
 # --------------------------------------------------------------------------- what a client downloads
 
 
-def _blob(seed: str, size: int) -> bytes:
-    """``size`` bytes that do not compress (layer sizes follow the content)."""
-    out = bytearray()
-    k = 0
-    while len(out) < size:
-        out += hashlib.sha256(f"{seed}/{k}".encode()).digest()
-        k += 1
-    return bytes(out[:size])
-
-
 # name, bytes, user.update-interval: a toolchain and an application that each
 # change about once in five years, a larger stable part, and six small
 # components that change every few days.
@@ -275,8 +265,8 @@ def _tree(root: Path, application_version: int) -> Path:
         os.setxattr(where, "user.component", name.encode())
         os.setxattr(where, "user.update-interval", interval.encode())
         version = application_version if name == "application" else 1
-        (where / "a").write_bytes(_blob(f"{name}/a/{version}", size // 2))
-        (where / "b").write_bytes(_blob(f"{name}/b", size - size // 2))
+        (where / "a").write_bytes(blob(f"{name}/a/{version}", size // 2))
+        (where / "b").write_bytes(blob(f"{name}/b", size - size // 2))
     return root
 
 
