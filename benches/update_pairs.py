@@ -191,14 +191,25 @@ SETS: dict[str, tuple[str, tuple[str, ...]]] = {
         "minbase",
         (*BOOTABLE, "openssh-server", "nginx", "postgresql", "php-fpm", "redis-server"),
     ),
-    # ... and a Cinnamon desktop.
+    # ... a Cinnamon desktop ...
     "cinnamon": (
         "apt",
         (*BOOTABLE, "cinnamon-core", "lightdm", "network-manager", "openssh-server"),
     ),
+    # ... an Xfce desktop with a browser, whose security releases are large
+    # and frequent ...
+    "xfce": (
+        "apt",
+        (*BOOTABLE, "xfce4", "lightdm", "firefox-esr", "network-manager", "openssh-server"),
+    ),
+    # ... and a router: a small tree of network services.
+    "router": (
+        "minbase",
+        (*BOOTABLE, "openssh-server", "nftables", "dnsmasq", "wireguard-tools", "frr", "chrony"),
+    ),
 }
 #: The sets kept out of the frozen corpus.
-HELD_OUT = ("web", "cinnamon")
+HELD_OUT = ("web", "cinnamon", "xfce", "router")
 # Build name -> (suite, extra sources.list lines, build id).
 BUILDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "trixie": ("trixie", (), ""),
