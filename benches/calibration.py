@@ -13,6 +13,16 @@ differ; a removed package changed).  Two figures follow:
   against the number the model expects at the pair's fitted gap.  A ratio
   above 1 means the model underrates that band, below 1 that it overrates it.
 
+- **what tells the quiet packages apart**: among the packages of the
+  quieter half of each pair (weekly probability at most the pair's median),
+  how well each of what the tree records ranks the ones that changed above
+  the ones that did not (the area under the ROC curve: 0.5 is chance): the
+  model's probability, the days since the package's newest changelog entry
+  (fewer first), a stable update already in its version (``+debNuM``,
+  ``~debNuM``) and the number of entries in its changelog.  Where nothing
+  does, no rate tells the quiet packages an update changes from those it
+  leaves, and which of them share a layer is chance.
+
 ``python -m benches.calibration [--sets all|server,...] [--json FILE]``.
 Package sets overlap (most packages are in every set), so the counts summed
 over sets are not independent draws.
@@ -23,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -98,6 +109,77 @@ def fit_gap(p: npt.NDArray[np.float64], changed: int, longest: float = 520.0) ->
     return math.sqrt(low * high)
 
 
+# The version suffix of a stable release's updates, as Debian's stable and
+# security uploads write it: +debNuM after the revision, ~debNuM when the
+# update carries a version newer than the release's.
+_STABLE_UPDATE = re.compile(r"[+~]deb\d+u\d+")
+# What ``quiet_features`` ranks the quiet packages by, each higher first.
+FEATURES = ("probability", "recent change", "stable update", "changelog entries")
+
+
+@dataclass(frozen=True)
+class FeatureAuc:
+    pair_kind: str
+    packages: int
+    changed: int
+    auc: dict[str, float | None]
+
+
+def roc_auc(score: npt.NDArray[np.float64], positive: npt.NDArray[np.bool_]) -> float | None:
+    """The probability that a random positive scores above a random negative,
+    ties counted half (Mann-Whitney U over both counts); None without both."""
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    _, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
+    # The average rank (1-based) of each distinct value, given to each of its ties.
+    upper = np.cumsum(counts)
+    mean_rank = upper - (counts - 1) / 2.0
+    ranks = mean_rank[inverse]
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def package_features(old: TreeIndex) -> dict[str, tuple[float, float, float]]:
+    """For each source package of ``old``: the days from its newest changelog
+    entry to the tree's newest (the mapping's reference), whether its version
+    carries a stable update, and its changelog's entries."""
+    newest = max((p.changelog_days[0] for p in old.packages if p.changelog_days), default=0)
+    out: dict[str, tuple[float, float, float]] = {}
+    for p in old.packages:
+        age = float(newest - p.changelog_days[0]) if p.changelog_days else float("inf")
+        stable = 1.0 if _STABLE_UPDATE.search(p.source_version) else 0.0
+        out.setdefault(p.source, (age, stable, float(p.changelog_entries)))
+    return out
+
+
+def quiet_features(set_names: Sequence[str]) -> list[FeatureAuc]:
+    """Every non-rebuild pair's quieter half (weekly probability at most the
+    pair's median), pooled by pair kind: the ROC AUC of each of ``FEATURES``
+    for telling the packages that changed from the others."""
+    pooled: dict[str, list[list[float]]] = {}
+    for set_name in set_names:
+        for pair, old_build, new_build in pairs(set_name, frozen=True):
+            if pair == "rebuild":
+                continue
+            old = load_index(set_name, old_build, frozen=True)
+            p, changed = package_changes(old, load_index(set_name, new_build, frozen=True))
+            features = package_features(old)
+            names = [c.name for c in old.components if c.kind == "package"]
+            quiet = p <= np.median(p)
+            rows = pooled.setdefault(pair_kind(pair), [])
+            for k in np.flatnonzero(quiet).tolist():
+                age, stable, entries = features.get(names[k], (float("inf"), 0.0, 0.0))
+                rows.append([float(changed[k]), p[k], -age, stable, entries])
+    result = []
+    for kind, rows in sorted(pooled.items()):
+        table = np.array(rows, dtype=np.float64)
+        positive = table[:, 0] > 0
+        aucs = {name: roc_auc(table[:, 1 + f], positive) for f, name in enumerate(FEATURES)}
+        result.append(FeatureAuc(kind, len(rows), int(positive.sum()), aucs))
+    return result
+
+
 def pair_kind(pair: str) -> str:
     """Pairs of one kind pooled: each named pair, and the week-apart pairs by suite."""
     if pair.startswith(WEEK_APART):
@@ -163,10 +245,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratio = f"{b.changed / b.expected:.2f}" if b.expected > 0 else "-"
         band = f"{b.low:g}-{b.high:g}"
         print(f"  {b.pair_kind:24} {band:>15} {b.packages:8} {b.changed:8} {b.expected:9.1f} {ratio:>6}")
+    quiet = quiet_features(set_names)
+    print("\nthe quieter half of each pair: how well each feature ranks the changed packages first (ROC AUC)")
+    print(f"  {'pairs':24} {'packages':>8} {'changed':>8} " + " ".join(f"{name:>17}" for name in FEATURES))
+    for q in quiet:
+        aucs = " ".join(f"{'-' if a is None else f'{a:.2f}':>17}" for a in q.auc.values())
+        print(f"  {q.pair_kind:24} {q.packages:8} {q.changed:8} {aucs}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump(
-                {"pairs": [asdict(f) for f in fits], "bands": [asdict(b) for b in bands]}, out, indent=1
+                {
+                    "pairs": [asdict(f) for f in fits],
+                    "bands": [asdict(b) for b in bands],
+                    "quiet": [asdict(q) for q in quiet],
+                },
+                out,
+                indent=1,
             )
     return 0
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benches.calibration import calibrate, expected_changes, fit_gap
+from benches.calibration import FEATURES, calibrate, expected_changes, fit_gap, quiet_features, roc_auc
 
 
 def test_the_fitted_gap_gives_back_the_changed_count() -> None:
@@ -38,3 +38,22 @@ def test_point_updates_are_longer_gaps_than_week_apart_pairs() -> None:
         sum(b.changed for b in bands if b.pair_kind == "bookworm-point-update")
         == changed["bookworm-point-update"]
     )
+
+
+def test_roc_auc_counts_ties_half() -> None:
+    positive = np.array([True, False, True, False])
+    assert roc_auc(np.array([4.0, 1.0, 3.0, 2.0]), positive) == 1.0
+    assert roc_auc(np.array([1.0, 4.0, 2.0, 3.0]), positive) == 0.0
+    assert roc_auc(np.array([1.0, 1.0, 1.0, 1.0]), positive) == 0.5
+    # One positive above one negative and tied with the other: (1 + 0.5) / 2.
+    assert roc_auc(np.array([2.0, 1.0]), np.array([True, False])) == 1.0
+    assert roc_auc(np.array([2.0, 2.0, 1.0]), np.array([True, False, False])) == 0.75
+    assert roc_auc(np.array([1.0, 2.0]), np.array([True, True])) is None
+
+
+def test_the_quiet_packages_features_are_measured_on_every_pair_kind() -> None:
+    found = {q.pair_kind: q for q in quiet_features(["server"])}
+    point = found["bookworm-point-update"]
+    assert point.packages > 50 and point.changed > 0
+    assert set(point.auc) == set(FEATURES)
+    assert all(a is None or 0.0 <= a <= 1.0 for a in point.auc.values())
