@@ -35,6 +35,7 @@ from .plan import ChunkerError, Plan
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
+BoolArray = npt.NDArray[np.bool_]
 
 # Above this many clusters the pairwise matrix is too large: the smallest
 # components are first bucketed by change probability (their merges are the
@@ -155,19 +156,19 @@ def _large(members: list[int], sizes: FloatArray, room: int) -> list[int]:
     return large[: min(len(large), room - 1, len(members) - 1)]
 
 
-def _big(members: list[int], sizes: FloatArray, room: int, events: Events) -> FloatArray:
-    """Which components (all of ``sizes``, as 0/1) hold at least ``PAIR_FACTOR``
+def _big(members: list[int], sizes: FloatArray, room: int, events: Events) -> BoolArray:
+    """Which components (all of ``sizes``) hold at least ``PAIR_FACTOR``
     average layers of the members' bytes: no two of them share a layer.  The
     data part of a split package is never one of them, so it can stay with its
     package."""
     total = float(sizes[members].sum())
-    big = np.zeros(len(sizes))
+    big = np.zeros(len(sizes), dtype=bool)
     if room <= 1 or total <= 0:
         return big
     partner, _ = events.partners()
     for i in members:
         if sizes[i] * room >= total * PAIR_FACTOR and not (partner[i] >= 0 and sizes[partner[i]] > sizes[i]):
-            big[i] = 1.0
+            big[i] = True
     return big
 
 
@@ -189,7 +190,7 @@ def _agglomerate(
     events: Events,
     target: int,
     gaps: UpdateGaps,
-    big: FloatArray | None = None,
+    big: BoolArray | None = None,
 ) -> list[list[int]]:
     """Merge clusters, cheapest first, until ``target`` remain."""
     clusters = (
@@ -220,12 +221,12 @@ class _Agglomeration:
         sizes: FloatArray,
         events: Events,
         gaps: UpdateGaps,
-        big: FloatArray | None = None,
+        big: BoolArray | None = None,
     ) -> None:
         self.clusters = clusters
         # Whether each cluster holds a big component (``_big``): two such never merge.
-        flags = np.zeros(len(sizes)) if big is None else big
-        self.big = np.array([bool(flags[c].any()) for c in clusters])
+        flags = np.zeros(len(sizes), dtype=bool) if big is None else big
+        self.big = np.array([flags[c].any() for c in clusters], dtype=bool)
         self.m = m = len(clusters)
         self.s = np.array([sizes[c].sum() for c in clusters])
         self.t = gaps.weeks.tolist()
@@ -379,7 +380,7 @@ def _refine(
     sizes: FloatArray,
     events: Events,
     gaps: UpdateGaps,
-    big: FloatArray | None = None,
+    big: BoolArray | None = None,
     rounds: int = 8,
 ) -> list[list[int]]:
     """Move single components to another layer while that lowers ``E``.
@@ -393,7 +394,7 @@ def _refine(
     if len(groups) < 2:
         return groups
     members = np.array([c for g in groups for c in g], dtype=np.intp)
-    is_big = np.zeros(len(members), dtype=bool) if big is None else big[members] > 0
+    is_big = np.zeros(len(members), dtype=bool) if big is None else big[members]
     owner = np.array([k for k, g in enumerate(groups) for _ in g], dtype=np.intp)
     size = sizes[members]
     n = len(members)
@@ -572,7 +573,7 @@ def _pack_with_prior(
     gv = np.zeros(budget, dtype=bool)
     changed = np.zeros(budget, dtype=bool)
     # No two big components in one layer (``_big``, over the content that is not volatile).
-    big = _big([i for i in range(len(names)) if not volatile[i]], sizes, budget, events) > 0
+    big = _big([i for i in range(len(names)) if not volatile[i]], sizes, budget, events)
     gb = np.zeros(budget, dtype=bool)
     if groups:
         gs[: len(groups)] = [sizes[g].sum() for g in groups]

@@ -154,6 +154,11 @@ def test_weekly_gaps_give_the_weekly_plan() -> None:
 # --------------------------------------------------------------------------- no large bets
 
 
+def _no_big(members: object, sizes: np.ndarray, room: object, events: object) -> np.ndarray:
+    """``chunker.pack._big`` with the pair rule off: no component is big."""
+    return np.zeros(len(sizes), dtype=bool)
+
+
 def test_two_large_stable_components_are_not_bet_together(monkeypatch: pytest.MonkeyPatch) -> None:
     """The loss the gap objective was made against: a 117 MB toolchain and a
     101 MB application, each changing about once in five years of weeks,
@@ -183,7 +188,7 @@ def test_two_large_stable_components_are_not_bet_together(monkeypatch: pytest.Mo
     # Without either, the objective alone: a week's model bets; weight enough
     # on long gaps does not (the default's 5% at half a year is not enough
     # here: the rules keep such bets out, not the default's objective).
-    monkeypatch.setattr(packing, "_big", lambda members, sizes, room, events: np.zeros(len(sizes)))
+    monkeypatch.setattr(packing, "_big", _no_big)
     assert together(WEEKLY)
     assert not together(UpdateGaps.parse("1w:80,13w:10,26w:10"))
 
@@ -295,7 +300,7 @@ def test_a_client_downloads_what_the_plan_keeps_apart(
     if not rules:
         packing = importlib.import_module("chunker.pack")
         monkeypatch.setattr(packing, "_large", lambda members, sizes, room: [])
-        monkeypatch.setattr(packing, "_big", lambda members, sizes, room, events: np.zeros(len(sizes)))
+        monkeypatch.setattr(packing, "_big", _no_big)
     gaps = DEFAULT_GAPS if spec is None else UpdateGaps.parse(spec)
     layout = tmp_path / "images"
     for version in (1, 2):
@@ -364,7 +369,7 @@ def test_no_two_components_of_an_average_layer_share_one(monkeypatch: pytest.Mon
     assert not set(layer.components) & (names - {"pkg:data"}), layer.components
     # Without the rule, every objective puts stable big components together here.
     packing = importlib.import_module("chunker.pack")
-    monkeypatch.setattr(packing, "_big", lambda members, sizes, room, events: np.zeros(len(sizes)))
+    monkeypatch.setattr(packing, "_big", _no_big)
     for spec in ("1w:1", DEFAULT_GAPS.describe()):
         layers = pack(comps, 24, gaps=UpdateGaps.parse(spec)).layers
         assert any(sum(m in names - {"pkg:data"} for m in layer.components) > 1 for layer in layers), spec
