@@ -16,7 +16,7 @@ import io
 import math
 import re
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .errors import show, warn
@@ -73,6 +73,50 @@ def upstream_version(version: str) -> str:
     return version.rpartition("-")[0] if "-" in version else version
 
 
+# Bounds on one changelog, whatever the tree holds: the gzip'd bytes read, the
+# bytes inflated and the length of one line (Debian's largest changelogs are
+# a few MB inflated).  Past them a changelog reads as if damaged there.
+MAX_CHANGELOG_BYTES = 16 << 20
+MAX_INFLATED_BYTES = 64 << 20
+MAX_LINE_BYTES = 64 << 10
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """A changelog as read from the tree: its gzip'd ``data`` and, when asked
+    for and readable, the whole ``text`` inflated (None otherwise)."""
+
+    data: bytes
+    text: bytes | None
+
+
+def fetch(tree: Tree, path: str, inflate: bool) -> Raw | None:
+    """The changelog at ``path`` (None when missing), inflated whole if
+    ``inflate``: the part of reading a changelog that releases the GIL (file
+    or libostree reads, zlib), for threads."""
+    data = tree.read_bytes(path, MAX_CHANGELOG_BYTES)
+    if data is None:
+        return None
+    if not inflate:
+        return Raw(data, None)
+    try:
+        return Raw(data, _inflate(data))
+    except _UNREADABLE:
+        return Raw(data, None)
+
+
+def history_and_cves(path: str, raw: Raw) -> tuple[list[Change] | None, int]:
+    """``read_history`` and, when ``raw`` has the whole text, ``count_cves``
+    (else 0) of a fetched changelog."""
+    if raw.text is not None:
+        return _history_of_lines(io.BytesIO(raw.text)), len(set(_CVE.findall(raw.text)))
+    try:
+        return _parse_history(raw.data), 0
+    except _UNREADABLE as e:
+        warn(f"{show(path)}: unreadable changelog ({e}); default change rate used")
+        return None, 0
+
+
 def read_history(tree: Tree, path: str) -> list[Change] | None:
     """The changes recorded in the changelog at ``path``, newest first, newest
     part only: reading stops at the first entry more than a window older than
@@ -80,21 +124,15 @@ def read_history(tree: Tree, path: str) -> list[Change] | None:
     count; that entry's version is still read, to tell whether the last one in
     the window changed the upstream version).  None when the file is missing,
     or unreadable (with a warning)."""
-    data = tree.read_bytes(path)
-    if data is None:
-        return None
-    try:
-        return _parse_history(data)
-    except _UNREADABLE as e:
-        warn(f"{show(path)}: unreadable changelog ({e}); default change rate used")
-        return None
+    raw = fetch(tree, path, inflate=False)
+    return None if raw is None else history_and_cves(path, raw)[0]
 
 
 def newest_change(tree: Tree, path: str) -> dt.datetime | None:
     """The date of the newest change ``read_history`` finds in the changelog
     at ``path``; None when it is missing, has no dated entry or is unreadable
     (silently: mapping the tree gives that warning)."""
-    data = tree.read_bytes(path)
+    data = tree.read_bytes(path, MAX_CHANGELOG_BYTES)
     if data is None:
         return None
     try:
@@ -109,26 +147,56 @@ _UNREADABLE = (OSError, EOFError, zlib.error)
 
 
 def _parse_history(data: bytes) -> list[Change]:
-    """``read_history`` of a changelog's gzip'd bytes; raises ``_UNREADABLE``."""
+    """``read_history`` of a changelog's gzip'd bytes, inflated only as far as
+    needed; raises ``_UNREADABLE``."""
+    with gzip.open(io.BytesIO(data)) as f:
+        return _history_of_lines(_bounded_lines(f))
+
+
+def _bounded_lines(f: io.BufferedIOBase) -> Iterator[bytes]:
+    """The lines of ``f``, none longer than ``MAX_LINE_BYTES`` (a longer one
+    comes in pieces), up to ``MAX_INFLATED_BYTES`` in all."""
+    left = MAX_INFLATED_BYTES
+    while left > 0 and (line := f.readline(min(MAX_LINE_BYTES, left))):
+        left -= len(line)
+        yield line
+
+
+def _inflate(data: bytes) -> bytes:
+    """A gzip file's content (every member), at most ``MAX_INFLATED_BYTES`` of
+    it; raises ``_UNREADABLE``."""
+    out = bytearray()
+    while data and len(out) < MAX_INFLATED_BYTES:
+        member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        out += member.decompress(data, MAX_INFLATED_BYTES - len(out))
+        if member.unconsumed_tail:
+            break  # the bound, reached inside this member
+        if not member.eof:
+            raise EOFError("compressed file ended before the end-of-stream marker was reached")
+        data = member.unused_data.lstrip(b"\0")  # gzip(1) pads members with zeros
+    return bytes(out)
+
+
+def _history_of_lines(lines: Iterable[bytes]) -> list[Change]:
+    """``read_history`` of a changelog's lines, read only as far as needed."""
     entries: list[tuple[dt.datetime, str]] = []
     version: str | None = None
     older: str | None = None
-    with gzip.open(io.BytesIO(data)) as f:
-        for line in f:
-            header = _HEADER.match(line)
-            if header:
-                version = header.group(1).decode("ascii", "replace")
-                if entries and entries[0][0] - entries[-1][0] > dt.timedelta(days=WINDOW_DAYS):
-                    older = version
-                    break
-                continue
-            match = _TRAILER.match(line)
-            if not match or version is None:
-                continue
-            when = _parse_date(match.group(1))
-            if when is not None:
-                entries.append((when, version))
-            version = None
+    for line in lines:
+        header = _HEADER.match(line)
+        if header:
+            version = header.group(1).decode("ascii", "replace")
+            if entries and entries[0][0] - entries[-1][0] > dt.timedelta(days=WINDOW_DAYS):
+                older = version
+                break
+            continue
+        match = _TRAILER.match(line)
+        if not match or version is None:
+            continue
+        when = _parse_date(match.group(1))
+        if when is not None:
+            entries.append((when, version))
+        version = None
     entries.sort(key=lambda e: e[0], reverse=True)
     versions = [upstream_version(v) for _, v in entries] + [upstream_version(older) if older else ""]
     return [Change(when, versions[k] != versions[k + 1]) for k, (when, _) in enumerate(entries)]
@@ -147,17 +215,19 @@ _CVE = re.compile(rb"CVE-\d{4}-\d{4,}")
 CVE_WEIGHT = 2.0
 
 
+def read_history_and_cves(tree: Tree, path: str) -> tuple[list[Change] | None, int]:
+    """``read_history`` and ``count_cves`` of one changelog, read and
+    inflated once (a changelog damaged past the entries the history needs
+    still gives them, and no CVEs)."""
+    raw = fetch(tree, path, inflate=True)
+    return (None, 0) if raw is None else history_and_cves(path, raw)
+
+
 def count_cves(tree: Tree, path: str) -> int:
     """Distinct CVE identifiers named anywhere in the changelog at ``path``
     (0 when it is missing or unreadable)."""
-    data = tree.read_bytes(path)
-    if data is None:
-        return 0
-    try:
-        text = gzip.decompress(data)
-    except _UNREADABLE:
-        return 0
-    return len(set(_CVE.findall(text)))
+    raw = fetch(tree, path, inflate=True)
+    return 0 if raw is None or raw.text is None else len(set(_CVE.findall(raw.text)))
 
 
 def security_factor(cves: int) -> float:

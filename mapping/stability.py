@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from . import changelog
+from ._threads import map_in_threads
 from .dpkg import Database
 from .errors import MappingError
 from .model import VOLATILE, Kind
@@ -34,6 +35,9 @@ UNPACKAGED_CHANGE_PROBABILITY = changelog.probability(12.0)
 # chunkah's named update intervals, in days (coreos/chunkah, README and
 # src/components/xattr.rs), so trees labelled for chunkah keep their meaning.
 NAMED_INTERVALS = {"daily": 1, "weekly": 7, "biweekly": 14, "monthly": 30, "quarterly": 90, "yearly": 365}
+
+# Changelogs read at once in threads: a bound on the memory they hold.
+_FETCH_BATCH = 64
 
 # The component holding the dpkg database's shared files (``status``, ...).
 _DPKG_DATABASE = VOLATILE + ":dpkg"
@@ -166,14 +170,22 @@ def _read_histories(
     and, in a stable release, the CVEs that changelog names."""
     histories: dict[str, list[changelog.Change]] = {}
     cves: dict[str, int] = {}
-    for owner in owners:
-        for path in owner.changelogs:
-            found = changelog.read_history(tree, path)
-            if found:
-                histories[owner.name] = found
-                if stable:
-                    cves[owner.name] = changelog.count_cves(tree, path)
-                break
+    listed = [o for o in owners if o.changelogs]
+    for start in range(0, len(listed), _FETCH_BATCH):
+        batch = listed[start : start + _FETCH_BATCH]
+        # Each owner's first changelog read (and in a stable release inflated)
+        # in threads; parsed here, in order, so any warning comes in order.
+        first = map_in_threads(lambda o: changelog.fetch(tree, o.changelogs[0], stable), batch)
+        for owner, raw in zip(batch, first, strict=True):
+            for k, path in enumerate(owner.changelogs):
+                if k:
+                    raw = changelog.fetch(tree, path, stable)
+                found, named = (None, 0) if raw is None else changelog.history_and_cves(path, raw)
+                if found:
+                    histories[owner.name] = found
+                    if stable:
+                        cves[owner.name] = named
+                    break
     return histories, cves
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mapping import RootfsOrigin, read_tree
+from mapping import RootfsOrigin, changelog, read_tree
 from mapping.changelog import (
     CHANGES_PRIOR,
     CVE_WEIGHT,
@@ -21,6 +21,7 @@ from mapping.changelog import (
     newest_change,
     probability,
     read_history,
+    read_history_and_cves,
     security_factor,
     security_weighted,
     upstream_version,
@@ -72,6 +73,57 @@ def test_unreadable_changelog_warns_only_when_read_for_the_history(
     assert read_history(tree, PATH) is None
     (record,) = caplog.records
     assert PATH in record.getMessage() and "unreadable changelog" in record.getMessage()
+
+
+def test_history_and_cves_read_once_are_what_each_reads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    entries = [(f"1.{k}-1", day(30 * k)) for k in range(20)]
+    text = changelog_text("foo", entries).replace(
+        b"  * Change.", b"  * Fix CVE-2026-1234 and CVE-2026-12345.", 3
+    )
+    text += b"foo (0.1-1) unstable; urgency=low\n\n  * CVE-2001-0001 (old, past the window).\n\n"
+    whole = gzip.compress(text)
+    tree = _tree(tmp_path / "whole", whole)
+    assert read_history_and_cves(tree, PATH) == (read_history(tree, PATH), count_cves(tree, PATH))
+    assert read_history_and_cves(tree, PATH)[1] == 3
+    # Damaged past the entries the history needs: the history as read_history
+    # reads it, no CVEs (count_cves reads the whole file), and no warning.
+    cut = _tree(tmp_path / "cut", whole[: len(whole) - 40])
+    caplog.set_level(logging.DEBUG)
+    history, cves = read_history_and_cves(cut, PATH)
+    assert history is not None and history == read_history(tree, PATH)
+    assert cves == count_cves(cut, PATH) == 0
+    assert caplog.records == []
+    assert read_history_and_cves(tree, "usr/share/doc/none/changelog.gz") == (None, 0)
+
+
+def test_a_changelog_is_read_only_as_far_as_its_bounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A changelog comes from the tree, maybe a hostile one: what it inflates
+    to, one line of it and its gzip'd size are bounded, and past a bound it
+    reads as if damaged there."""
+    monkeypatch.setattr(changelog, "MAX_INFLATED_BYTES", 1 << 20)
+    head = changelog_text("foo", [("1.0-1", day(0))]).replace(b"Change.", b"Fix CVE-2026-0001.")
+    bomb = gzip.compress(head + b"x" * (64 << 20) + b"\n  * Fix CVE-2026-0002.\n")
+    assert len(bomb) < 100_000
+    tree = _tree(tmp_path / "bomb", bomb)
+    history, cves = read_history_and_cves(tree, PATH)
+    assert history is not None and [c.date for c in history] == [day(0)]
+    assert cves == 1  # the second CVE is past the bound
+    # One line of 64 MB: read in pieces up to the bound, never whole; the
+    # entry after it is past the bound.
+    line = gzip.compress(b"x" * (64 << 20) + b"\n" + head)
+    assert read_history(_tree(tmp_path / "line", line), PATH) == []
+    # The gzip'd bytes: only so many are read; the history at the head still
+    # comes, the CVEs (counted over the whole file) do not.
+    entries = [(f"1.{k}-1", day(7 * k)) for k in range(2000)]
+    long = gzip.compress(changelog_text("foo", entries).replace(b"Change.", b"Fix CVE-2026-0003."))
+    monkeypatch.setattr(changelog, "MAX_CHANGELOG_BYTES", len(long) // 2)
+    history, cves = read_history_and_cves(_tree(tmp_path / "long", long), PATH)
+    assert history is not None and history[0].date == day(0)
+    assert cves == 0
 
 
 def test_entries_without_a_date_are_skipped(tmp_path: Path) -> None:
