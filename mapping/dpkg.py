@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .debian_formats import paragraphs
-from .errors import show, warn
+from .errors import MappingError, show, warn
 from .tree import EntryType, Tree
 
 # Where image builders put the dpkg database, most specific first (DESIGN.md).
@@ -60,6 +60,9 @@ class Diversion:
     package: str | None
 
 
+# No file of a dpkg database comes near this: a desktop's status is about
+# 1 MB, the largest file lists a few MB.  A larger one is refused, not read.
+MAX_FILE_BYTES = 256 << 20
 # An architecture file holds a few short lines; more is not one.
 _ARCH_FILE_LIMIT = 4096
 
@@ -102,7 +105,19 @@ class Database:
         return None
 
     def _read(self, name: str) -> bytes | None:
-        return self.tree.read_bytes(f"{self.admindir}/{name}")
+        """A file of the database (None when there is none), refused past
+        ``MAX_FILE_BYTES``."""
+        return self._bounded(f"{self.admindir}/{name}")
+
+    def _bounded(self, path: str) -> bytes | None:
+        data = self.tree.read_bytes(path, MAX_FILE_BYTES + 1)
+        if data is not None and len(data) > MAX_FILE_BYTES:
+            raise MappingError(
+                f"larger than {MAX_FILE_BYTES >> 20} MB, which no dpkg database file is",
+                f"{self.tree.description}: {show(path)}",
+                "the tree's dpkg database is damaged or not dpkg's; map a tree with a sound one",
+            )
+        return data
 
     def packages(self) -> list[Package]:
         """Installed packages from ``status``, sorted by (name, architecture);
@@ -188,7 +203,7 @@ class Database:
         for entry in self.tree.children(directory):
             if entry.type is not EntryType.FILE:
                 continue
-            lines = (self.tree.read_bytes(entry.path) or b"").decode("utf-8", "surrogateescape").splitlines()
+            lines = (self._bounded(entry.path) or b"").decode("utf-8", "surrogateescape").splitlines()
             # update-alternatives(1) "FILES": status line, master link, then
             # (slave name, slave link) pairs up to a blank line.
             if len(lines) < 2:

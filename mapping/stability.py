@@ -36,6 +36,8 @@ UNPACKAGED_CHANGE_PROBABILITY = changelog.probability(12.0)
 # src/components/xattr.rs), so trees labelled for chunkah keep their meaning.
 NAMED_INTERVALS = {"daily": 1, "weekly": 7, "biweekly": 14, "monthly": 30, "quarterly": 90, "yearly": 365}
 
+# os-release(5) is a few short lines: only so much of it is read.
+_OS_RELEASE_LIMIT = 64 << 10
 # Changelogs read at once in threads: a bound on the memory they hold.
 _FETCH_BATCH = 64
 
@@ -105,7 +107,7 @@ def stable_release(tree: Tree) -> bool:
     Debian 13, Ubuntu 24.04; Debian testing and unstable have none), whose
     packages change by security and bug-fix updates only."""
     for path in ("etc/os-release", "usr/lib/os-release", "usr/etc/os-release"):
-        data = tree.read_bytes(path)  # follows symlinks inside the tree
+        data = tree.read_bytes(path, _OS_RELEASE_LIMIT)  # follows symlinks inside the tree
         if data is not None:
             return any(line.startswith(b"VERSION_ID=") for line in data.splitlines())
     return False

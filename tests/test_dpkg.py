@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mapping import RootfsOrigin, map_tree, read_tree, split_packages
+from mapping import RootfsOrigin, dpkg, map_tree, read_tree, split_packages
 from mapping.dpkg import Database, Diversion
+from mapping.errors import MappingError
 from tests.sample import Pkg, SampleTree, blob, day
 
 
@@ -164,3 +165,32 @@ def test_find_needs_a_status_file(tmp_path: Path) -> None:
     assert _database(root).admindir == "var/lib/dpkg"
     (root / "var/lib/dpkg/status").unlink()
     assert Database.find(read_tree(RootfsOrigin(str(root)))) is None
+
+
+def test_a_database_file_past_the_bound_is_refused_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hostile tree's status or file list can be of any size: past
+    ``MAX_FILE_BYTES`` it is refused with one line naming it, and only one
+    byte more than the bound is read."""
+    t = SampleTree(tmp_path / "t")
+    t.add(Pkg("bash", files={"/usr/bin/bash": blob("bash", 1000)}, changelog=[day(0)]))
+    root = t.finish()
+    status = (root / t.admindir / "status").stat().st_size
+    tree = read_tree(RootfsOrigin(str(root)))
+    asked: list[int | None] = []
+    read_bytes = type(tree).read_bytes
+
+    def spy(self: object, path: str, limit: int | None = None) -> bytes | None:
+        asked.append(limit)
+        return read_bytes(tree, path, limit)
+
+    monkeypatch.setattr(type(tree), "read_bytes", spy)
+    monkeypatch.setattr(dpkg, "MAX_FILE_BYTES", status - 1)
+    with pytest.raises(MappingError) as raised:
+        map_tree(tree)
+    assert f"{t.admindir}/status: larger than 0 MB, which no dpkg database file is" in str(raised.value)
+    assert "\n" not in str(raised.value)
+    assert None not in asked
+    monkeypatch.setattr(dpkg, "MAX_FILE_BYTES", status)
+    assert map_tree(tree).component("bash").files >= 1
