@@ -45,6 +45,26 @@ from .model import MEDIA_MANIFEST as MEDIA_MANIFEST
 from .model import Descriptor as Descriptor
 from .model import Digest
 
+# Past these sizes a document of an image is refused, not read:
+# containers/image's limits (internal/iolimits: 4 MiB for a manifest or an
+# index, 4 MiB for a config), so every image podman and skopeo read is read
+# here.  A layout's index.json has an entry per tag, and more room.
+MAX_MANIFEST_BYTES = 4 << 20
+MAX_CONFIG_BYTES = 4 << 20
+MAX_INDEX_JSON_BYTES = 64 << 20
+
+
+def read_at_most(f: BinaryIO, limit: int, what: str) -> bytes:
+    """All of ``f`` if it holds at most ``limit`` bytes (reading one more at
+    most), else an error naming ``what``."""
+    data = f.read(limit + 1)
+    if len(data) > limit:
+        raise EncapsulateError(
+            f"{what}: larger than {limit >> 20} MiB, more than such a document holds; the image is damaged"
+        )
+    return data
+
+
 LAYOUT_VERSION = "1.0.0"
 
 
@@ -247,11 +267,11 @@ class Layout:
             w.write(data)
             return w.commit(media_type, annotations)
 
-    def read_blob(self, digest: str) -> bytes:
-        """The content of a blob."""
+    def read_blob(self, digest: str, limit: int | None = None) -> bytes:
+        """The content of a blob (refused past ``limit`` bytes)."""
         try:
             with open(self.blob_path(digest), "rb") as f:
-                return f.read()
+                return f.read() if limit is None else read_at_most(f, limit, f"{self.path}: blob {digest}")
         except OSError as e:
             raise EncapsulateError(f"{self.path}: blob {digest}: {e.strerror}") from None
 
@@ -274,7 +294,7 @@ class Layout:
         """The parsed index.json."""
         try:
             with open(os.path.join(self.path, "index.json"), "rb") as f:
-                data = json.load(f)
+                data = json.loads(read_at_most(f, MAX_INDEX_JSON_BYTES, f"{self.path}/index.json"))
         except FileNotFoundError:
             return self._empty_index()
         except (OSError, ValueError) as e:
@@ -341,7 +361,7 @@ class Layout:
             order.append(d)
             if d.media_type not in (MEDIA_INDEX, MEDIA_MANIFEST):
                 continue
-            body = json.loads(self.read_blob(d.digest))
+            body = json.loads(self.read_blob(d.digest, MAX_MANIFEST_BYTES))
             children = [*(body.get("manifests") or []), *(body.get("layers") or [])]
             if "config" in body:
                 children.append(body["config"])
@@ -478,7 +498,8 @@ def layout_state(path: str, tag: str) -> LayoutState | None:
         return None
     try:
         with open(os.path.join(path, "index.json"), "rb") as f:
-            raw, mtime_ns = f.read(), os.fstat(f.fileno()).st_mtime_ns
+            raw = read_at_most(f, MAX_INDEX_JSON_BYTES, f"{path}/index.json")
+            mtime_ns = os.fstat(f.fileno()).st_mtime_ns
         index = json.loads(raw)
         blobs = frozenset(os.listdir(os.path.join(path, "blobs", "sha256")))
     except (OSError, ValueError):

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..errors import EncapsulateError
-from .layout import Layout
+from .layout import MAX_MANIFEST_BYTES, Layout
 from .model import Descriptor, Manifest
 from .read import BlobStore
 from .registry import RegistryBlobs, RegistrySession, registry_name
@@ -236,7 +236,7 @@ class RegistryPush(RegistrySession):
         before the manifest is put (a signature is attached there)."""
         layout = Layout(layout_path, create=False)
         manifest_descriptor = layout.manifest_for(tag)
-        raw = layout.read_blob(manifest_descriptor.digest)
+        raw = layout.read_blob(manifest_descriptor.digest, MAX_MANIFEST_BYTES)
         manifest = Manifest.parse(raw, manifest_descriptor, layout_path)
         blobs = [*manifest.layers, manifest.config]
         host = self.host

@@ -33,7 +33,14 @@ from mapping.space import Meter
 
 from ..errors import EncapsulateError
 from .imgref import DEFAULT_REGISTRY, ImageRef, RegistryOptions, parse_imgref
-from .layout import Layout, tagged_manifest
+from .layout import (
+    MAX_CONFIG_BYTES,
+    MAX_INDEX_JSON_BYTES,
+    MAX_MANIFEST_BYTES,
+    Layout,
+    read_at_most,
+    tagged_manifest,
+)
 from .model import Descriptor, Digest, ImageConfig, ImageIndex, Manifest, manifest_or_index
 from .platform import DEFAULT_PLATFORM, Platform
 from .registry import RegistryBlobs
@@ -78,7 +85,7 @@ def blob_extent(store: BlobStore, digest: str) -> BlobExtent | None:
 class _LayoutLike(BlobStore, Protocol):
     def manifest_for(self, tag: str | None) -> Descriptor: ...
 
-    def read_blob(self, digest: str) -> bytes: ...
+    def read_blob(self, digest: str, limit: int | None = None) -> bytes: ...
 
 
 class _Slice(io.RawIOBase):
@@ -153,15 +160,15 @@ class ArchiveBlobs:
         member = self._members.get(self._blob_name(digest))
         return None if member is None else BlobExtent(self.path, member.offset_data, member.size, self.fd)
 
-    def read_blob(self, digest: str) -> bytes:
-        """The content of a (small) blob."""
+    def read_blob(self, digest: str, limit: int | None = None) -> bytes:
+        """The content of a (small) blob (refused past ``limit`` bytes)."""
         with self.open_blob(digest) as f:
-            return f.read()
+            return f.read() if limit is None else read_at_most(f, limit, f"{self.where}: blob {digest}")
 
     def manifest_for(self, tag: str | None) -> Descriptor:
         """The manifest descriptor tagged ``tag`` (or the only one)."""
         with self._open("index.json") as f:
-            data = f.read()
+            data = read_at_most(f, MAX_INDEX_JSON_BYTES, f"{self.where}: index.json")
         try:
             index = json.loads(data)
         except ValueError:
@@ -232,13 +239,13 @@ class HashingReader(io.RawIOBase):
 
 def _from_layout(ref: str, layout: _LayoutLike, tag: str | None, platform: Platform) -> SourceImage:
     descriptor = layout.manifest_for(tag)
-    found = manifest_or_index(layout.read_blob(descriptor.digest), descriptor, ref)
+    found = manifest_or_index(layout.read_blob(descriptor.digest, MAX_MANIFEST_BYTES), descriptor, ref)
     if isinstance(found, ImageIndex):
         chosen = found.choose(platform, f"{ref}: image index {descriptor.digest}")
-        found = manifest_or_index(layout.read_blob(chosen.digest), chosen, ref)
+        found = manifest_or_index(layout.read_blob(chosen.digest, MAX_MANIFEST_BYTES), chosen, ref)
         if isinstance(found, ImageIndex):
             raise EncapsulateError(f"{ref}: an image index inside an image index is not read; name the image")
-    config = ImageConfig.parse(layout.read_blob(found.config.digest), found.config, ref)
+    config = ImageConfig.parse(layout.read_blob(found.config.digest, MAX_CONFIG_BYTES), found.config, ref)
     kept = layout if isinstance(layout, Layout) else None
     return SourceImage(ref, found, config, kept, tag, layout)
 

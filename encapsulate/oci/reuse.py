@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from ..errors import EncapsulateError
 from .labels import LayerRecord, layer_records
-from .layout import Layout
+from .layout import MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, Layout
 from .model import Descriptor, Digest, ImageConfig, Manifest
 from .read import BlobStore, blob_extent
 
@@ -45,8 +45,10 @@ def layout_records(layout: Layout) -> list[LayerRecord]:
     for entry in layout.index()["manifests"]:
         try:
             descriptor = Descriptor.from_json(entry)
-            manifest = Manifest.parse(layout.read_blob(descriptor.digest), descriptor, layout.path)
-            config = ImageConfig.parse(layout.read_blob(manifest.config.digest), manifest.config, layout.path)
+            raw = layout.read_blob(descriptor.digest, MAX_MANIFEST_BYTES)
+            manifest = Manifest.parse(raw, descriptor, layout.path)
+            raw = layout.read_blob(manifest.config.digest, MAX_CONFIG_BYTES)
+            config = ImageConfig.parse(raw, manifest.config, layout.path)
         except EncapsulateError:
             continue
         found += image_records(manifest, config)

@@ -37,7 +37,7 @@ from ..oci.labels import (
     json_label,
     plan_groups,
 )
-from ..oci.layout import Layout
+from ..oci.layout import MAX_MANIFEST_BYTES, Layout
 from ..oci.model import (
     INDEX_TYPES,
     LAYER_COMPRESSION,
@@ -180,7 +180,7 @@ class _Check:
         if self.blob(d, what) is None:
             return None
         try:
-            return json.loads(self.layout.read_blob(d.digest))
+            return json.loads(self.layout.read_blob(d.digest, MAX_MANIFEST_BYTES))
         except ValueError:
             self.problem(f"{what}: not JSON")
         except EncapsulateError as e:
