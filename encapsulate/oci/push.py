@@ -34,7 +34,7 @@ from .layout import MAX_MANIFEST_BYTES, Layout
 from .model import Descriptor, Manifest
 from .read import BlobStore
 from .registry import RegistryBlobs, RegistrySession, registry_name
-from .retry import refusal_hint, registry_errors, transient
+from .retry import drain, refusal_hint, registry_errors, transient
 from .reuse import check_local_blob
 
 _BLOCK = 1 << 20
@@ -88,7 +88,7 @@ class RegistryPush(RegistrySession):
     def _refused(self, what: str, e: urllib.error.HTTPError) -> EncapsulateError:
         """The registry's permanent refusal of ``what``, its error codes and messages quoted."""
         try:
-            codes = registry_errors(e.read())
+            codes = registry_errors(drain(e))
         except (OSError, http.client.HTTPException):
             codes = ""
         quoted = f": {codes}" if codes else ""
@@ -112,7 +112,7 @@ class RegistryPush(RegistrySession):
         become one ``EncapsulateError``."""
         try:
             with self.send(method, path, body, headers) as response:
-                response.read()
+                drain(response)
                 return response.status, response.headers.get("Location")  # type: ignore[attr-defined]
         except urllib.error.HTTPError as e:
             with e:
@@ -143,7 +143,7 @@ class RegistryPush(RegistrySession):
         blob = f"/v2/{self.name}/blobs/{d.digest}"
         try:
             with self.send("HEAD", blob) as response:
-                response.read()
+                drain(response)
                 length = response.headers.get("Content-Length")  # type: ignore[attr-defined]
         except urllib.error.HTTPError as e:
             with e:
@@ -186,13 +186,13 @@ class RegistryPush(RegistrySession):
                 {"Content-Type": "application/octet-stream", "Content-Length": str(d.size)},
                 retry=False,
             ) as response:
-                response.read()
+                drain(response)
         except urllib.error.HTTPError as e:
             with e:
                 fault = transient(e)
                 if fault is None:
                     raise self._refused(what, e) from None
-                e.read()
+                drain(e)
                 return e, fault
         except (OSError, http.client.HTTPException) as e:
             fault = transient(e)

@@ -44,6 +44,7 @@ from .layout import Layout, canonical_json
 from .model import MEDIA_INDEX, MEDIA_MANIFEST, Descriptor, Digest
 from .push import RegistryPush
 from .registry import RegistrySession
+from .retry import drain
 
 # The empty descriptor's media type and content (image-spec v1.1, manifest.md
 # "Guidance for an Empty Descriptor").
@@ -161,7 +162,7 @@ class _ArtifactPush(RegistryPush):
             with self.send(
                 "PUT", path, raw, {"Content-Type": media_type, "Content-Length": str(len(raw))}
             ) as response:
-                response.read()
+                drain(response)
                 return {k.lower(): v for k, v in response.headers.items()}  # type: ignore[attr-defined]
         except urllib.error.HTTPError as e:
             with e:

@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 
 from ..errors import EncapsulateError
 from .imgref import ImageRef, RegistryOptions
-from .retry import refused, retry_after, transient
+from .retry import drain, refused, retry_after, transient
 
 log = logging.getLogger("debchunk.encapsulate")
 
@@ -315,7 +315,7 @@ class RegistrySession:
                 fault = transient(e) if again else None
                 if fault is None:
                     raise
-                e.read()
+                drain(e)
                 e.close()
                 error: BaseException = e
             except (OSError, http.client.HTTPException) as e:

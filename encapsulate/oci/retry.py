@@ -116,6 +116,19 @@ def retry_after(error: BaseException | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+# What is read of a registry's answer whose body is not needed (drained
+# before the connection is closed), or of an error body: at most what
+# containers/image reads of an error body (internal/iolimits, 1 MiB).
+MAX_ERROR_BODY = 1 << 20
+
+
+def drain(response: Any) -> bytes:
+    """Read a response's body, up to ``MAX_ERROR_BODY`` (a registry may send
+    any length, or never end one)."""
+    data: bytes = response.read(MAX_ERROR_BODY)
+    return data
+
+
 def registry_errors(body: bytes) -> str:
     """``CODE: message`` of each error of a distribution-spec error body,
     joined by ``; ``; empty when the body is not one."""

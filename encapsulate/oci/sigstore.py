@@ -49,7 +49,7 @@ from ..keys import PublicKey, SigningKey
 from .imgref import ImageRef, RegistryOptions, parse_imgref
 from .model import DOCKER_MANIFEST_LIST, MEDIA_CONFIG, MEDIA_INDEX, MEDIA_MANIFEST
 from .registry import RegistrySession
-from .retry import registry_errors
+from .retry import drain, registry_errors
 
 # From cosign pkg/types.SimpleSigningMediaType and pkg/oci/static.SignatureAnnotationKey.
 SIGNATURE_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -270,7 +270,7 @@ class SignatureStore(RegistrySession):
     ) -> Any:
         try:
             with self.send(method, path, body, {**headers, "Content-Length": str(len(body))}) as response:
-                response.read()
+                drain(response)
                 return response.headers  # type: ignore[attr-defined]
         except (urllib.error.HTTPError, OSError) as e:
             raise self._fail(what, e, hint) from None
