@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .errors import show, warn
+from .layers import DECOMPRESSION_ERRORS, Inflater
 from .tree import Tree
 
 WINDOW_DAYS = 365
@@ -143,7 +144,7 @@ def newest_change(tree: Tree, path: str) -> dt.datetime | None:
 
 
 # What a damaged gzip stream raises.
-_UNREADABLE = (OSError, EOFError, zlib.error)
+_UNREADABLE = (OSError, EOFError, zlib.error, *DECOMPRESSION_ERRORS)
 
 
 def _parse_history(data: bytes) -> list[Change]:
@@ -164,17 +165,18 @@ def _bounded_lines(f: io.BufferedIOBase) -> Iterator[bytes]:
 
 def _inflate(data: bytes) -> bytes:
     """A gzip file's content (every member), at most ``MAX_INFLATED_BYTES`` of
-    it; raises ``_UNREADABLE``."""
+    it, inflated by the layers' decompressor; raises ``_UNREADABLE``."""
+    inflater = Inflater("gzip")
     out = bytearray()
-    while data and len(out) < MAX_INFLATED_BYTES:
-        member = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        out += member.decompress(data, MAX_INFLATED_BYTES - len(out))
-        if member.unconsumed_tail:
-            break  # the bound, reached inside this member
-        if not member.eof:
-            raise EOFError("compressed file ended before the end-of-stream marker was reached")
-        data = member.unused_data.lstrip(b"\0")  # gzip(1) pads members with zeros
-    return bytes(out)
+    for piece in inflater.feed(data):
+        out += piece
+        if len(out) >= MAX_INFLATED_BYTES:
+            return bytes(out[:MAX_INFLATED_BYTES])
+    rest = inflater.finish()
+    if rest is None:
+        raise EOFError("compressed file ended before the end-of-stream marker was reached")
+    out += rest
+    return bytes(out[:MAX_INFLATED_BYTES])
 
 
 def _history_of_lines(lines: Iterable[bytes]) -> list[Change]:

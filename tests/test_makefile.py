@@ -58,6 +58,7 @@ PROGRAM_PACKAGE = {
     "setpriv": "util-linux",
     "skopeo": "skopeo",
     "tar": "tar",
+    "timeout": "coreutils",
     "umoci": "umoci",
     "umount": "mount",
     "wc": "coreutils",
