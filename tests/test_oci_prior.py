@@ -17,6 +17,7 @@ from encapsulate import RootfsOrigin
 from encapsulate.errors import EncapsulateError
 from encapsulate.oci.imgref import DEFAULT_REGISTRY
 from encapsulate.oci.labels import PLAN_LABEL, REF_NAME_ANNOTATION
+from encapsulate.oci.layout import MAX_MANIFEST_BYTES
 from encapsulate.oci.model import MEDIA_INDEX, Descriptor, Digest, Manifest
 from encapsulate.oci.platform import Platform
 from encapsulate.oci.prior import image_layer_digests, plan_from_image, prior_from_manifest_file, prior_plan
@@ -105,6 +106,12 @@ def test_prior_from_manifest_file(layout: Path, tmp_path: Path) -> None:
         prior_from_manifest_file(str(path))
     with pytest.raises(EncapsulateError, match="cannot read the OCI manifest"):
         prior_from_manifest_file(str(tmp_path / "missing.json"))
+    # Past containers/image's 4 MiB for a manifest: refused, not read whole.
+    path.write_bytes(raw + b" " * (MAX_MANIFEST_BYTES + 1 - len(raw)))
+    with pytest.raises(EncapsulateError, match=r"manifest\.json: larger than 4 MiB"):
+        prior_from_manifest_file(str(path))
+    path.write_bytes(raw + b" " * (MAX_MANIFEST_BYTES - len(raw)))
+    assert prior_from_manifest_file(str(path)) == Plan.from_groups(_plan_label(layout))
 
 
 def _manifest(layers: list[dict[str, Any]]) -> Manifest:

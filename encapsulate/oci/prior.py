@@ -18,7 +18,7 @@ from chunker import ChunkerError, Plan
 from ..errors import EncapsulateError
 from .imgref import ImageRef, RegistryOptions
 from .labels import COMPONENTS_ANNOTATION, PLAN_LABEL, annotation_groups, json_label, plan_groups
-from .layout import read_json_object
+from .layout import MAX_MANIFEST_BYTES, read_at_most, read_json_object
 from .model import Digest, ImageConfig, Manifest
 from .platform import DEFAULT_PLATFORM, Platform
 from .read import open_image
@@ -67,7 +67,7 @@ def prior_from_manifest_file(path: str) -> Plan:
     (``--previous-build-manifest``): its layers' annotations."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = read_at_most(f, MAX_MANIFEST_BYTES, path)
     except OSError as e:
         raise EncapsulateError(f"{path}: cannot read the OCI manifest: {e.strerror}") from None
     return plan_from_image(Manifest.parse(data, None, path), None, path)
