@@ -38,8 +38,8 @@ def test_the_packer_and_the_strategies_come_back() -> None:
         assert always > _PACK.ALWAYS
         assert list(update_cost.STRATEGIES) == [update_cost.OURS]
     assert (always, strategies) == (_PACK.ALWAYS, update_cost.STRATEGIES)
-    with pytest.raises(ValueError, match="unknown placement"), database_layer.placed("nowhere"):
-        pass
+    with pytest.raises(ValueError, match="unknown placement"):
+        database_layer.placed("nowhere").__enter__()
 
 
 def test_a_set_without_frozen_builds_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
